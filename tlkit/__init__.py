@@ -1,0 +1,29 @@
+"""tlkit: don't be a hero. Transfer learning for image classification on Keras 3.
+
+Importing ``tlkit`` stays light (no TensorFlow); heavy modules load on first use.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tlkit.registry import ModelSpec, get_spec, list_models
+
+__version__ = "0.1.0"
+__all__ = ["ModelSpec", "build", "get_spec", "list_models", "__version__"]
+
+
+def build(
+    name: str,
+    *,
+    num_classes: int | None = None,
+    input_shape: tuple[int, ...] | None = None,
+    weights: str | None = None,
+    include_top: bool = True,
+    **kwargs: Any,
+) -> Any:
+    """Build a registered model as a ``keras.Model`` (see :func:`tlkit.factory.build`)."""
+    from tlkit.factory import build as _build
+
+    return _build(name, num_classes=num_classes, input_shape=input_shape,
+                  weights=weights, include_top=include_top, **kwargs)

@@ -1,0 +1,1 @@
+"""Keras 3 builders, one module per architecture family (backend-neutral layers only)."""
