@@ -80,10 +80,13 @@ class UnknownModelError(KeyError):
 def get_spec(name: str) -> ModelSpec:
     """Return the spec for ``name`` (or an alias); unknown names list close matches."""
     _ensure_loaded()
-    key = name.strip().lower().replace("-", "_")
-    key = _ALIASES.get(key, key)
-    if key in _REGISTRY:
-        return _REGISTRY[key]
+    raw = name.strip().lower()
+    # "VGG-16", "vgg_16" and "vgg16" all mean vgg16; "vgg11-lrn" means vgg11_lrn.
+    for key in (raw, raw.replace("-", "_"), raw.replace("-", ""), raw.replace("-", "").replace("_", "")):
+        key = _ALIASES.get(key, key)
+        if key in _REGISTRY:
+            return _REGISTRY[key]
+    key = raw.replace("-", "_")
     candidates = sorted(set(_REGISTRY) | set(_ALIASES))
     close = difflib.get_close_matches(key, candidates, n=5, cutoff=0.5)
     hint = f" Did you mean: {', '.join(close)}?" if close else ""
