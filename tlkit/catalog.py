@@ -147,13 +147,17 @@ register(ModelSpec(
 
 # --- keras.applications bases --------------------------------------------------
 _APP = "tlkit.models.applications:build_application"
+# Keras' own architectures (e.g. its ResNet50 has conv biases, unlike the paper's form):
+# trainable parameters of the keras.applications model as built, matching the
+# "Parameters" column of the Keras applications table minus BatchNorm statistics.
+_KERAS_COUNT = "keras.applications model as built (Keras' architecture; trainable weights)"
 for _name, _app, _size, _pre, _layers, _p, _src in [
-    ("resnet50", "ResNet50", 224, "caffe", {"top": "conv5_block3_out", **_GAP}, None, ""),
-    ("resnet101", "ResNet101", 224, "caffe", {"top": "conv5_block3_out", **_GAP}, None, ""),
-    ("resnet152", "ResNet152", 224, "caffe", {"top": "conv5_block3_out", **_GAP}, None, ""),
-    ("resnet50v2", "ResNet50V2", 224, "tf", {"top": "post_relu", **_GAP}, None, ""),
-    ("resnet101v2", "ResNet101V2", 224, "tf", {"top": "post_relu", **_GAP}, None, ""),
-    ("resnet152v2", "ResNet152V2", 224, "tf", {"top": "post_relu", **_GAP}, None, ""),
+    ("resnet50", "ResNet50", 224, "caffe", {"top": "conv5_block3_out", **_GAP}, 25_583_592, _KERAS_COUNT),
+    ("resnet101", "ResNet101", 224, "caffe", {"top": "conv5_block3_out", **_GAP}, 44_601_832, _KERAS_COUNT),
+    ("resnet152", "ResNet152", 224, "caffe", {"top": "conv5_block3_out", **_GAP}, 60_268_520, _KERAS_COUNT),
+    ("resnet50v2", "ResNet50V2", 224, "tf", {"top": "post_relu", **_GAP}, 25_568_360, _KERAS_COUNT),
+    ("resnet101v2", "ResNet101V2", 224, "tf", {"top": "post_relu", **_GAP}, 44_577_896, _KERAS_COUNT),
+    ("resnet152v2", "ResNet152V2", 224, "tf", {"top": "post_relu", **_GAP}, 60_236_904, _KERAS_COUNT),
     ("vgg16", "VGG16", 224, "caffe", {"pool5": "block5_pool", "fc6": "fc1", "fc7": "fc2",
                                       "fc8": "predictions", "penultimate": "fc2",
                                       "classifier": "predictions"},
@@ -162,12 +166,12 @@ for _name, _app, _size, _pre, _layers, _p, _src in [
                                       "fc8": "predictions", "penultimate": "fc2",
                                       "classifier": "predictions"},
      143_667_240, "VGG paper Table 2 (config E)"),
-    ("inception_v3", "InceptionV3", 299, "tf", {"top": "mixed10", **_GAP}, None, ""),
-    ("xception", "Xception", 299, "tf", {"top": "block14_sepconv2_act", **_GAP}, None, ""),
+    ("inception_v3", "InceptionV3", 299, "tf", {"top": "mixed10", **_GAP}, 23_817_352, _KERAS_COUNT),
+    ("xception", "Xception", 299, "tf", {"top": "block14_sepconv2_act", **_GAP}, 22_855_952, _KERAS_COUNT),
     ("mobilenet_v2", "MobileNetV2", 224, "tf",
      {"top": "out_relu", "avg_pool": "type:GlobalAveragePooling2D",
-      "penultimate": "type:GlobalAveragePooling2D", "classifier": "predictions"}, None, ""),
-    ("efficientnet_b0", "EfficientNetB0", 224, "none", {"top": "top_activation", **_GAP}, None, ""),
+      "penultimate": "type:GlobalAveragePooling2D", "classifier": "predictions"}, 3_504_872, _KERAS_COUNT),
+    ("efficientnet_b0", "EfficientNetB0", 224, "none", {"top": "top_activation", **_GAP}, 5_288_548, _KERAS_COUNT),
     ("densenet121", "DenseNet121", 224, "torch", {"top": "relu", **_GAP}, 7_978_856,
      "Huang et al. 2017; torchvision densenet121 count"),
 ]:

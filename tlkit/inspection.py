@@ -30,18 +30,23 @@ def conv_output_size(W: int, F: int, S: int, P: int, D: int = 1) -> int:
 
 
 def _moving_stat_ids(model: Any) -> set[int]:
+    """Variables that hold data statistics, not learned parameters: BatchNorm moving
+    mean/variance and a Normalization layer's mean/variance/count."""
     import keras
 
     ids: set[int] = set()
     for layer in model._flatten_layers(include_self=False, recursive=True):
         if isinstance(layer, keras.layers.BatchNormalization):
             ids.update(id(v) for v in (layer.moving_mean, layer.moving_variance))
+        elif isinstance(layer, keras.layers.Normalization):
+            ids.update(id(v) for v in layer.weights)
     return ids
 
 
 def parameter_counts(model: Any) -> dict[str, int]:
     """``paper``: weights + biases + BN scale/offset (as papers and torchvision count);
-    ``keras``: ``model.count_params()``, which also counts BN moving statistics."""
+    ``keras``: ``model.count_params()``, which also counts BN moving statistics (and
+    the input Normalization statistics of keras.applications EfficientNet)."""
     skip = _moving_stat_ids(model)
     paper = sum(int(math.prod(v.shape)) for v in model.weights if id(v) not in skip)
     return {"paper": paper, "keras": int(model.count_params())}
