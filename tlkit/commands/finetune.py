@@ -1,0 +1,75 @@
+"""``tlkit finetune``: staged finetuning of a pretrained base on your images."""
+
+from __future__ import annotations
+
+import argparse
+
+NAME = "finetune"
+HELP = "finetune a pretrained base on a folder, CSV manifest, TFDS or builtin dataset"
+DESCRIPTION = ("Stage 1 trains a new head on the frozen base; stage 2 unfreezes the top blocks at a tenth "
+               "of the learning rate (BatchNorm stays in inference mode). Writes runs/NAME/.")
+ORDER = 40
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--base", default="efficientnet_lite0", help="registry name of the pretrained base")
+    p.add_argument("--data", required=True,
+                   help="folder of class subfolders, a CSV manifest (path,label[,split]), tfds:NAME, or "
+                        "builtin:digits / builtin:faces")
+    p.add_argument("--weights", default="imagenet", help="'imagenet', a local weights file, or 'none'")
+    p.add_argument("--name", help="run name (default: BASE-DATA)")
+    p.add_argument("--runs-dir", default="runs", help="parent folder of run directories")
+    p.add_argument("--input-size", nargs=2, type=int, metavar=("H", "W"), help="default: the base's own")
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--epochs", type=int, default=5, help="stage 1 epochs (head only)")
+    p.add_argument("--finetune-epochs", type=int, default=5, help="stage 2 epochs (top blocks unfrozen)")
+    p.add_argument("--unfreeze", default="2", help="top blocks to unfreeze in stage 2: N, or 'all'; 0 = head only")
+    p.add_argument("--lr", type=float, default=1e-3, help="stage 1 learning rate")
+    p.add_argument("--finetune-lr", type=float, help="stage 2 learning rate (default: lr / 10)")
+    p.add_argument("--optimizer", choices=["adam", "sgd"], default="adam", help="sgd uses momentum 0.9")
+    p.add_argument("--weight-decay", type=float, default=0.0)
+    p.add_argument("--schedule", choices=["none", "step", "plateau", "cosine"], default="none",
+                   help="step: /10 every --step-epochs; plateau: /10 when val loss stalls")
+    p.add_argument("--step-epochs", type=int, default=10)
+    p.add_argument("--early-stopping", type=int, default=0, metavar="PATIENCE", help="0 = off")
+    p.add_argument("--dropout", type=float, default=0.2)
+    p.add_argument("--hidden-units", type=int, default=0, help="optional hidden Dense layer in the head")
+    p.add_argument("--augment", choices=["crop", "scale"], default="crop",
+                   help="random resized crop, or VGG scale jitter (both with flip and colour jitter)")
+    p.add_argument("--no-augment", action="store_true")
+    p.add_argument("--val-split", type=float, default=0.2)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--class-weight", choices=["auto", "none"], default="none",
+                   help="auto: weights inversely proportional to class counts")
+    p.add_argument("--train-batchnorm", action="store_true", help="also train BatchNorm scale/offset in stage 2")
+    p.add_argument("--find-lr", action="store_true",
+                   help="run an LR range test first, plot it, and train at the suggested rate")
+    p.add_argument("--distribute", choices=["mirrored", "multi-worker"], help="tf.distribute strategy")
+    p.add_argument("--mixed-precision", choices=["auto", "on", "off"], default="auto")
+    p.add_argument("--tfds-data-dir", help="folder with prepared TFDS datasets")
+    p.add_argument("--resume", action="store_true", help="continue an interrupted run from its last checkpoint")
+    p.add_argument("--force", action="store_true", help="replace an existing run directory")
+    p.add_argument("--quiet", action="store_true")
+
+
+def config_from_args(args: argparse.Namespace) -> "object":
+    from tlkit.pipeline import FinetuneConfig
+
+    return FinetuneConfig(
+        data=args.data, base=args.base, weights=None if args.weights == "none" else args.weights,
+        name=args.name, runs_dir=args.runs_dir,
+        input_size=tuple(args.input_size) if args.input_size else None, batch_size=args.batch_size,
+        epochs=args.epochs, finetune_epochs=args.finetune_epochs, unfreeze=str(args.unfreeze), lr=args.lr,
+        finetune_lr=args.finetune_lr, optimizer=args.optimizer, weight_decay=args.weight_decay,
+        schedule=args.schedule, step_epochs=args.step_epochs, early_stopping=args.early_stopping,
+        dropout=args.dropout, hidden_units=args.hidden_units, augment=None if args.no_augment else args.augment,
+        val_split=args.val_split, seed=args.seed, class_weight=args.class_weight,
+        train_batchnorm=args.train_batchnorm, find_lr=args.find_lr, distribute=args.distribute,
+        mixed_precision=args.mixed_precision, tfds_data_dir=args.tfds_data_dir)
+
+
+def run(args: argparse.Namespace) -> int:
+    from tlkit.pipeline import finetune
+
+    metrics = finetune(config_from_args(args), resume=args.resume, force=args.force, quiet=args.quiet)
+    return 0 if metrics else 1

@@ -1,0 +1,76 @@
+"""Evaluate saved runs (single, TTA, ensemble) on their own or on new data."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Sequence
+
+
+def load_run(run_dir: str | Path) -> tuple[Any, list[str], dict]:
+    """(model, class names, config) of a run directory; best checkpoint preferred."""
+    import keras
+
+    import tlkit.heads  # noqa: F401  (registers tlkit's custom layers for loading)
+
+    run = Path(run_dir)
+    if not run.is_dir():
+        raise FileNotFoundError(f"run directory {run} does not exist")
+    ckpt = next((run / n for n in ("best.keras", "last.keras") if (run / n).exists()), None)
+    if ckpt is None:
+        raise FileNotFoundError(f"{run} has no best.keras or last.keras: was the run started?")
+    labels = json.loads((run / "labels.json").read_text())
+    config = json.loads((run / "config.json").read_text())
+    return keras.saving.load_model(ckpt), labels, config
+
+
+def evaluate_runs(runs: Sequence[str], *, data: str | None = None, split: str | None = None, tta: str = "none",
+                  ensemble: bool = False, batch_size: int = 32, out: str | None = None) -> dict[str, dict]:
+    """Metrics per run (or one ``ensemble`` entry) on ``data`` or the first run's validation split."""
+    import numpy as np
+
+    from tlkit import data as tldata
+    from tlkit import evaluate, plots, preflight
+
+    loaded = [load_run(r) for r in runs]
+    labels = loaded[0][1]
+    for (_, lab, _), r in zip(loaded[1:], runs[1:]):
+        if lab != labels:
+            raise ValueError(f"{r} was trained on classes {lab}, {runs[0]} on {labels}: they cannot be compared")
+    cfg = loaded[0][2]
+    source = tldata.resolve(data or cfg["data"], val_split=cfg.get("val_split", 0.2) if not data else 0.0,
+                            seed=cfg.get("seed", 0), tfds_data_dir=cfg.get("tfds_data_dir"))
+    unknown = sorted(set(source.classes) - set(labels))
+    if unknown:
+        raise ValueError(f"the data has classes the runs never saw: {unknown}; known: {labels}")
+    report = preflight.check(source, progress=False)
+    if source.kind == "files":
+        import dataclasses
+
+        items = report.clean_items().copy()
+        # Class ids follow the run's labels, not the new data's own (possibly smaller) class list.
+        items["label_id"] = items["label"].map({c: i for i, c in enumerate(labels)})
+        source = dataclasses.replace(source, items=items, classes=list(labels))
+    sp = split or ("val" if tldata.dataset_size(source, "val") > 0 else "train")
+    results: dict[str, dict] = {}
+    probs_all = []
+    y = None
+    for (model, _, rcfg), name in zip(loaded, runs):
+        size = tuple(model.input_shape[1:3])
+        ds = tldata.make_dataset(source, sp, image_size=size, batch_size=batch_size, training=False)
+        y, probs = evaluate.predict_dataset(model, ds, tta=None if tta == "none" else tta)
+        probs_all.append(probs)
+        if not ensemble:
+            results[str(name)] = {**evaluate.metrics_from_probs(y, probs, labels), "split": sp, "tta": tta}
+    if ensemble:
+        probs = evaluate.ensemble(probs_all)
+        results["ensemble"] = {**evaluate.metrics_from_probs(y, probs, labels), "split": sp, "tta": tta,
+                               "members": [str(r) for r in runs]}
+    if out:
+        out_dir = Path(out)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        (out_dir / "evaluation.json").write_text(json.dumps(results, indent=2))
+        for name, m in results.items():
+            plots.confusion_matrix(np.asarray(m["confusion_matrix"]), labels,
+                                   out_dir / f"confusion_{Path(name).name}.png")
+    return results
