@@ -12,6 +12,9 @@ from __future__ import annotations
 
 from tlkit.registry import ModelSpec, register
 
+# For architectures with no exact published count: the builder's count, kept as a regression guard.
+_COMPUTED = "computed from the builder; no exact published count"
+
 _CLASSIC = {"pool5": "pool5", "fc6": "fc6", "fc7": "fc7", "fc8": "fc8",
             "penultimate": "fc7", "classifier": "fc8"}
 _GAP = {"avg_pool": "avg_pool", "penultimate": "avg_pool", "classifier": "predictions"}
@@ -37,21 +40,23 @@ register(ModelSpec(
 register(ModelSpec(
     name="alexnet", family="alexnet", builder="tlkit.models.alexnet:alexnet",
     input_shape=(227, 227, 3), preprocessing="caffe", fixed_input=True, layers=_CLASSIC,
-    params=62_378_344, params_source="Krizhevsky et al. 2012 single-tower form (torchvision-style count "
-    "for 96/256/384/384/256 filters, 227x227 input)", min_input=227,
+    params=62_378_344, params_source="Krizhevsky et al. 2012, single-tower form with the paper's "
+    "96/256/384/384/256 filters and 227x227 input (torchvision's 64/192/384/256/256 variant has 61,100,840)",
+    min_input=67,
     description="AlexNet, single tower, LRN after pool1 and pool2"))
 register(ModelSpec(
     name="alexnet_grouped", family="alexnet", builder="tlkit.models.alexnet:alexnet",
     input_shape=(227, 227, 3), preprocessing="caffe", fixed_input=True, layers=_CLASSIC,
     builder_kwargs={"two_tower": True},
     params=60_965_224, params_source="Krizhevsky et al. 2012 two-tower form: conv2/4/5 grouped (groups=2)",
-    min_input=227, description="AlexNet with the original two-GPU grouped connectivity"))
+    min_input=67, description="AlexNet with the original two-GPU grouped connectivity"))
 register(ModelSpec(
     name="zfnet", family="alexnet", builder="tlkit.models.alexnet:zfnet",
     input_shape=(224, 224, 3), preprocessing="caffe", fixed_input=True, layers=_CLASSIC,
-    min_input=224, description="ZFNet: CONV1 7x7/2, CONV3/4/5 with 512/1024/512 filters"))
+    params=107_627_624, params_source=_COMPUTED + " (ZFNet with CS231n's 512/1024/512 middle layers)",
+    min_input=53, description="ZFNet: CONV1 7x7/2, CONV3/4/5 with 512/1024/512 filters"))
 
-# --- VGG (Simonyan & Zisserman 2015, Table 1; counts from Table 2 exactly) -----
+# --- VGG (Simonyan & Zisserman 2015, Table 1; Table 2 rounds to millions, exact counts as torchvision) --
 for _name, _cfg, _params, _aliases in [
     ("vgg11", "A", 132_863_336, ("vgg_a",)),
     ("vgg11_lrn", "A-LRN", 132_863_336, ("vgg_a_lrn",)),
@@ -64,7 +69,7 @@ for _name, _cfg, _params, _aliases in [
         name=_name, family="vgg", builder="tlkit.models.vgg:vgg",
         input_shape=(224, 224, 3), preprocessing="caffe", fixed_input=True, layers=_CLASSIC,
         builder_kwargs={"config": _cfg}, params=_params,
-        params_source=f"VGG paper Table 2 (config {_cfg}); exact count as torchvision",
+        params_source=f"VGG paper Table 2 (config {_cfg}, in millions); exact count as torchvision",
         description=f"VGG configuration {_cfg}"), aliases=_aliases)
 
 # --- GoogLeNet ---------------------------------------------------------------
@@ -72,12 +77,13 @@ register(ModelSpec(
     name="googlenet", family="googlenet", builder="tlkit.models.googlenet:googlenet",
     input_shape=(224, 224, 3), preprocessing="tf",
     layers={"avg_pool": "avg_pool", "penultimate": "avg_pool", "classifier": "predictions"},
+    params=6_998_552, params_source=_COMPUTED + "; the paper's Table 1 sums to about 6.8M (rounded per layer)",
     description="GoogLeNet / Inception v1 (Szegedy et al. 2015); aux classifiers optional"))
 register(ModelSpec(
     name="googlenet_aux", family="googlenet", builder="tlkit.models.googlenet:googlenet",
     input_shape=(224, 224, 3), preprocessing="tf", builder_kwargs={"aux_classifiers": True},
     layers={"avg_pool": "avg_pool", "penultimate": "avg_pool", "classifier": "predictions"},
-    fixed_input=True,
+    fixed_input=True, params=13_378_280, params_source=_COMPUTED + " (main 6,998,552 + two aux heads)",
     description="GoogLeNet with its two auxiliary classifiers (outputs: main, aux1, aux2)"))
 
 # --- ResNet family (tlkit's builders, the papers' form: no conv biases) -------
@@ -119,19 +125,21 @@ register(ModelSpec(
     description="DenseNet-121 (BC, growth 32)"))
 
 # --- All-CNN and Network-in-Network (CIFAR-10 sized) --------------------------
-for _name, _variant, _p in [("allcnn_c", "all", 1_369_738), ("allcnn_strided", "strided", None),
-                            ("allcnn_convpool", "convpool", None)]:
+for _name, _variant, _p, _src in [
+    ("allcnn_c", "all", 1_369_738, "computed from Springenberg et al. 2015, Table 2 (model C)"),
+    ("allcnn_strided", "strided", 954_730, _COMPUTED + " (Strided-CNN-C)"),
+    ("allcnn_convpool", "convpool", 1_369_738, _COMPUTED + " (ConvPool-CNN-C)"),
+]:
     register(ModelSpec(
         name=_name, family="allcnn", builder="tlkit.models.allcnn:allcnn",
         input_shape=(32, 32, 3), preprocessing="unit", num_classes=10,
-        layers={"penultimate": "conv9", "classifier": "conv9"},
-        builder_kwargs={"variant": _variant}, params=_p,
-        params_source="computed from Springenberg et al. 2015, Table 2 (model C)" if _p else "",
+        layers={"penultimate": "conv8", "classifier": "conv9"},
+        builder_kwargs={"variant": _variant}, params=_p, params_source=_src,
         description=f"All-CNN-C family ({_variant}), Springenberg et al. 2015"))
 register(ModelSpec(
     name="nin", family="allcnn", builder="tlkit.models.allcnn:nin",
     input_shape=(32, 32, 3), preprocessing="unit", num_classes=10,
-    layers={"penultimate": "cccp6", "classifier": "cccp6"},
+    layers={"penultimate": "cccp5", "classifier": "cccp6"},
     params=966_986, params_source="computed from Lin et al. 2014 CIFAR-10 model (192/160/96, 192x3, 192/192/10)",
     description="Network in Network (CIFAR-10)"))
 
