@@ -74,6 +74,16 @@ def _pair(v: Any) -> tuple[int, int]:
     return (int(v[0]), int(v[1])) if isinstance(v, (list, tuple)) else (int(v), int(v))
 
 
+def own_node(model: Any, layer: Any) -> Any:
+    """The node where ``layer`` is called inside ``model``'s graph (a layer reused in
+    several models has one inbound node per call); None if ``model`` never calls it."""
+    keys = getattr(model, "_nodes", set())  # Keras 3 keys nodes as "<id(layer)>_ib-<index>"
+    for i, node in enumerate(layer._inbound_nodes):
+        if f"{id(layer)}_ib-{i}" in keys:
+            return node
+    return None
+
+
 def _layer_geometry(layer: Any, in_shape: list[int | None]) -> tuple[tuple[int, int], tuple[int, int]] | None:
     """(kernel, stride) in input pixels along H and W for spatial layers; None = pass-through."""
     import keras
@@ -148,14 +158,12 @@ def layer_table(model: Any, *, name: str | None = None) -> dict[str, Any]:
     x2 for the backward pass, multiply-adds.
     """
     skip = _moving_stat_ids(model)
-    node_ids = {id(n) for n in getattr(model, "_nodes", ())}
     geo: dict[int, tuple[tuple[int, int], tuple[int, int]]] = {}  # tensor id -> (rf, jump)
     rows: list[dict[str, Any]] = []
     first_in = model.inputs[0].shape
     image_hw = (int(first_in[1] or 1), int(first_in[2] or 1)) if len(first_in) == 4 else (1, 1)
     for layer in model.layers:
-        nodes = [n for n in layer._inbound_nodes if id(n) in node_ids] or layer._inbound_nodes[:1]
-        node = nodes[0]
+        node = own_node(model, layer) or layer._inbound_nodes[0]
         ins = node.arguments.keras_tensors
         outs = node.outputs
         if ins:
