@@ -1,0 +1,203 @@
+"""Preflight: planted bad files, duplicates and leakage are found, listed, skipped; `tlkit check-data`."""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import io
+import json
+import shutil
+import struct
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from tlkit import cli, data, preflight
+from tlkit.data import DataError
+
+
+def _img(path: Path, seed: int, size: int = 16, fmt: str = "PNG") -> Path:
+    arr = np.random.default_rng(seed).integers(0, 256, (size, size, 3), dtype=np.uint8)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(arr).save(path, format=fmt)
+    return path
+
+
+def _chunk(kind: bytes, payload: bytes) -> bytes:
+    return struct.pack(">I", len(payload)) + kind + payload + struct.pack(">I", zlib.crc32(kind + payload))
+
+
+PNG_SIG = b"\x89PNG\r\n\x1a\n"
+
+
+def _png_header(w: int, h: int) -> bytes:
+    return PNG_SIG + _chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0))
+
+
+def _plant(root: Path) -> dict:
+    """train/ and val/ folders of cat and dog, with one of each kind of bad file and two duplicates."""
+    for split, n, s0 in (("train", 5, 0), ("val", 2, 100)):
+        for k, cls in enumerate(("cat", "dog")):
+            for i in range(n):
+                _img(root / split / cls / f"{cls[0]}{i}.png", s0 + 10 * k + i)
+    bad = {}
+
+    def plant(rel: str, content: bytes, reason: str) -> None:
+        p = root / rel
+        p.write_bytes(content)
+        bad[str(p)] = reason
+
+    plant("train/cat/empty.jpg", b"", "empty")
+    jpeg = io.BytesIO()
+    Image.fromarray(np.random.default_rng(7).integers(0, 256, (32, 32, 3), dtype=np.uint8)).save(jpeg, "JPEG")
+    plant("train/cat/half.jpg", jpeg.getvalue()[: len(jpeg.getvalue()) // 2], "truncated")
+    plant("train/dog/notes.jpg", b"these are my notes, not a picture\n", "not_an_image")
+    plant("val/cat/noise.png", np.random.default_rng(8).bytes(400), "not_an_image")
+    # a valid PNG header over a broken compressed stream
+    garbage = b"\x78\x9c" + np.random.default_rng(3).bytes(200)
+    plant("train/dog/broken.png", _png_header(16, 16) + _chunk(b"IDAT", garbage) + _chunk(b"IEND", b""), "corrupt")
+    # a decompression bomb: the header declares 20000x20000, the file is a few bytes
+    plant("val/dog/bomb.png", _png_header(20000, 20000) + _chunk(b"IDAT", zlib.compress(b"\0" * 64))
+          + _chunk(b"IEND", b""), "too_large")
+    leak = shutil.copyfile(root / "train/dog/d0.png", root / "val/dog/copy_of_d0.png")
+    dup = shutil.copyfile(root / "train/cat/c1.png", root / "train/cat/c1_again.png")
+    (root / "train/cat/notes.txt").write_text("not an image by name: ignored, and listed")
+    return {"bad": bad, "leak": (str(root / "train/dog/d0.png"), str(leak)),
+            "dup": [str(root / "train/cat/c1.png"), str(dup)]}
+
+
+@pytest.fixture()
+def planted(tmp_path: Path) -> tuple[Path, dict]:
+    root = tmp_path / "planted"
+    return root, _plant(root)
+
+
+def test_report_lists_exactly_the_planted_files(planted):
+    root, truth = planted
+    src = data.resolve(str(root))
+    assert src.split_method == "folders"
+    report = preflight.check(src, progress=False)
+    assert {b.path: b.reason for b in report.bad_files} == truth["bad"]
+    assert all(b.detail for b in report.bad_files if b.reason != "not_an_image")
+    assert {(b.path, b.split, b.label) for b in report.bad_files} >= {
+        (str(root / "val/dog/bomb.png"), "val", "dog"), (str(root / "train/cat/empty.jpg"), "train", "cat")}
+    assert [(lk.path_a, lk.split_a, lk.path_b, lk.split_b, lk.label_b) for lk in report.leaks] == \
+        [(*truth["leak"][:1], "train", truth["leak"][1], "val", "dog")]
+    assert [(g.split, g.paths) for g in report.duplicates] == [("train", truth["dup"])]
+    assert [Path(i["path"]).name for i in report.ignored] == ["notes.txt"]
+    # usable counts: train cat 5 + copy, dog 5; val cat 2, dog 2 + leak copy
+    assert report.class_counts == {"train": {"cat": 6, "dog": 5}, "val": {"cat": 2, "dog": 3}}
+    assert (report.n_files, report.n_skipped, report.n_usable) == (22, 6, 16)
+    assert report.image_sizes["height"] == {"min": 16, "median": 16.0, "max": 16}
+    assert report.modes == {"RGB": 16} and report.formats == {"PNG": 16}
+
+    clean = report.clean_items()
+    assert len(clean) == 16 and not set(clean["path"]) & set(truth["bad"])
+    assert truth["leak"][1] not in set(report.clean_items(drop_leaks=True)["path"])
+    assert len(report.clean_items(drop_leaks=True)) == 15
+
+
+def test_report_text_and_skipped_csv(planted, tmp_path: Path):
+    root, truth = planted
+    report = preflight.check(data.resolve(str(root)), progress=False)
+    text = report.to_text()
+    assert "checked 22 files" in text and "16 usable, 6 skipped" in text
+    for path, reason in truth["bad"].items():
+        assert any(path in line and reason in line for line in text.splitlines()), path
+    assert f"val {truth['leak'][1]} = train {truth['leak'][0]}" in text
+    assert " = ".join(truth["dup"]) in text
+    assert "leakage: 1 file(s)" in text and "notes.txt" in text
+    out = tmp_path / "skipped.csv"
+    report.write_skipped_csv(out)
+    with open(out) as f:
+        rows = list(csv.DictReader(f))
+    assert {r["path"]: r["reason"] for r in rows} == truth["bad"]
+    assert json.loads(json.dumps(report.to_dict()))["n_skipped"] == 6
+
+
+def test_pipeline_runs_on_the_clean_items(planted):
+    root, truth = planted
+    src = data.resolve(str(root))
+    report = preflight.check(src, progress=False)
+    clean = dataclasses.replace(src, items=report.clean_items())
+    for split, n in (("train", 11), ("val", 5)):
+        ds = data.make_dataset(clean, split, image_size=(8, 8), batch_size=4, training=split == "train")
+        assert sum(int(y.shape[0]) for _, y in ds) == n
+
+
+def test_class_without_usable_files_is_named(tmp_path: Path):
+    root = tmp_path / "d"
+    for i in range(3):
+        _img(root / "good" / f"{i}.png", i)
+    (root / "ghost").mkdir()
+    (root / "ghost" / "a.jpg").write_bytes(b"")
+    (root / "ghost" / "b.png").write_text("text")
+    with pytest.raises(DataError, match=r"class\(es\) 'ghost' have no usable image.*1 empty, 1 not_an_image"):
+        preflight.check(data.resolve(str(root)), progress=False)
+
+
+def test_manifest_rows_with_missing_files_are_skipped(tmp_path: Path):
+    files = [_img(tmp_path / "img" / f"{i}.png", i) for i in range(4)]
+    rows = ["path,label,split"] + [f"img/{f.name},{'ab'[i % 2]},{'train' if i < 2 else 'val'}"
+                                   for i, f in enumerate(files)]
+    rows.append("img/gone.png,a,train")
+    (tmp_path / "m.csv").write_text("\n".join(rows) + "\n")
+    report = preflight.check(data.resolve(str(tmp_path / "m.csv")), progress=False)
+    assert [(b.path, b.reason) for b in report.bad_files] == [(str(tmp_path / "img" / "gone.png"), "missing")]
+    assert report.class_counts == {"train": {"a": 1, "b": 1}, "val": {"a": 1, "b": 1}}
+
+
+def test_imbalance_and_missing_val_class_warn(tmp_path: Path):
+    root = tmp_path / "d"
+    for i in range(10):
+        _img(root / "train" / "many" / f"{i}.png", i)
+    _img(root / "train" / "few" / "0.png", 50)
+    _img(root / "val" / "many" / "0.png", 60)
+    report = preflight.check(data.resolve(str(root)), progress=False)
+    text = report.to_text()
+    assert "class 'few' has no validation images" in text
+    assert "imbalanced in train (1 to 10 images)" in text and "--class-weight auto" in text
+
+
+# --------------------------------------------------------------------------- the CLI
+
+
+def test_check_data_cli_text(planted, capsys):
+    root, truth = planted
+    assert cli.main(["check-data", str(root)]) == 0
+    out = capsys.readouterr().out
+    assert "16 usable, 6 skipped" in out
+    assert all(p in out for p in truth["bad"]) and truth["leak"][1] in out
+
+
+def test_check_data_cli_json_and_strict(planted, capsys, tmp_path: Path):
+    root, truth = planted
+    skipped = tmp_path / "skipped.csv"
+    assert cli.main(["check-data", str(root), "--json", "--strict", "--skipped-csv", str(skipped)]) == 1
+    rep = json.loads(capsys.readouterr().out)
+    assert rep["class_counts"] == {"train": {"cat": 6, "dog": 5}, "val": {"cat": 2, "dog": 3}}
+    assert {b["path"]: b["reason"] for b in rep["bad_files"]} == truth["bad"]
+    assert [(lk["path_a"], lk["path_b"]) for lk in rep["leaks"]] == [truth["leak"]]
+    assert rep["duplicates"][0]["paths"] == truth["dup"]
+    assert (rep["n_files"], rep["n_usable"], rep["n_skipped"]) == (22, 16, 6)
+    assert len(skipped.read_text().splitlines()) == 7
+
+
+def test_check_data_cli_seeded_split(tmp_path: Path, capsys):
+    root = tmp_path / "d"
+    for cls in ("a", "b"):
+        for i in range(10):
+            _img(root / cls / f"{i}.png", (0 if cls == "a" else 100) + i)
+    assert cli.main(["check-data", str(root), "--json", "--val-split", "0.3", "--seed", "4"]) == 0
+    rep = json.loads(capsys.readouterr().out)
+    assert rep["class_counts"] == {"train": {"a": 7, "b": 7}, "val": {"a": 3, "b": 3}}
+    assert rep["split_method"] == "stratified"
+
+
+def test_check_data_cli_unusable_data_exits_2(tmp_path: Path, capsys):
+    assert cli.main(["check-data", str(tmp_path / "missing")]) == 2
+    err = capsys.readouterr().err
+    assert "tlkit check-data: error: data path" in err and "does not exist" in err
