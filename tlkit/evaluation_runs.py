@@ -39,7 +39,7 @@ def evaluate_runs(runs: Sequence[str], *, data: str | None = None, split: str | 
             raise ValueError(f"{r} was trained on classes {lab}, {runs[0]} on {labels}: they cannot be compared")
     cfg = loaded[0][2]
     source = tldata.resolve(data or cfg["data"], val_split=cfg.get("val_split", 0.2) if not data else 0.0,
-                            seed=cfg.get("seed", 0), tfds_data_dir=cfg.get("tfds_data_dir"))
+                            seed=cfg.get("seed", 0), tfds_data_dir=cfg.get("tfds_data_dir"), min_classes=1)
     unknown = sorted(set(source.classes) - set(labels))
     if unknown:
         raise ValueError(f"the data has classes the runs never saw: {unknown}; known: {labels}")
@@ -57,7 +57,8 @@ def evaluate_runs(runs: Sequence[str], *, data: str | None = None, split: str | 
     y = None
     for (model, _, rcfg), name in zip(loaded, runs):
         size = tuple(model.input_shape[1:3])
-        ds = tldata.make_dataset(source, sp, image_size=size, batch_size=batch_size, training=False)
+        ds = tldata.make_dataset(source, sp, image_size=size, batch_size=batch_size, training=False,
+                                 channels=model.input_shape[-1])
         y, probs = evaluate.predict_dataset(model, ds, tta=None if tta == "none" else tta)
         probs_all.append(probs)
         if not ensemble:

@@ -48,6 +48,7 @@ class FinetuneConfig:
     dropout: float = 0.2
     hidden_units: int = 0
     augment: str | None = "crop"  # "crop" | "scale" | None
+    flip: bool = True  # horizontal flips; off for digits, text and other handed data
     val_split: float = 0.2
     seed: int = 0
     class_weight: str | None = None  # "auto" derives weights from class counts
@@ -148,7 +149,8 @@ def load_data(cfg: FinetuneConfig, log: Log, run_dir: Path | None) -> tuple[Any,
         report.write_skipped_csv(run_dir / "skipped.csv")
     log(report.to_text())
     if source.kind == "files":
-        source = dataclasses.replace(source, items=report.clean_items())
+        # Leaked copies (a validation file identical to a training file) leave validation too.
+        source = dataclasses.replace(source, items=report.clean_items(drop_leaks=True))
     return source, report
 
 
@@ -166,7 +168,8 @@ def finetune(cfg: FinetuneConfig, *, resume: bool = False, force: bool = False, 
     if resume:
         saved = json.loads((run_dir / "config.json").read_text())
         saved["input_size"] = tuple(saved["input_size"]) if saved.get("input_size") else None
-        cfg = FinetuneConfig(**saved)
+        known = {f.name for f in dataclasses.fields(FinetuneConfig)}
+        cfg = FinetuneConfig(**{k: v for k, v in saved.items() if k in known})
         if state.get("done"):
             log(f"{run_dir} is complete; nothing to resume")
             return json.loads((run_dir / "metrics.json").read_text())
@@ -187,11 +190,12 @@ def finetune(cfg: FinetuneConfig, *, resume: bool = False, force: bool = False, 
     classes = list(source.classes)
     _write_json(run_dir / "labels.json", classes)
     size = tuple(cfg.input_size)
+    channels = spec.input_shape[-1]
     train_ds = tldata.make_dataset(source, "train", image_size=size, batch_size=cfg.batch_size, training=True,
-                                   augment=cfg.augment, seed=cfg.seed)
+                                   augment=cfg.augment, seed=cfg.seed, flip=cfg.flip, channels=channels)
     has_val = tldata.dataset_size(source, "val") > 0
-    val_ds = (tldata.make_dataset(source, "val", image_size=size, batch_size=cfg.batch_size, training=False)
-              if has_val else None)
+    val_ds = (tldata.make_dataset(source, "val", image_size=size, batch_size=cfg.batch_size, training=False,
+                                  channels=channels) if has_val else None)
     class_weight = None
     if cfg.class_weight == "auto":
         counts = report.class_counts.get("train", {})
@@ -235,7 +239,8 @@ def finetune(cfg: FinetuneConfig, *, resume: bool = False, force: bool = False, 
     best = state.get("best")
     stage = int(state.get("stage", 1))
     n = len(classes)
-    verbose = 0 if quiet else "auto"
+    # A live progress bar on a terminal; one line per epoch in logs and CI.
+    verbose = 0 if quiet else (1 if sys.stdout.isatty() else 2)
 
     if stage == 1:
         log(f"stage 1: head only, {cfg.epochs} epochs at lr {stage1.lr:g} ({cfg.optimizer})")
@@ -284,7 +289,8 @@ def _finish(run_dir: Path, source: Any, classes: list[str], size: tuple, cfg: Fi
     split = "val" if tldata.dataset_size(source, "val") > 0 else "train"
     ckpt = run_dir / ("best.keras" if (run_dir / "best.keras").exists() else "last.keras")
     model = keras.saving.load_model(ckpt)
-    ds = tldata.make_dataset(source, split, image_size=size, batch_size=cfg.batch_size, training=False)
+    ds = tldata.make_dataset(source, split, image_size=size, batch_size=cfg.batch_size, training=False,
+                             channels=model.input_shape[-1])
     y, probs = evaluate.predict_dataset(model, ds)
     metrics = evaluate.metrics_from_probs(y, probs, classes)
     metrics.update({"split": split, "checkpoint": ckpt.name, "epochs_run": len(history)})

@@ -11,6 +11,7 @@ import json
 import math
 import os
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable
@@ -224,11 +225,21 @@ def fit_stage(model: keras.Model, train_ds: Any, val_ds: Any, cfg: StageConfig, 
         return initial_epoch
     if cfg.schedule in ("step", "cosine"):
         model.optimizer.learning_rate.assign(schedule_lr(cfg, initial_epoch - stage_start))
-    hist = model.fit(train_ds, validation_data=val_ds, epochs=end, initial_epoch=initial_epoch,
+    with warnings.catch_warnings():
+        # Keras warns that shuffle=True is ignored for a tf.data input: ours is shuffled in the pipeline.
+        warnings.filterwarnings("ignore", message=".*shuffle=True.*")
+        hist = _fit(model, train_ds, val_ds, cfg, end, initial_epoch, class_weight, run_dir, stage_start, best,
+                    extra_callbacks, verbose, extra_state)
+    return initial_epoch + len(hist.epoch)
+
+
+def _fit(model: keras.Model, train_ds: Any, val_ds: Any, cfg: StageConfig, end: int, initial_epoch: int,
+         class_weight: dict | None, run_dir: Path, stage_start: int, best: float | None,
+         extra_callbacks: Iterable[keras.callbacks.Callback], verbose: Any, extra_state: dict | None) -> Any:
+    return model.fit(train_ds, validation_data=val_ds, epochs=end, initial_epoch=initial_epoch,
                      class_weight=class_weight, verbose=verbose,
                      callbacks=stage_callbacks(cfg, run_dir, stage_start, best, extra_callbacks,
                                                has_val=val_ds is not None, extra_state=extra_state))
-    return initial_epoch + len(hist.epoch)
 
 
 ProgressHook = Callable[[str], None]

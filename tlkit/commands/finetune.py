@@ -37,6 +37,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--augment", choices=["crop", "scale"], default="crop",
                    help="random resized crop, or VGG scale jitter (both with flip and colour jitter)")
     p.add_argument("--no-augment", action="store_true")
+    p.add_argument("--no-flip", action="store_true", help="no horizontal flips (digits, text: handedness matters)")
     p.add_argument("--val-split", type=float, default=0.2)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--class-weight", choices=["auto", "none"], default="none",
@@ -62,7 +63,7 @@ def config_from_args(args: argparse.Namespace) -> "object":
         epochs=args.epochs, finetune_epochs=args.finetune_epochs, unfreeze=str(args.unfreeze), lr=args.lr,
         finetune_lr=args.finetune_lr, optimizer=args.optimizer, weight_decay=args.weight_decay,
         schedule=args.schedule, step_epochs=args.step_epochs, early_stopping=args.early_stopping,
-        dropout=args.dropout, hidden_units=args.hidden_units, augment=None if args.no_augment else args.augment,
+        dropout=args.dropout, hidden_units=args.hidden_units, augment=None if args.no_augment else args.augment, flip=not args.no_flip,
         val_split=args.val_split, seed=args.seed, class_weight=args.class_weight,
         train_batchnorm=args.train_batchnorm, find_lr=args.find_lr, distribute=args.distribute,
         mixed_precision=args.mixed_precision, tfds_data_dir=args.tfds_data_dir)

@@ -1,0 +1,171 @@
+"""The main job end to end: finetune, run directory, resume, determinism, distribution, evaluate."""
+
+import csv
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+from PIL import Image
+
+from tlkit import cli
+from tlkit.pipeline import FinetuneConfig, finetune
+
+ARTIFACTS = ["config.json", "labels.json", "history.csv", "best.keras", "last.keras", "metrics.json",
+             "curves.png", "confusion.png", "skipped.csv", "data_report.json", "data_report.txt", "train.log"]
+
+
+def _png_ok(path: Path) -> None:
+    assert path.stat().st_size > 5_000, f"{path} is suspiciously small"
+    with Image.open(path) as im:
+        im.load()
+        assert im.size[0] > 300 and im.size[1] > 200
+
+
+def _shapes_folder(root: Path, n: int = 24, size: int = 32) -> Path:
+    """Three easy classes drawn with numpy: bright square, dark square, horizontal stripes."""
+    rng = np.random.default_rng(0)
+    for cls in ("bright", "dark", "stripes"):
+        (root / cls).mkdir(parents=True, exist_ok=True)
+        for i in range(n):
+            base = rng.integers(0, 60, (size, size, 3))
+            if cls == "bright":
+                base[8:24, 8:24] = 230
+            elif cls == "dark":
+                base[:, :] += 120
+                base[8:24, 8:24] = 0
+            else:
+                base[::4] = 250
+            Image.fromarray(base.clip(0, 255).astype(np.uint8)).save(root / cls / f"{i}.png")
+    return root
+
+
+def _tiny_cfg(data: Path, runs: Path, **kw) -> FinetuneConfig:
+    defaults = dict(data=str(data), base="cifar_example", weights=None, runs_dir=str(runs), input_size=(32, 32),
+                    batch_size=16, epochs=2, finetune_epochs=1, unfreeze="all", lr=1e-2, augment=None)
+    defaults.update(kw)
+    return FinetuneConfig(**defaults)
+
+
+def test_main_job_digits_reaches_95_percent(tmp_path, monkeypatch):
+    """The README's main job: EfficientNet-Lite0 (offline ImageNet weights) on builtin:digits."""
+    monkeypatch.chdir(tmp_path)
+    rc = cli.main(["finetune", "--base", "efficientnet_lite0", "--data", "builtin:digits", "--input-size", "64",
+                   "64", "--epochs", "4", "--finetune-epochs", "4", "--unfreeze", "all", "--lr", "3e-3",
+                   "--no-augment", "--no-flip", "--quiet"])
+    assert rc == 0
+    run = tmp_path / "runs" / "efficientnet_lite0-builtin-digits"
+    for name in ARTIFACTS:
+        assert (run / name).exists(), name
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["top1"] >= 0.95, metrics["top1"]
+    assert metrics["count"] == 359 and "top5" in metrics
+    assert set(metrics["per_class"]) == {str(d) for d in range(10)}
+    assert all({"precision", "recall"} <= set(v) for v in metrics["per_class"].values())
+    _png_ok(run / "curves.png")
+    _png_ok(run / "confusion.png")
+    rows = list(csv.DictReader(open(run / "history.csv")))
+    assert [int(r["epoch"]) for r in rows] == list(range(8))
+    assert [int(r["stage"]) for r in rows] == [1] * 4 + [2] * 4
+    assert json.loads((run / "labels.json").read_text()) == [str(d) for d in range(10)]
+    # Nothing a user has is overwritten: the same command again is refused.
+    assert cli.main(["finetune", "--data", "builtin:digits", "--quiet"]) == 2
+
+
+def test_bad_files_and_leak_are_reported_and_skipped(tmp_path):
+    data = _shapes_folder(tmp_path / "data")
+    (data / "bright" / "empty.png").write_bytes(b"")
+    (data / "dark" / "notes.jpg").write_text("not an image")
+    good = (data / "stripes" / "0.png").read_bytes()
+    (data / "stripes" / "truncated.png").write_bytes(good[: len(good) // 2])
+    metrics = finetune(_tiny_cfg(data, tmp_path / "runs", name="bad"), quiet=True)
+    run = tmp_path / "runs" / "bad"
+    skipped = {Path(r["path"]).name: r["reason"] for r in csv.DictReader(open(run / "skipped.csv"))}
+    assert skipped == {"empty.png": "empty", "notes.jpg": "not_an_image", "truncated.png": "truncated"}
+    assert metrics["count"] > 0
+    assert "3 skipped" in (run / "data_report.txt").read_text()
+
+
+def test_interrupted_run_resumes_without_gaps(tmp_path):
+    data = _shapes_folder(tmp_path / "data", n=12)
+
+    class Stop(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            if epoch == 1:
+                raise KeyboardInterrupt
+
+    cfg = _tiny_cfg(data, tmp_path / "runs", name="r", epochs=2, finetune_epochs=2)
+    with pytest.raises(KeyboardInterrupt):
+        finetune(cfg, quiet=True, callbacks=[Stop()])
+    run = tmp_path / "runs" / "r"
+    assert [int(r["epoch"]) for r in csv.DictReader(open(run / "history.csv"))] == [0, 1]
+    with pytest.raises(FileExistsError, match="--resume"):
+        finetune(cfg, quiet=True)
+    finetune(cfg, resume=True, quiet=True)
+    rows = list(csv.DictReader(open(run / "history.csv")))
+    assert [int(r["epoch"]) for r in rows] == [0, 1, 2, 3]
+    assert [int(r["stage"]) for r in rows] == [1, 1, 2, 2]
+    assert json.loads((run / "state.json").read_text())["done"] is True
+
+
+def test_same_seed_same_split_and_first_epoch(tmp_path):
+    data = _shapes_folder(tmp_path / "data", n=12)
+    out = []
+    for name in ("a", "b"):
+        finetune(_tiny_cfg(data, tmp_path / "runs", name=name, epochs=1, finetune_epochs=0,
+                           augment="crop"), quiet=True)
+        run = tmp_path / "runs" / name
+        first = next(csv.DictReader(open(run / "history.csv")))
+        report = json.loads((run / "data_report.json").read_text())
+        out.append((first["loss"], first["val_accuracy"], report["class_counts"]))
+    assert out[0] == out[1]
+
+
+def test_evaluate_tta_and_ensemble(tmp_path, capsys):
+    data = _shapes_folder(tmp_path / "data", n=12)
+    for name in ("m1", "m2"):
+        finetune(_tiny_cfg(data, tmp_path / "runs", name=name, epochs=1, finetune_epochs=0), quiet=True)
+    runs = [str(tmp_path / "runs" / n) for n in ("m1", "m2")]
+    assert cli.main(["evaluate", runs[0], "--json"]) == 0
+    single = json.loads(capsys.readouterr().out)[runs[0]]
+    saved = json.loads(Path(runs[0], "metrics.json").read_text())
+    assert single["top1"] == pytest.approx(saved["top1"])
+    assert cli.main(["evaluate", runs[0], "--tta", "crops", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)[runs[0]]["tta"] == "crops"
+    # An ensemble of a run with itself is that run.
+    assert cli.main(["evaluate", runs[0], runs[0], "--ensemble", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["ensemble"]["top1"] == pytest.approx(single["top1"])
+    assert cli.main(["evaluate", *runs, "--ensemble", "--tta", "flip", "--out", str(tmp_path / "ev")]) == 0
+    assert "ensemble: top-1" in capsys.readouterr().out
+    _png_ok(tmp_path / "ev" / "confusion_ensemble.png")
+
+
+def test_mirrored_strategy_on_two_logical_cpus(tmp_path):
+    data = _shapes_folder(tmp_path / "data", n=12)
+    code = textwrap.dedent(f"""
+        import json, sys
+        import tensorflow as tf
+        cpu = tf.config.list_physical_devices("CPU")[0]
+        tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+        from tlkit.pipeline import FinetuneConfig, finetune
+        cfg = FinetuneConfig(data={str(data)!r}, base="cifar_example", weights=None, runs_dir={str(tmp_path / 'runs')!r},
+                             name="mirrored", input_size=(32, 32), batch_size=16, epochs=1, finetune_epochs=1,
+                             unfreeze="all", lr=1e-2, augment=None, distribute="mirrored")
+        m = finetune(cfg, quiet=True)
+        print("REPLICAS", tf.distribute.MirroredStrategy().num_replicas_in_sync)
+        print("METRICS", json.dumps(m["top1"]))
+    """)
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600, env=env)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "REPLICAS 2" in out.stdout
+    top1 = float(out.stdout.split("METRICS ")[1].split()[0])
+    from tlkit.evaluation_runs import evaluate_runs
+
+    again = evaluate_runs([str(tmp_path / "runs" / "mirrored")])
+    assert list(again.values())[0]["top1"] == pytest.approx(top1)
