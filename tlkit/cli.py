@@ -17,6 +17,15 @@ class CLIError(Exception):
     """A user-facing error: printed without a traceback, exit status 2."""
 
 
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows defaults, but not the noise of "(default: None)" or "(default: False)"."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        if action.default in (None, False, argparse.SUPPRESS) or action.option_strings == []:
+            return action.help or ""
+        return super()._get_help_string(action)
+
+
 def _command_modules() -> list[ModuleType]:
     mods = [importlib.import_module(f"tlkit.commands.{m.name}")
             for m in pkgutil.iter_modules(_commands_pkg.__path__) if not m.name.startswith("_")]
@@ -33,7 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for mod in _command_modules():
         p = sub.add_parser(mod.NAME, help=mod.HELP, description=getattr(mod, "DESCRIPTION", mod.HELP),
-                           formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                           formatter_class=_HelpFormatter)
         mod.add_arguments(p)
         p.set_defaults(_run=mod.run)
     return parser
@@ -65,4 +74,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from tlkit.cli import main as _main  # the package's module, so its CLIError class is the one raised
+
+    sys.exit(_main())
