@@ -552,6 +552,25 @@ def _to_rgb(img: Any) -> Any:
     return img
 
 
+def images_dataset(paths: Sequence[str], *, image_size: tuple[int, int], batch_size: int,
+                   channels: int = 3) -> Any:
+    """Batches of decoded, resized images (float32 0..255) for ``paths``, in order (no labels).
+
+    For feature extraction and prediction over a list of files; same decoding as training.
+    """
+    import tensorflow as tf
+
+    from tlkit import augment as aug
+
+    size = (int(image_size[0]), int(image_size[1]))
+    auto = tf.data.AUTOTUNE
+    ds = tf.data.Dataset.from_tensor_slices([str(p) for p in paths])
+    ds = ds.map(lambda p: aug.resize(_decode_file(p), size), num_parallel_calls=auto)
+    if channels == 1:
+        ds = ds.map(tf.image.rgb_to_grayscale, num_parallel_calls=auto)
+    return ds.batch(batch_size).prefetch(auto)
+
+
 def make_dataset(source: DataSource, split: str, *, image_size: tuple[int, int], batch_size: int,
                  training: bool, augment: str | None = "crop", seed: int = 0, shuffle_buffer: int = 2048,
                  cache: bool = False, flip: bool = True, color: bool = True, channels: int = 3) -> Any:

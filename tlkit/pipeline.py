@@ -59,6 +59,7 @@ class FinetuneConfig:
     tfds_data_dir: str | None = None
     cache_dir: str | None = None
     deterministic: bool = True
+    cache_features: bool = False  # stage 1 on the frozen base's features, computed once
 
     def run_dir(self) -> Path:
         name = self.name or f"{self.base}-{_slug(self.data)}"
@@ -243,10 +244,20 @@ def finetune(cfg: FinetuneConfig, *, resume: bool = False, force: bool = False, 
     verbose = 0 if quiet else (1 if sys.stdout.isatty() else 2)
 
     if stage == 1:
-        log(f"stage 1: head only, {cfg.epochs} epochs at lr {stage1.lr:g} ({cfg.optimizer})")
-        next_epoch = train.fit_stage(model, train_ds, val_ds, stage1, run_dir=run_dir, initial_epoch=next_epoch,
-                                     stage_start=0, best=best, class_weight=class_weight,
-                                     extra_callbacks=callbacks, verbose=verbose)
+        log(f"stage 1: head only, {cfg.epochs} epochs at lr {stage1.lr:g} ({cfg.optimizer})"
+            + ("; on cached base features (no augmentation)" if cfg.cache_features else ""))
+        if cfg.cache_features:
+            with strategy.scope():
+                head, cached_train, cached_val = _cached_head_data(model, source, size, cfg, channels, log)
+                train.compile_model(head, stage1, n)
+            next_epoch = train.fit_stage(head, cached_train, cached_val, stage1, run_dir=run_dir,
+                                         initial_epoch=next_epoch, stage_start=0, best=best,
+                                         class_weight=class_weight, extra_callbacks=callbacks, verbose=verbose,
+                                         checkpoint_model=model, batch_size=cfg.batch_size)
+        else:
+            next_epoch = train.fit_stage(model, train_ds, val_ds, stage1, run_dir=run_dir, initial_epoch=next_epoch,
+                                         stage_start=0, best=best, class_weight=class_weight,
+                                         extra_callbacks=callbacks, verbose=verbose)
         best = train.read_state(run_dir).get("best", best)
         stage1_end = next_epoch
         unfrozen: list[str] = []
@@ -274,6 +285,40 @@ def finetune(cfg: FinetuneConfig, *, resume: bool = False, force: bool = False, 
     st = train.read_state(run_dir)
     train.write_state(run_dir, {**st, "done": True})
     return metrics
+
+
+def _cached_head_data(model: Any, source: Any, size: tuple, cfg: FinetuneConfig, channels: int,
+                      log: Log) -> tuple[Any, tuple, tuple | None]:
+    """The head as its own model (sharing the full model's layers) and the frozen base's
+    pooled features for train and val, computed once: stage 1 then costs a few matrix
+    products per epoch instead of a forward pass through the base."""
+    import keras
+    import numpy as np
+
+    from tlkit import data as tldata
+
+    pooled = keras.Model(model.inputs, model.get_layer("avg_pool").output)
+    out = {}
+    for split in ("train", "val"):
+        if tldata.dataset_size(source, split) == 0:
+            out[split] = None
+            continue
+        t0 = time.time()
+        ds = tldata.make_dataset(source, split, image_size=size, batch_size=cfg.batch_size, training=False,
+                                 channels=channels)
+        xs, ys = [], []
+        for x, y in ds:
+            xs.append(np.asarray(pooled.predict_on_batch(x)))
+            ys.append(np.asarray(y))
+        out[split] = (np.concatenate(xs), np.concatenate(ys))
+        log(f"cached {split} features: {out[split][0].shape} in {time.time() - t0:.1f} s")
+    names = [l.name for l in model.layers]
+    head_layers = model.layers[names.index("avg_pool") + 1:]
+    inputs = keras.Input(shape=(int(pooled.output_shape[-1]),), name="features")
+    x = inputs
+    for layer in head_layers:
+        x = layer(x)
+    return keras.Model(inputs, x, name="head"), out["train"], out["val"]
 
 
 def _finish(run_dir: Path, source: Any, classes: list[str], size: tuple, cfg: FinetuneConfig, log: Log) -> dict:

@@ -83,8 +83,11 @@ class RunRecorder(keras.callbacks.Callback):
     """
 
     def __init__(self, run_dir: Path, stage: int, stage_start: int, monitor: str = "val_accuracy",
-                 best_so_far: float | None = None, extra_state: dict | None = None) -> None:
+                 best_so_far: float | None = None, extra_state: dict | None = None,
+                 checkpoint_model: keras.Model | None = None) -> None:
         super().__init__()
+        # The model to checkpoint, when training runs on a part of it (a head on cached features).
+        self.checkpoint_model = checkpoint_model
         self.run_dir = Path(run_dir)
         self.stage = stage
         self.stage_start = stage_start
@@ -98,11 +101,12 @@ class RunRecorder(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         logs = dict(logs or {})
-        _atomic_save(self.model, self.run_dir / "last.keras")
+        ckpt = self.checkpoint_model or self.model
+        _atomic_save(ckpt, self.run_dir / "last.keras")
         value = logs.get(self.monitor)
         if value is not None and (self.best is None or value > self.best):
             self.best = float(value)
-            _atomic_save(self.model, self.run_dir / "best.keras")
+            _atomic_save(ckpt, self.run_dir / "best.keras")
         lr = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
         row = {"epoch": epoch, "stage": self.stage, "lr": lr, "seconds": round(time.time() - self._t0, 3)}
         row.update({k: float(logs[k]) for k in HISTORY_FIELDS if k in logs})
@@ -158,7 +162,8 @@ def read_state(run_dir: Path) -> dict:
 
 def stage_callbacks(cfg: StageConfig, run_dir: Path, stage_start: int, best: float | None,
                     extra: Iterable[keras.callbacks.Callback] = (), has_val: bool = True,
-                    extra_state: dict | None = None) -> list[keras.callbacks.Callback]:
+                    extra_state: dict | None = None,
+                    checkpoint_model: keras.Model | None = None) -> list[keras.callbacks.Callback]:
     """Schedules, early stopping and the run recorder for one stage."""
     cbs: list[keras.callbacks.Callback] = []
     if cfg.schedule in ("step", "cosine"):
@@ -173,7 +178,7 @@ def stage_callbacks(cfg: StageConfig, run_dir: Path, stage_start: int, best: flo
                                                  patience=cfg.early_stopping))
     cbs.append(RunRecorder(run_dir, cfg.stage, stage_start,
                            monitor="val_accuracy" if has_val else "accuracy", best_so_far=best,
-                           extra_state=extra_state))
+                           extra_state=extra_state, checkpoint_model=checkpoint_model))
     cbs.extend(extra)
     return cbs
 
@@ -218,8 +223,13 @@ def lr_range_test(model: keras.Model, dataset: Any, *, min_lr: float = 1e-6, max
 def fit_stage(model: keras.Model, train_ds: Any, val_ds: Any, cfg: StageConfig, *, run_dir: Path,
               initial_epoch: int, stage_start: int, best: float | None, class_weight: dict | None,
               extra_callbacks: Iterable[keras.callbacks.Callback] = (), verbose: Any = "auto",
-              extra_state: dict | None = None) -> int:
-    """Fit one stage from ``initial_epoch`` (global numbering); returns the next global epoch."""
+              extra_state: dict | None = None, checkpoint_model: keras.Model | None = None,
+              batch_size: int = 32) -> int:
+    """Fit one stage from ``initial_epoch`` (global numbering); returns the next global epoch.
+
+    ``train_ds`` / ``val_ds`` are datasets, or ``(x, y)`` arrays (cached features);
+    ``checkpoint_model`` is what the checkpoints save when ``model`` is part of it.
+    """
     end = stage_start + cfg.epochs
     if initial_epoch >= end:
         return initial_epoch
@@ -228,18 +238,17 @@ def fit_stage(model: keras.Model, train_ds: Any, val_ds: Any, cfg: StageConfig, 
     with warnings.catch_warnings():
         # Keras warns that shuffle=True is ignored for a tf.data input: ours is shuffled in the pipeline.
         warnings.filterwarnings("ignore", message=".*shuffle=True.*")
-        hist = _fit(model, train_ds, val_ds, cfg, end, initial_epoch, class_weight, run_dir, stage_start, best,
-                    extra_callbacks, verbose, extra_state)
+        callbacks = stage_callbacks(cfg, run_dir, stage_start, best, extra_callbacks, has_val=val_ds is not None,
+                                    extra_state=extra_state, checkpoint_model=checkpoint_model)
+        if isinstance(train_ds, tuple):
+            x, y = train_ds
+            hist = model.fit(x, y, batch_size=batch_size, shuffle=True, validation_data=val_ds, epochs=end,
+                             initial_epoch=initial_epoch, class_weight=class_weight, verbose=verbose,
+                             callbacks=callbacks)
+        else:
+            hist = model.fit(train_ds, validation_data=val_ds, epochs=end, initial_epoch=initial_epoch,
+                             class_weight=class_weight, verbose=verbose, callbacks=callbacks)
     return initial_epoch + len(hist.epoch)
-
-
-def _fit(model: keras.Model, train_ds: Any, val_ds: Any, cfg: StageConfig, end: int, initial_epoch: int,
-         class_weight: dict | None, run_dir: Path, stage_start: int, best: float | None,
-         extra_callbacks: Iterable[keras.callbacks.Callback], verbose: Any, extra_state: dict | None) -> Any:
-    return model.fit(train_ds, validation_data=val_ds, epochs=end, initial_epoch=initial_epoch,
-                     class_weight=class_weight, verbose=verbose,
-                     callbacks=stage_callbacks(cfg, run_dir, stage_start, best, extra_callbacks,
-                                               has_val=val_ds is not None, extra_state=extra_state))
 
 
 ProgressHook = Callable[[str], None]

@@ -45,6 +45,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--train-batchnorm", action="store_true", help="also train BatchNorm scale/offset in stage 2")
     p.add_argument("--find-lr", action="store_true",
                    help="run an LR range test first, plot it, and train at the suggested rate")
+    p.add_argument("--cache-features", action="store_true",
+                   help="stage 1 on the frozen base's features computed once (no augmentation in stage 1)")
     p.add_argument("--distribute", choices=["mirrored", "multi-worker"], help="tf.distribute strategy")
     p.add_argument("--mixed-precision", choices=["auto", "on", "off"], default="auto")
     p.add_argument("--tfds-data-dir", help="folder with prepared TFDS datasets")
@@ -66,7 +68,8 @@ def config_from_args(args: argparse.Namespace) -> "object":
         dropout=args.dropout, hidden_units=args.hidden_units, augment=None if args.no_augment else args.augment, flip=not args.no_flip,
         val_split=args.val_split, seed=args.seed, class_weight=args.class_weight,
         train_batchnorm=args.train_batchnorm, find_lr=args.find_lr, distribute=args.distribute,
-        mixed_precision=args.mixed_precision, tfds_data_dir=args.tfds_data_dir)
+        mixed_precision=args.mixed_precision, tfds_data_dir=args.tfds_data_dir,
+        cache_features=args.cache_features)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -1,0 +1,40 @@
+"""``tlkit extract``: run a pretrained net once over your images and keep a layer's activations."""
+
+from __future__ import annotations
+
+import argparse
+
+NAME = "extract"
+HELP = "extract FC7 / penultimate features to Parquet or NPZ for a downstream classifier"
+ORDER = 70
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--base", default="efficientnet_lite0", help="registry name of the pretrained net")
+    p.add_argument("--layer", action="append", required=True,
+                   help="layer to tap (alias fc6/fc7/pool5/avg_pool/penultimate or a raw name); repeatable")
+    p.add_argument("--data", required=True, help="folder, CSV manifest, or builtin:NAME")
+    p.add_argument("--out", required=True, help="output file, .parquet or .npz")
+    p.add_argument("--weights", default="imagenet", help="'imagenet', a weights file, or 'none'")
+    p.add_argument("--pooling", choices=["avg", "max", "none"], default="avg",
+                   help="how convolutional maps become vectors (none = flatten)")
+    p.add_argument("--input-size", nargs=2, type=int, metavar=("H", "W"))
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--chunk-rows", type=int, default=1024, help="rows per written chunk")
+    p.add_argument("--val-split", type=float, default=0.2)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--resume", action="store_true", help="skip images already in the output")
+    p.add_argument("--force", action="store_true", help="replace an existing output")
+
+
+def run(args: argparse.Namespace) -> int:
+    from tlkit.extract import extract
+
+    res = extract(args.base, args.layer, args.data, args.out, weights=None if args.weights == "none" else args.weights,
+                  pooling=args.pooling, input_size=tuple(args.input_size) if args.input_size else None,
+                  batch_size=args.batch_size, chunk_rows=args.chunk_rows, resume=args.resume, force=args.force,
+                  val_split=args.val_split, seed=args.seed)
+    dims = ", ".join(f"{k}: {v}" for k, v in res.dims.items())
+    print(f"wrote {res.rows} rows ({res.new_rows} new, {res.images_per_second:.1f} images/s; {dims}) to {res.path}"
+          + (f"; skipped {res.skipped_files} bad files (see {res.path}.skipped.csv)" if res.skipped_files else ""))
+    return 0
