@@ -30,9 +30,7 @@ sizes agree share a batch.
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
-from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 import keras
@@ -387,27 +385,8 @@ def _load_images(images: Any) -> Iterable[tuple[str, np.ndarray]]:
 
 
 def load_run_model(run_dir: str | os.PathLike) -> tuple[Any, list[str] | None]:
-    """(model, class names) of a finetuning run directory.
+    """(model, class names) of a finetuning run directory (see :func:`tlkit.evaluation_runs.load_run`)."""
+    from tlkit.evaluation_runs import load_run
 
-    The checkpoint is ``best.keras`` (else ``last.keras``); names come from
-    ``labels.json`` (a JSON list) or ``labels.txt`` (one per line), if present.
-    """
-    import tlkit.heads  # noqa: F401  (tlkit's custom layers must be registered before loading)
-    import tlkit.preprocessing  # noqa: F401
-
-    run = Path(run_dir)
-    if not run.is_dir():
-        raise FileNotFoundError(f"run directory {run} does not exist")
-    ckpt = next((run / n for n in ("best.keras", "last.keras") if (run / n).exists()), None)
-    if ckpt is None:
-        raise FileNotFoundError(f"{run} has no best.keras or last.keras")
-    labels: list[str] | None = None
-    if (run / "labels.json").exists():
-        data = json.loads((run / "labels.json").read_text(encoding="utf-8"))
-        if not isinstance(data, list):
-            raise ValueError(f"{run / 'labels.json'}: expected a JSON list of class names")
-        labels = [str(v) for v in data]
-    elif (run / "labels.txt").exists():
-        labels = [ln.strip() for ln in (run / "labels.txt").read_text(encoding="utf-8").splitlines()
-                  if ln.strip()]
-    return keras.saving.load_model(ckpt, compile=False), labels
+    model, labels, _ = load_run(run_dir)
+    return model, labels

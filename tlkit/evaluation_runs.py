@@ -8,7 +8,12 @@ from typing import Any, Sequence
 
 
 def load_run(run_dir: str | Path) -> tuple[Any, list[str], dict]:
-    """(model, class names, config) of a run directory; best checkpoint preferred."""
+    """(model, class names, config) of a run directory.
+
+    The checkpoint is ``best.keras`` (else ``last.keras``); class names come from
+    ``labels.json`` (a JSON list) or ``labels.txt`` (one per line); ``config.json``
+    is optional (``{}`` when absent).
+    """
     import keras
 
     import tlkit.heads  # noqa: F401  (registers tlkit's custom layers for loading)
@@ -19,9 +24,16 @@ def load_run(run_dir: str | Path) -> tuple[Any, list[str], dict]:
     ckpt = next((run / n for n in ("best.keras", "last.keras") if (run / n).exists()), None)
     if ckpt is None:
         raise FileNotFoundError(f"{run} has no best.keras or last.keras: was the run started?")
-    labels = json.loads((run / "labels.json").read_text())
-    config = json.loads((run / "config.json").read_text())
-    return keras.saving.load_model(ckpt), labels, config
+    if (run / "labels.json").exists():
+        labels = json.loads((run / "labels.json").read_text(encoding="utf-8"))
+        if not isinstance(labels, list):
+            raise ValueError(f"{run / 'labels.json'}: expected a JSON list of class names")
+    elif (run / "labels.txt").exists():
+        labels = [ln.strip() for ln in (run / "labels.txt").read_text(encoding="utf-8").splitlines() if ln.strip()]
+    else:
+        raise FileNotFoundError(f"{run} has no labels.json or labels.txt")
+    config = json.loads((run / "config.json").read_text()) if (run / "config.json").exists() else {}
+    return keras.saving.load_model(ckpt, compile=False), [str(v) for v in labels], config
 
 
 def evaluate_runs(runs: Sequence[str], *, data: str | None = None, split: str | None = None, tta: str = "none",
@@ -38,6 +50,8 @@ def evaluate_runs(runs: Sequence[str], *, data: str | None = None, split: str | 
         if lab != labels:
             raise ValueError(f"{r} was trained on classes {lab}, {runs[0]} on {labels}: they cannot be compared")
     cfg = loaded[0][2]
+    if not data and not cfg.get("data"):
+        raise ValueError(f"{runs[0]} does not record its data; pass --data")
     source = tldata.resolve(data or cfg["data"], val_split=cfg.get("val_split", 0.2) if not data else 0.0,
                             seed=cfg.get("seed", 0), tfds_data_dir=cfg.get("tfds_data_dir"), min_classes=1)
     unknown = sorted(set(source.classes) - set(labels))

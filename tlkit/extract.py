@@ -248,7 +248,6 @@ def _table_to_arrays(table: Any) -> dict[str, np.ndarray]:
 
 
 def _npz_to_table(path: Path) -> Any:
-    import pyarrow as pa
 
     with np.load(path, allow_pickle=False) as z:
         meta = json.loads(str(z["__meta__"]))
