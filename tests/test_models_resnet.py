@@ -11,7 +11,7 @@ import pytest
 
 import tlkit
 from tlkit.inspection import parameter_counts
-from tlkit.models._blocks import block_names, layer_groups
+from tlkit.heads import layer_blocks
 from tlkit.models.densenet import densenet
 from tlkit.models.resnet import STAGES, resnet
 
@@ -203,18 +203,17 @@ def test_v2_differs_structurally_from_v1():
     assert "conv1_bn" in [l.name for l in v1.layers]
     assert "conv1_bn" not in [l.name for l in v2.layers]
     assert "post_bn" in [l.name for l in v2.layers] and "post_bn" not in [l.name for l in v1.layers]
-    groups = dict(layer_groups(v2))
-    for prefix in block_names(v2):
-        first = v2.get_layer(groups[prefix][0])
+    for prefix in _block_prefixes(v2):
+        first = next(l for l in v2.layers if l.name.startswith(prefix + "_"))
         # Pre-activation: the first layer of every block is its BatchNorm ...
         assert isinstance(first, keras.layers.BatchNormalization), prefix
         assert first.name == f"{prefix}_preact_bn"
         # ... and the block ends in the bare addition (no ReLU after it).
         assert isinstance(v2.get_layer(f"{prefix}_out"), keras.layers.Add)
-    groups_v1 = dict(layer_groups(v1))
-    for prefix in block_names(v1):
+    for prefix in _block_prefixes(v1):
         # Post-activation: a v1 block starts with its (padded) conv and ends in a ReLU.
-        assert isinstance(v1.get_layer(groups_v1[prefix][0]), keras.layers.ZeroPadding2D), prefix
+        first = next(l for l in v1.layers if l.name.startswith(prefix + "_"))
+        assert isinstance(first, keras.layers.ZeroPadding2D), prefix
         assert isinstance(v1.get_layer(f"{prefix}_out"), keras.layers.Activation)
     # The projection reads the pre-activated input; an identity shortcut the raw one.
     assert _inbound(v2, "conv3_block1_0_conv") == {"conv3_block1_preact_relu"}
@@ -262,55 +261,31 @@ def test_grouped_conv_equals_two_convs_on_channel_halves():
                                rtol=1e-5, atol=1e-5)
 
 
-def test_resnet18_block_groups():
-    model = resnet(depth=18, input_shape=(32, 32, 3), num_classes=7)
-    groups = layer_groups(model)
-    assert groups[0] == ("stem", ["conv1_pad", "conv1_conv", "conv1_bn", "conv1_relu",
-                                  "pool1_pad", "pool1_pool"])
-    assert groups[-1] == ("head", ["avg_pool", "predictions"])
-    assert block_names(model) == [f"conv{s}_block{i}" for s in (2, 3, 4, 5) for i in (1, 2)]
-    listed = [n for _, names in groups for n in names]
-    assert sorted(listed) == sorted(l.name for l in model.layers[1:])  # each layer exactly once
-    assert dict(groups)["conv3_block1"] == [
-        n for n in listed if n.startswith("conv3_block1_")]
-    assert dict(groups)["conv3_block1"][-1] == "conv3_block1_out"
+def _block_prefixes(model):
+    return [k for k, _ in layer_blocks(model) if k != "top"]
 
 
-def test_block_groups_place_unprefixed_layers_by_consumer():
-    # keras.applications ResNetV2 has auto-named max pools on strided identity
-    # shortcuts; they belong to the block whose addition consumes them.
-    L = keras.layers
-    inp = keras.Input((8, 8, 2))
-    x = L.Conv2D(2, 1, name="conv1_conv")(inp)
-    a = L.Conv2D(2, 1, name="conv2_block1_1_conv")(x)
-    x = L.Add(name="conv2_block1_out")([x, a])
-    b = L.Conv2D(2, 1, strides=2, name="conv2_block2_1_conv")(x)
-    s = L.MaxPooling2D(1, strides=2, name="max_pooling2d")(x)
-    x = L.Add(name="conv2_block2_out")([s, b])
-    x = L.BatchNormalization(name="post_bn")(x)
-    x = L.GlobalAveragePooling2D(name="avg_pool")(x)
-    x = L.Dense(3, name="predictions")(x)
-    x = L.Dense(3, name="extra")(x)
-    groups = layer_groups(keras.Model(inp, x))
-    assert [g for g, _ in groups] == ["stem", "conv2_block1", "conv2_block2", "post", "head"]
-    assert "max_pooling2d" in dict(groups)["conv2_block2"]
-    assert dict(groups)["conv2_block2"][-1] == "conv2_block2_out"
-    assert dict(groups)["post"] == ["post_bn"]
-    assert dict(groups)["head"] == ["avg_pool", "predictions", "extra"]
+def test_resnet18_blocks_for_unfreezing():
+    # tlkit.heads.layer_blocks groups weighted layers by the convS_blockI_ prefix; the
+    # stem joins the first block, so "unfreeze the top N" never splits a residual block.
+    model = resnet(depth=18, input_shape=(32, 32, 3), num_classes=7, include_top=False)
+    blocks = layer_blocks(model)
+    assert [k for k, _ in blocks] == [f"conv{s}_block{i}" for s in (2, 3, 4, 5) for i in (1, 2)]
+    assert [l.name for l in blocks[0][1]][:2] == ["conv1_conv", "conv1_bn"]
+    assert [l.name for l in blocks[-1][1]] == [f"conv5_block2_{n}" for n in ("1_conv", "1_bn", "2_conv", "2_bn")]
+    weighted = sorted(l.name for _, ls in blocks for l in ls)
+    assert weighted == sorted(l.name for l in model.layers if l.weights)  # each weighted layer exactly once
 
 
 def test_densenet121_layout():
     model = densenet(blocks=(6, 12, 24, 16), input_shape=(32, 32, 3), num_classes=7)
     assert model.name == "densenet121"
-    names = block_names(model)
+    blocks = dict(layer_blocks(model))
+    names = [k for k in blocks if k != "top"]
     assert len(names) == 6 + 12 + 24 + 16 and names[0] == "conv2_block1" and names[-1] == "conv5_block16"
-    order = [g for g, _ in layer_groups(model)]
-    assert order[:2] == ["stem", "conv2_block1"]
-    assert order[order.index("conv2_block6") + 1] == "pool2"
-    assert order[order.index("conv4_block24") + 1] == "pool4"
-    assert order[-2:] == ["post", "head"]
-    assert dict(layer_groups(model))["post"] == ["bn", "relu"]
-    assert dict(layer_groups(model))["pool3"] == ["pool3_bn", "pool3_relu", "pool3_conv", "pool3_pool"]
+    # a transition joins the dense block after it; the final BatchNorm is the "top" block
+    assert [l.name for l in blocks["conv3_block1"]][:2] == ["pool2_bn", "pool2_conv"]
+    assert [l.name for l in blocks["top"]] == ["bn", "predictions"]  # include_top: the head too
     assert model.get_layer("conv2_block1_1_conv").filters == 128  # bottleneck 4k
     assert model.get_layer("conv2_block1_2_conv").filters == 32  # growth k
     # Compression 0.5 at each transition: (64 + 6*32)/2, (128 + 12*32)/2, (256 + 24*32)/2.

@@ -13,12 +13,12 @@ feature taps and "unfreeze the top N blocks" work the same on both):
   in pre-activation ResNets, ``bn``/``relu`` in DenseNet);
 * head: ``avg_pool`` (GlobalAveragePooling2D) then ``predictions`` (Dense).
 
-:func:`layer_groups` applies this convention to any model that follows it.
+:func:`tlkit.heads.layer_blocks` groups layers by these prefixes for "unfreeze the
+top N blocks".
 """
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 import keras
@@ -29,9 +29,6 @@ from keras import layers
 BN_EPSILON = 1e-5
 BN_MOMENTUM = 0.9
 
-HEAD_LAYERS = ("avg_pool", "predictions")
-_BLOCK_RE = re.compile(r"^conv(\d+)_block(\d+)_")
-_TRANSITION_RE = re.compile(r"^pool(\d+)_")
 
 
 def conv_init(mode: str = "fan_out") -> keras.initializers.Initializer:
@@ -83,84 +80,3 @@ def classifier_head(x: Any, *, num_classes: int, classifier_activation: str | No
     """Global average pool (``avg_pool``) and the classifier (``predictions``)."""
     x = layers.GlobalAveragePooling2D(name="avg_pool")(x)
     return layers.Dense(num_classes, activation=classifier_activation, name="predictions")(x)
-
-
-def layer_groups(model: keras.Model) -> list[tuple[str, list[str]]]:
-    """Group a model's layer names by the convention above, in network order.
-
-    Returns ``[("stem", [...]), ("conv2_block1", [...]), ..., ("pool2", [...]),
-    ..., ("post", [...]), ("head", [...])]``; empty groups are left out. Input
-    layers are not listed. An unprefixed layer inside the body (keras.applications
-    ResNetV2's auto-named ``max_pooling2d`` shortcuts) joins the block that
-    consumes it. "Unfreeze the top N blocks" takes the last N entries whose name
-    starts with ``conv`` (and everything after them).
-    """
-    stem: list[str] = []
-    post: list[str] = []
-    head: list[str] = []
-    units: dict[tuple[int, int, int], tuple[str, list[str]]] = {}
-    group_of: dict[str, tuple[int, int, int]] = {}
-    loose: list[Any] = []  # unprefixed layers after the first block, in order
-    seen_block = False
-    for layer in model.layers:
-        if isinstance(layer, keras.layers.InputLayer):
-            continue
-        name = layer.name
-        m = _BLOCK_RE.match(name)
-        t = _TRANSITION_RE.match(name)
-        if m:
-            seen_block = True
-            key = (int(m.group(1)), 0, int(m.group(2)))
-            units.setdefault(key, (f"conv{key[0]}_block{key[2]}", []))
-        elif not seen_block:
-            stem.append(name)
-            continue
-        elif t:
-            # A transition follows dense block S, so it sorts after that stage's blocks.
-            key = (int(t.group(1)), 1, 0)
-            units.setdefault(key, (f"pool{key[0]}", []))
-        else:
-            loose.append(layer)
-            continue
-        units[key][1].append(name)
-        group_of[name] = key
-    for layer in reversed(loose):  # consumers come later, so resolve from the end
-        key = None
-        for node in layer._outbound_nodes:
-            if not _in_model(model, node):
-                continue  # a use of the layer in another model
-            key = group_of.get(node.operation.name)
-            if key is not None:
-                break
-        if key is not None:
-            group_of[layer.name] = key
-            names = units[key][1]
-            # Keep network order inside the block: before its first consumer there.
-            consumers = [names.index(n.operation.name) for n in layer._outbound_nodes
-                         if n.operation.name in names]
-            names.insert(min(consumers) if consumers else len(names), layer.name)
-    for layer in loose:
-        if layer.name in group_of:
-            continue
-        if layer.name in HEAD_LAYERS or head:
-            head.append(layer.name)
-        else:
-            post.append(layer.name)
-    groups = [("stem", stem)] + [units[k] for k in sorted(units)] + [("post", post), ("head", head)]
-    return [(g, names) for g, names in groups if names]
-
-
-def _in_model(model: keras.Model, node: Any) -> bool:
-    """Whether ``node`` (a call of a layer) belongs to ``model``'s graph. Keras 3
-    functional models key their nodes as "{id(operation)}_ib-{index}"."""
-    keys = getattr(model, "_nodes", None)
-    if not keys:
-        return True
-    op = node.operation
-    index = next((i for i, n in enumerate(op._inbound_nodes) if n is node), -1)
-    return f"{id(op)}_ib-{index}" in keys
-
-
-def block_names(model: keras.Model) -> list[str]:
-    """The residual / dense block prefixes (``conv2_block1`` ...), in network order."""
-    return [g for g, _ in layer_groups(model) if _BLOCK_RE.match(g + "_")]

@@ -8,10 +8,10 @@ import keras
 from keras import layers
 
 from tlkit.models._blocks import (
-    batch_norm, block_names, bn_relu, classifier_head, conv, conv_bn, layer_groups,
+    batch_norm, bn_relu, classifier_head, conv, conv_bn,
 )
 
-__all__ = ["densenet", "block_names", "layer_groups"]
+__all__ = ["densenet"]
 
 
 def _dense_layer(x: Any, growth_rate: int, bn_size: int, name: str) -> Any:

@@ -15,10 +15,10 @@ import keras
 from keras import layers
 
 from tlkit.models._blocks import (
-    batch_norm, block_names, bn_relu, classifier_head, conv, conv_bn, layer_groups,
+    batch_norm, bn_relu, classifier_head, conv, conv_bn,
 )
 
-__all__ = ["resnet", "block_names", "layer_groups", "STAGES"]
+__all__ = ["resnet", "STAGES"]
 
 # He et al. 2016, Table 1: blocks per stage (conv2_x .. conv5_x) and block type.
 STAGES: dict[int, tuple[str, tuple[int, int, int, int]]] = {
