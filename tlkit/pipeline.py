@@ -269,7 +269,7 @@ def finetune(cfg: FinetuneConfig, *, resume: bool = False, force: bool = False, 
                                     "best": best, "unfrozen": unfrozen})
         if unfrozen:
             # The recompiled model (new trainable set, fresh optimizer) is what a resume must load.
-            train._atomic_save(model, run_dir / "last.keras")
+            train.save_checkpoint(model, run_dir / "last.keras")
     state = train.read_state(run_dir)
     stage_start = int(state.get("stage_start", next_epoch))
     unfrozen = state.get("unfrozen", [])

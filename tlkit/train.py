@@ -67,7 +67,8 @@ def schedule_lr(cfg: StageConfig, epoch_in_stage: int) -> float:
     raise ValueError(f"unknown schedule {cfg.schedule!r}; use none, step, plateau or cosine")
 
 
-def _atomic_save(model: keras.Model, path: Path) -> None:
+def save_checkpoint(model: keras.Model, path: Path) -> None:
+    """Save a ``.keras`` file atomically: a kill mid-write never leaves a broken checkpoint."""
     tmp = path.with_name(f".{path.stem}.tmp.keras")
     model.save(tmp)
     os.replace(tmp, path)
@@ -102,11 +103,11 @@ class RunRecorder(keras.callbacks.Callback):
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         logs = dict(logs or {})
         ckpt = self.checkpoint_model or self.model
-        _atomic_save(ckpt, self.run_dir / "last.keras")
+        save_checkpoint(ckpt, self.run_dir / "last.keras")
         value = logs.get(self.monitor)
         if value is not None and (self.best is None or value > self.best):
             self.best = float(value)
-            _atomic_save(ckpt, self.run_dir / "best.keras")
+            save_checkpoint(ckpt, self.run_dir / "best.keras")
         lr = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
         row = {"epoch": epoch, "stage": self.stage, "lr": lr, "seconds": round(time.time() - self._t0, 3)}
         row.update({k: float(logs[k]) for k in HISTORY_FIELDS if k in logs})
