@@ -459,3 +459,31 @@ def test_allowed_globals_cannot_be_tampered_with(tmp_path, payload):
     assert torch_legacy._rebuild_tensor_v2.__defaults__ == before
     assert torch_legacy.STORAGE_DTYPES["FloatStorage"] == np.dtype("<f4")
     test_reads_views_offsets_strides_and_dtypes(tmp_path)  # later loads are unaffected
+
+
+class _TamperedTensor(_Tensor):
+    """A tensor whose pickle, after the checked rebuild, BUILDs a new geometry onto it."""
+
+    def __init__(self, storage, offset, size, stride, state):
+        super().__init__(storage, offset, size, stride)
+        self.state = state
+
+    def __reduce__(self):
+        return (*super().__reduce__(), self.state)
+
+
+@pytest.mark.parametrize("state", [{"stride": (-100_000_000,)}, {"offset": -5}, {"size": (10**6,)}])
+def test_geometry_cannot_be_rewritten_after_the_check(tmp_path, state):
+    """BUILD on the stand-in must fail: the old dataclass could be rewritten and crashed numpy."""
+    storage = _Storage("0", np.arange(8, dtype=np.float32))
+    path = tmp_path / "tamper.pth"
+    write_legacy(path, {"w": _TamperedTensor(storage, 0, (8,), (1,), state)})
+    with pytest.raises(LegacyTorchError):
+        load_state_dict(path)
+
+
+def test_broadcast_strides_cannot_allocate_beyond_the_storage(tmp_path):
+    path = tmp_path / "huge.pth"
+    write_legacy(path, {"w": _Tensor(_Storage("0", np.arange(4, dtype=np.float32)), 0, (100_000, 100_000), (0, 0))})
+    with pytest.raises(LegacyTorchError, match="more elements than its storage"):
+        load_state_dict(path)

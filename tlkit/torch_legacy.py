@@ -25,8 +25,8 @@ import io
 import os
 import pickle
 import struct
-from dataclasses import dataclass
-from typing import Any
+
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -56,24 +56,24 @@ class UnsafePickleError(LegacyTorchError):
     """The pickle names a global outside the allowed set; nothing from it was called."""
 
 
-@dataclass(frozen=True)
-class _StorageType:
+# The stand-ins are NamedTuples, not dataclasses: the pickle BUILD opcode can rewrite an
+# object's __dict__ after it was checked (a frozen dataclass has one); a tuple has none,
+# so BUILD on it fails and the load is refused.
+class _StorageType(NamedTuple):
     """Stand-in for ``torch.FloatStorage`` and friends: only carries the dtype."""
 
     name: str
     dtype: np.dtype
 
 
-@dataclass(frozen=True)
-class _StorageRef:
+class _StorageRef(NamedTuple):
     key: str
     stype: _StorageType
     numel: int
     view: tuple[str, int, int] | None  # (view key, offset, size) in very old files
 
 
-@dataclass(frozen=True)
-class _TensorRef:
+class _TensorRef(NamedTuple):
     """A tensor whose storage bytes come after the object pickle; resolved later."""
 
     storage: _StorageRef
@@ -281,12 +281,25 @@ def load_state_dict(path: str | os.PathLike) -> "collections.OrderedDict[str, np
 
 
 def _materialize(t: _TensorRef, arrays: dict[str, np.ndarray], source: str, name: str) -> np.ndarray:
+    # Checked again here, right before memory is touched: whatever the pickle did after
+    # _rebuild_tensor_v2, as_strided must only ever see in-bounds, non-negative geometry.
+    if not (type(t) is _TensorRef and type(t.offset) is int and t.offset >= 0
+            and all(type(v) is int and v >= 0 for v in (*t.size, *t.stride))
+            and len(t.size) == len(t.stride)):
+        raise LegacyTorchError(f"{source}: tensor {name} has invalid geometry")
     flat = arrays[t.storage.key]
     if t.storage.view is not None:  # very old files: a view into another storage
         view_key, view_offset, view_size = t.storage.view
         base = arrays.get(view_key, flat)
         flat = base[view_offset:view_offset + view_size]
-    numel = int(np.prod(t.size, dtype=np.int64))
+    numel = 1
+    for n in t.size:
+        numel *= n  # Python ints: no overflow on hostile sizes
+    if numel > flat.size:
+        # A state dict's tensors never need more elements than their storage (no stride-0
+        # broadcasting): refuse instead of allocating what a hostile file asks for.
+        raise LegacyTorchError(f"{source}: tensor {name} (size {t.size}) has more elements than its "
+                               f"storage of {flat.size}")
     if numel:
         last = t.offset + sum((n - 1) * s for n, s in zip(t.size, t.stride))
         if last >= flat.size:
