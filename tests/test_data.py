@@ -458,3 +458,18 @@ def test_tfds_not_prepared_fails_fast_without_download(tfds_dir: Path, tmp_path:
         data.resolve("tfds:tlkit_tiny_shapes:2.0.0", tfds_data_dir=str(tfds_dir))
     with pytest.raises(DataError, match="bad split.*splits are: train, test"):
         data.resolve("tfds:tlkit_tiny_shapes:holdout", tfds_data_dir=str(tfds_dir))
+
+
+def test_16bit_png_gives_the_same_pixels_to_training_and_prediction(tmp_path):
+    """PIL clips 16-bit grayscale to white in convert("RGB"); tlkit keeps the high byte, like TensorFlow."""
+    import tensorflow as tf
+
+    from tlkit.images import load_rgb
+
+    wide = np.random.default_rng(0).integers(0, 65536, (9, 7)).astype(np.uint16)
+    path = tmp_path / "g16.png"
+    Image.fromarray(wide).save(path)
+    ours = load_rgb(path)
+    tf_pixels = tf.io.decode_image(path.read_bytes(), channels=3).numpy()
+    np.testing.assert_array_equal(ours, tf_pixels)
+    assert ours.shape == (9, 7, 3) and ours.std() > 20

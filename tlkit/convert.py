@@ -385,8 +385,10 @@ class PatchConv2D(keras.layers.Conv2D):
     windows are gathered in the kernel's (row, column, channel) order and
     multiplied by the kernel reshaped to ``(kh*kw*C, K)``, which is exactly the
     matrix product the original Flatten + Dense ran, with one row per position.
-    On CPU this runs VGG16's fc6 (7x7x512 -> 4096) about 3x faster than the
-    generic convolution, which handles such a large kernel on few positions poorly.
+    Why: the generic convolution kernels are tuned for small kernels on many
+    positions; VGG16's fc6 (7x7x512 -> 4096) is the opposite case, and one large
+    matrix product suits it better (the dense-vs-crops ratio in
+    ``benchmarks/bench_dense.py`` is measured with this layer).
     """
 
     def call(self, inputs: Any) -> Any:

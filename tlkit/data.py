@@ -301,8 +301,8 @@ def stratified_split(keys: Sequence[str], labels: Sequence[str], val_split: floa
 
     Within a class, items are ranked by ``sha256(seed, key)`` and the lowest go to
     validation. ``keys`` are relative paths, so the split does not depend on listing order
-    or on where the dataset lives, and adding files moves few existing ones between splits
-    (a file seen in validation does not silently become training data when the set grows).
+    or on where the dataset lives. (Adding files can move an existing file between splits,
+    since the count per class changes: keep a manifest with a split column to pin splits.)
     Every class with two or more items gets at least one in each split.
     """
     _check_val_split(val_split)

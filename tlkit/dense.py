@@ -269,9 +269,9 @@ class DenseEvaluator:
         outs = []
         for i in range(0, len(x), self.batch_size):
             chunk = x[i:i + self.batch_size]
-            # Compiled (tf.function / jax.jit): 4x faster than eager for EfficientNet-Lite0 at
-            # 384, whose many small ops are dispatch-bound. New shapes retrace a few times,
-            # then Keras relaxes the traced shape and stops retracing.
+            # Compiled (tf.function / jax.jit) by default: EfficientNet-Lite0's many small ops
+            # are dispatch-bound when run eagerly. New shapes retrace a few times, then Keras
+            # relaxes the traced shape and stops retracing.
             y = model.predict_on_batch(chunk) if self.compiled else model(chunk, training=False)
             if isinstance(y, (list, tuple)):
                 y = y[0]

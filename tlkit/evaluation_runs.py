@@ -16,7 +16,7 @@ def load_run(run_dir: str | Path) -> tuple[Any, list[str], dict]:
     """
     import keras
 
-    import tlkit.heads  # noqa: F401  (registers tlkit's custom layers for loading)
+    import tlkit.preprocessing  # noqa: F401  (registers tlkit's Preprocess layer for loading)
 
     run = Path(run_dir)
     if not run.is_dir():
@@ -61,7 +61,7 @@ def evaluate_runs(runs: Sequence[str], *, data: str | None = None, split: str | 
     if source.kind == "files":
         import dataclasses
 
-        items = report.clean_items().copy()
+        items = report.clean_items(drop_leaks=True).copy()  # as training did: no leaked copies in val
         # Class ids follow the run's labels, not the new data's own (possibly smaller) class list.
         items["label_id"] = items["label"].map({c: i for i, c in enumerate(labels)})
         source = dataclasses.replace(source, items=items, classes=list(labels))

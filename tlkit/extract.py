@@ -110,6 +110,21 @@ def _chunk_table(rows: Any, feats: dict[str, np.ndarray], meta: dict) -> Any:
     return table.replace_schema_metadata({META_KEY: json.dumps(meta, sort_keys=True).encode()})
 
 
+def _check_same_extraction(part: Path, meta: dict) -> None:
+    """Refuse to resume with another model, layer set, pooling, size or weights: one file,
+    one feature space."""
+    import pyarrow.parquet as pq
+
+    schema_meta = pq.read_schema(part).metadata or {}
+    old = json.loads(schema_meta.get(META_KEY, b"{}"))
+    keys = ("model", "layers", "pooling", "input_size", "weights", "preprocessing", "data")
+    diff = {k: (old.get(k), meta.get(k)) for k in keys if old.get(k) != meta.get(k)}
+    if diff:
+        detail = "; ".join(f"{k}: file has {a!r}, this run asks {b!r}" for k, (a, b) in diff.items())
+        raise ValueError(f"cannot resume {part.parent}: it was extracted differently ({detail}); "
+                         f"use --force to start over")
+
+
 def _done_paths(parts: Path) -> set[str]:
     import pyarrow.parquet as pq
 
@@ -157,6 +172,8 @@ def extract(base: str, layers: Sequence[str], data: str, out: str | os.PathLike,
     if resume and out.exists():
         _adopt_finished(out, parts, fmt)
     existing = sorted(parts.glob("part-*.parquet"))
+    if resume and existing:
+        _check_same_extraction(existing[0], meta)
     done = _done_paths(parts) if resume else set()
     if not resume:
         for p in existing:
@@ -193,7 +210,7 @@ def extract(base: str, layers: Sequence[str], data: str, out: str | os.PathLike,
     finished = len(done) + written >= len(items)
     if finished:
         _assemble(parts, out, fmt)
-    dims = {name: int(np.prod(t.shape[1:])) for name, t in zip(layers, model.outputs)}
+    dims = {name: int(np.prod(model.output[name].shape[1:])) for name in layers}  # outputs are keyed
     return ExtractResult(path=out if finished else parts, rows=len(done) + written, new_rows=written,
                          skipped_files=skipped, dims=dims, seconds=seconds)
 

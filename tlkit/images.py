@@ -77,4 +77,10 @@ def load_rgb(path: str | os.PathLike, *, max_pixels: int = MAX_PIXELS) -> np.nda
 def _to_rgb(im: "object") -> np.ndarray:
     # Alpha is dropped, not composited: the same pixels tf.io.decode_image(channels=3)
     # gives the training pipeline, so predictions agree with training.
+    if im.mode.startswith("I"):  # type: ignore[attr-defined]
+        # 16-bit (and 32-bit integer) grayscale: PIL's convert("RGB") clips these to white;
+        # TensorFlow keeps the high byte, and so do we.
+        wide = np.asarray(im, dtype=np.int64)
+        gray = (np.clip(wide, 0, 65535) >> 8).astype(np.uint8)
+        return np.repeat(gray[..., None], 3, axis=-1)
     return np.asarray(im.convert("RGB"), dtype=np.uint8)  # type: ignore[attr-defined]

@@ -265,11 +265,12 @@ def finetune(cfg: FinetuneConfig, *, resume: bool = False, force: bool = False, 
             with strategy.scope():
                 unfrozen = heads.unfreeze_top(model, cfg.unfreeze, train_batchnorm=cfg.train_batchnorm)
                 train.compile_model(model, stage2, n)
+        if unfrozen:
+            # The recompiled model (new trainable set, fresh optimizer) is what a resume must load;
+            # saved before the state that says "stage 2", so a kill in between resumes stage 1's end.
+            train.save_checkpoint(model, run_dir / "last.keras")
         train.write_state(run_dir, {"stage": 2, "next_epoch": next_epoch, "stage_start": stage1_end,
                                     "best": best, "unfrozen": unfrozen})
-        if unfrozen:
-            # The recompiled model (new trainable set, fresh optimizer) is what a resume must load.
-            train.save_checkpoint(model, run_dir / "last.keras")
     state = train.read_state(run_dir)
     stage_start = int(state.get("stage_start", next_epoch))
     unfrozen = state.get("unfrozen", [])

@@ -38,7 +38,7 @@ def train_probe(X: np.ndarray, y: np.ndarray, *, kinds: tuple[str, ...] = ("logr
     """Fit each kind with a cross-validated search over C; return the best fitted pipeline and a summary."""
     from sklearn.model_selection import GridSearchCV, StratifiedKFold
 
-    folds = min(cv, int(np.bincount(y).min())) if len(y) else cv
+    folds = min(cv, int(np.bincount(y).min())) if len(y) else cv  # classes absent from y: see probe()
     if folds < 2:
         raise ValueError("every class needs at least 2 training examples for cross-validation")
     splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
@@ -76,6 +76,10 @@ def probe(features: str | os.PathLike, out: str | os.PathLike, *, layer: str | N
     held = (rows["split"].isin(["val", "test"])).to_numpy()
     if not held.any():
         raise ValueError(f"{features} has no val or test rows to hold out; extract with --val-split > 0")
+    missing = sorted(set(range(len(classes))) - set(y[train].tolist()))
+    if missing:
+        # A probe never shown a class would have fewer outputs than the classes it is named for.
+        raise ValueError(f"{features}: no training rows for class(es) {[classes[i] for i in missing]}")
     model, summary = train_probe(X[train], y[train], kinds=kinds, cv=cv, seed=seed)
     probs = probe_scores(model, X[held])
     metrics = evaluate.metrics_from_probs(y[held], probs, classes)

@@ -135,18 +135,25 @@ def read_history(path: Path) -> list[dict[str, Any]]:
         rows = list(csv.DictReader(f))
     out = []
     for r in rows:
-        out.append({k: (None if v in ("", None) else (int(v) if k in ("epoch", "stage") else float(v)))
-                    for k, v in r.items()})
+        try:
+            out.append({k: (None if v in ("", None) else (int(v) if k in ("epoch", "stage") else float(v)))
+                        for k, v in r.items()})
+        except (TypeError, ValueError):
+            continue  # a row cut short by a kill mid-write: the state never vouched for it
     return out
 
 
 def truncate_history(path: Path, next_epoch: int) -> None:
     """Drop rows of epochs that the state does not vouch for (killed between row and state)."""
+    path = Path(path)
     rows = [r for r in read_history(path) if r["epoch"] < next_epoch]
-    if Path(path).exists():
-        Path(path).unlink()
-    for r in rows:
-        append_history(path, r)
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=HISTORY_FIELDS)
+        w.writeheader()
+        for r in rows:
+            w.writerow({k: ("" if r.get(k) is None else r.get(k)) for k in HISTORY_FIELDS})
+    os.replace(tmp, path)  # a kill mid-rewrite leaves the old history, never a partial one
 
 
 def write_state(run_dir: Path, state: dict) -> None:
@@ -205,8 +212,9 @@ def lr_range_test(model: keras.Model, dataset: Any, *, min_lr: float = 1e-6, max
         x, y = next(it)
         logs = model.train_on_batch(x, y, return_dict=True)
         loss = float(logs["loss"])
-        smooth = loss if smooth is None else 0.9 * smooth + 0.1 * loss
-        debiased = smooth / (1 - 0.9 ** (i + 1)) if i < 50 else smooth
+        # Exponential moving average started at 0, with Adam-style bias correction.
+        smooth = 0.1 * loss if smooth is None else 0.9 * smooth + 0.1 * loss
+        debiased = smooth / (1 - 0.9 ** (i + 1))
         lrs.append(lr)
         losses.append(debiased)
         best = min(best, debiased)

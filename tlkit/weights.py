@@ -278,9 +278,9 @@ def _read_converted_cache(model: Any, cache: Path, source_sha256: str) -> bool:
 def _load_own_weights_file(model: Any, path: Path) -> bool:
     """Fast path for a ``.weights.h5`` that tlkit wrote from the same architecture.
 
-    ``model.load_weights`` takes about a second for EfficientNet-Lite0 (longer than
-    converting the PyTorch file); reading the arrays with h5py and assigning them
-    takes a fifth of that. The paths are the ones Keras writes for a Functional
+    ``model.load_weights`` walks Keras' generic saving machinery; reading the arrays
+    with h5py and assigning them directly is the cached load that
+    ``benchmarks/bench_weights.py`` measures against the first conversion. The paths are the ones Keras writes for a Functional
     model (``layers/<snake_case class>[_<n>]/vars/<i>``, see
     ``keras.src.saving.saving_lib._save_container_state``); every group and shape is
     checked, and any surprise returns False so the caller uses Keras' own loader.
