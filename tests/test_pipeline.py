@@ -157,15 +157,58 @@ def test_mirrored_strategy_on_two_logical_cpus(tmp_path):
                              name="mirrored", input_size=(32, 32), batch_size=16, epochs=1, finetune_epochs=1,
                              unfreeze="all", lr=1e-2, augment=None, distribute="mirrored")
         m = finetune(cfg, quiet=True)
-        print("REPLICAS", tf.distribute.MirroredStrategy().num_replicas_in_sync)
         print("METRICS", json.dumps(m["top1"]))
     """)
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600, env=env)
     assert out.returncode == 0, out.stderr[-3000:]
-    assert "REPLICAS 2" in out.stdout
+    log = (tmp_path / "runs" / "mirrored" / "train.log").read_text()
+    assert "MirroredStrategy, 2 replica(s) in sync" in log  # the run itself used both devices
     top1 = float(out.stdout.split("METRICS ")[1].split()[0])
     from tlkit.evaluation_runs import evaluate_runs
 
     again = evaluate_runs([str(tmp_path / "runs" / "mirrored")])
     assert list(again.values())[0]["top1"] == pytest.approx(top1)
+
+
+def test_cache_features_trains_the_head_on_cached_vectors(tmp_path):
+    data = _shapes_folder(tmp_path / "data", n=12)
+    m = finetune(_tiny_cfg(data, tmp_path / "runs", name="cached", epochs=3, finetune_epochs=1,
+                           cache_features=True, base="efficientnet_lite0", weights="imagenet",
+                           unfreeze="1", lr=3e-2), quiet=True)
+    run = tmp_path / "runs" / "cached"
+    log = (run / "train.log").read_text()
+    assert "on cached base features" in log
+    assert "cached train features: (" in log and ", 1280)" in log  # EfficientNet-Lite0's pooled channels
+    rows = list(csv.DictReader(open(run / "history.csv")))
+    assert [int(r["stage"]) for r in rows] == [1, 1, 1, 2]
+    # the checkpoints hold the whole model (preprocessing, base, head), not the head alone
+    best = keras.saving.load_model(run / "best.keras")
+    assert best.input_shape == (None, 32, 32, 3) and best.get_layer("base") is not None
+    assert m["top1"] > 0.5  # three easy classes: well above chance (1/3)
+
+
+def test_is_chief():
+    from tlkit.pipeline import is_chief
+
+    class Resolver:
+        def __init__(self, task_type, task_id, cluster):
+            self.task_type, self.task_id, self._cluster = task_type, task_id, cluster
+
+        def cluster_spec(self):
+            class Spec:
+                def as_dict(inner):
+                    return self._cluster
+            return Spec()
+
+    class Strategy:
+        def __init__(self, resolver):
+            self.cluster_resolver = resolver
+
+    workers = {"worker": ["a:1", "b:1"]}
+    assert is_chief(object())  # a single-process strategy
+    assert is_chief(Strategy(Resolver("worker", 0, workers)))
+    assert not is_chief(Strategy(Resolver("worker", 1, workers)))
+    with_chief = {"chief": ["c:1"], **workers}
+    assert is_chief(Strategy(Resolver("chief", 0, with_chief)))
+    assert not is_chief(Strategy(Resolver("worker", 0, with_chief)))

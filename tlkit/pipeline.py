@@ -13,6 +13,7 @@ import json
 import os
 import shutil
 import sys
+import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -122,6 +123,19 @@ def _strategy(kind: str | None) -> Any:
     raise ValueError(f"unknown --distribute {kind!r}; use mirrored or multi-worker")
 
 
+def is_chief(strategy: Any) -> bool:
+    """Whether this process writes the run directory: always, except for the non-chief
+    workers of a multi-worker strategy (the chief, or worker 0 when there is no chief)."""
+    resolver = getattr(strategy, "cluster_resolver", None)
+    task_type = getattr(resolver, "task_type", None)
+    if not task_type:
+        return True
+    if task_type == "chief":
+        return True
+    has_chief = "chief" in (resolver.cluster_spec().as_dict() if resolver is not None else {})
+    return task_type == "worker" and int(resolver.task_id or 0) == 0 and not has_chief
+
+
 def _setup_numerics(cfg: FinetuneConfig, log: Log) -> None:
     import keras
     import tensorflow as tf
@@ -210,6 +224,9 @@ def finetune(cfg: FinetuneConfig, *, resume: bool = False, force: bool = False, 
                                step_epochs=cfg.step_epochs, early_stopping=cfg.early_stopping)
     stage2 = dataclasses.replace(stage1, stage=2, epochs=cfg.finetune_epochs, lr=cfg.finetune_lr)
     strategy = _strategy(cfg.distribute)
+    log(f"distribution: {type(strategy).__name__}, {strategy.num_replicas_in_sync} replica(s) in sync")
+    # Every worker saves (saving runs collective ops), but only the chief into the run directory.
+    write_dir = run_dir if is_chief(strategy) else Path(tempfile.mkdtemp(prefix="tlkit-worker-"))
     with strategy.scope():
         if resume and (run_dir / "last.keras").exists():
             model = keras.saving.load_model(run_dir / "last.keras")
@@ -250,15 +267,15 @@ def finetune(cfg: FinetuneConfig, *, resume: bool = False, force: bool = False, 
             with strategy.scope():
                 head, cached_train, cached_val = _cached_head_data(model, source, size, cfg, channels, log)
                 train.compile_model(head, stage1, n)
-            next_epoch = train.fit_stage(head, cached_train, cached_val, stage1, run_dir=run_dir,
+            next_epoch = train.fit_stage(head, cached_train, cached_val, stage1, run_dir=write_dir,
                                          initial_epoch=next_epoch, stage_start=0, best=best,
                                          class_weight=class_weight, extra_callbacks=callbacks, verbose=verbose,
                                          checkpoint_model=model, batch_size=cfg.batch_size)
         else:
-            next_epoch = train.fit_stage(model, train_ds, val_ds, stage1, run_dir=run_dir, initial_epoch=next_epoch,
+            next_epoch = train.fit_stage(model, train_ds, val_ds, stage1, run_dir=write_dir, initial_epoch=next_epoch,
                                          stage_start=0, best=best, class_weight=class_weight,
                                          extra_callbacks=callbacks, verbose=verbose)
-        best = train.read_state(run_dir).get("best", best)
+        best = train.read_state(write_dir).get("best", best)
         stage1_end = next_epoch
         unfrozen: list[str] = []
         if cfg.finetune_epochs > 0 and cfg.unfreeze != "0":
@@ -268,20 +285,22 @@ def finetune(cfg: FinetuneConfig, *, resume: bool = False, force: bool = False, 
         if unfrozen:
             # The recompiled model (new trainable set, fresh optimizer) is what a resume must load;
             # saved before the state that says "stage 2", so a kill in between resumes stage 1's end.
-            train.save_checkpoint(model, run_dir / "last.keras")
-        train.write_state(run_dir, {"stage": 2, "next_epoch": next_epoch, "stage_start": stage1_end,
+            train.save_checkpoint(model, write_dir / "last.keras")
+        train.write_state(write_dir, {"stage": 2, "next_epoch": next_epoch, "stage_start": stage1_end,
                                     "best": best, "unfrozen": unfrozen})
-    state = train.read_state(run_dir)
+    state = train.read_state(write_dir)
     stage_start = int(state.get("stage_start", next_epoch))
     unfrozen = state.get("unfrozen", [])
     if unfrozen:
         log(f"stage 2: unfroze {len(unfrozen)} block(s) ({', '.join(unfrozen)}), {cfg.finetune_epochs} epochs "
             f"at lr {stage2.lr:g}; BatchNorm {'trained' if cfg.train_batchnorm else 'frozen, inference mode'}")
-        stage2_cfg = dataclasses.replace(stage2)
-        train.fit_stage(model, train_ds, val_ds, stage2_cfg, run_dir=run_dir,
+        train.fit_stage(model, train_ds, val_ds, stage2, run_dir=write_dir,
                         initial_epoch=int(state.get("next_epoch", stage_start)), stage_start=stage_start,
                         best=state.get("best"), class_weight=class_weight, extra_callbacks=callbacks,
                         verbose=verbose, extra_state={"unfrozen": unfrozen})
+    if write_dir != run_dir:
+        shutil.rmtree(write_dir, ignore_errors=True)
+        return {"worker": "not the chief: the chief evaluates and writes the run directory"}
     metrics = _finish(run_dir, source, classes, size, cfg, log)
     st = train.read_state(run_dir)
     train.write_state(run_dir, {**st, "done": True})

@@ -27,7 +27,7 @@ def _estimator(kind: str, seed: int) -> Any:
     if kind == "logreg":
         clf = LogisticRegression(max_iter=3000, random_state=seed)
     elif kind == "svm":
-        clf = LinearSVC(max_iter=20000, random_state=seed)
+        clf = LinearSVC(max_iter=5000, dual="auto", random_state=seed)
     else:
         raise ValueError(f"unknown probe {kind!r}; use logreg or svm")
     return Pipeline([("scale", StandardScaler()), ("clf", clf)])
@@ -45,7 +45,7 @@ def train_probe(X: np.ndarray, y: np.ndarray, *, kinds: tuple[str, ...] = ("logr
     results = {}
     best = None
     for kind in kinds:
-        search = GridSearchCV(_estimator(kind, seed), {"clf__C": C_GRID[kind]}, cv=splitter, n_jobs=1)
+        search = GridSearchCV(_estimator(kind, seed), {"clf__C": C_GRID[kind]}, cv=splitter, n_jobs=-1)
         search.fit(X, y)
         results[kind] = {"cv_accuracy": float(search.best_score_), "C": float(search.best_params_["clf__C"])}
         if best is None or search.best_score_ > best[1].best_score_:
