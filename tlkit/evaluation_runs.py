@@ -84,7 +84,9 @@ def evaluate_runs(runs: Sequence[str], *, data: str | None = None, split: str | 
     if out:
         out_dir = Path(out)
         out_dir.mkdir(parents=True, exist_ok=True)
-        (out_dir / "evaluation.json").write_text(json.dumps(results, indent=2))
+        from tlkit.fsutil import write_json_atomic
+
+        write_json_atomic(out_dir / "evaluation.json", results)
         for name, m in results.items():
             plots.confusion_matrix(np.asarray(m["confusion_matrix"]), labels,
                                    out_dir / f"confusion_{Path(name).name}.png")

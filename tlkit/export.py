@@ -50,6 +50,8 @@ from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
+
+from tlkit.images import CROP_FRACTION  # the same centre crop as `tlkit predict`
 import tensorflow as tf
 
 import tlkit
@@ -66,7 +68,6 @@ DEFAULT_TOP_K = 5
 # crop / plain: as `tlkit predict` (its --resize); dataset: as tlkit's tf.data pipeline feeds a run's
 # evaluation (tlkit.augment.resize), so a finetuned export scores images as its metrics were measured.
 RESIZE_MODES = ("crop", "plain", "dataset")
-CROP_FRACTION = 0.875  # the same centre crop as `tlkit predict`
 TOLERANCE = 1e-4  # max abs score difference allowed between SavedModel and Keras model
 TMP_PREFIX = ".tmp-"
 FORMATS = ("saved_model", "tflite")

@@ -13,6 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
+# The ImageNet evaluation centre crop, 224 / (224 + 32): `tlkit predict` and exports use it.
+CROP_FRACTION = 0.875
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif")
 # Larger than any photo a classifier needs; PIL's own bomb limit is ~179 MP.
 MAX_PIXELS = 64_000_000

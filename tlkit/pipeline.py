@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import shutil
 import sys
 import tempfile
@@ -20,6 +19,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 import tlkit
+from tlkit.fsutil import write_json_atomic
 
 RUNS_DIR = Path("runs")
 
@@ -104,12 +104,6 @@ def prepare_run_dir(cfg: FinetuneConfig, *, resume: bool, force: bool) -> Path:
     return run_dir
 
 
-def _write_json(path: Path, data: Any) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(data, indent=2, default=str))
-    os.replace(tmp, path)
-
-
 def _strategy(kind: str | None) -> Any:
     import tensorflow as tf
 
@@ -159,7 +153,7 @@ def load_data(cfg: FinetuneConfig, log: Log, run_dir: Path | None) -> tuple[Any,
                             tfds_data_dir=cfg.tfds_data_dir, cache_dir=cfg.cache_dir)
     report = preflight.check(source, progress=sys.stderr.isatty())
     if run_dir is not None:
-        _write_json(run_dir / "data_report.json", report.to_dict())
+        write_json_atomic(run_dir / "data_report.json", report.to_dict())
         (run_dir / "data_report.txt").write_text(report.to_text())
         report.write_skipped_csv(run_dir / "skipped.csv")
     log(report.to_text())
@@ -193,7 +187,7 @@ def finetune(cfg: FinetuneConfig, *, resume: bool = False, force: bool = False, 
         cfg.input_size = tuple(spec.input_shape[:2])  # type: ignore[assignment]
     if cfg.finetune_lr is None:
         cfg.finetune_lr = cfg.lr / 10
-    _write_json(run_dir / "config.json", {**asdict(cfg), "tlkit_version": tlkit.__version__})
+    write_json_atomic(run_dir / "config.json", {**asdict(cfg), "tlkit_version": tlkit.__version__})
 
     import keras
 
@@ -203,7 +197,7 @@ def finetune(cfg: FinetuneConfig, *, resume: bool = False, force: bool = False, 
     _setup_numerics(cfg, log)
     source, report = load_data(cfg, log, run_dir)
     classes = list(source.classes)
-    _write_json(run_dir / "labels.json", classes)
+    write_json_atomic(run_dir / "labels.json", classes)
     size = tuple(cfg.input_size)
     channels = spec.input_shape[-1]
     train_ds = tldata.make_dataset(source, "train", image_size=size, batch_size=cfg.batch_size, training=True,
@@ -249,7 +243,7 @@ def finetune(cfg: FinetuneConfig, *, resume: bool = False, force: bool = False, 
         stage2.lr = found["suggested_lr"] / 10
         with strategy.scope():
             train.compile_model(model, stage1, len(classes))
-        _write_json(run_dir / "config.json", {**asdict(cfg), "lr": stage1.lr, "finetune_lr": stage2.lr,
+        write_json_atomic(run_dir / "config.json", {**asdict(cfg), "lr": stage1.lr, "finetune_lr": stage2.lr,
                                               "tlkit_version": tlkit.__version__})
     if state:
         train.truncate_history(run_dir / "history.csv", int(state["next_epoch"]))
@@ -359,7 +353,7 @@ def _finish(run_dir: Path, source: Any, classes: list[str], size: tuple, cfg: Fi
     y, probs = evaluate.predict_dataset(model, ds)
     metrics = evaluate.metrics_from_probs(y, probs, classes)
     metrics.update({"split": split, "checkpoint": ckpt.name, "epochs_run": len(history)})
-    _write_json(run_dir / "metrics.json", metrics)
+    write_json_atomic(run_dir / "metrics.json", metrics)
     import numpy as np
 
     plots.confusion_matrix(np.asarray(metrics["confusion_matrix"]), classes, run_dir / "confusion.png")

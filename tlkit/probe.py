@@ -15,6 +15,8 @@ from typing import Any
 
 import numpy as np
 
+from tlkit.fsutil import write_json_atomic
+
 C_GRID = {"logreg": [0.001, 0.01, 0.1, 1.0], "svm": [0.0001, 0.001, 0.01, 0.1]}
 
 
@@ -88,7 +90,7 @@ def probe(features: str | os.PathLike, out: str | os.PathLike, *, layer: str | N
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     joblib.dump({"model": model, "layer": name, "classes": classes, "meta": meta}, out / "probe.joblib")
-    (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    write_json_atomic(out / "metrics.json", metrics)
     plots.confusion_matrix(np.asarray(metrics["confusion_matrix"]), classes, out / "confusion.png",
                            title=f"{summary['chosen']} probe on {meta['model']} {name}")
     return metrics
@@ -143,11 +145,11 @@ def attach_head(probe_dir: str | os.PathLike, out: str | os.PathLike) -> Path:
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     model.save(out / "best.keras")
-    (out / "labels.json").write_text(json.dumps(saved["classes"]))
-    (out / "config.json").write_text(json.dumps({"base": meta["model"], "data": meta.get("data"),
-                                                 "input_size": meta["input_size"], "probe": True,
-                                                 "layer": saved["layer"], "weights": meta["weights"]}, indent=2))
+    write_json_atomic(out / "labels.json", saved["classes"])
+    write_json_atomic(out / "config.json", {"base": meta["model"], "data": meta.get("data"),
+                                            "input_size": meta["input_size"], "probe": True,
+                                            "layer": saved["layer"], "weights": meta["weights"]})
     metrics_src = Path(probe_dir) / "metrics.json"
     if metrics_src.exists():
-        (out / "metrics.json").write_text(metrics_src.read_text())
+        write_json_atomic(out / "metrics.json", json.loads(metrics_src.read_text()))
     return out

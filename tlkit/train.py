@@ -157,10 +157,9 @@ def truncate_history(path: Path, next_epoch: int) -> None:
 
 
 def write_state(run_dir: Path, state: dict) -> None:
-    path = Path(run_dir) / "state.json"
-    tmp = path.with_name(".state.json.tmp")
-    tmp.write_text(json.dumps(state, indent=2))
-    os.replace(tmp, path)
+    from tlkit.fsutil import write_json_atomic
+
+    write_json_atomic(Path(run_dir) / "state.json", state)
 
 
 def read_state(run_dir: Path) -> dict:

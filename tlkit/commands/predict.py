@@ -7,6 +7,8 @@ import json
 import sys
 from typing import Any
 
+from tlkit.images import CROP_FRACTION  # light: numpy only
+
 NAME = "predict"
 HELP = "classify images with an ImageNet-pretrained base (top-K classes)"
 DESCRIPTION = (
@@ -17,7 +19,6 @@ DESCRIPTION = (
     "the other files are still answered.")
 ORDER = 50
 
-CROP_FRACTION = 0.875  # 224 / (224 + 32): the TF EfficientNet / ImageNet eval center crop
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
