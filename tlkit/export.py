@@ -454,7 +454,7 @@ def export_model(model: Any, labels: Sequence[str], out: str | Path, *, version:
     unknown = set(formats) - set(FORMATS)
     if unknown:
         raise ValueError(f"unknown export format(s) {sorted(unknown)}; known: {', '.join(FORMATS)}")
-    out = Path(out)
+    out = Path(out).resolve()  # the verifying process runs in another directory
     out.mkdir(parents=True, exist_ok=True)
     clean_stale_temp_dirs(out)
     n = _resolve_version(out, version)
@@ -752,7 +752,7 @@ def verify_export(path: str | Path, *, model: Any = None, probes: Sequence[bytes
     Returns a report; raises :class:`VerificationError` listing every failed check.
     """
     started = time.time()
-    path = Path(path)
+    path = Path(path).resolve()  # the fresh process runs in a scratch directory
     card = read_card(path)
     size = tuple(card["input_size"])
     resize = card["preprocessing"]["resize"]
