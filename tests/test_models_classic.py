@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import gc
 
 import keras
 import numpy as np
@@ -34,22 +33,7 @@ COMPUTED = {
 }
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _frozen_gc():
-    # A full gc pass walks TensorFlow's huge object graph (~0.2-0.5 s each time);
-    # freezing what exists now makes the per-test collections below scan only the
-    # models these tests create, which is what holds the memory.
-    gc.freeze()
-    yield
-    gc.unfreeze()
-
-
-@pytest.fixture(autouse=True)
-def _free_models():
-    # Full-size VGG holds ~0.5 GB of weights: release each model after its test.
-    yield
-    keras.backend.clear_session()
-    gc.collect()
+pytestmark = pytest.mark.usefixtures("free_models")
 
 
 def _x(shape: tuple[int, ...], seed: int = 0) -> np.ndarray:

@@ -3,7 +3,6 @@ shapes, layer names and block prefixes, grouped convs, serialization."""
 
 from __future__ import annotations
 
-import gc
 
 import keras
 import numpy as np
@@ -26,20 +25,7 @@ def _param(names):
     return [pytest.param(n, marks=pytest.mark.slow) if n in BIG else n for n in names]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _frozen_gc():
-    # A full gc pass walks TensorFlow's object graph; freezing what exists now makes
-    # the per-test collections scan only the models these tests create.
-    gc.freeze()
-    yield
-    gc.unfreeze()
-
-
-@pytest.fixture(autouse=True)
-def _free_models():
-    yield
-    keras.backend.clear_session()
-    gc.collect()
+pytestmark = pytest.mark.usefixtures("free_models")
 
 
 def _x(shape: tuple[int, ...], seed: int = 0) -> np.ndarray:

@@ -205,10 +205,7 @@ def from_folder(folder: str | os.PathLike, *, val_split: float = 0.2, seed: int 
         method = "folders"
         how = "split: given by the train/val/test folders"
     else:
-        df["split"] = stratified_split(keys, df["label"].tolist(), val_split, seed)
-        method = "stratified" if val_split > 0 else "none"
-        how = (f"split: seeded stratified, {val_split:.0%} validation, seed {seed}" if val_split > 0
-               else "split: none (all train)")
+        df["split"], method, how = _seeded_split(keys, df["label"].tolist(), val_split, seed)
     items = _finish_items(df, classes)
     desc = f"folder {root}: {len(classes)} classes, {len(items)} images; {how}"
     return DataSource(spec=str(folder), kind="files", classes=classes, items=items, description=desc,
@@ -286,14 +283,20 @@ def from_csv(csv_path: str | os.PathLike, *, val_split: float = 0.2, seed: int =
         out["split"] = df["split"].tolist()
         method, how = "manifest", "split: from the manifest's split column"
     else:
-        out["split"] = stratified_split(given, out["label"].tolist(), val_split, seed)
-        method = "stratified" if val_split > 0 else "none"
-        how = (f"split: seeded stratified, {val_split:.0%} validation, seed {seed}" if val_split > 0
-               else "split: none (all train)")
+        out["split"], method, how = _seeded_split(given, out["label"].tolist(), val_split, seed)
     items = _finish_items(out, classes)
     desc = f"manifest {p}: {len(classes)} classes, {len(items)} rows; {how}"
     return DataSource(spec=str(csv_path), kind="files", classes=classes, items=items, description=desc,
                       root=str(p), split_method=method)
+
+
+def _seeded_split(keys: Sequence[str], labels: Sequence[str], val_split: float,
+                  seed: int) -> tuple[list[str], str, str]:
+    """(splits, split_method, description) for sources without a split of their own."""
+    if val_split > 0:
+        return (stratified_split(keys, labels, val_split, seed), "stratified",
+                f"split: seeded stratified, {val_split:.0%} validation, seed {seed}")
+    return ["train"] * len(keys), "none", "split: none (all train)"
 
 
 def stratified_split(keys: Sequence[str], labels: Sequence[str], val_split: float, seed: int) -> list[str]:
