@@ -51,6 +51,8 @@ from typing import Any
 
 import numpy as np
 
+from tlkit.errors import DataError
+
 SAMPLE = 200  # images measured; enough for a probe accuracy within a few points
 SMALL_PER_CLASS = 1000  # median images per class below which the data is "small"
 SIMILAR_GAIN = 0.0  # features minus pixels probe accuracy at or above which data is "similar"
@@ -155,7 +157,7 @@ def probe_accuracy(X: np.ndarray, y: np.ndarray, *, seed: int = 0, test_also: np
 
     folds = min(5, int(np.bincount(y).min()))
     if folds < 2:
-        raise ValueError("every class needs at least 2 images in the sample to cross-validate a probe")
+        raise DataError("every class needs at least 2 images in the sample to cross-validate a probe")
     accs, also = [], []
     for tr, te in StratifiedKFold(folds, shuffle=True, random_state=seed).split(X, y):
         clf = make_pipeline(StandardScaler(), RidgeClassifierCV(alphas=RIDGE_ALPHAS)).fit(X[tr], y[tr])
@@ -174,11 +176,11 @@ def measure(data: str, *, base: str = "efficientnet_lite0", sample: int = SAMPLE
 
     spec = tlkit.get_spec(base)  # unknown names fail before anything is read
     if not spec.has_imagenet or spec.num_classes != 1000:
-        raise ValueError(f"advise needs a base with an ImageNet classifier; {spec.name} has none. Bases that do: "
+        raise DataError(f"advise needs a base with an ImageNet classifier; {spec.name} has none. Bases that do: "
                          + ", ".join(s.name for s in tlkit.list_models() if s.has_imagenet))
     source = tldata.resolve(data, cache_dir=cache_dir)
     if source.kind != "files":
-        raise ValueError("advise reads image files (a folder, a CSV manifest or builtin:); for TFDS data, "
+        raise DataError("advise reads image files (a folder, a CSV manifest or builtin:); for TFDS data, "
                          "export the images to a folder first")
     items = source.items
     counts = items.groupby("label").size().reindex(source.classes, fill_value=0)
@@ -191,7 +193,7 @@ def measure(data: str, *, base: str = "efficientnet_lite0", sample: int = SAMPLE
         except ImageError as exc:
             bad.append({"path": path, "reason": exc.reason})
     if len(images) < 4:
-        raise ValueError(f"only {len(images)} readable images in the sample of {data}; check it with "
+        raise DataError(f"only {len(images)} readable images in the sample of {data}; check it with "
                          f"`tlkit check-data {shlex.quote(data)}`")
     y = np.asarray(labels)
     heights = np.array([im.shape[0] for im in images])
@@ -342,7 +344,7 @@ def advise(data: str, *, base: str = "efficientnet_lite0", sample: int = SAMPLE,
     """Measure ``data`` (see the module docstring) and recommend a situation, recipe and command."""
     t0 = time.time()
     if sample < 4:
-        raise ValueError(f"--sample must be at least 4, got {sample}")
+        raise DataError(f"--sample must be at least 4, got {sample}")
     advice = decide(measure(data, base=base, sample=sample, seed=seed, cache_dir=cache_dir))
     advice.seconds = round(time.time() - t0, 1)
     return advice

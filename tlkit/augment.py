@@ -25,6 +25,8 @@ from typing import Any
 
 import tensorflow as tf
 
+from tlkit.errors import ConfigError
+
 AUGMENTATIONS = ("crop", "scale")
 CROP_SCALE = (0.25, 1.0)
 CROP_RATIO = (3 / 4, 4 / 3)
@@ -91,7 +93,7 @@ def augment_image(image: Any, size: tuple[int, int], seed: Any, *, mode: str = "
     ``seed`` is an int tensor of shape [2]; the output is float32 (H, W, 3) in 0..255.
     """
     if mode not in AUGMENTATIONS:
-        raise ValueError(f"unknown augmentation {mode!r}; use one of {', '.join(AUGMENTATIONS)}")
+        raise ConfigError(f"unknown augmentation {mode!r}; use one of {', '.join(AUGMENTATIONS)}")
     seed = tf.cast(seed, tf.int64)
     g_seed, f_seed, c_seed = tf.unstack(tf.random.experimental.stateless_split(seed, 3))
     if mode == "crop":

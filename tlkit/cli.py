@@ -7,14 +7,17 @@ import importlib
 import os
 import pkgutil
 import sys
+import traceback
 from types import ModuleType
 
 import tlkit
 from tlkit import commands as _commands_pkg
+from tlkit._quiet_tf import install_quiet_import_hook
+from tlkit.errors import ConfigError, TlkitError
 
 
-class CLIError(Exception):
-    """A user-facing error: printed without a traceback, exit status 2."""
+class CLIError(ConfigError):
+    """A user-facing error raised by a command module: one line, exit status 2."""
 
 
 class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
@@ -44,36 +47,61 @@ def build_parser() -> argparse.ArgumentParser:
         p = sub.add_parser(mod.NAME, help=mod.HELP, description=getattr(mod, "DESCRIPTION", mod.HELP),
                            formatter_class=_HelpFormatter)
         mod.add_arguments(p)
+        p.add_argument("--verbose", action="store_true",
+                       help="show TensorFlow's start-up and runtime logging (hidden by default)")
         p.set_defaults(_run=mod.run)
     return parser
 
 
+def _one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split("\n")).strip()
+    return text or type(exc).__name__
+
+
+def _os_error_text(exc: OSError) -> str:
+    """An OS error as a person reads it: what went wrong and on which path."""
+    if exc.strerror:
+        paths = [p for p in (exc.filename, exc.filename2) if p]
+        return f"{exc.strerror}: {' -> '.join(map(str, paths))}" if paths else exc.strerror
+    return _one_line(exc)
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of the ``tlkit`` console script."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    """Entry point of the ``tlkit`` console script.
+
+    Exit status: 0 done, 1 a bug (traceback shown), 2 a usage or input error
+    (one line on stderr), 130 interrupted.
+    """
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "_run", None):
         parser.print_help()
         return 2
+    verbose = bool(getattr(args, "verbose", False) or os.environ.get("TLKIT_VERBOSE"))
     try:
+        install_quiet_import_hook(verbose)
         return int(args._run(args) or 0)
-    except CLIError as exc:
-        print(f"tlkit {args.command}: error: {exc}", file=sys.stderr)
+    except TlkitError as exc:
+        if os.environ.get("TLKIT_DEBUG"):
+            raise
+        print(f"tlkit {args.command}: error: {_one_line(exc)}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        if os.environ.get("TLKIT_DEBUG"):
+            raise
+        print(f"tlkit {args.command}: error: {_os_error_text(exc)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"tlkit {args.command}: interrupted", file=sys.stderr)
         return 130
-    except (KeyError, ValueError, FileNotFoundError, FileExistsError) as exc:
-        # Our own validation errors name the bad value; show them without a traceback.
-        if os.environ.get("TLKIT_DEBUG"):
-            raise
-        msg = exc.args[0] if exc.args else exc
-        print(f"tlkit {args.command}: error: {msg}", file=sys.stderr)
-        return 2
+    except Exception:
+        traceback.print_exc()
+        print(f"tlkit {args.command}: this is a bug in tlkit, not in your input; please report it with the "
+              f"traceback above and the command you ran", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":
-    from tlkit.cli import main as _main  # the package's module, so its CLIError class is the one raised
+    from tlkit.cli import main as _main  # the package's module, so its error classes are the ones raised
 
     sys.exit(_main())

@@ -60,13 +60,7 @@ _REFUSED = ("Reshape", "Permute", "RepeatVector", "RNN", "LSTM", "GRU", "SimpleR
 _GLOBAL_NOTE = "global-pool:"  # marks a body global pooling in the notes, summarised at the end
 
 
-class ConversionError(ValueError):
-    """A layer :func:`to_fully_convolutional` cannot convert; ``layer`` names it."""
-
-    def __init__(self, layer: str, reason: str) -> None:
-        self.layer = layer
-        self.reason = reason
-        super().__init__(f"cannot convert layer {layer!r} to a fully convolutional form: {reason}")
+from tlkit.errors import ConversionError  # noqa: E402  (re-exported)
 
 
 @dataclasses.dataclass

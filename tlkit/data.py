@@ -25,6 +25,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
+from tlkit.errors import DataError
 from tlkit.images import IMAGE_EXTENSIONS, is_image_path
 
 SPLITS = ("train", "val", "test")
@@ -38,8 +39,6 @@ MANIFEST_COLUMNS = ("path", "label", "split")  # split is optional
 DEFAULT_TFDS_DATA_DIR = "~/tensorflow_datasets"
 
 
-class DataError(ValueError):
-    """The data cannot be used as given; the message names the problem and the fix."""
 
 
 @dataclass
@@ -73,7 +72,7 @@ class DataSource:
     def builder(self) -> Any:
         """The TFDS builder of a ``tfds`` source (read from its prepared directory, no code needed)."""
         if self.kind != "tfds":
-            raise ValueError(f"{self.spec} is not a TFDS source")
+            raise DataError(f"{self.spec} is not a TFDS source")
         if self._builder is None:
             import tensorflow_datasets as tfds
 
@@ -594,11 +593,11 @@ def make_dataset(source: DataSource, split: str, *, image_size: tuple[int, int],
     from tlkit import augment as aug
 
     if split not in SPLITS:
-        raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
+        raise DataError(f"split must be one of {SPLITS}, got {split!r}")
     if channels not in (1, 3):
-        raise ValueError(f"channels must be 1 or 3, got {channels}")
+        raise DataError(f"channels must be 1 or 3, got {channels}")
     if training and augment not in (None, "none", *aug.AUGMENTATIONS):
-        raise ValueError(f"unknown augmentation {augment!r}; use one of {', '.join(aug.AUGMENTATIONS)} or None")
+        raise DataError(f"unknown augmentation {augment!r}; use one of {', '.join(aug.AUGMENTATIONS)} or None")
     size = (int(image_size[0]), int(image_size[1]))
     auto = tf.data.AUTOTUNE
     n = dataset_size(source, split)

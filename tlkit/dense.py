@@ -37,6 +37,7 @@ import keras
 import numpy as np
 
 from tlkit.convert import Conversion, convert
+from tlkit.errors import ConfigError
 
 AGGREGATES = ("mean", "max")
 RESIZE_MODES = ("shorter", "square")
@@ -116,7 +117,7 @@ class DenseResult:
         for m in self.maps:
             if m.scale == scale:
                 return m
-        raise ValueError(f"no map at scale {scale}; scales: {[m.scale for m in self.maps]}")
+        raise ConfigError(f"no map at scale {scale}; scales: {[m.scale for m in self.maps]}")
 
     def score_map(self, class_index: int | None = None, scale: int | None = None) -> np.ndarray:
         """The ``(h, w)`` score map of a class (default: the top class) at a scale."""
@@ -139,9 +140,9 @@ def shift_plan(net_stride: int, stride: int | None = None) -> list[tuple[int, in
     if stride is None or stride == net_stride:
         return [(0, 0)]
     if net_stride <= 0:
-        raise ValueError("the network has no spatial stride to refine")
+        raise ConfigError("the network has no spatial stride to refine")
     if stride <= 0 or stride > net_stride or net_stride % stride:
-        raise ValueError(f"stride must divide the network's stride {net_stride}; got {stride}")
+        raise ConfigError(f"stride must divide the network's stride {net_stride}; got {stride}")
     f = net_stride // stride
     return [(a * stride, b * stride) for a in range(f) for b in range(f)]
 
@@ -183,7 +184,7 @@ def dense_map_size(conversion: Conversion, height: int, width: int,
 def resize_for_scale(image: np.ndarray, scale: int, mode: str = "shorter") -> np.ndarray:
     """``image`` (H, W, 3) resized to ``scale`` (shorter side, or square); float32."""
     if mode not in RESIZE_MODES:
-        raise ValueError(f"resize must be one of {RESIZE_MODES}, got {mode!r}")
+        raise ConfigError(f"resize must be one of {RESIZE_MODES}, got {mode!r}")
     h, w = image.shape[:2]
     if mode == "square":
         size = (int(scale), int(scale))
@@ -220,11 +221,11 @@ class DenseEvaluator:
                  compiled: bool = True) -> None:
         self.conversion = model if isinstance(model, Conversion) else convert(model, input_size=input_size)
         if self.conversion.stride <= 0:
-            raise ValueError("the converted model has no spatial output; nothing to evaluate densely")
+            raise ConfigError("the converted model has no spatial output; nothing to evaluate densely")
         self.preprocessing = preprocessing
         self.class_names = list(class_names) if class_names is not None else None
         if batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+            raise ConfigError(f"batch_size must be >= 1, got {batch_size}")
         self.batch_size = int(batch_size)
         self.compiled = bool(compiled)
 
@@ -287,10 +288,10 @@ class DenseEvaluator:
 
         x = preprocess_numpy(np.asarray(images), self.preprocessing)
         if x.ndim != 4:
-            raise ValueError(f"expected a batch (N, H, W, C), got shape {x.shape}")
+            raise ConfigError(f"expected a batch (N, H, W, C), got shape {x.shape}")
         wh, ww = self.window
         if x.shape[1] < wh or x.shape[2] < ww:
-            raise ValueError(f"images of {x.shape[1]}x{x.shape[2]} are smaller than the network's "
+            raise ConfigError(f"images of {x.shape[1]}x{x.shape[2]} are smaller than the network's "
                              f"{wh}x{ww} window; use a larger scale")
         shifts = shift_plan(self.net_stride, stride)
         if len(shifts) == 1:
@@ -305,11 +306,11 @@ class DenseEvaluator:
                  aggregate: str = "mean", top: int = 5, resize: str = "shorter") -> list[DenseResult]:
         """Evaluate images (paths, arrays, or one of either) at ``scales``; one result per image."""
         if aggregate not in AGGREGATES:
-            raise ValueError(f"aggregate must be one of {AGGREGATES}, got {aggregate!r}")
+            raise ConfigError(f"aggregate must be one of {AGGREGATES}, got {aggregate!r}")
         if not scales:
-            raise ValueError("at least one scale is needed")
+            raise ConfigError("at least one scale is needed")
         if top < 1:
-            raise ValueError(f"top must be >= 1, got {top}")
+            raise ConfigError(f"top must be >= 1, got {top}")
         loaded = list(_load_images(images))
         per_image: list[list[ScaleMap]] = [[] for _ in loaded]
         step = stride or self.net_stride
@@ -380,7 +381,7 @@ def _load_images(images: Any) -> Iterable[tuple[str, np.ndarray]]:
         else:
             arr = np.asarray(item)
             if arr.ndim != 3 or arr.shape[-1] != 3:
-                raise ValueError(f"image {k}: expected an RGB array (H, W, 3), got shape {arr.shape}")
+                raise ConfigError(f"image {k}: expected an RGB array (H, W, 3), got shape {arr.shape}")
             yield f"<array {k}>", arr
 
 

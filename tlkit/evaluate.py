@@ -6,6 +6,8 @@ from typing import Any, Iterable, Sequence
 
 import numpy as np
 
+from tlkit.errors import ConfigError
+
 
 def metrics_from_probs(y_true: np.ndarray, probs: np.ndarray, class_names: Sequence[str]) -> dict[str, Any]:
     """Top-1 (and top-5 when there are more than 5 classes), per-class precision, recall,
@@ -47,7 +49,7 @@ def predict_dataset(model: Any, dataset: Any, *, tta: str | None = None) -> tupl
         ps.append(_predict_tta(model, x, tta))
         ys.append(np.asarray(y))
     if not ys:
-        raise ValueError("the evaluation dataset is empty")
+        raise ConfigError("the evaluation dataset is empty")
     return np.concatenate(ys), np.concatenate(ps)
 
 
@@ -56,7 +58,7 @@ def ten_crops(x: np.ndarray, size: tuple[int, int]) -> list[np.ndarray]:
     h, w = size
     H, W = x.shape[1:3]
     if H < h or W < w:
-        raise ValueError(f"crops of {h}x{w} need an image at least that large, got {H}x{W}")
+        raise ConfigError(f"crops of {h}x{w} need an image at least that large, got {H}x{W}")
     offsets = [(0, 0), (0, W - w), (H - h, 0), (H - h, W - w), ((H - h) // 2, (W - w) // 2)]
     crops = [x[:, t:t + h, l:l + w] for t, l in offsets]
     return crops + [c[:, :, ::-1] for c in crops]
@@ -75,15 +77,15 @@ def _predict_tta(model: Any, x: np.ndarray, tta: str | None) -> np.ndarray:
         enlarged = np.asarray(keras.ops.image.resize(x, big, interpolation="bilinear"))
         crops = ten_crops(enlarged, (h, w))
         return np.mean([np.asarray(model.predict_on_batch(np.ascontiguousarray(c))) for c in crops], axis=0)
-    raise ValueError(f"unknown test-time augmentation {tta!r}; use flip or crops")
+    raise ConfigError(f"unknown test-time augmentation {tta!r}; use flip or crops")
 
 
 def ensemble(prob_sets: Iterable[np.ndarray]) -> np.ndarray:
     """Average the probabilities of several models (the seeds' "use ensembles")."""
     sets = [np.asarray(p, dtype=np.float64) for p in prob_sets]
     if not sets:
-        raise ValueError("an ensemble needs at least one model")
+        raise ConfigError("an ensemble needs at least one model")
     shapes = {p.shape for p in sets}
     if len(shapes) != 1:
-        raise ValueError(f"ensemble members disagree on shape: {sorted(shapes)}")
+        raise ConfigError(f"ensemble members disagree on shape: {sorted(shapes)}")
     return np.mean(sets, axis=0)

@@ -6,6 +6,8 @@ import json
 from pathlib import Path
 from typing import Any, Sequence
 
+from tlkit.errors import DataError, NotFoundError
+
 
 def load_run(run_dir: str | Path) -> tuple[Any, list[str], dict]:
     """(model, class names, config) of a run directory.
@@ -20,18 +22,18 @@ def load_run(run_dir: str | Path) -> tuple[Any, list[str], dict]:
 
     run = Path(run_dir)
     if not run.is_dir():
-        raise FileNotFoundError(f"run directory {run} does not exist")
+        raise NotFoundError(f"run directory {run} does not exist")
     ckpt = next((run / n for n in ("best.keras", "last.keras") if (run / n).exists()), None)
     if ckpt is None:
-        raise FileNotFoundError(f"{run} has no best.keras or last.keras: was the run started?")
+        raise NotFoundError(f"{run} has no best.keras or last.keras: was the run started?")
     if (run / "labels.json").exists():
         labels = json.loads((run / "labels.json").read_text(encoding="utf-8"))
         if not isinstance(labels, list):
-            raise ValueError(f"{run / 'labels.json'}: expected a JSON list of class names")
+            raise DataError(f"{run / 'labels.json'}: expected a JSON list of class names")
     elif (run / "labels.txt").exists():
         labels = [ln.strip() for ln in (run / "labels.txt").read_text(encoding="utf-8").splitlines() if ln.strip()]
     else:
-        raise FileNotFoundError(f"{run} has no labels.json or labels.txt")
+        raise NotFoundError(f"{run} has no labels.json or labels.txt")
     config = json.loads((run / "config.json").read_text()) if (run / "config.json").exists() else {}
     return keras.saving.load_model(ckpt, compile=False), [str(v) for v in labels], config
 
@@ -48,15 +50,15 @@ def evaluate_runs(runs: Sequence[str], *, data: str | None = None, split: str | 
     labels = loaded[0][1]
     for (_, lab, _), r in zip(loaded[1:], runs[1:]):
         if lab != labels:
-            raise ValueError(f"{r} was trained on classes {lab}, {runs[0]} on {labels}: they cannot be compared")
+            raise DataError(f"{r} was trained on classes {lab}, {runs[0]} on {labels}: they cannot be compared")
     cfg = loaded[0][2]
     if not data and not cfg.get("data"):
-        raise ValueError(f"{runs[0]} does not record its data; pass --data")
+        raise DataError(f"{runs[0]} does not record its data; pass --data")
     source = tldata.resolve(data or cfg["data"], val_split=cfg.get("val_split", 0.2) if not data else 0.0,
                             seed=cfg.get("seed", 0), tfds_data_dir=cfg.get("tfds_data_dir"), min_classes=1)
     unknown = sorted(set(source.classes) - set(labels))
     if unknown:
-        raise ValueError(f"the data has classes the runs never saw: {unknown}; known: {labels}")
+        raise DataError(f"the data has classes the runs never saw: {unknown}; known: {labels}")
     report = preflight.check(source, progress=False)
     if source.kind == "files":
         import dataclasses

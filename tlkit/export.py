@@ -50,11 +50,11 @@ from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
-
-from tlkit.images import CROP_FRACTION  # the same centre crop as `tlkit predict`
 import tensorflow as tf
 
 import tlkit
+from tlkit.errors import AlreadyExistsError, ConfigError, NotFoundError
+from tlkit.images import CROP_FRACTION  # the same centre crop as `tlkit predict`
 
 MODEL_CARD = "tlkit.json"
 LABELS_FILE = "labels.txt"
@@ -78,8 +78,7 @@ BAD_IMAGE_MESSAGE = "is not a JPEG, PNG, BMP or GIF image"
 VERIFY_TIMEOUT_S = 600
 
 
-class ExportError(RuntimeError):
-    """An export that cannot be written (bad model, labels or target)."""
+from tlkit.errors import ExportError  # noqa: E402  (re-exported)
 
 
 class VerificationError(ExportError):
@@ -122,7 +121,7 @@ def resize_pixels(image: tf.Tensor, size: tuple[int, int], resize: str = "crop")
     bilinear, unrounded (:func:`tlkit.augment.resize` itself).
     """
     if resize not in RESIZE_MODES:
-        raise ValueError(f"resize must be one of {RESIZE_MODES}, got {resize!r}")
+        raise ConfigError(f"resize must be one of {RESIZE_MODES}, got {resize!r}")
     image = tf.convert_to_tensor(image)
     if resize == "dataset":
         from tlkit.augment import resize as dataset_resize
@@ -418,7 +417,7 @@ def _resolve_version(out: Path, version: int | None) -> int:
         return next_version(out)
     version = int(version)
     if version < 1:
-        raise ValueError(f"--version must be a positive integer, got {version}")
+        raise ConfigError(f"--version must be a positive integer, got {version}")
     return version
 
 
@@ -430,7 +429,7 @@ def _refuse_early(out: Path, version: int | None) -> None:
 
 def _refuse_existing(target: Path, out: Path) -> None:
     if target.exists():
-        raise FileExistsError(
+        raise AlreadyExistsError(
             f"{target} already exists and versions are never overwritten; omit --version for the next free "
             f"one ({next_version(out)})")
 
@@ -453,7 +452,7 @@ def export_model(model: Any, labels: Sequence[str], out: str | Path, *, version:
     """
     unknown = set(formats) - set(FORMATS)
     if unknown:
-        raise ValueError(f"unknown export format(s) {sorted(unknown)}; known: {', '.join(FORMATS)}")
+        raise ConfigError(f"unknown export format(s) {sorted(unknown)}; known: {', '.join(FORMATS)}")
     out = Path(out).resolve()  # the verifying process runs in another directory
     out.mkdir(parents=True, exist_ok=True)
     clean_stale_temp_dirs(out)
@@ -551,7 +550,7 @@ def read_card(path: str | Path) -> dict[str, Any]:
     """The model card of an export directory."""
     p = Path(path) / MODEL_CARD
     if not p.is_file():
-        raise FileNotFoundError(f"{path} has no {MODEL_CARD}: not a tlkit export")
+        raise NotFoundError(f"{path} has no {MODEL_CARD}: not a tlkit export")
     return json.loads(p.read_text(encoding="utf-8"))
 
 
@@ -578,7 +577,7 @@ def export_base(name: str, out: str | Path | None = None, *, weights: str = "ima
 
     spec = tlkit.get_spec(name)
     if weights == "imagenet" and not spec.has_imagenet:
-        raise ValueError(f"{spec.name} has no ImageNet weights; bases that do: "
+        raise ConfigError(f"{spec.name} has no ImageNet weights; bases that do: "
                          + ", ".join(s.name for s in tlkit.list_models() if s.has_imagenet))
     out = Path(out) if out else Path("saved_models") / spec.name
     _refuse_early(out, kwargs.get("version"))
@@ -834,7 +833,7 @@ def resolve_export_dir(path: str | Path) -> Path:
     versions = existing_versions(p)
     if versions:
         return p / str(versions[-1])
-    raise FileNotFoundError(f"{p} is neither a SavedModel version directory nor holds numbered versions")
+    raise NotFoundError(f"{p} is neither a SavedModel version directory nor holds numbered versions")
 
 
 def check_export(path: str | Path, **kwargs: Any) -> dict[str, Any]:

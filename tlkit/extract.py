@@ -26,6 +26,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from tlkit.errors import AlreadyExistsError, DataError, NotFoundError
+
 META_KEY = b"tlkit"
 FORMATS = ("parquet", "npz")
 
@@ -121,7 +123,7 @@ def _check_same_extraction(part: Path, meta: dict) -> None:
     diff = {k: (old.get(k), meta.get(k)) for k in keys if old.get(k) != meta.get(k)}
     if diff:
         detail = "; ".join(f"{k}: file has {a!r}, this run asks {b!r}" for k, (a, b) in diff.items())
-        raise ValueError(f"cannot resume {part.parent}: it was extracted differently ({detail}); "
+        raise DataError(f"cannot resume {part.parent}: it was extracted differently ({detail}); "
                          f"use --force to start over")
 
 
@@ -153,16 +155,16 @@ def extract(base: str, layers: Sequence[str], data: str, out: str | os.PathLike,
     out = Path(out)
     fmt = out.suffix.lstrip(".").lower()
     if fmt not in FORMATS:
-        raise ValueError(f"output must end in .parquet or .npz, got {out.name!r}")
+        raise DataError(f"output must end in .parquet or .npz, got {out.name!r}")
     parts = out.with_name(out.name + ".parts")
     if out.exists() and not (resume or force):
-        raise FileExistsError(f"{out} exists; pass --resume to add missing images or --force to replace it")
+        raise AlreadyExistsError(f"{out} exists; pass --resume to add missing images or --force to replace it")
     if force and not resume:
         out.unlink(missing_ok=True)
         shutil.rmtree(parts, ignore_errors=True)
     source = tldata.resolve(data, val_split=val_split, seed=seed, cache_dir=cache_dir)
     if source.kind != "files":
-        raise ValueError("feature extraction reads image files (a folder, CSV or builtin:); for TFDS data, "
+        raise DataError("feature extraction reads image files (a folder, CSV or builtin:); for TFDS data, "
                          "export the images to a folder first")
     report = preflight.check(source, progress=False)
     items = report.clean_items().sort_values("path", kind="stable").reset_index(drop=True)
@@ -282,7 +284,7 @@ def load_features(path: str | os.PathLike) -> tuple[dict[str, np.ndarray], Any, 
 
     path = Path(path)
     if not path.exists():
-        raise FileNotFoundError(f"no features file at {path}")
+        raise NotFoundError(f"no features file at {path}")
     if path.suffix == ".npz":
         arrays = {}
         with np.load(path, allow_pickle=False) as z:
@@ -292,7 +294,7 @@ def load_features(path: str | os.PathLike) -> tuple[dict[str, np.ndarray], Any, 
         return arrays, rows, meta
     table = pq.read_table(path)
     if table.schema.metadata is None or META_KEY not in table.schema.metadata:
-        raise ValueError(f"{path} is not a tlkit features file (no tlkit metadata)")
+        raise DataError(f"{path} is not a tlkit features file (no tlkit metadata)")
     arrays = _table_to_arrays(table)
     meta = json.loads(str(arrays.pop("__meta__")))
     rows = pd.DataFrame({k: arrays.pop(k) for k in ("path", "label", "label_id", "split")})

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from tlkit.errors import ModelError
 from tlkit.registry import ModelSpec, get_spec, load_builder
 
 
@@ -16,15 +17,15 @@ def resolve_input_shape(spec: ModelSpec, input_shape: tuple[int, ...] | None,
     if len(shape) == 2:
         shape = (*shape, spec.input_shape[2])
     if len(shape) != 3 or min(shape) <= 0:
-        raise ValueError(f"input_shape must be (H, W) or (H, W, C) with positive sizes, got {input_shape!r}")
+        raise ModelError(f"input_shape must be (H, W) or (H, W, C) with positive sizes, got {input_shape!r}")
     if spec.fixed_input and include_top and shape[:2] != spec.input_shape[:2]:
         h, w = spec.input_shape[:2]
-        raise ValueError(
+        raise ModelError(
             f"{spec.name} has a fully connected head that fixes its input to {h}x{w}; got "
             f"{shape[0]}x{shape[1]}. Use include_top=False for the convolutional body, or "
             f"tlkit.convert.to_fully_convolutional to evaluate larger images densely.")
     if min(shape[:2]) < spec.min_input:
-        raise ValueError(
+        raise ModelError(
             f"{spec.name} needs inputs of at least {spec.min_input}x{spec.min_input}; got {shape[0]}x{shape[1]}")
     return shape  # type: ignore[return-value]
 
@@ -41,7 +42,7 @@ def build(name: str, *, num_classes: int | None = None, input_shape: tuple[int, 
     shape = resolve_input_shape(spec, input_shape, include_top)
     classes = int(num_classes) if num_classes is not None else spec.num_classes
     if classes < 1:
-        raise ValueError(f"num_classes must be >= 1, got {num_classes!r}")
+        raise ModelError(f"num_classes must be >= 1, got {num_classes!r}")
     if weights is not None:
         from tlkit.weights import build_pretrained
 

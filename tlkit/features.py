@@ -14,6 +14,7 @@ from typing import Any, Sequence
 
 import keras
 
+from tlkit.errors import ModelError
 from tlkit.inspection import own_node
 
 POOLINGS = ("avg", "max", "none")
@@ -66,7 +67,7 @@ def resolve_tap(model: keras.Model, name: str, *, base: str | None = None) -> st
             if any(l.name == candidate for l in model.layers):
                 return candidate
     aliases = sorted(spec.layers) if spec is not None else []
-    raise ValueError(f"no layer {name!r} in model {model.name!r}; aliases: {', '.join(aliases) or 'none'}; "
+    raise ModelError(f"no layer {name!r} in model {model.name!r}; aliases: {', '.join(aliases) or 'none'}; "
                      f"or use a raw layer name (see `tlkit inspect`)")
 
 
@@ -91,7 +92,7 @@ def _tensor_in_graph(model: keras.Model, inputs: Any, layer_path: list[keras.Mod
     # tensors that feed the sub-model's call inside the outer graph.
     node = own_node(model, sub)
     if node is None:
-        raise ValueError(f"sub-model {sub.name!r} is not called inside {model.name!r}")
+        raise ModelError(f"sub-model {sub.name!r} is not called inside {model.name!r}")
     tensors = node.arguments.keras_tensors
     feed = keras.Model(model.inputs, tensors[0] if len(tensors) == 1 else tensors)
     inner = _tensor_in_graph(sub, sub.inputs, layer_path[1:], layer)
@@ -108,9 +109,9 @@ def extractor(model: keras.Model, layers: Sequence[str], *, pooling: str = "avg"
     or raw layer names, also of layers inside a nested base.
     """
     if pooling not in POOLINGS:
-        raise ValueError(f"pooling must be one of {POOLINGS}, got {pooling!r}")
+        raise ModelError(f"pooling must be one of {POOLINGS}, got {pooling!r}")
     if not layers:
-        raise ValueError("name at least one layer to tap")
+        raise ModelError("name at least one layer to tap")
     inputs = keras.Input(shape=model.input_shape[1:], name="image")
     outputs = []
     for tap in layers:

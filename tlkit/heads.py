@@ -19,6 +19,8 @@ from typing import Any
 
 import keras
 
+from tlkit.errors import ModelError
+
 BASE_NAME = "base"
 
 # Name patterns that identify a block, tried in order: keras.applications and
@@ -87,7 +89,7 @@ def build_classifier(base_name: str, *, num_classes: int, weights: str | None = 
 
     spec = tlkit.get_spec(base_name)
     if num_classes < 2:
-        raise ValueError(f"a classifier needs at least 2 classes, got {num_classes}")
+        raise ModelError(f"a classifier needs at least 2 classes, got {num_classes}")
     size = tuple(input_size) if input_size else spec.input_shape[:2]
     shape = (*size, spec.input_shape[2])
     if base_model is None:
@@ -114,7 +116,7 @@ def get_base(model: keras.Model) -> keras.Model:
     try:
         return model.get_layer(BASE_NAME)
     except ValueError:
-        raise ValueError(f"model {model.name!r} has no nested base named {BASE_NAME!r}; "
+        raise ModelError(f"model {model.name!r} has no nested base named {BASE_NAME!r}; "
                          f"was it built by tlkit.heads.build_classifier?") from None
 
 
@@ -137,7 +139,7 @@ def unfreeze_top(model: keras.Model, n: int | str, *, train_batchnorm: bool = Fa
     else:
         count = int(n)
         if count < 0:
-            raise ValueError(f"--unfreeze must be >= 0 or 'all', got {n!r}")
+            raise ModelError(f"--unfreeze must be >= 0 or 'all', got {n!r}")
         count = min(count, len(blocks))
     chosen = blocks[len(blocks) - count:] if count else []
     base.trainable = True  # the container must be trainable for any sublayer to be

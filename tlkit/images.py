@@ -20,16 +20,7 @@ IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif")
 MAX_PIXELS = 64_000_000
 
 
-class ImageError(ValueError):
-    """A file that cannot be used as an image; ``reason`` is one of
-    ``missing``, ``empty``, ``not_an_image``, ``unsupported_format``, ``truncated``,
-    ``corrupt``, ``too_large``."""
-
-    def __init__(self, path: str | os.PathLike, reason: str, detail: str = "") -> None:
-        self.path = str(path)
-        self.reason = reason
-        self.detail = detail
-        super().__init__(f"{self.path}: {reason}" + (f" ({detail})" if detail else ""))
+from tlkit.errors import ImageError  # noqa: E402  (re-exported)
 
 
 def is_image_path(path: str | os.PathLike) -> bool:

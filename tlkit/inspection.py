@@ -5,6 +5,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from tlkit.errors import ConfigError
+
 
 def conv_output_size(W: int, F: int, S: int, P: int, D: int = 1) -> int:
     """Spatial output size of a convolution or pooling: (W - D(F-1) - 1 + 2P)/S + 1.
@@ -15,15 +17,15 @@ def conv_output_size(W: int, F: int, S: int, P: int, D: int = 1) -> int:
     """
     for name, v in (("W", W), ("F", F), ("S", S), ("D", D)):
         if int(v) != v or v < 1:
-            raise ValueError(f"{name} must be a positive integer, got {v!r}")
+            raise ConfigError(f"{name} must be a positive integer, got {v!r}")
     if P < 0:
-        raise ValueError(f"P must be >= 0, got {P!r}")
+        raise ConfigError(f"P must be >= 0, got {P!r}")
     span = W + 2 * P - D * (F - 1) - 1
     if span < 0:
-        raise ValueError(f"the filter (F={F}, D={D}) is larger than the padded input (W={W}, P={P})")
+        raise ConfigError(f"the filter (F={F}, D={D}) is larger than the padded input (W={W}, P={P})")
     out = span / S + 1
     if out != math.floor(out):
-        raise ValueError(
+        raise ConfigError(
             f"(W - F + 2P)/S + 1 = ({W} - {D * (F - 1) + 1} + 2*{P})/{S} + 1 = {out:g} is not an "
             f"integer: these hyperparameters do not tile the input; change the padding or stride")
     return int(out)

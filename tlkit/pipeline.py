@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 import tlkit
+from tlkit.errors import AlreadyExistsError, ConfigError, NotFoundError
 from tlkit.fsutil import write_json_atomic
 
 RUNS_DIR = Path("runs")
@@ -94,12 +95,12 @@ def prepare_run_dir(cfg: FinetuneConfig, *, resume: bool, force: bool) -> Path:
         if resume:
             return run_dir
         if not force:
-            raise FileExistsError(
+            raise AlreadyExistsError(
                 f"run directory {run_dir} already exists; pass --resume to continue it, --force to replace "
                 f"it, or --name for a new run")
         shutil.rmtree(run_dir)
     elif resume:
-        raise FileNotFoundError(f"nothing to resume: {run_dir} does not exist")
+        raise NotFoundError(f"nothing to resume: {run_dir} does not exist")
     run_dir.mkdir(parents=True, exist_ok=True)
     return run_dir
 
@@ -114,7 +115,7 @@ def _strategy(kind: str | None) -> Any:
     if kind == "multi-worker":
         # Workers and ranks come from TF_CONFIG, as tf.distribute expects.
         return tf.distribute.MultiWorkerMirroredStrategy()
-    raise ValueError(f"unknown --distribute {kind!r}; use mirrored or multi-worker")
+    raise ConfigError(f"unknown --distribute {kind!r}; use mirrored or multi-worker")
 
 
 def is_chief(strategy: Any) -> bool:
@@ -168,10 +169,12 @@ def finetune(cfg: FinetuneConfig, *, resume: bool = False, force: bool = False, 
     """Run (or resume) a staged finetuning; returns the final metrics. See the module docstring."""
     tlkit.get_spec(cfg.base)  # unknown base: fail before touching the disk
     if cfg.unfreeze != "all" and not str(cfg.unfreeze).isdigit():
-        raise ValueError(f"--unfreeze must be a number of blocks or 'all', got {cfg.unfreeze!r}")
+        raise ConfigError(f"--unfreeze must be a number of blocks or 'all', got {cfg.unfreeze!r}")
     run_dir = prepare_run_dir(cfg, resume=resume, force=force)
     log = Log(run_dir / "train.log", quiet=quiet)
-    from tlkit import train  # imports Keras (and TensorFlow): only once a run really starts
+    from tlkit import (
+        train,  # imports Keras (and TensorFlow): only once a run really starts
+    )
 
     state = train.read_state(run_dir) if resume else {}
     if resume:
@@ -211,7 +214,7 @@ def finetune(cfg: FinetuneConfig, *, resume: bool = False, force: bool = False, 
         class_weight = tldata.class_weights([counts.get(c, 0) for c in classes])
         log("class weights: " + ", ".join(f"{c}={class_weight[i]:.2f}" for i, c in enumerate(classes)))
     elif cfg.class_weight not in (None, "none"):
-        raise ValueError(f"--class-weight must be 'auto' or 'none', got {cfg.class_weight!r}")
+        raise ConfigError(f"--class-weight must be 'auto' or 'none', got {cfg.class_weight!r}")
 
     stage1 = train.StageConfig(stage=1, epochs=cfg.epochs, lr=cfg.lr, optimizer=cfg.optimizer,
                                momentum=cfg.momentum, weight_decay=cfg.weight_decay, schedule=cfg.schedule,

@@ -25,7 +25,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from tlkit.data import SPLITS, DataError, DataSource, tfds_class_counts
+from tlkit.data import SPLITS, DataSource, tfds_class_counts
+from tlkit.errors import DataError
 from tlkit.images import ImageError, load_rgb
 
 # How many entries of each list the text report shows; JSON and skipped.csv have them all.
@@ -102,7 +103,7 @@ class Report:
         """The source's items without the bad files (and, with ``drop_leaks``, without the
         val/test copies of files that are also in an earlier split)."""
         if self._items is None or self._ok is None:
-            raise ValueError("clean_items() is for file sources; a TFDS source has no file list")
+            raise DataError("clean_items() is for file sources; a TFDS source has no file list")
         keep = self._ok.copy()
         if drop_leaks and self.leaks:
             leaked = {(lk.path_b, lk.split_b) for lk in self.leaks}

@@ -20,6 +20,7 @@ from typing import Any
 import keras
 import numpy as np
 
+from tlkit.errors import ConfigError
 from tlkit.registry import PREPROCESSING_MODES
 
 CAFFE_MEAN_BGR = (103.939, 116.779, 123.68)
@@ -29,7 +30,7 @@ TORCH_STD = (0.229, 0.224, 0.225)
 
 def _check_mode(mode: str) -> str:
     if mode not in PREPROCESSING_MODES:
-        raise ValueError(f"unknown preprocessing mode {mode!r}; known: {', '.join(PREPROCESSING_MODES)}")
+        raise ConfigError(f"unknown preprocessing mode {mode!r}; known: {', '.join(PREPROCESSING_MODES)}")
     return mode
 
 
@@ -54,7 +55,7 @@ def preprocess_numpy(x: np.ndarray, mode: str) -> np.ndarray:
 
 def _check_channels(channels: Any, mode: str) -> None:
     if channels is not None and int(channels) != 3:
-        raise ValueError(f"preprocessing mode {mode!r} needs 3 RGB channels, got {channels}")
+        raise ConfigError(f"preprocessing mode {mode!r} needs 3 RGB channels, got {channels}")
 
 
 @keras.saving.register_keras_serializable(package="tlkit")

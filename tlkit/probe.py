@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from tlkit.errors import DataError
 from tlkit.fsutil import write_json_atomic
 
 C_GRID = {"logreg": [0.001, 0.01, 0.1, 1.0], "svm": [0.0001, 0.001, 0.01, 0.1]}
@@ -31,7 +32,7 @@ def _estimator(kind: str, seed: int) -> Any:
     elif kind == "svm":
         clf = LinearSVC(max_iter=5000, dual="auto", random_state=seed)
     else:
-        raise ValueError(f"unknown probe {kind!r}; use logreg or svm")
+        raise DataError(f"unknown probe {kind!r}; use logreg or svm")
     return Pipeline([("scale", StandardScaler()), ("clf", clf)])
 
 
@@ -42,7 +43,7 @@ def train_probe(X: np.ndarray, y: np.ndarray, *, kinds: tuple[str, ...] = ("logr
 
     folds = min(cv, int(np.bincount(y).min())) if len(y) else cv  # classes absent from y: see probe()
     if folds < 2:
-        raise ValueError("every class needs at least 2 training examples for cross-validation")
+        raise DataError("every class needs at least 2 training examples for cross-validation")
     splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
     results = {}
     best = None
@@ -70,18 +71,18 @@ def probe(features: str | os.PathLike, out: str | os.PathLike, *, layer: str | N
     feats, rows, meta = load_features(features)
     name = layer or meta["layers"][0]
     if name not in feats:
-        raise ValueError(f"layer {name!r} is not in {features}; it has {', '.join(feats)}")
+        raise DataError(f"layer {name!r} is not in {features}; it has {', '.join(feats)}")
     X = feats[name]
     y = rows["label_id"].to_numpy()
     classes = meta["classes"]
     train = (rows["split"] == "train").to_numpy()
     held = (rows["split"].isin(["val", "test"])).to_numpy()
     if not held.any():
-        raise ValueError(f"{features} has no val or test rows to hold out; extract with --val-split > 0")
+        raise DataError(f"{features} has no val or test rows to hold out; extract with --val-split > 0")
     missing = sorted(set(range(len(classes))) - set(y[train].tolist()))
     if missing:
         # A probe never shown a class would have fewer outputs than the classes it is named for.
-        raise ValueError(f"{features}: no training rows for class(es) {[classes[i] for i in missing]}")
+        raise DataError(f"{features}: no training rows for class(es) {[classes[i] for i in missing]}")
     model, summary = train_probe(X[train], y[train], kinds=kinds, cv=cv, seed=seed)
     probs = probe_scores(model, X[held])
     metrics = evaluate.metrics_from_probs(y[held], probs, classes)

@@ -13,6 +13,8 @@ import importlib
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
+from tlkit.errors import ModelError
+
 # Preprocessing modes (see tlkit.preprocessing):
 #   "caffe": RGB->BGR, subtract ImageNet mean (VGG, keras ResNet v1)
 #   "tf":    x / 127.5 - 1 (Inception, Xception, MobileNetV2, ResNet v2)
@@ -58,23 +60,19 @@ _ALIASES: dict[str, str] = {}
 def register(spec: ModelSpec, *, aliases: tuple[str, ...] = ()) -> ModelSpec:
     """Add a spec to the registry; names and aliases must be unique."""
     if spec.preprocessing not in PREPROCESSING_MODES:
-        raise ValueError(
+        raise ModelError(
             f"{spec.name}: preprocessing {spec.preprocessing!r} is not one of {PREPROCESSING_MODES}"
         )
     for key in (spec.name, *aliases):
         if key in _REGISTRY or key in _ALIASES:
-            raise ValueError(f"model name {key!r} is already registered")
+            raise ModelError(f"model name {key!r} is already registered")
     _REGISTRY[spec.name] = spec
     for alias in aliases:
         _ALIASES[alias] = spec.name
     return spec
 
 
-class UnknownModelError(KeyError):
-    """Raised for a model name the registry does not know; lists close matches."""
-
-    def __str__(self) -> str:  # KeyError would quote the whole message
-        return str(self.args[0])
+from tlkit.errors import UnknownModelError  # noqa: E402  (re-exported)
 
 
 def get_spec(name: str) -> ModelSpec:

@@ -25,10 +25,11 @@ import io
 import os
 import pickle
 import struct
-
 from typing import Any, NamedTuple
 
 import numpy as np
+
+from tlkit.errors import WeightsError
 
 MAGIC_NUMBER = 0x1950A86A20F9469CFC6C
 PROTOCOL_VERSION = 1001
@@ -48,7 +49,7 @@ STORAGE_DTYPES: dict[str, np.dtype] = {
 }
 
 
-class LegacyTorchError(ValueError):
+class LegacyTorchError(WeightsError):
     """The file is not a readable legacy PyTorch state dict (names the file and why)."""
 
 

@@ -19,6 +19,8 @@ from typing import Any, Callable, Iterable
 import keras
 import numpy as np
 
+from tlkit.errors import ConfigError
+
 HISTORY_FIELDS = ["epoch", "stage", "lr", "loss", "accuracy", "top5", "val_loss", "val_accuracy",
                   "val_top5", "seconds"]
 
@@ -45,7 +47,7 @@ def make_optimizer(cfg: StageConfig) -> keras.optimizers.Optimizer:
         return keras.optimizers.SGD(learning_rate=cfg.lr, momentum=cfg.momentum, weight_decay=wd)
     if cfg.optimizer == "adam":
         return keras.optimizers.Adam(learning_rate=cfg.lr, weight_decay=wd)
-    raise ValueError(f"unknown optimizer {cfg.optimizer!r}; use 'sgd' or 'adam'")
+    raise ConfigError(f"unknown optimizer {cfg.optimizer!r}; use 'sgd' or 'adam'")
 
 
 def compile_model(model: keras.Model, cfg: StageConfig, num_classes: int) -> None:
@@ -64,7 +66,7 @@ def schedule_lr(cfg: StageConfig, epoch_in_stage: int) -> float:
         return cfg.lr * 0.5 * (1 + math.cos(math.pi * epoch_in_stage / max(cfg.epochs, 1)))
     if cfg.schedule in ("none", "plateau"):
         return cfg.lr
-    raise ValueError(f"unknown schedule {cfg.schedule!r}; use none, step, plateau or cosine")
+    raise ConfigError(f"unknown schedule {cfg.schedule!r}; use none, step, plateau or cosine")
 
 
 def save_checkpoint(model: keras.Model, path: Path) -> None:

@@ -39,11 +39,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
+from tlkit.errors import (
+    NotFoundError,
+    WeightsError,  # noqa: E402  (re-exported)
+)
 from tlkit.registry import ModelSpec, get_spec, list_models, load_builder
-
-
-class WeightsError(ValueError):
-    """Pretrained weights cannot be provided as asked; the message says why and what to do."""
 
 
 class WeightsUnavailableError(WeightsError):
@@ -608,7 +608,7 @@ def load_weights_file(model: Any, path: str | os.PathLike, *, allow_extra: bool 
     """
     p = Path(path)
     if not p.is_file():
-        raise FileNotFoundError(f"weights file {p} does not exist")
+        raise NotFoundError(f"weights file {p} does not exist")
     name = p.name.lower()
     if name.endswith((".weights.h5", ".keras")):
         check_weights_file(model, p, allow_extra=allow_extra)
@@ -667,7 +667,7 @@ def build_pretrained(spec: ModelSpec, *, weights: str, num_classes: int,
 
     path = Path(weights).expanduser()
     if not path.is_file():
-        raise FileNotFoundError(
+        raise NotFoundError(
             f"weights {str(weights)!r}: no such file (weights must be None, 'imagenet' or a path "
             "to a .weights.h5, .keras or .h5 file)")
     if spec.name == LITE0 and path.suffix == ".pth":
@@ -708,7 +708,7 @@ def import_weights(file: str | os.PathLike, base: str | None = None) -> Path:
     """
     src = Path(file).expanduser()
     if not src.is_file():
-        raise FileNotFoundError(f"{src}: no such file")
+        raise NotFoundError(f"{src}: no such file")
     candidates = known_weights_files(base)
     if base and not candidates:
         raise WeightsError(f"{get_spec(base).name} has no published ImageNet weights file to import")

@@ -6,6 +6,8 @@ import argparse
 import json
 from typing import Any
 
+from tlkit.errors import ConfigError
+
 NAME = "dense-eval"
 HELP = "dense (fully convolutional) evaluation of an image: class-score maps at several scales"
 DESCRIPTION = (
@@ -41,9 +43,9 @@ def parse_scales(text: str) -> list[int]:
     try:
         scales = [int(s) for s in text.replace(" ", "").split(",") if s]
     except ValueError:
-        raise ValueError(f"--scales must be comma-separated integers, got {text!r}") from None
+        raise ConfigError(f"--scales must be comma-separated integers, got {text!r}") from None
     if not scales or min(scales) < 1:
-        raise ValueError(f"--scales must be positive integers, got {text!r}")
+        raise ConfigError(f"--scales must be positive integers, got {text!r}")
     return scales
 
 
@@ -53,7 +55,7 @@ def dense_eval(args: argparse.Namespace) -> tuple[dict[str, Any], Any]:
 
     scales = parse_scales(args.scales)
     if args.top < 1:
-        raise ValueError(f"--top must be >= 1, got {args.top}")
+        raise ConfigError(f"--top must be >= 1, got {args.top}")
     if args.base:
         weights = None if str(args.weights).lower() == "none" else args.weights
         ev = DenseEvaluator.from_name(args.base, weights=weights, batch_size=args.batch_size)

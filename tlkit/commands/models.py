@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 
+from tlkit.errors import ConfigError
+
 NAME = "models"
 HELP = "list the architectures tlkit can build"
 ORDER = 10
@@ -21,7 +23,7 @@ def rows(pattern: str = "*", family: str | None = None) -> list[dict]:
     from tlkit.registry import families, list_models
 
     if family is not None and family not in families():
-        raise ValueError(f"unknown family {family!r}; known: {', '.join(families())}")
+        raise ConfigError(f"unknown family {family!r}; known: {', '.join(families())}")
     return [{
         "name": s.name, "family": s.family, "input_size": list(s.input_shape),
         "params": s.params, "imagenet_weights": s.has_imagenet, "preprocessing": s.preprocessing,

@@ -7,6 +7,7 @@ import json
 import sys
 from typing import Any
 
+from tlkit.errors import ConfigError
 from tlkit.images import CROP_FRACTION  # light: numpy only
 
 NAME = "predict"
@@ -44,7 +45,7 @@ def prepare_image(rgb: Any, size: tuple[int, int], resize: str = "crop") -> Any:
         top, left = (h - side) // 2, (w - side) // 2
         rgb = rgb[top:top + side, left:left + side]
     elif resize != "plain":
-        raise ValueError(f"resize must be 'crop' or 'plain', got {resize!r}")
+        raise ConfigError(f"resize must be 'crop' or 'plain', got {resize!r}")
     im = Image.fromarray(np.ascontiguousarray(rgb))
     im = im.resize((size[1], size[0]), Image.Resampling.BICUBIC)
     return np.asarray(im, dtype=np.float32)
@@ -61,18 +62,18 @@ def predict_files(paths: list[str], *, base: str = "efficientnet_lite0", weights
     import numpy as np
 
     import tlkit
-    from tlkit.images import ImageError, load_rgb
     from tlkit.imagenet import decode_predictions
+    from tlkit.images import ImageError, load_rgb
     from tlkit.preprocessing import preprocess_numpy
     from tlkit.registry import get_spec
 
     if top < 1:
-        raise ValueError(f"--top must be >= 1, got {top}")
+        raise ConfigError(f"--top must be >= 1, got {top}")
     if batch_size < 1:
-        raise ValueError(f"--batch-size must be >= 1, got {batch_size}")
+        raise ConfigError(f"--batch-size must be >= 1, got {batch_size}")
     spec = get_spec(base)
     if spec.num_classes != 1000 or (weights == "imagenet" and not spec.has_imagenet):
-        raise ValueError(f"{spec.name} has no ImageNet classifier to predict with; bases that do: "
+        raise ConfigError(f"{spec.name} has no ImageNet classifier to predict with; bases that do: "
                          + ", ".join(s.name for s in tlkit.list_models() if s.has_imagenet))
 
     size = spec.input_shape[:2]
@@ -93,7 +94,7 @@ def predict_files(paths: list[str], *, base: str = "efficientnet_lite0", weights
         x = preprocess_numpy(np.stack([a for _, a in chunk]), spec.preprocessing)
         probs = np.asarray(model.predict(x, verbose=0), dtype=np.float64)
         if probs.ndim != 2 or probs.shape[1] != 1000:
-            raise ValueError(f"{spec.name} with weights {weights!r} gives outputs of shape "
+            raise ConfigError(f"{spec.name} with weights {weights!r} gives outputs of shape "
                              f"{probs.shape}, not 1000 ImageNet scores")
         for (path, _), row in zip(chunk, probs):
             preds = decode_predictions(row, top=top)

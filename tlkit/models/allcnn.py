@@ -7,6 +7,8 @@ from typing import Any, Literal
 import keras
 from keras import layers
 
+from tlkit.errors import ModelError
+
 VARIANTS = ("all", "strided", "convpool")
 
 
@@ -56,7 +58,7 @@ def allcnn(*, num_classes: int = 10, input_shape: tuple[int, int, int] = (32, 32
     plain feature extractor (``conv8``'s 6x6x192 map; conv9 is the classifier).
     """
     if variant not in VARIANTS:
-        raise ValueError(f"unknown All-CNN variant {variant!r}; choose one of {VARIANTS}")
+        raise ModelError(f"unknown All-CNN variant {variant!r}; choose one of {VARIANTS}")
     inputs = keras.Input(shape=tuple(input_shape), name="input")
     x = layers.Dropout(0.2, name="drop_input")(inputs) if include_top else inputs
     for stage, (filters, first) in enumerate(((96, 1), (192, 4)), start=1):

@@ -7,8 +7,13 @@ from typing import Any
 import keras
 from keras import layers
 
+from tlkit.errors import ModelError
 from tlkit.models._blocks import (
-    batch_norm, bn_relu, classifier_head, conv, conv_bn,
+    batch_norm,
+    bn_relu,
+    classifier_head,
+    conv,
+    conv_bn,
 )
 
 __all__ = ["densenet"]
@@ -51,9 +56,9 @@ def densenet(*, blocks: tuple[int, ...], growth_rate: int = 32, num_classes: int
     """
     blocks = tuple(int(b) for b in blocks)
     if not blocks or min(blocks) < 1:
-        raise ValueError(f"blocks must be a non-empty tuple of positive integers, got {blocks!r}")
+        raise ModelError(f"blocks must be a non-empty tuple of positive integers, got {blocks!r}")
     if growth_rate < 1 or bn_size < 1 or not 0 < compression <= 1:
-        raise ValueError("growth_rate and bn_size must be >= 1 and 0 < compression <= 1")
+        raise ModelError("growth_rate and bn_size must be >= 1 and 0 < compression <= 1")
 
     inputs = keras.Input(shape=tuple(input_shape), name="input")
     x = conv_bn(inputs, stem_filters, 7, strides=2, name="conv1", init_mode="fan_in")

@@ -27,6 +27,8 @@ import keras
 import numpy as np
 from keras import layers
 
+from tlkit.errors import WeightsError
+
 BN_EPSILON = 1e-3
 # TF's BN decay 0.99 is Keras momentum 0.99.
 BN_MOMENTUM = 0.99
@@ -173,7 +175,7 @@ def load_torch_state_dict(model: keras.Model, state_dict: Mapping[str, np.ndarra
 
     def take(key: str) -> np.ndarray:
         if key not in state_dict:
-            raise ValueError(f"state dict has no tensor {key!r} (needed by the Keras model)")
+            raise WeightsError(f"state dict has no tensor {key!r} (needed by the Keras model)")
         uses[key] = uses.get(key, 0) + 1
         return np.asarray(state_dict[key])
 
@@ -181,7 +183,7 @@ def load_torch_state_dict(model: keras.Model, state_dict: Mapping[str, np.ndarra
         if not layer.weights:
             continue
         if layer.name not in sources:
-            raise ValueError(f"no PyTorch source for Keras layer {layer.name!r}")
+            raise WeightsError(f"no PyTorch source for Keras layer {layer.name!r}")
         kind, prefix = sources[layer.name]
         if kind == "bn":
             keys = [f"{prefix}.{n}" for n in _BN_TORCH]
@@ -193,18 +195,18 @@ def load_torch_state_dict(model: keras.Model, state_dict: Mapping[str, np.ndarra
             keys = [f"{prefix}.weight"]
             w = take(keys[0])
             if w.ndim != 4 or w.shape[1] != 1:
-                raise ValueError(f"{keys[0]}: expected a depthwise kernel (C, 1, kh, kw), got {w.shape}")
+                raise WeightsError(f"{keys[0]}: expected a depthwise kernel (C, 1, kh, kw), got {w.shape}")
             values = [w.transpose(2, 3, 0, 1)]
         else:  # dense
             keys = [f"{prefix}.weight", f"{prefix}.bias"]
             values = [take(keys[0]).T, take(keys[1])]
         targets = layer.weights
         if len(targets) != len(values):
-            raise ValueError(f"{layer.name}: Keras has {len(targets)} variables, the state dict "
+            raise WeightsError(f"{layer.name}: Keras has {len(targets)} variables, the state dict "
                              f"gives {len(values)} ({', '.join(keys)})")
         for key, var, value in zip(keys, targets, values):
             if tuple(var.shape) != value.shape:
-                raise ValueError(f"{key} {tuple(state_dict[key].shape)} does not fit {var.path} "
+                raise WeightsError(f"{key} {tuple(state_dict[key].shape)} does not fit {var.path} "
                                  f"{tuple(var.shape)} (after layout change: {value.shape})")
             report.used[key] = var.path
         layer.set_weights([v.astype(np.float32) for v in values])
@@ -212,7 +214,7 @@ def load_torch_state_dict(model: keras.Model, state_dict: Mapping[str, np.ndarra
 
     twice = sorted(k for k, n in uses.items() if n > 1)
     if twice:
-        raise ValueError(f"state dict tensors used more than once: {twice[:5]}")
+        raise WeightsError(f"state dict tensors used more than once: {twice[:5]}")
     for key in state_dict:
         if key in report.used:
             continue
@@ -220,6 +222,6 @@ def load_torch_state_dict(model: keras.Model, state_dict: Mapping[str, np.ndarra
         if key.endswith(".num_batches_tracked") and np.asarray(state_dict[key]).size == 1:
             report.ignored.append(key)
         else:
-            raise ValueError(f"state dict tensor {key!r} {np.asarray(state_dict[key]).shape} has "
+            raise WeightsError(f"state dict tensor {key!r} {np.asarray(state_dict[key]).shape} has "
                              "no place in the Keras model (architecture mismatch?)")
     return report

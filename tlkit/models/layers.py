@@ -12,6 +12,8 @@ from typing import Any
 import keras
 from keras import ops
 
+from tlkit.errors import ModelError
+
 
 @keras.saving.register_keras_serializable(package="tlkit")
 class LocalResponseNormalization(keras.layers.Layer):
@@ -34,7 +36,7 @@ class LocalResponseNormalization(keras.layers.Layer):
         super().__init__(**kwargs)
         if int(size) != size or size < 1 or size % 2 == 0:
             # An even window has no centre channel; the paper and TF both use odd windows.
-            raise ValueError(f"LRN size must be a positive odd integer, got {size!r}")
+            raise ModelError(f"LRN size must be a positive odd integer, got {size!r}")
         self.size = int(size)
         self.k = float(k)
         self.alpha = float(alpha)

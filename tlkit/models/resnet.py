@@ -14,8 +14,13 @@ from typing import Any
 import keras
 from keras import layers
 
+from tlkit.errors import ModelError
 from tlkit.models._blocks import (
-    batch_norm, bn_relu, classifier_head, conv, conv_bn,
+    batch_norm,
+    bn_relu,
+    classifier_head,
+    conv,
+    conv_bn,
 )
 
 __all__ = ["resnet", "STAGES"]
@@ -124,15 +129,15 @@ def resnet(*, depth: int, version: int = 1, width_factor: int = 1, groups: int =
     ``post_relu`` for v2).
     """
     if depth not in STAGES:
-        raise ValueError(f"ResNet depth must be one of {sorted(STAGES)}, got {depth!r}")
+        raise ModelError(f"ResNet depth must be one of {sorted(STAGES)}, got {depth!r}")
     if version not in (1, 2):
-        raise ValueError(f"ResNet version must be 1 or 2, got {version!r}")
+        raise ModelError(f"ResNet version must be 1 or 2, got {version!r}")
     if width_factor < 1 or groups < 1 or width_per_group < 1:
-        raise ValueError("width_factor, groups and width_per_group must be >= 1")
+        raise ModelError("width_factor, groups and width_per_group must be >= 1")
     kind, counts = STAGES[depth]
     if kind == "basic" and (width_factor != 1 or groups != 1 or width_per_group != 64):
         # As torchvision: widening and cardinality are defined on the bottleneck.
-        raise ValueError(f"ResNet-{depth} uses basic blocks; width_factor, groups and "
+        raise ModelError(f"ResNet-{depth} uses basic blocks; width_factor, groups and "
                          "width_per_group apply to bottleneck depths 50/101/152 only")
 
     inputs = keras.Input(shape=tuple(input_shape), name="input")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import keras
 from keras import layers
 
+from tlkit.errors import ModelError
 from tlkit.models.alexnet import fc_head
 from tlkit.models.layers import LocalResponseNormalization
 
@@ -43,7 +44,7 @@ def vgg(*, num_classes: int = 1000, input_shape: tuple[int, int, int] = (224, 22
     """
     key = config.upper()
     if key not in CONFIGS:
-        raise ValueError(f"unknown VGG configuration {config!r}; choose one of {sorted(CONFIGS)}")
+        raise ModelError(f"unknown VGG configuration {config!r}; choose one of {sorted(CONFIGS)}")
     inputs = keras.Input(shape=tuple(input_shape), name="input")
     x = inputs
     for block, convs in enumerate(CONFIGS[key], start=1):
