@@ -9,6 +9,7 @@ import pkgutil
 import sys
 import traceback
 from types import ModuleType
+from typing import NoReturn
 
 import tlkit
 from tlkit import commands as _commands_pkg
@@ -29,6 +30,13 @@ class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
         return super()._get_help_string(action)
 
 
+class _Parser(argparse.ArgumentParser):
+    """Usage errors as one line on stderr (exit 2), naming where to read more."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def _command_modules() -> list[ModuleType]:
     mods = [importlib.import_module(f"tlkit.commands.{m.name}")
             for m in pkgutil.iter_modules(_commands_pkg.__path__) if not m.name.startswith("_")]
@@ -37,7 +45,7 @@ def _command_modules() -> list[ModuleType]:
 
 def build_parser() -> argparse.ArgumentParser:
     """The full parser; building it imports no TensorFlow."""
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="tlkit",
         description="Don't be a hero: take an ImageNet-pretrained model and finetune it on your images.",
     )

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 
+from tlkit.commands._argtypes import positive_int
+
 NAME = "advise"
 HELP = "measure your data (size, image sizes, distance from ImageNet) and print the recipe and command to run"
 DESCRIPTION = (
@@ -23,7 +25,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "builtin:faces")
     p.add_argument("--base", default="efficientnet_lite0",
                    help="registry name of a base with ImageNet weights (see `tlkit weights list`)")
-    p.add_argument("--sample", type=int, default=200, help="images measured (stratified over classes)")
+    p.add_argument("--sample", type=positive_int, default=200, help="images measured (stratified over classes)")
     p.add_argument("--seed", type=int, default=0, help="seed of the sample and the probes' folds")
     p.add_argument("--cache-dir", help="where builtin datasets are written (default: $TLKIT_HOME or ~/.cache/tlkit)")
     p.add_argument("--json", action="store_true", help="print the measurements and advice as JSON")

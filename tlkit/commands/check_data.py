@@ -6,6 +6,8 @@ import argparse
 import json
 import sys
 
+from tlkit.commands._argtypes import fraction
+
 NAME = "check-data"
 HELP = "check a dataset before training: class counts, image sizes, bad files, duplicates, leakage"
 DESCRIPTION = ("Opens every image of a folder, CSV manifest, tfds:NAME or builtin dataset and reports class "
@@ -18,7 +20,7 @@ ORDER = 35
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("data", help="folder of class subfolders, a CSV manifest (path,label[,split]), tfds:NAME, "
                                 "or builtin:digits / builtin:faces")
-    p.add_argument("--val-split", type=float, default=0.2,
+    p.add_argument("--val-split", type=fraction, default=0.2,
                    help="fraction of each class held out for validation when the data gives no split")
     p.add_argument("--seed", type=int, default=0, help="seed of the train/validation split")
     p.add_argument("--json", action="store_true", help="print the full report as JSON")

@@ -6,6 +6,7 @@ import argparse
 import json
 from typing import Any
 
+from tlkit.commands._argtypes import positive_int
 from tlkit.errors import ConfigError
 
 NAME = "dense-eval"
@@ -28,12 +29,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--weights", default="imagenet",
                    help="with --base: 'imagenet', a weights file, or 'none' (random, for testing)")
     p.add_argument("--scales", default="224,384,512", help="comma-separated shorter-side sizes")
-    p.add_argument("--stride", type=int, default=None,
+    p.add_argument("--stride", type=positive_int, default=None,
                    help="output step in pixels; a divisor of the net's stride (default: the net's)")
     p.add_argument("--aggregate", choices=("mean", "max"), default="mean",
                    help="how scores are pooled over positions")
-    p.add_argument("--top", type=int, default=5, help="classes to show")
-    p.add_argument("--batch-size", type=int, default=8, help="images per forward pass")
+    p.add_argument("--top", type=positive_int, default=5, help="classes to show")
+    p.add_argument("--batch-size", type=positive_int, default=8, help="images per forward pass")
     p.add_argument("--json", action="store_true", help="print JSON instead of tables")
     p.add_argument("--heatmap", metavar="OUT.png", help="write the top class's score map over the image")
 

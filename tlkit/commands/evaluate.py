@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 
+from tlkit.commands._argtypes import positive_int
+
 NAME = "evaluate"
 HELP = "evaluate finetuned runs on a dataset (TTA, ensembles)"
 ORDER = 45
@@ -18,7 +20,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--tta", choices=["none", "flip", "crops"], default="none",
                    help="average predictions over flips or the 10 standard crops")
     p.add_argument("--ensemble", action="store_true", help="average the runs' probabilities")
-    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--batch-size", type=positive_int, default=32)
     p.add_argument("--out", help="write the metrics JSON and confusion.png into this folder")
     p.add_argument("--json", action="store_true")
 

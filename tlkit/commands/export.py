@@ -6,6 +6,8 @@ import argparse
 import json
 from typing import Any
 
+from tlkit.commands._argtypes import positive_int
+
 NAME = "export"
 HELP = "export a run or a pretrained base as a SavedModel for TensorFlow Serving"
 DESCRIPTION = (
@@ -24,8 +26,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--base", help="export this registry model's pretrained ImageNet classifier instead")
     p.add_argument("--weights", default="imagenet", help="with --base: 'imagenet' or a weights file")
     p.add_argument("--out", help="model directory holding the versions; saved_models/NAME when omitted")
-    p.add_argument("--version", type=int, help="version number; the highest existing + 1 when omitted")
-    p.add_argument("--top-k", type=int, default=5, help="K of the top_k_* outputs, fixed in the graph")
+    p.add_argument("--version", type=positive_int, help="version number; the highest existing + 1 when omitted")
+    p.add_argument("--top-k", type=positive_int, default=5, help="K of the top_k_* outputs, fixed in the graph")
     p.add_argument("--resize", choices=("crop", "plain", "dataset"),
                    help="in-graph resize. crop: centre 87.5%% then bicubic, as `tlkit predict` (the default "
                         "for --base); plain: the whole image, bicubic; dataset: the whole image, bilinear, as "

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from tlkit.commands._argtypes import fraction, image_side, positive_int
+
 NAME = "extract"
 HELP = "extract FC7 / penultimate features to Parquet or NPZ for a downstream classifier"
 ORDER = 70
@@ -18,10 +20,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--weights", default="imagenet", help="'imagenet', a weights file, or 'none'")
     p.add_argument("--pooling", choices=["avg", "max", "none"], default="avg",
                    help="how convolutional maps become vectors (none = flatten)")
-    p.add_argument("--input-size", nargs=2, type=int, metavar=("H", "W"))
-    p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--chunk-rows", type=int, default=1024, help="rows per written chunk")
-    p.add_argument("--val-split", type=float, default=0.2)
+    p.add_argument("--input-size", nargs=2, type=image_side, metavar=("H", "W"))
+    p.add_argument("--batch-size", type=positive_int, default=32)
+    p.add_argument("--chunk-rows", type=positive_int, default=1024, help="rows per written chunk")
+    p.add_argument("--val-split", type=fraction, default=0.2)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--resume", action="store_true", help="skip images already in the output")
     p.add_argument("--force", action="store_true", help="replace an existing output")

@@ -4,6 +4,15 @@ from __future__ import annotations
 
 import argparse
 
+from tlkit.commands._argtypes import (
+    fraction,
+    image_side,
+    non_negative_float,
+    non_negative_int,
+    positive_float,
+    positive_int,
+)
+
 NAME = "finetune"
 HELP = "finetune a pretrained base on a folder, CSV manifest, TFDS or builtin dataset"
 DESCRIPTION = ("Stage 1 trains a new head on the frozen base; stage 2 unfreezes the top blocks at a tenth "
@@ -19,26 +28,26 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--weights", default="imagenet", help="'imagenet', a local weights file, or 'none'")
     p.add_argument("--name", help="run name (default: BASE-DATA)")
     p.add_argument("--runs-dir", default="runs", help="parent folder of run directories")
-    p.add_argument("--input-size", nargs=2, type=int, metavar=("H", "W"), help="default: the base's own")
-    p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--epochs", type=int, default=5, help="stage 1 epochs (head only)")
-    p.add_argument("--finetune-epochs", type=int, default=5, help="stage 2 epochs (top blocks unfrozen)")
+    p.add_argument("--input-size", nargs=2, type=image_side, metavar=("H", "W"), help="default: the base's own")
+    p.add_argument("--batch-size", type=positive_int, default=32)
+    p.add_argument("--epochs", type=non_negative_int, default=5, help="stage 1 epochs (head only)")
+    p.add_argument("--finetune-epochs", type=non_negative_int, default=5, help="stage 2 epochs (top blocks unfrozen)")
     p.add_argument("--unfreeze", default="2", help="top blocks to unfreeze in stage 2: N, or 'all'; 0 = head only")
-    p.add_argument("--lr", type=float, default=1e-3, help="stage 1 learning rate")
-    p.add_argument("--finetune-lr", type=float, help="stage 2 learning rate (default: lr / 10)")
+    p.add_argument("--lr", type=positive_float, default=1e-3, help="stage 1 learning rate")
+    p.add_argument("--finetune-lr", type=positive_float, help="stage 2 learning rate (default: lr / 10)")
     p.add_argument("--optimizer", choices=["adam", "sgd"], default="adam", help="sgd uses momentum 0.9")
-    p.add_argument("--weight-decay", type=float, default=0.0)
+    p.add_argument("--weight-decay", type=non_negative_float, default=0.0)
     p.add_argument("--schedule", choices=["none", "step", "plateau", "cosine"], default="none",
                    help="step: /10 every --step-epochs; plateau: /10 when val loss stalls")
-    p.add_argument("--step-epochs", type=int, default=10)
-    p.add_argument("--early-stopping", type=int, default=0, metavar="PATIENCE", help="0 = off")
-    p.add_argument("--dropout", type=float, default=0.2)
-    p.add_argument("--hidden-units", type=int, default=0, help="optional hidden Dense layer in the head")
+    p.add_argument("--step-epochs", type=positive_int, default=10)
+    p.add_argument("--early-stopping", type=non_negative_int, default=0, metavar="PATIENCE", help="0 = off")
+    p.add_argument("--dropout", type=fraction, default=0.2)
+    p.add_argument("--hidden-units", type=non_negative_int, default=0, help="optional hidden Dense layer in the head")
     p.add_argument("--augment", choices=["crop", "scale"], default="crop",
                    help="random resized crop, or VGG scale jitter (both with flip and colour jitter)")
     p.add_argument("--no-augment", action="store_true")
     p.add_argument("--no-flip", action="store_true", help="no horizontal flips (digits, text: handedness matters)")
-    p.add_argument("--val-split", type=float, default=0.2)
+    p.add_argument("--val-split", type=fraction, default=0.2)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--class-weight", choices=["auto", "none"], default="none",
                    help="auto: weights inversely proportional to class counts")

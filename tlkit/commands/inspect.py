@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 
+from tlkit.commands._argtypes import image_side
+
 NAME = "inspect"
 HELP = "per-layer table of a model: shapes, activations, parameters, receptive field, mult-adds"
 ORDER = 20
@@ -12,7 +14,7 @@ ORDER = 20
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("name", help="a registry name (see `tlkit models`)")
-    p.add_argument("--input-size", nargs=2, type=int, metavar=("H", "W"),
+    p.add_argument("--input-size", nargs=2, type=image_side, metavar=("H", "W"),
                    help="input height and width (default: the model's own)")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
 

@@ -7,6 +7,7 @@ import json
 import sys
 from typing import Any
 
+from tlkit.commands._argtypes import positive_int
 from tlkit.errors import ConfigError
 from tlkit.images import CROP_FRACTION  # light: numpy only
 
@@ -27,8 +28,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--base", default="efficientnet_lite0", help="registry name of the model")
     p.add_argument("--weights", default="imagenet",
                    help="'imagenet' or a weights file with a 1000-class ImageNet head")
-    p.add_argument("--top", type=int, default=5, help="classes to show per image")
-    p.add_argument("--batch-size", type=int, default=16, help="images per forward pass")
+    p.add_argument("--top", type=positive_int, default=5, help="classes to show per image")
+    p.add_argument("--batch-size", type=positive_int, default=16, help="images per forward pass")
     p.add_argument("--resize", choices=("crop", "plain"), default="crop",
                    help="crop: center crop 87.5%% then resize; plain: resize the whole image")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 
+from tlkit.commands._argtypes import positive_int
+
 NAME = "probe"
 HELP = "train logistic regression / linear SVM probes on a features file"
 ORDER = 75
@@ -15,7 +17,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", required=True, help="folder for probe.joblib, metrics.json, confusion.png")
     p.add_argument("--layer", help="which tapped layer (default: the first)")
     p.add_argument("--probe", choices=["both", "logreg", "svm"], default="both")
-    p.add_argument("--cv", type=int, default=5, help="cross-validation folds")
+    p.add_argument("--cv", type=positive_int, default=5, help="cross-validation folds")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--export", metavar="RUN_DIR",
                    help="also attach the probe as a Dense head and save a run directory for `tlkit export`")
