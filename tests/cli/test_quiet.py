@@ -1,0 +1,59 @@
+"""TensorFlow's start-up chatter stays hidden unless --verbose; errors stay visible."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from PIL import Image
+from skimage import data as skdata
+
+from conftest import TLKIT, cli_env, tlkit
+
+
+def _user_env() -> dict[str, str]:
+    # As a user's shell has it: none of the variables the test suite sets to quieten TensorFlow.
+    env = cli_env()
+    for var in ("TF_CPP_MIN_LOG_LEVEL", "TF_ENABLE_ONEDNN_OPTS", "TLKIT_VERBOSE"):
+        env.pop(var, None)
+    return env
+
+
+def test_predict_prints_no_tensorflow_startup_lines(tmp_path: Path):
+    Image.fromarray(skdata.chelsea()).save(tmp_path / "cat.jpg")
+    quiet = tlkit("predict", "--base", "efficientnet_lite0", "cat.jpg", cwd=tmp_path, env=_user_env())
+    assert quiet.returncode == 0, quiet.stderr
+    assert quiet.stderr == ""
+    assert "tiger cat" in quiet.stdout or "tabby" in quiet.stdout
+    verbose = tlkit("predict", "--base", "efficientnet_lite0", "cat.jpg", "--verbose", cwd=tmp_path,
+                    env=_user_env())
+    assert verbose.returncode == 0
+    assert verbose.stdout == quiet.stdout  # the same answer; only the logging differs
+
+
+def test_help_never_imports_tensorflow(tmp_path: Path):
+    script = ("import runpy, sys; sys.argv = ['tlkit', 'finetune', '--help']\n"
+              "try:\n    runpy.run_path(%r, run_name='__main__')\nexcept SystemExit:\n    pass\n"
+              "assert 'tensorflow' not in sys.modules and 'keras' not in sys.modules\n" % TLKIT)
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60,
+                         env=_user_env(), cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert "--resume" in out.stdout
+
+
+def test_a_failing_tensorflow_start_is_not_hidden(tmp_path: Path):
+    # The captured start-up output is replayed when TensorFlow cannot start: here, a broken
+    # tensorflow package first on the path.
+    fake = tmp_path / "fake"
+    (fake / "tensorflow").mkdir(parents=True)
+    (fake / "tensorflow" / "__init__.py").write_text(
+        "import os\nos.write(2, b'native start-up message\\n')\nraise ImportError('broken tensorflow')\n")
+    Image.fromarray(skdata.chelsea()).save(tmp_path / "cat.jpg")
+    env = _user_env()
+    env["PYTHONPATH"] = os.pathsep.join([str(fake), env.get("PYTHONPATH", "")])
+    out = tlkit("predict", "cat.jpg", cwd=tmp_path, env=env, timeout=60)
+    assert out.returncode == 1
+    assert "native start-up message" in out.stderr and "broken tensorflow" in out.stderr
