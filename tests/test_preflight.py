@@ -169,7 +169,8 @@ def test_check_data_cli_text(planted, capsys):
     root, truth = planted
     assert cli.main(["check-data", str(root)]) == 0
     out = capsys.readouterr().out
-    assert "16 usable, 6 skipped" in out
+    # The counts finetune uses with its default --leaks drop: the leaked copy is counted apart.
+    assert "15 usable, 6 skipped (left out; the run goes on), 1 dropped" in out
     assert all(p in out for p in truth["bad"]) and truth["leak"][1] in out
 
 
@@ -178,11 +179,13 @@ def test_check_data_cli_json_and_strict(planted, capsys, tmp_path: Path):
     skipped = tmp_path / "skipped.csv"
     assert cli.main(["check-data", str(root), "--json", "--strict", "--skipped-csv", str(skipped)]) == 1
     rep = json.loads(capsys.readouterr().out)
-    assert rep["class_counts"] == {"train": {"cat": 6, "dog": 5}, "val": {"cat": 2, "dog": 3}}
+    # The counts finetune uses with its default --leaks drop: the leaked val/dog copy is counted apart.
+    assert rep["class_counts"] == {"train": {"cat": 6, "dog": 5}, "val": {"cat": 2, "dog": 2}}
+    assert rep["dropped_counts"] == {"val": {"dog": 1}} and rep["leak_policy"] == "drop"
     assert {b["path"]: b["reason"] for b in rep["bad_files"]} == truth["bad"]
     assert [(lk["path_a"], lk["path_b"]) for lk in rep["leaks"]] == [truth["leak"]]
     assert rep["duplicates"][0]["paths"] == truth["dup"]
-    assert (rep["n_files"], rep["n_usable"], rep["n_skipped"]) == (22, 16, 6)
+    assert (rep["n_files"], rep["n_usable"], rep["n_skipped"], rep["n_dropped"]) == (22, 15, 6, 1)
     assert len(skipped.read_text().splitlines()) == 7
 
 

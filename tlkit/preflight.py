@@ -406,12 +406,12 @@ def apply_leak_policy(report: Report, policy: str = DEFAULT_LEAK_POLICY, *,
                         f"out (the default) or --leaks keep to keep them (tlkit check-data {report.spec} lists them all)")
     if policy == "keep":
         report.leak_note = (f"--leaks keep: {n} {which} file(s) identical to earlier-split files stay in {context} "
-                            "and are counted above; they inflate validation accuracy (--leaks drop leaves them out)")
+                            "and in its counts; they inflate validation accuracy (--leaks drop leaves them out)")
     else:
         where = "; ".join(f"{s}: " + ", ".join(f"{c} {k}" for c, k in by.items()) for s, by in report.dropped.items())
         report.leak_note = (f"--leaks drop: {report.n_dropped} {which} file(s) identical to earlier-split files "
-                            f"({where}) are left out of {context}; the counts above do not include them and there "
-                            "is nothing left to remove by hand (--leaks keep keeps them, --leaks fail stops instead)")
+                            f"({where}) are left out of {context} and of its counts; nothing is left to remove by "
+                            "hand (--leaks keep keeps them, --leaks fail stops instead)")
     return used.reset_index(drop=True), report.leak_note
 
 
