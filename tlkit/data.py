@@ -150,7 +150,9 @@ def _walk_class(folder: Path, root: Path) -> tuple[list[Path], list[dict[str, st
     files (FIFOs, sockets, dangling links) are listed like files: the preflight reports them
     without opening them.
     """
-    files: list[Path] = []
+    # (path, real path) of each file; a real path is computed with realpath (a syscall per path
+    # component) only for links: other files' real path is their folder's real path plus their name.
+    files: list[tuple[Path, str]] = []
     ignored: list[dict[str, str]] = []
     top = os.path.realpath(folder)
     # The class folder's own subfolders (reached without a link) are read where they are; a link
@@ -159,10 +161,10 @@ def _walk_class(folder: Path, root: Path) -> tuple[list[Path], list[dict[str, st
     for dirpath, dirnames, _ in os.walk(folder):
         dirnames[:] = [n for n in dirnames if not n.startswith(".")]
         seen_dirs[os.path.realpath(dirpath)] = Path(dirpath)
-    above = {os.path.realpath(root)} | {os.path.realpath(x) for x in Path(top).parents}
-    stack = [folder]
+    above = {os.path.realpath(root)} | {str(x) for x in Path(top).parents}
+    stack = [(folder, top)]
     while stack:
-        d = stack.pop()
+        d, d_real = stack.pop()
         try:
             with os.scandir(d) as it:
                 entries = sorted((e for e in it if not e.name.startswith(".")), key=lambda e: e.name)
@@ -176,30 +178,33 @@ def _walk_class(folder: Path, root: Path) -> tuple[list[Path], list[dict[str, st
                 is_dir = e.is_dir()  # follows links; False for a dangling one
             except OSError:
                 is_dir = False
+            link = e.is_symlink()
             if not is_dir:
-                files.append(path)
+                files.append((path, os.path.realpath(path) if link else os.path.join(d_real, e.name)))
                 continue
-            real = os.path.realpath(path)
+            real = os.path.realpath(path) if link else os.path.join(d_real, e.name)
             if seen_dirs.get(real) == path:  # one of the class folder's own subfolders
-                subdirs.append(path)
+                subdirs.append((path, real))
             elif real in seen_dirs:
                 ignored.append({"path": str(path), "why": f"link to a folder read as {seen_dirs[real]} "
                                 "(a link loop or a second link to it): not followed again"})
-            elif real in above or top.startswith(real + os.sep):
+            elif real in above:
                 ignored.append({"path": str(path), "why": f"link to {real}, a folder above the class folder "
                                 "(a link loop): not followed"})
             else:
                 seen_dirs[real] = path
-                subdirs.append(path)
+                subdirs.append((path, real))
         stack.extend(reversed(subdirs))
     # One entry per real file, preferring a path that is not itself a link (then the first by name).
     # Dangling links all stay: each is reported on its own.
     by_real: dict[str, list[Path]] = {}
-    for f in files:
-        real = os.path.realpath(f)
-        by_real.setdefault(real if os.path.exists(real) else str(f), []).append(f)
+    for f, real in files:
+        by_real.setdefault(real, []).append(f)
     kept = []
-    for group in by_real.values():
+    for real, group in by_real.items():
+        if len(group) > 1 and not os.path.exists(real):  # dangling links to one target: each is its own file
+            kept += group
+            continue
         group.sort(key=lambda f: (os.path.islink(f), str(f)))
         kept.append(group[0])
         ignored += [{"path": str(f), "why": f"same file as {group[0]} (reached again through a symbolic "

@@ -18,9 +18,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
-
 from conftest import TINY_RUN, assert_one_line_error, tlkit
+from PIL import Image
 
 
 def _pngs(folder: Path, n: int, seed: int, size: int = 16) -> list[Path]:
