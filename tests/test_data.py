@@ -473,3 +473,58 @@ def test_16bit_png_gives_the_same_pixels_to_training_and_prediction(tmp_path):
     tf_pixels = tf.io.decode_image(path.read_bytes(), channels=3).numpy()
     np.testing.assert_array_equal(ours, tf_pixels)
     assert ours.shape == (9, 7, 3) and ours.std() > 20
+
+
+# --------------------------------------------------------------------------- links and labels
+
+
+def test_links_are_followed_once_per_real_folder_and_file(folder: Path, tmp_path: Path):
+    outside = _folder(tmp_path / "outside", {"x": 2}, seed0=200) / "x"
+    (folder / "dog" / "loop").symlink_to(".")  # a loop: followed ~40 levels deep before
+    (folder / "cat" / "up").symlink_to("..")  # the data root: would pull every class in as "cat"
+    (folder / "emu" / "more").symlink_to(outside)  # a real extra folder: read
+    (folder / "emu" / "more_again").symlink_to(outside)  # the same folder again: not read twice
+    (folder / "emu" / "sub").mkdir()
+    _img(folder / "emu" / "sub" / "deep.png", 300)
+    (folder / "emu" / "a_sub").symlink_to("sub")  # sorts before sub: sub is still the path kept
+    (folder / "cat" / "again.png").symlink_to("cat0.png")  # one file, two names: counted once
+    (folder / "dog" / "gone.png").symlink_to("nowhere.png")  # dangling: kept for the preflight to name
+    src = data.resolve(str(folder))
+    names = Counter(zip(src.items["label"], src.items["path"].map(lambda p: Path(p).relative_to(folder).as_posix())))
+    assert sum(names.values()) == 15 + 2 + 1 + 1
+    assert ("emu", "emu/more/x0.png") in names and ("emu", "emu/sub/deep.png") in names
+    assert ("dog", "dog/gone.png") in names and ("cat", "cat/cat0.png") in names
+    why = {Path(i["path"]).relative_to(folder).as_posix(): i["why"] for i in src.ignored}
+    assert set(why) == {"dog/loop", "cat/up", "emu/more_again", "emu/a_sub", "cat/again.png"}
+    assert "not followed" in why["dog/loop"] and "above the class folder" in why["cat/up"]
+    assert str(folder / "emu" / "more") in why["emu/more_again"] and str(folder / "emu" / "sub") in why["emu/a_sub"]
+    assert "counted once" in why["cat/again.png"] and str(folder / "cat" / "cat0.png") in why["cat/again.png"]
+
+
+def test_csv_paths_are_not_resolved_through_links(folder: Path, tmp_path: Path):
+    (tmp_path / "link.png").symlink_to(folder / "cat" / "cat0.png")
+    (tmp_path / "dangling.png").symlink_to(tmp_path / "nowhere.png")
+    p = _write_csv(tmp_path / "m.csv", f"path,label\nlink.png,cat\ndangling.png,dog\n{folder / 'dog' / 'dog0.png'},dog\n")
+    src = data.resolve(str(p))
+    # The manifest's own paths (a link named as such), so the preflight can say "dangling_link".
+    assert sorted(src.items["path"]) == sorted([str(tmp_path / "link.png"), str(tmp_path / "dangling.png"),
+                                                str(folder / "dog" / "dog0.png")])
+
+
+def test_near_duplicate_class_names_are_warned(folder: Path, tmp_path: Path):
+    files = sorted(folder.rglob("*.png"))[:8]
+    labels = ["cat", "cat", "Cat ", "dog", "dog ", " dog", "emu", "emu"]
+    p = _write_csv(tmp_path / "m.csv", "path,label\n" + "".join(f"{f},{lab}\n" for f, lab in zip(files, labels)))
+    src = data.resolve(str(p))
+    assert src.classes == ["Cat", "cat", "dog", "emu"]  # surrounding whitespace stripped, case kept
+    assert len(src.warnings) == 2
+    stripped, case = src.warnings
+    assert "2 label(s)" in stripped and "'Cat ' on line 4" in stripped and "'dog ' on line 6" in stripped
+    assert "stripped" in stripped  # ' dog' right after the comma is CSV layout: skipped by the reader
+    assert "'Cat' (1 file(s)) and 'cat' (2 file(s))" in case and "differ only in case" in case
+    assert "whitespace in CSV labels is stripped" in case
+    assert data.resolve(str(folder)).warnings == []
+    shutil.copytree(folder / "cat", folder / "Cat ")
+    warned = data.resolve(str(folder)).warnings
+    assert len(warned) == 1 and "'Cat ' (6 file(s)) and 'cat' (6 file(s))" in warned[0]
+    assert "rename the folders" in warned[0]

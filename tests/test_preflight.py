@@ -17,6 +17,7 @@ from PIL import Image
 
 from tlkit import cli, data, preflight
 from tlkit.data import DataError
+from tlkit.errors import ConfigError
 
 
 def _img(path: Path, seed: int, size: int = 16, fmt: str = "PNG") -> Path:
@@ -169,7 +170,8 @@ def test_check_data_cli_text(planted, capsys):
     root, truth = planted
     assert cli.main(["check-data", str(root)]) == 0
     out = capsys.readouterr().out
-    assert "16 usable, 6 skipped" in out
+    # The counts finetune uses with its default --leaks drop: the leaked copy is counted apart.
+    assert "15 usable, 6 skipped (left out; the run goes on), 1 dropped" in out
     assert all(p in out for p in truth["bad"]) and truth["leak"][1] in out
 
 
@@ -178,11 +180,13 @@ def test_check_data_cli_json_and_strict(planted, capsys, tmp_path: Path):
     skipped = tmp_path / "skipped.csv"
     assert cli.main(["check-data", str(root), "--json", "--strict", "--skipped-csv", str(skipped)]) == 1
     rep = json.loads(capsys.readouterr().out)
-    assert rep["class_counts"] == {"train": {"cat": 6, "dog": 5}, "val": {"cat": 2, "dog": 3}}
+    # The counts finetune uses with its default --leaks drop: the leaked val/dog copy is counted apart.
+    assert rep["class_counts"] == {"train": {"cat": 6, "dog": 5}, "val": {"cat": 2, "dog": 2}}
+    assert rep["dropped_counts"] == {"val": {"dog": 1}} and rep["leak_policy"] == "drop"
     assert {b["path"]: b["reason"] for b in rep["bad_files"]} == truth["bad"]
     assert [(lk["path_a"], lk["path_b"]) for lk in rep["leaks"]] == [truth["leak"]]
     assert rep["duplicates"][0]["paths"] == truth["dup"]
-    assert (rep["n_files"], rep["n_usable"], rep["n_skipped"]) == (22, 16, 6)
+    assert (rep["n_files"], rep["n_usable"], rep["n_skipped"], rep["n_dropped"]) == (22, 15, 6, 1)
     assert len(skipped.read_text().splitlines()) == 7
 
 
@@ -201,3 +205,100 @@ def test_check_data_cli_unusable_data_exits_2(tmp_path: Path, capsys):
     assert cli.main(["check-data", str(tmp_path / "missing")]) == 2
     err = capsys.readouterr().err
     assert "tlkit check-data: error: data path" in err and "does not exist" in err
+
+
+# --------------------------------------------------------------------------- odd files and the leak policy
+
+
+def test_non_regular_files_are_named_without_opening_them(tmp_path: Path):
+    import os
+    import socket
+    import tempfile
+    import threading
+
+    from tlkit.images import ImageError, load_rgb
+
+    root = tmp_path / "d"
+    for cls in ("cat", "dog"):
+        for i in range(3):
+            _img(root / cls / f"{i}.png", 10 * len(cls) + i)
+    os.mkfifo(root / "cat" / "pipe.png")
+    (root / "dog" / "gone.jpg").symlink_to("nowhere.jpg")
+    (root / "dog" / "loop.png").symlink_to("loop.png")
+    short = Path(tempfile.mkdtemp(prefix="tlkit-s-"))  # sockets need a short path
+    sock = socket.socket(socket.AF_UNIX)
+    sock.bind(str(short / "s.png"))
+    (root / "cat" / "s.png").symlink_to(short / "s.png")
+    (tmp_path / "dir.png").mkdir()
+    out: dict = {}
+
+    def work() -> None:  # in a thread: a FIFO that is opened blocks forever, and the test must fail, not hang
+        try:
+            out["report"] = preflight.check(data.resolve(str(root)), progress=False)
+            for p in (tmp_path / "dir.png", tmp_path / "nothing.png"):
+                try:
+                    load_rgb(p)
+                except ImageError as exc:
+                    out[p.name] = (exc.reason, exc.detail)
+        except BaseException as exc:  # noqa: BLE001  (shown by the assertion below)
+            out["error"] = exc
+
+    t = threading.Thread(target=work, daemon=True)
+    t.start()
+    t.join(60)
+    sock.close()
+    shutil.rmtree(short, ignore_errors=True)
+    assert not t.is_alive(), "a non-regular file was opened (blocked on the FIFO)"
+    assert "error" not in out, out.get("error")
+    got = {Path(b.path).name: (b.reason, b.detail) for b in out["report"].bad_files}
+    assert {k: v[0] for k, v in got.items()} == {"pipe.png": "not_a_file", "gone.jpg": "dangling_link",
+                                                 "loop.png": "dangling_link", "s.png": "not_a_file"}
+    assert "FIFO" in got["pipe.png"][1] and "nowhere.jpg" in got["gone.jpg"][1]
+    assert "loop" in got["loop.png"][1] and "socket" in got["s.png"][1]
+    assert out["dir.png"][0] == "not_a_file" and "directory" in out["dir.png"][1]
+    assert out["nothing.png"] == ("missing", "no such file")
+    assert out["report"].n_usable == 6
+
+
+def test_leak_policy_drop_keep_fail(planted):
+    root, truth = planted
+    report = preflight.check(data.resolve(str(root)), progress=False)
+    with pytest.raises(ConfigError, match="--leaks must be one of drop, keep, fail"):
+        preflight.apply_leak_policy(report, "ignore")
+
+    items, note = preflight.apply_leak_policy(report, "drop")
+    assert report.class_counts == {"train": {"cat": 6, "dog": 5}, "val": {"cat": 2, "dog": 2}}
+    assert report.dropped == {"val": {"dog": 1}} and report.n_dropped == 1
+    assert len(items) == report.n_usable == 15 and truth["leak"][1] not in set(items["path"])
+    assert report.n_files == report.n_usable + report.n_skipped + report.n_dropped
+    assert note.startswith("--leaks drop: 1 validation file(s)") and "(val: dog 1)" in note
+    text = report.to_text()
+    assert "15 usable, 6 skipped (left out; the run goes on), 1 dropped" in text
+    assert [ln.split()[:3] for ln in text.splitlines() if ln.startswith("  dropped")] == [["dropped", "0", "1"]]
+    assert [ln.split()[:3] for ln in text.splitlines() if ln.startswith("  total")] == [["total", "11", "4"]]
+    assert text.endswith(note) and "remove the copies" not in text and "left out by --leaks drop" in text
+    again, _ = preflight.apply_leak_policy(report, "drop")  # applying twice changes nothing
+    assert again.equals(items) and report.n_dropped == 1 and report.class_counts["val"]["dog"] == 2
+
+    items, note = preflight.apply_leak_policy(report, "keep")
+    assert report.class_counts["val"] == {"cat": 2, "dog": 3} and report.dropped == {} and len(items) == 16
+    assert "--leaks keep: 1 validation file(s)" in note
+    assert any("kept (--leaks keep)" in w for w in report.warnings)
+    rep = report.to_dict()
+    assert (rep["leak_policy"], rep["n_dropped"], rep["n_usable"]) == ("keep", 0, 16)
+
+    with pytest.raises(DataError) as e:
+        preflight.apply_leak_policy(report, "fail")
+    msg = str(e.value)
+    assert "1 validation file(s)" in msg and "--leaks fail" in msg and "--leaks drop" in msg
+    assert truth["leak"][1] in msg
+
+
+def test_leak_policy_without_leaks_says_nothing(tmp_path: Path):
+    root = tmp_path / "d"
+    for cls in ("a", "b"):
+        for i in range(4):
+            _img(root / cls / f"{i}.png", (0 if cls == "a" else 50) + i)
+    report = preflight.check(data.resolve(str(root)), progress=False)
+    items, note = preflight.apply_leak_policy(report, "fail")
+    assert note == "" and len(items) == 8 and report.n_dropped == 0

@@ -59,6 +59,7 @@ class DataSource:
     root: str = ""  # the folder, the manifest, or the prepared TFDS directory
     split_method: str = ""  # "stratified" | "manifest" | "folders" | "tfds" | "none"
     ignored: list[dict[str, str]] = field(default_factory=list)  # files left out before checks: path, why
+    warnings: list[str] = field(default_factory=list)  # found while resolving (labels); the report repeats them
     # TFDS only: tlkit split name -> TFDS split expression, and the feature keys.
     tfds_splits: dict[str, str] = field(default_factory=dict)
     image_key: str = ""
@@ -137,13 +138,78 @@ def _check_val_split(val_split: float) -> None:
         raise DataError(f"--val-split must be in [0, 1), got {val_split}")
 
 
-def _walk_files(folder: Path) -> list[Path]:
-    """Every non-hidden file under ``folder`` (following links), sorted."""
-    out = []
-    for dirpath, dirnames, filenames in os.walk(folder, followlinks=True):
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-        out.extend(Path(dirpath) / f for f in filenames if not f.startswith("."))
-    return sorted(out)
+def _walk_class(folder: Path, root: Path) -> tuple[list[Path], list[dict[str, str]]]:
+    """Every non-hidden non-folder entry under the class folder ``folder`` (sorted), and what was not followed.
+
+    Links to folders are followed, but each real folder is read at most once: a second path to
+    it (a link loop such as ``dog/loop -> .``, or two links to one folder) is not followed
+    again, and a link to a folder above the class folder (the data root, ``..``) is not
+    followed at all (it would pull other classes in under this one's name). A file reached
+    through two paths (``b.png -> a.png``) is listed once. Each of these, and folders that
+    cannot be listed, is reported as ``ignored`` (path, why). Entries that are not regular
+    files (FIFOs, sockets, dangling links) are listed like files: the preflight reports them
+    without opening them.
+    """
+    # (path, real path) of each file; a real path is computed with realpath (a syscall per path
+    # component) only for links: other files' real path is their folder's real path plus their name.
+    files: list[tuple[Path, str]] = []
+    ignored: list[dict[str, str]] = []
+    top = os.path.realpath(folder)
+    # The class folder's own subfolders (reached without a link) are read where they are; a link
+    # to one of them is the second path.
+    seen_dirs: dict[str, Path] = {}
+    for dirpath, dirnames, _ in os.walk(folder):
+        dirnames[:] = [n for n in dirnames if not n.startswith(".")]
+        seen_dirs[os.path.realpath(dirpath)] = Path(dirpath)
+    above = {os.path.realpath(root)} | {str(x) for x in Path(top).parents}
+    stack = [(folder, top)]
+    while stack:
+        d, d_real = stack.pop()
+        try:
+            with os.scandir(d) as it:
+                entries = sorted((e for e in it if not e.name.startswith(".")), key=lambda e: e.name)
+        except OSError as exc:
+            ignored.append({"path": str(d), "why": f"folder cannot be listed: {exc.strerror or exc}"})
+            continue
+        subdirs = []
+        for e in entries:
+            path = Path(e.path)
+            try:
+                is_dir = e.is_dir()  # follows links; False for a dangling one
+            except OSError:
+                is_dir = False
+            link = e.is_symlink()
+            if not is_dir:
+                files.append((path, os.path.realpath(path) if link else os.path.join(d_real, e.name)))
+                continue
+            real = os.path.realpath(path) if link else os.path.join(d_real, e.name)
+            if seen_dirs.get(real) == path:  # one of the class folder's own subfolders
+                subdirs.append((path, real))
+            elif real in seen_dirs:
+                ignored.append({"path": str(path), "why": f"link to a folder read as {seen_dirs[real]} "
+                                "(a link loop or a second link to it): not followed again"})
+            elif real in above:
+                ignored.append({"path": str(path), "why": f"link to {real}, a folder above the class folder "
+                                "(a link loop): not followed"})
+            else:
+                seen_dirs[real] = path
+                subdirs.append((path, real))
+        stack.extend(reversed(subdirs))
+    # One entry per real file, preferring a path that is not itself a link (then the first by name).
+    # Dangling links all stay: each is reported on its own.
+    by_real: dict[str, list[Path]] = {}
+    for f, real in files:
+        by_real.setdefault(real, []).append(f)
+    kept = []
+    for real, group in by_real.items():
+        if len(group) > 1 and not os.path.exists(real):  # dangling links to one target: each is its own file
+            kept += group
+            continue
+        group.sort(key=lambda f: (os.path.islink(f), str(f)))
+        kept.append(group[0])
+        ignored += [{"path": str(f), "why": f"same file as {group[0]} (reached again through a symbolic "
+                     "link): counted once"} for f in group[1:]]
+    return sorted(kept), ignored
 
 
 def _subdirs(folder: Path) -> list[Path]:
@@ -182,7 +248,9 @@ def from_folder(folder: str | os.PathLike, *, val_split: float = 0.2, seed: int 
         for cdir in _subdirs(top):
             n_before = len(rows)
             others = []
-            for f in _walk_files(cdir):
+            found, not_followed = _walk_class(cdir, root)
+            ignored += not_followed
+            for f in found:
                 if is_image_path(f):
                     rows.append((str(f), cdir.name, split))
                     keys.append(f.relative_to(root).as_posix())
@@ -200,6 +268,8 @@ def from_folder(folder: str | os.PathLike, *, val_split: float = 0.2, seed: int 
     classes = sorted({r[1] for r in rows})
     _check_classes(classes, min_classes, f"data folder {root}", "class subfolder")
     df = pd.DataFrame(rows, columns=["path", "label", "split"])
+    notes = near_duplicate_classes(df["label"], "folder names are the class names as they are: rename the folders "
+                                   "to merge them")
     if by_split:
         method = "folders"
         how = "split: given by the train/val/test folders"
@@ -208,7 +278,26 @@ def from_folder(folder: str | os.PathLike, *, val_split: float = 0.2, seed: int 
     items = _finish_items(df, classes)
     desc = f"folder {root}: {len(classes)} classes, {len(items)} images; {how}"
     return DataSource(spec=str(folder), kind="files", classes=classes, items=items, description=desc,
-                      root=str(root), split_method=method, ignored=ignored)
+                      root=str(root), split_method=method, ignored=ignored, warnings=notes)
+
+
+def near_duplicate_classes(labels: Sequence[str] | pd.Series, how: str) -> list[str]:
+    """Warnings for class names that differ only in case or surrounding whitespace (``Cat`` / ``cat``).
+
+    They are kept as separate classes (a model learns two names for one thing, and each
+    gets half the images); ``how`` says how to merge them for this kind of source.
+    """
+    counts = pd.Series(list(labels), dtype=object).value_counts()
+    groups: dict[str, list[str]] = {}
+    for name in sorted(counts.index):
+        groups.setdefault(str(name).strip().casefold(), []).append(str(name))
+    out = []
+    for names in groups.values():
+        if len(names) > 1:
+            listed = " and ".join(f"{n!r} ({int(counts[n])} file(s))" for n in names)
+            out.append(f"class names {listed} differ only in case or surrounding whitespace: they are "
+                       f"{len(names)} separate classes; {how}")
+    return out
 
 
 def _check_classes(classes: list[str], min_classes: int, where: str, what: str) -> None:
@@ -251,6 +340,8 @@ def from_csv(csv_path: str | os.PathLike, *, val_split: float = 0.2, seed: int =
                         f"(columns: {', '.join(df.columns) or 'none'}); accepted columns: {accepted}")
     if len(df) == 0:
         raise DataError(f"manifest {p} has no rows")
+    raw_labels = df["label"].astype(str)
+    padded = np.flatnonzero((raw_labels != raw_labels.str.strip()).to_numpy())
     for col in df.columns:
         df[col] = df[col].astype(str).str.strip()
         blank = np.flatnonzero((df[col] == "").to_numpy())
@@ -270,13 +361,22 @@ def from_csv(csv_path: str | os.PathLike, *, val_split: float = 0.2, seed: int =
             raise DataError(f"manifest {p} has a split column but no 'train' rows")
     given = df["path"].tolist()
     base = p.parent
-    abs_paths = [str(Path(x).expanduser() if Path(x).expanduser().is_absolute() else (base / x).resolve())
-                 for x in given]
-    if not any(Path(a).exists() for a in abs_paths):
+    # Absolute but not resolved: a link stays the path the manifest names (a dangling one is reported as such).
+    abs_paths = [os.path.abspath(base / Path(x).expanduser()) for x in given]
+    if not any(os.path.lexists(a) for a in abs_paths):
         raise DataError(f"none of the {len(abs_paths)} paths in manifest {p} exists (first: {abs_paths[0]}); "
                         f"relative paths are taken relative to the manifest's folder {base}")
     classes = sorted(set(df["label"]))
     _check_classes(classes, min_classes, f"manifest {p}", "label value")
+    notes = []
+    if len(padded):
+        shown = ", ".join(f"{raw_labels.iloc[i]!r} on line {i + 2}" for i in padded[:5])
+        more = f" and {len(padded) - 5} more" if len(padded) > 5 else ""
+        first = raw_labels.iloc[padded[0]]
+        notes.append(f"{len(padded)} label(s) in manifest {p} had surrounding whitespace ({shown}{more}): stripped, "
+                     f"so {first!r} and {first.strip()!r} are one class")
+    notes += near_duplicate_classes(df["label"], "surrounding whitespace in CSV labels is stripped, case is "
+                                    "kept: fix the label column to merge them")
     out = pd.DataFrame({"path": abs_paths, "label": df["label"].tolist()})
     if has_split:
         out["split"] = df["split"].tolist()
@@ -286,7 +386,7 @@ def from_csv(csv_path: str | os.PathLike, *, val_split: float = 0.2, seed: int =
     items = _finish_items(out, classes)
     desc = f"manifest {p}: {len(classes)} classes, {len(items)} rows; {how}"
     return DataSource(spec=str(csv_path), kind="files", classes=classes, items=items, description=desc,
-                      root=str(p), split_method=method)
+                      root=str(p), split_method=method, warnings=notes)
 
 
 def _seeded_split(keys: Sequence[str], labels: Sequence[str], val_split: float,

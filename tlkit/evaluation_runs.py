@@ -40,7 +40,13 @@ def load_run(run_dir: str | Path) -> tuple[Any, list[str], dict]:
 
 def evaluate_runs(runs: Sequence[str], *, data: str | None = None, split: str | None = None, tta: str = "none",
                   ensemble: bool = False, batch_size: int = 32, out: str | None = None) -> dict[str, dict]:
-    """Metrics per run (or one ``ensemble`` entry) on ``data`` or the first run's validation split."""
+    """Metrics per run (or one ``ensemble`` entry) on ``data`` or the first run's validation split.
+
+    ``split`` is ``train``, ``val``, ``test`` or ``all`` (every file); by default ``val`` when
+    there is one, ``all`` for new ``data`` without a train/val/test split, else ``train``. The
+    run's leak policy applies as in training. Each entry's ``notes`` say what was left out or
+    evaluated beyond the metrics (``split`` names the split, ``count`` the images).
+    """
     import numpy as np
 
     from tlkit import data as tldata
@@ -60,29 +66,45 @@ def evaluate_runs(runs: Sequence[str], *, data: str | None = None, split: str | 
     if unknown:
         raise DataError(f"the data has classes the runs never saw: {unknown}; known: {labels}")
     report = preflight.check(source, progress=False)
+    notes = []
+    # As training did: the run's leak policy (older runs recorded none: drop, the default then and now).
+    items, leak_note = preflight.apply_leak_policy(report, cfg.get("leaks") or "drop", context="this evaluation")
+    if leak_note:
+        notes.append(leak_note)
     if source.kind == "files":
         import dataclasses
 
-        items = report.clean_items(drop_leaks=True).copy()  # as training did: no leaked copies in val
+        items = items.copy()
         # Class ids follow the run's labels, not the new data's own (possibly smaller) class list.
         items["label_id"] = items["label"].map({c: i for i, c in enumerate(labels)})
+        if data and not split and source.split_method == "none":
+            split = "all"  # new data without a train/val/test split: every file is evaluation data
+        if split == "all":
+            items["split"] = "train"  # one split holding every file, for make_dataset
+            notes.append(f"evaluated all {len(items)} usable files of {data or cfg['data']}"
+                         + (" (it has no train/val/test split)" if source.split_method == "none" else ""))
         source = dataclasses.replace(source, items=items, classes=list(labels))
+    elif split == "all":
+        raise DataError("--split all is for folders and CSV manifests; for a TFDS source name a split: "
+                        f"{', '.join(source.splits())}")
     sp = split or ("val" if tldata.dataset_size(source, "val") > 0 else "train")
+    ds_split = "train" if sp == "all" else sp
     results: dict[str, dict] = {}
     probs_all = []
     y = None
     for (model, _, rcfg), name in zip(loaded, runs):
         size = tuple(model.input_shape[1:3])
-        ds = tldata.make_dataset(source, sp, image_size=size, batch_size=batch_size, training=False,
+        ds = tldata.make_dataset(source, ds_split, image_size=size, batch_size=batch_size, training=False,
                                  channels=model.input_shape[-1])
         y, probs = evaluate.predict_dataset(model, ds, tta=None if tta == "none" else tta)
         probs_all.append(probs)
         if not ensemble:
-            results[str(name)] = {**evaluate.metrics_from_probs(y, probs, labels), "split": sp, "tta": tta}
+            results[str(name)] = {**evaluate.metrics_from_probs(y, probs, labels), "split": sp, "tta": tta,
+                                  "notes": list(notes)}
     if ensemble:
         probs = evaluate.ensemble(probs_all)
         results["ensemble"] = {**evaluate.metrics_from_probs(y, probs, labels), "split": sp, "tta": tta,
-                               "members": [str(r) for r in runs]}
+                               "members": [str(r) for r in runs], "notes": list(notes)}
     if out:
         out_dir = Path(out)
         out_dir.mkdir(parents=True, exist_ok=True)

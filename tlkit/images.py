@@ -7,9 +7,12 @@ whose ``reason`` is a short, stable code a report can group by.
 
 from __future__ import annotations
 
+import errno
 import os
+import stat
 import warnings
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 
@@ -28,32 +31,92 @@ def is_image_path(path: str | os.PathLike) -> bool:
     return str(path).lower().endswith(IMAGE_EXTENSIONS)
 
 
+def open_regular(path: str | os.PathLike) -> BinaryIO:
+    """Open ``path`` for reading in binary mode if it is a regular file, else raise :class:`ImageError`.
+
+    Reasons: ``missing`` (no such path), ``dangling_link`` (a symbolic link whose target
+    does not exist, or a link loop), ``not_a_file`` (a FIFO, socket, device or directory),
+    ``unreadable`` (permission denied and other OS errors). The file is opened with
+    ``O_NONBLOCK`` and checked with ``fstat`` on the open descriptor: opening a FIFO
+    without it blocks until a writer appears (forever), and a check before opening could
+    be raced by a rename.
+    """
+    p = os.fspath(path)
+    try:
+        fd = os.open(p, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
+    except FileNotFoundError:
+        if os.path.islink(p):
+            raise ImageError(p, "dangling_link", f"symbolic link to {os.readlink(p)}, which does not exist") from None
+        raise ImageError(p, "missing", "no such file") from None
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise ImageError(p, "dangling_link", "symbolic link loop") from None
+        if exc.errno in (errno.ENXIO, errno.EOPNOTSUPP):  # a socket (or a FIFO on some systems)
+            raise ImageError(p, "not_a_file", _kind(p)) from None
+        raise ImageError(p, "unreadable", f"{type(exc).__name__}: {exc.strerror or exc}") from None
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise ImageError(p, "not_a_file", _kind(p, st.st_mode))
+        if hasattr(os, "O_NONBLOCK"):  # back to blocking reads: a regular file never blocks anyway
+            os.set_blocking(fd, True)
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def _kind(path: str, mode: int | None = None) -> str:
+    """What a non-regular path is, in words (without opening it)."""
+    if mode is None:
+        try:
+            mode = os.stat(path).st_mode
+        except OSError:
+            return "not a regular file"
+    for test, words in ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO (named pipe)"),
+                        (stat.S_ISSOCK, "a socket"), (stat.S_ISCHR, "a character device"),
+                        (stat.S_ISBLK, "a block device")):
+        if test(mode):
+            return f"{words}, not a regular file"
+    return "not a regular file"
+
+
 def load_rgb(path: str | os.PathLike, *, max_pixels: int = MAX_PIXELS) -> np.ndarray:
     """Decode ``path`` fully to an RGB ``uint8`` array (H, W, 3), or raise :class:`ImageError`.
 
     Grayscale, palette and RGBA images become RGB (alpha dropped, as TensorFlow does);
     animated GIFs give their first frame. Checks the header's size before
-    decoding, so a decompression bomb is refused without allocating it.
+    decoding, so a decompression bomb is refused without allocating it. Only regular
+    files are opened (see :func:`open_regular`).
+    """
+    with open_regular(path) as f:
+        return decode_rgb(f, path, max_pixels=max_pixels)[0]
+
+
+def decode_rgb(f: BinaryIO, path: str | os.PathLike, *, max_pixels: int = MAX_PIXELS) -> tuple[np.ndarray, str, str]:
+    """Decode an open image file fully: (RGB ``uint8`` array, the file's own mode, its format).
+
+    ``path`` names the file in errors. An empty file is ``empty``; see :func:`load_rgb`.
     """
     from PIL import Image, UnidentifiedImageError
 
     p = Path(path)
-    if not p.is_file():
-        raise ImageError(p, "missing", "no such file")
-    if p.stat().st_size == 0:
+    if not f.read(1):
         raise ImageError(p, "empty", "zero bytes")
+    f.seek(0)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(p) as im:
+            with Image.open(f) as im:
                 if im.format not in ("JPEG", "PNG", "BMP", "GIF", "MPO"):
                     raise ImageError(p, "unsupported_format", f"format {im.format}")
                 w, h = im.size
                 if w * h > max_pixels:
                     raise ImageError(p, "too_large", f"{w}x{h} pixels > {max_pixels:,}")
+                mode, fmt = im.mode, im.format or ""
                 im.seek(0)
                 im.load()
-                return _to_rgb(im)
+                return _to_rgb(im), mode, fmt
     except ImageError:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:

@@ -62,6 +62,7 @@ class FinetuneConfig:
     cache_dir: str | None = None
     deterministic: bool = True
     cache_features: bool = False  # stage 1 on the frozen base's features, computed once
+    leaks: str = "drop"  # validation/test copies of training files: "drop" | "keep" | "fail" (preflight)
 
     def run_dir(self) -> Path:
         name = self.name or f"{self.base}-{_slug(self.data)}"
@@ -153,14 +154,16 @@ def load_data(cfg: FinetuneConfig, log: Log, run_dir: Path | None) -> tuple[Any,
     source = tldata.resolve(cfg.data, val_split=cfg.val_split, seed=cfg.seed,
                             tfds_data_dir=cfg.tfds_data_dir, cache_dir=cfg.cache_dir)
     report = preflight.check(source, progress=sys.stderr.isatty())
+    # The leak policy sets the counts the run uses, so it comes before the report is written and printed
+    # (its message is the report text's last line).
+    items, _ = preflight.apply_leak_policy(report, cfg.leaks)
     if run_dir is not None:
         write_json_atomic(run_dir / "data_report.json", report.to_dict())
         (run_dir / "data_report.txt").write_text(report.to_text())
         report.write_skipped_csv(run_dir / "skipped.csv")
     log(report.to_text())
     if source.kind == "files":
-        # Leaked copies (a validation file identical to a training file) leave validation too.
-        source = dataclasses.replace(source, items=report.clean_items(drop_leaks=True))
+        source = dataclasses.replace(source, items=items)
     return source, report
 
 

@@ -26,11 +26,18 @@ import numpy as np
 import pandas as pd
 
 from tlkit.data import SPLITS, DataSource, tfds_class_counts
-from tlkit.errors import DataError
-from tlkit.images import ImageError, load_rgb
+from tlkit.errors import ConfigError, DataError
+from tlkit.images import ImageError, decode_rgb, open_regular
 
 # How many entries of each list the text report shows; JSON and skipped.csv have them all.
 TEXT_LIST_LIMIT = 20
+
+# What a run does with validation/test files identical to earlier-split files (see apply_leak_policy).
+LEAK_POLICIES = ("drop", "keep", "fail")
+DEFAULT_LEAK_POLICY = "drop"
+LEAKS_HELP = ("validation/test files identical to training files: drop leaves them out (the default: a copy of a "
+              "training image in validation inflates validation accuracy), keep keeps them, fail stops with "
+              "exit status 2")
 
 
 @dataclass
@@ -88,6 +95,12 @@ class Report:
     formats: dict[str, int] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    # Set by apply_leak_policy: the policy ("" before), and the leaked copies it left out (split -> class -> n),
+    # which class_counts no longer include.
+    leak_policy: str = ""
+    dropped: dict[str, dict[str, int]] = field(default_factory=dict)
+    leak_note: str = ""  # what the policy did, in words (the text report's last line)
+    source_warnings: list[str] = field(default_factory=list, repr=False)
     _items: pd.DataFrame | None = field(default=None, repr=False)
     _ok: np.ndarray | None = field(default=None, repr=False)
 
@@ -97,11 +110,19 @@ class Report:
 
     @property
     def n_usable(self) -> int:
+        """Examples a run uses: usable files, less any leaked copies the leak policy dropped."""
         return sum(sum(c.values()) for c in self.class_counts.values())
+
+    @property
+    def n_dropped(self) -> int:
+        return sum(sum(c.values()) for c in self.dropped.values())
 
     def clean_items(self, *, drop_leaks: bool = False) -> pd.DataFrame:
         """The source's items without the bad files (and, with ``drop_leaks``, without the
         val/test copies of files that are also in an earlier split)."""
+        return self._items[self._keep(drop_leaks)].reset_index(drop=True)
+
+    def _keep(self, drop_leaks: bool) -> np.ndarray:
         if self._items is None or self._ok is None:
             raise DataError("clean_items() is for file sources; a TFDS source has no file list")
         keep = self._ok.copy()
@@ -109,18 +130,20 @@ class Report:
             leaked = {(lk.path_b, lk.split_b) for lk in self.leaks}
             pairs = zip(self._items["path"], self._items["split"])
             keep &= np.array([(p, s) not in leaked for p, s in pairs], dtype=bool)
-        return self._items[keep].reset_index(drop=True)
+        return keep
 
     def to_dict(self) -> dict[str, Any]:
         """Everything in the report as JSON-ready data."""
         return {
             "spec": self.spec, "description": self.description, "kind": self.kind, "classes": list(self.classes),
             "split_method": self.split_method, "files_checked": self.files_checked, "n_files": self.n_files,
-            "n_usable": self.n_usable, "n_skipped": self.n_skipped, "class_counts": self.class_counts,
+            "n_usable": self.n_usable, "n_skipped": self.n_skipped, "n_dropped": self.n_dropped,
+            "leak_policy": self.leak_policy, "class_counts": self.class_counts, "dropped_counts": self.dropped,
             "bad_files": [asdict(b) for b in self.bad_files],
             "duplicates": [asdict(d) for d in self.duplicates], "leaks": [asdict(lk) for lk in self.leaks],
             "ignored": list(self.ignored), "image_sizes": self.image_sizes, "modes": self.modes,
-            "formats": self.formats, "warnings": list(self.warnings), "seconds": round(self.seconds, 3),
+            "formats": self.formats, "warnings": list(self.warnings), "leak_note": self.leak_note,
+            "seconds": round(self.seconds, 3),
         }
 
     def to_text(self) -> str:
@@ -128,17 +151,23 @@ class Report:
         lines = [f"data: {self.description}"]
         if self.files_checked:
             lines.append(f"checked {self.n_files} files in {self.seconds:.1f} s: {self.n_usable} usable, "
-                         f"{self.n_skipped} skipped" + (" (left out; the run goes on)" if self.n_skipped else ""))
+                         f"{self.n_skipped} skipped" + (" (left out; the run goes on)" if self.n_skipped else "")
+                         + (f", {self.n_dropped} dropped (copies of earlier-split files, --leaks drop)"
+                            if self.n_dropped else ""))
         else:
             lines.append(f"{self.n_files} examples; file checks skipped for a TFDS source "
                          "(TFDS validated the records when it prepared them)")
         splits = [s for s in SPLITS if s in self.class_counts]
         if splits:
-            width = max([5] + [len(c) for c in self.classes])
+            width = max([7 if self.n_dropped else 5] + [len(c) for c in self.classes])
             lines.append(f"  {'class':<{width}}" + "".join(f"{s:>8}" for s in splits))
             for c in self.classes:
                 lines.append(f"  {c:<{width}}" + "".join(f"{self.class_counts[s].get(c, 0):>8}" for s in splits))
             lines.append(f"  {'total':<{width}}" + "".join(f"{sum(self.class_counts[s].values()):>8}" for s in splits))
+            if self.n_dropped:
+                lines.append(f"  {'dropped':<{width}}" + "".join(f"{sum(self.dropped.get(s, {}).values()):>8}"
+                                                                 for s in splits)
+                             + "  (leaked copies, --leaks drop: not in the counts above)")
         if self.image_sizes:
             hs, ws = self.image_sizes["height"], self.image_sizes["width"]
             txt = (f"image sizes: height {hs['min']:g}..{hs['max']:g} (median {hs['median']:g}), "
@@ -160,17 +189,22 @@ class Report:
                 lines.append(f"  {d.split}: " + " = ".join(d.paths))
             lines += _more(len(self.duplicates))
         if self.leaks:
-            lines.append(f"leakage: {len(self.leaks)} file(s) identical across splits:")
+            how = {"drop": ", left out by --leaks drop", "keep": ", kept by --leaks keep",
+                   "fail": " (--leaks fail stops the run)"}.get(self.leak_policy, "")
+            lines.append(f"leakage: {len(self.leaks)} file(s) identical across splits{how}:")
             for lk in self.leaks[:TEXT_LIST_LIMIT]:
                 lines.append(f"  {lk.split_b} {lk.path_b} = {lk.split_a} {lk.path_a}")
             lines += _more(len(self.leaks))
         if self.ignored:
-            lines.append(f"ignored {len(self.ignored)} file(s) that are not images by name or place:")
+            lines.append(f"ignored {len(self.ignored)} path(s): not images by name or place, or reached "
+                         "again through links:")
             for ig in self.ignored[:TEXT_LIST_LIMIT]:
                 lines.append(f"  {ig['path']}  ({ig['why']})")
             lines += _more(len(self.ignored))
         for w in self.warnings:
             lines.append(f"warning: {w}")
+        if self.leak_note:
+            lines.append(self.leak_note)
         return "\n".join(lines)
 
     def write_skipped_csv(self, path: str | os.PathLike) -> None:
@@ -190,27 +224,23 @@ def _more(n: int) -> list[str]:
 
 
 def _inspect(path: str) -> dict[str, Any]:
-    """Decode one file fully (the only way to find truncation); its size, mode and content hash."""
+    """Decode one file fully (the only way to find truncation); its size, mode and content hash.
+
+    The file is opened once, and only if it is a regular file (a FIFO would block forever).
+    """
     try:
-        arr = load_rgb(path)
+        with open_regular(path) as f:
+            arr, mode, fmt = decode_rgb(f, path)
+            h, w = arr.shape[:2]
+            del arr
+            f.seek(0)
+            digest = hashlib.sha256()
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                digest.update(chunk)
     except ImageError as exc:
         return {"ok": False, "reason": exc.reason, "detail": exc.detail}
-    except Exception as exc:  # MemoryError, PermissionError...: skip the file, do not stop the check
+    except Exception as exc:  # MemoryError, an OS error while reading...: skip the file, do not stop the check
         return {"ok": False, "reason": "unreadable", "detail": f"{type(exc).__name__}: {exc}"}
-    h, w = arr.shape[:2]
-    del arr
-    mode = fmt = ""
-    try:
-        from PIL import Image
-
-        with Image.open(path) as im:  # header only: cheap
-            mode, fmt = im.mode, im.format or ""
-    except Exception:
-        pass
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
     return {"ok": True, "h": h, "w": w, "mode": mode, "format": fmt, "sha256": digest.hexdigest()}
 
 
@@ -248,7 +278,8 @@ def check(source: DataSource, *, progress: bool = True, workers: int | None = No
 
     report = Report(spec=source.spec, description=source.description, kind="files", classes=list(source.classes),
                     split_method=source.split_method, class_counts=class_counts, n_files=len(paths),
-                    bad_files=bad, ignored=list(source.ignored), _items=items, _ok=ok)
+                    bad_files=bad, ignored=list(source.ignored), source_warnings=list(source.warnings),
+                    _items=items, _ok=ok)
     good_results = [r for r in results if r["ok"]]
     if good_results:
         hs = np.array([r["h"] for r in good_results])
@@ -262,6 +293,11 @@ def check(source: DataSource, *, progress: bool = True, workers: int | None = No
     report.warnings = _warnings(report)
     report.seconds = time.perf_counter() - t0
     return report
+
+
+def _counts(items: pd.DataFrame, report: Report) -> dict[str, dict[str, int]]:
+    return {s: {c: int(((items["split"] == s) & (items["label"] == c)).sum()) for c in report.classes}
+            for s in report.class_counts}
 
 
 def _fail_on_empty(source: DataSource, counts: dict[str, dict[str, int]], bad: list[BadFile]) -> None:
@@ -309,7 +345,7 @@ def _duplicates(rows: list[tuple[str, str, str, str]]) -> tuple[list[DuplicateGr
 
 
 def _warnings(r: Report) -> list[str]:
-    out = []
+    out = list(r.source_warnings)
     counts = r.class_counts
     for c in r.classes:
         if "train" in counts and counts["train"].get(c, 0) == 0:
@@ -324,10 +360,59 @@ def _warnings(r: Report) -> list[str]:
     conflicts = [g for g in r.duplicates if len(set(g.labels)) > 1] + [lk for lk in r.leaks if lk.label_a != lk.label_b]
     if conflicts:
         out.append(f"{len(conflicts)} duplicate(s) carry different labels: the same image is labelled twice")
-    if r.leaks:
+    if r.leaks and r.leak_policy == "keep":
+        out.append(f"{len(r.leaks)} validation/test image(s) identical to earlier-split images are kept "
+                   "(--leaks keep): they inflate the validation metrics; remove them, or pass --leaks drop")
+    elif r.leaks and r.leak_policy != "drop":  # drop: done, and said by apply_leak_policy's message
         out.append("validation/test images identical to earlier-split images inflate the metrics; remove the "
-                   "copies listed under leakage")
+                   "copies listed under leakage, or let the run leave them out (tlkit finetune --leaks drop, "
+                   "the default)")
     return out
+
+
+def apply_leak_policy(report: Report, policy: str = DEFAULT_LEAK_POLICY, *,
+                      context: str = "this run") -> tuple[pd.DataFrame | None, str]:
+    """Apply a leak policy to a checked source: (the items a run uses, a message to print, "" if none).
+
+    ``drop`` leaves the later-split copies out and updates the report so that its class
+    counts are the ones used (the copies are counted in ``report.dropped``); ``keep`` keeps
+    them (the report warns); ``fail`` raises :class:`DataError` naming the count and the
+    flag. The items are ``None`` for a TFDS source (no file list, no file-level leak check).
+    ``context`` names who uses the items in the message (``this run``; ``tlkit finetune``
+    for check-data).
+    """
+    if policy not in LEAK_POLICIES:
+        raise ConfigError(f"--leaks must be one of {', '.join(LEAK_POLICIES)}, got {policy!r}")
+    report.leak_policy = policy
+    if report.kind != "files":
+        return None, ""
+    assert report._items is not None and report._ok is not None
+    usable, used = (report._items[report._keep(drop)] for drop in (False, policy == "drop"))
+    # From the file list every time (not from class_counts): applying a policy twice gives the same report.
+    before, after = _counts(usable, report), _counts(used, report)
+    report.class_counts = after
+    report.dropped = {s: gone for s in before
+                      if (gone := {c: before[s][c] - after[s][c] for c in report.classes if before[s][c] > after[s][c]})}
+    report.warnings = _warnings(report)
+    report.leak_note = ""
+    if not report.leaks:
+        return used.reset_index(drop=True), ""
+    n = len(report.leaks)
+    which = "/".join(w for s, w in (("val", "validation"), ("test", "test")) if any(lk.split_b == s for lk in report.leaks))
+    if policy == "fail":
+        first = report.leaks[0]
+        raise DataError(f"{n} {which} file(s) are identical to earlier-split files (first: {first.path_b} = "
+                        f"{first.path_a}); --leaks fail stops here: remove them, or pass --leaks drop to leave them "
+                        f"out (the default) or --leaks keep to keep them (tlkit check-data {report.spec} lists them all)")
+    if policy == "keep":
+        report.leak_note = (f"--leaks keep: {n} {which} file(s) identical to earlier-split files stay in {context} "
+                            "and in its counts; they inflate validation accuracy (--leaks drop leaves them out)")
+    else:
+        where = "; ".join(f"{s}: " + ", ".join(f"{c} {k}" for c, k in by.items()) for s, by in report.dropped.items())
+        report.leak_note = (f"--leaks drop: {report.n_dropped} {which} file(s) identical to earlier-split files "
+                            f"({where}) are left out of {context} and of its counts; nothing is left to remove by "
+                            "hand (--leaks keep keeps them, --leaks fail stops instead)")
+    return used.reset_index(drop=True), report.leak_note
 
 
 def _check_tfds(source: DataSource) -> Report:
@@ -336,7 +421,8 @@ def _check_tfds(source: DataSource) -> Report:
     counts = {s: tfds_class_counts(source, s) for s in source.splits()}
     report = Report(spec=source.spec, description=source.description, kind="tfds", classes=list(source.classes),
                     split_method=source.split_method, class_counts=counts,
-                    n_files=sum(sum(c.values()) for c in counts.values()), files_checked=False)
+                    n_files=sum(sum(c.values()) for c in counts.values()), files_checked=False,
+                    source_warnings=list(source.warnings))
     shape = b.info.features[source.image_key].shape
     if shape and shape[0] is not None and shape[1] is not None:
         report.image_sizes = {"height": {"min": shape[0], "median": shape[0], "max": shape[0]},

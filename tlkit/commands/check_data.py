@@ -12,8 +12,10 @@ NAME = "check-data"
 HELP = "check a dataset before training: class counts, image sizes, bad files, duplicates, leakage"
 DESCRIPTION = ("Opens every image of a folder, CSV manifest, tfds:NAME or builtin dataset and reports class "
                "counts per split, image sizes, bad files (skipped by training, listed with the reason), "
-               "duplicate files and train/validation leakage. Exit status: 0 usable, 1 with --strict and "
-               "bad files or leakage, 2 unusable (the message names the problem).")
+               "duplicate files and train/validation leakage. The counts are the ones tlkit finetune would use "
+               "with the same --leaks policy (its data report is this report). Exit status: 0 usable, 1 with "
+               "--strict and bad files or leakage, 2 unusable or leakage with --leaks fail (the message names the "
+               "problem).")
 ORDER = 35
 
 
@@ -23,6 +25,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--val-split", type=fraction, default=0.2,
                    help="fraction of each class held out for validation when the data gives no split")
     p.add_argument("--seed", type=int, default=0, help="seed of the train/validation split")
+    p.add_argument("--leaks", choices=["drop", "keep", "fail"], default="drop",
+                   help="what tlkit finetune --leaks does with validation/test files identical to training files: "
+                        "drop leaves them out (the default: copies of training images inflate validation "
+                        "accuracy), keep keeps them, fail stops (exit 2); the counts follow it")
     p.add_argument("--json", action="store_true", help="print the full report as JSON")
     p.add_argument("--strict", action="store_true", help="exit 1 when there are bad files or leakage")
     p.add_argument("--tfds-data-dir", help="folder with prepared TFDS datasets (nothing is downloaded)")
@@ -38,10 +44,10 @@ def run(args: argparse.Namespace) -> int:
     report = preflight.check(source, progress=sys.stderr.isatty())
     if args.skipped_csv:
         report.write_skipped_csv(args.skipped_csv)
-    if args.json:
-        print(json.dumps(report.to_dict(), indent=2))
-    else:
-        print(report.to_text())
+    try:
+        preflight.apply_leak_policy(report, args.leaks, context="tlkit finetune's run")
+    finally:  # with --leaks fail: the report (which lists the leaks), then the one-line error
+        print(json.dumps(report.to_dict(), indent=2) if args.json else report.to_text())
     if args.strict and (report.bad_files or report.leaks):
         return 1
     return 0

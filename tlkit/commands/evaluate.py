@@ -15,8 +15,9 @@ ORDER = 45
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("runs", nargs="+", metavar="RUN_DIR", help="run directories made by `tlkit finetune`")
     p.add_argument("--data", help="dataset to evaluate on (default: the run's own validation split)")
-    p.add_argument("--split", default=None, help="split of --data to use (default: val, or all files "
-                                                  "when the data has no split)")
+    p.add_argument("--split", choices=["train", "val", "test", "all"], default=None,
+                   help="split of the data to use; all: every file (default: val; with --data and no "
+                        "train/val/test split in it: all)")
     p.add_argument("--tta", choices=["none", "flip", "crops"], default="none",
                    help="average predictions over flips or the 10 standard crops")
     p.add_argument("--ensemble", action="store_true", help="average the runs' probabilities")
@@ -37,7 +38,10 @@ def run(args: argparse.Namespace) -> int:
         line = f"{name}: top-1 {m['top1']:.4f}"
         if "top5" in m:
             line += f", top-5 {m['top5']:.4f}"
-        print(line + f" on {m['count']} images ({m['split']}, tta={m['tta']})")
+        what = "all files" if m["split"] == "all" else m["split"]
+        print(line + f" on {m['count']} images ({what}, tta={m['tta']})")
+        for note in m.get("notes", []):
+            print(f"  {note}")
         worst = sorted(m["per_class"].items(), key=lambda kv: kv[1]["recall"])[:3]
         print("  lowest recall: " + ", ".join(f"{c} {v['recall']:.2f}" for c, v in worst))
     return 0

@@ -48,6 +48,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-augment", action="store_true")
     p.add_argument("--no-flip", action="store_true", help="no horizontal flips (digits, text: handedness matters)")
     p.add_argument("--val-split", type=fraction, default=0.2)
+    p.add_argument("--leaks", choices=["drop", "keep", "fail"], default="drop",
+                   help="validation/test files identical to training files: drop leaves them out (the default: "
+                        "copies of training images inflate validation accuracy), keep keeps them, fail stops (exit 2)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--class-weight", choices=["auto", "none"], default="none",
                    help="auto: weights inversely proportional to class counts")
@@ -78,7 +81,8 @@ def config_from_args(args: argparse.Namespace) -> "object":
         val_split=args.val_split, seed=args.seed, class_weight=args.class_weight,
         train_batchnorm=args.train_batchnorm, find_lr=args.find_lr, distribute=args.distribute,
         mixed_precision=args.mixed_precision, tfds_data_dir=args.tfds_data_dir,
-        cache_features=args.cache_features)
+        cache_features=args.cache_features,
+        leaks=args.leaks)
 
 
 def run(args: argparse.Namespace) -> int:
