@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 from tlkit.errors import ConfigError
 
@@ -80,7 +81,7 @@ class SeedNote:
     about: str
     input_shape: tuple[int, int, int] | None
     whole_model: bool
-    text: Callable[["_TableView"], str]
+    text: Callable[[_TableView], str]
 
 
 @dataclass(frozen=True)
@@ -157,7 +158,7 @@ def _inception_reduced_note(t: _TableView) -> str:
     return (f"CS231n lecture 9 gives '358M ops' for this module; the six convolutions it lists "
             f"sum to {total:,} multiply-adds ({_human(total)}). 358M is {total + conv3:,}: this plus "
             f"the 3x3 convolution's {conv3:,} once more (or the 3x3 on 128 channels instead of the "
-            f"64 its bottleneck leaves). The output, 28x28x480, agrees.")
+            f"64 its bottleneck leaves).")
 
 
 def _stack_note(t: _TableView, *, layers: int) -> str:
@@ -218,8 +219,8 @@ def seed_notes(key: str, table: dict[str, Any]) -> list[str]:
         this.append(f"{'x'.join(map(str, shape or ()))} input")
     if wrong_params:
         this.append(f"{params:,} parameters")
-    return [f"{note.about} are about {' and '.join(about)}; this table is for {' and '.join(this)}, "
-            f"so it does not check them (`tlkit inspect {key}` does)."]
+    return [(f"{note.about} are about {' and '.join(about)}; this table is for {' and '.join(this)}, "
+             f"so it does not check them (`tlkit inspect {key}` does).")]
 
 
 _BIAS_NAMES = ("bias", "beta")

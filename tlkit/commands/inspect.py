@@ -63,8 +63,8 @@ def _inspect_module(module, input_size: tuple[int, int] | None) -> dict:
 
     shape = (*input_size, module.input_shape[2]) if input_size else module.input_shape
     table = layer_table(build_module(module, shape), name=module.name)
-    table["notes"] = [f"{module.name}: {module.description} (a lecture-notes module, not in "
-                      f"`tlkit models`)"] + table["notes"]
+    about = f"{module.name}: {module.description} (a lecture-notes module, not in `tlkit models`)"
+    table["notes"] = [about, *table["notes"]]
     return table
 
 
