@@ -96,7 +96,8 @@ def test_output_size_figures(fig):
     _check(fig["output_size_7_3_2_0"], 3, "reproduced")
     _check(fig["output_size_227_11_4_0"], (227 - 11) // 4 + 1, "reproduced")
     _check(fig["output_size_10_3_2_0"], (10 - 3) / 2 + 1, "reproduced")
-    _check(fig["output_size_224_11_4_0"], (224 - 11) / 4 + 1, "reproduced")
+    _check(fig["output_size_224_11_4_0"], "not an integer", "reproduced")
+    assert fig["output_size_224_11_4_0"].shown.startswith(f"{(224 - 11) / 4 + 1:g}: refused")
     assert "refused" in fig["output_size_10_3_2_0"].shown
     with pytest.raises(ConfigError, match="4.5 is not an integer"):
         conv_output_size(10, 3, 2, 0)

@@ -31,6 +31,7 @@ SLIDES = "CS231n lecture 9 slides, *CNN Architectures*"
 
 DEFAULT_OUT = Path(__file__).resolve().parents[1] / "docs" / "seed_numbers.md"
 TOLERANCE = 0.05  # "rounding": within 5% of tlkit's value
+NOT_AN_INTEGER = "not an integer"  # a claim that (W - F + 2P)/S + 1 does not fit
 
 # The VGG16 walk-through's rows (VGGNet in detail): output shape, activations, weights.
 VGG16_WALKTHROUGH: list[tuple[list[int], int, int]] = [
@@ -153,19 +154,19 @@ def _compute(t: Tables) -> list[Figure]:
         out.append(Figure(key, claim, source, stated, unit, value, shown, command, why))
 
     # --- the output-size formula ---------------------------------------------------
-    for W, F, S, P, stated, why in [
-        (7, 3, 1, 0, 5, "(7 - 3 + 0)/1 + 1 = 5"),
-        (7, 3, 2, 0, 3, "(7 - 3 + 0)/2 + 1 = 3"),
-        (227, 11, 4, 0, 55, "(227 - 11 + 0)/4 + 1 = 55: AlexNet's CONV1"),
-        (10, 3, 2, 0, 4.5, ("(10 - 3 + 0)/2 + 1 = 4.5 is not an integer; tlkit refuses these "
-                            "hyperparameters, as the notes say one must")),
-        (224, 11, 4, 0, 54.25, ("(224 - 11)/4 + 1 = 54.25: the notes are right that the AlexNet "
-                                "paper's 224x224 cannot be; tlkit's alexnet takes 227x227")),
+    fits = "(W - F + 2P)/S + 1 with W={}, F={}, S={}, P={} gives {}"
+    for W, F, S, P, claim, stated, why in [
+        (7, 3, 1, 0, fits.format(7, 3, 1, 0, 5), 5, "(7 - 3 + 0)/1 + 1 = 5"),
+        (7, 3, 2, 0, fits.format(7, 3, 2, 0, 3), 3, "(7 - 3 + 0)/2 + 1 = 3"),
+        (227, 11, 4, 0, fits.format(227, 11, 4, 0, 55), 55, "(227 - 11 + 0)/4 + 1 = 55: AlexNet's CONV1"),
+        (10, 3, 2, 0, "W=10, F=3, S=2, P=0 do not fit: (10 - 3 + 0)/2 + 1 = 4.5, not an integer", 4.5,
+         "tlkit computes 4.5 and refuses these hyperparameters, as the notes say one must"),
+        (224, 11, 4, 0, "the AlexNet paper's 224x224 input is surely incorrect: (224 - 11)/4 + 1 is not "
+         "an integer", NOT_AN_INTEGER, "(224 - 11)/4 + 1 = 54.25; tlkit's alexnet takes 227x227"),
     ]:
         value, shown = _formula(W, F, S, P)
-        fits = isinstance(stated, int)
-        claim = (f"(W - F + 2P)/S + 1 with W={W}, F={F}, S={S}, P={P} gives {stated}" if fits else
-                 f"W={W}, F={F}, S={S}, P={P} do not fit: (W - F + 2P)/S + 1 = {stated:g}")
+        if stated == NOT_AN_INTEGER:
+            value = NOT_AN_INTEGER if value != int(value) else str(value)
         add(f"output_size_{W}_{F}_{S}_{P}", claim, NOTES_CONV, stated, value, shown,
             _formula_cmd(W, F, S, P), why)
 
