@@ -66,6 +66,14 @@ def parameter_counts(model: Any) -> dict[str, int]:
 
 
 @dataclass(frozen=True)
+class _TableView:
+    """A table's rows by layer name, and its totals: what a note's text reads."""
+
+    rows: dict[str, dict[str, Any]]
+    totals: dict[str, Any]
+
+
+@dataclass(frozen=True)
 class SeedNote:
     """What the lecture notes state about one model, checked against its table.
 
@@ -82,12 +90,6 @@ class SeedNote:
     input_shape: tuple[int, int, int] | None
     whole_model: bool
     text: Callable[[_TableView], str]
-
-
-@dataclass(frozen=True)
-class _TableView:
-    rows: dict[str, dict[str, Any]]
-    totals: dict[str, Any]
 
 
 def _registered_params(name: str) -> int:
@@ -169,9 +171,10 @@ def _stack_note(t: _TableView, *, layers: int) -> str:
     coeff = w // (c * c)
     other = ("one 7x7 convolution needs 49C^2 (`tlkit inspect one_7x7`)" if layers == 3 else
              "three stacked 3x3 convolutions see the same with 27C^2 (`tlkit inspect three_3x3`)")
-    return (f"CS231n: {'three stacked 3x3 convolutions' if layers == 3 else 'one 7x7 convolution'} "
-            f"on C channels {'see' if layers == 3 else 'sees'} {rf}x{rf} with {coeff}C^2 parameters: here {w:,} weights = "
-            f"{coeff} x {c}^2 (plus {b} biases, which the notes leave out); {other}.")
+    what = "three stacked 3x3 convolutions on C channels see" if layers == 3 else \
+        "one 7x7 convolution on C channels sees"
+    return (f"CS231n: {what} {rf}x{rf} with {coeff}C^2 parameters: here {w:,} weights = {coeff} x {c}^2 "
+            f"(plus {b} biases, which the notes leave out); {other}.")
 
 
 SEED_NOTES: dict[str, SeedNote] = {

@@ -161,8 +161,8 @@ def _compute(t: Tables) -> list[Figure]:
         (227, 11, 4, 0, fits.format(227, 11, 4, 0, 55), 55, "(227 - 11 + 0)/4 + 1 = 55: AlexNet's CONV1"),
         (10, 3, 2, 0, "W=10, F=3, S=2, P=0 do not fit: (10 - 3 + 0)/2 + 1 = 4.5, not an integer", 4.5,
          "tlkit computes 4.5 and refuses these hyperparameters, as the notes say one must"),
-        (224, 11, 4, 0, "the AlexNet paper's 224x224 input is surely incorrect: (224 - 11)/4 + 1 is not "
-         "an integer", NOT_AN_INTEGER, "(224 - 11)/4 + 1 = 54.25; tlkit's alexnet takes 227x227"),
+        (224, 11, 4, 0, ("the AlexNet paper's 224x224 input is surely incorrect: (224 - 11)/4 + 1 is "
+                         "not an integer"), NOT_AN_INTEGER, "(224 - 11)/4 + 1 = 54.25; tlkit's alexnet takes 227x227"),
     ]:
         value, shown = _formula(W, F, S, P)
         if stated == NOT_AN_INTEGER:
