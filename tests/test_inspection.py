@@ -6,7 +6,7 @@ import keras
 import pytest
 
 from tlkit import cli
-from tlkit.inspection import conv_output_size, layer_table
+from tlkit.inspection import conv_output_size, layer_table, seed_notes
 
 
 def test_conv_output_size_formula():
@@ -113,3 +113,38 @@ def test_inspect_text_table_and_input_size(capsys):
     assert "block5_pool" in out and "2x2x512" in out
     assert "showing the convolutional body only" in out
     assert "fc1" not in out
+    # the seeds' 224x224 figures are not set beside the 64x64 body's totals
+    assert "the figure this table reproduces" not in out
+    assert "are about 224x224x3 input and the whole network (138,357,544 parameters)" in out
+
+
+def test_seed_note_at_another_input_size_says_so(capsys):
+    """Issue 11: the seeds' note is about 224x224; at 64x64 it must not read as if about 64x64."""
+    assert cli.main(["inspect", "vgg16_tlkit", "--input-size", "64", "64", "--json"]) == 0
+    table = json.loads(capsys.readouterr().out)
+    keras.backend.clear_session()
+    assert table["totals"]["activations"] == 1_243_136  # the 64x64 body
+    assert not any("1,243,136" in n or "reproduces" in n for n in table["notes"])
+    (note,) = [n for n in table["notes"] if "CS231n" in n]
+    assert ("this table is for 64x64x3 input and 14,714,688 parameters, so it does not check them "
+            "(`tlkit inspect vgg16_tlkit` does)") in note
+
+
+def _fake_table(input_shape, params, rows=()):
+    return {"input_shape": list(input_shape), "rows": list(rows),
+            "totals": {"params": params, "activations": 15_237_608, "mult_adds": 0}}
+
+
+def test_seed_note_applies_only_to_the_configuration_its_figures_are_about():
+    whole = seed_notes("vgg16", _fake_table((224, 224, 3), 138_357_544))
+    assert len(whole) == 1 and "the figure this table reproduces" in whole[0]
+    # the body alone at 224x224 (as a library caller may build it): another configuration
+    (body,) = seed_notes("vgg16", _fake_table((224, 224, 3), 14_714_688))
+    assert "this table is for 14,714,688 parameters, so it does not check them" in body
+    assert seed_notes("resnet50", _fake_table((224, 224, 3), 1)) == []
+    # GoogLeNet's figures are parameter counts, which a global-pooling head keeps at any size
+    rows = [{"layer": "predictions", "params": 1_025_000}]
+    (g,) = seed_notes("googlenet", _fake_table((64, 64, 3), 6_998_552, rows))
+    assert "has 6,998,552 (7.0M; 5,973,552 without the 1000-way classifier" in g
+    (g7,) = seed_notes("googlenet", _fake_table((224, 224, 3), 6_998_552 - 1_025_000 + 7 * 1025, rows))
+    assert "does not check them" in g7  # 7 classes: not the network the notes count

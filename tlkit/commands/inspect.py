@@ -13,17 +13,34 @@ ORDER = 20
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("name", help="a registry name (see `tlkit models`)")
+    from tlkit.models.teaching import MODULES  # no Keras: the names only
+
+    p.add_argument("name", help="a registry name (see `tlkit models`) or one of the lecture notes' "
+                                f"modules: {', '.join(MODULES)}")
     p.add_argument("--input-size", nargs=2, type=image_side, metavar=("H", "W"),
                    help="input height and width (default: the model's own)")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
 
 
 def inspect_model(name: str, input_size: tuple[int, int] | None = None) -> dict:
-    """Build ``name`` (random weights) and return its :func:`tlkit.inspection.layer_table`."""
+    """Build ``name`` (random weights) and return its :func:`tlkit.inspection.layer_table`.
+
+    ``name`` is a registry name or one of :data:`tlkit.models.teaching.MODULES`, the
+    lecture notes' building blocks that are not whole networks.
+    """
+    from tlkit.models.teaching import MODULES, find_module
+
+    module = find_module(name)
+    if module is not None:
+        return _inspect_module(module, input_size)
+    from tlkit.errors import UnknownModelError
     from tlkit.registry import get_spec
 
-    spec = get_spec(name)  # unknown names fail here, before TensorFlow loads
+    try:
+        spec = get_spec(name)  # unknown names fail here, before TensorFlow loads
+    except UnknownModelError as e:
+        raise UnknownModelError(f"{e} `tlkit inspect` also knows the lecture notes' modules: "
+                                f"{', '.join(MODULES)}.") from None
     import tlkit
     from tlkit.inspection import layer_table
 
@@ -37,6 +54,17 @@ def inspect_model(name: str, input_size: tuple[int, int] | None = None) -> dict:
                         include_top=include_top)
     table = layer_table(model, name=spec.name)
     table["notes"] = notes + table["notes"]
+    return table
+
+
+def _inspect_module(module, input_size: tuple[int, int] | None) -> dict:
+    from tlkit.inspection import layer_table
+    from tlkit.models.teaching import build_module
+
+    shape = (*input_size, module.input_shape[2]) if input_size else module.input_shape
+    table = layer_table(build_module(module, shape), name=module.name)
+    about = f"{module.name}: {module.description} (a lecture-notes module, not in `tlkit models`)"
+    table["notes"] = [about, *table["notes"]]
     return table
 
 
