@@ -1,0 +1,145 @@
+"""tf.distribute strategies, and a launcher that starts N local workers on loopback.
+
+A ``MultiWorkerMirroredStrategy`` must exist before TensorFlow runs its first op
+("Collective ops must be configured at program startup"), so :func:`create_strategy`
+is the first thing a distributed command does. Workers and ranks come from the
+standard ``TF_CONFIG`` variable, as a cluster manager (Kubernetes' TFJob, Vertex AI)
+sets it; :func:`launch_local_workers` sets it for N processes on this machine.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from typing import Any, Sequence
+
+from tlkit.errors import ConfigError, TlkitError
+
+STRATEGIES = ("mirrored", "multi-worker")
+# A worker that loses its peer fails its next collective after this long, instead of hanging.
+COLLECTIVE_TIMEOUT_S = float(os.environ.get("TLKIT_COLLECTIVE_TIMEOUT", "120"))
+
+
+class WorkerFailedError(TlkitError):
+    """A worker of a multi-worker run died; the run can be continued with ``--resume``."""
+
+
+def create_strategy(kind: str | None) -> Any:
+    """The strategy for ``--distribute`` (``None``: the default one-device strategy)."""
+    import tensorflow as tf
+
+    if kind in (None, "none"):
+        return tf.distribute.get_strategy()
+    if kind == "mirrored":
+        return tf.distribute.MirroredStrategy()
+    if kind == "multi-worker":
+        if not os.environ.get("TF_CONFIG"):
+            raise ConfigError("--distribute multi-worker needs TF_CONFIG (set by the cluster manager), or "
+                              "--workers N to start N local workers")
+        options = tf.distribute.experimental.CommunicationOptions(timeout_seconds=COLLECTIVE_TIMEOUT_S)
+        return tf.distribute.MultiWorkerMirroredStrategy(communication_options=options)
+    raise ConfigError(f"unknown --distribute {kind!r}; use one of {', '.join(STRATEGIES)}")
+
+
+def is_multi_worker(strategy: Any) -> bool:
+    """True for a strategy whose replicas live in several processes."""
+    resolver = getattr(strategy, "cluster_resolver", None)
+    return bool(getattr(resolver, "task_type", None))
+
+
+def is_chief(strategy: Any) -> bool:
+    """Whether this process writes the run directory: always, except for the non-chief
+    workers of a multi-worker strategy (the chief, or worker 0 when there is no chief)."""
+    resolver = getattr(strategy, "cluster_resolver", None)
+    task_type = getattr(resolver, "task_type", None)
+    if not task_type:
+        return True
+    if task_type == "chief":
+        return True
+    has_chief = "chief" in (resolver.cluster_spec().as_dict() if resolver is not None else {})
+    return task_type == "worker" and int(resolver.task_id or 0) == 0 and not has_chief
+
+
+def worker_index() -> int | None:
+    """This process's worker index from ``TF_CONFIG`` (``None`` outside a multi-worker run)."""
+    cfg = json.loads(os.environ.get("TF_CONFIG") or "{}")
+    task = cfg.get("task") or {}
+    return int(task["index"]) if "index" in task else None
+
+
+def free_ports(n: int) -> list[int]:
+    """``n`` TCP ports free on loopback right now (held open together so they differ)."""
+    socks = []
+    try:
+        for _ in range(n):
+            s = socket.socket()
+            s.bind(("127.0.0.1", 0))
+            socks.append(s)
+        return [s.getsockname()[1] for s in socks]
+    finally:
+        for s in socks:
+            s.close()
+
+
+def tf_config(ports: Sequence[int], index: int) -> str:
+    """The ``TF_CONFIG`` of worker ``index`` in a loopback cluster."""
+    return json.dumps({"cluster": {"worker": [f"localhost:{p}" for p in ports]},
+                       "task": {"type": "worker", "index": index}})
+
+
+def launch_local_workers(argv: Sequence[str], workers: int, *, timeout: float | None = None,
+                         log: Any = print) -> int:
+    """Run ``tlkit ARGV`` as ``workers`` processes of one multi-worker job on loopback.
+
+    Worker 0 is the chief: its output is shown, the others' goes to their exit status.
+    If one worker dies, the others are stopped (they would wait for it in their next
+    collective) and :class:`WorkerFailedError` says how to continue. Ctrl-C stops all.
+    """
+    if workers < 2:
+        raise ConfigError(f"--workers must be at least 2, got {workers}")
+    ports = free_ports(workers)
+    procs: list[subprocess.Popen] = []
+    base_env = {k: v for k, v in os.environ.items() if k != "TF_CONFIG"}
+    cmd = [sys.executable, "-m", "tlkit", *argv]
+    log(f"starting {workers} workers on localhost ports {', '.join(map(str, ports))}")
+    try:
+        for i in range(workers):
+            env = {**base_env, "TF_CONFIG": tf_config(ports, i), "TLKIT_WORKER_LAUNCHED": "1"}
+            out = None if i == 0 else subprocess.DEVNULL
+            procs.append(subprocess.Popen(cmd, env=env, stdout=out, stderr=out))
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            codes = [p.poll() for p in procs]
+            failed = [(i, c) for i, c in enumerate(codes) if c not in (None, 0)]
+            if failed:
+                i, code = failed[0]
+                _stop_all(procs)
+                raise WorkerFailedError(
+                    f"worker {i} exited with status {code}; the other workers were stopped. Run the same "
+                    f"command with --resume to continue from the last completed epoch")
+            if all(c == 0 for c in codes):
+                return 0
+            if deadline is not None and time.monotonic() > deadline:
+                _stop_all(procs)
+                raise WorkerFailedError(f"the workers did not finish within {timeout:.0f} s; stopped them")
+            time.sleep(0.2)
+    except KeyboardInterrupt:
+        _stop_all(procs, signal.SIGINT)
+        raise
+
+
+def _stop_all(procs: list[subprocess.Popen], sig: int = signal.SIGTERM) -> None:
+    for p in procs:
+        if p.poll() is None:
+            p.send_signal(sig)
+    for p in procs:
+        try:
+            p.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
