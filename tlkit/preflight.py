@@ -223,7 +223,7 @@ def _more(n: int) -> list[str]:
     return [f"  ... and {n - TEXT_LIST_LIMIT} more (all of them are in the JSON report)"] if n > TEXT_LIST_LIMIT else []
 
 
-def _inspect(path: str) -> dict[str, Any]:
+def inspect_file(path: str) -> dict[str, Any]:
     """Decode one file fully (the only way to find truncation); its size, mode and content hash.
 
     The file is opened once, and only if it is a regular file (a FIFO would block forever).
@@ -261,7 +261,7 @@ def check(source: DataSource, *, progress: bool = True, workers: int | None = No
                  disable=not progress, leave=False, dynamic_ncols=True) as bar:
         # In chunks: Executor.map submits everything at once, a million futures for a million files.
         for start in range(0, len(paths), 4096):
-            for r in pool.map(_inspect, paths[start:start + 4096]):
+            for r in pool.map(inspect_file, paths[start:start + 4096]):
                 results.append(r)
                 bar.update(1)
     ok = np.array([r["ok"] for r in results], dtype=bool)
