@@ -7,11 +7,18 @@ import json
 import keras
 import numpy as np
 import pytest
-
 from test_convert import assert_close, crops_of, finetuned_net, flatten_net
+
 from tlkit.convert import convert
-from tlkit.dense import (DenseEvaluator, dense_map_size, evaluate, interleave, interleaved_size,
-                         resize_for_scale, shift_plan)
+from tlkit.dense import (
+    DenseEvaluator,
+    dense_map_size,
+    evaluate,
+    interleave,
+    interleaved_size,
+    resize_for_scale,
+    shift_plan,
+)
 
 CAT_CLASSES = range(281, 286)  # tabby, tiger cat, Persian, Siamese, Egyptian cat
 
@@ -192,7 +199,6 @@ def test_maps_hold_only_windows_inside_the_image(name) -> None:
     (before, shifted passes of "same"-padded nets added positions hanging over the edge, and a
     shifted image smaller than the window crashed the pass)."""
     import tlkit
-
     from tlkit.dense import windows_inside
 
     ev = DenseEvaluator(tlkit.build(name, weights=None), compiled=False)

@@ -469,12 +469,16 @@ def _as_list(images: Any) -> list[Any]:
 def _header_size(path: str | os.PathLike) -> tuple[int, int] | None:
     """(height, width) from an image file's header without decoding it; None if PIL cannot tell
     (then :func:`tlkit.images.load_rgb` gives the reason)."""
+    import warnings
+
     from PIL import Image
 
     try:
-        with Image.open(path) as im:
-            w, h = im.size
-            return int(h), int(w)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # the limits decide, with flags
+            with Image.open(path) as im:
+                w, h = im.size
+                return int(h), int(w)
     except Exception:  # noqa: BLE001  (any unreadable file: load_rgb names the problem)
         return None
 

@@ -108,13 +108,18 @@ def dense_eval(args: argparse.Namespace) -> tuple[dict[str, Any], Any]:
 
 def _check_image_early(image: str, scales: list[int], limits: dict[str, Any]) -> None:
     """The image's bounds from its header, before the model is built (seconds) or anything decoded."""
+    import warnings
+
     from PIL import Image
 
     from tlkit.errors import ImageError
 
     try:
-        with Image.open(image) as im:
-            w, h = im.size
+        with warnings.catch_warnings():
+            # PIL warns above ~89 MP; the limits below decide, with a message naming the flags.
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(image) as im:
+                w, h = im.size
     except Exception:  # noqa: BLE001  (unreadable: load_rgb reports why, with the usual reason codes)
         from tlkit.images import load_rgb
 
