@@ -84,8 +84,11 @@ def test_predict_table(photos, offline, capsys):
 
 
 def test_predict_rejects_bad_arguments(photos, capsys):
-    assert cli.main(["predict", str(photos / "cat.jpg"), "--top", "0"]) == 2
-    assert "--top must be >= 1" in capsys.readouterr().err
+    # Refused by argparse since flags are typed (tlkit.commands._argtypes): a usage error, exit 2.
+    with pytest.raises(SystemExit) as info:
+        cli.main(["predict", str(photos / "cat.jpg"), "--top", "0"])
+    assert info.value.code == 2
+    assert "argument --top: must be >= 1, got 0" in capsys.readouterr().err
     assert cli.main(["predict", "--base", "lenet5", str(photos / "cat.jpg")]) == 2
     assert "no ImageNet classifier" in capsys.readouterr().err
 

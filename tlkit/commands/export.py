@@ -117,7 +117,7 @@ def run(args: argparse.Namespace) -> int:
         raise _fail("give exactly one of RUN_DIR, --base NAME or --check PATH")
     if not args.check:
         _check_early(args)
-    with _Progress(not args.quiet and not args.json) as progress:
+    with _Progress(not args.quiet) as progress:  # stderr: --json output on stdout stays clean
         progress("loading TensorFlow")
         from tlkit import export
 
