@@ -7,11 +7,18 @@ import json
 import keras
 import numpy as np
 import pytest
-
 from test_convert import assert_close, crops_of, finetuned_net, flatten_net
+
 from tlkit.convert import convert
-from tlkit.dense import (DenseEvaluator, dense_map_size, evaluate, interleave, interleaved_size,
-                         resize_for_scale, shift_plan)
+from tlkit.dense import (
+    DenseEvaluator,
+    dense_map_size,
+    evaluate,
+    interleave,
+    interleaved_size,
+    resize_for_scale,
+    shift_plan,
+)
 
 CAT_CLASSES = range(281, 286)  # tabby, tiger cat, Persian, Siamese, Egyptian cat
 
@@ -167,10 +174,12 @@ def test_efficientnet_lite0_chelsea_is_a_cat(lite0_imagenet, scales) -> None:
     res = lite0_imagenet.evaluate(skimage_data.chelsea(), scales=scales, top=5)[0]
     assert res.top[0].index in CAT_CLASSES, res.top
     # chelsea is 300x451: at 384 it is 384x577, a 12x19 feature map ("same" padding rounds
-    # up) and 6x13 windows of 7x7; at 512 it is 512x770 -> 16x25 -> 10x19.
+    # up) and 6x13 windows of 7x7, the last column hanging 31 px over the edge: 6x12 fit
+    # ((384 - 224) // 32 + 1, (577 - 224) // 32 + 1); at 512 it is 512x770 -> 10x18 (19 before
+    # windows over the edge were dropped).
     shapes = {m.scale: m.map_shape for m in res.maps}
     for scale, shape in shapes.items():
-        assert shape == {384: (6, 13, 1000), 512: (10, 19, 1000)}[scale]
+        assert shape == {384: (6, 12, 1000), 512: (10, 18, 1000)}[scale]
 
 
 def test_evaluate_function_square_resize(lite0_imagenet) -> None:
@@ -179,3 +188,41 @@ def test_evaluate_function_square_resize(lite0_imagenet) -> None:
                    preprocessing="lite", class_names=lite0_imagenet.class_names)
     assert res.maps[0].map_shape == (6, 6, 1000) and res.top[0].index in CAT_CLASSES
     assert "cat" in res.top[0].name.lower() or res.top[0].name.lower() in ("tabby", "persian", "siamese")
+
+
+# --- windows inside the image; bounds before allocation --------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["cifar_example", "allcnn_c"])
+def test_maps_hold_only_windows_inside_the_image(name) -> None:
+    """At every scale and stride the map has floor((side - window) / stride) + 1 positions per side
+    (before, shifted passes of "same"-padded nets added positions hanging over the edge, and a
+    shifted image smaller than the window crashed the pass)."""
+    import tlkit
+    from tlkit.dense import windows_inside
+
+    ev = DenseEvaluator(tlkit.build(name, weights=None), compiled=False)
+    s, win = ev.net_stride, ev.window
+    for h, w in [(32, 32), (32, 45), (39, 36), (41, 70)]:
+        for stride in sorted({s, s // 2, 1}):
+            want = windows_inside(h, w, win, stride)
+            assert want == ((h - win[0]) // stride + 1, (w - win[1]) // stride + 1)
+            assert dense_map_size(ev.conversion, h, w, stride) == want
+            got = ev.score_maps(np.zeros((1, h, w, 3), np.float32), stride).shape[1:3]
+            assert tuple(got) == want, (name, h, w, stride, got)
+
+
+def test_scaled_size_bounds_refuse_before_resizing(monkeypatch) -> None:
+    from tlkit.dense import check_scales
+
+    def no_resize(*args, **kwargs):
+        raise AssertionError("resized although refused")
+
+    monkeypatch.setattr("tlkit.dense.resize_for_scale", no_resize)
+    ev = DenseEvaluator(flatten_net(), preprocessing="unit", max_scaled_pixels=10_000, max_aspect=4)
+    strip = np.zeros((2, 400, 3), np.uint8)  # aspect 200:1: at scale 32 it would be 32x6400
+    with pytest.raises(ValueError, match=r"aspect ratio of 200:1.*32x6400.*--max-aspect.*--max-scaled-pixels"):
+        ev.evaluate(strip, scales=(32,))
+    with pytest.raises(ValueError, match=r"at scale 120 would become 120x160 = 19,200 pixels"):
+        ev.evaluate(np.zeros((30, 40, 3), np.uint8), scales=(48, 120))
+    check_scales("ok", 30, 40, (48, 80), max_scaled_pixels=10_000, max_aspect=4)  # 80x107 fits

@@ -52,7 +52,7 @@ def test_predict_all_formats_offline(photos, offline, capsys):
              "broken.jpg", "coffee.jpg", "notes.png", "missing.jpg"]
     rc = cli.main(["predict", *[str(photos / n) for n in names], "--json", "--top", "5"])
     out, err = capsys.readouterr()
-    assert rc == 1  # some files failed ...
+    assert rc == 2  # some files could not be read: an input error (1 is for bugs) ...
     data = json.loads(out)
     got = {r["image"].rsplit("/", 1)[-1]: r["predictions"] for r in data["results"]}
     assert list(got) == [n for n in names if n not in ("broken.jpg", "notes.png", "missing.jpg")]
@@ -67,6 +67,8 @@ def test_predict_all_formats_offline(photos, offline, capsys):
     assert errors == {"broken.jpg": "truncated", "notes.png": "not_an_image", "missing.jpg": "missing"}
     for name in errors:
         assert str(photos / name) in err
+    lines = err.strip().splitlines()  # one line per unreadable file, in the CLI's error format
+    assert len(lines) == 3 and all(ln.startswith("tlkit predict: error: ") for ln in lines), err
 
 
 def test_predict_table(photos, offline, capsys):
@@ -82,15 +84,25 @@ def test_predict_table(photos, offline, capsys):
 
 
 def test_predict_rejects_bad_arguments(photos, capsys):
-    assert cli.main(["predict", str(photos / "cat.jpg"), "--top", "0"]) == 2
-    assert "--top must be >= 1" in capsys.readouterr().err
+    # Refused by argparse since flags are typed (tlkit.commands._argtypes): a usage error, exit 2.
+    with pytest.raises(SystemExit) as info:
+        cli.main(["predict", str(photos / "cat.jpg"), "--top", "0"])
+    assert info.value.code == 2
+    assert "argument --top: must be >= 1, got 0" in capsys.readouterr().err
     assert cli.main(["predict", "--base", "lenet5", str(photos / "cat.jpg")]) == 2
     assert "no ImageNet classifier" in capsys.readouterr().err
 
 
-def test_only_bad_files_exit_1_without_building_a_model(photos, capsys):
-    assert cli.main(["predict", str(photos / "notes.png")]) == 1
+def test_only_bad_files_exit_2_without_building_a_model(photos, capsys):
+    assert cli.main(["predict", str(photos / "notes.png")]) == 2
     assert "not_an_image" in capsys.readouterr().err
+
+
+def test_max_pixels_refuses_from_the_header(photos, capsys):
+    # chelsea is 451x300 = 135,300 pixels: over a 100,000 limit, refused before decoding.
+    assert cli.main(["predict", str(photos / "cat.png"), "--max-pixels", "100000"]) == 2
+    err = capsys.readouterr().err
+    assert "too_large" in err and "451x300" in err and "100,000" in err
 
 
 # --- class names: shipped, never downloaded ---------------------------------------------------

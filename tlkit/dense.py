@@ -15,10 +15,16 @@ crop whose top-left corner is ``(i * S, j * S)`` (``S`` the net's total stride,
   pass covers (VGG16 at 384, stride 16: 6x6 and 5x5 passes give 11x11).
 * **Aggregation**: the per-position class probabilities are averaged (or
   max-ed) over positions, then averaged over scales; top-K from that.
-* **Borders**: a net with "same" padding (VGG, EfficientNet) rounds feature-map
-  sizes up, so its last row/column of windows may hang over the image edge by
-  less than ``S`` pixels, zero-padded as the network pads any input; a net
-  without padding only scores windows inside the image.
+* **Borders**: only windows inside the image are kept, at every scale and
+  stride: a map has ``floor((side - window) / stride) + 1`` positions per side. A
+  net with "same" padding (VGG, EfficientNet) rounds feature-map sizes up, and a
+  shifted pass adds positions past the edge; those hang over the image
+  (zero-padded) and are trimmed.
+* **Bounds**: an image file is checked from its header before decoding
+  (``max_pixels``, as ``tlkit predict``), and each resized image must stay within
+  ``max_scaled_pixels`` pixels and its sides within ``max_aspect`` : 1 (a thin
+  strip scaled to a shorter side of 224 would otherwise become enormous); both
+  are checked before anything is resized.
 * **Input**: raw RGB pixels 0..255; the evaluator applies the model's
   preprocessing mode itself (a finetuned tlkit model preprocesses inside, so
   its mode is ``"none"``).
@@ -38,9 +44,13 @@ import numpy as np
 
 from tlkit.convert import Conversion, convert
 from tlkit.errors import ConfigError
+from tlkit.images import MAX_PIXELS
 
 AGGREGATES = ("mean", "max")
 RESIZE_MODES = ("shorter", "square")
+# 2048 x 2048: a VGG16 pass at that size already holds ~1 GB per early activation.
+MAX_SCALED_PIXELS = 2048 * 2048
+MAX_ASPECT = 10.0  # longer side : shorter side; wide panoramas are ~6:1
 
 
 @dataclasses.dataclass(frozen=True)
@@ -169,29 +179,71 @@ def interleave(passes: dict[tuple[int, int], np.ndarray], factor: int) -> np.nda
     return out
 
 
+def windows_inside(height: int, width: int, window: tuple[int, int], stride: int) -> tuple[int, int]:
+    """Windows of ``window`` pixels every ``stride`` pixels that fit inside the image, per side."""
+    return (max(0, (int(height) - window[0]) // stride + 1), max(0, (int(width) - window[1]) // stride + 1))
+
+
 def dense_map_size(conversion: Conversion, height: int, width: int,
                    stride: int | None = None) -> tuple[int, int]:
-    """Map size for an input of ``height`` x ``width`` at ``stride`` (no forward pass)."""
+    """Map size for an input of ``height`` x ``width`` at ``stride`` (no forward pass): the
+    positions the network gives whose windows lie inside the image."""
     shifts = shift_plan(conversion.stride, stride)
+    step = stride or conversion.stride
+    fit = windows_inside(height, width, conversion.native_size, step)
+    if min(fit) == 0:
+        return fit
     if len(shifts) == 1:
-        return conversion.output_size(height, width)
-    factor = conversion.stride // (stride or conversion.stride)
-    sizes = {(dy // stride, dx // stride): conversion.output_size(height - dy, width - dx)  # type: ignore[operator]
-             for dy, dx in shifts}
-    return interleaved_size(sizes, factor)
+        rows, cols = conversion.output_size(height, width)
+    else:
+        sizes = {(dy // step, dx // step): _pass_size(conversion, height - dy, width - dx) for dy, dx in shifts}
+        rows, cols = interleaved_size(sizes, conversion.stride // step)
+    return min(rows, fit[0]), min(cols, fit[1])
+
+
+def _pass_size(conversion: Conversion, height: int, width: int) -> tuple[int, int]:
+    """Map size of one shifted pass; a pass whose image is smaller than the window is not run,
+    and counts only the windows that fit (none along the short side)."""
+    wh, ww = conversion.native_size
+    if height < wh or width < ww:
+        return windows_inside(height, width, conversion.native_size, conversion.stride)
+    return conversion.output_size(height, width)
+
+
+def scaled_size(height: int, width: int, scale: int, mode: str = "shorter") -> tuple[int, int]:
+    """The size an image of ``height`` x ``width`` is resized to at ``scale``."""
+    if mode not in RESIZE_MODES:
+        raise ConfigError(f"resize must be one of {RESIZE_MODES}, got {mode!r}")
+    h, w = int(height), int(width)
+    if mode == "square":
+        return int(scale), int(scale)
+    if h <= w:
+        return int(scale), max(1, int(round(w * scale / h)))
+    return max(1, int(round(h * scale / w))), int(scale)
+
+
+def check_scales(source: str, height: int, width: int, scales: Sequence[int], mode: str = "shorter", *,
+                 max_scaled_pixels: int = MAX_SCALED_PIXELS, max_aspect: float = MAX_ASPECT) -> None:
+    """Refuse (ConfigError) an image whose resized form would exceed the bounds; nothing is allocated."""
+    h, w = int(height), int(width)
+    limits = (f"limits: sides up to {max_aspect:g}:1 (--max-aspect) and {max_scaled_pixels:,} pixels after "
+              "resizing (--max-scaled-pixels)")
+    aspect = max(h, w) / max(1, min(h, w))
+    if mode == "shorter" and aspect > max_aspect:
+        sh, sw = scaled_size(h, w, min(scales), mode)
+        raise ConfigError(f"{source} is {h}x{w} pixels, an aspect ratio of {aspect:.4g}:1; at scale {min(scales)} "
+                          f"it would become {sh}x{sw} ({sh * sw:,} pixels); {limits}")
+    for scale in scales:
+        sh, sw = scaled_size(h, w, scale, mode)
+        if sh * sw > max_scaled_pixels:
+            raise ConfigError(f"{source} ({h}x{w}) at scale {scale} would become {sh}x{sw} = {sh * sw:,} pixels; "
+                              f"{limits}; use smaller --scales or raise the limit")
 
 
 def resize_for_scale(image: np.ndarray, scale: int, mode: str = "shorter") -> np.ndarray:
     """``image`` (H, W, 3) resized to ``scale`` (shorter side, or square); float32."""
-    if mode not in RESIZE_MODES:
-        raise ConfigError(f"resize must be one of {RESIZE_MODES}, got {mode!r}")
     h, w = image.shape[:2]
-    if mode == "square":
-        size = (int(scale), int(scale))
-    elif h <= w:
-        size = (int(scale), max(1, int(round(w * scale / h))))
-    else:
-        size = (max(1, int(round(h * scale / w))), int(scale))
+    size = scaled_size(h, w, scale, mode)
     image = np.asarray(image, dtype=np.float32)
     if size == (h, w):
         return image
@@ -218,7 +270,8 @@ class DenseEvaluator:
 
     def __init__(self, model: Any, *, preprocessing: str = "none", class_names: Sequence[str] | None = None,
                  input_size: tuple[int, int] | None = None, batch_size: int = 8,
-                 compiled: bool = True) -> None:
+                 compiled: bool = True, max_pixels: int = MAX_PIXELS,
+                 max_scaled_pixels: int = MAX_SCALED_PIXELS, max_aspect: float = MAX_ASPECT) -> None:
         self.conversion = model if isinstance(model, Conversion) else convert(model, input_size=input_size)
         if self.conversion.stride <= 0:
             raise ConfigError("the converted model has no spatial output; nothing to evaluate densely")
@@ -228,6 +281,12 @@ class DenseEvaluator:
             raise ConfigError(f"batch_size must be >= 1, got {batch_size}")
         self.batch_size = int(batch_size)
         self.compiled = bool(compiled)
+        if min(max_pixels, max_scaled_pixels) < 1 or not max_aspect >= 1:
+            raise ConfigError(f"limits must be max_pixels >= 1, max_scaled_pixels >= 1, max_aspect >= 1; got "
+                              f"{max_pixels}, {max_scaled_pixels}, {max_aspect}")
+        self.max_pixels = int(max_pixels)
+        self.max_scaled_pixels = int(max_scaled_pixels)
+        self.max_aspect = float(max_aspect)
 
     @property
     def net_stride(self) -> int:
@@ -294,13 +353,24 @@ class DenseEvaluator:
             raise ConfigError(f"images of {x.shape[1]}x{x.shape[2]} are smaller than the network's "
                              f"{wh}x{ww} window; use a larger scale")
         shifts = shift_plan(self.net_stride, stride)
+        step = int(stride or self.net_stride)
         if len(shifts) == 1:
-            return self._forward(x)
-        step = int(stride)  # type: ignore[arg-type]
-        factor = self.net_stride // step
-        passes = {(dy // step, dx // step): self._forward(np.ascontiguousarray(x[:, dy:, dx:]))
-                  for dy, dx in shifts}
-        return interleave(passes, factor)
+            maps = self._forward(x)
+        else:
+            factor = self.net_stride // step
+            passes: dict[tuple[int, int], np.ndarray] = {}
+            for dy, dx in shifts:  # (0, 0) first: its image is never smaller than the window
+                shifted = x[:, dy:, dx:]
+                if shifted.shape[1] < wh or shifted.shape[2] < ww:
+                    # Too small for one window: no positions along that side, and nothing to run.
+                    rows, cols = windows_inside(shifted.shape[1], shifted.shape[2], self.window, self.net_stride)
+                    first = passes[(0, 0)]
+                    passes[(dy // step, dx // step)] = np.zeros((len(x), rows, cols, first.shape[-1]), first.dtype)
+                else:
+                    passes[(dy // step, dx // step)] = self._forward(np.ascontiguousarray(shifted))
+            maps = interleave(passes, factor)
+        rows, cols = windows_inside(x.shape[1], x.shape[2], self.window, step)
+        return maps[:, :rows, :cols]  # positions whose windows hang over the edge are dropped
 
     def evaluate(self, images: Any, *, scales: Sequence[int] = (384,), stride: int | None = None,
                  aggregate: str = "mean", top: int = 5, resize: str = "shorter") -> list[DenseResult]:
@@ -311,7 +381,10 @@ class DenseEvaluator:
             raise ConfigError("at least one scale is needed")
         if top < 1:
             raise ConfigError(f"top must be >= 1, got {top}")
-        loaded = list(_load_images(images))
+        for scale in scales:
+            if int(scale) < 1:
+                raise ConfigError(f"scales must be positive integers, got {scale}")
+        loaded = list(self._load_checked(images, scales, resize))
         per_image: list[list[ScaleMap]] = [[] for _ in loaded]
         step = stride or self.net_stride
         passes = len(shift_plan(self.net_stride, stride))
@@ -337,6 +410,23 @@ class DenseEvaluator:
                                        maps=maps, scores=scores, top=self._top(scores, top),
                                        aggregate=aggregate))
         return results
+
+    def _load_checked(self, images: Any, scales: Sequence[int], resize: str) -> Iterable[tuple[str, np.ndarray]]:
+        """(source, RGB array) pairs, each checked against the bounds before it is decoded or resized."""
+        items = _as_list(images)
+        for k, item in enumerate(items):  # every header first: a bad last image fails before any work
+            if isinstance(item, (str, os.PathLike)):
+                size = _header_size(item)
+                if size is not None:
+                    check_scales(str(item), *size, scales, resize, max_scaled_pixels=self.max_scaled_pixels,
+                                 max_aspect=self.max_aspect)
+            else:
+                arr = np.asarray(item)
+                if arr.ndim != 3 or arr.shape[-1] != 3:
+                    raise ConfigError(f"image {k}: expected an RGB array (H, W, 3), got shape {arr.shape}")
+                check_scales(f"<array {k}>", arr.shape[0], arr.shape[1], scales, resize,
+                             max_scaled_pixels=self.max_scaled_pixels, max_aspect=self.max_aspect)
+        yield from _load_images(items, max_pixels=self.max_pixels)
 
     def _top(self, scores: np.ndarray, k: int) -> list[ClassScore]:
         order = np.argsort(-scores, kind="stable")[:k]
@@ -369,15 +459,37 @@ def evaluate(model: Any, images: Any, *, scales: Sequence[int] = (384,), stride:
 # --- inputs --------------------------------------------------------------------------------
 
 
-def _load_images(images: Any) -> Iterable[tuple[str, np.ndarray]]:
-    """(source, RGB array) pairs from a path, an array, a batch array or a list of those."""
+def _as_list(images: Any) -> list[Any]:
+    """A path, an array, a batch array or a list of those, as a list of single images."""
     if isinstance(images, (str, os.PathLike)) or (isinstance(images, np.ndarray) and images.ndim == 3):
-        images = [images]
-    for k, item in enumerate(images):
+        return [images]
+    return list(images)
+
+
+def _header_size(path: str | os.PathLike) -> tuple[int, int] | None:
+    """(height, width) from an image file's header without decoding it; None if PIL cannot tell
+    (then :func:`tlkit.images.load_rgb` gives the reason)."""
+    import warnings
+
+    from PIL import Image
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # the limits decide, with flags
+            with Image.open(path) as im:
+                w, h = im.size
+                return int(h), int(w)
+    except Exception:  # noqa: BLE001  (any unreadable file: load_rgb names the problem)
+        return None
+
+
+def _load_images(images: Any, max_pixels: int = MAX_PIXELS) -> Iterable[tuple[str, np.ndarray]]:
+    """(source, RGB array) pairs from a path, an array, a batch array or a list of those."""
+    for k, item in enumerate(_as_list(images)):
         if isinstance(item, (str, os.PathLike)):
             from tlkit.images import load_rgb
 
-            yield str(item), load_rgb(item)
+            yield str(item), load_rgb(item, max_pixels=max_pixels)
         else:
             arr = np.asarray(item)
             if arr.ndim != 3 or arr.shape[-1] != 3:

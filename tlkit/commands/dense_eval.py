@@ -6,8 +6,13 @@ import argparse
 import json
 from typing import Any
 
-from tlkit.commands._argtypes import positive_int
+from tlkit.commands._argtypes import positive_float, positive_int
 from tlkit.errors import ConfigError
+from tlkit.images import MAX_PIXELS  # light: numpy only
+
+# As tlkit.dense (not imported here: it imports Keras, and `tlkit --help` must stay light).
+MAX_SCALED_PIXELS = 2048 * 2048
+MAX_ASPECT = 10.0
 
 NAME = "dense-eval"
 HELP = "dense (fully convolutional) evaluation of an image: class-score maps at several scales"
@@ -17,7 +22,9 @@ DESCRIPTION = (
     "class scores: one position per window of the training size, every STRIDE pixels. The image "
     "is resized so that its shorter side equals each scale. Scores are the per-position "
     "probabilities averaged (or max-ed) over positions, then averaged over scales. --stride 16 "
-    "on a stride-32 net interleaves 4 passes shifted by 0/16 pixels.")
+    "on a stride-32 net interleaves 4 passes shifted by 0/16 pixels. Only windows inside the "
+    "image are scored. Bounds, checked from the file's header before anything is decoded or "
+    "resized: --max-pixels for the file, --max-scaled-pixels and --max-aspect for the resized image.")
 ORDER = 55
 
 
@@ -37,6 +44,21 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch-size", type=positive_int, default=8, help="images per forward pass")
     p.add_argument("--json", action="store_true", help="print JSON instead of tables")
     p.add_argument("--heatmap", metavar="OUT.png", help="write the top class's score map over the image")
+    p.add_argument("--max-pixels", type=positive_int, default=MAX_PIXELS,
+                   help="refuse an image file whose header declares more pixels (as `tlkit predict`)")
+    p.add_argument("--max-scaled-pixels", type=positive_int, default=MAX_SCALED_PIXELS,
+                   help="refuse a scale at which the resized image would have more pixels")
+    p.add_argument("--max-aspect", type=_aspect, default=MAX_ASPECT,
+                   help="refuse an image whose longer side exceeds this many times its shorter side")
+
+
+def _aspect(text: str) -> float:
+    import argparse
+
+    value = positive_float(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1 (longer side : shorter side), got {text!r}")
+    return value
 
 
 def parse_scales(text: str) -> list[int]:
@@ -57,12 +79,15 @@ def dense_eval(args: argparse.Namespace) -> tuple[dict[str, Any], Any]:
     scales = parse_scales(args.scales)
     if args.top < 1:
         raise ConfigError(f"--top must be >= 1, got {args.top}")
+    limits = {"max_pixels": args.max_pixels, "max_scaled_pixels": args.max_scaled_pixels,
+              "max_aspect": args.max_aspect}
+    _check_image_early(args.image, scales, limits)
     if args.base:
         weights = None if str(args.weights).lower() == "none" else args.weights
-        ev = DenseEvaluator.from_name(args.base, weights=weights, batch_size=args.batch_size)
+        ev = DenseEvaluator.from_name(args.base, weights=weights, batch_size=args.batch_size, **limits)
         source = {"base": args.base, "weights": weights}
     else:
-        ev = DenseEvaluator.from_run(args.run, batch_size=args.batch_size)
+        ev = DenseEvaluator.from_run(args.run, batch_size=args.batch_size, **limits)
         source = {"run": args.run}
     result = ev.evaluate(args.image, scales=scales, stride=args.stride, aggregate=args.aggregate,
                          top=args.top)[0]
@@ -73,11 +98,40 @@ def dense_eval(args: argparse.Namespace) -> tuple[dict[str, Any], Any]:
 
         best = result.best_map()
         top = result.top[0]
-        path = score_map_overlay(load_rgb(args.image), best.window_map(top.index), args.heatmap,
+        path = score_map_overlay(load_rgb(args.image, max_pixels=args.max_pixels), best.window_map(top.index),
+                                 args.heatmap,
                                  title=f"{top.name} ({top.score:.3f}) at scale {best.scale}, "
                                        f"stride {best.stride}")
         report["heatmap"] = str(path)
     return report, result
+
+
+def _check_image_early(image: str, scales: list[int], limits: dict[str, Any]) -> None:
+    """The image's bounds from its header, before the model is built (seconds) or anything decoded."""
+    import warnings
+
+    from PIL import Image
+
+    from tlkit.errors import ImageError
+
+    try:
+        with warnings.catch_warnings():
+            # PIL warns above ~89 MP; the limits below decide, with a message naming the flags.
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(image) as im:
+                w, h = im.size
+    except Exception:  # noqa: BLE001  (unreadable: load_rgb reports why, with the usual reason codes)
+        from tlkit.images import load_rgb
+
+        load_rgb(image, max_pixels=limits["max_pixels"])
+        return
+    if w * h > limits["max_pixels"]:
+        raise ImageError(image, "too_large", f"{w}x{h} pixels > {limits['max_pixels']:,}; --max-pixels raises "
+                                             "the limit")
+    from tlkit.dense import check_scales
+
+    check_scales(image, h, w, scales, max_scaled_pixels=limits["max_scaled_pixels"],
+                 max_aspect=limits["max_aspect"])
 
 
 def run(args: argparse.Namespace) -> int:

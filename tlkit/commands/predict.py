@@ -9,7 +9,7 @@ from typing import Any
 
 from tlkit.commands._argtypes import positive_int
 from tlkit.errors import ConfigError
-from tlkit.images import CROP_FRACTION  # light: numpy only
+from tlkit.images import CROP_FRACTION, MAX_PIXELS  # light: numpy only
 
 NAME = "predict"
 HELP = "classify images with an ImageNet-pretrained base (top-K classes)"
@@ -17,8 +17,10 @@ DESCRIPTION = (
     "Top-K ImageNet classes for each image (JPEG, PNG, BMP, GIF; grayscale and RGBA become "
     "RGB). Images are center-cropped to 87.5% of the shorter side and resized (bicubic) to "
     "the model's input, as in the published EfficientNet evaluation; --resize plain stretches "
-    "the whole image instead. Unreadable files are reported on stderr and give exit status 1; "
-    "the other files are still answered.")
+    "the whole image instead. Each file's header is checked before decoding (--max-pixels). "
+    "Exit status: 0 when every image was answered; 2 when an image could not be read (missing, "
+    "not an image, damaged, too large): each such file gets one line on stderr, and the other "
+    "files are still answered on stdout; 1 only for a bug in tlkit.")
 ORDER = 50
 
 
@@ -32,6 +34,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch-size", type=positive_int, default=16, help="images per forward pass")
     p.add_argument("--resize", choices=("crop", "plain"), default="crop",
                    help="crop: center crop 87.5%% then resize; plain: resize the whole image")
+    p.add_argument("--max-pixels", type=positive_int, default=MAX_PIXELS,
+                   help="refuse an image whose header declares more pixels, before decoding it")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
 
 
@@ -53,12 +57,13 @@ def prepare_image(rgb: Any, size: tuple[int, int], resize: str = "crop") -> Any:
 
 
 def predict_files(paths: list[str], *, base: str = "efficientnet_lite0", weights: str = "imagenet",
-                  top: int = 5, batch_size: int = 16, resize: str = "crop"
+                  top: int = 5, batch_size: int = 16, resize: str = "crop", max_pixels: int = MAX_PIXELS
                   ) -> tuple[list[dict[str, Any]], list[dict[str, str]]]:
     """Classify image files; returns (results, errors), each in input order.
 
     A result is ``{"image", "predictions": [{"rank", "index", "synset", "name", "prob"}]}``;
-    an error is ``{"image", "reason", "error"}``.
+    an error is ``{"image", "reason", "error"}`` (``reason``: :class:`tlkit.errors.ImageError`'s code).
+    ``max_pixels`` bounds each image, read from its header before decoding.
     """
     import numpy as np
 
@@ -82,7 +87,7 @@ def predict_files(paths: list[str], *, base: str = "efficientnet_lite0", weights
     errors: list[dict[str, str]] = []
     for path in paths:
         try:
-            ready.append((path, prepare_image(load_rgb(path), size, resize)))
+            ready.append((path, prepare_image(load_rgb(path, max_pixels=max_pixels), size, resize)))
         except ImageError as exc:
             errors.append({"image": path, "reason": exc.reason, "error": str(exc)})
     if not ready:
@@ -107,9 +112,9 @@ def predict_files(paths: list[str], *, base: str = "efficientnet_lite0", weights
 
 def run(args: argparse.Namespace) -> int:
     results, errors = predict_files(args.images, base=args.base, weights=args.weights, top=args.top,
-                                    batch_size=args.batch_size, resize=args.resize)
-    for e in errors:
-        print(f"tlkit predict: {e['error']}", file=sys.stderr)
+                                    batch_size=args.batch_size, resize=args.resize, max_pixels=args.max_pixels)
+    for e in errors:  # the CLI's one-line error format, one line per unreadable file
+        print(f"tlkit predict: error: {' '.join(e['error'].split())}", file=sys.stderr)
     if args.json:
         print(json.dumps({"base": args.base, "weights": args.weights, "results": results,
                           "errors": errors}, indent=2))
@@ -122,4 +127,6 @@ def run(args: argparse.Namespace) -> int:
             print("  ".join(h.ljust(w) for h, w in zip(header, widths)).rstrip())
             for t in rows:
                 print("  ".join(c.ljust(w) for c, w in zip(t, widths)).rstrip())
-    return 1 if errors else 0
+    # An unreadable image is the user's input error (2), whether or not others were answered;
+    # 1 stays reserved for bugs (see tlkit.cli.main).
+    return 2 if errors else 0
