@@ -71,7 +71,8 @@ class FinetuneConfig:
 
     def run_dir(self) -> Path:
         """``runs_dir/name`` (default name: BASE-DATA); raises RunDirError for a name that is not one folder."""
-        return RunDir.at(self.runs_dir, self.name or f"{self.base}-{_slug(self.data)}").path
+        name = self.name if self.name is not None else f"{self.base}-{_slug(self.data)}"
+        return RunDir.at(self.runs_dir, name).path
 
 
 def _slug(data: str) -> str:
@@ -251,26 +252,26 @@ def finetune(cfg: FinetuneConfig, *, resume: bool = False, force: bool = False, 
             print(f"{run.path} is complete; nothing to resume", flush=True)
         return run.read_json(rd.METRICS, {})
     log = Log(quiet=quiet)
-    from tlkit import (
-        train,  # imports Keras (and TensorFlow): only once a run really starts
-    )
-
     spec = tlkit.get_spec(cfg.base)
     if cfg.input_size is None:
         cfg.input_size = tuple(spec.input_shape[:2])  # type: ignore[assignment]
     if cfg.finetune_lr is None:
         cfg.finetune_lr = cfg.lr / 10
-
-    from tlkit import data as tldata
-    from tlkit import heads
-
-    _setup_numerics(cfg, log)
+    # The data first: a typo or a broken folder fails in a second, before TensorFlow starts.
     source, report = load_data(cfg, log, None)
     classes = list(source.classes)
     state = run.read_state() if (resume and run is not None) else {}
     if resume and run is not None and run.read_labels() not in (None, classes):
         raise DataError(f"--resume: {run.path} was trained on classes {run.read_labels()}, the data now has "
                         f"{classes}; resume with the run's data, or start a new run with another --name")
+
+    from tlkit import data as tldata
+    from tlkit import (
+        heads,
+        train,  # imports Keras (and TensorFlow): only once a run really starts
+    )
+
+    _setup_numerics(cfg, log)
     size = tuple(cfg.input_size)
     channels = spec.input_shape[-1]
     train_ds = tldata.make_dataset(source, "train", image_size=size, batch_size=cfg.batch_size, training=True,
