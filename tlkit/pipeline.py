@@ -210,6 +210,7 @@ def _prepare(cfg: FinetuneConfig, resume: bool, force: bool,
     directory and, on resume, the saved config. Returns (config to run, run dir, plan)."""
     if resume and force:
         raise ConfigError("--resume continues a run and --force replaces it: pass one of them")
+    cfg = dataclasses.replace(cfg)  # defaults get filled in: the caller's config stays as it was
     _check_config(cfg)
     run = RunDir(cfg.run_dir())
     if not _chief_by_tf_config(cfg):
@@ -303,6 +304,9 @@ def finetune(cfg: FinetuneConfig, *, resume: bool = False, force: bool = False, 
             model = heads.build_classifier(cfg.base, num_classes=len(classes), weights=cfg.weights,
                                            input_size=size, dropout=cfg.dropout, hidden_units=cfg.hidden_units)
             train.compile_model(model, stage1, len(classes))
+            # Slots built now: a checkpoint saved before the optimizer's first step (cached features
+            # train another model) still loads whole.
+            model.optimizer.build(model.trainable_variables)
 
     # Everything that can fail has been checked: only now is the run directory locked and written.
     if run is None:  # a non-chief worker: saves (saving runs collective ops) where nobody reads
@@ -323,9 +327,9 @@ def finetune(cfg: FinetuneConfig, *, resume: bool = False, force: bool = False, 
             _write_data_report(run, report)
             if state:
                 log(f"resumed from {run / rd.LAST} at epoch {state.get('next_epoch')}")
-        metrics = _train_and_finish(cfg, run, write_dir, model, state, resume, strategy, stage1, stage2,
-                                    train_ds, val_ds, source, classes, size, channels, class_weight, log,
-                                    callbacks, quiet)
+        job = _Job(cfg, run, write_dir, model, strategy, stage1, stage2, train_ds, val_ds, source, classes, size,
+                   channels, class_weight, log)
+        metrics = _train_and_finish(job, state, resume=resume, callbacks=callbacks, quiet=quiet)
     finally:
         if run is not None:
             run.close()  # interrupted before the first checkpoint: a replaced run is put back
@@ -334,13 +338,35 @@ def finetune(cfg: FinetuneConfig, *, resume: bool = False, force: bool = False, 
     return metrics
 
 
-def _train_and_finish(cfg: FinetuneConfig, run: RunDir | None, write_dir: Path, model: Any, state: dict,
-                      resume: bool, strategy: Any, stage1: Any, stage2: Any, train_ds: Any, val_ds: Any,
-                      source: Any, classes: list[str], size: tuple, channels: int, class_weight: Any, log: Log,
-                      callbacks: Iterable[Any], quiet: bool) -> dict[str, Any]:
+@dataclass
+class _Job:
+    """What the training stages need, all checked and built before the run directory was touched."""
+
+    cfg: FinetuneConfig
+    run: RunDir | None  # None: a non-chief worker, writing to a scratch folder
+    write_dir: Path
+    model: Any
+    strategy: Any
+    stage1: Any
+    stage2: Any
+    train_ds: Any
+    val_ds: Any
+    source: Any
+    classes: list[str]
+    size: tuple
+    channels: int
+    class_weight: Any
+    log: Log
+
+
+def _train_and_finish(job: _Job, state: dict, *, resume: bool, callbacks: Iterable[Any],
+                      quiet: bool) -> dict[str, Any]:
     """Stage 1, the stage switch, stage 2, then evaluation (the chief only)."""
     from tlkit import heads, train
 
+    cfg, run, write_dir, model, strategy = job.cfg, job.run, job.write_dir, job.model, job.strategy
+    stage1, stage2, train_ds, val_ds, log = job.stage1, job.stage2, job.train_ds, job.val_ds, job.log
+    source, classes, size, channels, class_weight = job.source, job.classes, job.size, job.channels, job.class_weight
     n = len(classes)
     if cfg.find_lr and not state:
         with strategy.scope():
