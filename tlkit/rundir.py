@@ -291,10 +291,7 @@ class RunDir:
         p = self.path
         if p.exists() and not p.is_dir():
             raise RunDirError(f"{p} is a file, not a run directory; pass another --name or --runs-dir")
-        if self._recover_pending():
-            raise RunDirError(f"{p} is being replaced by a running tlkit process (its old run is kept in "
-                              f"{self.backup_path}); wait for it to finish, or pass --name for another run")
-        owner = self.holder()
+        owner = self._recover_pending() or self.holder()
         if owner is not None:
             raise RunDirError(f"{p} is in use by another tlkit process ({RunLock.describe(owner)}); wait for it "
                               f"to finish or stop it, or pass --name for another run")
@@ -321,27 +318,32 @@ class RunDir:
                                      f"to replace it, or --name for a new run")
         return "replace"
 
-    def _recover_pending(self) -> bool:
+    def _recover_pending(self) -> dict | None:
         """Finish a replacement whose process died: keep the new run if it has a checkpoint,
-        else put the old one back. Returns True when a live process is still replacing."""
+        else put the old one back. Returns the owner when a live process is still replacing."""
         backup = self.backup_path
         if not backup.is_dir():
-            return False
-        guard = RunLock(backup / LOCK)  # held by a live replacer; serialises two recoverers
+            return None
+        # Held by a live replacer until its first checkpoint; also serialises two recoverers.
+        live = RunLock(backup / LOCK).holder()
+        if live is not None:
+            return live
+        guard = RunLock(backup / LOCK)
         try:
             guard.acquire()
         except RunDirError:
-            return True
+            return RunLock(backup / LOCK).holder() or {}
         try:
-            if self.holder() is not None:
-                return True
+            live = self.holder()
+            if live is not None:
+                return live
             if self.path.is_dir() and self.is_started():
                 shutil.rmtree(backup, ignore_errors=True)  # the new run got its first checkpoint
-                return False
+                return None
             self._discard_new()
             os.rename(backup, self.path)
             guard.path = self.path / LOCK  # so that release removes the lock file it moved along
-            return False
+            return None
         finally:
             guard.release()
 
