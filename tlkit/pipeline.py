@@ -205,18 +205,20 @@ def _same_data(a: str, b: str) -> bool:
 
 
 def _prepare(cfg: FinetuneConfig, resume: bool, force: bool,
-             must_match: Iterable[str]) -> tuple[FinetuneConfig, RunDir | None, str]:
+             must_match: Iterable[str]) -> tuple[FinetuneConfig, RunDir, str]:
     """Checks that cost nothing (no TensorFlow, no data, no writes): flags, run name, the run
-    directory and, on resume, the saved config. Returns (config to run, run dir, plan)."""
+    directory and, on resume, the saved config. Returns (config to run, run dir, plan); the plan
+    of a non-chief worker is "worker" (it reads the run directory to resume, never writes it)."""
     if resume and force:
         raise ConfigError("--resume continues a run and --force replaces it: pass one of them")
     cfg = dataclasses.replace(cfg)  # defaults get filled in: the caller's config stays as it was
     _check_config(cfg)
     run = RunDir(cfg.run_dir())
-    if not _chief_by_tf_config(cfg):
-        return cfg, None, "worker"
-    plan = run.plan(resume=resume, force=force)
+    plan = run.plan(resume=resume, force=force) if _chief_by_tf_config(cfg) else "worker"
     if resume:
+        if not run.is_run():  # the chief's plan says so already; a worker checks here
+            raise RunDirError(f"cannot resume {run.path}: no tlkit run there (no config.json with its data and "
+                              f"base); start the run without --resume")
         saved = run.read_config()
         for field in must_match:
             given, made = getattr(cfg, field), saved.get(field)
@@ -261,8 +263,8 @@ def finetune(cfg: FinetuneConfig, *, resume: bool = False, force: bool = False, 
     # The data first: a typo or a broken folder fails in a second, before TensorFlow starts.
     source, report = load_data(cfg, log, None)
     classes = list(source.classes)
-    state = run.read_state() if (resume and run is not None) else {}
-    if resume and run is not None and run.read_labels() not in (None, classes):
+    state = run.read_state() if resume else {}
+    if resume and run.read_labels() not in (None, classes):
         raise DataError(f"--resume: {run.path} was trained on classes {run.read_labels()}, the data now has "
                         f"{classes}; resume with the run's data, or start a new run with another --name")
 
@@ -292,10 +294,8 @@ def finetune(cfg: FinetuneConfig, *, resume: bool = False, force: bool = False, 
     stage2 = dataclasses.replace(stage1, stage=2, epochs=cfg.finetune_epochs, lr=cfg.finetune_lr)
     strategy = _strategy(cfg.distribute)
     log(f"distribution: {type(strategy).__name__}, {strategy.num_replicas_in_sync} replica(s) in sync")
-    if run is not None and not is_chief(strategy):
-        run = None  # TF_CONFIG and the strategy disagree: the strategy knows
     # A kill before the first state.json leaves no epoch to resume from: start over.
-    if not (state and run is not None and (run / rd.LAST).exists()):
+    if not (state and (run / rd.LAST).exists()):
         state = {}
     with strategy.scope():
         if state:
@@ -309,7 +309,8 @@ def finetune(cfg: FinetuneConfig, *, resume: bool = False, force: bool = False, 
             model.optimizer.build(model.trainable_variables)
 
     # Everything that can fail has been checked: only now is the run directory locked and written.
-    if run is None:  # a non-chief worker: saves (saving runs collective ops) where nobody reads
+    if plan == "worker" or not is_chief(strategy):
+        run = None  # a non-chief worker: saves (saving runs collective ops) where nobody reads
         write_dir = Path(tempfile.mkdtemp(prefix="tlkit-worker-"))
     else:
         run.acquire(plan)
