@@ -182,6 +182,7 @@ class RunDir:
         self._old_lock: RunLock | None = None  # held on the run moved aside, so it counts as live
         self._backup: Path | None = None
         self.took_over: dict | None = None  # the dead owner whose stale lock was taken over
+        self._force = False  # what plan() was asked: may a run with epochs be replaced?
 
     @classmethod
     def at(cls, runs_dir: str | os.PathLike, name: str) -> RunDir:
@@ -289,6 +290,7 @@ class RunDir:
         (``--force`` on a run, or a run that never finished an epoch).
         """
         p = self.path
+        self._force = force
         if p.exists() and not p.is_dir():
             raise RunDirError(f"{p} is a file, not a run directory; pass another --name or --runs-dir")
         owner = self._recover_pending() or self.holder()
@@ -386,9 +388,13 @@ class RunDir:
 
     def _check_plan(self, plan: str) -> None:
         """Under the lock: the folder is still what :meth:`plan` saw (no other process got there first)."""
-        now = "resume" if plan == "resume" else ("create" if not self.user_entries() else
-                                                 ("replace" if self.is_run() else "other"))
-        if now != plan:
+        if plan == "resume":
+            ok = self.is_run()
+        elif plan == "create":
+            ok = not self.user_entries()
+        else:  # without --force, only a run that never finished an epoch is replaced
+            ok = self.is_run() and (self._force or not self.is_started())
+        if not ok:
             raise RunDirError(f"{self.path} changed while this run was starting (another tlkit process?); "
                               f"run the command again")
 

@@ -175,6 +175,9 @@ def test_checkpoints_load_in_a_fresh_process_after_import_tlkit(finished_run):
         import tlkit
         assert "keras" not in sys.modules and "tensorflow" not in sys.modules, "import tlkit must stay light"
         import keras
+        # Every custom object tlkit saves is registered by the import of keras alone.
+        for obj in ("Preprocess", "LocalResponseNormalization", "PatchConv2D"):
+            assert keras.saving.get_registered_object("tlkit>" + obj) is not None, obj
         for name in ("best.keras", "last.keras"):
             model = keras.saving.load_model({str(finished_run)!r} + "/" + name)
             print(name, type(model.get_layer("preprocess")).__module__, model.output_shape[-1])
