@@ -212,3 +212,113 @@ def test_is_chief():
     with_chief = {"chief": ["c:1"], **workers}
     assert is_chief(Strategy(Resolver("chief", 0, with_chief)))
     assert not is_chief(Strategy(Resolver("worker", 0, with_chief)))
+
+
+# --- the run directory (tlkit.rundir): names, lock, replace and put back --------------------------
+
+def _fake_run(path: Path, started: bool = True) -> Path:
+    path.mkdir(parents=True)
+    (path / "config.json").write_text(json.dumps({"data": "shapes", "base": "cifar_example"}))
+    (path / "train.log").write_text("old log\n")
+    if started:
+        (path / "last.keras").write_bytes(b"old checkpoint")
+        (path / "state.json").write_text('{"next_epoch": 1}')
+    return path
+
+
+def _files(root: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+@pytest.mark.parametrize("name", [".", "..", "../x", "a/b", "/abs", "", ".hidden", None])
+def test_run_name_is_one_path_component(name):
+    from tlkit.errors import RunDirError
+    from tlkit.rundir import check_run_name
+
+    with pytest.raises(RunDirError, match="one folder name"):
+        check_run_name(name)
+
+
+def test_run_name_accepts_ordinary_names_and_the_config_default(tmp_path):
+    from tlkit.rundir import check_run_name
+
+    assert check_run_name("my-run_2.b") == "my-run_2.b"
+    cfg = FinetuneConfig(data="./some/folder/", base="cifar_example", runs_dir=str(tmp_path))
+    assert cfg.run_dir() == tmp_path / "cifar_example-folder"
+    with pytest.raises(FileExistsError, match="'..'"):
+        FinetuneConfig(data="x", name="..", runs_dir=str(tmp_path)).run_dir()
+
+
+def test_lock_refuses_a_second_owner_and_takes_over_a_dead_ones(tmp_path):
+    from tlkit.errors import RunDirError
+    from tlkit.rundir import RunLock
+
+    path = tmp_path / ".tlkit.lock"
+    first = RunLock(path)
+    assert first.acquire() is None
+    assert RunLock(path).holder()["pid"] == os.getpid()
+    with pytest.raises(RunDirError, match=f"PID {os.getpid()}"):
+        RunLock(path).acquire()  # flock is per open file: a second acquire conflicts, even here
+    first.release()
+    assert not path.exists()
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True,
+                          check=True)
+    path.write_text(json.dumps({"pid": int(dead.stdout), "host": "vm"}))  # left by a killed process
+    assert RunLock(path).holder() is None
+    second = RunLock(path)
+    assert second.acquire() == {"pid": int(dead.stdout), "host": "vm"}
+    second.release()
+
+
+def test_replace_puts_the_old_run_back_unless_a_checkpoint_was_written(tmp_path):
+    from tlkit.errors import AlreadyExistsError, RunDirError
+    from tlkit.rundir import RunDir
+
+    run = RunDir(_fake_run(tmp_path / "runs" / "r"))
+    before = _files(tmp_path)
+    with pytest.raises(AlreadyExistsError, match="--force"):
+        run.plan(resume=False, force=False)
+    assert run.plan(resume=False, force=True) == "replace"
+    run.acquire("replace")
+    assert run.backup_path.is_dir() and run.path.is_dir() and run.user_entries() == []
+    with pytest.raises(RunDirError, match="in use"):
+        RunDir(run.path).plan(resume=True, force=False)
+    (run.path / "config.json").write_text("{}")
+    (run.path / ".last.tmp.keras").write_bytes(b"half")
+    run.close()  # no checkpoint: the old run comes back, byte for byte
+    assert _files(tmp_path) == before
+    run = RunDir(run.path)
+    run.acquire(run.plan(resume=False, force=True))
+    (run.path / "last.keras").write_bytes(b"new checkpoint")
+    run.commit()
+    assert not run.backup_path.exists()
+    run.close()
+    assert _files(tmp_path) == {"runs/r/last.keras": b"new checkpoint"}
+
+
+def test_a_replacement_left_by_a_killed_process_is_finished_by_the_next_command(tmp_path):
+    from tlkit.rundir import RunDir
+
+    runs = tmp_path / "runs"
+    _fake_run(runs / ".r.tlkit-replaced")  # the old run, moved aside
+    (runs / ".r.tlkit-replaced" / ".tlkit.lock").write_text('{"pid": 999999999, "host": "vm"}')
+    _fake_run(runs / "r", started=False)  # the new one, killed before its first checkpoint
+    run = RunDir(runs / "r")
+    assert run.plan(resume=True, force=False) == "resume"
+    assert (run.path / "last.keras").read_bytes() == b"old checkpoint"
+    assert sorted(p.name for p in runs.iterdir()) == ["r"]
+    assert not (run.path / ".tlkit.lock").exists()
+
+
+def test_an_empty_folder_may_be_used_and_a_user_folder_is_never_replaced(tmp_path):
+    from tlkit.errors import RunDirError
+    from tlkit.rundir import RunDir
+
+    (tmp_path / "empty").mkdir()
+    assert RunDir(tmp_path / "empty").plan(resume=False, force=False) == "create"
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "thesis.tex").write_text("x")
+    with pytest.raises(RunDirError, match="not a tlkit run.*thesis.tex"):
+        RunDir(tmp_path / "mine").plan(resume=False, force=True)
+    # A run that failed before its first epoch does not block the next attempt.
+    assert RunDir(_fake_run(tmp_path / "unstarted", started=False)).plan(resume=False, force=False) == "replace"

@@ -27,3 +27,10 @@ def build(
 
     return _build(name, num_classes=num_classes, input_shape=input_shape,
                   weights=weights, include_top=include_top, **kwargs)
+
+
+# Last, once the package is importable: tlkit's custom Keras layers get registered when Keras
+# is imported (or now, if it already is), without importing Keras here.
+from tlkit import _keras_objects
+
+_keras_objects.install()

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from tlkit.errors import DataError, NotFoundError
+from tlkit.rundir import RunDir
 
 
 def load_run(run_dir: str | Path) -> tuple[Any, list[str], dict]:
@@ -23,9 +24,7 @@ def load_run(run_dir: str | Path) -> tuple[Any, list[str], dict]:
     run = Path(run_dir)
     if not run.is_dir():
         raise NotFoundError(f"run directory {run} does not exist")
-    ckpt = next((run / n for n in ("best.keras", "last.keras") if (run / n).exists()), None)
-    if ckpt is None:
-        raise NotFoundError(f"{run} has no best.keras or last.keras: was the run started?")
+    ckpt = RunDir(run).require_checkpoint()  # best.keras, else last.keras
     if (run / "labels.json").exists():
         labels = json.loads((run / "labels.json").read_text(encoding="utf-8"))
         if not isinstance(labels, list):

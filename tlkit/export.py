@@ -494,6 +494,7 @@ def export_run(run_dir: str | Path, out: str | Path | None = None, **kwargs: Any
     were, so the export reproduces the run's metrics.
     """
     from tlkit.evaluation_runs import load_run
+    from tlkit.rundir import RunDir
 
     kwargs["resize"] = kwargs.get("resize") or "dataset"
 
@@ -509,7 +510,7 @@ def export_run(run_dir: str | Path, out: str | Path | None = None, **kwargs: Any
         mode = tlkit.get_spec(base).preprocessing if base else None
     except KeyError:
         pass
-    checkpoint = next((n for n in ("best.keras", "last.keras") if (run / n).exists()), None)
+    checkpoint = getattr(RunDir(run).checkpoint(), "name", None)  # best.keras, else last.keras
     card = {"base": base, "preprocessing_mode": mode, "metrics": metrics,
             "source": {"kind": "run", "run_dir": str(run.resolve()), "checkpoint": checkpoint,
                        "data": config.get("data")},

@@ -3,13 +3,17 @@
 A run directory ``runs/NAME/`` holds: ``config.json`` (resolved), ``labels.json``,
 ``data_report.json`` / ``data_report.txt`` / ``skipped.csv`` (bad files left out and why),
 ``history.csv``, ``best.keras`` and ``last.keras``, ``metrics.json``, ``curves.png``,
-``confusion.png``, ``train.log`` and ``state.json`` (for ``--resume``).
+``confusion.png``, ``train.log`` and ``state.json`` (for ``--resume``); :class:`tlkit.rundir.RunDir`
+owns it. Order of work: cheap checks (flags, run name, run directory, saved config), then
+everything else that can fail (data, preflight, model, weights, checkpoint to resume), and
+only then the run directory is locked, created or replaced.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import shutil
 import sys
 import tempfile
@@ -19,8 +23,10 @@ from pathlib import Path
 from typing import Any, Iterable
 
 import tlkit
-from tlkit.errors import AlreadyExistsError, ConfigError, NotFoundError
+from tlkit import rundir as rd
+from tlkit.errors import ConfigError, DataError, RunDirError
 from tlkit.fsutil import write_json_atomic
+from tlkit.rundir import RunDir
 
 RUNS_DIR = Path("runs")
 
@@ -65,8 +71,9 @@ class FinetuneConfig:
     leaks: str = "drop"  # validation/test copies of training files: "drop" | "keep" | "fail" (preflight)
 
     def run_dir(self) -> Path:
-        name = self.name or f"{self.base}-{_slug(self.data)}"
-        return Path(self.runs_dir) / name
+        """``runs_dir/name`` (default name: BASE-DATA); raises RunDirError for a name that is not one folder."""
+        name = self.name if self.name is not None else f"{self.base}-{_slug(self.data)}"
+        return RunDir.at(self.runs_dir, name).path
 
 
 def _slug(data: str) -> str:
@@ -75,35 +82,29 @@ def _slug(data: str) -> str:
 
 
 class Log:
-    """Prints to the console and appends to the run's ``train.log``."""
+    """Prints to the console and appends to the run's ``train.log``; lines logged before the
+    run directory is ours are kept and written when :meth:`attach` names the file."""
 
-    def __init__(self, path: Path | None, quiet: bool = False) -> None:
+    def __init__(self, path: Path | None = None, quiet: bool = False) -> None:
         self.path = path
         self.quiet = quiet
+        self._pending: list[str] = []
 
     def __call__(self, msg: str) -> None:
         if not self.quiet:
             print(msg, flush=True)
-        if self.path is not None:
-            with open(self.path, "a") as f:
-                f.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')}  {msg}\n")
+        line = f"{time.strftime('%Y-%m-%d %H:%M:%S')}  {msg}\n"
+        if self.path is None:
+            self._pending.append(line)
+            return
+        with open(self.path, "a") as f:
+            f.write(line)
 
-
-def prepare_run_dir(cfg: FinetuneConfig, *, resume: bool, force: bool) -> Path:
-    """Create the run directory; an existing one needs ``resume`` (continue) or ``force`` (replace)."""
-    run_dir = cfg.run_dir()
-    if run_dir.exists() and any(run_dir.iterdir()):
-        if resume:
-            return run_dir
-        if not force:
-            raise AlreadyExistsError(
-                f"run directory {run_dir} already exists; pass --resume to continue it, --force to replace "
-                f"it, or --name for a new run")
-        shutil.rmtree(run_dir)
-    elif resume:
-        raise NotFoundError(f"nothing to resume: {run_dir} does not exist")
-    run_dir.mkdir(parents=True, exist_ok=True)
-    return run_dir
+    def attach(self, path: Path) -> None:
+        self.path = path
+        with open(path, "a") as f:
+            f.writelines(self._pending)
+        self._pending = []
 
 
 def _strategy(kind: str | None) -> Any:
@@ -126,10 +127,26 @@ def is_chief(strategy: Any) -> bool:
     task_type = getattr(resolver, "task_type", None)
     if not task_type:
         return True
-    if task_type == "chief":
+    return _is_chief_task(task_type, resolver.task_id, resolver.cluster_spec().as_dict() if resolver else {})
+
+
+def _is_chief_task(task_type: str | None, task_id: Any, cluster: dict) -> bool:
+    if not task_type or task_type == "chief":
         return True
-    has_chief = "chief" in (resolver.cluster_spec().as_dict() if resolver is not None else {})
-    return task_type == "worker" and int(resolver.task_id or 0) == 0 and not has_chief
+    return task_type == "worker" and int(task_id or 0) == 0 and "chief" not in cluster
+
+
+def _chief_by_tf_config(cfg: FinetuneConfig) -> bool:
+    """:func:`is_chief` from ``TF_CONFIG``, before any strategy exists (non-chief workers never
+    lock or write the run directory)."""
+    if cfg.distribute != "multi-worker":
+        return True
+    try:
+        tf_config = json.loads(os.environ.get("TF_CONFIG") or "{}")
+    except ValueError:
+        return True
+    task = tf_config.get("task") or {}
+    return _is_chief_task(task.get("type"), task.get("index"), tf_config.get("cluster") or {})
 
 
 def _setup_numerics(cfg: FinetuneConfig, log: Log) -> None:
@@ -167,43 +184,100 @@ def load_data(cfg: FinetuneConfig, log: Log, run_dir: Path | None) -> tuple[Any,
     return source, report
 
 
-def finetune(cfg: FinetuneConfig, *, resume: bool = False, force: bool = False, quiet: bool = False,
-             callbacks: Iterable[Any] = ()) -> dict[str, Any]:
-    """Run (or resume) a staged finetuning; returns the final metrics. See the module docstring."""
-    tlkit.get_spec(cfg.base)  # unknown base: fail before touching the disk
+def _check_config(cfg: FinetuneConfig) -> None:
+    """Flag values that make a run impossible, refused before anything starts."""
+    tlkit.get_spec(cfg.base)  # unknown base: the error lists close names
     if cfg.unfreeze != "all" and not str(cfg.unfreeze).isdigit():
         raise ConfigError(f"--unfreeze must be a number of blocks or 'all', got {cfg.unfreeze!r}")
-    run_dir = prepare_run_dir(cfg, resume=resume, force=force)
-    log = Log(run_dir / "train.log", quiet=quiet)
-    from tlkit import (
-        train,  # imports Keras (and TensorFlow): only once a run really starts
-    )
+    if cfg.class_weight not in (None, "none", "auto"):
+        raise ConfigError(f"--class-weight must be 'auto' or 'none', got {cfg.class_weight!r}")
+    if cfg.epochs <= 0 and (cfg.finetune_epochs <= 0 or str(cfg.unfreeze) == "0"):
+        raise ConfigError(
+            f"nothing to train: --epochs {cfg.epochs} and --finetune-epochs {cfg.finetune_epochs} "
+            f"(--unfreeze {cfg.unfreeze}); pass --epochs N for the head and/or --finetune-epochs N with "
+            f"--unfreeze N|all for the top blocks")
 
-    state = train.read_state(run_dir) if resume else {}
+
+def _same_data(a: str, b: str) -> bool:
+    if a == b:
+        return True
+    try:  # "shapes", "./shapes" and "shapes/" are one folder
+        return Path(a).resolve() == Path(b).resolve()
+    except (OSError, ValueError):
+        return False
+
+
+def _prepare(cfg: FinetuneConfig, resume: bool, force: bool,
+             must_match: Iterable[str]) -> tuple[FinetuneConfig, RunDir, str]:
+    """Checks that cost nothing (no TensorFlow, no data, no writes): flags, run name, the run
+    directory and, on resume, the saved config. Returns (config to run, run dir, plan); the plan
+    of a non-chief worker is "worker" (it reads the run directory to resume, never writes it)."""
+    if resume and force:
+        raise ConfigError("--resume continues a run and --force replaces it: pass one of them")
+    cfg = dataclasses.replace(cfg)  # defaults get filled in: the caller's config stays as it was
+    _check_config(cfg)
+    run = RunDir(cfg.run_dir())
+    plan = run.plan(resume=resume, force=force) if _chief_by_tf_config(cfg) else "worker"
     if resume:
-        saved = json.loads((run_dir / "config.json").read_text())
+        if not run.is_run():  # the chief's plan says so already; a worker checks here
+            raise RunDirError(f"cannot resume {run.path}: no tlkit run there (no config.json with its data and "
+                              f"base); start the run without --resume")
+        saved = run.read_config()
+        for field in must_match:
+            given, made = getattr(cfg, field), saved.get(field)
+            if made is not None and not (_same_data(given, made) if field == "data" else given == made):
+                raise RunDirError(f"--resume: {run.path} was made with --{field} {made}, not --{field} {given}; "
+                                  f"resume with --{field} {made}, or start a new run with another --name")
         saved["input_size"] = tuple(saved["input_size"]) if saved.get("input_size") else None
         known = {f.name for f in dataclasses.fields(FinetuneConfig)}
-        cfg = FinetuneConfig(**{k: v for k, v in saved.items() if k in known})
-        if state.get("done"):
-            log(f"{run_dir} is complete; nothing to resume")
-            return json.loads((run_dir / "metrics.json").read_text())
+        # The saved config, where the run is now (the runs folder may have moved).
+        cfg = FinetuneConfig(**{**{k: v for k, v in saved.items() if k in known},
+                                "runs_dir": cfg.runs_dir, "name": run.path.name})
+        _check_config(cfg)
+        if run.read_state().get("done"):
+            plan = "done"
+    return cfg, run, plan
+
+
+def _write_data_report(run: RunDir, report: Any) -> None:
+    run.write_json(rd.DATA_REPORT_JSON, report.to_dict())
+    run.write_text(rd.DATA_REPORT_TXT, report.to_text())
+    report.write_skipped_csv(run / rd.SKIPPED)
+
+
+def finetune(cfg: FinetuneConfig, *, resume: bool = False, force: bool = False, quiet: bool = False,
+             callbacks: Iterable[Any] = (), must_match: Iterable[str] = ("data", "base")) -> dict[str, Any]:
+    """Run (or resume) a staged finetuning; returns the final metrics. See the module docstring.
+
+    ``must_match``: on ``resume``, the fields of ``cfg`` that must equal the saved run's
+    (the CLI leaves out ``base`` when ``--base`` was not given); the others come from the run.
+    """
+    cfg, run, plan = _prepare(cfg, resume, force, tuple(must_match))
+    if plan == "done":
+        if not quiet:
+            print(f"{run.path} is complete; nothing to resume", flush=True)
+        return run.read_json(rd.METRICS, {})
+    log = Log(quiet=quiet)
     spec = tlkit.get_spec(cfg.base)
     if cfg.input_size is None:
         cfg.input_size = tuple(spec.input_shape[:2])  # type: ignore[assignment]
     if cfg.finetune_lr is None:
         cfg.finetune_lr = cfg.lr / 10
-    write_json_atomic(run_dir / "config.json", {**asdict(cfg), "tlkit_version": tlkit.__version__})
-
-    import keras
+    # The data first: a typo or a broken folder fails in a second, before TensorFlow starts.
+    source, report = load_data(cfg, log, None)
+    classes = list(source.classes)
+    state = run.read_state() if resume else {}
+    if resume and run.read_labels() not in (None, classes):
+        raise DataError(f"--resume: {run.path} was trained on classes {run.read_labels()}, the data now has "
+                        f"{classes}; resume with the run's data, or start a new run with another --name")
 
     from tlkit import data as tldata
-    from tlkit import heads
+    from tlkit import (
+        heads,
+        train,  # imports Keras (and TensorFlow): only once a run really starts
+    )
 
     _setup_numerics(cfg, log)
-    source, report = load_data(cfg, log, run_dir)
-    classes = list(source.classes)
-    write_json_atomic(run_dir / "labels.json", classes)
     size = tuple(cfg.input_size)
     channels = spec.input_shape[-1]
     train_ds = tldata.make_dataset(source, "train", image_size=size, batch_size=cfg.batch_size, training=True,
@@ -216,8 +290,6 @@ def finetune(cfg: FinetuneConfig, *, resume: bool = False, force: bool = False, 
         counts = report.class_counts.get("train", {})
         class_weight = tldata.class_weights([counts.get(c, 0) for c in classes])
         log("class weights: " + ", ".join(f"{c}={class_weight[i]:.2f}" for i, c in enumerate(classes)))
-    elif cfg.class_weight not in (None, "none"):
-        raise ConfigError(f"--class-weight must be 'auto' or 'none', got {cfg.class_weight!r}")
 
     stage1 = train.StageConfig(stage=1, epochs=cfg.epochs, lr=cfg.lr, optimizer=cfg.optimizer,
                                momentum=cfg.momentum, weight_decay=cfg.weight_decay, schedule=cfg.schedule,
@@ -225,40 +297,108 @@ def finetune(cfg: FinetuneConfig, *, resume: bool = False, force: bool = False, 
     stage2 = dataclasses.replace(stage1, stage=2, epochs=cfg.finetune_epochs, lr=cfg.finetune_lr)
     strategy = _strategy(cfg.distribute)
     log(f"distribution: {type(strategy).__name__}, {strategy.num_replicas_in_sync} replica(s) in sync")
-    # Every worker saves (saving runs collective ops), but only the chief into the run directory.
-    write_dir = run_dir if is_chief(strategy) else Path(tempfile.mkdtemp(prefix="tlkit-worker-"))
+    # A kill before the first state.json leaves no epoch to resume from: start over.
+    if not (state and (run / rd.LAST).exists()):
+        state = {}
     with strategy.scope():
-        if resume and (run_dir / "last.keras").exists():
-            model = keras.saving.load_model(run_dir / "last.keras")
-            log(f"resumed from {run_dir / 'last.keras'} at epoch {state.get('next_epoch')}")
+        if state:
+            model = run.load_checkpoint(run / rd.LAST)
         else:
-            state = {}
             model = heads.build_classifier(cfg.base, num_classes=len(classes), weights=cfg.weights,
                                            input_size=size, dropout=cfg.dropout, hidden_units=cfg.hidden_units)
             train.compile_model(model, stage1, len(classes))
+            # Slots built now: a checkpoint saved before the optimizer's first step (cached features
+            # train another model) still loads whole.
+            model.optimizer.build(model.trainable_variables)
+
+    # Everything that can fail has been checked: only now is the run directory locked and written.
+    if plan == "worker" or not is_chief(strategy):
+        run = None  # a non-chief worker: saves (saving runs collective ops) where nobody reads
+        write_dir = Path(tempfile.mkdtemp(prefix="tlkit-worker-"))
+    else:
+        run.acquire(plan)
+        write_dir = run.path
+    try:
+        if run is not None:
+            log.attach(run / rd.LOG)
+            if run.took_over:
+                log(f"took over the lock of {rd.RunLock.describe(run.took_over)}, which is no longer running")
+            if state and run.read_state() != state:
+                raise RunDirError(f"{run.path} changed while this resume was starting (another tlkit process?); "
+                                  f"run the command again")
+            run.write_json(rd.CONFIG, {**asdict(cfg), "tlkit_version": tlkit.__version__})
+            run.write_json(rd.LABELS, classes)
+            _write_data_report(run, report)
+            if state:
+                log(f"resumed from {run / rd.LAST} at epoch {state.get('next_epoch')}")
+        job = _Job(cfg, run, write_dir, model, strategy, stage1, stage2, train_ds, val_ds, source, classes, size,
+                   channels, class_weight, log)
+        metrics = _train_and_finish(job, state, resume=resume, callbacks=callbacks, quiet=quiet)
+    finally:
+        if run is not None:
+            run.close()  # interrupted before the first checkpoint: a replaced run is put back
+        else:
+            shutil.rmtree(write_dir, ignore_errors=True)
+    return metrics
+
+
+@dataclass
+class _Job:
+    """What the training stages need, all checked and built before the run directory was touched."""
+
+    cfg: FinetuneConfig
+    run: RunDir | None  # None: a non-chief worker, writing to a scratch folder
+    write_dir: Path
+    model: Any
+    strategy: Any
+    stage1: Any
+    stage2: Any
+    train_ds: Any
+    val_ds: Any
+    source: Any
+    classes: list[str]
+    size: tuple
+    channels: int
+    class_weight: Any
+    log: Log
+
+
+def _train_and_finish(job: _Job, state: dict, *, resume: bool, callbacks: Iterable[Any],
+                      quiet: bool) -> dict[str, Any]:
+    """Stage 1, the stage switch, stage 2, then evaluation (the chief only)."""
+    from tlkit import heads, train
+
+    cfg, run, write_dir, model, strategy = job.cfg, job.run, job.write_dir, job.model, job.strategy
+    stage1, stage2, train_ds, val_ds, log = job.stage1, job.stage2, job.train_ds, job.val_ds, job.log
+    source, classes, size, channels, class_weight = job.source, job.classes, job.size, job.channels, job.class_weight
+    n = len(classes)
     if cfg.find_lr and not state:
         with strategy.scope():
-            found = train.lr_range_test(model, train_ds, optimizer=cfg.optimizer, num_classes=len(classes))
-            train.compile_model(model, stage1, len(classes))
+            found = train.lr_range_test(model, train_ds, optimizer=cfg.optimizer, num_classes=n)
+            train.compile_model(model, stage1, n)
         from tlkit import plots
 
-        plots.line_plot(found["lr"], found["loss"], run_dir / "lr_find.png", xlabel="learning rate",
+        plots.line_plot(found["lr"], found["loss"], write_dir / rd.LR_FIND, xlabel="learning rate",
                         ylabel="loss (smoothed)", title="LR range test", logx=True, mark_x=found["suggested_lr"])
-        log(f"LR range test: suggested learning rate {found['suggested_lr']:.2g} (plot: {run_dir / 'lr_find.png'})")
+        log(f"LR range test: suggested learning rate {found['suggested_lr']:.2g} "
+            f"(plot: {write_dir / rd.LR_FIND})")
         stage1.lr = found["suggested_lr"]
         stage2.lr = found["suggested_lr"] / 10
         with strategy.scope():
-            train.compile_model(model, stage1, len(classes))
-        write_json_atomic(run_dir / "config.json", {**asdict(cfg), "lr": stage1.lr, "finetune_lr": stage2.lr,
-                                              "tlkit_version": tlkit.__version__})
-    if state:
-        train.truncate_history(run_dir / "history.csv", int(state["next_epoch"]))
+            train.compile_model(model, stage1, n)
+        if run is not None:
+            run.write_json(rd.CONFIG, {**asdict(cfg), "lr": stage1.lr, "finetune_lr": stage2.lr,
+                                       "tlkit_version": tlkit.__version__})
     next_epoch = int(state.get("next_epoch", 0))
+    if resume:
+        # Rows past the state are epochs whose state was never written (a kill in between).
+        train.truncate_history(write_dir / rd.HISTORY, next_epoch)
     best = state.get("best")
     stage = int(state.get("stage", 1))
-    n = len(classes)
     # A live progress bar on a terminal; one line per epoch in logs and CI.
     verbose = 0 if quiet else (1 if sys.stdout.isatty() else 2)
+    # After the recorder's checkpoint of each epoch: the run it replaces can go.
+    extra = [train.EpochEndHook(run.commit), *callbacks] if run is not None else list(callbacks)
 
     if stage == 1:
         log(f"stage 1: head only, {cfg.epochs} epochs at lr {stage1.lr:g} ({cfg.optimizer})"
@@ -269,12 +409,12 @@ def finetune(cfg: FinetuneConfig, *, resume: bool = False, force: bool = False, 
                 train.compile_model(head, stage1, n)
             next_epoch = train.fit_stage(head, cached_train, cached_val, stage1, run_dir=write_dir,
                                          initial_epoch=next_epoch, stage_start=0, best=best,
-                                         class_weight=class_weight, extra_callbacks=callbacks, verbose=verbose,
+                                         class_weight=class_weight, extra_callbacks=extra, verbose=verbose,
                                          checkpoint_model=model, batch_size=cfg.batch_size)
         else:
             next_epoch = train.fit_stage(model, train_ds, val_ds, stage1, run_dir=write_dir, initial_epoch=next_epoch,
                                          stage_start=0, best=best, class_weight=class_weight,
-                                         extra_callbacks=callbacks, verbose=verbose)
+                                         extra_callbacks=extra, verbose=verbose)
         best = train.read_state(write_dir).get("best", best)
         stage1_end = next_epoch
         unfrozen: list[str] = []
@@ -282,12 +422,16 @@ def finetune(cfg: FinetuneConfig, *, resume: bool = False, force: bool = False, 
             with strategy.scope():
                 unfrozen = heads.unfreeze_top(model, cfg.unfreeze, train_batchnorm=cfg.train_batchnorm)
                 train.compile_model(model, stage2, n)
+                # Built now, so the checkpoint below holds all its (zero) slots and loads back whole.
+                model.optimizer.build(model.trainable_variables)
         if unfrozen:
             # The recompiled model (new trainable set, fresh optimizer) is what a resume must load;
             # saved before the state that says "stage 2", so a kill in between resumes stage 1's end.
-            train.save_checkpoint(model, write_dir / "last.keras")
+            train.save_checkpoint(model, write_dir / rd.LAST)
         train.write_state(write_dir, {"stage": 2, "next_epoch": next_epoch, "stage_start": stage1_end,
-                                    "best": best, "unfrozen": unfrozen})
+                                      "best": best, "unfrozen": unfrozen})
+        if run is not None and unfrozen:
+            run.commit()
     state = train.read_state(write_dir)
     stage_start = int(state.get("stage_start", next_epoch))
     unfrozen = state.get("unfrozen", [])
@@ -296,14 +440,15 @@ def finetune(cfg: FinetuneConfig, *, resume: bool = False, force: bool = False, 
             f"at lr {stage2.lr:g}; BatchNorm {'trained' if cfg.train_batchnorm else 'frozen, inference mode'}")
         train.fit_stage(model, train_ds, val_ds, stage2, run_dir=write_dir,
                         initial_epoch=int(state.get("next_epoch", stage_start)), stage_start=stage_start,
-                        best=state.get("best"), class_weight=class_weight, extra_callbacks=callbacks,
+                        best=state.get("best"), class_weight=class_weight, extra_callbacks=extra,
                         verbose=verbose, extra_state={"unfrozen": unfrozen})
-    if write_dir != run_dir:
-        shutil.rmtree(write_dir, ignore_errors=True)
+    if run is None:
         return {"worker": "not the chief: the chief evaluates and writes the run directory"}
-    metrics = _finish(run_dir, source, classes, size, cfg, log)
-    st = train.read_state(run_dir)
-    train.write_state(run_dir, {**st, "done": True})
+    if run.checkpoint() is None:
+        raise ConfigError(f"nothing was trained: --epochs {cfg.epochs} and stage 2 unfroze no block of "
+                          f"{cfg.base} (--unfreeze {cfg.unfreeze}); pass --epochs N or --unfreeze all")
+    metrics = _finish(run, source, classes, size, cfg, log)
+    train.write_state(run.path, {**train.read_state(run.path), "done": True})
     return metrics
 
 
@@ -341,28 +486,27 @@ def _cached_head_data(model: Any, source: Any, size: tuple, cfg: FinetuneConfig,
     return keras.Model(inputs, x, name="head"), out["train"], out["val"]
 
 
-def _finish(run_dir: Path, source: Any, classes: list[str], size: tuple, cfg: FinetuneConfig, log: Log) -> dict:
-    """Evaluate the best checkpoint on the validation split; write metrics and pictures."""
-    import keras
-
+def _finish(run: RunDir, source: Any, classes: list[str], size: tuple, cfg: FinetuneConfig, log: Log) -> dict:
+    """Evaluate the run's checkpoint (best, else last) on the validation split; write metrics and pictures."""
     from tlkit import data as tldata
     from tlkit import evaluate, plots, train
 
-    history = train.read_history(run_dir / "history.csv")
+    run_dir = run.path
+    history = train.read_history(run_dir / rd.HISTORY)
     if history:
-        plots.training_curves(history, run_dir / "curves.png", title=f"{cfg.base} on {cfg.data}")
+        plots.training_curves(history, run_dir / rd.CURVES, title=f"{cfg.base} on {cfg.data}")
     split = "val" if tldata.dataset_size(source, "val") > 0 else "train"
-    ckpt = run_dir / ("best.keras" if (run_dir / "best.keras").exists() else "last.keras")
-    model = keras.saving.load_model(ckpt)
+    ckpt = run.require_checkpoint()
+    model = run.load_checkpoint(ckpt)
     ds = tldata.make_dataset(source, split, image_size=size, batch_size=cfg.batch_size, training=False,
                              channels=model.input_shape[-1])
     y, probs = evaluate.predict_dataset(model, ds)
     metrics = evaluate.metrics_from_probs(y, probs, classes)
     metrics.update({"split": split, "checkpoint": ckpt.name, "epochs_run": len(history)})
-    write_json_atomic(run_dir / "metrics.json", metrics)
+    run.write_json(rd.METRICS, metrics)
     import numpy as np
 
-    plots.confusion_matrix(np.asarray(metrics["confusion_matrix"]), classes, run_dir / "confusion.png")
+    plots.confusion_matrix(np.asarray(metrics["confusion_matrix"]), classes, run_dir / rd.CONFUSION)
     log(f"{split} top-1 accuracy {metrics['top1']:.4f}" +
         (f", top-5 {metrics['top5']:.4f}" if "top5" in metrics else "") + f" ({ckpt.name}); run: {run_dir}")
     return metrics

@@ -7,7 +7,6 @@ not where data comes from; :mod:`tlkit.pipeline` wires data, model and run direc
 from __future__ import annotations
 
 import csv
-import json
 import math
 import os
 import time
@@ -20,6 +19,7 @@ import keras
 import numpy as np
 
 from tlkit.errors import ConfigError
+from tlkit.rundir import BEST, HISTORY, LAST, RunDir
 
 HISTORY_FIELDS = ["epoch", "stage", "lr", "loss", "accuracy", "top5", "val_loss", "val_accuracy",
                   "val_top5", "seconds"]
@@ -70,10 +70,30 @@ def schedule_lr(cfg: StageConfig, epoch_in_stage: int) -> float:
 
 
 def save_checkpoint(model: keras.Model, path: Path) -> None:
-    """Save a ``.keras`` file atomically: a kill mid-write never leaves a broken checkpoint."""
+    """Save a ``.keras`` file atomically: a kill mid-write never leaves a broken checkpoint.
+
+    The temporary file goes on any failure or interrupt; one left by a kill is removed by
+    the next run or resume (:meth:`tlkit.rundir.RunDir.clean_temp`).
+    """
+    path = Path(path)
     tmp = path.with_name(f".{path.stem}.tmp.keras")
-    model.save(tmp)
-    os.replace(tmp, path)
+    try:
+        model.save(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+class EpochEndHook(keras.callbacks.Callback):
+    """Calls ``fn()`` at the end of every epoch (after the run recorder's checkpoint)."""
+
+    def __init__(self, fn: Callable[[], None]) -> None:
+        super().__init__()
+        self.fn = fn
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        self.fn()
 
 
 class RunRecorder(keras.callbacks.Callback):
@@ -105,15 +125,15 @@ class RunRecorder(keras.callbacks.Callback):
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         logs = dict(logs or {})
         ckpt = self.checkpoint_model or self.model
-        save_checkpoint(ckpt, self.run_dir / "last.keras")
+        save_checkpoint(ckpt, self.run_dir / LAST)
         value = logs.get(self.monitor)
         if value is not None and (self.best is None or value > self.best):
             self.best = float(value)
-            save_checkpoint(ckpt, self.run_dir / "best.keras")
+            save_checkpoint(ckpt, self.run_dir / BEST)
         lr = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
         row = {"epoch": epoch, "stage": self.stage, "lr": lr, "seconds": round(time.time() - self._t0, 3)}
         row.update({k: float(logs[k]) for k in HISTORY_FIELDS if k in logs})
-        append_history(self.run_dir / "history.csv", row)
+        append_history(self.run_dir / HISTORY, row)
         write_state(self.run_dir, {**self.extra_state, "stage": self.stage, "next_epoch": epoch + 1,
                                    "stage_start": self.stage_start, "best": self.best})
 
@@ -159,14 +179,12 @@ def truncate_history(path: Path, next_epoch: int) -> None:
 
 
 def write_state(run_dir: Path, state: dict) -> None:
-    from tlkit.fsutil import write_json_atomic
-
-    write_json_atomic(Path(run_dir) / "state.json", state)
+    """``state.json`` (atomic): the next epoch, the stage and its start, the best score so far."""
+    RunDir(run_dir).write_state(state)
 
 
 def read_state(run_dir: Path) -> dict:
-    path = Path(run_dir) / "state.json"
-    return json.loads(path.read_text()) if path.exists() else {}
+    return RunDir(run_dir).read_state()
 
 
 def stage_callbacks(cfg: StageConfig, run_dir: Path, stage_start: int, best: float | None,

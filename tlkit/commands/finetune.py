@@ -21,7 +21,8 @@ ORDER = 40
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--base", default="efficientnet_lite0", help="registry name of the pretrained base")
+    p.add_argument("--base", help="registry name of the pretrained base (default: efficientnet_lite0; with "
+                                  "--resume: the run's own)")
     p.add_argument("--data", required=True,
                    help="folder of class subfolders, a CSV manifest (path,label[,split]), tfds:NAME, or "
                         "builtin:digits / builtin:faces")
@@ -62,8 +63,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--distribute", choices=["mirrored", "multi-worker"], help="tf.distribute strategy")
     p.add_argument("--mixed-precision", choices=["auto", "on", "off"], default="auto")
     p.add_argument("--tfds-data-dir", help="folder with prepared TFDS datasets")
-    p.add_argument("--resume", action="store_true", help="continue an interrupted run from its last checkpoint")
-    p.add_argument("--force", action="store_true", help="replace an existing run directory")
+    p.add_argument("--resume", action="store_true",
+                   help="continue an interrupted run from its last checkpoint (same --data and --base; the other "
+                        "settings come from the run's config.json)")
+    p.add_argument("--force", action="store_true",
+                   help="replace an existing run (only a tlkit run or an empty folder; the old run is deleted once "
+                        "the new one has its first checkpoint, and put back if it fails before)")
     p.add_argument("--quiet", action="store_true")
 
 
@@ -71,7 +76,7 @@ def config_from_args(args: argparse.Namespace) -> "object":
     from tlkit.pipeline import FinetuneConfig
 
     return FinetuneConfig(
-        data=args.data, base=args.base, weights=None if args.weights == "none" else args.weights,
+        data=args.data, **({"base": args.base} if args.base else {}), weights=None if args.weights == "none" else args.weights,
         name=args.name, runs_dir=args.runs_dir,
         input_size=tuple(args.input_size) if args.input_size else None, batch_size=args.batch_size,
         epochs=args.epochs, finetune_epochs=args.finetune_epochs, unfreeze=str(args.unfreeze), lr=args.lr,
@@ -85,8 +90,19 @@ def config_from_args(args: argparse.Namespace) -> "object":
         leaks=args.leaks)
 
 
+def _interrupt_on_sigterm(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 def run(args: argparse.Namespace) -> int:
+    import signal
+
     from tlkit.pipeline import finetune
 
-    metrics = finetune(config_from_args(args), resume=args.resume, force=args.force, quiet=args.quiet)
+    # `kill` and schedulers send SIGTERM: handled like Ctrl-C, so the run directory is released
+    # (lock removed, temporary files deleted, a replaced run put back) before the exit.
+    signal.signal(signal.SIGTERM, _interrupt_on_sigterm)
+    must_match = ("data", "base") if args.base else ("data",)
+    metrics = finetune(config_from_args(args), resume=args.resume, force=args.force, quiet=args.quiet,
+                       must_match=must_match)
     return 0 if metrics else 1
