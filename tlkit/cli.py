@@ -82,6 +82,7 @@ def main(argv: list[str] | None = None) -> int:
     """
     parser = build_parser()
     args = parser.parse_args(argv)
+    args._argv = list(sys.argv[1:] if argv is None else argv)  # for commands that start copies of themselves
     if not getattr(args, "_run", None):
         parser.print_help()
         return 2

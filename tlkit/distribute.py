@@ -59,10 +59,24 @@ def is_chief(strategy: Any) -> bool:
     task_type = getattr(resolver, "task_type", None)
     if not task_type:
         return True
-    if task_type == "chief":
+    return _is_chief_task(task_type, resolver.task_id, resolver.cluster_spec().as_dict() if resolver else {})
+
+
+def _is_chief_task(task_type: str | None, task_id: Any, cluster: dict) -> bool:
+    if not task_type or task_type == "chief":
         return True
-    has_chief = "chief" in (resolver.cluster_spec().as_dict() if resolver is not None else {})
-    return task_type == "worker" and int(resolver.task_id or 0) == 0 and not has_chief
+    return task_type == "worker" and int(task_id or 0) == 0 and "chief" not in cluster
+
+
+def chief_by_tf_config() -> bool:
+    """:func:`is_chief` from ``TF_CONFIG``, before any strategy exists (so that non-chief
+    workers never lock or write the run directory)."""
+    try:
+        cfg = json.loads(os.environ.get("TF_CONFIG") or "{}")
+    except ValueError:
+        return True
+    task = cfg.get("task") or {}
+    return _is_chief_task(task.get("type"), task.get("index"), cfg.get("cluster") or {})
 
 
 def worker_index() -> int | None:
@@ -96,22 +110,30 @@ def launch_local_workers(argv: Sequence[str], workers: int, *, timeout: float | 
                          log: Any = print) -> int:
     """Run ``tlkit ARGV`` as ``workers`` processes of one multi-worker job on loopback.
 
-    Worker 0 is the chief: its output is shown, the others' goes to their exit status.
-    If one worker dies, the others are stopped (they would wait for it in their next
-    collective) and :class:`WorkerFailedError` says how to continue. Ctrl-C stops all.
+    Worker 0 is the chief: its output is shown; the others write ``worker-I.log`` in a
+    temporary folder (kept, and named, if the job fails). If one worker dies, the others
+    are stopped (they would wait for it in their next collective) and
+    :class:`WorkerFailedError` says how to continue. Ctrl-C stops all.
     """
+    import shutil
+    import tempfile
+
     if workers < 2:
         raise ConfigError(f"--workers must be at least 2, got {workers}")
     ports = free_ports(workers)
+    logs = tempfile.mkdtemp(prefix="tlkit-workers-")
     procs: list[subprocess.Popen] = []
     base_env = {k: v for k, v in os.environ.items() if k != "TF_CONFIG"}
     cmd = [sys.executable, "-m", "tlkit", *argv]
     log(f"starting {workers} workers on localhost ports {', '.join(map(str, ports))}")
     try:
         for i in range(workers):
-            env = {**base_env, "TF_CONFIG": tf_config(ports, i), "TLKIT_WORKER_LAUNCHED": "1"}
-            out = None if i == 0 else subprocess.DEVNULL
-            procs.append(subprocess.Popen(cmd, env=env, stdout=out, stderr=out))
+            env = {**base_env, "TF_CONFIG": tf_config(ports, i)}
+            if i == 0:
+                procs.append(subprocess.Popen(cmd, env=env))
+            else:
+                with open(os.path.join(logs, f"worker-{i}.log"), "w") as out:
+                    procs.append(subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT))
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
             codes = [p.poll() for p in procs]
@@ -120,17 +142,29 @@ def launch_local_workers(argv: Sequence[str], workers: int, *, timeout: float | 
                 i, code = failed[0]
                 _stop_all(procs)
                 raise WorkerFailedError(
-                    f"worker {i} exited with status {code}; the other workers were stopped. Run the same "
-                    f"command with --resume to continue from the last completed epoch")
+                    f"worker {i} exited with status {code}{_last_line(logs, i)}; the other workers were stopped "
+                    f"(logs: {logs}). Run the same command with --resume to continue from the last completed epoch")
             if all(c == 0 for c in codes):
+                shutil.rmtree(logs, ignore_errors=True)
                 return 0
             if deadline is not None and time.monotonic() > deadline:
                 _stop_all(procs)
-                raise WorkerFailedError(f"the workers did not finish within {timeout:.0f} s; stopped them")
+                raise WorkerFailedError(f"the workers did not finish within {timeout:.0f} s; stopped them "
+                                        f"(logs: {logs})")
             time.sleep(0.2)
     except KeyboardInterrupt:
         _stop_all(procs, signal.SIGINT)
         raise
+
+
+def _last_line(logs: str, index: int) -> str:
+    """': <the worker's last error line>' from its log, or ''."""
+    try:
+        with open(os.path.join(logs, f"worker-{index}.log"), errors="replace") as f:
+            lines = [ln.strip() for ln in f if ln.strip()]
+    except OSError:
+        return ""
+    return f" ({lines[-1][:300]})" if lines else ""
 
 
 def _stop_all(procs: list[subprocess.Popen], sig: int = signal.SIGTERM) -> None:

@@ -23,6 +23,7 @@ import keras
 import numpy as np
 
 from tlkit import train
+from tlkit.distribute import WorkerFailedError
 
 
 def _step_fns(model: keras.Model, strategy: Any, num_classes: int,
@@ -85,10 +86,30 @@ def _step_fns(model: keras.Model, strategy: Any, num_classes: int,
 
 
 def _run_epoch(step: Callable, dataset: Any) -> np.ndarray:
+    import tensorflow as tf
+
     totals = np.zeros(4)
-    for x, y in dataset:
-        totals += np.asarray([float(v) for v in step(x, y)])
+    try:
+        for x, y in dataset:
+            totals += np.asarray([float(v) for v in step(x, y)])
+    except (tf.errors.UnavailableError, tf.errors.DeadlineExceededError, tf.errors.CancelledError,
+            tf.errors.AbortedError, tf.errors.InternalError) as exc:
+        # A peer died or hangs: the collective fails here (at once, or after the strategy's timeout).
+        first = " ".join(str(exc.message).split())[:200]
+        raise WorkerFailedError(f"lost contact with another worker ({type(exc).__name__}: {first}); restart "
+                                f"every worker with the same command and --resume to continue from the last "
+                                f"completed epoch") from None
     return totals
+
+
+def weights_fingerprint(model: keras.Model) -> str:
+    """SHA-256 of the model's weights (all workers of a job must print the same)."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for w in model.get_weights():
+        digest.update(np.ascontiguousarray(w).tobytes())
+    return digest.hexdigest()[:16]
 
 
 def _logs(totals: np.ndarray, prefix: str, num_classes: int) -> dict[str, float]:

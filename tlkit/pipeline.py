@@ -12,8 +12,6 @@ only then the run directory is locked, created or replaced.
 from __future__ import annotations
 
 import dataclasses
-import json
-import os
 import shutil
 import sys
 import tempfile
@@ -24,6 +22,12 @@ from typing import Any, Iterable
 
 import tlkit
 from tlkit import rundir as rd
+from tlkit.distribute import (
+    chief_by_tf_config,
+    create_strategy,
+    is_chief,
+    is_multi_worker,
+)
 from tlkit.errors import ConfigError, DataError, RunDirError
 from tlkit.fsutil import write_json_atomic
 from tlkit.rundir import RunDir
@@ -107,48 +111,6 @@ class Log:
         self._pending = []
 
 
-def _strategy(kind: str | None) -> Any:
-    import tensorflow as tf
-
-    if kind in (None, "none"):
-        return tf.distribute.get_strategy()
-    if kind == "mirrored":
-        return tf.distribute.MirroredStrategy()
-    if kind == "multi-worker":
-        # Workers and ranks come from TF_CONFIG, as tf.distribute expects.
-        return tf.distribute.MultiWorkerMirroredStrategy()
-    raise ConfigError(f"unknown --distribute {kind!r}; use mirrored or multi-worker")
-
-
-def is_chief(strategy: Any) -> bool:
-    """Whether this process writes the run directory: always, except for the non-chief
-    workers of a multi-worker strategy (the chief, or worker 0 when there is no chief)."""
-    resolver = getattr(strategy, "cluster_resolver", None)
-    task_type = getattr(resolver, "task_type", None)
-    if not task_type:
-        return True
-    return _is_chief_task(task_type, resolver.task_id, resolver.cluster_spec().as_dict() if resolver else {})
-
-
-def _is_chief_task(task_type: str | None, task_id: Any, cluster: dict) -> bool:
-    if not task_type or task_type == "chief":
-        return True
-    return task_type == "worker" and int(task_id or 0) == 0 and "chief" not in cluster
-
-
-def _chief_by_tf_config(cfg: FinetuneConfig) -> bool:
-    """:func:`is_chief` from ``TF_CONFIG``, before any strategy exists (non-chief workers never
-    lock or write the run directory)."""
-    if cfg.distribute != "multi-worker":
-        return True
-    try:
-        tf_config = json.loads(os.environ.get("TF_CONFIG") or "{}")
-    except ValueError:
-        return True
-    task = tf_config.get("task") or {}
-    return _is_chief_task(task.get("type"), task.get("index"), tf_config.get("cluster") or {})
-
-
 def _setup_numerics(cfg: FinetuneConfig, log: Log) -> None:
     import keras
     import tensorflow as tf
@@ -191,6 +153,10 @@ def _check_config(cfg: FinetuneConfig) -> None:
         raise ConfigError(f"--unfreeze must be a number of blocks or 'all', got {cfg.unfreeze!r}")
     if cfg.class_weight not in (None, "none", "auto"):
         raise ConfigError(f"--class-weight must be 'auto' or 'none', got {cfg.class_weight!r}")
+    if cfg.distribute == "multi-worker" and (cfg.find_lr or cfg.cache_features):
+        flag = "--find-lr" if cfg.find_lr else "--cache-features"
+        raise ConfigError(f"{flag} runs on one process: find the rate or train the head without "
+                          f"--distribute multi-worker, then run the multi-worker job with --lr")
     if cfg.epochs <= 0 and (cfg.finetune_epochs <= 0 or str(cfg.unfreeze) == "0"):
         raise ConfigError(
             f"nothing to train: --epochs {cfg.epochs} and --finetune-epochs {cfg.finetune_epochs} "
@@ -217,7 +183,8 @@ def _prepare(cfg: FinetuneConfig, resume: bool, force: bool,
     cfg = dataclasses.replace(cfg)  # defaults get filled in: the caller's config stays as it was
     _check_config(cfg)
     run = RunDir(cfg.run_dir())
-    plan = run.plan(resume=resume, force=force) if _chief_by_tf_config(cfg) else "worker"
+    chief = cfg.distribute != "multi-worker" or chief_by_tf_config()
+    plan = run.plan(resume=resume, force=force) if chief else "worker"
     if resume:
         if not run.is_run():  # the chief's plan says so already; a worker checks here
             raise RunDirError(f"cannot resume {run.path}: no tlkit run there (no config.json with its data and "
@@ -277,6 +244,8 @@ def finetune(cfg: FinetuneConfig, *, resume: bool = False, force: bool = False, 
         train,  # imports Keras (and TensorFlow): only once a run really starts
     )
 
+    # Before TensorFlow runs any op: collective ops are configured at program start-up.
+    strategy = create_strategy(cfg.distribute)
     _setup_numerics(cfg, log)
     size = tuple(cfg.input_size)
     channels = spec.input_shape[-1]
@@ -295,7 +264,6 @@ def finetune(cfg: FinetuneConfig, *, resume: bool = False, force: bool = False, 
                                momentum=cfg.momentum, weight_decay=cfg.weight_decay, schedule=cfg.schedule,
                                step_epochs=cfg.step_epochs, early_stopping=cfg.early_stopping)
     stage2 = dataclasses.replace(stage1, stage=2, epochs=cfg.finetune_epochs, lr=cfg.finetune_lr)
-    strategy = _strategy(cfg.distribute)
     log(f"distribution: {type(strategy).__name__}, {strategy.num_replicas_in_sync} replica(s) in sync")
     # A kill before the first state.json leaves no epoch to resume from: start over.
     if not (state and (run / rd.LAST).exists()):
@@ -397,7 +365,14 @@ def _train_and_finish(job: _Job, state: dict, *, resume: bool, callbacks: Iterab
     stage = int(state.get("stage", 1))
     # A live progress bar on a terminal; one line per epoch in logs and CI.
     verbose = 0 if quiet else (1 if sys.stdout.isatty() else 2)
-    # After the recorder's checkpoint of each epoch: the run it replaces can go.
+    fit = train.fit_stage
+    if is_multi_worker(strategy):
+        from tlkit.distributed_train import fit_stage_distributed
+
+        def fit(m: Any, tr: Any, va: Any, stage_cfg: Any, **kw: Any) -> int:
+            kw.pop("verbose", None)
+            return fit_stage_distributed(m, tr, va, stage_cfg, strategy=strategy, num_classes=n, log=log, **kw)
+        # After the recorder's checkpoint of each epoch: the run it replaces can go.
     extra = [train.EpochEndHook(run.commit), *callbacks] if run is not None else list(callbacks)
 
     if stage == 1:
@@ -412,9 +387,9 @@ def _train_and_finish(job: _Job, state: dict, *, resume: bool, callbacks: Iterab
                                          class_weight=class_weight, extra_callbacks=extra, verbose=verbose,
                                          checkpoint_model=model, batch_size=cfg.batch_size)
         else:
-            next_epoch = train.fit_stage(model, train_ds, val_ds, stage1, run_dir=write_dir, initial_epoch=next_epoch,
-                                         stage_start=0, best=best, class_weight=class_weight,
-                                         extra_callbacks=extra, verbose=verbose)
+            next_epoch = fit(model, train_ds, val_ds, stage1, run_dir=write_dir, initial_epoch=next_epoch,
+                             stage_start=0, best=best, class_weight=class_weight, extra_callbacks=extra,
+                             verbose=verbose)
         best = train.read_state(write_dir).get("best", best)
         stage1_end = next_epoch
         unfrozen: list[str] = []
@@ -438,10 +413,13 @@ def _train_and_finish(job: _Job, state: dict, *, resume: bool, callbacks: Iterab
     if unfrozen:
         log(f"stage 2: unfroze {len(unfrozen)} block(s) ({', '.join(unfrozen)}), {cfg.finetune_epochs} epochs "
             f"at lr {stage2.lr:g}; BatchNorm {'trained' if cfg.train_batchnorm else 'frozen, inference mode'}")
-        train.fit_stage(model, train_ds, val_ds, stage2, run_dir=write_dir,
-                        initial_epoch=int(state.get("next_epoch", stage_start)), stage_start=stage_start,
-                        best=state.get("best"), class_weight=class_weight, extra_callbacks=extra,
-                        verbose=verbose, extra_state={"unfrozen": unfrozen})
+        fit(model, train_ds, val_ds, stage2, run_dir=write_dir, initial_epoch=int(state.get("next_epoch", stage_start)),
+            stage_start=stage_start, best=state.get("best"), class_weight=class_weight, extra_callbacks=extra,
+            verbose=verbose, extra_state={"unfrozen": unfrozen})
+    if is_multi_worker(strategy):
+        from tlkit.distributed_train import weights_fingerprint
+
+        log(f"final weights fingerprint {weights_fingerprint(model)}")
     if run is None:
         return {"worker": "not the chief: the chief evaluates and writes the run directory"}
     if run.checkpoint() is None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 
 from tlkit.commands._argtypes import (
     fraction,
@@ -60,7 +61,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="run an LR range test first, plot it, and train at the suggested rate")
     p.add_argument("--cache-features", action="store_true",
                    help="stage 1 on the frozen base's features computed once (no augmentation in stage 1)")
-    p.add_argument("--distribute", choices=["mirrored", "multi-worker"], help="tf.distribute strategy")
+    p.add_argument("--distribute", choices=["mirrored", "multi-worker"],
+                   help="tf.distribute strategy: mirrored (this machine's GPUs) or multi-worker (the workers a "
+                        "cluster manager names in TF_CONFIG; --batch-size is the global batch)")
+    p.add_argument("--workers", type=positive_int, metavar="N",
+                   help="start N local workers on loopback (a multi-worker job on one machine, to try it)")
     p.add_argument("--mixed-precision", choices=["auto", "on", "off"], default="auto")
     p.add_argument("--tfds-data-dir", help="folder with prepared TFDS datasets")
     p.add_argument("--resume", action="store_true",
@@ -94,6 +99,28 @@ def _interrupt_on_sigterm(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
 
+def _launch(args: argparse.Namespace) -> int:
+    """``--workers N``: the same command as N processes of one multi-worker job."""
+    from tlkit.distribute import launch_local_workers
+    from tlkit.errors import ConfigError
+
+    if args.workers < 2:
+        raise ConfigError(f"--workers must be at least 2, got {args.workers} (one worker: leave --workers out)")
+    if args.distribute == "mirrored":
+        raise ConfigError("--workers starts a multi-worker job; it does not go with --distribute mirrored")
+    argv, skip = [], False
+    for a in args._argv:
+        if skip:
+            skip = False
+        elif a == "--workers":
+            skip = True
+        elif not a.startswith("--workers="):
+            argv.append(a)
+    if args.distribute is None:
+        argv += ["--distribute", "multi-worker"]
+    return launch_local_workers(argv, args.workers, log=lambda m: None if args.quiet else print(m, flush=True))
+
+
 def run(args: argparse.Namespace) -> int:
     import signal
 
@@ -102,6 +129,8 @@ def run(args: argparse.Namespace) -> int:
     # `kill` and schedulers send SIGTERM: handled like Ctrl-C, so the run directory is released
     # (lock removed, temporary files deleted, a replaced run put back) before the exit.
     signal.signal(signal.SIGTERM, _interrupt_on_sigterm)
+    if args.workers and not os.environ.get("TF_CONFIG"):
+        return _launch(args)
     must_match = ("data", "base") if args.base else ("data",)
     metrics = finetune(config_from_args(args), resume=args.resume, force=args.force, quiet=args.quiet,
                        must_match=must_match)
