@@ -15,9 +15,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
-
 from conftest import assert_one_line_error, tlkit
+from PIL import Image
 
 # EfficientNet-Lite0 with its offline ImageNet weights on 64x64 photos, head only, batches of 8
 # (about 5 steps per epoch): the LR range test's curve is as noisy as a small batch makes it.
