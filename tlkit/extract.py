@@ -15,18 +15,20 @@ same rows in the same order as an uninterrupted one.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
 import sys
 import time
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
-from tlkit.errors import AlreadyExistsError, DataError, NotFoundError
+from tlkit.errors import AlreadyExistsError, DataError, ModelError, NotFoundError
 
 META_KEY = b"tlkit"
 FORMATS = ("parquet", "npz")
@@ -46,14 +48,92 @@ class ExtractResult:
         return self.new_rows / self.seconds if self.seconds > 0 else float("nan")
 
 
+def weights_fingerprint(model: Any) -> str:
+    """A short SHA-256 of every weight of ``model`` (shapes and float bytes, in order): two
+    networks with the same fingerprint compute the same features."""
+    import hashlib
+
+    import keras
+
+    digest = hashlib.sha256()
+    for w in model.weights:
+        arr = np.ascontiguousarray(keras.ops.convert_to_numpy(w))
+        digest.update(f"{arr.dtype}{arr.shape}".encode())
+        digest.update(arr.tobytes() if arr.ndim == 0 else memoryview(arr).cast("B"))
+    return digest.hexdigest()[:16]
+
+
+@contextlib.contextmanager
+def _seeded(seed: int | None) -> Iterator[None]:
+    """Random initial weights drawn from ``seed``: the same network in every process.
+
+    ``keras.utils.set_random_seed`` seeds Python, NumPy and TensorFlow; Python's and
+    NumPy's global states are put back afterwards (TensorFlow's seed stays set).
+    """
+    if seed is None:
+        yield
+        return
+    import random
+
+    import keras
+
+    py_state, np_state = random.getstate(), np.random.get_state()
+    keras.utils.set_random_seed(int(seed))
+    try:
+        yield
+    finally:
+        random.setstate(py_state)
+        np.random.set_state(np_state)
+
+
+def _head_error(spec: Any, layers: Sequence[str], body: Any, size: tuple[int, int]) -> ModelError | None:
+    """The real reason a tap is missing at a non-native input size: it is in the head, which
+    exists only at the native size (a Flatten+Dense head fixes it). None if that is not why."""
+    import tlkit
+    from tlkit.features import _find_layer
+
+    full = None
+    head = []
+    for tap in layers:
+        name = spec.resolve_layer(tap)
+        if _find_layer(body, name):
+            continue
+        if name not in spec.layers.values():  # not a named layer of the full model: check it is one
+            if full is None:
+                full = tlkit.build(spec.name, weights=None, include_top=True)
+            if not _find_layer(full, name):
+                continue
+        head.append(tap)
+    if not head:
+        return None
+    native = "x".join(str(s) for s in spec.input_shape[:2])
+    what = ("fully connected head, which fixes the input at " if spec.fixed_input
+            else "classifier head, which tlkit builds only at the native input size ")
+    # Aliases that do exist at this size (penultimate becomes the pooled top map when there is one).
+    order = ["pool5", "penultimate", "top", *sorted(spec.layers)]
+    convs = [a for a in dict.fromkeys(order) if a in spec.layers and _find_layer(
+        body, spec.layers["top"] if a in ("avg_pool", "penultimate") and "top" in spec.layers else spec.layers[a])]
+    other = f", or tap {' or '.join(convs[:2])} at {size[0]}x{size[1]}" if convs else ""
+    names = ("layers " if len(head) > 1 else "layer ") + ", ".join(repr(t) for t in head)
+    verb = "are" if len(head) > 1 else "is"
+    return ModelError(f"{names} of {spec.name} {verb} in its {what}{native}, not at --input-size {size[0]} "
+                      f"{size[1]}: extract it at --input-size {native.replace('x', ' ')} (or without --input-size)"
+                      f"{other}")
+
+
 def build_tap_model(base: str, layers: Sequence[str], *, weights: str | None = "imagenet",
-                    input_size: tuple[int, int] | None = None, pooling: str = "avg") -> tuple[Any, dict]:
+                    input_size: tuple[int, int] | None = None, pooling: str = "avg",
+                    seed: int | None = None) -> tuple[Any, dict]:
     """Raw pixels -> the spec's preprocessing -> ``base`` -> the requested taps.
 
     The full model (with its classifier) is built at the native input size, so
     ``fc6``/``fc7``/``avg_pool`` exist; at another size only the convolutional body
     exists, and ``avg_pool``/``penultimate`` become the average-pooled ``top`` map
-    (the same values). Returns the model and the provenance metadata.
+    (the same values); a tap in the head then raises :class:`ModelError` naming the
+    head as the reason. With ``weights=None`` the random weights are drawn from
+    ``seed`` (None: unseeded, and such features cannot be resumed or exported).
+    Returns the model and the provenance metadata, with ``weights_seed`` and
+    ``weights_sha256`` (:func:`weights_fingerprint`) that resume and export check.
     """
     import keras
 
@@ -64,15 +144,23 @@ def build_tap_model(base: str, layers: Sequence[str], *, weights: str | None = "
     spec = tlkit.get_spec(base)
     size = tuple(input_size) if input_size else tuple(spec.input_shape[:2])
     native = size == tuple(spec.input_shape[:2])
-    net = tlkit.build(spec.name, weights=weights, include_top=native,
-                      input_shape=(*size, spec.input_shape[2]))
+    weights_seed = seed if weights is None else None
+    with _seeded(weights_seed):
+        net = tlkit.build(spec.name, weights=weights, include_top=native,
+                          input_shape=(*size, spec.input_shape[2]))
     taps = []
     for tap in layers:
         if not native and tap in ("avg_pool", "penultimate") and "top" in spec.layers:
             taps.append(spec.layers["top"])  # average-pooled below: what avg_pool computes
         else:
             taps.append(tap)
-    tapped = extractor(net, taps, pooling=pooling, base=spec.name)
+    try:
+        tapped = extractor(net, taps, pooling=pooling, base=spec.name)
+    except ModelError:
+        reason = None if native else _head_error(spec, taps, net, size)  # type: ignore[arg-type]
+        if reason is not None:
+            raise reason from None
+        raise
     inputs = keras.Input((*size, spec.input_shape[2]), name="image")
     x = Preprocess(spec.preprocessing, name="preprocess")(inputs)
     outs = tapped(x)
@@ -80,7 +168,8 @@ def build_tap_model(base: str, layers: Sequence[str], *, weights: str | None = "
     model = keras.Model(inputs, {name: o for name, o in zip(layers, outs)}, name=f"{spec.name}_features")
     meta = {"model": spec.name, "layers": list(layers), "resolved_layers": [spec.resolve_layer(t) for t in taps],
             "pooling": pooling, "preprocessing": spec.preprocessing, "input_size": list(size),
-            "weights": weights, "tlkit_version": tlkit.__version__}
+            "weights": weights, "weights_seed": weights_seed, "weights_sha256": weights_fingerprint(model),
+            "tlkit_version": tlkit.__version__}
     return model, meta
 
 
@@ -119,7 +208,12 @@ def _check_same_extraction(part: Path, meta: dict) -> None:
 
     schema_meta = pq.read_schema(part).metadata or {}
     old = json.loads(schema_meta.get(META_KEY, b"{}"))
-    keys = ("model", "layers", "pooling", "input_size", "weights", "preprocessing", "data")
+    if old.get("weights", "imagenet") is None and old.get("weights_seed") is None:
+        raise DataError(f"cannot resume {part.parent}: its rows come from random weights (--weights none) whose "
+                         f"seed was not recorded, so no run can rebuild that network; use --force to start over")
+    keys = ("model", "layers", "pooling", "input_size", "weights", "weights_seed", "preprocessing", "data")
+    # Recorded since the split seed and the weights' fingerprint were: older files are not checked on them.
+    keys += tuple(k for k in ("seed", "val_split", "weights_sha256") if k in old)
     diff = {k: (old.get(k), meta.get(k)) for k in keys if old.get(k) != meta.get(k)}
     if diff:
         detail = "; ".join(f"{k}: file has {a!r}, this run asks {b!r}" for k, (a, b) in diff.items())
@@ -143,6 +237,9 @@ def extract(base: str, layers: Sequence[str], data: str, out: str | os.PathLike,
             stop_after_chunks: int | None = None) -> ExtractResult:
     """Extract ``layers`` of ``base`` for every usable image of ``data`` into ``out``.
 
+    ``seed`` seeds the train/val split and, with ``weights=None``, the random weights
+    (recorded in the metadata with the weights' fingerprint, so that ``resume`` and a
+    probe's export rebuild exactly the same network, or refuse).
     ``out`` ends in ``.parquet`` or ``.npz``. Bad files are skipped and listed in
     ``OUT.skipped.csv``. ``stop_after_chunks`` stops early (as an interruption would),
     leaving the completed parts for ``resume``.
@@ -162,14 +259,15 @@ def extract(base: str, layers: Sequence[str], data: str, out: str | os.PathLike,
     if force and not resume:
         out.unlink(missing_ok=True)
         shutil.rmtree(parts, ignore_errors=True)
+    # The model first: a layer that does not exist fails before the images are read.
+    model, meta = build_tap_model(base, layers, weights=weights, input_size=input_size, pooling=pooling, seed=seed)
     source = tldata.resolve(data, val_split=val_split, seed=seed, cache_dir=cache_dir)
     if source.kind != "files":
         raise DataError("feature extraction reads image files (a folder, CSV or builtin:); for TFDS data, "
                          "export the images to a folder first")
     report = preflight.check(source, progress=False)
     items = report.clean_items().sort_values("path", kind="stable").reset_index(drop=True)
-    model, meta = build_tap_model(base, layers, weights=weights, input_size=input_size, pooling=pooling)
-    meta.update({"data": data, "classes": list(source.classes)})
+    meta.update({"data": data, "classes": list(source.classes), "seed": seed, "val_split": val_split})
     parts.mkdir(parents=True, exist_ok=True)
     if resume and out.exists():
         _adopt_finished(out, parts, fmt)
@@ -275,6 +373,27 @@ def _npz_to_table(path: Path) -> Any:
 
         df = pd.DataFrame(rows)
         return _chunk_table(df, {name: z[f"features_{name}"] for name in meta["layers"]}, meta)
+
+
+def load_features_meta(path: str | os.PathLike) -> dict:
+    """A features file's metadata only (no feature arrays read)."""
+    import pyarrow.parquet as pq
+
+    path = Path(path)
+    if not path.exists():
+        raise NotFoundError(f"no features file at {path}")
+    if path.suffix == ".npz":
+        with np.load(path, allow_pickle=False) as z:
+            if "__meta__" not in z:
+                raise DataError(f"{path} is not a tlkit features file (no tlkit metadata)")
+            return json.loads(str(z["__meta__"]))
+    try:
+        meta = pq.read_schema(path).metadata or {}
+    except (OSError, ValueError) as err:  # pyarrow's ArrowInvalid is a ValueError
+        raise DataError(f"{path} is not a tlkit features file ({err})") from None
+    if META_KEY not in meta:
+        raise DataError(f"{path} is not a tlkit features file (no tlkit metadata)")
+    return json.loads(meta[META_KEY])
 
 
 def load_features(path: str | os.PathLike) -> tuple[dict[str, np.ndarray], Any, dict]:
