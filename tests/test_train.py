@@ -118,7 +118,7 @@ def test_flat_or_rising_curves_are_refused(kind):
             train.suggest_lr(lrs, raw)
 
 
-def test_lr_range_test_refuses_when_nothing_can_be_learned():
+def test_lr_range_test_refuses_when_nothing_can_be_learned(tmp_path):
     # Inputs that carry no information and balanced labels: the loss can only sit at ln 2 and
     # rise when the rate gets too high. The sweep must refuse, and still restore the weights.
     keras.utils.set_random_seed(0)
@@ -132,6 +132,10 @@ def test_lr_range_test_refuses_when_nothing_can_be_learned():
         train.lr_range_test(model, ds, min_lr=1e-5, max_lr=10.0, steps=60)
     assert all(np.array_equal(a, b) for a, b in zip(before, model.get_weights()))
     assert len(err.value.curve["lr"]) == len(err.value.curve["raw_loss"]) > 10
+    from tlkit import plots
+
+    # What was refused can still be drawn (per-step losses only).
+    assert plots.lr_range_plot(err.value.curve, tmp_path / "refused.png").stat().st_size > 5000
 
 
 def test_lr_range_plot_shows_the_smoothed_curve_the_region_and_the_pick(tmp_path):

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -132,13 +133,15 @@ def line_plot(x: Sequence[float], y: Sequence[float], path: str | os.PathLike, *
 def lr_range_plot(found: dict[str, Any], path: str | os.PathLike, *, title: str = "LR range test") -> Path:
     """The LR range test as :func:`tlkit.train.lr_range_test` returns it: the loss of every
     step (dots), the smoothed curve the suggestion reads, the falling region (shaded),
-    the minimum, the divergence point and the suggested rate."""
+    the minimum, the divergence point and the suggested rate. A refused curve (the
+    ``curve`` of the error: rates and per-step losses only) is drawn as dots."""
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(7, 4.2))
     lrs = np.asarray(found["lr"], dtype=float)
     if found.get("raw_loss") is not None:
         ax.plot(lrs, found["raw_loss"], ".", ms=3, color="grey", alpha=0.5, label="loss per step")
-    ax.plot(lrs, found["loss"], "-", color="C0", lw=2, label="smoothed loss")
+    if found.get("loss") is not None:
+        ax.plot(lrs, found["loss"], "-", color="C0", lw=2, label="smoothed loss")
     if found.get("falling"):
         lo, hi = found["falling"]
         ax.axvspan(lo, hi, color="C2", alpha=0.15, label=f"loss falls {lo:.2g}..{hi:.2g}")
@@ -153,7 +156,7 @@ def lr_range_plot(found: dict[str, Any], path: str | os.PathLike, *, title: str 
     ax.set_xscale("log")
     # The losses past the minimum can be huge: scale to the smoothed curve and to most of
     # the per-step losses before the minimum, so the region that matters stays readable.
-    smooth = np.asarray(found["loss"], dtype=float)
+    smooth = np.asarray(found["loss"] if found.get("loss") is not None else found.get("raw_loss", []), dtype=float)
     if smooth.size and np.isfinite(smooth).all():
         top = float(smooth.max())
         if found.get("raw_loss") is not None:
