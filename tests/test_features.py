@@ -10,6 +10,7 @@ from PIL import Image
 
 import tlkit
 from tlkit import cli
+from tlkit.errors import DataError, ModelError, WeightsError
 from tlkit.extract import build_tap_model, extract, load_features
 from tlkit.features import extractor
 from tlkit.heads import build_classifier
@@ -127,3 +128,87 @@ def test_extract_and_probe_digits_reach_93_percent(tmp_path, capsys):
     images = next(iter(images_dataset(rows["path"].iloc[idx].tolist(), image_size=(64, 64), batch_size=8)))
     np.testing.assert_allclose(model.predict(np.asarray(images), verbose=0),
                                probe_scores(saved["model"], feats["penultimate"][idx]), atol=1e-4)
+
+
+def test_random_weights_are_seeded_recorded_and_leave_global_random_state_alone():
+    import random
+
+    random.seed(123)
+    np.random.seed(123)
+    expect_py, expect_np = random.random(), np.random.rand()
+    random.seed(123)
+    np.random.seed(123)
+    a, meta_a = build_tap_model("cifar_example", ["penultimate"], weights=None, seed=0)
+    assert (random.random(), np.random.rand()) == (expect_py, expect_np)  # the caller's streams go on
+    b, meta_b = build_tap_model("cifar_example", ["penultimate"], weights=None, seed=0)
+    _, meta_c = build_tap_model("cifar_example", ["penultimate"], weights=None, seed=1)
+    assert meta_a["weights_seed"] == 0 and meta_a["weights_sha256"] == meta_b["weights_sha256"]
+    assert all(np.array_equal(x, y) for x, y in zip(a.get_weights(), b.get_weights()))
+    assert meta_c["weights_sha256"] != meta_a["weights_sha256"]
+    _, pretrained = build_tap_model("efficientnet_lite0", ["penultimate"], input_size=(32, 32), seed=5)
+    assert pretrained["weights_seed"] is None  # the seed only draws random weights
+
+
+def _old_style(features: Path, **changes) -> None:
+    """Rewrite a features file's (or part's) metadata as an older tlkit, or another network, would have."""
+    import pyarrow.parquet as pq
+
+    from tlkit.extract import META_KEY
+
+    table = pq.read_table(features)
+    meta = json.loads(table.schema.metadata[META_KEY])
+    for k, v in changes.items():
+        if v is None:
+            meta.pop(k, None)
+        else:
+            meta[k] = v
+    pq.write_table(table.replace_schema_metadata({META_KEY: json.dumps(meta).encode()}), features)
+
+
+def test_unrecorded_random_weights_are_refused_for_resume_and_export(tmp_path, capsys):
+    data = _folder(tmp_path / "data", n=6)
+    kw = {"weights": None, "input_size": (32, 32), "chunk_rows": 4, "batch_size": 4, "progress": False}
+    out = tmp_path / "f.parquet"
+    extract("cifar_example", ["penultimate"], str(data), out, stop_after_chunks=1, **kw)
+    part = out.with_name(out.name + ".parts") / "part-00000.parquet"
+    _old_style(part, weights_seed=None, weights_sha256=None)  # as written before the seed was recorded
+    with pytest.raises(DataError, match="seed was not recorded.*--force"):
+        extract("cifar_example", ["penultimate"], str(data), out, resume=True, **kw)
+    extract("cifar_example", ["penultimate"], str(data), out, force=True, **kw)
+    _old_style(out, weights_seed=None, weights_sha256=None)
+    # The CLI refuses before training the probe; the library refuses before writing the run.
+    assert cli.main(["probe", str(out), "--out", str(tmp_path / "probe"), "--export", str(tmp_path / "run"),
+                     "--cv", "2"]) == 2
+    assert "seed was not recorded" in capsys.readouterr().err and not (tmp_path / "probe").exists()
+    from tlkit.probe import attach_head, probe
+
+    probe(out, tmp_path / "probe", cv=2)
+    with pytest.raises(WeightsError, match="seed was not recorded"):
+        attach_head(tmp_path / "probe", tmp_path / "run")
+    assert not (tmp_path / "run").exists()
+
+
+def test_export_refuses_a_rebuilt_network_with_other_weights(tmp_path):
+    from tlkit.probe import attach_head, probe
+
+    data = _folder(tmp_path / "data", n=6)
+    out = tmp_path / "f.parquet"
+    extract("cifar_example", ["penultimate"], str(data), out, weights=None, progress=False)
+    _old_style(out, weights_sha256="0123456789abcdef")  # e.g. a weights file changed since extraction
+    probe(out, tmp_path / "probe", cv=2)
+    with pytest.raises(WeightsError, match="not the network that extracted its features"):
+        attach_head(tmp_path / "probe", tmp_path / "run")
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("base,layer,native,other", [("vgg16", "fc7", "224x224", "pool5"),
+                                                     ("lenet5", "fc6", "32x32", "pool2")])
+def test_a_head_layer_at_another_size_names_the_fixed_input(base, layer, native, other):
+    with pytest.raises(ModelError) as err:
+        build_tap_model(base, [layer], weights=None, input_size=(64, 64))
+    msg = str(err.value)
+    assert f"layer {layer!r} of {base} is in its fully connected head, which fixes the input at {native}" in msg
+    assert f"--input-size {native.replace('x', ' ')}" in msg and f"tap {other}" in msg
+    with pytest.raises(ModelError, match="no layer 'fc9'"):  # a name that is nowhere stays "no layer"
+        build_tap_model(base, ["fc9"], weights=None, input_size=(64, 64))
+    keras.backend.clear_session()

@@ -15,18 +15,20 @@ same rows in the same order as an uninterrupted one.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
 import sys
 import time
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
-from tlkit.errors import AlreadyExistsError, DataError, NotFoundError
+from tlkit.errors import AlreadyExistsError, DataError, ModelError, NotFoundError
 
 META_KEY = b"tlkit"
 FORMATS = ("parquet", "npz")
@@ -46,33 +48,84 @@ class ExtractResult:
         return self.new_rows / self.seconds if self.seconds > 0 else float("nan")
 
 
+def weights_fingerprint(model: Any) -> str:
+    """A short SHA-256 of every weight of ``model`` (shapes and float bytes, in order): two
+    networks with the same fingerprint compute the same features."""
+    import hashlib
+
+    import keras
+
+    digest = hashlib.sha256()
+    for w in model.weights:
+        arr = np.ascontiguousarray(keras.ops.convert_to_numpy(w))
+        digest.update(f"{arr.dtype}{arr.shape}".encode())
+        digest.update(arr.tobytes() if arr.ndim == 0 else memoryview(arr).cast("B"))
+    return digest.hexdigest()[:16]
+
+
+@contextlib.contextmanager
+def _seeded(seed: int | None) -> Iterator[None]:
+    """Random initial weights drawn from ``seed``: the same network in every process.
+
+    ``keras.utils.set_random_seed`` seeds Python, NumPy and TensorFlow; Python's and
+    NumPy's global states are put back afterwards (TensorFlow's seed stays set).
+    """
+    if seed is None:
+        yield
+        return
+    import random
+
+    import keras
+
+    py_state, np_state = random.getstate(), np.random.get_state()
+    keras.utils.set_random_seed(int(seed))
+    try:
+        yield
+    finally:
+        random.setstate(py_state)
+        np.random.set_state(np_state)
+
+
 def build_tap_model(base: str, layers: Sequence[str], *, weights: str | None = "imagenet",
-                    input_size: tuple[int, int] | None = None, pooling: str = "avg") -> tuple[Any, dict]:
+                    input_size: tuple[int, int] | None = None, pooling: str = "avg",
+                    seed: int | None = None) -> tuple[Any, dict]:
     """Raw pixels -> the spec's preprocessing -> ``base`` -> the requested taps.
 
     The full model (with its classifier) is built at the native input size, so
     ``fc6``/``fc7``/``avg_pool`` exist; at another size only the convolutional body
     exists, and ``avg_pool``/``penultimate`` become the average-pooled ``top`` map
-    (the same values). Returns the model and the provenance metadata.
+    (the same values); a tap in the head then raises :class:`ModelError` naming the
+    head as the reason. With ``weights=None`` the random weights are drawn from
+    ``seed`` (None: unseeded, and such features cannot be resumed or exported).
+    Returns the model and the provenance metadata, with ``weights_seed`` and
+    ``weights_sha256`` (:func:`weights_fingerprint`) that resume and export check.
     """
     import keras
 
     import tlkit
-    from tlkit.features import extractor
+    from tlkit.features import extractor, head_tap_error
     from tlkit.preprocessing import Preprocess
 
     spec = tlkit.get_spec(base)
     size = tuple(input_size) if input_size else tuple(spec.input_shape[:2])
     native = size == tuple(spec.input_shape[:2])
-    net = tlkit.build(spec.name, weights=weights, include_top=native,
-                      input_shape=(*size, spec.input_shape[2]))
+    weights_seed = seed if weights is None else None
+    with _seeded(weights_seed):
+        net = tlkit.build(spec.name, weights=weights, include_top=native,
+                          input_shape=(*size, spec.input_shape[2]))
     taps = []
     for tap in layers:
         if not native and tap in ("avg_pool", "penultimate") and "top" in spec.layers:
             taps.append(spec.layers["top"])  # average-pooled below: what avg_pool computes
         else:
             taps.append(tap)
-    tapped = extractor(net, taps, pooling=pooling, base=spec.name)
+    try:
+        tapped = extractor(net, taps, pooling=pooling, base=spec.name)
+    except ModelError:
+        reason = None if native else head_tap_error(spec, taps, net, size)  # type: ignore[arg-type]
+        if reason is not None:
+            raise reason from None
+        raise
     inputs = keras.Input((*size, spec.input_shape[2]), name="image")
     x = Preprocess(spec.preprocessing, name="preprocess")(inputs)
     outs = tapped(x)
@@ -80,7 +133,8 @@ def build_tap_model(base: str, layers: Sequence[str], *, weights: str | None = "
     model = keras.Model(inputs, {name: o for name, o in zip(layers, outs)}, name=f"{spec.name}_features")
     meta = {"model": spec.name, "layers": list(layers), "resolved_layers": [spec.resolve_layer(t) for t in taps],
             "pooling": pooling, "preprocessing": spec.preprocessing, "input_size": list(size),
-            "weights": weights, "tlkit_version": tlkit.__version__}
+            "weights": weights, "weights_seed": weights_seed, "weights_sha256": weights_fingerprint(model),
+            "tlkit_version": tlkit.__version__}
     return model, meta
 
 
@@ -119,7 +173,12 @@ def _check_same_extraction(part: Path, meta: dict) -> None:
 
     schema_meta = pq.read_schema(part).metadata or {}
     old = json.loads(schema_meta.get(META_KEY, b"{}"))
-    keys = ("model", "layers", "pooling", "input_size", "weights", "preprocessing", "data")
+    if old.get("weights", "imagenet") is None and old.get("weights_seed") is None:
+        raise DataError(f"cannot resume {part.parent}: its rows come from random weights (--weights none) whose "
+                         f"seed was not recorded, so no run can rebuild that network; use --force to start over")
+    keys = ("model", "layers", "pooling", "input_size", "weights", "weights_seed", "preprocessing", "data")
+    # Recorded since the split seed and the weights' fingerprint were: older files are not checked on them.
+    keys += tuple(k for k in ("seed", "val_split", "weights_sha256") if k in old)
     diff = {k: (old.get(k), meta.get(k)) for k in keys if old.get(k) != meta.get(k)}
     if diff:
         detail = "; ".join(f"{k}: file has {a!r}, this run asks {b!r}" for k, (a, b) in diff.items())
@@ -143,6 +202,9 @@ def extract(base: str, layers: Sequence[str], data: str, out: str | os.PathLike,
             stop_after_chunks: int | None = None) -> ExtractResult:
     """Extract ``layers`` of ``base`` for every usable image of ``data`` into ``out``.
 
+    ``seed`` seeds the train/val split and, with ``weights=None``, the random weights
+    (recorded in the metadata with the weights' fingerprint, so that ``resume`` and a
+    probe's export rebuild exactly the same network, or refuse).
     ``out`` ends in ``.parquet`` or ``.npz``. Bad files are skipped and listed in
     ``OUT.skipped.csv``. ``stop_after_chunks`` stops early (as an interruption would),
     leaving the completed parts for ``resume``.
@@ -162,14 +224,15 @@ def extract(base: str, layers: Sequence[str], data: str, out: str | os.PathLike,
     if force and not resume:
         out.unlink(missing_ok=True)
         shutil.rmtree(parts, ignore_errors=True)
+    # The model first: a layer that does not exist fails before the images are read.
+    model, meta = build_tap_model(base, layers, weights=weights, input_size=input_size, pooling=pooling, seed=seed)
     source = tldata.resolve(data, val_split=val_split, seed=seed, cache_dir=cache_dir)
     if source.kind != "files":
         raise DataError("feature extraction reads image files (a folder, CSV or builtin:); for TFDS data, "
                          "export the images to a folder first")
     report = preflight.check(source, progress=False)
     items = report.clean_items().sort_values("path", kind="stable").reset_index(drop=True)
-    model, meta = build_tap_model(base, layers, weights=weights, input_size=input_size, pooling=pooling)
-    meta.update({"data": data, "classes": list(source.classes)})
+    meta.update({"data": data, "classes": list(source.classes), "seed": seed, "val_split": val_split})
     parts.mkdir(parents=True, exist_ok=True)
     if resume and out.exists():
         _adopt_finished(out, parts, fmt)
@@ -275,6 +338,27 @@ def _npz_to_table(path: Path) -> Any:
 
         df = pd.DataFrame(rows)
         return _chunk_table(df, {name: z[f"features_{name}"] for name in meta["layers"]}, meta)
+
+
+def load_features_meta(path: str | os.PathLike) -> dict:
+    """A features file's metadata only (no feature arrays read)."""
+    import pyarrow.parquet as pq
+
+    path = Path(path)
+    if not path.exists():
+        raise NotFoundError(f"no features file at {path}")
+    if path.suffix == ".npz":
+        with np.load(path, allow_pickle=False) as z:
+            if "__meta__" not in z:
+                raise DataError(f"{path} is not a tlkit features file (no tlkit metadata)")
+            return json.loads(str(z["__meta__"]))
+    try:
+        meta = pq.read_schema(path).metadata or {}
+    except (OSError, ValueError) as err:  # pyarrow's ArrowInvalid is a ValueError
+        raise DataError(f"{path} is not a tlkit features file ({err})") from None
+    if META_KEY not in meta:
+        raise DataError(f"{path} is not a tlkit features file (no tlkit metadata)")
+    return json.loads(meta[META_KEY])
 
 
 def load_features(path: str | os.PathLike) -> tuple[dict[str, np.ndarray], Any, dict]:

@@ -10,7 +10,8 @@ called on the outer model's tensor that feeds it.
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import keras
 
@@ -69,6 +70,40 @@ def resolve_tap(model: keras.Model, name: str, *, base: str | None = None) -> st
     aliases = sorted(spec.layers) if spec is not None else []
     raise ModelError(f"no layer {name!r} in model {model.name!r}; aliases: {', '.join(aliases) or 'none'}; "
                      f"or use a raw layer name (see `tlkit inspect`)")
+
+
+def head_tap_error(spec: Any, layers: Sequence[str], body: Any, size: tuple[int, int]) -> ModelError | None:
+    """The real reason a tap is missing at a non-native input size: it is in the head, which
+    exists only at the native size (a Flatten+Dense head fixes it). None if that is not why."""
+    import tlkit
+
+    full = None
+    head = []
+    for tap in layers:
+        name = spec.resolve_layer(tap)
+        if _find_layer(body, name):
+            continue
+        if name not in spec.layers.values():  # not a named layer of the full model: check it is one
+            if full is None:
+                full = tlkit.build(spec.name, weights=None, include_top=True)
+            if not _find_layer(full, name):
+                continue
+        head.append(tap)
+    if not head:
+        return None
+    native = "x".join(str(s) for s in spec.input_shape[:2])
+    what = ("fully connected head, which fixes the input at " if spec.fixed_input
+            else "classifier head, which tlkit builds only at the native input size ")
+    # Aliases that do exist at this size (penultimate becomes the pooled top map when there is one).
+    order = ["pool5", "penultimate", "top", *sorted(spec.layers)]
+    convs = [a for a in dict.fromkeys(order) if a in spec.layers and _find_layer(
+        body, spec.layers["top"] if a in ("avg_pool", "penultimate") and "top" in spec.layers else spec.layers[a])]
+    other = f", or tap {' or '.join(convs[:2])} at {size[0]}x{size[1]}" if convs else ""
+    names = ("layers " if len(head) > 1 else "layer ") + ", ".join(repr(t) for t in head)
+    verb = "are" if len(head) > 1 else "is"
+    return ModelError(f"{names} of {spec.name} {verb} in its {what}{native}, not at --input-size {size[0]} "
+                      f"{size[1]}: extract it at --input-size {native.replace('x', ' ')} (or without --input-size)"
+                      f"{other}")
 
 
 def _pool(x: Any, pooling: str, name: str) -> Any:

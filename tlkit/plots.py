@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -126,4 +127,45 @@ def line_plot(x: Sequence[float], y: Sequence[float], path: str | os.PathLike, *
     ax.grid(alpha=0.3)
     if title:
         ax.set_title(title)
+    return _save(fig, path)
+
+
+def lr_range_plot(found: dict[str, Any], path: str | os.PathLike, *, title: str = "LR range test") -> Path:
+    """The LR range test as :func:`tlkit.train.lr_range_test` returns it: the loss of every
+    step (dots), the smoothed curve the suggestion reads, the falling region (shaded),
+    the minimum, the divergence point and the suggested rate. A refused curve (the
+    ``curve`` of the error: rates and per-step losses only) is drawn as dots."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(7, 4.2))
+    lrs = np.asarray(found["lr"], dtype=float)
+    if found.get("raw_loss") is not None:
+        ax.plot(lrs, found["raw_loss"], ".", ms=3, color="grey", alpha=0.5, label="loss per step")
+    if found.get("loss") is not None:
+        ax.plot(lrs, found["loss"], "-", color="C0", lw=2, label="smoothed loss")
+    if found.get("falling"):
+        lo, hi = found["falling"]
+        ax.axvspan(lo, hi, color="C2", alpha=0.15, label=f"loss falls {lo:.2g}..{hi:.2g}")
+    if found.get("min_loss_lr") is not None:
+        i = int(np.argmin(np.abs(lrs - found["min_loss_lr"])))
+        ax.plot([lrs[i]], [found["loss"][i]], "v", color="C1", ms=8, label=f"minimum at {lrs[i]:.2g}")
+    if found.get("diverged_lr") is not None:
+        ax.axvline(found["diverged_lr"], color="black", ls=":", lw=1, label=f"diverged at {found['diverged_lr']:.2g}")
+    if found.get("suggested_lr") is not None:
+        ax.axvline(found["suggested_lr"], color="red", ls="--", lw=1.5,
+                   label=f"suggested {found['suggested_lr']:.2g}")
+    ax.set_xscale("log")
+    # The losses past the minimum can be huge: scale to the smoothed curve and to most of
+    # the per-step losses before the minimum, so the region that matters stays readable.
+    smooth = np.asarray(found["loss"] if found.get("loss") is not None else found.get("raw_loss", []), dtype=float)
+    if smooth.size and np.isfinite(smooth).all():
+        top = float(smooth.max())
+        if found.get("raw_loss") is not None:
+            before = np.asarray(found["raw_loss"], dtype=float)[:int(np.argmin(smooth)) + 1]
+            top = max(top, float(np.percentile(before, 95)))
+        ax.set_ylim(min(0.0, float(smooth.min())), top * 1.1 if top > 0 else 1.0)
+    ax.set_xlabel("learning rate")
+    ax.set_ylabel("training loss")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    ax.set_title(title)
     return _save(fig, path)

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from tlkit.errors import DataError
+from tlkit.errors import DataError, WeightsError
 from tlkit.fsutil import write_json_atomic
 
 C_GRID = {"logreg": [0.001, 0.01, 0.1, 1.0], "svm": [0.0001, 0.001, 0.01, 0.1]}
@@ -125,9 +125,25 @@ def probe_scores(model: Any, X: np.ndarray) -> np.ndarray:
     return e / e.sum(axis=1, keepdims=True)
 
 
+def check_exportable(meta: dict, source: str | os.PathLike) -> None:
+    """Refuse (before any work) to export a probe whose network cannot be rebuilt: features
+    from random weights (``--weights none``) whose seed was not recorded."""
+    if meta.get("weights", "imagenet") is None and meta.get("weights_seed") is None:
+        raise WeightsError(f"cannot export a probe on {source}: its features come from random weights "
+                           f"(--weights none) whose seed was not recorded, so the exported head would sit on "
+                           f"another random network; extract again (this tlkit records the seed) or use "
+                           f"pretrained weights (--weights imagenet)")
+
+
 def attach_head(probe_dir: str | os.PathLike, out: str | os.PathLike) -> Path:
     """Tapped network + the probe as a Dense softmax head, saved as a run directory
-    (``best.keras``, ``labels.json``, ``config.json``, ``metrics.json``) for ``tlkit export``."""
+    (``best.keras``, ``labels.json``, ``config.json``, ``metrics.json``) for ``tlkit export``.
+
+    The network is rebuilt from the features file's metadata (random weights from their
+    recorded seed) and must have the recorded weights' fingerprint: otherwise the head would
+    read other features than the probe was trained on, so :class:`WeightsError` is raised
+    and nothing is written.
+    """
     import joblib
     import keras
 
@@ -135,8 +151,15 @@ def attach_head(probe_dir: str | os.PathLike, out: str | os.PathLike) -> Path:
 
     saved = joblib.load(Path(probe_dir) / "probe.joblib")
     meta = saved["meta"]
-    taps, _ = build_tap_model(meta["model"], [saved["layer"]], weights=meta["weights"],
-                              input_size=tuple(meta["input_size"]), pooling=meta["pooling"])
+    check_exportable(meta, meta.get("data") or probe_dir)
+    taps, rebuilt = build_tap_model(meta["model"], [saved["layer"]], weights=meta["weights"],
+                                    input_size=tuple(meta["input_size"]), pooling=meta["pooling"],
+                                    seed=meta.get("weights_seed"))
+    if meta.get("weights_sha256") and rebuilt["weights_sha256"] != meta["weights_sha256"]:
+        raise WeightsError(f"cannot export the probe in {probe_dir}: the rebuilt {meta['model']} (weights "
+                           f"{meta['weights'] or 'none'}, fingerprint {rebuilt['weights_sha256']}) is not the "
+                           f"network that extracted its features (fingerprint {meta['weights_sha256']}); "
+                           f"extract and probe again with the weights you mean to export")
     W, b = linear_map(saved["model"])
     head = keras.layers.Dense(W.shape[1], activation="softmax", name="predictions")
     x = taps(taps.inputs[0])[saved["layer"]]
@@ -149,7 +172,9 @@ def attach_head(probe_dir: str | os.PathLike, out: str | os.PathLike) -> Path:
     write_json_atomic(out / "labels.json", saved["classes"])
     write_json_atomic(out / "config.json", {"base": meta["model"], "data": meta.get("data"),
                                             "input_size": meta["input_size"], "probe": True,
-                                            "layer": saved["layer"], "weights": meta["weights"]})
+                                            "layer": saved["layer"], "weights": meta["weights"],
+                                            "weights_seed": meta.get("weights_seed"),
+                                            "weights_sha256": rebuilt["weights_sha256"]})
     metrics_src = Path(probe_dir) / "metrics.json"
     if metrics_src.exists():
         write_json_atomic(out / "metrics.json", json.loads(metrics_src.read_text()))

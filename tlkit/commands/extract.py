@@ -24,7 +24,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch-size", type=positive_int, default=32)
     p.add_argument("--chunk-rows", type=positive_int, default=1024, help="rows per written chunk")
     p.add_argument("--val-split", type=fraction, default=0.2)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0,
+                   help="seed of the train/val split and, with --weights none, of the random weights (recorded)")
     p.add_argument("--resume", action="store_true", help="skip images already in the output")
     p.add_argument("--force", action="store_true", help="replace an existing output")
 

@@ -28,6 +28,12 @@ def run(args: argparse.Namespace) -> int:
     from tlkit.probe import attach_head, probe
 
     kinds = ("logreg", "svm") if args.probe == "both" else (args.probe,)
+    if args.export:
+        # A head that cannot be exported faithfully is refused before the probe is trained.
+        from tlkit.extract import load_features_meta
+        from tlkit.probe import check_exportable
+
+        check_exportable(load_features_meta(args.features), args.features)
     m = probe(args.features, args.out, layer=args.layer, kinds=kinds, cv=args.cv, seed=args.seed)
     if args.export:
         attach_head(args.out, args.export)
