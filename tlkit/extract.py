@@ -340,13 +340,23 @@ def _npz_to_table(path: Path) -> Any:
         return _chunk_table(df, {name: z[f"features_{name}"] for name in meta["layers"]}, meta)
 
 
+def shard_files(path: str | os.PathLike) -> list[Path]:
+    """The Parquet files that make up ``path``: itself, or the ``STEM-SSSSS-of-NNNNN.parquet``
+    shards a Beam extraction wrote in its place; refuses a missing path."""
+    path = Path(path)
+    if path.exists():
+        return [path]
+    shards = sorted(path.parent.glob(f"{path.stem}-[0-9][0-9][0-9][0-9][0-9]-of-[0-9][0-9][0-9][0-9][0-9].parquet"))
+    if path.suffix == ".parquet" and shards:
+        return shards
+    raise NotFoundError(f"no features file at {path}")
+
+
 def load_features_meta(path: str | os.PathLike) -> dict:
     """A features file's metadata only (no feature arrays read)."""
     import pyarrow.parquet as pq
 
-    path = Path(path)
-    if not path.exists():
-        raise NotFoundError(f"no features file at {path}")
+    path = shard_files(path)[0]
     if path.suffix == ".npz":
         with np.load(path, allow_pickle=False) as z:
             if "__meta__" not in z:
@@ -366,9 +376,9 @@ def load_features(path: str | os.PathLike) -> tuple[dict[str, np.ndarray], Any, 
     import pandas as pd
     import pyarrow.parquet as pq
 
-    path = Path(path)
-    if not path.exists():
-        raise NotFoundError(f"no features file at {path}")
+    files = shard_files(path)
+    load_features_meta(files[0])  # a clear refusal for anything that is not a tlkit features file
+    path = files[0]
     if path.suffix == ".npz":
         arrays = {}
         with np.load(path, allow_pickle=False) as z:
@@ -376,7 +386,9 @@ def load_features(path: str | os.PathLike) -> tuple[dict[str, np.ndarray], Any, 
             rows = pd.DataFrame({k: z[k] for k in ("path", "label", "label_id", "split")})
             arrays = {name: z[f"features_{name}"].astype(np.float32) for name in meta["layers"]}
         return arrays, rows, meta
-    table = pq.read_table(path)
+    import pyarrow as pa
+
+    table = pa.concat_tables([pq.read_table(f) for f in files])
     if table.schema.metadata is None or META_KEY not in table.schema.metadata:
         raise DataError(f"{path} is not a tlkit features file (no tlkit metadata)")
     arrays = _table_to_arrays(table)

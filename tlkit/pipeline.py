@@ -341,13 +341,18 @@ def _train_and_finish(job: _Job, state: dict, *, resume: bool, callbacks: Iterab
     source, classes, size, channels, class_weight = job.source, job.classes, job.size, job.channels, job.class_weight
     n = len(classes)
     if cfg.find_lr and not state:
-        with strategy.scope():
-            found = train.lr_range_test(model, train_ds, optimizer=cfg.optimizer, num_classes=n)
-            train.compile_model(model, stage1, n)
         from tlkit import plots
 
-        plots.line_plot(found["lr"], found["loss"], write_dir / rd.LR_FIND, xlabel="learning rate",
-                        ylabel="loss (smoothed)", title="LR range test", logx=True, mark_x=found["suggested_lr"])
+        with strategy.scope():
+            try:
+                found = train.lr_range_test(model, train_ds, optimizer=cfg.optimizer, num_classes=n)
+            except ConfigError as err:
+                if getattr(err, "curve", None) is not None:  # the refused curve, for the user to look at
+                    plots.lr_range_plot(err.curve, write_dir / rd.LR_FIND)
+                    raise ConfigError(f"{err} (plot: {write_dir / rd.LR_FIND})") from None
+                raise
+            train.compile_model(model, stage1, n)
+        plots.lr_range_plot(found, write_dir / rd.LR_FIND)
         log(f"LR range test: suggested learning rate {found['suggested_lr']:.2g} "
             f"(plot: {write_dir / rd.LR_FIND})")
         stage1.lr = found["suggested_lr"]
