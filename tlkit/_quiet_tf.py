@@ -10,11 +10,37 @@ fails, so nothing useful is lost.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import tempfile
+from typing import Iterator
 
 _done = False
+
+
+@contextlib.contextmanager
+def captured_stderr(enabled: bool = True) -> Iterator[None]:
+    """File descriptor 2 goes to a temporary file inside the block (child processes too);
+    what was written is replayed on stderr if the block raises."""
+    if not enabled:
+        yield
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile(mode="w+b") as capture:
+        os.dup2(capture.fileno(), 2)
+        ok = False
+        try:
+            yield
+            ok = True
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            if not ok:
+                capture.seek(0)
+                sys.stderr.write(capture.read().decode("utf-8", "replace"))
 
 
 def import_tensorflow_quietly(verbose: bool = False) -> None:
@@ -27,31 +53,12 @@ def import_tensorflow_quietly(verbose: bool = False) -> None:
         return
     _done = True
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "0" if verbose else "2")
-    if verbose:
+    with captured_stderr(not verbose):
         import keras  # noqa: F401
         import tensorflow as tf
 
+        # Device discovery is where CUDA reports a missing driver: do it now, captured.
         tf.config.list_physical_devices()
-        return
-    sys.stderr.flush()
-    saved = os.dup(2)
-    with tempfile.TemporaryFile(mode="w+b") as capture:
-        os.dup2(capture.fileno(), 2)
-        ok = False
-        try:
-            import keras  # noqa: F401
-            import tensorflow as tf
-
-            # Device discovery is where CUDA reports a missing driver: do it now, captured.
-            tf.config.list_physical_devices()
-            ok = True
-        finally:
-            sys.stderr.flush()
-            os.dup2(saved, 2)
-            os.close(saved)
-            if not ok:
-                capture.seek(0)
-                sys.stderr.write(capture.read().decode("utf-8", "replace"))
 
 
 class _QuietTensorFlowFinder:

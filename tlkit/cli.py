@@ -87,6 +87,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 2
     verbose = bool(getattr(args, "verbose", False) or os.environ.get("TLKIT_VERBOSE"))
+    if verbose:
+        os.environ["TLKIT_VERBOSE"] = "1"  # for library code and the processes it starts
     try:
         install_quiet_import_hook(verbose)
         return int(args._run(args) or 0)

@@ -26,12 +26,41 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--val-split", type=fraction, default=0.2)
     p.add_argument("--seed", type=int, default=0,
                    help="seed of the train/val split and, with --weights none, of the random weights (recorded)")
+    p.add_argument("--runner", choices=["local", "beam"], default="local",
+                   help="local: this process (chunked, resumable); beam: an Apache Beam pipeline writing "
+                        "OUT-SSSSS-of-NNNNN.parquet shards (pip install \"tlkit[beam]\")")
+    p.add_argument("--beam-args", default="",
+                   help="Beam pipeline flags, quoted as one string (default: the local FnApiRunner with "
+                        "--direct_num_workers=2; e.g. \"--runner=DataflowRunner --project=P --region=R "
+                        "--temp_location=gs://B/tmp\")")
     p.add_argument("--resume", action="store_true", help="skip images already in the output")
     p.add_argument("--force", action="store_true", help="replace an existing output")
 
 
+def _run_beam(args: argparse.Namespace) -> int:
+    import shlex
+
+    from tlkit.beam_extract import extract_beam
+    from tlkit.errors import ConfigError
+
+    if args.resume:
+        raise ConfigError("--resume is for --runner local; a Beam pipeline reruns whole (--force replaces its "
+                          "shards), and its runner retries failed work itself")
+    res = extract_beam(args.base, args.layer, args.data, args.out,
+                       weights=None if args.weights == "none" else args.weights, pooling=args.pooling,
+                       input_size=tuple(args.input_size) if args.input_size else None, batch_size=args.batch_size,
+                       val_split=args.val_split, seed=args.seed, pipeline_args=shlex.split(args.beam_args),
+                       force=args.force)
+    print(f"wrote {res.rows} rows in {len(res.shards)} shards ({res.seconds:.1f} s) next to {args.out}"
+          + (f"; skipped {res.skipped_files} bad files (see {args.out}.skipped.csv)" if res.skipped_files else ""))
+    return 0
+
+
 def run(args: argparse.Namespace) -> int:
     from tlkit.extract import extract
+
+    if args.runner == "beam":
+        return _run_beam(args)
 
     res = extract(args.base, args.layer, args.data, args.out, weights=None if args.weights == "none" else args.weights,
                   pooling=args.pooling, input_size=tuple(args.input_size) if args.input_size else None,
