@@ -27,6 +27,10 @@ EXPECT = {
     "tlkit probe": ["held-out accuracy"],
     "tlkit export": ["verified"],
     "saved_model_cli show": ["image_bytes", "top_k_labels"],
+    "--resume": ["nothing to resume"],
+    "--force": ["refused: no such data", "the finished run is untouched"],
+    "--max-pixels": ["refused: over the pixel limit"],
+    "--leaks keep": ["usable"],
 }
 
 
@@ -63,12 +67,12 @@ def steps() -> list[str]:
 def test_setup_blocks_are_the_two_ci_commands():
     bash = [b for lang, b, _ in fenced_blocks(README.read_text()) if lang == "bash"]
     assert bash[0].startswith("python3 -m venv .venv && .venv/bin/pip install -e . && .venv/bin/tlkit finetune")
-    assert bash[1] == 'python3 -m venv .venv && .venv/bin/pip install -e ".[test]" && .venv/bin/pytest -q'
+    assert bash[1] == 'python3 -m venv .venv && .venv/bin/pip install -e ".[test,beam]" && .venv/bin/pytest -q'
 
 
 def test_readme_commands_run_in_order(tmp_path):
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
-    done = []
+    done, outputs = [], {}
     for step in steps():
         proc = subprocess.run(["bash", "-euo", "pipefail", "-c", step], cwd=tmp_path, env=env,
                               capture_output=True, text=True, timeout=600)
@@ -78,11 +82,13 @@ def test_readme_commands_run_in_order(tmp_path):
                 for want in wants:
                     assert want in proc.stdout, f"{key!r}: {want!r} not in output:\n{proc.stdout[-3000:]}"
         done.append(step)
+        outputs[step] = proc.stdout
     assert (tmp_path / MAIN_JOB_RUN / "metrics.json").is_file()
     with Image.open(tmp_path / "heatmap.png") as im:
         im.load()
     assert (tmp_path / "saved_models" / "digits" / "1" / "saved_model.pb").is_file()
-    assert "label 0" in proc.stdout  # the last step: the served model reads the handwritten 0
+    query = next(out for step, out in outputs.items() if "serving_default" in step and "digit.png" in step)
+    assert "label 0" in query  # the served model reads the handwritten 0
     assert len(done) >= 8
 
 

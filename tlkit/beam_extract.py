@@ -3,7 +3,7 @@
 Install the extra first: ``pip install "tlkit[beam]"``. The pipeline:
 
 1. the driver lists the files and their labels/splits (as ``tlkit extract`` does), builds the
-   tap model once and saves it as a ``.keras`` file next to the output;
+   tap model once and saves its weights (``.OUT.tap_model.weights.h5``) next to the output;
 2. each file is checked and decoded on the workers with the same functions as the
    single-process extractor (:func:`tlkit.preflight.inspect_file`, then the training
    pipeline's decode and resize): bad files go to a side output, written as
@@ -18,9 +18,9 @@ Install the extra first: ``pip install "tlkit[beam]"``. The pipeline:
 Runner flags go to Beam untouched (``--runner``, ``--direct_num_workers``, Dataflow's
 ``--project``/``--region``/``--temp_location``, Flink's ``--flink_master``, Spark's
 ``--spark_master_url``...). Locally, ``tlkit extract --runner beam`` uses Beam's
-``FnApiRunner`` with ``--direct_num_workers`` worker processes. On a remote runner the
-output, the staging folder and the image paths must be reachable by every worker (for
-example ``gs://`` paths).
+``FnApiRunner`` with ``--direct_num_workers`` worker processes. Paths are local paths: on a
+cluster runner (Flink, Spark) the images and the output folder must be on a filesystem
+every worker mounts at the same path; object-store paths (``gs://``) are not handled yet.
 """
 
 from __future__ import annotations
@@ -222,8 +222,8 @@ def extract_beam(base: str, layers: Sequence[str], data: str, out: str | os.Path
     model.save_weights(weights_path)
     recipe = {"base": base, "layers": list(layers), "input_size": list(size), "pooling": pooling}
     del model
-    for shard in existing:
-        shard.unlink()
+    # Written under a temporary prefix, then renamed: a failed run leaves the previous shards whole.
+    tmp_prefix = out.parent / f".{prefix.name}.tmp-{os.getpid()}"
     args = list(pipeline_args)
     if not any(a.startswith("--runner") for a in args):
         # Beam's DirectRunner would try to download a runner binary; the FnApiRunner runs in-process.
@@ -241,7 +241,7 @@ def extract_beam(base: str, layers: Sequence[str], data: str, out: str | os.Path
             (checked.ok
              | "features" >> RunInference(_model_handler(recipe, str(weights_path), batch_size, threads))
              | "records" >> beam.Map(_to_record, layers)
-             | "write" >> beam.io.WriteToParquet(str(prefix), parquet_schema(layers, dims, meta),
+             | "write" >> beam.io.WriteToParquet(str(tmp_prefix), parquet_schema(layers, dims, meta),
                                                  file_name_suffix=".parquet", num_shards=num_shards))
             (checked.bad
              | "bad lines" >> beam.Map(_skipped_line)
@@ -249,7 +249,12 @@ def extract_beam(base: str, layers: Sequence[str], data: str, out: str | os.Path
                                                 header=",".join(SKIPPED_COLUMNS)))
     finally:
         weights_path.unlink(missing_ok=True)
+        written = sorted(out.parent.glob(f"{tmp_prefix.name}-*-of-*.parquet"))
     seconds = time.time() - t0
+    for shard in existing:
+        shard.unlink()
+    for shard in written:
+        shard.rename(out.parent / (prefix.name + shard.name[len(tmp_prefix.name):]))
     shards = sorted(out.parent.glob(f"{prefix.name}-*-of-*.parquet"))
     import pyarrow.parquet as pq
 

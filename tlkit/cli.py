@@ -77,8 +77,9 @@ def _os_error_text(exc: OSError) -> str:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``tlkit`` console script.
 
-    Exit status: 0 done, 1 a bug (traceback shown), 2 a usage or input error
-    (one line on stderr), 130 interrupted.
+    Exit status: 0 done; 2 a usage or input error (one line on stderr); 1 a bug (traceback
+    shown), or a check that ran and found problems (``check-data --strict``, a failed export
+    verification, no model matching a pattern); 130 interrupted.
     """
     parser = build_parser()
     args = parser.parse_args(argv)

@@ -38,7 +38,7 @@ def create_strategy(kind: str | None) -> Any:
     if kind == "mirrored":
         return tf.distribute.MirroredStrategy()
     if kind == "multi-worker":
-        if not os.environ.get("TF_CONFIG"):
+        if not read_tf_config():
             raise ConfigError("--distribute multi-worker needs TF_CONFIG (set by the cluster manager), or "
                               "--workers N to start N local workers")
         options = tf.distribute.experimental.CommunicationOptions(timeout_seconds=COLLECTIVE_TIMEOUT_S)
@@ -68,22 +68,28 @@ def _is_chief_task(task_type: str | None, task_id: Any, cluster: dict) -> bool:
     return task_type == "worker" and int(task_id or 0) == 0 and "chief" not in cluster
 
 
+def read_tf_config() -> dict:
+    """``TF_CONFIG`` parsed ({} when unset); a malformed one is refused with a message."""
+    text = os.environ.get("TF_CONFIG") or ""
+    if not text.strip():
+        return {}
+    try:
+        cfg = json.loads(text)
+    except ValueError as exc:
+        raise ConfigError(f"TF_CONFIG is not valid JSON ({exc}); it should look like "
+                          f'{{"cluster": {{"worker": ["host:port", ...]}}, "task": {{"type": "worker", "index": 0}}}}') \
+            from None
+    if not isinstance(cfg, dict) or not isinstance(cfg.get("cluster", {}), dict):
+        raise ConfigError("TF_CONFIG must be a JSON object with a 'cluster' object and a 'task'")
+    return cfg
+
+
 def chief_by_tf_config() -> bool:
     """:func:`is_chief` from ``TF_CONFIG``, before any strategy exists (so that non-chief
     workers never lock or write the run directory)."""
-    try:
-        cfg = json.loads(os.environ.get("TF_CONFIG") or "{}")
-    except ValueError:
-        return True
+    cfg = read_tf_config()
     task = cfg.get("task") or {}
     return _is_chief_task(task.get("type"), task.get("index"), cfg.get("cluster") or {})
-
-
-def worker_index() -> int | None:
-    """This process's worker index from ``TF_CONFIG`` (``None`` outside a multi-worker run)."""
-    cfg = json.loads(os.environ.get("TF_CONFIG") or "{}")
-    task = cfg.get("task") or {}
-    return int(task["index"]) if "index" in task else None
 
 
 def free_ports(n: int) -> list[int]:
@@ -141,6 +147,11 @@ def launch_local_workers(argv: Sequence[str], workers: int, *, timeout: float | 
             if failed:
                 i, code = failed[0]
                 _stop_all(procs)
+                if code == 2:  # a refused command (a user error), not a lost worker: nothing to resume
+                    if procs[0].returncode == 2:
+                        shutil.rmtree(logs, ignore_errors=True)
+                        return 2  # the chief said why, on our stderr
+                    raise ConfigError(f"worker {i} refused the command{_last_line(logs, i)}")
                 raise WorkerFailedError(
                     f"worker {i} exited with status {code}{_last_line(logs, i)}; the other workers were stopped "
                     f"(logs: {logs}). Run the same command with --resume to continue from the last completed epoch")

@@ -38,7 +38,7 @@ class DataError(TlkitError, ValueError):
 class ImageError(TlkitError, ValueError):
     """A file that cannot be used as an image; ``reason`` is one of
     ``missing``, ``empty``, ``not_an_image``, ``unsupported_format``, ``truncated``,
-    ``corrupt``, ``too_large``, ``not_a_file``."""
+    ``corrupt``, ``too_large``, ``not_a_file``, ``dangling_link``, ``unreadable``."""
 
     def __init__(self, path: "str | os.PathLike", reason: str, detail: str = "") -> None:
         self.path, self.reason, self.detail = str(path), reason, detail

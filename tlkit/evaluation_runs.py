@@ -17,10 +17,6 @@ def load_run(run_dir: str | Path) -> tuple[Any, list[str], dict]:
     ``labels.json`` (a JSON list) or ``labels.txt`` (one per line); ``config.json``
     is optional (``{}`` when absent).
     """
-    import keras
-
-    import tlkit.preprocessing  # noqa: F401  (registers tlkit's Preprocess layer for loading)
-
     run = Path(run_dir)
     if not run.is_dir():
         raise NotFoundError(f"run directory {run} does not exist")
@@ -34,7 +30,7 @@ def load_run(run_dir: str | Path) -> tuple[Any, list[str], dict]:
     else:
         raise NotFoundError(f"{run} has no labels.json or labels.txt")
     config = json.loads((run / "config.json").read_text()) if (run / "config.json").exists() else {}
-    return keras.saving.load_model(ckpt, compile=False), [str(v) for v in labels], config
+    return RunDir(run).load_checkpoint(ckpt, compile=False), [str(v) for v in labels], config
 
 
 def evaluate_runs(runs: Sequence[str], *, data: str | None = None, split: str | None = None, tta: str = "none",

@@ -229,9 +229,13 @@ def _run_fresh(path: Path, probes: Sequence[bytes], pixels: np.ndarray, refusals
         proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=out, stderr=err, env=env, cwd=str(scratch))
         try:
             rc = proc.wait(timeout=timeout)
-        except BaseException:  # interrupted or timed out: the child goes with us
+        except BaseException as exc:  # interrupted or timed out: the child goes with us
             proc.kill()
             proc.wait()
+            if isinstance(exc, subprocess.TimeoutExpired):
+                raise VerificationError(f"the SavedModel's check in a fresh process did not finish within "
+                                        f"{timeout:.0f} s (a very slow or overloaded machine?); nothing was "
+                                        f"published; try again") from None
             raise
         finally:
             proc.stdin.close()  # type: ignore[union-attr]

@@ -221,9 +221,6 @@ def extract(base: str, layers: Sequence[str], data: str, out: str | os.PathLike,
     parts = out.with_name(out.name + ".parts")
     if out.exists() and not (resume or force):
         raise AlreadyExistsError(f"{out} exists; pass --resume to add missing images or --force to replace it")
-    if force and not resume:
-        out.unlink(missing_ok=True)
-        shutil.rmtree(parts, ignore_errors=True)
     # The model first: a layer that does not exist fails before the images are read.
     model, meta = build_tap_model(base, layers, weights=weights, input_size=input_size, pooling=pooling, seed=seed)
     source = tldata.resolve(data, val_split=val_split, seed=seed, cache_dir=cache_dir)
@@ -233,6 +230,9 @@ def extract(base: str, layers: Sequence[str], data: str, out: str | os.PathLike,
     report = preflight.check(source, progress=False)
     items = report.clean_items().sort_values("path", kind="stable").reset_index(drop=True)
     meta.update({"data": data, "classes": list(source.classes), "seed": seed, "val_split": val_split})
+    if force and not resume:  # only now, with the model built and the data checked: a typo loses nothing
+        out.unlink(missing_ok=True)
+        shutil.rmtree(parts, ignore_errors=True)
     parts.mkdir(parents=True, exist_ok=True)
     if resume and out.exists():
         _adopt_finished(out, parts, fmt)

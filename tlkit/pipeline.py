@@ -29,7 +29,6 @@ from tlkit.distribute import (
     is_multi_worker,
 )
 from tlkit.errors import ConfigError, DataError, RunDirError
-from tlkit.fsutil import write_json_atomic
 from tlkit.rundir import RunDir
 
 RUNS_DIR = Path("runs")
@@ -125,8 +124,11 @@ def _setup_numerics(cfg: FinetuneConfig, log: Log) -> None:
     log(f"devices: {len(gpus)} GPU(s); mixed precision {'on' if use_mp else 'off'}")
 
 
-def load_data(cfg: FinetuneConfig, log: Log, run_dir: Path | None) -> tuple[Any, Any]:
-    """Resolve the source and run the preflight; returns (source with bad files removed, report)."""
+def load_data(cfg: FinetuneConfig, log: Log) -> tuple[Any, Any]:
+    """Resolve the source and run the preflight; returns (source with bad files removed, report).
+
+    Nothing is written: the run directory gets the report only once everything that can
+    fail has been checked (:func:`_write_data_report`)."""
     from tlkit import data as tldata
     from tlkit import preflight
 
@@ -136,10 +138,6 @@ def load_data(cfg: FinetuneConfig, log: Log, run_dir: Path | None) -> tuple[Any,
     # The leak policy sets the counts the run uses, so it comes before the report is written and printed
     # (its message is the report text's last line).
     items, _ = preflight.apply_leak_policy(report, cfg.leaks)
-    if run_dir is not None:
-        write_json_atomic(run_dir / "data_report.json", report.to_dict())
-        (run_dir / "data_report.txt").write_text(report.to_text())
-        report.write_skipped_csv(run_dir / "skipped.csv")
     log(report.to_text())
     if source.kind == "files":
         source = dataclasses.replace(source, items=items)
@@ -198,8 +196,9 @@ def _prepare(cfg: FinetuneConfig, resume: bool, force: bool,
         saved["input_size"] = tuple(saved["input_size"]) if saved.get("input_size") else None
         known = {f.name for f in dataclasses.fields(FinetuneConfig)}
         # The saved config, where the run is now (the runs folder may have moved).
+        # --distribute is how this command runs, not what the run is: it comes from the command line.
         cfg = FinetuneConfig(**{**{k: v for k, v in saved.items() if k in known},
-                                "runs_dir": cfg.runs_dir, "name": run.path.name})
+                                "runs_dir": cfg.runs_dir, "name": run.path.name, "distribute": cfg.distribute})
         _check_config(cfg)
         if run.read_state().get("done"):
             plan = "done"
@@ -231,7 +230,7 @@ def finetune(cfg: FinetuneConfig, *, resume: bool = False, force: bool = False, 
     if cfg.finetune_lr is None:
         cfg.finetune_lr = cfg.lr / 10
     # The data first: a typo or a broken folder fails in a second, before TensorFlow starts.
-    source, report = load_data(cfg, log, None)
+    source, report = load_data(cfg, log)
     classes = list(source.classes)
     state = run.read_state() if resume else {}
     if resume and run.read_labels() not in (None, classes):
@@ -283,6 +282,8 @@ def finetune(cfg: FinetuneConfig, *, resume: bool = False, force: bool = False, 
     if plan == "worker" or not is_chief(strategy):
         run = None  # a non-chief worker: saves (saving runs collective ops) where nobody reads
         write_dir = Path(tempfile.mkdtemp(prefix="tlkit-worker-"))
+        if state:  # resuming: the worker follows the chief's stage and epoch
+            train.write_state(write_dir, state)
     else:
         run.acquire(plan)
         write_dir = run.path
@@ -347,9 +348,12 @@ def _train_and_finish(job: _Job, state: dict, *, resume: bool, callbacks: Iterab
             try:
                 found = train.lr_range_test(model, train_ds, optimizer=cfg.optimizer, num_classes=n)
             except ConfigError as err:
-                if getattr(err, "curve", None) is not None:  # the refused curve, for the user to look at
-                    plots.lr_range_plot(err.curve, write_dir / rd.LR_FIND)
-                    raise ConfigError(f"{err} (plot: {write_dir / rd.LR_FIND})") from None
+                if getattr(err, "curve", None) is not None and run is not None:
+                    # The refused curve, for the user to look at: beside the run folder, which is
+                    # discarded (or put back as it was) when this refusal ends the command.
+                    plot = run.path.parent / f"{run.path.name}.{rd.LR_FIND}"
+                    plots.lr_range_plot(err.curve, plot)
+                    raise ConfigError(f"{err} (plot: {plot})") from None
                 raise
             train.compile_model(model, stage1, n)
         plots.lr_range_plot(found, write_dir / rd.LR_FIND)
@@ -422,7 +426,7 @@ def _train_and_finish(job: _Job, state: dict, *, resume: bool, callbacks: Iterab
             stage_start=stage_start, best=state.get("best"), class_weight=class_weight, extra_callbacks=extra,
             verbose=verbose, extra_state={"unfrozen": unfrozen})
     if is_multi_worker(strategy):
-        from tlkit.distributed_train import weights_fingerprint
+        from tlkit.extract import weights_fingerprint
 
         log(f"final weights fingerprint {weights_fingerprint(model)}")
     if run is None:

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from tlkit.errors import DataError, WeightsError
+from tlkit.errors import AlreadyExistsError, DataError, WeightsError
 from tlkit.fsutil import write_json_atomic
 
 C_GRID = {"logreg": [0.001, 0.01, 0.1, 1.0], "svm": [0.0001, 0.001, 0.01, 0.1]}
@@ -125,6 +125,23 @@ def probe_scores(model: Any, X: np.ndarray) -> np.ndarray:
     return e / e.sum(axis=1, keepdims=True)
 
 
+def check_export_target(out: str | os.PathLike) -> None:
+    """Refuse to write a probe's run directory over anything but an empty folder or an earlier
+    probe export (a finetuned run there would lose its checkpoints)."""
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise AlreadyExistsError(f"--export {out} is a file; name a new folder for the probe's run directory")
+    if out.is_dir() and any(out.iterdir()):
+        cfg = out / "config.json"
+        try:
+            is_probe = cfg.is_file() and bool(json.loads(cfg.read_text()).get("probe"))
+        except (OSError, ValueError):
+            is_probe = False
+        if not is_probe:
+            raise AlreadyExistsError(f"--export {out} exists and is not a probe export (a finetuned run or "
+                                     f"other files would be overwritten); name a new folder")
+
+
 def check_exportable(meta: dict, source: str | os.PathLike) -> None:
     """Refuse (before any work) to export a probe whose network cannot be rebuilt: features
     from random weights (``--weights none``) whose seed was not recorded."""
@@ -167,8 +184,11 @@ def attach_head(probe_dir: str | os.PathLike, out: str | os.PathLike) -> Path:
     head.set_weights([W, b])
     model = keras.Model(taps.inputs, y, name=f"{meta['model']}_probe")
     out = Path(out)
+    check_export_target(out)
     out.mkdir(parents=True, exist_ok=True)
-    model.save(out / "best.keras")
+    from tlkit.train import save_checkpoint
+
+    save_checkpoint(model, out / "best.keras")  # atomic: a kill never leaves half a checkpoint
     write_json_atomic(out / "labels.json", saved["classes"])
     write_json_atomic(out / "config.json", {"base": meta["model"], "data": meta.get("data"),
                                             "input_size": meta["input_size"], "probe": True,

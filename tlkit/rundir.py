@@ -48,7 +48,7 @@ STARTED_MARKERS = (LAST, BEST, STATE, METRICS)
 
 def check_run_name(name: Any) -> str:
     """A run name is one ordinary path component; anything else raises :class:`RunDirError`."""
-    accepted = "accepted: one folder name such as 'myrun' (letters, digits, '-', '_', '.'; no '/', not '.' or '..')"
+    accepted = "accepted: one folder name such as 'myrun' (no '/', not '.' or '..', not starting with '.')"
     if not isinstance(name, str) or not name.strip():
         raise RunDirError(f"--name {name!r} is empty; {accepted}")
     seps = {"/", os.sep} | ({os.altsep} if os.altsep else set())
@@ -65,8 +65,9 @@ def check_run_name(name: Any) -> str:
 
 
 def is_temp_name(name: str) -> bool:
-    """Temporary files of atomic writes: ``.X.tmp`` (fsutil) and ``.X.tmp.keras`` (checkpoints)."""
-    return name.startswith(".") and name.endswith((".tmp", ".tmp.keras"))
+    """Temporary files of atomic writes: ``.X.tmp`` (fsutil), ``.X.tmp.keras`` (checkpoints),
+    ``.X.tmp.png`` (plots)."""
+    return name.startswith(".") and (name.endswith(".tmp") or ".tmp." in name)
 
 
 def _pid_alive(pid: int) -> bool:

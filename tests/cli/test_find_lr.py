@@ -86,3 +86,11 @@ def test_a_curve_where_the_loss_cannot_fall_is_refused(tmp_path):
     line = assert_one_line_error(res)
     assert "no rate where the loss falls" in line and "--lr" in line, line
     assert not (tmp_path / "runs" / "cifar_example-grey" / "best.keras").exists()  # nothing trained
+    # The refused curve is drawn beside the run folder (which this refusal discards), and named.
+    plot = tmp_path / "runs" / "cifar_example-grey.lr_find.png"
+    assert str(plot.relative_to(tmp_path / "runs")) in line and plot.stat().st_size > 5000
+    # Nothing was trained, so nothing blocks the same command without --find-lr.
+    again = tlkit("finetune", "--data", tmp_path / "grey", "--base", "cifar_example", "--weights", "none",
+                  "--input-size", "32", "32", "--batch-size", "8", "--no-augment", "--epochs", "1",
+                  "--finetune-epochs", "0", "--runs-dir", tmp_path / "runs", "--quiet", cwd=tmp_path, timeout=180)
+    assert again.returncode == 0, again.stderr

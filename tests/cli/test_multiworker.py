@@ -80,12 +80,13 @@ def test_two_workers_train_what_one_process_trains(tmp_path: Path, data: Path):
 
 
 def test_a_killed_worker_fails_the_job_clearly_and_resume_finishes_it(tmp_path: Path, data: Path):
-    args = ["--data", str(data), *FLAGS, "--batch-size", "8", "--epochs", "40", "--finetune-epochs", "0",
+    # Killed in stage 2, so the resume must bring every worker back into stage 2 at the same epoch.
+    args = ["--data", str(data), *FLAGS, "--batch-size", "8", "--epochs", "2", "--finetune-epochs", "38",
             "--name", "kill"]
     run = tmp_path / "runs" / "kill"
     procs = _start_workers(tmp_path, args, TLKIT_COLLECTIVE_TIMEOUT="20")
     try:
-        wait_for(lambda: (run / "history.csv").exists() and len(_history(run)) >= 2, 240, procs[0])
+        wait_for(lambda: (run / "history.csv").exists() and len(_history(run)) >= 4, 240, procs[0])
         os.killpg(procs[1].pid, signal.SIGKILL)
         # The survivor does not hang: it stops within the collective timeout, with one clear line.
         rc0 = procs[0].wait(timeout=90)
@@ -95,11 +96,13 @@ def test_a_killed_worker_fails_the_job_clearly_and_resume_finishes_it(tmp_path: 
     assert rc0 == 2, log0[-2000:]
     assert "Traceback" not in log0 and "--resume" in log0.strip().splitlines()[-1]
     done = len(_history(run))
-    assert 2 <= done < 40
+    assert 4 <= done < 40
     # Both workers again, with --resume: the job completes, no epoch missing or repeated.
     procs = _start_workers(tmp_path, [*args, "--resume"])
     assert _wait_all(procs, timeout=400) == [0, 0], (tmp_path / "worker-0.log").read_text()[-2000:]
-    assert [int(r["epoch"]) for r in _history(run)] == list(range(40))
+    rows = _history(run)
+    assert [int(r["epoch"]) for r in rows] == list(range(40))
+    assert [int(r["stage"]) for r in rows] == [1] * 2 + [2] * 38
 
 
 def test_workers_flag_runs_a_local_job(tmp_path: Path, data: Path):

@@ -118,7 +118,10 @@ def _check_image_early(image: str, scales: list[int], limits: dict[str, Any]) ->
         with warnings.catch_warnings():
             # PIL warns above ~89 MP; the limits below decide, with a message naming the flags.
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            with Image.open(image) as im:
+            from tlkit.images import open_regular
+
+            # open_regular: a FIFO or device named like an image is refused, not waited on forever.
+            with open_regular(image) as f, Image.open(f) as im:
                 w, h = im.size
     except Exception:  # noqa: BLE001  (unreadable: load_rgb reports why, with the usual reason codes)
         from tlkit.images import load_rgb

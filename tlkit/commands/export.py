@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import threading
 import time
@@ -69,6 +70,9 @@ class _Progress:
         self._stop = threading.Event()
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
+        # Our own copy of stderr, taken now: while TensorFlow starts, fd 2 is captured (tlkit._quiet_tf)
+        # and a line written there would only show up if the start failed.
+        self._out = os.fdopen(os.dup(sys.stderr.fileno()), "w", buffering=1) if enabled else None
 
     def __call__(self, step: str) -> None:
         with self._lock:
@@ -76,8 +80,8 @@ class _Progress:
         self._print(step)
 
     def _print(self, text: str) -> None:
-        if self.enabled:
-            print(f"tlkit export [{time.monotonic() - self.start:5.1f} s]: {text}", file=sys.stderr, flush=True)
+        if self.enabled and self._out is not None:
+            print(f"tlkit export [{time.monotonic() - self.start:5.1f} s]: {text}", file=self._out, flush=True)
 
     def _beat(self) -> None:
         while not self._stop.wait(0.5):
@@ -98,6 +102,9 @@ class _Progress:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=2)
+        if self._out is not None:
+            self._out.close()
+            self._out = None
 
 
 def _check_early(args: argparse.Namespace) -> None:

@@ -104,8 +104,6 @@ def _launch(args: argparse.Namespace) -> int:
     from tlkit.distribute import launch_local_workers
     from tlkit.errors import ConfigError
 
-    if args.workers < 2:
-        raise ConfigError(f"--workers must be at least 2, got {args.workers} (one worker: leave --workers out)")
     if args.distribute == "mirrored":
         raise ConfigError("--workers starts a multi-worker job; it does not go with --distribute mirrored")
     argv, skip = [], False

@@ -31,8 +31,9 @@ def run(args: argparse.Namespace) -> int:
     if args.export:
         # A head that cannot be exported faithfully is refused before the probe is trained.
         from tlkit.extract import load_features_meta
-        from tlkit.probe import check_exportable
+        from tlkit.probe import check_export_target, check_exportable
 
+        check_export_target(args.export)
         check_exportable(load_features_meta(args.features), args.features)
     m = probe(args.features, args.out, layer=args.layer, kinds=kinds, cv=args.cv, seed=args.seed)
     if args.export:
