@@ -114,6 +114,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    from tlkit.cli import main as _main  # the package's module, so its error classes are the ones raised
+    from tlkit.cli import (
+        main as _main,  # the package's module, so its error classes are the ones raised
+    )
 
     sys.exit(_main())

@@ -11,7 +11,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from conftest import make_shapes_folder, tlkit
 
 pytest.importorskip("apache_beam", reason='the beam extra is not installed: pip install "tlkit[beam]"')

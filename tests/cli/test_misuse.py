@@ -9,7 +9,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
 from conftest import assert_one_line_error, tlkit
 
 # (id, argv, fragment expected in the error line). "{tmp}" is the test's folder, which holds:

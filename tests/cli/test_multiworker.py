@@ -15,8 +15,8 @@ import subprocess
 from pathlib import Path
 
 import pytest
-
 from conftest import TLKIT, cli_env, make_shapes_folder, stop, tlkit, wait_for
+
 from tlkit.distribute import free_ports, tf_config
 
 # Global batch 30 = the whole training split (30 of 36 images): one step per epoch, so the

@@ -5,10 +5,9 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from conftest import TLKIT, cli_env, tlkit
 from PIL import Image
 from skimage import data as skdata
-
-from conftest import TLKIT, cli_env, tlkit
 
 
 def _user_env() -> dict[str, str]:
