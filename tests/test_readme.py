@@ -23,7 +23,7 @@ EXPECT = {
     "tlkit advise --data builtin:digits": ["small-different", "--unfreeze all --lr 3e-3 --no-augment --no-flip"],
     "tlkit check-data builtin:digits": ["1797 usable"],
     "tlkit evaluate": ["top-1"],
-    "tlkit predict": ["cat"],
+    "tlkit predict --base efficientnet_lite0 chelsea.jpg": ["cat"],
     "tlkit probe": ["held-out accuracy"],
     "tlkit export": ["verified"],
     "saved_model_cli show": ["image_bytes", "top_k_labels"],

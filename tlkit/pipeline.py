@@ -15,7 +15,6 @@ import dataclasses
 import shutil
 import sys
 import tempfile
-import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Iterable
@@ -30,6 +29,7 @@ from tlkit.distribute import (
 )
 from tlkit.errors import ConfigError, DataError, RunDirError
 from tlkit.rundir import RunDir
+from tlkit.runlog import Log
 
 RUNS_DIR = Path("runs")
 
@@ -82,32 +82,6 @@ class FinetuneConfig:
 def _slug(data: str) -> str:
     tail = data.rstrip("/").replace(":", "-").split("/")[-1] or "data"
     return "".join(c if c.isalnum() or c in "-_." else "_" for c in tail)
-
-
-class Log:
-    """Prints to the console and appends to the run's ``train.log``; lines logged before the
-    run directory is ours are kept and written when :meth:`attach` names the file."""
-
-    def __init__(self, path: Path | None = None, quiet: bool = False) -> None:
-        self.path = path
-        self.quiet = quiet
-        self._pending: list[str] = []
-
-    def __call__(self, msg: str) -> None:
-        if not self.quiet:
-            print(msg, flush=True)
-        line = f"{time.strftime('%Y-%m-%d %H:%M:%S')}  {msg}\n"
-        if self.path is None:
-            self._pending.append(line)
-            return
-        with open(self.path, "a") as f:
-            f.write(line)
-
-    def attach(self, path: Path) -> None:
-        self.path = path
-        with open(path, "a") as f:
-            f.writelines(self._pending)
-        self._pending = []
 
 
 def _setup_numerics(cfg: FinetuneConfig, log: Log) -> None:
@@ -388,8 +362,10 @@ def _train_and_finish(job: _Job, state: dict, *, resume: bool, callbacks: Iterab
         log(f"stage 1: head only, {cfg.epochs} epochs at lr {stage1.lr:g} ({cfg.optimizer})"
             + ("; on cached base features (no augmentation)" if cfg.cache_features else ""))
         if cfg.cache_features:
+            from tlkit.cached_head import cached_head_data
+
             with strategy.scope():
-                head, cached_train, cached_val = _cached_head_data(model, source, size, cfg, channels, log)
+                head, cached_train, cached_val = cached_head_data(model, source, size, cfg.batch_size, channels, log)
                 train.compile_model(head, stage1, n)
             next_epoch = train.fit_stage(head, cached_train, cached_val, stage1, run_dir=write_dir,
                                          initial_epoch=next_epoch, stage_start=0, best=best,
@@ -437,40 +413,6 @@ def _train_and_finish(job: _Job, state: dict, *, resume: bool, callbacks: Iterab
     metrics = _finish(run, source, classes, size, cfg, log)
     train.write_state(run.path, {**train.read_state(run.path), "done": True})
     return metrics
-
-
-def _cached_head_data(model: Any, source: Any, size: tuple, cfg: FinetuneConfig, channels: int,
-                      log: Log) -> tuple[Any, tuple, tuple | None]:
-    """The head as its own model (sharing the full model's layers) and the frozen base's
-    pooled features for train and val, computed once: stage 1 then costs a few matrix
-    products per epoch instead of a forward pass through the base."""
-    import keras
-    import numpy as np
-
-    from tlkit import data as tldata
-
-    pooled = keras.Model(model.inputs, model.get_layer("avg_pool").output)
-    out = {}
-    for split in ("train", "val"):
-        if tldata.dataset_size(source, split) == 0:
-            out[split] = None
-            continue
-        t0 = time.time()
-        ds = tldata.make_dataset(source, split, image_size=size, batch_size=cfg.batch_size, training=False,
-                                 channels=channels)
-        xs, ys = [], []
-        for x, y in ds:
-            xs.append(np.asarray(pooled.predict_on_batch(x)))
-            ys.append(np.asarray(y))
-        out[split] = (np.concatenate(xs), np.concatenate(ys))
-        log(f"cached {split} features: {out[split][0].shape} in {time.time() - t0:.1f} s")
-    names = [l.name for l in model.layers]
-    head_layers = model.layers[names.index("avg_pool") + 1:]
-    inputs = keras.Input(shape=(int(pooled.output_shape[-1]),), name="features")
-    x = inputs
-    for layer in head_layers:
-        x = layer(x)
-    return keras.Model(inputs, x, name="head"), out["train"], out["val"]
 
 
 def _finish(run: RunDir, source: Any, classes: list[str], size: tuple, cfg: FinetuneConfig, log: Log) -> dict:

@@ -1,0 +1,32 @@
+"""A run's log: every line on the console (unless quiet) and in the run's ``train.log``."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+
+class Log:
+    """Prints to the console and appends to the run's ``train.log``; lines logged before the
+    run directory is ours are kept and written when :meth:`attach` names the file."""
+
+    def __init__(self, path: Path | None = None, quiet: bool = False) -> None:
+        self.path = path
+        self.quiet = quiet
+        self._pending: list[str] = []
+
+    def __call__(self, msg: str) -> None:
+        if not self.quiet:
+            print(msg, flush=True)
+        line = f"{time.strftime('%Y-%m-%d %H:%M:%S')}  {msg}\n"
+        if self.path is None:
+            self._pending.append(line)
+            return
+        with open(self.path, "a") as f:
+            f.write(line)
+
+    def attach(self, path: Path) -> None:
+        self.path = path
+        with open(path, "a") as f:
+            f.writelines(self._pending)
+        self._pending = []
