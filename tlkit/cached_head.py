@@ -11,7 +11,7 @@ from typing import Any, Callable
 
 
 def cached_head_data(model: Any, source: Any, size: tuple, batch_size: int, channels: int,
-                     log: Callable[[str], None]) -> tuple[Any, tuple, tuple | None]:
+                     log: Callable[[str], None], *, skip_undecodable: bool = False) -> tuple[Any, tuple, tuple | None]:
     """The head as its own model (sharing the full model's layers) and the frozen base's
     pooled features for train and val, computed once: stage 1 then costs a few matrix
     products per epoch instead of a forward pass through the base."""
@@ -28,7 +28,7 @@ def cached_head_data(model: Any, source: Any, size: tuple, batch_size: int, chan
             continue
         t0 = time.time()
         ds = tldata.make_dataset(source, split, image_size=size, batch_size=batch_size, training=False,
-                                 channels=channels)
+                                 channels=channels, skip_undecodable=skip_undecodable)
         xs, ys = [], []
         for x, y in ds:
             xs.append(np.asarray(pooled.predict_on_batch(x)))

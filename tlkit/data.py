@@ -675,7 +675,8 @@ def images_dataset(paths: Sequence[str], *, image_size: tuple[int, int], batch_s
 
 def make_dataset(source: DataSource, split: str, *, image_size: tuple[int, int], batch_size: int,
                  training: bool, augment: str | None = "crop", seed: int = 0, shuffle_buffer: int = 2048,
-                 cache: bool = False, flip: bool = True, color: bool = True, channels: int = 3) -> Any:
+                 cache: bool = False, flip: bool = True, color: bool = True, channels: int = 3,
+                 skip_undecodable: bool = False) -> Any:
     """A batched, prefetched ``tf.data.Dataset`` of ``(float32 [B,H,W,3] in 0..255, int32 [B])``.
 
     ``training`` shuffles (seeded; a new, reproducible order every epoch) and, with
@@ -686,7 +687,9 @@ def make_dataset(source: DataSource, split: str, *, image_size: tuple[int, int],
     ``shuffle_buffer`` is used where decoded examples are shuffled (TFDS, ``cache``).
     ``cache`` keeps decoded images in memory (small datasets). Run the preflight first:
     the pipeline assumes every file decodes. ``channels=1`` gives grayscale images (for
-    models such as LeNet-5 that take one channel).
+    models such as LeNet-5 that take one channel). ``skip_undecodable`` drops a file that
+    does not decode, with TensorFlow's warning, instead of failing: for files a sampled
+    preflight (``--check-sample``) did not check.
     """
     import tensorflow as tf
 
@@ -711,6 +714,8 @@ def make_dataset(source: DataSource, split: str, *, image_size: tuple[int, int],
         if training and not cache:
             ds = ds.shuffle(max(n, 1), seed=seed, reshuffle_each_iteration=True)
         ds = ds.map(lambda p, y: (_decode_file(p), y), num_parallel_calls=auto)
+        if skip_undecodable:
+            ds = ds.ignore_errors(log_warning=True)
     else:
         ds = source.builder().as_dataset(split=source.tfds_splits[split], shuffle_files=False)
         ik, lk = source.image_key, source.label_key

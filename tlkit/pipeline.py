@@ -70,7 +70,8 @@ class FinetuneConfig:
     tfds_data_dir: str | None = None
     cache_dir: str | None = None
     deterministic: bool = True
-    cache_features: bool = False  # stage 1 on the frozen base's features, computed once
+    cache_features: bool = False
+    check_sample: int = 0  # preflight decodes a seeded sample of this many files; 0 = every file  # stage 1 on the frozen base's features, computed once
     leaks: str = "drop"  # validation/test copies of training files: "drop" | "keep" | "fail" (preflight)
 
     def run_dir(self) -> Path:
@@ -108,7 +109,7 @@ def load_data(cfg: FinetuneConfig, log: Log) -> tuple[Any, Any]:
 
     source = tldata.resolve(cfg.data, val_split=cfg.val_split, seed=cfg.seed,
                             tfds_data_dir=cfg.tfds_data_dir, cache_dir=cfg.cache_dir)
-    report = preflight.check(source, progress=sys.stderr.isatty())
+    report = preflight.check(source, progress=sys.stderr.isatty(), sample=cfg.check_sample or None, seed=cfg.seed)
     # The leak policy sets the counts the run uses, so it comes before the report is written and printed
     # (its message is the report text's last line).
     items, _ = preflight.apply_leak_policy(report, cfg.leaks)
@@ -223,10 +224,11 @@ def finetune(cfg: FinetuneConfig, *, resume: bool = False, force: bool = False, 
     size = tuple(cfg.input_size)
     channels = spec.input_shape[-1]
     train_ds = tldata.make_dataset(source, "train", image_size=size, batch_size=cfg.batch_size, training=True,
-                                   augment=cfg.augment, seed=cfg.seed, flip=cfg.flip, channels=channels)
+                                   augment=cfg.augment, seed=cfg.seed, flip=cfg.flip, channels=channels,
+                                   skip_undecodable=bool(cfg.check_sample))
     has_val = tldata.dataset_size(source, "val") > 0
     val_ds = (tldata.make_dataset(source, "val", image_size=size, batch_size=cfg.batch_size, training=False,
-                                  channels=channels) if has_val else None)
+                                  channels=channels, skip_undecodable=bool(cfg.check_sample)) if has_val else None)
     class_weight = None
     if cfg.class_weight == "auto":
         counts = report.class_counts.get("train", {})
@@ -365,7 +367,8 @@ def _train_and_finish(job: _Job, state: dict, *, resume: bool, callbacks: Iterab
             from tlkit.cached_head import cached_head_data
 
             with strategy.scope():
-                head, cached_train, cached_val = cached_head_data(model, source, size, cfg.batch_size, channels, log)
+                head, cached_train, cached_val = cached_head_data(model, source, size, cfg.batch_size, channels, log,
+                                                                          skip_undecodable=bool(cfg.check_sample))
                 train.compile_model(head, stage1, n)
             next_epoch = train.fit_stage(head, cached_train, cached_val, stage1, run_dir=write_dir,
                                          initial_epoch=next_epoch, stage_start=0, best=best,
@@ -428,7 +431,7 @@ def _finish(run: RunDir, source: Any, classes: list[str], size: tuple, cfg: Fine
     ckpt = run.require_checkpoint()
     model = run.load_checkpoint(ckpt)
     ds = tldata.make_dataset(source, split, image_size=size, batch_size=cfg.batch_size, training=False,
-                             channels=model.input_shape[-1])
+                             channels=model.input_shape[-1], skip_undecodable=bool(cfg.check_sample))
     y, probs = evaluate.predict_dataset(model, ds)
     metrics = evaluate.metrics_from_probs(y, probs, classes)
     metrics.update({"split": split, "checkpoint": ckpt.name, "epochs_run": len(history)})

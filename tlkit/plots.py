@@ -7,8 +7,8 @@ writes atomically so a half-written file never replaces a good one.
 from __future__ import annotations
 
 import os
-from pathlib import Path
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np

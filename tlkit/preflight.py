@@ -85,6 +85,7 @@ class Report:
     split_method: str
     class_counts: dict[str, dict[str, int]]  # split -> class -> usable examples
     n_files: int = 0
+    n_checked: int | None = None  # files decoded; fewer than n_files with a sampled check
     files_checked: bool = True
     bad_files: list[BadFile] = field(default_factory=list)
     duplicates: list[DuplicateGroup] = field(default_factory=list)
@@ -137,6 +138,7 @@ class Report:
         return {
             "spec": self.spec, "description": self.description, "kind": self.kind, "classes": list(self.classes),
             "split_method": self.split_method, "files_checked": self.files_checked, "n_files": self.n_files,
+            "n_checked": self.n_checked if self.n_checked is not None else self.n_files,
             "n_usable": self.n_usable, "n_skipped": self.n_skipped, "n_dropped": self.n_dropped,
             "leak_policy": self.leak_policy, "class_counts": self.class_counts, "dropped_counts": self.dropped,
             "bad_files": [asdict(b) for b in self.bad_files],
@@ -149,7 +151,13 @@ class Report:
     def to_text(self) -> str:
         """A short human report: counts table, sizes, and each problem list (first 20 entries)."""
         lines = [f"data: {self.description}"]
-        if self.files_checked:
+        if self.files_checked and self.n_checked is not None and self.n_checked < self.n_files:
+            lines.append(f"checked a sample of {self.n_checked} of {self.n_files} files in {self.seconds:.1f} s "
+                         f"(--check-sample): {self.n_usable} usable, {self.n_skipped} skipped; the other "
+                         f"{self.n_files - self.n_checked} files are used unchecked (one that does not decode is "
+                         f"skipped by the input pipeline, with a warning), and duplicates and leaks are only "
+                         f"looked for in the sample")
+        elif self.files_checked:
             lines.append(f"checked {self.n_files} files in {self.seconds:.1f} s: {self.n_usable} usable, "
                          f"{self.n_skipped} skipped" + (" (left out; the run goes on)" if self.n_skipped else "")
                          + (f", {self.n_dropped} dropped (copies of earlier-split files, --leaks drop)"
@@ -244,8 +252,16 @@ def inspect_file(path: str) -> dict[str, Any]:
     return {"ok": True, "h": h, "w": w, "mode": mode, "format": fmt, "sha256": digest.hexdigest()}
 
 
-def check(source: DataSource, *, progress: bool = True, workers: int | None = None) -> Report:
-    """Check a data source; see the module docstring. Raises :class:`DataError` when unusable."""
+def check(source: DataSource, *, progress: bool = True, workers: int | None = None, sample: int | None = None,
+          seed: int = 0) -> Report:
+    """Check a data source; see the module docstring. Raises :class:`DataError` when unusable.
+
+    ``sample``: decode only a seeded random sample of that many files (for millions of
+    images, where decoding every file twice costs hours). The others count as usable,
+    unchecked: the training pipeline then skips any of them that does not decode
+    (``make_dataset(skip_undecodable=True)``), and duplicates and leaks are looked for
+    among the sampled files only. The report says so.
+    """
     if source.kind == "tfds":
         return _check_tfds(source)
     assert source.items is not None
@@ -253,16 +269,21 @@ def check(source: DataSource, *, progress: bool = True, workers: int | None = No
     items = source.items
     paths = items["path"].astype(str).tolist()
     workers = workers or min(16, 2 * (os.cpu_count() or 1))
-    results: list[dict[str, Any]] = []
+    if sample is not None and sample < 1:
+        raise DataError(f"--check-sample must be at least 1, got {sample}")
+    chosen = (np.sort(np.random.default_rng(seed).choice(len(paths), sample, replace=False))
+              if sample is not None and sample < len(paths) else np.arange(len(paths)))
+    results: list[dict[str, Any]] = [_UNCHECKED] * len(paths)
     from tqdm import tqdm
 
     with ThreadPoolExecutor(max_workers=workers) as pool, \
-            tqdm(total=len(paths), unit="files", desc="checking images", file=sys.stderr,
+            tqdm(total=len(chosen), unit="files", desc="checking images", file=sys.stderr,
                  disable=not progress, leave=False, dynamic_ncols=True) as bar:
         # In chunks: Executor.map submits everything at once, a million futures for a million files.
-        for start in range(0, len(paths), 4096):
-            for r in pool.map(inspect_file, paths[start:start + 4096]):
-                results.append(r)
+        for start in range(0, len(chosen), 4096):
+            part = chosen[start:start + 4096]
+            for i, r in zip(part, pool.map(inspect_file, [paths[i] for i in part])):
+                results[i] = r
                 bar.update(1)
     ok = np.array([r["ok"] for r in results], dtype=bool)
     labels = items["label"].tolist()
@@ -279,8 +300,8 @@ def check(source: DataSource, *, progress: bool = True, workers: int | None = No
     report = Report(spec=source.spec, description=source.description, kind="files", classes=list(source.classes),
                     split_method=source.split_method, class_counts=class_counts, n_files=len(paths),
                     bad_files=bad, ignored=list(source.ignored), source_warnings=list(source.warnings),
-                    _items=items, _ok=ok)
-    good_results = [r for r in results if r["ok"]]
+                    _items=items, _ok=ok, n_checked=len(chosen))
+    good_results = [r for r in results if r["ok"] and "h" in r]
     if good_results:
         hs = np.array([r["h"] for r in good_results])
         ws = np.array([r["w"] for r in good_results])
@@ -289,10 +310,13 @@ def check(source: DataSource, *, progress: bool = True, workers: int | None = No
         report.modes = dict(Counter(r["mode"] or "?" for r in good_results).most_common())
         report.formats = dict(Counter(r["format"] or "?" for r in good_results).most_common())
     report.duplicates, report.leaks = _duplicates(
-        [(p, s, lab, r["sha256"]) for p, s, lab, r in zip(paths, splits, labels, results) if r["ok"]])
+        [(p, s, lab, r["sha256"]) for p, s, lab, r in zip(paths, splits, labels, results) if "sha256" in r])
     report.warnings = _warnings(report)
     report.seconds = time.perf_counter() - t0
     return report
+
+
+_UNCHECKED: dict[str, Any] = {"ok": True, "unchecked": True}  # outside a --check-sample: assumed usable
 
 
 def _counts(items: pd.DataFrame, report: Report) -> dict[str, dict[str, int]]:

@@ -6,7 +6,7 @@ import argparse
 import json
 import sys
 
-from tlkit.commands._argtypes import fraction
+from tlkit.commands._argtypes import fraction, positive_int
 
 NAME = "check-data"
 HELP = "check a dataset before training: class counts, image sizes, bad files, duplicates, leakage"
@@ -29,6 +29,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="what tlkit finetune --leaks does with validation/test files identical to training files: "
                         "drop leaves them out (the default: copies of training images inflate validation "
                         "accuracy), keep keeps them, fail stops (exit 2); the counts follow it")
+    p.add_argument("--sample", type=positive_int, metavar="N",
+                   help="decode only a seeded sample of N files (what finetune --check-sample N checks)")
     p.add_argument("--json", action="store_true", help="print the full report as JSON")
     p.add_argument("--strict", action="store_true", help="exit 1 when there are bad files or leakage")
     p.add_argument("--tfds-data-dir", help="folder with prepared TFDS datasets (nothing is downloaded)")
@@ -41,7 +43,7 @@ def run(args: argparse.Namespace) -> int:
 
     source = data.resolve(args.data, val_split=args.val_split, seed=args.seed,
                           tfds_data_dir=args.tfds_data_dir, cache_dir=args.cache_dir)
-    report = preflight.check(source, progress=sys.stderr.isatty())
+    report = preflight.check(source, progress=sys.stderr.isatty(), sample=args.sample, seed=args.seed)
     if args.skipped_csv:
         report.write_skipped_csv(args.skipped_csv)
     try:

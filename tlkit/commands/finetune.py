@@ -67,6 +67,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--workers", type=positive_int, metavar="N",
                    help="start N local workers on loopback (a multi-worker job on one machine, to try it)")
     p.add_argument("--mixed-precision", choices=["auto", "on", "off"], default="auto")
+    p.add_argument("--check-sample", type=positive_int, metavar="N",
+                   help="decode only a seeded sample of N files before training (millions of images); the others "
+                        "are used unchecked and one that does not decode is skipped by the input pipeline")
     p.add_argument("--tfds-data-dir", help="folder with prepared TFDS datasets")
     p.add_argument("--resume", action="store_true",
                    help="continue an interrupted run from its last checkpoint (same --data and --base; the other "
@@ -92,7 +95,7 @@ def config_from_args(args: argparse.Namespace) -> "object":
         train_batchnorm=args.train_batchnorm, find_lr=args.find_lr, distribute=args.distribute,
         mixed_precision=args.mixed_precision, tfds_data_dir=args.tfds_data_dir,
         cache_features=args.cache_features,
-        leaks=args.leaks)
+        leaks=args.leaks, check_sample=args.check_sample or 0)
 
 
 def _interrupt_on_sigterm(signum: int, frame: object) -> None:
