@@ -146,12 +146,18 @@ def launch_local_workers(argv: Sequence[str], workers: int, *, timeout: float | 
             failed = [(i, c) for i, c in enumerate(codes) if c not in (None, 0)]
             if failed:
                 i, code = failed[0]
-                _stop_all(procs)
                 if code == 2:  # a refused command (a user error), not a lost worker: nothing to resume
+                    if i != 0:  # the chief refuses the same command a moment later, and says why
+                        try:
+                            procs[0].wait(timeout=15)
+                        except subprocess.TimeoutExpired:
+                            pass
+                    _stop_all(procs)
                     if procs[0].returncode == 2:
                         shutil.rmtree(logs, ignore_errors=True)
                         return 2  # the chief said why, on our stderr
                     raise ConfigError(f"worker {i} refused the command{_last_line(logs, i)}")
+                _stop_all(procs)
                 raise WorkerFailedError(
                     f"worker {i} exited with status {code}{_last_line(logs, i)}; the other workers were stopped "
                     f"(logs: {logs}). Run the same command with --resume to continue from the last completed epoch")

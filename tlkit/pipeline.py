@@ -180,6 +180,13 @@ def _prepare(cfg: FinetuneConfig, resume: bool, force: bool,
     return cfg, run, plan
 
 
+def check_before_start(cfg: FinetuneConfig, *, resume: bool = False, force: bool = False,
+                       must_match: Iterable[str] = ("data", "base")) -> FinetuneConfig:
+    """The checks that cost nothing (flags, run name, run directory, a resume's saved config), for a
+    launcher to run before it starts workers; returns the config the run would use."""
+    return _prepare(cfg, resume, force, tuple(must_match))[0]
+
+
 def _write_data_report(run: RunDir, report: Any) -> None:
     run.write_json(rd.DATA_REPORT_JSON, report.to_dict())
     run.write_text(rd.DATA_REPORT_TXT, report.to_text())

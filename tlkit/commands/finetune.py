@@ -109,6 +109,16 @@ def _launch(args: argparse.Namespace) -> int:
 
     if args.distribute == "mirrored":
         raise ConfigError("--workers starts a multi-worker job; it does not go with --distribute mirrored")
+    # The checks that need no TensorFlow, once, here: a mistake is one line, before any worker starts.
+    from tlkit import data as tldata
+    from tlkit.pipeline import check_before_start
+
+    cfg = config_from_args(args)
+    cfg.distribute = "multi-worker"
+    cfg = check_before_start(cfg, resume=args.resume, force=args.force,
+                             must_match=("data", "base") if args.base else ("data",))
+    tldata.resolve(cfg.data, val_split=cfg.val_split, seed=cfg.seed, tfds_data_dir=cfg.tfds_data_dir,
+                   cache_dir=cfg.cache_dir)
     argv, skip = [], False
     for a in args._argv:
         if skip:
