@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 from tlkit.errors import AlreadyExistsError, ConfigError, ExportError
+from tlkit.fsutil import pid_alive
 
 TMP_PREFIX = ".tmp-"
 DEFAULT_ROOT = Path("saved_models")
@@ -37,15 +38,6 @@ def tmp_name(version: int) -> str:
     return f"{TMP_PREFIX}{version}-{socket.gethostname()}-{os.getpid()}-"
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
 
 def clean_stale_temp_dirs(out: str | Path, *, max_age_s: float = 24 * 3600) -> list[Path]:
     """Remove temporary export directories whose exporting process is gone; returns them.
@@ -69,7 +61,7 @@ def clean_stale_temp_dirs(out: str | Path, *, max_age_s: float = 24 * 3600) -> l
         except (ValueError, IndexError):
             continue  # not one of ours
         if p_host == host:
-            stale = pid != os.getpid() and not _pid_alive(pid)
+            stale = pid != os.getpid() and not pid_alive(pid)
         else:
             stale = time.time() - p.stat().st_mtime > max_age_s
         if stale:

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from tlkit.errors import AlreadyExistsError, NotFoundError, RunDirError
-from tlkit.fsutil import write_json_atomic, write_text_atomic
+from tlkit.fsutil import pid_alive, write_json_atomic, write_text_atomic
 
 try:  # flock is POSIX; elsewhere the lock falls back to "is the PID alive" on this host
     import fcntl
@@ -69,15 +69,6 @@ def is_temp_name(name: str) -> bool:
     ``.X.tmp.png`` (plots)."""
     return name.startswith(".") and (name.endswith(".tmp") or ".tmp." in name)
 
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # someone else's live process
-    return True
 
 
 class RunLock:
@@ -132,7 +123,7 @@ class RunLock:
         # No flock here (some network filesystems): trust the PID when it is on this host.
         pid = info.get("pid")
         return (isinstance(pid, int) and pid != os.getpid() and info.get("host") == socket.gethostname()
-                and _pid_alive(pid))
+                and pid_alive(pid))
 
     def acquire(self) -> dict | None:
         """Take the lock; returns the previous (dead) owner's info when a stale lock was taken over.
