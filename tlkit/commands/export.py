@@ -60,6 +60,14 @@ def _fail(msg: str) -> Any:
     return CLIError(msg)
 
 
+def _own_stderr() -> Any:
+    """A private copy of stderr's file descriptor (or stderr itself where it has none, e.g. captured)."""
+    try:
+        return os.fdopen(os.dup(sys.stderr.fileno()), "w", buffering=1)
+    except (OSError, ValueError):  # io.UnsupportedOperation is both
+        return sys.stderr
+
+
 class _Progress:
     """Progress lines on stderr, with a "still ..." line when a step runs longer than ``every`` s."""
 
@@ -72,7 +80,7 @@ class _Progress:
         self._thread: threading.Thread | None = None
         # Our own copy of stderr, taken now: while TensorFlow starts, fd 2 is captured (tlkit._quiet_tf)
         # and a line written there would only show up if the start failed.
-        self._out = os.fdopen(os.dup(sys.stderr.fileno()), "w", buffering=1) if enabled else None
+        self._out = _own_stderr() if enabled else None
 
     def __call__(self, step: str) -> None:
         with self._lock:
@@ -102,9 +110,9 @@ class _Progress:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=2)
-        if self._out is not None:
+        if self._out is not None and self._out is not sys.stderr:
             self._out.close()
-            self._out = None
+        self._out = None
 
 
 def _check_early(args: argparse.Namespace) -> None:
