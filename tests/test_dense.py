@@ -65,8 +65,10 @@ def test_evaluate_scales_aggregation_and_batching() -> None:
     ev = DenseEvaluator(convert(model), preprocessing="unit", class_names=names, batch_size=2)
     rng = np.random.default_rng(1)
     images = [rng.uniform(0, 255, s).astype("float32") for s in [(40, 60, 3), (40, 60, 3), (60, 40, 3)]]
-    results = ev.evaluate(images, scales=(32, 48), aggregate="mean", top=3)
+    lines: list[str] = []
+    results = ev.evaluate(images, scales=(32, 48), aggregate="mean", top=3, progress=lines.append)
     assert len(results) == 3
+    assert [ln.split(" in ")[0] for ln in lines] == ["scale 32 (1/2): 32x48, 48x32", "scale 48 (2/2): 48x72, 72x48"]
     r = results[0]
     assert [m.scale for m in r.maps] == [32, 48]
     assert [m.input_size for m in r.maps] == [(32, 48), (48, 72)]

@@ -37,7 +37,8 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from typing import Any, Iterable, Sequence
+import time
+from typing import Any, Callable, Iterable, Sequence
 
 import keras
 import numpy as np
@@ -373,8 +374,11 @@ class DenseEvaluator:
         return maps[:, :rows, :cols]  # positions whose windows hang over the edge are dropped
 
     def evaluate(self, images: Any, *, scales: Sequence[int] = (384,), stride: int | None = None,
-                 aggregate: str = "mean", top: int = 5, resize: str = "shorter") -> list[DenseResult]:
-        """Evaluate images (paths, arrays, or one of either) at ``scales``; one result per image."""
+                 aggregate: str = "mean", top: int = 5, resize: str = "shorter",
+                 progress: Callable[[str], None] | None = None) -> list[DenseResult]:
+        """Evaluate images (paths, arrays, or one of either) at ``scales``; one result per image.
+
+        ``progress`` is called with a line after each scale (several large scales take a while)."""
         if aggregate not in AGGREGATES:
             raise ConfigError(f"aggregate must be one of {AGGREGATES}, got {aggregate!r}")
         if not scales:
@@ -388,7 +392,8 @@ class DenseEvaluator:
         per_image: list[list[ScaleMap]] = [[] for _ in loaded]
         step = stride or self.net_stride
         passes = len(shift_plan(self.net_stride, stride))
-        for scale in scales:
+        for n_done, scale in enumerate(scales, start=1):
+            t0 = time.perf_counter()
             resized = [resize_for_scale(img, int(scale), resize) for _, img in loaded]
             groups: dict[tuple[int, ...], list[int]] = {}
             for i, r in enumerate(resized):
@@ -403,6 +408,10 @@ class DenseEvaluator:
                         scale=int(scale), input_size=(int(shape[0]), int(shape[1])), scores_map=m,
                         stride=step, image_stride=(step * h0 / shape[0], step * w0 / shape[1]),
                         passes=passes, window=self.window, scores=agg))
+            if progress is not None:
+                sizes = sorted({f"{s[0]}x{s[1]}" for s in groups})
+                progress(f"scale {scale} ({n_done}/{len(scales)}): {', '.join(sizes)} in "
+                         f"{time.perf_counter() - t0:.1f} s")
         results = []
         for (source, img), maps in zip(loaded, per_image):
             scores = np.mean([m.scores for m in maps], axis=0)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from typing import Any
 
 from tlkit.commands._argtypes import positive_float, positive_int
@@ -89,8 +90,11 @@ def dense_eval(args: argparse.Namespace) -> tuple[dict[str, Any], Any]:
     else:
         ev = DenseEvaluator.from_run(args.run, batch_size=args.batch_size, **limits)
         source = {"run": args.run}
+    # A line per scale on a terminal: large scales take seconds each on a CPU.
+    progress = ((lambda line: print(f"tlkit dense-eval: {line}", file=sys.stderr, flush=True))
+                if sys.stderr.isatty() else None)
     result = ev.evaluate(args.image, scales=scales, stride=args.stride, aggregate=args.aggregate,
-                         top=args.top)[0]
+                         top=args.top, progress=progress)[0]
     report = {**source, "net_stride": ev.net_stride, "window": list(ev.window), **result.to_dict()}
     if args.heatmap:
         from tlkit.images import load_rgb
