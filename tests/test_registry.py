@@ -63,3 +63,40 @@ def test_bad_shapes_refused():
         tlkit.build("resnet50", input_shape=(0, 3))
     with pytest.raises(ValueError, match="num_classes"):
         tlkit.build("resnet50", num_classes=0)
+
+
+def test_a_users_spec_registered_first_leaves_every_built_in(tmp_path):
+    # In a fresh process, so that nothing has loaded the catalog yet: the user's register() comes first.
+    import os
+    import subprocess
+    import sys
+
+    (tmp_path / "mymodels.py").write_text(
+        "import keras\n"
+        "def tiny(*, num_classes=3, input_shape=(32, 32, 3), weights=None, include_top=True):\n"
+        "    x = inputs = keras.Input(input_shape)\n"
+        "    x = keras.layers.Conv2D(4, 3, name='conv1')(x)\n"
+        "    x = keras.layers.GlobalAveragePooling2D(name='avg_pool')(x)\n"
+        "    return keras.Model(inputs, keras.layers.Dense(num_classes, name='predictions')(x), name='tiny')\n")
+    script = (
+        "import tlkit\n"
+        "spec = tlkit.ModelSpec(name='my_tiny', family='mine', builder='mymodels:tiny', input_shape=(32, 32, 3),\n"
+        "                       preprocessing='unit')\n"
+        "tlkit.register_model(spec)\n"
+        "names = {s.name for s in tlkit.list_models()}\n"
+        "assert {'my_tiny', 'resnet50', 'vgg16', 'efficientnet_lite0', 'lenet5'} <= names, sorted(names)[:5]\n"
+        "assert len(names) > 40, len(names)\n"
+        "assert tlkit.build('my_tiny', num_classes=3).output_shape == (None, 3)\n"
+        "assert tlkit.get_spec('vgg16').resolve_layer('fc7') == 'fc2'\n"
+        "try:\n"
+        "    tlkit.register_model(tlkit.ModelSpec(name='resnet50', family='mine', builder='mymodels:tiny',\n"
+        "                                         input_shape=(32, 32, 3), preprocessing='unit'))\n"
+        "except tlkit.TlkitError as exc:\n"
+        "    assert 'already registered' in str(exc)\n"
+        "else:\n"
+        "    raise AssertionError('a built-in name was taken')\n"
+        "print('ok', len(names))\n")
+    out = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True, timeout=120,
+                         env={**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")])})
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.startswith("ok")

@@ -7,10 +7,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from tlkit.errors import TlkitError
 from tlkit.registry import ModelSpec, get_spec, list_models
+from tlkit.registry import register as register_model
 
 __version__ = "0.1.0"
-__all__ = ["ModelSpec", "build", "get_spec", "list_models", "__version__"]
+__all__ = ["ModelSpec", "TlkitError", "__version__", "build", "get_spec", "list_models", "register_model"]
 
 
 def build(

@@ -58,7 +58,8 @@ _ALIASES: dict[str, str] = {}
 
 
 def register(spec: ModelSpec, *, aliases: tuple[str, ...] = ()) -> ModelSpec:
-    """Add a spec to the registry; names and aliases must be unique."""
+    """Add a spec to the registry, beside the built-in ones; names and aliases must be unique."""
+    _ensure_loaded()  # the built-ins first: a user's spec must neither hide them nor take their names
     if spec.preprocessing not in PREPROCESSING_MODES:
         raise ModelError(
             f"{spec.name}: preprocessing {spec.preprocessing!r} is not one of {PREPROCESSING_MODES}"
@@ -114,6 +115,18 @@ def load_builder(spec: ModelSpec) -> Callable[..., Any]:
     return getattr(module, func_name)
 
 
+_LOADED = False
+
+
 def _ensure_loaded() -> None:
-    if not _REGISTRY:
+    """Load the built-in catalog once (a registry that is merely not empty may hold only a
+    user's spec). The flag is set first: the catalog's own register() calls pass through."""
+    global _LOADED
+    if _LOADED:
+        return
+    _LOADED = True
+    try:
         from tlkit import catalog  # noqa: F401  (registers every spec on import)
+    except BaseException:
+        _LOADED = False
+        raise
