@@ -96,7 +96,8 @@ def test_a_users_spec_registered_first_leaves_every_built_in(tmp_path):
         "else:\n"
         "    raise AssertionError('a built-in name was taken')\n"
         "print('ok', len(names))\n")
+    path = os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")])
     out = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True, timeout=120,
-                         env={**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")])})
+                         env={**os.environ, "PYTHONPATH": path})
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.startswith("ok")
