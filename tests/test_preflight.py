@@ -302,3 +302,52 @@ def test_leak_policy_without_leaks_says_nothing(tmp_path: Path):
     report = preflight.check(data.resolve(str(root)), progress=False)
     items, note = preflight.apply_leak_policy(report, "fail")
     assert note == "" and len(items) == 8 and report.n_dropped == 0
+
+
+def test_a_second_check_reads_no_unchanged_file_and_rechecks_a_changed_one(tmp_path, monkeypatch):
+    import os
+
+    from tlkit import data as tldata
+    from tlkit import preflight
+
+    monkeypatch.setenv("TLKIT_HOME", str(tmp_path / "cache"))
+    root = tmp_path / "imgs"
+    for cls in ("a", "b"):
+        (root / cls).mkdir(parents=True)
+        for i in range(4):
+            Image.fromarray(np.full((16, 16, 3), 40 * i, np.uint8)).save(root / cls / f"{i}.png")
+    from tlkit import file_checks
+
+    # Files written within 2 s of their check are "racy" and not remembered; these were written just
+    # now, so the test lowers that margin (and checks it at the end).
+    monkeypatch.setattr(file_checks, "RACY_NS", 0)
+    old = 1_600_000_000
+    for f in root.rglob("*.png"):
+        os.utime(f, (old, old))
+    source = tldata.resolve(str(root), val_split=0.25, seed=0)
+    first = preflight.check(source, progress=False)
+    assert first.n_reused == 0 and first.n_skipped == 0
+    calls: list[str] = []
+    real = preflight.inspect_file
+    monkeypatch.setattr(preflight, "inspect_file", lambda p: calls.append(p) or real(p))
+    second = preflight.check(source, progress=False)
+    assert calls == [] and second.n_reused == 8
+    assert second.to_dict()["class_counts"] == first.to_dict()["class_counts"]
+    assert [d.sha256 for d in second.duplicates] == [d.sha256 for d in first.duplicates]
+    # Same path, same size, new bytes, and the old modification time put back: still checked again.
+    target = root / "a" / "1.png"
+    size = target.stat().st_size
+    target.write_bytes(b"x" * size)
+    os.utime(target, (old, old))
+    third = preflight.check(source, progress=False)
+    assert [os.path.realpath(c) for c in calls] == [os.path.realpath(target)]
+    assert [b.reason for b in third.bad_files] == ["not_an_image"] and third.n_reused == 7
+    assert "7 unchanged since an earlier check" in third.to_text()
+    # With the real margin, a file written a moment ago is read again next time, whatever its times say.
+    monkeypatch.setattr(file_checks, "RACY_NS", 2_000_000_000)
+    target.write_bytes(b"y" * size)
+    os.utime(target, (old, old))
+    preflight.check(source, progress=False)
+    calls.clear()
+    preflight.check(source, progress=False)
+    assert [os.path.realpath(c) for c in calls] == [os.path.realpath(target)]

@@ -14,10 +14,8 @@ from __future__ import annotations
 import csv
 import hashlib
 import os
-import sys
 import time
 from collections import Counter
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,6 +25,7 @@ import pandas as pd
 
 from tlkit.data import SPLITS, DataSource, tfds_class_counts
 from tlkit.errors import ConfigError, DataError
+from tlkit.file_checks import check_files, source_key
 from tlkit.images import ImageError, decode_rgb, open_regular
 
 # How many entries of each list the text report shows; JSON and skipped.csv have them all.
@@ -86,6 +85,7 @@ class Report:
     class_counts: dict[str, dict[str, int]]  # split -> class -> usable examples
     n_files: int = 0
     n_checked: int | None = None  # files decoded; fewer than n_files with a sampled check
+    n_reused: int = 0  # of those, unchanged since an earlier check and not read again
     files_checked: bool = True
     bad_files: list[BadFile] = field(default_factory=list)
     duplicates: list[DuplicateGroup] = field(default_factory=list)
@@ -139,6 +139,7 @@ class Report:
             "spec": self.spec, "description": self.description, "kind": self.kind, "classes": list(self.classes),
             "split_method": self.split_method, "files_checked": self.files_checked, "n_files": self.n_files,
             "n_checked": self.n_checked if self.n_checked is not None else self.n_files,
+            "n_reused": self.n_reused,
             "n_usable": self.n_usable, "n_skipped": self.n_skipped, "n_dropped": self.n_dropped,
             "leak_policy": self.leak_policy, "class_counts": self.class_counts, "dropped_counts": self.dropped,
             "bad_files": [asdict(b) for b in self.bad_files],
@@ -161,7 +162,9 @@ class Report:
             lines.append(f"checked {self.n_files} files in {self.seconds:.1f} s: {self.n_usable} usable, "
                          f"{self.n_skipped} skipped" + (" (left out; the run goes on)" if self.n_skipped else "")
                          + (f", {self.n_dropped} dropped (copies of earlier-split files, --leaks drop)"
-                            if self.n_dropped else ""))
+                            if self.n_dropped else "")
+                         + (f"; {self.n_reused} unchanged since an earlier check (not read again)"
+                            if self.n_reused else ""))
         else:
             lines.append(f"{self.n_files} examples; file checks skipped for a TFDS source "
                          "(TFDS validated the records when it prepared them)")
@@ -253,7 +256,7 @@ def inspect_file(path: str) -> dict[str, Any]:
 
 
 def check(source: DataSource, *, progress: bool = True, workers: int | None = None, sample: int | None = None,
-          seed: int = 0) -> Report:
+          seed: int = 0, cache: bool = True, cache_dir: str | os.PathLike | None = None) -> Report:
     """Check a data source; see the module docstring. Raises :class:`DataError` when unusable.
 
     ``sample``: decode only a seeded random sample of that many files (for millions of
@@ -261,6 +264,9 @@ def check(source: DataSource, *, progress: bool = True, workers: int | None = No
     unchecked: the training pipeline then skips any of them that does not decode
     (``make_dataset(skip_undecodable=True)``), and duplicates and leaks are looked for
     among the sampled files only. The report says so.
+
+    ``cache``: a file unchanged since an earlier check (same size, times and inode) is not
+    read again; its remembered result is used (:mod:`tlkit.preflight_cache`).
     """
     if source.kind == "tfds":
         return _check_tfds(source)
@@ -274,17 +280,8 @@ def check(source: DataSource, *, progress: bool = True, workers: int | None = No
     chosen = (np.sort(np.random.default_rng(seed).choice(len(paths), sample, replace=False))
               if sample is not None and sample < len(paths) else np.arange(len(paths)))
     results: list[dict[str, Any]] = [_UNCHECKED] * len(paths)
-    from tqdm import tqdm
-
-    with ThreadPoolExecutor(max_workers=workers) as pool, \
-            tqdm(total=len(chosen), unit="files", desc="checking images", file=sys.stderr,
-                 disable=not progress, leave=False, dynamic_ncols=True) as bar:
-        # In chunks: Executor.map submits everything at once, a million futures for a million files.
-        for start in range(0, len(chosen), 4096):
-            part = chosen[start:start + 4096]
-            for i, r in zip(part, pool.map(inspect_file, [paths[i] for i in part])):
-                results[i] = r
-                bar.update(1)
+    n_reused = check_files(paths, chosen, results, inspect_file, workers=workers, progress=progress,
+                           cache_key=source_key(source.spec) if cache else None, cache_dir=cache_dir)
     ok = np.array([r["ok"] for r in results], dtype=bool)
     labels = items["label"].tolist()
     splits = items["split"].tolist()
@@ -300,7 +297,8 @@ def check(source: DataSource, *, progress: bool = True, workers: int | None = No
     report = Report(spec=source.spec, description=source.description, kind="files", classes=list(source.classes),
                     split_method=source.split_method, class_counts=class_counts, n_files=len(paths),
                     bad_files=bad, ignored=list(source.ignored), source_warnings=list(source.warnings),
-                    _items=items, _ok=ok, n_checked=len(chosen))
+                    _items=items, _ok=ok, n_checked=len(chosen),
+                    n_reused=n_reused)
     good_results = [r for r in results if r["ok"] and "h" in r]
     if good_results:
         hs = np.array([r["h"] for r in good_results])
