@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import os
 import pkgutil
@@ -93,6 +94,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         install_quiet_import_hook(verbose)
         return int(args._run(args) or 0)
+    except BrokenPipeError:
+        # `tlkit ... | head`: the reader has all it wanted. Quiet, as shell tools are (128 + SIGPIPE).
+        with contextlib.suppress(OSError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
     except TlkitError as exc:
         if os.environ.get("TLKIT_DEBUG"):
             raise

@@ -56,3 +56,18 @@ def test_a_failing_tensorflow_start_is_not_hidden(tmp_path: Path):
     out = tlkit("predict", "cat.jpg", cwd=tmp_path, env=env, timeout=60)
     assert out.returncode == 1
     assert "native start-up message" in out.stderr and "broken tensorflow" in out.stderr
+
+
+def test_a_closed_pipe_ends_the_command_quietly(tmp_path: Path):
+    import subprocess
+
+    from conftest import make_shapes_folder
+
+    data = make_shapes_folder(tmp_path / "shapes", n=2)
+    for i in range(1500):  # a JSON report far larger than a pipe's buffer: the write after `head` exits fails
+        (data / "bright" / f"empty-{i:04d}.png").write_bytes(b"")
+    out = subprocess.run(f"'{TLKIT}' check-data shapes --json | head -c 100; echo \" rc=${{PIPESTATUS[0]}}\"",
+                         shell=True, executable="/bin/bash", cwd=tmp_path, capture_output=True, text=True,
+                         timeout=120, env=_user_env())
+    assert out.stdout.startswith("{") and out.stdout.rstrip().endswith("rc=141"), out.stdout[-300:]
+    assert out.stderr == "", out.stderr
