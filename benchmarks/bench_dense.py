@@ -4,7 +4,7 @@ Run: ``.venv/bin/python benchmarks/bench_dense.py [--repeats N]``. Writes
 ``benchmarks/results/dense.json`` and prints a table.
 
 * VGG16 (keras.applications, random weights: timing only) converted by
-  :mod:`tlkit.convert`, evaluated densely on a 384x384 image (one pass, a 6x6
+  :mod:`tlkit.dense.convert`, evaluated densely on a 384x384 image (one pass, a 6x6
   map), against the original 224x224 network on the 36 crops the map stands for
   (6x6 grid, stride 32), batched (``--crop-batch`` per forward pass).
 * The same at stride 16 (4 shifted passes, an 11x11 map) against its 121 crops.
@@ -39,7 +39,10 @@ def _macs(model: Any, input_hw: tuple[int, int]) -> int:
     """Multiply-adds of one forward pass at ``input_hw`` (Conv2D, DepthwiseConv2D, Dense)."""
     import keras
 
-    from tlkit.convert import _nodes_in_order, _static_shapes  # shape inference at any input size
+    from tlkit.dense.convert import (  # shape inference at any input size
+        _nodes_in_order,
+        _static_shapes,
+    )
 
     shapes = _static_shapes(model, [(1, *input_hw, model.inputs[0].shape[-1])])
     total = 0
@@ -89,7 +92,7 @@ def _crops(image: Any, size: int, step: int, rows: int, cols: int) -> Any:
 
 def _forward_batched(model: Any, x: Any, batch: int) -> None:
     for i in range(0, len(x), batch):
-        model.predict_on_batch(x[i:i + batch])  # compiled, as tlkit.dense runs its passes
+        model.predict_on_batch(x[i:i + batch])  # compiled, as tlkit.dense.evaluator runs its passes
 
 
 def bench_model(name: str, *, size: int, repeats: int, crop_batch: int, stride16: bool,
@@ -98,7 +101,7 @@ def bench_model(name: str, *, size: int, repeats: int, crop_batch: int, stride16
     import numpy as np
 
     import tlkit
-    from tlkit.dense import DenseEvaluator, dense_map_size
+    from tlkit.dense.evaluator import DenseEvaluator, dense_map_size
 
     spec = tlkit.get_spec(name)
     model = tlkit.build(name)
@@ -107,7 +110,7 @@ def bench_model(name: str, *, size: int, repeats: int, crop_batch: int, stride16
     native = conv.native_size[0]
     s = conv.stride
     image = np.random.default_rng(0).uniform(0, 255, (size, size, 3)).astype("float32")
-    from tlkit.preprocessing import preprocess_numpy
+    from tlkit.models.preprocessing import preprocess_numpy
 
     rows, cols = conv.output_size(size, size)
     crops = _crops(image, native, s, rows, cols)  # raw pixels: both paths preprocess inside the timing
@@ -181,7 +184,7 @@ def main(argv: list[str] | None = None) -> int:
     except Exception:  # noqa: BLE001
         devices = []
     report = {
-        "benchmark": "dense evaluation vs. crops (tlkit.convert + tlkit.dense)",
+        "benchmark": "dense evaluation vs. crops (tlkit.dense.convert + tlkit.dense.evaluator)",
         "keras": keras.__version__, "backend": keras.backend.backend(), "devices": devices,
         "cpu_count": os.cpu_count(), "platform": platform.platform(), "repeats": args.repeats,
         "crop_batch": args.crop_batch, "goal": "VGG16 stride-32 time ratio >= 10 (MAC ratio ~11 is the limit)",

@@ -73,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="tlkit-bench-export-") as scratch:
         path = args.path
         if path is None:
-            from tlkit import export
+            from tlkit.export import savedmodel as export
 
             t = time.perf_counter()
             result = export.export_base("efficientnet_lite0", Path(scratch) / "efficientnet_lite0")

@@ -40,7 +40,7 @@ def main() -> None:
 
     import keras
 
-    from tlkit import heads, train
+    from tlkit.finetune import heads, train
 
     gpus = [d for d in keras.config.list_devices() if "gpu" in str(d).lower()] \
         if hasattr(keras.config, "list_devices") else []

@@ -32,9 +32,9 @@ def main(argv: list[str] | None = None) -> int:
     import keras
     import numpy as np
 
-    from tlkit import weights as W
     from tlkit.models.efficientnet_lite import efficientnet_lite0
-    from tlkit.torch_legacy import load_state_dict
+    from tlkit.weights import resolve as W
+    from tlkit.weights.torch_legacy import load_state_dict
 
     efficientnet_lite0()  # warm up Keras/TF so the first timing is not the import
     source = W.lite0_source_path()

@@ -18,9 +18,9 @@ from absl import app, flags
 from PIL import Image
 
 import tlkit
+from tlkit.data.images import load_rgb
 from tlkit.imagenet import decode_predictions
-from tlkit.images import load_rgb
-from tlkit.preprocessing import preprocess_numpy
+from tlkit.models.preprocessing import preprocess_numpy
 
 flags.DEFINE_string("base", "efficientnet_lite0", "registry name of a base with ImageNet weights")
 flags.DEFINE_list("images", [], "image files to classify (default: scikit-image's sample photos)")

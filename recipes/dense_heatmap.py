@@ -20,8 +20,8 @@ import numpy as np
 from absl import app, flags
 from PIL import Image
 
-from tlkit.dense import DenseEvaluator
-from tlkit.images import load_rgb
+from tlkit.data.images import load_rgb
+from tlkit.dense.evaluator import DenseEvaluator
 from tlkit.plots import score_map_overlay
 
 flags.DEFINE_string("base", "efficientnet_lite0", "registry name of an ImageNet classifier")

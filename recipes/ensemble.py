@@ -17,9 +17,9 @@ from pathlib import Path
 
 from absl import app, flags
 
-from tlkit import data as tldata
-from tlkit.evaluation_runs import evaluate_runs
-from tlkit.pipeline import FinetuneConfig, finetune
+from tlkit.data import pipeline as tldata
+from tlkit.finetune.evaluation_runs import evaluate_runs
+from tlkit.finetune.pipeline import FinetuneConfig, finetune
 
 flags.DEFINE_string("data", "builtin:digits", "folder of class subfolders, CSV manifest, or builtin:NAME")
 flags.DEFINE_string("base", "efficientnet_lite0", "pretrained base")

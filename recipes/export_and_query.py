@@ -22,7 +22,7 @@ import tensorflow as tf
 from absl import app, flags, logging
 from PIL import Image
 
-from tlkit.export import export_base, export_run
+from tlkit.export.savedmodel import export_base, export_run
 
 flags.DEFINE_string("base", "efficientnet_lite0", "registry name of an ImageNet classifier to export")
 flags.DEFINE_string("run", None, "export this finetuning run directory instead of --base")

@@ -19,8 +19,8 @@ from pathlib import Path
 
 from absl import app, flags
 
-from tlkit.extract import extract
-from tlkit.probe import probe
+from tlkit.features.extract import extract
+from tlkit.features.probe import probe
 
 flags.DEFINE_string("data", "builtin:faces", "folder of class subfolders, CSV manifest, or builtin:NAME")
 flags.DEFINE_string("base", "efficientnet_lite0", "pretrained network")

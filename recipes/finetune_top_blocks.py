@@ -19,7 +19,7 @@ from pathlib import Path
 
 from absl import app, flags
 
-from tlkit.pipeline import FinetuneConfig, finetune
+from tlkit.finetune.pipeline import FinetuneConfig, finetune
 
 flags.DEFINE_string("data", "builtin:faces", "folder of class subfolders, CSV manifest, or builtin:NAME")
 flags.DEFINE_string("base", "efficientnet_lite0", "pretrained base")

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from tlkit import cli
 from tlkit.advise import FLIP_RETAINED, SMALL_PER_CLASS, decide, input_side
+from tlkit.cli import main as cli
 
 SMOKE = " --epochs 1 --finetune-epochs 1"  # appended to each `tlkit finetune` step: argparse keeps the last value
 

@@ -9,7 +9,8 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-from tlkit import augment, data
+from tlkit.data import augment
+from tlkit.data import pipeline as data
 
 
 def _image(h: int = 20, w: int = 30, seed: int = 0) -> tf.Tensor:

@@ -1,4 +1,4 @@
-"""tlkit.convert: classifiers become fully convolutional, exactly.
+"""tlkit.dense.convert: classifiers become fully convolutional, exactly.
 
 Exactness is shown on small nets built here. For a net without padding every
 position of the dense map equals the original net on the crop it stands for.
@@ -16,8 +16,13 @@ import numpy as np
 import pytest
 
 import tlkit
-from tlkit.convert import ConversionError, PatchConv2D, convert, to_fully_convolutional
-from tlkit.dense import dense_map_size
+from tlkit.dense.convert import (
+    ConversionError,
+    PatchConv2D,
+    convert,
+    to_fully_convolutional,
+)
+from tlkit.dense.evaluator import dense_map_size
 
 L = keras.layers
 RTOL = 1e-4  # max abs difference <= RTOL * max |reference|
@@ -70,8 +75,8 @@ def gap_net(hidden: int = 0, seed: int = 0) -> keras.Model:
 
 
 def finetuned_net(seed: int = 0) -> keras.Model:
-    """The layout of tlkit.heads.build_classifier, with a tiny valid-padding base."""
-    from tlkit.preprocessing import Preprocess
+    """The layout of tlkit.finetune.heads.build_classifier, with a tiny valid-padding base."""
+    from tlkit.models.preprocessing import Preprocess
 
     keras.utils.set_random_seed(seed)
     b_in = keras.Input((32, 32, 3))

@@ -11,9 +11,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tlkit import builtin_data, data
-from tlkit.data import DataError
-from tlkit.images import load_rgb
+from tlkit.data import builtins as builtin_data
+from tlkit.data import pipeline as data
+from tlkit.data.images import load_rgb
+from tlkit.data.pipeline import DataError
 
 
 def _img(path: Path, seed: int, size: tuple[int, int] = (16, 16), mode: str = "RGB", fmt: str | None = None) -> Path:
@@ -429,7 +430,7 @@ def test_tfds_prepared_dataset_loads_by_name(tfds_dir: Path):
 
 
 def test_tfds_explicit_splits_and_report(tfds_dir: Path):
-    from tlkit import preflight
+    from tlkit.data import preflight
 
     src = data.resolve("tfds:tlkit_tiny_shapes:1.0.0:train[:50%]:train[50%:]", tfds_data_dir=str(tfds_dir))
     assert src.tfds_splits == {"train": "train[:50%]", "val": "train[50%:]"}
@@ -464,7 +465,7 @@ def test_16bit_png_gives_the_same_pixels_to_training_and_prediction(tmp_path):
     """PIL clips 16-bit grayscale to white in convert("RGB"); tlkit keeps the high byte, like TensorFlow."""
     import tensorflow as tf
 
-    from tlkit.images import load_rgb
+    from tlkit.data.images import load_rgb
 
     wide = np.random.default_rng(0).integers(0, 65536, (9, 7)).astype(np.uint16)
     path = tmp_path / "g16.png"

@@ -1,4 +1,4 @@
-"""tlkit.dense and ``tlkit dense-eval``: score maps, shifted passes, scales, real weights."""
+"""tlkit.dense.evaluator and ``tlkit dense-eval``: score maps, shifted passes, scales, real weights."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from test_convert import assert_close, crops_of, finetuned_net, flatten_net
 
-from tlkit.convert import convert
-from tlkit.dense import (
+from tlkit.dense.convert import convert
+from tlkit.dense.evaluator import (
     DenseEvaluator,
     dense_map_size,
     evaluate,
@@ -128,7 +128,7 @@ def test_from_run_feeds_raw_pixels(run_dir, tmp_path) -> None:
 
 
 def test_cli_dense_eval_run(run_dir, tmp_path, capsys) -> None:
-    from tlkit.cli import main
+    from tlkit.cli.main import main
 
     image = _png(tmp_path / "img.png")
     heat = tmp_path / "out" / "heat.png"
@@ -146,7 +146,7 @@ def test_cli_dense_eval_run(run_dir, tmp_path, capsys) -> None:
 
 
 def test_cli_dense_eval_base_and_errors(tmp_path, capsys) -> None:
-    from tlkit.cli import main
+    from tlkit.cli.main import main
 
     image = _png(tmp_path / "img.png", 32, 48)
     rc = main(["dense-eval", "--base", "cifar_example", "--weights", "none", "--image", image,
@@ -201,7 +201,7 @@ def test_maps_hold_only_windows_inside_the_image(name) -> None:
     (before, shifted passes of "same"-padded nets added positions hanging over the edge, and a
     shifted image smaller than the window crashed the pass)."""
     import tlkit
-    from tlkit.dense import windows_inside
+    from tlkit.dense.evaluator import windows_inside
 
     ev = DenseEvaluator(tlkit.build(name, weights=None), compiled=False)
     s, win = ev.net_stride, ev.window
@@ -215,12 +215,12 @@ def test_maps_hold_only_windows_inside_the_image(name) -> None:
 
 
 def test_scaled_size_bounds_refuse_before_resizing(monkeypatch) -> None:
-    from tlkit.dense import check_scales
+    from tlkit.dense.evaluator import check_scales
 
     def no_resize(*args, **kwargs):
         raise AssertionError("resized although refused")
 
-    monkeypatch.setattr("tlkit.dense.resize_for_scale", no_resize)
+    monkeypatch.setattr("tlkit.dense.evaluator.resize_for_scale", no_resize)
     ev = DenseEvaluator(flatten_net(), preprocessing="unit", max_scaled_pixels=10_000, max_aspect=4)
     strip = np.zeros((2, 400, 3), np.uint8)  # aspect 200:1: at scale 32 it would be 32x6400
     with pytest.raises(ValueError, match=r"aspect ratio of 200:1.*32x6400.*--max-aspect.*--max-scaled-pixels"):

@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 
 import tlkit
-from tlkit import weights as W
 from tlkit.inspection import parameter_counts
 from tlkit.models.efficientnet_lite import LITE0_BLOCKS, block_names, efficientnet_lite0
 from tlkit.registry import get_spec
-from tlkit.torch_legacy import load_state_dict
+from tlkit.weights import resolve as W
+from tlkit.weights.torch_legacy import load_state_dict
 
 LITE0_PARAMS = 4_652_008  # trainable weights + biases + BN scale/offset of the state dict
 
@@ -152,8 +152,8 @@ def test_mismatched_state_dict_is_refused(state_dict):
 def _photo(name):
     import skimage.data
 
-    from tlkit.commands.predict import prepare_image
-    from tlkit.preprocessing import preprocess_numpy
+    from tlkit.cli.commands.predict import prepare_image
+    from tlkit.models.preprocessing import preprocess_numpy
 
     return preprocess_numpy(prepare_image(getattr(skimage.data, name)(), (224, 224))[None], "lite")
 

@@ -22,10 +22,12 @@ import tensorflow as tf
 from PIL import Image
 from skimage import data
 
-from tlkit import cli, export, serving_decode
+from tlkit.cli import main as cli
+from tlkit.data.images import MAX_PIXELS
+from tlkit.export import savedmodel as export
+from tlkit.export import serving_decode
 from tlkit.imagenet import class_names
-from tlkit.images import MAX_PIXELS
-from tlkit.preprocessing import Preprocess
+from tlkit.models.preprocessing import Preprocess
 
 CATS = range(281, 286)  # ImageNet: tabby, tiger cat, Persian, Siamese, Egyptian cat
 SAVED_MODEL_CLI = str(Path(sys.executable).with_name("saved_model_cli"))
@@ -198,8 +200,8 @@ def test_corrupt_request_fails_clearly_and_the_model_keeps_serving(fresh):
 # --- in-graph decoding matches tlkit's own image paths --------------------------------------------
 
 def test_dataset_resize_gives_the_pixels_the_data_pipeline_gives(chelsea_jpeg, tmp_path):
-    from tlkit import augment
-    from tlkit.images import load_rgb
+    from tlkit.data import augment
+    from tlkit.data.images import load_rgb
 
     (tmp_path / "c.jpg").write_bytes(chelsea_jpeg)
     want = augment.resize(tf.constant(load_rgb(tmp_path / "c.jpg")), (64, 80)).numpy()  # PIL decode
@@ -209,7 +211,7 @@ def test_dataset_resize_gives_the_pixels_the_data_pipeline_gives(chelsea_jpeg, t
 
 @pytest.mark.parametrize("mode", ["crop", "plain"])
 def test_crop_and_plain_resize_follow_tlkit_predict(chelsea_jpeg, mode):
-    from tlkit.commands.predict import prepare_image
+    from tlkit.cli.commands.predict import prepare_image
 
     want = prepare_image(np.asarray(Image.open(io.BytesIO(chelsea_jpeg)).convert("RGB")), (224, 224), mode)
     got = export.decode_images(tf.constant([chelsea_jpeg]), (224, 224), mode).numpy()[0]
@@ -262,7 +264,7 @@ _KILLED = textwrap.dedent(r'''
     import sys, time
     sys.path.insert(0, sys.argv[2])
     from test_export import _tiny_model
-    from tlkit import export
+    from tlkit.export import savedmodel as export
     export.verify_export = lambda *a, **k: time.sleep(600)  # hang where the export is half done
     export.export_model(_tiny_model(), ["a", "b", "c"], sys.argv[1])
 ''')
@@ -414,7 +416,7 @@ _EXPORTING = textwrap.dedent(r'''
     import sys
     sys.path.insert(0, sys.argv[2])
     from test_export import _tiny_model
-    from tlkit import export
+    from tlkit.export import savedmodel as export
     export.export_model(_tiny_model(), ["a", "b", "c"], sys.argv[1])
 ''')
 

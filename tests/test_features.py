@@ -9,11 +9,11 @@ import pytest
 from PIL import Image
 
 import tlkit
-from tlkit import cli
+from tlkit.cli import main as cli
 from tlkit.errors import DataError, ModelError, WeightsError
-from tlkit.extract import build_tap_model, extract, load_features
-from tlkit.features import extractor
-from tlkit.heads import build_classifier
+from tlkit.features.extract import build_tap_model, extract, load_features
+from tlkit.features.taps import extractor
+from tlkit.finetune.heads import build_classifier
 
 
 def _folder(root: Path, n: int = 10, size: int = 40) -> Path:
@@ -67,7 +67,7 @@ def test_extracted_features_equal_model_predict(tmp_path):
     assert meta["model"] == "efficientnet_lite0" and meta["preprocessing"] == "lite"
     assert meta["input_size"] == [64, 64] and meta["tlkit_version"] == tlkit.__version__
     model, _ = build_tap_model("efficientnet_lite0", ["penultimate", "top"], input_size=(64, 64))
-    from tlkit.data import images_dataset
+    from tlkit.data.pipeline import images_dataset
 
     images = np.concatenate([np.asarray(b) for b in images_dataset(rows["path"].tolist(), image_size=(64, 64),
                                                                    batch_size=5)])
@@ -113,8 +113,8 @@ def test_extract_and_probe_digits_reach_93_percent(tmp_path, capsys):
     assert m["top1"] >= 0.93 and m["count"] == 359
     assert (tmp_path / "probe" / "confusion.png").stat().st_size > 5000
     # The exported head reproduces the probe's probabilities on the tapped network.
-    from tlkit.evaluation_runs import load_run
-    from tlkit.probe import probe_scores
+    from tlkit.features.probe import probe_scores
+    from tlkit.finetune.evaluation_runs import load_run
 
     model, labels, _ = load_run(tmp_path / "run")
     assert labels == [str(d) for d in range(10)]
@@ -122,7 +122,7 @@ def test_extract_and_probe_digits_reach_93_percent(tmp_path, capsys):
     import joblib
 
     saved = joblib.load(tmp_path / "probe" / "probe.joblib")
-    from tlkit.data import images_dataset
+    from tlkit.data.pipeline import images_dataset
 
     idx = np.arange(8)
     images = next(iter(images_dataset(rows["path"].iloc[idx].tolist(), image_size=(64, 64), batch_size=8)))
@@ -153,7 +153,7 @@ def _old_style(features: Path, **changes) -> None:
     """Rewrite a features file's (or part's) metadata as an older tlkit, or another network, would have."""
     import pyarrow.parquet as pq
 
-    from tlkit.extract import META_KEY
+    from tlkit.features.extract import META_KEY
 
     table = pq.read_table(features)
     meta = json.loads(table.schema.metadata[META_KEY])
@@ -180,7 +180,7 @@ def test_unrecorded_random_weights_are_refused_for_resume_and_export(tmp_path, c
     assert cli.main(["probe", str(out), "--out", str(tmp_path / "probe"), "--export", str(tmp_path / "run"),
                      "--cv", "2"]) == 2
     assert "seed was not recorded" in capsys.readouterr().err and not (tmp_path / "probe").exists()
-    from tlkit.probe import attach_head, probe
+    from tlkit.features.probe import attach_head, probe
 
     probe(out, tmp_path / "probe", cv=2)
     with pytest.raises(WeightsError, match="seed was not recorded"):
@@ -189,7 +189,7 @@ def test_unrecorded_random_weights_are_refused_for_resume_and_export(tmp_path, c
 
 
 def test_export_refuses_a_rebuilt_network_with_other_weights(tmp_path):
-    from tlkit.probe import attach_head, probe
+    from tlkit.features.probe import attach_head, probe
 
     data = _folder(tmp_path / "data", n=6)
     out = tmp_path / "f.parquet"

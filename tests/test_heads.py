@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import tlkit
-from tlkit import heads, train
+from tlkit.finetune import heads, train
 
 
 def _snapshot(layer):

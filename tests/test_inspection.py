@@ -5,7 +5,7 @@ import json
 import keras
 import pytest
 
-from tlkit import cli
+from tlkit.cli import main as cli
 from tlkit.inspection import conv_output_size, layer_table, seed_notes
 
 

@@ -3,14 +3,13 @@ shapes, layer names and block prefixes, grouped convs, serialization."""
 
 from __future__ import annotations
 
-
 import keras
 import numpy as np
 import pytest
 
 import tlkit
+from tlkit.finetune.heads import layer_blocks
 from tlkit.inspection import parameter_counts
-from tlkit.heads import layer_blocks
 from tlkit.models.densenet import densenet
 from tlkit.models.resnet import STAGES, resnet
 
@@ -252,7 +251,7 @@ def _block_prefixes(model):
 
 
 def test_resnet18_blocks_for_unfreezing():
-    # tlkit.heads.layer_blocks groups weighted layers by the convS_blockI_ prefix; the
+    # tlkit.finetune.heads.layer_blocks groups weighted layers by the convS_blockI_ prefix; the
     # stem joins the first block, so "unfreeze the top N" never splits a residual block.
     model = resnet(depth=18, input_shape=(32, 32, 3), num_classes=7, include_top=False)
     blocks = layer_blocks(model)

@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tlkit import cli
-from tlkit.pipeline import FinetuneConfig, finetune
+from tlkit.cli import main as cli
+from tlkit.finetune.pipeline import FinetuneConfig, finetune
 
 ARTIFACTS = ["config.json", "labels.json", "history.csv", "best.keras", "last.keras", "metrics.json",
              "curves.png", "confusion.png", "skipped.csv", "data_report.json", "data_report.txt", "train.log"]
@@ -152,7 +152,7 @@ def test_mirrored_strategy_on_two_logical_cpus(tmp_path):
         import tensorflow as tf
         cpu = tf.config.list_physical_devices("CPU")[0]
         tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
-        from tlkit.pipeline import FinetuneConfig, finetune
+        from tlkit.finetune.pipeline import FinetuneConfig, finetune
         cfg = FinetuneConfig(data={str(data)!r}, base="cifar_example", weights=None, runs_dir={str(tmp_path / 'runs')!r},
                              name="mirrored", input_size=(32, 32), batch_size=16, epochs=1, finetune_epochs=1,
                              unfreeze="all", lr=1e-2, augment=None, distribute="mirrored")
@@ -165,7 +165,7 @@ def test_mirrored_strategy_on_two_logical_cpus(tmp_path):
     log = (tmp_path / "runs" / "mirrored" / "train.log").read_text()
     assert "MirroredStrategy, 2 replica(s) in sync" in log  # the run itself used both devices
     top1 = float(out.stdout.split("METRICS ")[1].split()[0])
-    from tlkit.evaluation_runs import evaluate_runs
+    from tlkit.finetune.evaluation_runs import evaluate_runs
 
     again = evaluate_runs([str(tmp_path / "runs" / "mirrored")])
     assert list(again.values())[0]["top1"] == pytest.approx(top1)
@@ -189,7 +189,7 @@ def test_cache_features_trains_the_head_on_cached_vectors(tmp_path):
 
 
 def test_is_chief():
-    from tlkit.pipeline import is_chief
+    from tlkit.finetune.pipeline import is_chief
 
     class Resolver:
         def __init__(self, task_type, task_id, cluster):
@@ -214,7 +214,7 @@ def test_is_chief():
     assert not is_chief(Strategy(Resolver("worker", 0, with_chief)))
 
 
-# --- the run directory (tlkit.rundir): names, lock, replace and put back --------------------------
+# --- the run directory (tlkit.finetune.rundir): names, lock, replace and put back --------------------------
 
 def _fake_run(path: Path, started: bool = True) -> Path:
     path.mkdir(parents=True)
@@ -233,14 +233,14 @@ def _files(root: Path) -> dict[str, bytes]:
 @pytest.mark.parametrize("name", [".", "..", "../x", "a/b", "/abs", "", ".hidden", None])
 def test_run_name_is_one_path_component(name):
     from tlkit.errors import RunDirError
-    from tlkit.rundir import check_run_name
+    from tlkit.finetune.rundir import check_run_name
 
     with pytest.raises(RunDirError, match="one folder name"):
         check_run_name(name)
 
 
 def test_run_name_accepts_ordinary_names_and_the_config_default(tmp_path):
-    from tlkit.rundir import check_run_name
+    from tlkit.finetune.rundir import check_run_name
 
     assert check_run_name("my-run_2.b") == "my-run_2.b"
     cfg = FinetuneConfig(data="./some/folder/", base="cifar_example", runs_dir=str(tmp_path))
@@ -251,7 +251,7 @@ def test_run_name_accepts_ordinary_names_and_the_config_default(tmp_path):
 
 def test_lock_refuses_a_second_owner_and_takes_over_a_dead_ones(tmp_path):
     from tlkit.errors import RunDirError
-    from tlkit.rundir import RunLock
+    from tlkit.finetune.rundir import RunLock
 
     path = tmp_path / ".tlkit.lock"
     first = RunLock(path)
@@ -272,7 +272,7 @@ def test_lock_refuses_a_second_owner_and_takes_over_a_dead_ones(tmp_path):
 
 def test_replace_puts_the_old_run_back_unless_a_checkpoint_was_written(tmp_path):
     from tlkit.errors import AlreadyExistsError, RunDirError
-    from tlkit.rundir import RunDir
+    from tlkit.finetune.rundir import RunDir
 
     run = RunDir(_fake_run(tmp_path / "runs" / "r"))
     before = _files(tmp_path)
@@ -297,7 +297,7 @@ def test_replace_puts_the_old_run_back_unless_a_checkpoint_was_written(tmp_path)
 
 
 def test_a_replacement_left_by_a_killed_process_is_finished_by_the_next_command(tmp_path):
-    from tlkit.rundir import RunDir
+    from tlkit.finetune.rundir import RunDir
 
     runs = tmp_path / "runs"
     _fake_run(runs / ".r.tlkit-replaced")  # the old run, moved aside
@@ -312,7 +312,7 @@ def test_a_replacement_left_by_a_killed_process_is_finished_by_the_next_command(
 
 def test_an_empty_folder_may_be_used_and_a_user_folder_is_never_replaced(tmp_path):
     from tlkit.errors import RunDirError
-    from tlkit.rundir import RunDir
+    from tlkit.finetune.rundir import RunDir
 
     (tmp_path / "empty").mkdir()
     assert RunDir(tmp_path / "empty").plan(resume=False, force=False) == "create"

@@ -9,7 +9,7 @@ import pytest
 import skimage.data
 from PIL import Image
 
-from tlkit import cli
+from tlkit.cli import main as cli
 from tlkit.imagenet import class_names, classes, decode_predictions, synsets
 
 CATS = set(range(281, 286))  # tabby, tiger cat, Persian, Siamese, Egyptian cat
@@ -84,7 +84,7 @@ def test_predict_table(photos, offline, capsys):
 
 
 def test_predict_rejects_bad_arguments(photos, capsys):
-    # Refused by argparse since flags are typed (tlkit.commands._argtypes): a usage error, exit 2.
+    # Refused by argparse since flags are typed (tlkit.cli.commands._argtypes): a usage error, exit 2.
     with pytest.raises(SystemExit) as info:
         cli.main(["predict", str(photos / "cat.jpg"), "--top", "0"])
     assert info.value.code == 2

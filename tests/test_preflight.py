@@ -15,8 +15,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tlkit import cli, data, preflight
-from tlkit.data import DataError
+from tlkit.cli import main as cli
+from tlkit.data import pipeline as data
+from tlkit.data import preflight
+from tlkit.data.pipeline import DataError
 from tlkit.errors import ConfigError
 
 
@@ -216,7 +218,7 @@ def test_non_regular_files_are_named_without_opening_them(tmp_path: Path):
     import tempfile
     import threading
 
-    from tlkit.images import ImageError, load_rgb
+    from tlkit.data.images import ImageError, load_rgb
 
     root = tmp_path / "d"
     for cls in ("cat", "dog"):
@@ -307,8 +309,8 @@ def test_leak_policy_without_leaks_says_nothing(tmp_path: Path):
 def test_a_second_check_reads_no_unchanged_file_and_rechecks_a_changed_one(tmp_path, monkeypatch):
     import os
 
-    from tlkit import data as tldata
-    from tlkit import preflight
+    from tlkit.data import pipeline as tldata
+    from tlkit.data import preflight
 
     monkeypatch.setenv("TLKIT_HOME", str(tmp_path / "cache"))
     root = tmp_path / "imgs"
@@ -316,7 +318,7 @@ def test_a_second_check_reads_no_unchanged_file_and_rechecks_a_changed_one(tmp_p
         (root / cls).mkdir(parents=True)
         for i in range(4):
             Image.fromarray(np.full((16, 16, 3), 40 * i, np.uint8)).save(root / cls / f"{i}.png")
-    from tlkit import file_checks
+    from tlkit.data import file_checks
 
     # Files written within 2 s of their check are "racy" and not remembered; these were written just
     # now, so the test lowers that margin (and checks it at the end).

@@ -4,7 +4,7 @@ import keras
 import numpy as np
 import pytest
 
-from tlkit.preprocessing import Preprocess, preprocess_numpy
+from tlkit.models.preprocessing import Preprocess, preprocess_numpy
 from tlkit.registry import PREPROCESSING_MODES
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from PIL import Image
 
-from tlkit import cli
+from tlkit.cli import main as cli
 
 ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"

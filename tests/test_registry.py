@@ -3,7 +3,14 @@
 import pytest
 
 import tlkit
-from tlkit.registry import PREPROCESSING_MODES, ModelSpec, UnknownModelError, get_spec, list_models, register
+from tlkit.registry import (
+    PREPROCESSING_MODES,
+    ModelSpec,
+    UnknownModelError,
+    get_spec,
+    list_models,
+    register,
+)
 
 
 def test_glob_filter():

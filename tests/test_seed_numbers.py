@@ -9,7 +9,8 @@ import json
 import keras
 import pytest
 
-from tlkit import cli, seed_numbers
+from tlkit import seed_numbers
+from tlkit.cli import main as cli
 from tlkit.errors import ConfigError
 from tlkit.inspection import conv_output_size, layer_table
 from tlkit.models.teaching import MODULES, build_module, find_module

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tlkit import train
 from tlkit.errors import ConfigError
-from tlkit.pipeline import FinetuneConfig, finetune
+from tlkit.finetune import train
+from tlkit.finetune.pipeline import FinetuneConfig, finetune
 
 
 def test_step_and_cosine_schedules():

@@ -17,9 +17,13 @@ import numpy as np
 import pytest
 
 import tlkit
-from tlkit import cli
-from tlkit import weights as W
-from tlkit.torch_legacy import LegacyTorchError, UnsafePickleError, load_state_dict
+from tlkit.cli import main as cli
+from tlkit.weights import resolve as W
+from tlkit.weights.torch_legacy import (
+    LegacyTorchError,
+    UnsafePickleError,
+    load_state_dict,
+)
 
 # --- a minimal legacy torch.save writer (for crafted files), using stand-in modules -----------
 
@@ -447,7 +451,7 @@ def test_mismatched_local_files_are_refused_clearly(tmp_path):
     b"ctorch\nFloatStorage\n}S'dtype'\nS'O'\nsb.",  # retype an allowed storage class
 ])
 def test_allowed_globals_cannot_be_tampered_with(tmp_path, payload):
-    from tlkit import torch_legacy
+    from tlkit.weights import torch_legacy
 
     before = torch_legacy._rebuild_tensor_v2.__defaults__
     path = tmp_path / "tamper.pth"

@@ -24,8 +24,8 @@ def build(
     include_top: bool = True,
     **kwargs: Any,
 ) -> Any:
-    """Build a registered model as a ``keras.Model`` (see :func:`tlkit.factory.build`)."""
-    from tlkit.factory import build as _build
+    """Build a registered model as a ``keras.Model`` (see :func:`tlkit.models.factory.build`)."""
+    from tlkit.models.factory import build as _build
 
     return _build(name, num_classes=num_classes, input_shape=input_shape,
                   weights=weights, include_top=include_top, **kwargs)

@@ -2,6 +2,6 @@
 
 import sys
 
-from tlkit.cli import main
+from tlkit.cli.main import main
 
 sys.exit(main())

@@ -19,7 +19,7 @@ import sys
 from typing import Any
 
 # Every module with a @keras.saving.register_keras_serializable object (grep for it when adding one).
-MODULES = ("tlkit.preprocessing", "tlkit.models.layers", "tlkit.convert")
+MODULES = ("tlkit.models.preprocessing", "tlkit.models.layers", "tlkit.dense.convert")
 
 
 def register() -> None:
@@ -30,7 +30,7 @@ def register() -> None:
 
 def _register_quietly() -> None:
     # Called from inside an import of keras: a module of ours that is itself importing keras
-    # (``import tlkit.preprocessing`` first) is half initialised and registers when it
+    # (``import tlkit.models.preprocessing`` first) is half initialised and registers when it
     # finishes; anything else that fails here is retried by register() before loading.
     for name in MODULES:
         if name in sys.modules:

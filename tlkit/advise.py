@@ -171,8 +171,8 @@ def measure(data: str, *, base: str = "efficientnet_lite0", sample: int = SAMPLE
             cache_dir: str | None = None, batch_size: int = 32) -> dict[str, Any]:
     """Everything :func:`advise` decides from (see the module docstring), as JSON-ready data."""
     import tlkit
-    from tlkit import data as tldata
-    from tlkit.images import ImageError, load_rgb
+    from tlkit.data import pipeline as tldata
+    from tlkit.data.images import ImageError, load_rgb
 
     spec = tlkit.get_spec(base)  # unknown names fail before anything is read
     if not spec.has_imagenet or spec.num_classes != 1000:
@@ -241,7 +241,7 @@ def _pretrained_outputs(spec: Any, images: list[np.ndarray], batch_size: int) ->
     import keras
 
     import tlkit
-    from tlkit.preprocessing import preprocess_numpy
+    from tlkit.models.preprocessing import preprocess_numpy
 
     net = tlkit.build(spec.name, weights="imagenet")
     both = keras.Model(net.inputs, [net.output, net.get_layer(spec.resolve_layer("penultimate")).output])

@@ -15,7 +15,7 @@ from typing import Any, Callable, Mapping
 
 from tlkit.errors import ModelError
 
-# Preprocessing modes (see tlkit.preprocessing):
+# Preprocessing modes (see tlkit.models.preprocessing):
 #   "caffe": RGB->BGR, subtract ImageNet mean (VGG, keras ResNet v1)
 #   "tf":    x / 127.5 - 1 (Inception, Xception, MobileNetV2, ResNet v2)
 #   "torch": x / 255, then ImageNet mean/std (DenseNet)
@@ -126,7 +126,7 @@ def _ensure_loaded() -> None:
         return
     _LOADED = True
     try:
-        from tlkit import catalog  # noqa: F401  (registers every spec on import)
+        from tlkit.models import catalog  # noqa: F401  (registers every spec on import)
     except BaseException:
         _LOADED = False
         raise

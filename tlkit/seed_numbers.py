@@ -91,7 +91,7 @@ class Tables:
 
             import keras
 
-            from tlkit.commands.inspect import inspect_model
+            from tlkit.cli.commands.inspect import inspect_model
 
             self._tables[key] = inspect_model(name, input_size)
             keras.backend.clear_session()  # full VGG holds ~0.5 GB of weights

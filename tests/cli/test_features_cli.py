@@ -32,7 +32,7 @@ def shapes60(tmp_path: Path) -> Path:
 
 
 def _features(path: Path):
-    from tlkit.extract import load_features
+    from tlkit.features.extract import load_features
 
     feats, rows, meta = load_features(path)
     return feats["penultimate"], rows, meta
@@ -71,9 +71,9 @@ def test_random_weights_resume_after_sigint_and_export_the_same_network(tmp_path
     assert res.returncode == 0, res.stderr[-2000:]
     import joblib
 
-    from tlkit.data import images_dataset
-    from tlkit.evaluation_runs import load_run
-    from tlkit.probe import probe_scores
+    from tlkit.data.pipeline import images_dataset
+    from tlkit.features.probe import probe_scores
+    from tlkit.finetune.evaluation_runs import load_run
 
     model, labels, _ = load_run(tmp_path / "run")
     assert labels == ["bright", "dark", "stripes"]

@@ -85,7 +85,7 @@ _RUN_SCRIPT = textwrap.dedent(r'''
     import json, sys
     from pathlib import Path
     import keras
-    from tlkit.preprocessing import Preprocess
+    from tlkit.models.preprocessing import Preprocess
     run, data = Path(sys.argv[1]), sys.argv[2]
     keras.utils.set_random_seed(0)
     inp = keras.Input((32, 32, 3), name="image")

@@ -1,7 +1,7 @@
 """Multi-worker finetuning as two real processes on loopback (TF_CONFIG, as a cluster sets it).
 
 Keras 3's ``fit`` fails under MultiWorkerMirroredStrategy with the pinned versions, so a
-multi-worker stage runs tlkit's own loop (``tlkit.distributed_train``); these tests show it
+multi-worker stage runs tlkit's own loop (``tlkit.finetune.distributed_train``); these tests show it
 trains the same model as one process, on every worker, and survives losing a worker.
 """
 

@@ -185,4 +185,4 @@ def test_checkpoints_load_in_a_fresh_process_after_import_tlkit(finished_run):
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, env=cli_env(),
                        check=False)
     assert r.returncode == 0, r.stderr[-3000:]
-    assert r.stdout.split() == ["best.keras", "tlkit.preprocessing", "3", "last.keras", "tlkit.preprocessing", "3"]
+    assert r.stdout.split() == ["best.keras", "tlkit.models.preprocessing", "3", "last.keras", "tlkit.models.preprocessing", "3"]

@@ -13,7 +13,7 @@ feature taps and "unfreeze the top N blocks" work the same on both):
   in pre-activation ResNets, ``bn``/``relu`` in DenseNet);
 * head: ``avg_pool`` (GlobalAveragePooling2D) then ``predictions`` (Dense).
 
-:func:`tlkit.heads.layer_blocks` groups layers by these prefixes for "unfreeze the
+:func:`tlkit.finetune.heads.layer_blocks` groups layers by these prefixes for "unfreeze the
 top N blocks".
 """
 

@@ -89,7 +89,7 @@ def efficientnet_lite0(*, num_classes: int = 1000, input_shape: tuple[int, int, 
                        dropout_rate: float = 0.2, drop_connect_rate: float = 0.2) -> keras.Model:
     """EfficientNet-Lite0: 4,652,008 trainable parameters with the 1000-class head.
 
-    Expects inputs preprocessed as ``(x - 127) / 128`` (see :mod:`tlkit.preprocessing`,
+    Expects inputs preprocessed as ``(x - 127) / 128`` (see :mod:`tlkit.models.preprocessing`,
     mode ``"lite"``). ``include_top=False`` returns the ``top_activation`` feature
     map (7x7x1280 at 224x224).
     """

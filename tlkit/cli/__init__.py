@@ -1,0 +1,1 @@
+"""The command line: dispatch, error model, one module per subcommand."""

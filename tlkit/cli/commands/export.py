@@ -1,0 +1,214 @@
+"""``tlkit export``: a TensorFlow Serving SavedModel that takes image bytes and returns labels."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from tlkit.cli.commands._argtypes import positive_int
+from tlkit.data.images import MAX_PIXELS  # light: numpy only
+
+NAME = "export"
+HELP = "export a run or a pretrained base as a SavedModel for TensorFlow Serving"
+DESCRIPTION = (
+    "Writes OUT/N/ (N: --version, or the next free integer), the layout TensorFlow Serving "
+    "watches. Signature serving_default takes encoded images (JPEG/PNG/BMP/GIF bytes) and "
+    "returns scores, top_k_ids, top_k_labels, top_k_scores; predict_pixels takes float32 "
+    "RGB pixels 0..255 at the model's input size. Decoding, resizing and normalisation are "
+    "in the graph; class names are the asset labels.txt; OUT/N/tlkit.json is the model card. "
+    "Every image's header is checked in the graph before decoding: more than --max-pixels pixels, "
+    "bytes of no supported format, an empty request or undecodable data are refused with a "
+    "'tlkit serving: image_bytes[i] ...' message. "
+    "The export is verified in a fresh process before it appears; an existing version is "
+    "never overwritten. Progress goes to stderr (--quiet: none). --check PATH verifies any existing export.")
+ORDER = 60
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("run_dir", nargs="?", metavar="RUN_DIR", help="run directory made by `tlkit finetune`")
+    p.add_argument("--base", help="export this registry model's pretrained ImageNet classifier instead")
+    p.add_argument("--weights", default="imagenet", help="with --base: 'imagenet' or a weights file")
+    p.add_argument("--out", help="model directory holding the versions; saved_models/NAME when omitted")
+    p.add_argument("--version", type=positive_int, help="version number; the highest existing + 1 when omitted")
+    p.add_argument("--top-k", type=positive_int, default=5, help="K of the top_k_* outputs, fixed in the graph")
+    p.add_argument("--resize", choices=("crop", "plain", "dataset"),
+                   help="in-graph resize. crop: centre 87.5%% then bicubic, as `tlkit predict` (the default "
+                        "for --base); plain: the whole image, bicubic; dataset: the whole image, bilinear, as "
+                        "`tlkit finetune`/`evaluate` feed validation images (the default for RUN_DIR)")
+    p.add_argument("--format", action="append", choices=("saved_model", "tflite"), dest="formats",
+                   help="tflite adds N/tflite/ (float32 and dynamic-range int8 models, labels.txt) beside "
+                        "the SavedModel, which is always written; repeatable")
+    p.add_argument("--max-pixels", type=positive_int, default=MAX_PIXELS,
+                   help="the serving graph refuses an image whose header declares more pixels (all frames of "
+                        "a GIF together), before decoding it; the same limit as `tlkit predict --max-pixels`")
+    p.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
+    p.add_argument("--check", metavar="PATH",
+                   help="verify an existing export (a version directory, or the latest version in a model "
+                        "directory) and exit")
+    p.add_argument("--json", action="store_true", help="print the result as JSON")
+
+
+def _fail(msg: str) -> Any:
+    from tlkit.cli.main import CLIError
+
+    return CLIError(msg)
+
+
+def _own_stderr() -> Any:
+    """A private copy of stderr's file descriptor (or stderr itself where it has none, e.g. captured)."""
+    try:
+        return os.fdopen(os.dup(sys.stderr.fileno()), "w", buffering=1)
+    except (OSError, ValueError):  # io.UnsupportedOperation is both
+        return sys.stderr
+
+
+class _Progress:
+    """Progress lines on stderr, with a "still ..." line when a step runs longer than ``every`` s."""
+
+    def __init__(self, enabled: bool, every: float = 5.0) -> None:
+        self.enabled, self.every = enabled, every
+        self.start = self.last = time.monotonic()
+        self.step = ""
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+        # Our own copy of stderr, taken now: while TensorFlow starts, fd 2 is captured (tlkit._quiet_tf)
+        # and a line written there would only show up if the start failed.
+        self._out = _own_stderr() if enabled else None
+
+    def __call__(self, step: str) -> None:
+        with self._lock:
+            self.step, self.last = step, time.monotonic()
+        self._print(step)
+
+    def _print(self, text: str) -> None:
+        if self.enabled and self._out is not None:
+            print(f"tlkit export [{time.monotonic() - self.start:5.1f} s]: {text}", file=self._out, flush=True)
+
+    def _beat(self) -> None:
+        while not self._stop.wait(0.5):
+            with self._lock:
+                due = self.step and time.monotonic() - self.last >= self.every
+                if due:
+                    self.last = time.monotonic()
+            if due:
+                self._print(f"still {self.step[0].lower()}{self.step[1:]}")
+
+    def __enter__(self) -> _Progress:  # noqa: PYI034  (typing.Self needs Python 3.11)
+        if self.enabled:
+            self._thread = threading.Thread(target=self._beat, name="tlkit-export-progress", daemon=True)
+            self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=2)
+        if self._out is not None and self._out is not sys.stderr:
+            self._out.close()
+        self._out = None
+
+
+def _check_early(args: argparse.Namespace) -> None:
+    """Refusals that need no TensorFlow (target directory, version, run directory): instant."""
+    from tlkit.errors import NotFoundError
+    from tlkit.export.versions import check_target, default_out
+
+    if args.run_dir and not Path(args.run_dir).is_dir():
+        raise NotFoundError(f"run directory {args.run_dir} does not exist (a folder made by `tlkit finetune`)")
+    out = Path(args.out) if args.out else default_out(base=args.base, run_dir=args.run_dir)
+    check_target(out, args.version)
+
+
+def run(args: argparse.Namespace) -> int:
+    sources = [bool(args.run_dir), bool(args.base), bool(args.check)]
+    if sum(sources) != 1:
+        raise _fail("give exactly one of RUN_DIR, --base NAME or --check PATH")
+    if not args.check:
+        _check_early(args)
+    with _Progress(not args.quiet) as progress:  # stderr: --json output on stdout stays clean
+        progress("loading TensorFlow")
+        from tlkit.export import savedmodel as export
+
+        if args.check:
+            progress(f"verifying {args.check} in a fresh Python process")
+            try:
+                report = export.check_export(args.check)
+            except export.VerificationError as exc:
+                print(f"tlkit export: FAILED: {exc}")
+                return 1
+            progress("done")
+            if args.json:
+                print(json.dumps(report, indent=2))
+            else:
+                _print_report(report)
+            return 0
+
+        kwargs = {"out": args.out, "version": args.version, "top_k": args.top_k, "resize": args.resize,
+                  "formats": tuple(args.formats or ("saved_model",)), "max_pixels": args.max_pixels,
+                  "progress": progress}
+        try:
+            if args.base:
+                result = export.export_base(args.base, weights=args.weights, **kwargs)
+            else:
+                result = export.export_run(args.run_dir, **kwargs)
+        except export.VerificationError as exc:
+            print(f"tlkit export: {exc}\nnothing was written.")
+            return 1
+    if args.json:
+        print(json.dumps({"path": str(result.path), "version": result.version, "max_pixels": args.max_pixels,
+                          "verification": result.verification,
+                          "tflite": (result.card.get("tflite") or {}).get("verification")}, indent=2))
+        return 0
+    card = result.card
+    print(f"exported {card.get('base') or 'model'} ({card['num_classes']} classes, "
+          f"{card['input_size'][0]}x{card['input_size'][1]}, images up to {card['max_pixels']:,} pixels) "
+          f"to {result.path}")
+    if result.verification:
+        _print_report(result.verification)
+    tfl = card.get("tflite")
+    if tfl:
+        _print_tflite(tfl, result.path)
+    return 0
+
+
+def _print_tflite(tfl: dict[str, Any], path: Path) -> None:
+    sizes = ", ".join(f"{v} {m['bytes'] / 1e6:.2f} MB" for v, m in tfl["models"].items())
+    print(f"  tflite: {sizes} in {path / 'tflite'}")
+    check = tfl.get("verification")
+    if not check:
+        return
+    sample = check.get("sample", {})
+    parts = ", ".join(f"{sample[k]} {k}" for k in ("validation", "synthetic", "probes") if sample.get(k))
+    f32, i8 = check["float32"], check["int8"]
+    print(f"  tflite check on {check['images']} images ({parts}): float32 max abs diff vs Keras "
+          f"{f32['max_abs_diff_vs_keras']:.2g}; int8 top-1 agreement {i8['top1_agreement']:.1%} "
+          f"({i8['top1_disagreements']} of {i8['images']} differ), max score diff {i8['max_abs_diff_vs_keras']:.2g}, "
+          f"mean {i8['mean_abs_diff_vs_keras']:.2g}")
+    from tlkit.export.verify import INT8_AGREEMENT_WARNING
+
+    if i8["top1_agreement"] < INT8_AGREEMENT_WARNING:
+        print(f"tlkit export: warning: the int8 TFLite model's top class differs from the float model's on "
+              f"{i8['top1_disagreements']} of {i8['images']} images; use model_float32.tflite where that matters",
+              file=sys.stderr)
+
+
+def _print_report(report: dict[str, Any]) -> None:
+    keras_diff = report.get("max_abs_diff_vs_keras")
+    print(f"verified {report['path']} in a fresh process: {report['probes']} probe images, "
+          f"serving_default vs predict_pixels max abs diff {report['max_abs_diff_bytes_vs_pixels']:.2g}"
+          + (f", vs Keras {keras_diff:.2g}" if keras_diff is not None else "")
+          + f" (tolerance {report['tolerance']:g})")
+    if report.get("top1"):
+        t = report["top1"][0]
+        print(f"  probe 0 (photo): {t['label']} ({t['score']:.3f})")
+    refused = report.get("refused") or {"garbage": report.get("bad_request_error")}
+    for name, line in refused.items():
+        print(f"  {name.replace('_', ' ')} request refused: {line}")
+    print("  next request served")

@@ -1,0 +1,1 @@
+"""Data: sources, splits, preflight, decoding, resizing and the tf.data pipeline."""

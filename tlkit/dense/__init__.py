@@ -1,0 +1,1 @@
+"""Dense evaluation: FC-to-conv conversion and score maps over larger images."""

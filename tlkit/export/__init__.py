@@ -1,0 +1,1 @@
+"""Export: the serving graph, versions, verification in a child process, TFLite."""

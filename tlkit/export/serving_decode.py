@@ -1,0 +1,325 @@
+"""In-graph decoding for the serving signature: headers checked before any pixel is allocated.
+
+:func:`decode_images` is what ``serving_default`` runs on ``image_bytes`` (tf.string [B]).
+It works in three steps, each in the graph (plain TensorFlow ops, no tlkit at load time):
+
+1. **Headers** (string and integer ops only; nothing here can fail): the format from the
+   signature bytes, the image size from the header - JPEG: the first SOF segment, found by
+   walking the marker segments as libjpeg does; PNG: IHDR; GIF: the logical screen, times
+   the number of frames (TensorFlow's GIF decoder decodes every frame); BMP: the DIB header.
+2. **Refusal**: the request fails, before anything is decoded, when it holds no images,
+   or an image is no JPEG/PNG/BMP/GIF, has a header without a usable size, or has more
+   pixels than ``max_pixels`` (``tlkit export --max-pixels``; default
+   :data:`tlkit.data.images.MAX_PIXELS`, the limit ``tlkit predict`` applies).
+3. **Decoding** in a ``tf.data`` pipeline with ``ignore_errors``: an image the decoder
+   rejects (truncated or damaged data) is dropped there instead of failing with the
+   decoder's own text, and the request then fails naming it.
+
+Every refusal is an ``InvalidArgumentError`` whose text contains one line
+``tlkit serving: image_bytes[i] ...`` (see :func:`error_line`): it names the image's index
+in the batch, what is wrong and, for the size limit, the limit and the flag that sets it.
+A refused request changes nothing; the next request is served as usual.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import tensorflow as tf
+
+from tlkit.data.images import CROP_FRACTION, MAX_PIXELS
+
+BYTES_INPUT = "image_bytes"
+RESIZE_MODES = ("crop", "plain", "dataset")
+PREFIX = "tlkit serving: "
+BAD_IMAGE_MESSAGE = "is not a JPEG, PNG, BMP or GIF image"
+EMPTY_REQUEST_MESSAGE = "the request holds no images"
+TOO_LARGE_MESSAGE = "pixels, more than the limit of"
+UNDECODABLE_MESSAGE = "could not be decoded"
+MAX_PIXELS_FLAG = "tlkit export --max-pixels"
+
+# Format codes (index into FORMAT_NAMES).
+JPEG, PNG, GIF, BMP = 1, 2, 3, 4
+FORMAT_NAMES = ("unknown", "JPEG", "PNG", "GIF", "BMP")
+# Problem codes of the header step.
+OK, NOT_IMAGE, BAD_HEADER, TOO_LARGE = 0, 1, 2, 3
+# JPEG markers whose segment holds the frame size (SOF0..SOF15 without DHT, JPG, DAC).
+_SOF = (0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF)
+_MAX_JPEG_SEGMENTS = 4096  # segments before the frame header; real files have a few dozen
+_PAD = 16  # zero bytes appended so fixed-offset reads past a short input read 0, not fail
+
+
+def _read_bytes(data: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+    """(int32 byte values padded with zeros, true length) of a scalar string."""
+    values = tf.io.decode_raw(data + b"\0" * _PAD, tf.uint8)
+    return tf.cast(values, tf.int32), tf.strings.length(data)
+
+
+def _at(b: tf.Tensor, pos: Any) -> tf.Tensor:
+    """Byte ``pos`` of ``b`` as int64 (0 past the end: ``b`` carries :data:`_PAD` zeros)."""
+    pos = tf.clip_by_value(tf.cast(pos, tf.int32), 0, tf.shape(b)[0] - 1)
+    return tf.cast(tf.gather(b, pos), tf.int64)
+
+
+def _be(b: tf.Tensor, pos: Any, n: int) -> tf.Tensor:
+    out = tf.constant(0, tf.int64)
+    for k in range(n):
+        out = out * 256 + _at(b, pos + k)
+    return out
+
+
+def _le(b: tf.Tensor, pos: Any, n: int) -> tf.Tensor:
+    out = tf.constant(0, tf.int64)
+    for k in reversed(range(n)):
+        out = out * 256 + _at(b, pos + k)
+    return out
+
+
+def _jpeg_size(b: tf.Tensor, length: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+    """(found, height, width) from the first SOF segment; walks markers from byte 2 (after SOI)."""
+    length = tf.cast(length, tf.int64)
+    sof = tf.constant(_SOF, tf.int64)
+
+    def cond(pos, found, done, h, w, steps):
+        return tf.logical_and(tf.logical_not(done), steps < _MAX_JPEG_SEGMENTS)
+
+    def body(pos, found, done, h, w, steps):
+        lead, marker = _at(b, pos), _at(b, pos + 1)
+        seg_len = _be(b, pos + 2, 2)
+        out_of_data = pos + 4 > length
+        bad_lead = tf.not_equal(lead, 0xFF)  # libjpeg would skip garbage; a damaged header is refused
+        fill = tf.equal(marker, 0xFF)
+        is_sof = tf.reduce_any(tf.equal(marker, sof))
+        standalone = tf.logical_or(tf.logical_or(tf.equal(marker, 0x01), tf.equal(marker, 0xD8)),
+                                   tf.logical_and(marker >= 0xD0, marker <= 0xD7))
+        ends = tf.logical_or(tf.equal(marker, 0xD9), tf.equal(marker, 0xDA))  # EOI or scan before a frame
+        sof_ok = tf.logical_and(is_sof, pos + 9 <= length)
+        stop = out_of_data | bad_lead | ends | is_sof | (~fill & ~standalone & (seg_len < 2))
+        nxt = tf.where(fill, pos + 1, tf.where(standalone, pos + 2, pos + 2 + seg_len))
+        h = tf.where(sof_ok & ~out_of_data & ~bad_lead, _be(b, pos + 5, 2), h)
+        w = tf.where(sof_ok & ~out_of_data & ~bad_lead, _be(b, pos + 7, 2), w)
+        found = sof_ok & ~out_of_data & ~bad_lead
+        return nxt, found, stop, h, w, steps + 1
+
+    zero = tf.constant(0, tf.int64)
+    _, found, _, h, w, _ = tf.while_loop(
+        cond, body, (tf.constant(2, tf.int64), tf.constant(False), tf.constant(False), zero, zero,
+                     tf.constant(0, tf.int32)))
+    return found, h, w
+
+
+def _gif_frames(b: tf.Tensor, length: tf.Tensor) -> tf.Tensor:
+    """Number of image descriptors, walking the GIF's blocks as giflib does (at least 1).
+
+    One loop step per block or data sub-block (<= 256 bytes), so the walk is linear in the
+    request's size. It stops at the trailer, at the end of the data or at an unknown block
+    (where giflib stops with an error too).
+    """
+    length = tf.cast(length, tf.int64)
+    packed = _at(b, 10)
+    gct = tf.where(packed >= 128, 3 * tf.bitwise.left_shift(tf.constant(2, tf.int64), packed % 8), 0)
+
+    def cond(pos, frames, in_sub, done):
+        return tf.logical_and(tf.logical_not(done), pos < length)
+
+    def body(pos, frames, in_sub, done):
+        c = _at(b, pos)
+        # In a run of data sub-blocks: skip one (size byte + data); size 0 ends the run.
+        sub_next = pos + 1 + c
+        sub_in = tf.not_equal(c, 0)
+        image = tf.equal(c, 0x2C)
+        ext = tf.equal(c, 0x21)
+        lct_packed = _at(b, pos + 9)
+        lct = tf.where(lct_packed >= 128, 3 * tf.bitwise.left_shift(tf.constant(2, tf.int64), lct_packed % 8), 0)
+        # Image descriptor (10 bytes) + local colour table + LZW code size byte, then sub-blocks;
+        # extension: introducer + label, then sub-blocks.
+        blk_next = tf.where(image, pos + 10 + lct + 1, pos + 2)
+        blk_done = ~image & ~ext  # trailer (0x3B) or an unknown block
+        return (tf.where(in_sub, sub_next, blk_next),
+                frames + tf.cast(~in_sub & image, tf.int64),
+                tf.where(in_sub, sub_in, ~blk_done),
+                tf.where(in_sub, tf.constant(False), blk_done))
+
+    _, frames, _, _ = tf.while_loop(
+        cond, body, (13 + gct, tf.constant(0, tf.int64), tf.constant(False), tf.constant(False)))
+    return tf.maximum(frames, 1)
+
+
+def header_info(data: tf.Tensor, max_pixels: int = MAX_PIXELS) -> dict[str, tf.Tensor]:
+    """Format, size and problem code of one encoded image (scalar string), from its header only.
+
+    Returns int64 scalars ``format`` (index into :data:`FORMAT_NAMES`), ``problem`` (OK,
+    NOT_IMAGE, BAD_HEADER, TOO_LARGE), ``height``, ``width``, ``frames`` and ``pixels``
+    (height x width x frames, float64 so that no header can overflow it). No op here fails.
+    """
+    b, length = _read_bytes(data)
+    length = tf.cast(length, tf.int64)
+    head = tf.strings.substr(data, 0, 8)
+    is_jpeg = tf.equal(tf.strings.substr(head, 0, 3), b"\xff\xd8\xff")
+    is_png = tf.equal(head, b"\x89PNG\r\n\x1a\n")
+    is_gif = tf.equal(tf.strings.substr(head, 0, 4), b"GIF8")
+    is_bmp = tf.equal(tf.strings.substr(head, 0, 2), b"BM")
+    fmt = tf.where(is_jpeg, JPEG, tf.where(is_png, PNG, tf.where(is_gif, GIF, tf.where(is_bmp, BMP, 0))))
+    fmt = tf.cast(fmt, tf.int64)
+    zero = tf.constant(0, tf.int64)
+
+    def jpeg():
+        found, h, w = _jpeg_size(b, length)
+        return found, h, w, tf.constant(1, tf.int64)
+
+    def png():
+        ok = (length >= 33) & tf.equal(tf.strings.substr(data, 12, 4), b"IHDR")
+        return ok, _be(b, 20, 4), _be(b, 16, 4), tf.constant(1, tf.int64)
+
+    def gif():
+        return length >= 13, _le(b, 8, 2), _le(b, 6, 2), _gif_frames(b, length)
+
+    def bmp():
+        # As TensorFlow's BMP decoder reads it: int32 width at 18, int32 height at 22 (negative: top-down).
+        w, h = _le(b, 18, 4), _le(b, 22, 4)
+        w = tf.where(w >= 2 ** 31, w - 2 ** 32, w)
+        h = tf.where(h >= 2 ** 31, h - 2 ** 32, h)
+        return (length >= 26) & (w > 0), tf.abs(h), w, tf.constant(1, tf.int64)
+
+    def unknown():
+        return tf.constant(False), zero, zero, zero
+
+    readable, h, w, frames = tf.switch_case(tf.cast(fmt, tf.int32), [unknown, jpeg, png, gif, bmp])
+    readable = readable & (h > 0) & (w > 0)
+    pixels = tf.cast(h, tf.float64) * tf.cast(w, tf.float64) * tf.cast(frames, tf.float64)
+    problem = tf.where(tf.equal(fmt, 0), NOT_IMAGE,
+                       tf.where(~readable, BAD_HEADER,
+                                tf.where(pixels > float(max_pixels), TOO_LARGE, OK)))
+    return {"format": fmt, "problem": tf.cast(problem, tf.int64), "height": h, "width": w,
+            "frames": frames, "pixels": pixels}
+
+
+def _text(*parts: Any) -> tf.Tensor:
+    """Join literal strings and scalar tensors (integers written in full) into one string."""
+    return tf.strings.join([p if isinstance(p, str) or p.dtype == tf.string
+                            else tf.strings.as_string(p, precision=0) if p.dtype.is_floating
+                            else tf.strings.as_string(p) for p in parts])
+
+
+def _problem_message(i: tf.Tensor, info: dict[str, tf.Tensor], n_bytes: tf.Tensor, max_pixels: int) -> tf.Tensor:
+    """The refusal line for image ``i`` whose header step found a problem."""
+    name = tf.gather(tf.constant(FORMAT_NAMES), info["format"])
+    frames = tf.where(info["frames"] > 1, _text(" x ", info["frames"], " frames"), "")
+    where = PREFIX + BYTES_INPUT + "["
+    messages = tf.stack([
+        tf.constant(""),
+        _text(where, i, "] " + BAD_IMAGE_MESSAGE + " (", n_bytes, " bytes)"),
+        _text(where, i, "] is a damaged or truncated ", name, " file: its header gives no image size (",
+              n_bytes, " bytes)"),
+        _text(where, i, "] is a ", name, " of ", info["width"], "x", info["height"], frames, " = ",
+              info["pixels"], " " + TOO_LARGE_MESSAGE + f" {max_pixels} set at export ({MAX_PIXELS_FLAG}); "
+              "it was not decoded"),
+    ])
+    return tf.gather(messages, info["problem"])
+
+
+def _decode_one(data: tf.Tensor) -> tf.Tensor:
+    image = tf.cond(tf.equal(tf.strings.substr(data, 0, 3), b"\xff\xd8\xff"),
+                    # libjpeg's accurate integer IDCT, as PIL and tlkit's data pipeline decode:
+                    # decode_image's default (fast IDCT) differs by up to ~10 levels.
+                    lambda: tf.io.decode_jpeg(data, channels=3, dct_method="INTEGER_ACCURATE"),
+                    # GIFs give their first frame; grayscale and RGBA become RGB (alpha dropped).
+                    lambda: tf.io.decode_image(data, channels=3, expand_animations=False, dtype=tf.uint8))
+    return tf.ensure_shape(image, [None, None, 3])
+
+
+def resize_pixels(image: tf.Tensor, size: tuple[int, int], resize: str = "crop") -> tf.Tensor:
+    """A decoded [h, w, 3] image as float32 [H, W, 3] in 0..255 at the model's size.
+
+    ``crop`` and ``plain`` are ``tlkit predict``'s: the centre square of 87.5% of the shorter
+    side, or the whole image, then bicubic with antialiasing (within 1-2 levels of the PIL
+    bicubic filter predict uses), rounded as a uint8 image would be. ``dataset`` is what
+    ``tlkit finetune`` / ``tlkit evaluate`` feed a model: the whole image, antialiased
+    bilinear, unrounded (:func:`tlkit.data.augment.resize` itself).
+    """
+    from tlkit.errors import ConfigError
+
+    if resize not in RESIZE_MODES:
+        raise ConfigError(f"resize must be one of {RESIZE_MODES}, got {resize!r}")
+    image = tf.convert_to_tensor(image)
+    if resize == "dataset":
+        from tlkit.data.augment import resize as dataset_resize
+
+        return tf.ensure_shape(dataset_resize(image, size), [size[0], size[1], 3])
+    if resize == "crop":
+        shape = tf.shape(image)
+        h, w = shape[0], shape[1]
+        short = tf.cast(tf.minimum(h, w), tf.float64)
+        side = tf.maximum(1, tf.cast(tf.round(short * CROP_FRACTION), tf.int32))
+        top, left = (h - side) // 2, (w - side) // 2
+        image = image[top:top + side, left:left + side, :]
+    out = tf.image.resize(tf.cast(image, tf.float32), size, method="bicubic", antialias=True)
+    return tf.round(tf.clip_by_value(out, 0.0, 255.0))
+
+
+def decode_images(image_bytes: tf.Tensor, size: tuple[int, int], resize: str = "crop",
+                  max_pixels: int = MAX_PIXELS) -> tf.Tensor:
+    """Encoded images (tf.string [B]) -> float32 pixels [B, H, W, 3], 0..255; see the module doc.
+
+    The exact function the ``serving_default`` signature runs, so callers can reproduce the
+    pixels a request was classified on. Raises ``InvalidArgumentError`` with a
+    ``tlkit serving: ...`` line for an empty request, bytes of no supported format, a header
+    without a size, more than ``max_pixels`` pixels, or data the decoder rejects.
+    """
+    size = (int(size[0]), int(size[1]))
+    max_pixels = int(max_pixels)
+    image_bytes = tf.reshape(tf.convert_to_tensor(image_bytes, dtype=tf.string), [-1])
+    n = tf.shape(image_bytes, out_type=tf.int64)[0]
+
+    not_empty = tf.debugging.Assert(
+        n > 0, [PREFIX + EMPTY_REQUEST_MESSAGE + f" ({BYTES_INPUT} is empty); send one or more encoded images"])
+    with tf.control_dependencies([not_empty]):
+        image_bytes = tf.identity(image_bytes)
+
+    spec = {k: tf.TensorSpec([], tf.float64 if k == "pixels" else tf.int64)
+            for k in ("format", "problem", "height", "width", "frames", "pixels")}
+    info = tf.map_fn(lambda d: header_info(d, max_pixels), image_bytes, fn_output_signature=spec)
+    bad = tf.not_equal(info["problem"], OK)
+    first = tf.argmax(tf.cast(bad, tf.int32), output_type=tf.int64)
+    first_info = {k: tf.gather(v, first) for k, v in info.items()}
+    refusal = tf.cond(tf.reduce_any(bad),
+                      lambda: _problem_message(first, first_info, tf.strings.length(tf.gather(image_bytes, first)),
+                                               max_pixels),
+                      lambda: tf.constant(""))
+    headers_ok = tf.debugging.Assert(tf.logical_not(tf.reduce_any(bad)), [refusal], summarize=1)
+    with tf.control_dependencies([headers_ok]):  # nothing is decoded before every header passed
+        image_bytes = tf.identity(image_bytes)
+
+    # Decoder failures cannot be caught by graph ops; tf.data can drop the failing element.
+    index = tf.range(n)
+    dataset = tf.data.Dataset.from_tensor_slices((index, image_bytes)).map(
+        lambda i, d: (i, resize_pixels(_decode_one(d), size, resize)))
+    dataset = dataset.ignore_errors()
+    # A sentinel (index -1) keeps the batch non-empty when every image failed.
+    sentinel = tf.data.Dataset.from_tensors((tf.constant(-1, tf.int64), tf.zeros([*size, 3], tf.float32)))
+    got, pixels = dataset.concatenate(sentinel).batch(n + 1).get_single_element()
+    got, pixels = got[:-1], pixels[:-1]
+    decoded = tf.scatter_nd(got[:, None], tf.ones_like(got, tf.int32), [n]) > 0
+    failed = tf.argmax(tf.cast(~decoded, tf.int32), output_type=tf.int64)
+    name = tf.gather(tf.constant(FORMAT_NAMES), tf.gather(info["format"], failed))
+    message = _text(PREFIX + BYTES_INPUT + "[", failed, "] " + UNDECODABLE_MESSAGE + ": damaged or truncated ",
+                    name, " data (", tf.strings.length(tf.gather(image_bytes, failed)), " bytes)")
+    all_decoded = tf.debugging.Assert(tf.reduce_all(decoded), [message], summarize=1)
+    with tf.control_dependencies([all_decoded]):
+        out = tf.scatter_nd(got[:, None], pixels, [n, *size, 3])
+    return tf.ensure_shape(out, [None, *size, 3])
+
+
+def error_line(message: str | None) -> str | None:
+    """The ``tlkit serving: ...`` text of a TensorFlow error (else its last line), on one line.
+
+    TensorFlow wraps an assertion as ``assertion failed: [TEXT]`` followed by node names.
+    """
+    if not message:
+        return None
+    lines = [ln.strip() for ln in message.splitlines() if ln.strip()]
+    hit = next((ln for ln in lines if PREFIX in ln), None)
+    if hit is None:
+        return lines[-1][:300] if lines else ""
+    hit = hit[hit.index(PREFIX):]
+    return hit.removesuffix("]")

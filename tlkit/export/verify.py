@@ -1,0 +1,451 @@
+"""Checks of an export: the SavedModel in a fresh process, and the TFLite models on a real sample.
+
+:func:`verify_export` reloads a SavedModel in a fresh Python process that cannot import
+tlkit (plain TensorFlow, as a server has) and compares it with the Keras model; it also
+sends the requests a server must refuse (garbage, a truncated JPEG, an image over the
+pixel limit, an empty batch) and checks each is refused with a ``tlkit serving:`` message
+and that the next request is still served. The verifying process dies with its parent
+(``prctl(PR_SET_PDEATHSIG)`` on Linux, and everywhere a thread that exits when its stdin,
+a pipe from the parent, closes).
+
+:func:`verify_tflite` measures the float32 and int8 TFLite models against the Keras model
+on every image of a sample (the run's validation images, synthetic crops of photos and
+the probes): float32 must match; int8's top-1 agreement and score differences are reported.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+import os
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+import zlib
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import tensorflow as tf
+
+from tlkit.data.images import MAX_PIXELS
+from tlkit.errors import ExportError, NotFoundError
+from tlkit.export.serving_decode import (
+    BAD_IMAGE_MESSAGE,
+    BYTES_INPUT,
+    EMPTY_REQUEST_MESSAGE,
+    UNDECODABLE_MESSAGE,
+    decode_images,
+    error_line,
+)
+from tlkit.export.versions import existing_versions
+
+MODEL_CARD = "tlkit.json"
+LABELS_FILE = "labels.txt"
+TFLITE_DIR = "tflite"
+TFLITE_VARIANTS = ("float32", "int8")  # int8: dynamic-range quantised weights, float activations
+PIXELS_SIGNATURE = "predict_pixels"
+PIXELS_INPUT = "pixels"
+TOLERANCE = 1e-4  # max abs score difference allowed between SavedModel and Keras model
+VERIFY_TIMEOUT_S = 600
+SYNTHETIC_IMAGES = 96  # seeded crops of scikit-image photos in every TFLite check
+# Below this top-1 agreement the export prints a warning (int8 is reported, never refused:
+# quantisation error is a property of the model, not a fault of the export).
+INT8_AGREEMENT_WARNING = 0.99
+
+
+class VerificationError(ExportError):
+    """The reloaded SavedModel does not behave like the model it was exported from."""
+
+
+def read_card(path: str | Path) -> dict[str, Any]:
+    """The model card of an export directory."""
+    p = Path(path) / MODEL_CARD
+    if not p.is_file():
+        raise NotFoundError(f"{path} has no {MODEL_CARD}: not a tlkit export")
+    return json.loads(p.read_text(encoding="utf-8"))
+
+
+def _encode(im: Any, fmt: str, **kw: Any) -> bytes:
+    buf = io.BytesIO()
+    im.save(buf, format=fmt, **kw)
+    return buf.getvalue()
+
+
+def probe_images() -> list[bytes]:
+    """Probe requests for verification: a real photo (JPEG) and small PNG, BMP and GIF images
+    in other sizes and modes (grayscale, RGBA, palette), so every decoder path is exercised."""
+    from PIL import Image
+    from skimage import data
+
+    yy, xx = np.mgrid[0:97, 0:131]
+    gray = ((xx * 2 + yy) % 256).astype(np.uint8)
+    rgba = np.stack([gray, 255 - gray, (xx * 7 % 256).astype(np.uint8), np.full_like(gray, 200)], -1)
+    return [_encode(Image.fromarray(data.chelsea()), "JPEG", quality=95),
+            _encode(Image.fromarray(gray, "L"), "PNG"),
+            _encode(Image.fromarray(rgba, "RGBA"), "PNG"),
+            _encode(Image.fromarray(np.ascontiguousarray(rgba[:60, :80, :3])), "BMP"),
+            _encode(Image.fromarray(np.ascontiguousarray(rgba[:, :, :3])).convert("P"), "GIF")]
+
+
+def png_header_only(width: int, height: int) -> bytes:
+    """A PNG whose header declares ``width`` x ``height`` RGB pixels, with one empty IDAT.
+
+    A few dozen bytes; what a decompression bomb looks like to a header check.
+    """
+    def chunk(kind: bytes, payload: bytes) -> bytes:
+        return struct.pack(">I", len(payload)) + kind + payload + struct.pack(">I", zlib.crc32(kind + payload))
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0"))
+            + chunk(b"IEND", b""))
+
+
+def refusal_requests(probes: Sequence[bytes], max_pixels: int | None) -> dict[str, tuple[list[bytes], str]]:
+    """Requests a server must refuse, each with a fragment its ``tlkit serving:`` line must hold.
+
+    ``max_pixels`` is the card's limit; None for exports made before tlkit checked headers in
+    the graph, which are only sent garbage (what they could refuse).
+    """
+    garbage = ([probes[0], b"this is not an image"], f"{BYTES_INPUT}[1] {BAD_IMAGE_MESSAGE}")
+    if not max_pixels:
+        return {"garbage": garbage}
+    side = math.isqrt(int(max_pixels)) + 1  # side * side > max_pixels
+    return {
+        "garbage": garbage,
+        "truncated": ([probes[0][: len(probes[0]) // 3]], f"{BYTES_INPUT}[0] {UNDECODABLE_MESSAGE}"),
+        "too_large": ([png_header_only(side, side)], f"{BYTES_INPUT}[0] is a PNG of {side}x{side} = "),
+        "empty": ([], EMPTY_REQUEST_MESSAGE),
+    }
+
+
+# Runs in a fresh interpreter with plain TensorFlow: tlkit is made unimportable first, so
+# the check proves the SavedModel stands alone. Reads a request JSON, writes results.
+_VERIFY_SCRIPT = r'''
+import os, sys, threading
+
+def _die_with_parent(parent):
+    try:  # Linux: the kernel kills this process when the parent dies, however it dies
+        import ctypes
+        ctypes.CDLL(None, use_errno=True).prctl(1, 9)  # PR_SET_PDEATHSIG, SIGKILL
+    except Exception:
+        pass
+    if os.getppid() != parent:  # the parent died before prctl took effect
+        os._exit(70)
+
+    def watch():  # portable: stdin is a pipe from the parent; EOF means the parent is gone
+        try:  # os.read, not sys.stdin: a buffered reader's lock would block interpreter shutdown
+            while os.read(0, 65536):
+                pass
+        finally:
+            os._exit(70)
+    threading.Thread(target=watch, daemon=True).start()
+
+_die_with_parent(int(sys.argv[3]))
+import json, time
+sys.modules["tlkit"] = None  # any attempt to import tlkit now fails
+import numpy as np
+import tensorflow as tf
+
+path, req_path = sys.argv[1], sys.argv[2]
+req = json.load(open(req_path))
+t0 = time.time()
+m = tf.saved_model.load(path)
+load_s = time.time() - t0
+
+def spec(s):
+    return [s.dtype.name, [-1 if d is None else int(d) for d in s.shape]]
+
+def read(files):
+    return [open(p, "rb").read() for p in files]
+
+sigs = {}
+for name, fn in m.signatures.items():
+    inputs = {k: spec(v) for k, v in fn.structured_input_signature[1].items()}
+    outputs = {k: spec(v) for k, v in fn.structured_outputs.items()}
+    sigs[name] = {"inputs": inputs, "outputs": outputs}
+serve = m.signatures["serving_default"]
+pix = m.signatures["predict_pixels"]
+images = read(req["images"])
+pixels = np.load(req["pixels"])
+a = serve(image_bytes=tf.constant(images))
+b = pix(pixels=tf.constant(pixels))
+refusals = {}
+for name, files in req["refusals"].items():
+    t = time.time()
+    try:
+        serve(image_bytes=tf.constant(read(files), dtype=tf.string))
+        refusals[name] = {"error": None}
+    except tf.errors.InvalidArgumentError as e:
+        refusals[name] = {"error": e.message}
+    refusals[name]["seconds"] = time.time() - t
+after = serve(image_bytes=tf.constant(images[:1]))
+# The way TensorFlow Serving and saved_model_cli run it: a TF1 session on the MetaGraph.
+v1 = {}
+with tf.Graph().as_default(), tf.compat.v1.Session() as sess:
+    mg = tf.compat.v1.saved_model.loader.load(sess, ["serve"], path)
+    for name, feed in (("serving_default", images), ("predict_pixels", pixels)):
+        sd = mg.signature_def[name]
+        (key, tinfo), = sd.inputs.items()
+        v1[name] = sess.run(sd.outputs["scores"].name, {tinfo.name: feed})
+asset = os.path.join(path, "assets", "labels.txt")
+labels = open(asset, encoding="utf-8").read().split("\n")[:-1]
+out = {k + "_bytes": a[k].numpy() for k in a}
+out.update({k + "_pixels": b[k].numpy() for k in b})
+out["scores_after_bad"] = after["scores"].numpy()
+out["scores_v1_bytes"] = v1["serving_default"]
+out["scores_v1_pixels"] = v1["predict_pixels"]
+np.savez(req["out"], **out)
+json.dump({"signatures": sigs, "refusals": refusals, "labels": labels, "load_s": load_s,
+           "tlkit_imported": sys.modules.get("tlkit") is not None},
+          open(req["out"] + ".json", "w"))
+'''
+
+
+def _write_files(scratch: Path, name: str, blobs: Sequence[bytes]) -> list[str]:
+    files = []
+    for i, data in enumerate(blobs):
+        f = scratch / f"{name}{i}"
+        f.write_bytes(data)
+        files.append(str(f))
+    return files
+
+
+def _run_fresh(path: Path, probes: Sequence[bytes], pixels: np.ndarray, refusals: dict[str, list[bytes]],
+               scratch: Path, timeout: float) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    np.save(scratch / "pixels.npy", pixels)
+    req = {"images": _write_files(scratch, "probe", probes), "pixels": str(scratch / "pixels.npy"),
+           "out": str(scratch / "result.npz"),
+           "refusals": {k: _write_files(scratch, f"refuse-{k}-", v) for k, v in refusals.items()}}
+    (scratch / "request.json").write_text(json.dumps(req))
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2")}
+    cmd = [sys.executable, "-c", _VERIFY_SCRIPT, str(path), str(scratch / "request.json"), str(os.getpid())]
+    with open(scratch / "stdout", "wb") as out, open(scratch / "stderr", "wb") as err:
+        # stdin stays open for the child's lifetime: its EOF tells the child that this process is gone.
+        proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=out, stderr=err, env=env, cwd=str(scratch))
+        try:
+            rc = proc.wait(timeout=timeout)
+        except BaseException as exc:  # interrupted or timed out: the child goes with us
+            proc.kill()
+            proc.wait()
+            if isinstance(exc, subprocess.TimeoutExpired):
+                raise VerificationError(f"the SavedModel's check in a fresh process did not finish within "
+                                        f"{timeout:.0f} s (a very slow or overloaded machine?); nothing was "
+                                        f"published; try again") from None
+            raise
+        finally:
+            proc.stdin.close()  # type: ignore[union-attr]
+    if rc != 0:
+        stderr = (scratch / "stderr").read_text(errors="replace")
+        tail = "\n".join(stderr.strip().splitlines()[-15:])
+        raise VerificationError(f"the SavedModel at {path} failed in a fresh Python process (exit {rc}):\n{tail}")
+    meta = json.loads((scratch / "result.npz.json").read_text())
+    with np.load(scratch / "result.npz", allow_pickle=True) as z:
+        arrays = {k: z[k] for k in z.files}
+    return meta, arrays
+
+
+def _expect_signatures(meta_sigs: dict[str, Any], card: dict[str, Any]) -> list[str]:
+    problems = []
+    for name, want in card["signatures"].items():
+        got = meta_sigs.get(name)
+        if got is None:
+            problems.append(f"signature {name!r} is missing")
+            continue
+        for part in ("inputs", "outputs"):
+            w = {k: [v[0], list(v[1])] for k, v in want[part].items()}
+            if got[part] != w:
+                problems.append(f"{name} {part}: expected {w}, got {got[part]}")
+    return problems
+
+
+def verify_export(path: str | Path, *, model: Any = None, probes: Sequence[bytes] | None = None,
+                  tolerance: float = TOLERANCE, timeout: float = VERIFY_TIMEOUT_S) -> dict[str, Any]:
+    """Reload an export in a fresh process (plain TensorFlow, tlkit unimportable) and check it.
+
+    Checks: both signatures with the card's names, dtypes and shapes; the same scores when
+    loaded as TensorFlow Serving and ``saved_model_cli`` do (a TF1 session); the labels asset equals
+    the card's classes; ``serving_default`` on the probe bytes equals ``predict_pixels`` on the
+    same decoded pixels and, when ``model`` is given, the Keras model on them (max abs
+    difference <= ``tolerance``); top-K ids, scores and labels agree with the scores; garbage,
+    a truncated JPEG, an image over the card's pixel limit and an empty request are each
+    refused with their ``tlkit serving:`` message, and the next request still succeeds.
+    Returns a report; raises :class:`VerificationError` listing every failed check.
+    """
+    started = time.time()
+    path = Path(path).resolve()  # the fresh process runs in a scratch directory
+    card = read_card(path)
+    size = tuple(card["input_size"])
+    resize = card["preprocessing"]["resize"]
+    max_pixels = card.get("max_pixels")
+    probes = list(probes) if probes is not None else probe_images()
+    pixels = decode_images(tf.constant(probes), size, resize, max_pixels=max_pixels or MAX_PIXELS).numpy()
+    refusals = refusal_requests(probes, max_pixels)
+    with tempfile.TemporaryDirectory(prefix="tlkit-verify-") as scratch:
+        meta, res = _run_fresh(path, probes, pixels, {k: v[0] for k, v in refusals.items()}, Path(scratch),
+                               timeout)
+
+    problems = _expect_signatures(meta["signatures"], card)
+    labels = card["classes"]
+    if meta["labels"] != labels:
+        problems.append("assets/labels.txt does not hold the card's class names")
+    if meta["tlkit_imported"]:
+        problems.append("the SavedModel imported tlkit")
+    diff_bp = float(np.max(np.abs(res["scores_bytes"] - res["scores_pixels"])))
+    if not diff_bp <= tolerance:
+        problems.append(f"serving_default and predict_pixels disagree on the same pixels (max abs diff {diff_bp:.3g})")
+    diff_v1 = max(float(np.max(np.abs(res["scores_v1_bytes"] - res["scores_bytes"]))),
+                  float(np.max(np.abs(res["scores_v1_pixels"] - res["scores_pixels"]))))
+    if not diff_v1 <= tolerance:
+        problems.append(f"loaded as TensorFlow Serving does (TF1 session), the scores differ by {diff_v1:.3g}")
+    diff_keras = None
+    if model is not None:
+        keras_scores = np.asarray(model(pixels, training=False), dtype=np.float32)
+        diff_keras = float(np.max(np.abs(res["scores_bytes"] - keras_scores)))
+        if not diff_keras <= tolerance:
+            problems.append(f"the SavedModel's scores differ from the Keras model's by {diff_keras:.3g} "
+                            f"(tolerance {tolerance:g})")
+    problems += _check_top_k(res, labels, int(card["top_k"]), len(probes))
+    refused = {}
+    for name, (_, expected) in refusals.items():
+        got = meta["refusals"].get(name, {})
+        line = error_line(got.get("error"))
+        refused[name] = line
+        if got.get("error") is None:
+            problems.append(f"the {name.replace('_', ' ')} request was not refused")
+        elif expected not in (line or ""):
+            problems.append(f"the {name.replace('_', ' ')} request failed without its message "
+                            f"({expected!r}): {(got.get('error') or '')[:300]}")
+    scores = res["scores_bytes"]
+    if not np.max(np.abs(res["scores_after_bad"][0] - scores[0])) <= tolerance:
+        problems.append("after the refused requests, the model no longer answers as before")
+    ids = res["top_k_ids_bytes"]
+    top1 = [{"id": int(i[0]), "label": labels[int(i[0])], "score": float(s[int(i[0])])}
+            for i, s in zip(ids, scores)] if ids.ndim == 2 else []
+    report = {"passed": not problems, "problems": problems, "path": str(path),
+              "max_abs_diff_bytes_vs_pixels": diff_bp, "max_abs_diff_vs_keras": diff_keras,
+              "max_abs_diff_session_vs_eager": diff_v1,
+              "tolerance": tolerance, "probes": len(probes), "top1": top1,
+              "bad_request_error": refused.get("garbage"), "refused": refused,
+              "max_pixels": max_pixels,
+              "load_s": meta["load_s"], "seconds": round(time.time() - started, 2)}
+    if problems:
+        raise VerificationError(f"verification of {path} failed:\n  - " + "\n  - ".join(problems))
+    return report
+
+
+def _check_top_k(res: dict[str, np.ndarray], labels: list[str], k: int, n: int) -> list[str]:
+    scores, ids = res["scores_bytes"], res["top_k_ids_bytes"]
+    if ids.shape != (n, k):
+        return [f"top_k_ids has shape {ids.shape}, expected {(n, k)}"]
+    problems = []
+    top_scores = np.take_along_axis(scores, ids.astype(np.int64), axis=1)
+    if not np.array_equal(top_scores, res["top_k_scores_bytes"]):
+        problems.append("top_k_scores are not the scores at top_k_ids")
+    if not np.array_equal(np.sort(scores, axis=1)[:, ::-1][:, :k], res["top_k_scores_bytes"]):
+        problems.append("top_k_scores are not the K highest scores")
+    want = np.asarray(labels, dtype=object)[ids]
+    got = np.vectorize(lambda b: b.decode("utf-8"), otypes=[object])(res["top_k_labels_bytes"])
+    if not (want == got).all():
+        problems.append("top_k_labels do not name the classes at top_k_ids")
+    return problems
+
+
+def card_verification(report: dict[str, Any]) -> dict[str, Any]:
+    """The part of a verification report the model card keeps."""
+    keep = ("passed", "max_abs_diff_bytes_vs_pixels", "max_abs_diff_vs_keras", "max_abs_diff_session_vs_eager",
+            "tolerance", "probes", "bad_request_error", "refused", "seconds")
+    return {k: report[k] for k in keep if k in report}
+
+
+def resolve_export_dir(path: str | Path) -> Path:
+    """A version directory as given, or the highest version inside a model directory."""
+    p = Path(path)
+    if (p / "saved_model.pb").is_file():
+        return p
+    versions = existing_versions(p)
+    if versions:
+        return p / str(versions[-1])
+    raise NotFoundError(f"{p} is neither a SavedModel version directory nor holds numbered versions")
+
+
+def check_export(path: str | Path, **kwargs: Any) -> dict[str, Any]:
+    """``tlkit export --check``: verify any tlkit export (no Keras model needed)."""
+    return verify_export(resolve_export_dir(path), **kwargs)
+
+
+# --- TFLite ----------------------------------------------------------------------------------------
+
+def synthetic_pixels(size: tuple[int, int], n: int = SYNTHETIC_IMAGES, seed: int = 0) -> np.ndarray:
+    """``n`` seeded crops of scikit-image's colour photos (random box, aspect and flip), resized
+    to ``size`` (antialiased bilinear): float32 [n, H, W, 3] in 0..255."""
+    from skimage import data
+
+    photos = [data.astronaut(), data.chelsea(), data.coffee(), data.rocket(), data.hubble_deep_field(),
+              data.immunohistochemistry(), data.retina()]
+    rng = np.random.default_rng(seed)
+    out = np.empty((n, *size, 3), np.float32)
+    for i in range(n):
+        img = photos[i % len(photos)]
+        h, w = img.shape[:2]
+        area = rng.uniform(0.1, 1.0) * h * w
+        ratio = np.exp(rng.uniform(np.log(3 / 4), np.log(4 / 3)))
+        ch = int(min(h, max(8, round(np.sqrt(area / ratio)))))
+        cw = int(min(w, max(8, round(np.sqrt(area * ratio)))))
+        top, left = int(rng.integers(0, h - ch + 1)), int(rng.integers(0, w - cw + 1))
+        crop = img[top:top + ch, left:left + cw]
+        if rng.random() < 0.5:
+            crop = crop[:, ::-1]
+        out[i] = tf.image.resize(crop.astype(np.float32), size, method="bilinear", antialias=True).numpy()
+    return np.clip(out, 0, 255)
+
+
+def _tflite_interpreter(path: Path) -> Any:
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # tf.lite.Interpreter's notice about moving to ai_edge_litert
+        return tf.lite.Interpreter(model_path=str(path))
+
+
+def _run_tflite(path: Path, pixels: np.ndarray, batch: int = 32) -> np.ndarray:
+    runner = _tflite_interpreter(path).get_signature_runner(PIXELS_SIGNATURE)
+    return np.concatenate([runner(**{PIXELS_INPUT: pixels[i:i + batch].astype(np.float32)})["scores"]
+                           for i in range(0, len(pixels), batch)])
+
+
+def verify_tflite(export_dir: str | Path, model: Any, pixels: np.ndarray, *, tolerance: float = TOLERANCE,
+                  sample: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Run each .tflite model on every image of ``pixels`` and compare with the Keras model.
+
+    float32 must match within ``tolerance`` (else :class:`VerificationError`); int8 is
+    measured: top-1 agreement with the Keras model (rate and count of disagreements) and
+    the max and mean absolute score difference. ``sample`` describes where the images came from.
+    """
+    d = Path(export_dir) / TFLITE_DIR
+    ref = np.concatenate([np.asarray(model(pixels[i:i + 32], training=False), dtype=np.float32)
+                          for i in range(0, len(pixels), 32)])
+    report: dict[str, Any] = {"images": len(pixels), "sample": sample or {"images": len(pixels)}}
+    problems = []
+    for variant in TFLITE_VARIANTS:
+        got = _run_tflite(d / f"model_{variant}.tflite", pixels)
+        diff = np.abs(got - ref)
+        agree = got.argmax(axis=1) == ref.argmax(axis=1)
+        report[variant] = {"max_abs_diff_vs_keras": float(diff.max()),
+                           "mean_abs_diff_vs_keras": float(diff.mean()),
+                           "top1_agreement": float(agree.mean()),
+                           "top1_disagreements": int((~agree).sum()), "images": len(pixels)}
+        if variant == "float32" and not diff.max() <= tolerance:
+            problems.append(f"TFLite float32 scores differ from the Keras model's by {diff.max():.3g} "
+                            f"(limit {tolerance:g})")
+    labels = (d / LABELS_FILE).read_text(encoding="utf-8")
+    if labels != (Path(export_dir) / "assets" / LABELS_FILE).read_text(encoding="utf-8"):
+        problems.append("tflite/labels.txt differs from the SavedModel's labels asset")
+    if problems:
+        raise VerificationError("TFLite verification failed:\n  - " + "\n  - ".join(problems))
+    report["passed"] = True
+    return report

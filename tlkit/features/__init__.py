@@ -1,0 +1,1 @@
+"""Features: taps into a base, extraction (local and Beam), linear probes."""

@@ -1,0 +1,397 @@
+"""Batch feature extraction to Parquet (or NPZ): chunked, resumable, with provenance metadata.
+
+File layout (Parquet): columns ``path``, ``label``, ``label_id``, ``split`` and one
+column per tapped layer holding a fixed-size list of float32 (``fc7`` -> 4096 values).
+One list column per layer rather than one column per dimension: VGG's ``pool5`` has
+25,088 dimensions, and Parquet's per-column metadata makes 25k-column files slow to
+write and read; a fixed-size list column is one contiguous float32 buffer that
+:func:`load_features` turns into an (N, D) array without copying row by row.
+
+While running, complete chunks go to ``OUT.parts/part-NNNNN.parquet`` (each written
+atomically); the final file is assembled from the parts at the end. An interrupted
+run leaves only complete parts, which ``resume`` keeps, so a resumed run writes the
+same rows in the same order as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from tlkit.errors import AlreadyExistsError, DataError, ModelError, NotFoundError
+
+META_KEY = b"tlkit"
+FORMATS = ("parquet", "npz")
+
+
+@dataclass
+class ExtractResult:
+    path: Path
+    rows: int
+    new_rows: int
+    skipped_files: int
+    dims: dict[str, int]
+    seconds: float
+
+    @property
+    def images_per_second(self) -> float:
+        return self.new_rows / self.seconds if self.seconds > 0 else float("nan")
+
+
+def weights_fingerprint(model: Any) -> str:
+    """A short SHA-256 of every weight of ``model`` (shapes and float bytes, in order): two
+    networks with the same fingerprint compute the same features."""
+    import hashlib
+
+    import keras
+
+    digest = hashlib.sha256()
+    for w in model.weights:
+        arr = np.ascontiguousarray(keras.ops.convert_to_numpy(w))
+        digest.update(f"{arr.dtype}{arr.shape}".encode())
+        digest.update(arr.tobytes() if arr.ndim == 0 else memoryview(arr).cast("B"))
+    return digest.hexdigest()[:16]
+
+
+@contextlib.contextmanager
+def _seeded(seed: int | None) -> Iterator[None]:
+    """Random initial weights drawn from ``seed``: the same network in every process.
+
+    ``keras.utils.set_random_seed`` seeds Python, NumPy and TensorFlow; Python's and
+    NumPy's global states are put back afterwards (TensorFlow's seed stays set).
+    """
+    if seed is None:
+        yield
+        return
+    import random
+
+    import keras
+
+    py_state, np_state = random.getstate(), np.random.get_state()
+    keras.utils.set_random_seed(int(seed))
+    try:
+        yield
+    finally:
+        random.setstate(py_state)
+        np.random.set_state(np_state)
+
+
+def build_tap_model(base: str, layers: Sequence[str], *, weights: str | None = "imagenet",
+                    input_size: tuple[int, int] | None = None, pooling: str = "avg",
+                    seed: int | None = None) -> tuple[Any, dict]:
+    """Raw pixels -> the spec's preprocessing -> ``base`` -> the requested taps.
+
+    The full model (with its classifier) is built at the native input size, so
+    ``fc6``/``fc7``/``avg_pool`` exist; at another size only the convolutional body
+    exists, and ``avg_pool``/``penultimate`` become the average-pooled ``top`` map
+    (the same values); a tap in the head then raises :class:`ModelError` naming the
+    head as the reason. With ``weights=None`` the random weights are drawn from
+    ``seed`` (None: unseeded, and such features cannot be resumed or exported).
+    Returns the model and the provenance metadata, with ``weights_seed`` and
+    ``weights_sha256`` (:func:`weights_fingerprint`) that resume and export check.
+    """
+    import keras
+
+    import tlkit
+    from tlkit.features.taps import extractor, head_tap_error
+    from tlkit.models.preprocessing import Preprocess
+
+    spec = tlkit.get_spec(base)
+    size = tuple(input_size) if input_size else tuple(spec.input_shape[:2])
+    native = size == tuple(spec.input_shape[:2])
+    weights_seed = seed if weights is None else None
+    with _seeded(weights_seed):
+        net = tlkit.build(spec.name, weights=weights, include_top=native,
+                          input_shape=(*size, spec.input_shape[2]))
+    taps = []
+    for tap in layers:
+        if not native and tap in ("avg_pool", "penultimate") and "top" in spec.layers:
+            taps.append(spec.layers["top"])  # average-pooled below: what avg_pool computes
+        else:
+            taps.append(tap)
+    try:
+        tapped = extractor(net, taps, pooling=pooling, base=spec.name)
+    except ModelError:
+        reason = None if native else head_tap_error(spec, taps, net, size)  # type: ignore[arg-type]
+        if reason is not None:
+            raise reason from None
+        raise
+    inputs = keras.Input((*size, spec.input_shape[2]), name="image")
+    x = Preprocess(spec.preprocessing, name="preprocess")(inputs)
+    outs = tapped(x)
+    outs = outs if isinstance(outs, (list, tuple)) else [outs]
+    model = keras.Model(inputs, {name: o for name, o in zip(layers, outs)}, name=f"{spec.name}_features")
+    meta = {"model": spec.name, "layers": list(layers), "resolved_layers": [spec.resolve_layer(t) for t in taps],
+            "pooling": pooling, "preprocessing": spec.preprocessing, "input_size": list(size),
+            "weights": weights, "weights_seed": weights_seed, "weights_sha256": weights_fingerprint(model),
+            "tlkit_version": tlkit.__version__}
+    return model, meta
+
+
+def _part_path(parts: Path, index: int) -> Path:
+    return parts / f"part-{index:05d}.parquet"
+
+
+def _write_part(table: Any, path: Path) -> None:
+    import pyarrow.parquet as pq
+
+    tmp = path.with_name(f".{path.name}.tmp")
+    pq.write_table(table, tmp)
+    os.replace(tmp, path)
+
+
+def _chunk_table(rows: Any, feats: dict[str, np.ndarray], meta: dict) -> Any:
+    import pyarrow as pa
+
+    cols = {
+        "path": pa.array(rows["path"].astype(str).tolist(), pa.string()),
+        "label": pa.array(rows["label"].astype(str).tolist(), pa.string()),
+        "label_id": pa.array(rows["label_id"].to_numpy(dtype=np.int32), pa.int32()),
+        "split": pa.array(rows["split"].astype(str).tolist(), pa.string()),
+    }
+    for name, arr in feats.items():
+        arr = np.ascontiguousarray(arr, dtype=np.float32).reshape(len(rows), -1)
+        cols[name] = pa.FixedSizeListArray.from_arrays(pa.array(arr.ravel(), pa.float32()), arr.shape[1])
+    table = pa.table(cols)
+    return table.replace_schema_metadata({META_KEY: json.dumps(meta, sort_keys=True).encode()})
+
+
+def _check_same_extraction(part: Path, meta: dict) -> None:
+    """Refuse to resume with another model, layer set, pooling, size or weights: one file,
+    one feature space."""
+    import pyarrow.parquet as pq
+
+    schema_meta = pq.read_schema(part).metadata or {}
+    old = json.loads(schema_meta.get(META_KEY, b"{}"))
+    if old.get("weights", "imagenet") is None and old.get("weights_seed") is None:
+        raise DataError(f"cannot resume {part.parent}: its rows come from random weights (--weights none) whose "
+                         f"seed was not recorded, so no run can rebuild that network; use --force to start over")
+    keys = ("model", "layers", "pooling", "input_size", "weights", "weights_seed", "preprocessing", "data")
+    # Recorded since the split seed and the weights' fingerprint were: older files are not checked on them.
+    keys += tuple(k for k in ("seed", "val_split", "weights_sha256") if k in old)
+    diff = {k: (old.get(k), meta.get(k)) for k in keys if old.get(k) != meta.get(k)}
+    if diff:
+        detail = "; ".join(f"{k}: file has {a!r}, this run asks {b!r}" for k, (a, b) in diff.items())
+        raise DataError(f"cannot resume {part.parent}: it was extracted differently ({detail}); "
+                         f"use --force to start over")
+
+
+def _done_paths(parts: Path) -> set[str]:
+    import pyarrow.parquet as pq
+
+    done: set[str] = set()
+    for part in sorted(parts.glob("part-*.parquet")):
+        done.update(pq.read_table(part, columns=["path"]).column("path").to_pylist())
+    return done
+
+
+def extract(base: str, layers: Sequence[str], data: str, out: str | os.PathLike, *,
+            weights: str | None = "imagenet", pooling: str = "avg", input_size: tuple[int, int] | None = None,
+            batch_size: int = 32, chunk_rows: int = 1024, resume: bool = False, force: bool = False,
+            val_split: float = 0.2, seed: int = 0, cache_dir: str | None = None, progress: bool | None = None,
+            stop_after_chunks: int | None = None) -> ExtractResult:
+    """Extract ``layers`` of ``base`` for every usable image of ``data`` into ``out``.
+
+    ``seed`` seeds the train/val split and, with ``weights=None``, the random weights
+    (recorded in the metadata with the weights' fingerprint, so that ``resume`` and a
+    probe's export rebuild exactly the same network, or refuse).
+    ``out`` ends in ``.parquet`` or ``.npz``. Bad files are skipped and listed in
+    ``OUT.skipped.csv``. ``stop_after_chunks`` stops early (as an interruption would),
+    leaving the completed parts for ``resume``.
+    """
+    from tqdm import tqdm
+
+    from tlkit.data import pipeline as tldata
+    from tlkit.data import preflight
+
+    out = Path(out)
+    fmt = out.suffix.lstrip(".").lower()
+    if fmt not in FORMATS:
+        raise DataError(f"output must end in .parquet or .npz, got {out.name!r}")
+    parts = out.with_name(out.name + ".parts")
+    if out.exists() and not (resume or force):
+        raise AlreadyExistsError(f"{out} exists; pass --resume to add missing images or --force to replace it")
+    # The model first: a layer that does not exist fails before the images are read.
+    model, meta = build_tap_model(base, layers, weights=weights, input_size=input_size, pooling=pooling, seed=seed)
+    source = tldata.resolve(data, val_split=val_split, seed=seed, cache_dir=cache_dir)
+    if source.kind != "files":
+        raise DataError("feature extraction reads image files (a folder, CSV or builtin:); for TFDS data, "
+                         "export the images to a folder first")
+    report = preflight.check(source, progress=False)
+    items = report.clean_items().sort_values("path", kind="stable").reset_index(drop=True)
+    meta.update({"data": data, "classes": list(source.classes), "seed": seed, "val_split": val_split})
+    if force and not resume:  # only now, with the model built and the data checked: a typo loses nothing
+        out.unlink(missing_ok=True)
+        shutil.rmtree(parts, ignore_errors=True)
+    parts.mkdir(parents=True, exist_ok=True)
+    if resume and out.exists():
+        _adopt_finished(out, parts, fmt)
+    existing = sorted(parts.glob("part-*.parquet"))
+    if resume and existing:
+        _check_same_extraction(existing[0], meta)
+    done = _done_paths(parts) if resume else set()
+    if not resume:
+        for p in existing:
+            p.unlink()
+        existing = []
+    todo = items[~items["path"].isin(done)].reset_index(drop=True)
+    skipped = len(report.bad_files)
+    if skipped:
+        report.write_skipped_csv(out.with_name(out.name + ".skipped.csv"))
+    t0 = time.time()
+    index = len(existing)
+    show = sys.stderr.isatty() if progress is None else progress
+    bar = tqdm(total=len(todo), unit="img", desc=f"extract {','.join(layers)}", disable=not show)
+    size = tuple(meta["input_size"])
+    channels = int(model.input_shape[-1])
+    written = 0
+    for start in range(0, len(todo), chunk_rows):
+        if stop_after_chunks is not None and index - len(existing) >= stop_after_chunks:
+            break
+        rows = todo.iloc[start:start + chunk_rows]
+        ds = tldata.images_dataset(rows["path"].tolist(), image_size=size, batch_size=batch_size, channels=channels)
+        feats: dict[str, list[np.ndarray]] = {name: [] for name in layers}
+        for batch in ds:
+            y = model.predict_on_batch(batch)
+            for name in layers:
+                feats[name].append(np.asarray(y[name]))
+            bar.update(int(batch.shape[0]))
+        _write_part(_chunk_table(rows, {k: np.concatenate(v) for k, v in feats.items()}, meta),
+                    _part_path(parts, index))
+        index += 1
+        written += len(rows)
+    bar.close()
+    seconds = time.time() - t0
+    finished = len(done) + written >= len(items)
+    if finished:
+        _assemble(parts, out, fmt)
+    dims = {name: int(np.prod(model.output[name].shape[1:])) for name in layers}  # outputs are keyed
+    return ExtractResult(path=out if finished else parts, rows=len(done) + written, new_rows=written,
+                         skipped_files=skipped, dims=dims, seconds=seconds)
+
+
+def _adopt_finished(out: Path, parts: Path, fmt: str) -> None:
+    """Turn a finished file back into parts so new images can be appended in order."""
+    import pyarrow.parquet as pq
+
+    table = pq.read_table(out) if fmt == "parquet" else _npz_to_table(out)
+    for i, batch in enumerate(table.to_batches(max_chunksize=1 << 30)):
+        import pyarrow as pa
+
+        _write_part(pa.Table.from_batches([batch], schema=table.schema), _part_path(parts, i))
+    out.unlink()
+
+
+def _assemble(parts: Path, out: Path, fmt: str) -> None:
+    import pyarrow.parquet as pq
+
+    files = sorted(parts.glob("part-*.parquet"))
+    tmp = out.with_name(f".{out.name}.tmp")
+    if fmt == "parquet":
+        schema = pq.read_schema(files[0])
+        with pq.ParquetWriter(tmp, schema) as writer:
+            for f in files:
+                writer.write_table(pq.read_table(f, schema=schema))
+        os.replace(tmp, out)
+    else:
+        import pyarrow as pa
+
+        table = pa.concat_tables([pq.read_table(f) for f in files])
+        arrays = _table_to_arrays(table)
+        with open(tmp, "wb") as fh:
+            np.savez(fh, **arrays)
+        os.replace(tmp, out)
+    shutil.rmtree(parts)
+
+
+def _table_to_arrays(table: Any) -> dict[str, np.ndarray]:
+    meta = json.loads(table.schema.metadata[META_KEY])
+    arrays: dict[str, np.ndarray] = {
+        "path": np.asarray(table.column("path").to_pylist()),
+        "label": np.asarray(table.column("label").to_pylist()),
+        "label_id": table.column("label_id").to_numpy(),
+        "split": np.asarray(table.column("split").to_pylist()),
+        "__meta__": np.asarray(json.dumps(meta, sort_keys=True)),
+    }
+    for name in meta["layers"]:
+        col = table.column(name).combine_chunks()
+        arrays[f"features_{name}"] = col.flatten().to_numpy().reshape(len(col), -1)
+    return arrays
+
+
+def _npz_to_table(path: Path) -> Any:
+
+    with np.load(path, allow_pickle=False) as z:
+        meta = json.loads(str(z["__meta__"]))
+        rows = {k: z[k] for k in ("path", "label", "label_id", "split")}
+        import pandas as pd
+
+        df = pd.DataFrame(rows)
+        return _chunk_table(df, {name: z[f"features_{name}"] for name in meta["layers"]}, meta)
+
+
+def shard_files(path: str | os.PathLike) -> list[Path]:
+    """The Parquet files that make up ``path``: itself, or the ``STEM-SSSSS-of-NNNNN.parquet``
+    shards a Beam extraction wrote in its place; refuses a missing path."""
+    path = Path(path)
+    if path.exists():
+        return [path]
+    shards = sorted(path.parent.glob(f"{path.stem}-[0-9][0-9][0-9][0-9][0-9]-of-[0-9][0-9][0-9][0-9][0-9].parquet"))
+    if path.suffix == ".parquet" and shards:
+        return shards
+    raise NotFoundError(f"no features file at {path}")
+
+
+def load_features_meta(path: str | os.PathLike) -> dict:
+    """A features file's metadata only (no feature arrays read)."""
+    import pyarrow.parquet as pq
+
+    path = shard_files(path)[0]
+    if path.suffix == ".npz":
+        with np.load(path, allow_pickle=False) as z:
+            if "__meta__" not in z:
+                raise DataError(f"{path} is not a tlkit features file (no tlkit metadata)")
+            return json.loads(str(z["__meta__"]))
+    try:
+        meta = pq.read_schema(path).metadata or {}
+    except (OSError, ValueError) as err:  # pyarrow's ArrowInvalid is a ValueError
+        raise DataError(f"{path} is not a tlkit features file ({err})") from None
+    if META_KEY not in meta:
+        raise DataError(f"{path} is not a tlkit features file (no tlkit metadata)")
+    return json.loads(meta[META_KEY])
+
+
+def load_features(path: str | os.PathLike) -> tuple[dict[str, np.ndarray], Any, dict]:
+    """(features by layer as (N, D) float32 arrays, a DataFrame of path/label/label_id/split, metadata)."""
+    import pandas as pd
+    import pyarrow.parquet as pq
+
+    files = shard_files(path)
+    load_features_meta(files[0])  # a clear refusal for anything that is not a tlkit features file
+    path = files[0]
+    if path.suffix == ".npz":
+        arrays = {}
+        with np.load(path, allow_pickle=False) as z:
+            meta = json.loads(str(z["__meta__"]))
+            rows = pd.DataFrame({k: z[k] for k in ("path", "label", "label_id", "split")})
+            arrays = {name: z[f"features_{name}"].astype(np.float32) for name in meta["layers"]}
+        return arrays, rows, meta
+    import pyarrow as pa
+
+    table = pa.concat_tables([pq.read_table(f) for f in files])
+    if table.schema.metadata is None or META_KEY not in table.schema.metadata:
+        raise DataError(f"{path} is not a tlkit features file (no tlkit metadata)")
+    arrays = _table_to_arrays(table)
+    meta = json.loads(str(arrays.pop("__meta__")))
+    rows = pd.DataFrame({k: arrays.pop(k) for k in ("path", "label", "label_id", "split")})
+    return {k.removeprefix("features_"): v for k, v in arrays.items()}, rows, meta

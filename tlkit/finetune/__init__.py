@@ -1,0 +1,1 @@
+"""Finetuning: run directories, heads, training and the pipeline that wires them."""

@@ -1,0 +1,183 @@
+"""One training stage under ``MultiWorkerMirroredStrategy``: a custom loop with Keras' callbacks.
+
+Why not ``model.fit``: with the pinned TensorFlow 2.21 and Keras 3.15, ``fit`` under
+``MultiWorkerMirroredStrategy`` fails on every worker before the first step
+(``Attempt to convert a value (PerReplica...) to a Tensor`` in
+``Trainer._maybe_symbolic_build``, keras-team/keras#20585), and past that in its metric
+reduction (``Invalid reduction dimension 0 for input with 0 dimensions``). A training step
+written with ``strategy.run`` and a ``GradientTape`` does run, gives identical weights on
+every worker, and matches a single-process run with the same global batch.
+
+The loop drives the same callbacks ``fit`` would get (:func:`tlkit.finetune.train.stage_callbacks`:
+schedules, plateau, early stopping and the run recorder that writes checkpoints, history
+and state), so a distributed run directory is the same as a local one.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+import keras
+import numpy as np
+
+from tlkit.distribute import WorkerFailedError
+from tlkit.finetune import train
+
+
+def _step_fns(model: keras.Model, strategy: Any, num_classes: int,
+              class_weight: dict[int, float] | None) -> tuple[Callable, Callable]:
+    """Compiled train and eval steps; each returns global sums (loss, correct, top5, count)."""
+    import tensorflow as tf
+
+    weights = None
+    if class_weight:
+        weights = tf.constant([float(class_weight.get(i, 1.0)) for i in range(num_classes)], tf.float32)
+    k = min(5, num_classes)
+
+    def _padded(x: Any, y: Any) -> tuple[Any, Any, Any]:
+        # The last global batch can leave a worker with no example, and TensorFlow's CPU
+        # convolution mis-shapes an empty batch; such a worker runs one zero image with
+        # weight 0 instead (it still joins the gradient all-reduce, contributing nothing).
+        pad = tf.cast(tf.equal(tf.shape(x)[0], 0), tf.int32)
+        x = tf.concat([x, tf.zeros(tf.concat([[pad], tf.shape(x)[1:]], 0), x.dtype)], 0)
+        y = tf.concat([tf.cast(tf.reshape(y, [-1]), tf.int32), tf.zeros([pad], tf.int32)], 0)
+        mask = tf.concat([tf.ones([tf.shape(y)[0] - pad]), tf.zeros([pad])], 0)
+        return x, y, mask
+
+    def _sums(y: Any, probs: Any, mask: Any) -> tuple[Any, Any, Any, Any]:
+        probs = tf.cast(probs, tf.float32)
+        per_example = keras.losses.sparse_categorical_crossentropy(y, probs) * mask
+        correct = tf.cast(tf.equal(tf.argmax(probs, -1, output_type=tf.int32), y), tf.float32) * mask
+        top5 = tf.cast(tf.math.in_top_k(y, probs, k), tf.float32) * mask
+        return per_example, tf.reduce_sum(correct), tf.reduce_sum(top5), tf.reduce_sum(mask)
+
+    def replica_train(x: Any, y: Any) -> tuple[Any, Any, Any, Any]:
+        ctx = tf.distribute.get_replica_context()
+        # The mean over the GLOBAL batch, as a single process computes it (last batch included).
+        n_global = ctx.all_reduce("SUM", tf.cast(tf.shape(y)[0], tf.float32))
+        x, y, mask = _padded(x, y)
+        with tf.GradientTape() as tape:
+            probs = model(x, training=True)
+            per_example, correct, top5, n = _sums(y, probs, mask)
+            if weights is not None:
+                per_example = per_example * tf.gather(weights, y)
+            loss = tf.reduce_sum(per_example) / n_global
+        variables = model.trainable_variables
+        grads = tape.gradient(loss, variables)
+        model.optimizer.apply_gradients(zip(grads, variables))
+        return tf.reduce_sum(per_example), correct, top5, n
+
+    def replica_eval(x: Any, y: Any) -> tuple[Any, Any, Any, Any]:
+        x, y, mask = _padded(x, y)
+        per_example, correct, top5, n = _sums(y, model(x, training=False), mask)
+        return tf.reduce_sum(per_example), correct, top5, n
+
+    def reduced(fn: Callable) -> Callable:
+        @tf.function
+        def step(x: Any, y: Any) -> Any:
+            out = strategy.run(fn, args=(x, y))
+            return [strategy.reduce("SUM", v, axis=None) for v in out]
+
+        return step
+
+    return reduced(replica_train), reduced(replica_eval)
+
+
+def _run_epoch(step: Callable, dataset: Any) -> np.ndarray:
+    import tensorflow as tf
+
+    totals = np.zeros(4)
+    try:
+        for x, y in dataset:
+            totals += np.asarray([float(v) for v in step(x, y)])
+    except tf.errors.OpError as exc:
+        if not _lost_peer(exc):
+            raise
+        # A peer died or hangs: the collective fails here (at once, or after the strategy's timeout).
+        first = " ".join(str(exc.message).split())[:200]
+        raise WorkerFailedError(f"lost contact with another worker ({type(exc).__name__}: {first}); restart "
+                                f"every worker with the same command and --resume to continue from the last "
+                                f"completed epoch") from None
+    return totals
+
+
+def _lost_peer(exc: Exception) -> bool:
+    """Whether a TensorFlow error says a collective lost its peer (not a bug of ours)."""
+    import tensorflow as tf
+
+    if isinstance(exc, (tf.errors.UnavailableError, tf.errors.DeadlineExceededError, tf.errors.AbortedError)):
+        return True
+    text = str(getattr(exc, "message", exc)).lower()
+    # A dead peer's gRPC connection surfaces as INTERNAL/CANCELLED/UNKNOWN with these words.
+    return any(w in text for w in ("connection reset", "error received from peer", "socket closed",
+                                   "failed to connect", "the tasks have crashed", "collective ops is aborted"))
+
+
+def _logs(totals: np.ndarray, prefix: str, num_classes: int) -> dict[str, float]:
+    loss, correct, top5, n = totals
+    n = max(n, 1.0)
+    logs = {f"{prefix}loss": loss / n, f"{prefix}accuracy": correct / n}
+    if num_classes > 5:
+        logs[f"{prefix}top5"] = top5 / n
+    return logs
+
+
+def distribute(dataset: Any, strategy: Any) -> Any:
+    """Split each global batch of ``dataset`` over the workers (auto-shard by DATA).
+
+    Every worker runs the same input pipeline and keeps its slice of each global batch,
+    so every worker takes the same number of steps (a collective never waits for a
+    worker that ran out of data), and a step's global batch is exactly the batch a
+    single process would train on. The price: each worker decodes every image. Sharding
+    by file would decode each image once, but gives workers unequal step counts on
+    uneven splits; correctness first.
+    """
+    import tensorflow as tf
+
+    options = tf.data.Options()
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    return strategy.experimental_distribute_dataset(dataset.with_options(options))
+
+
+def fit_stage_distributed(model: keras.Model, train_ds: Any, val_ds: Any,
+                          cfg: train.StageConfig, *, strategy: Any, run_dir: Path, initial_epoch: int,
+                          stage_start: int, best: float | None, num_classes: int,
+                          class_weight: dict | None = None, extra_callbacks: Iterable[Any] = (),
+                          extra_state: dict | None = None, log: Callable[[str], None] = print) -> int:
+    """Train one stage from ``initial_epoch`` (global numbering) under ``strategy``; returns the next epoch.
+
+    ``train_ds``/``val_ds`` are the batched datasets a single process would use (global
+    batch size); see :func:`distribute`. The model must have been built and compiled
+    inside ``strategy.scope()``.
+    """
+    end = stage_start + cfg.epochs
+    if initial_epoch >= end:
+        return initial_epoch
+    with strategy.scope():
+        model.optimizer.build(model.trainable_variables)
+    if cfg.schedule in ("step", "cosine"):
+        model.optimizer.learning_rate.assign(train.schedule_lr(cfg, initial_epoch - stage_start))
+    train_ds = distribute(train_ds, strategy)
+    val_ds = distribute(val_ds, strategy) if val_ds is not None else None
+    train_step, eval_step = _step_fns(model, strategy, num_classes, class_weight)
+    callbacks = train.stage_callbacks(cfg, run_dir, stage_start, best, extra_callbacks, has_val=val_ds is not None,
+                                      extra_state=extra_state)
+    cbl = keras.callbacks.CallbackList(callbacks, model=model, add_history=False, add_progbar=False)
+    model.stop_training = False
+    cbl.on_train_begin()
+    epoch = initial_epoch
+    for epoch in range(initial_epoch, end):
+        cbl.on_epoch_begin(epoch)
+        t0 = time.time()
+        logs = _logs(_run_epoch(train_step, train_ds), "", num_classes)
+        if val_ds is not None:
+            logs.update(_logs(_run_epoch(eval_step, val_ds), "val_", num_classes))
+        cbl.on_epoch_end(epoch, logs)
+        log(f"epoch {epoch + 1}/{end} ({time.time() - t0:.1f} s): "
+            + ", ".join(f"{k} {v:.4f}" for k, v in logs.items()))
+        if model.stop_training:
+            break
+    cbl.on_train_end()
+    return epoch + 1

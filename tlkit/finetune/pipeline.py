@@ -1,0 +1,451 @@
+"""The whole flow in one place: data -> preflight -> model -> staged training -> evaluation -> run directory.
+
+A run directory ``runs/NAME/`` holds: ``config.json`` (resolved), ``labels.json``,
+``data_report.json`` / ``data_report.txt`` / ``skipped.csv`` (bad files left out and why),
+``history.csv``, ``best.keras`` and ``last.keras``, ``metrics.json``, ``curves.png``,
+``confusion.png``, ``train.log`` and ``state.json`` (for ``--resume``); :class:`tlkit.finetune.rundir.RunDir`
+owns it. Order of work: cheap checks (flags, run name, run directory, saved config), then
+everything else that can fail (data, preflight, model, weights, checkpoint to resume), and
+only then the run directory is locked, created or replaced.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import shutil
+import sys
+import tempfile
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Iterable
+
+import tlkit
+from tlkit.distribute import (
+    chief_by_tf_config,
+    create_strategy,
+    is_chief,
+    is_multi_worker,
+)
+from tlkit.errors import ConfigError, DataError, RunDirError
+from tlkit.finetune import rundir as rd
+from tlkit.finetune.rundir import RunDir
+from tlkit.finetune.runlog import Log
+
+RUNS_DIR = Path("runs")
+
+
+@dataclass
+class FinetuneConfig:
+    """Everything that defines a finetuning run; written to ``config.json``."""
+
+    data: str
+    base: str = "efficientnet_lite0"
+    weights: str | None = "imagenet"
+    name: str | None = None
+    runs_dir: str = str(RUNS_DIR)
+    input_size: tuple[int, int] | None = None
+    batch_size: int = 32
+    epochs: int = 5  # stage 1: head only
+    finetune_epochs: int = 5  # stage 2: top blocks unfrozen
+    unfreeze: str = "2"  # number of top blocks, or "all"; "0" = head only
+    lr: float = 1e-3
+    finetune_lr: float | None = None  # default: lr / 10
+    optimizer: str = "adam"
+    momentum: float = 0.9
+    weight_decay: float = 0.0
+    schedule: str = "none"
+    step_epochs: int = 10
+    early_stopping: int = 0
+    dropout: float = 0.2
+    hidden_units: int = 0
+    augment: str | None = "crop"  # "crop" | "scale" | None
+    flip: bool = True  # horizontal flips; off for digits, text and other handed data
+    val_split: float = 0.2
+    seed: int = 0
+    class_weight: str | None = None  # "auto" derives weights from class counts
+    train_batchnorm: bool = False
+    find_lr: bool = False
+    distribute: str | None = None  # None | "mirrored" | "multi-worker"
+    mixed_precision: str = "auto"  # "auto" (on for GPUs) | "on" | "off"
+    tfds_data_dir: str | None = None
+    cache_dir: str | None = None
+    deterministic: bool = True
+    cache_features: bool = False
+    check_sample: int = 0  # preflight decodes a seeded sample of this many files; 0 = every file  # stage 1 on the frozen base's features, computed once
+    leaks: str = "drop"  # validation/test copies of training files: "drop" | "keep" | "fail" (preflight)
+
+    def run_dir(self) -> Path:
+        """``runs_dir/name`` (default name: BASE-DATA); raises RunDirError for a name that is not one folder."""
+        name = self.name if self.name is not None else f"{self.base}-{_slug(self.data)}"
+        return RunDir.at(self.runs_dir, name).path
+
+
+def _slug(data: str) -> str:
+    tail = data.rstrip("/").replace(":", "-").split("/")[-1] or "data"
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in tail)
+
+
+def _setup_numerics(cfg: FinetuneConfig, log: Log) -> None:
+    import keras
+    import tensorflow as tf
+
+    keras.utils.set_random_seed(cfg.seed)
+    gpus = tf.config.list_physical_devices("GPU")
+    if cfg.deterministic and not gpus:
+        # Bit-reproducible CPU runs (same seed, same data -> same metrics) at little cost.
+        tf.config.experimental.enable_op_determinism()
+    use_mp = cfg.mixed_precision == "on" or (cfg.mixed_precision == "auto" and gpus)
+    keras.mixed_precision.set_global_policy("mixed_float16" if use_mp else "float32")
+    log(f"devices: {len(gpus)} GPU(s); mixed precision {'on' if use_mp else 'off'}")
+
+
+def load_data(cfg: FinetuneConfig, log: Log) -> tuple[Any, Any]:
+    """Resolve the source and run the preflight; returns (source with bad files removed, report).
+
+    Nothing is written: the run directory gets the report only once everything that can
+    fail has been checked (:func:`_write_data_report`)."""
+    from tlkit.data import pipeline as tldata
+    from tlkit.data import preflight
+
+    source = tldata.resolve(cfg.data, val_split=cfg.val_split, seed=cfg.seed,
+                            tfds_data_dir=cfg.tfds_data_dir, cache_dir=cfg.cache_dir)
+    report = preflight.check(source, progress=sys.stderr.isatty(), sample=cfg.check_sample or None, seed=cfg.seed)
+    # The leak policy sets the counts the run uses, so it comes before the report is written and printed
+    # (its message is the report text's last line).
+    items, _ = preflight.apply_leak_policy(report, cfg.leaks)
+    log(report.to_text())
+    if source.kind == "files":
+        source = dataclasses.replace(source, items=items)
+    return source, report
+
+
+def _check_config(cfg: FinetuneConfig) -> None:
+    """Flag values that make a run impossible, refused before anything starts."""
+    tlkit.get_spec(cfg.base)  # unknown base: the error lists close names
+    if cfg.unfreeze != "all" and not str(cfg.unfreeze).isdigit():
+        raise ConfigError(f"--unfreeze must be a number of blocks or 'all', got {cfg.unfreeze!r}")
+    if cfg.class_weight not in (None, "none", "auto"):
+        raise ConfigError(f"--class-weight must be 'auto' or 'none', got {cfg.class_weight!r}")
+    if cfg.distribute == "multi-worker" and (cfg.find_lr or cfg.cache_features):
+        flag = "--find-lr" if cfg.find_lr else "--cache-features"
+        raise ConfigError(f"{flag} runs on one process: find the rate or train the head without "
+                          f"--distribute multi-worker, then run the multi-worker job with --lr")
+    if cfg.epochs <= 0 and (cfg.finetune_epochs <= 0 or str(cfg.unfreeze) == "0"):
+        raise ConfigError(
+            f"nothing to train: --epochs {cfg.epochs} and --finetune-epochs {cfg.finetune_epochs} "
+            f"(--unfreeze {cfg.unfreeze}); pass --epochs N for the head and/or --finetune-epochs N with "
+            f"--unfreeze N|all for the top blocks")
+
+
+def _same_data(a: str, b: str) -> bool:
+    if a == b:
+        return True
+    try:  # "shapes", "./shapes" and "shapes/" are one folder
+        return Path(a).resolve() == Path(b).resolve()
+    except (OSError, ValueError):
+        return False
+
+
+def _prepare(cfg: FinetuneConfig, resume: bool, force: bool,
+             must_match: Iterable[str]) -> tuple[FinetuneConfig, RunDir, str]:
+    """Checks that cost nothing (no TensorFlow, no data, no writes): flags, run name, the run
+    directory and, on resume, the saved config. Returns (config to run, run dir, plan); the plan
+    of a non-chief worker is "worker" (it reads the run directory to resume, never writes it)."""
+    if resume and force:
+        raise ConfigError("--resume continues a run and --force replaces it: pass one of them")
+    cfg = dataclasses.replace(cfg)  # defaults get filled in: the caller's config stays as it was
+    _check_config(cfg)
+    run = RunDir(cfg.run_dir())
+    chief = cfg.distribute != "multi-worker" or chief_by_tf_config()
+    plan = run.plan(resume=resume, force=force) if chief else "worker"
+    if resume:
+        if not run.is_run():  # the chief's plan says so already; a worker checks here
+            raise RunDirError(f"cannot resume {run.path}: no tlkit run there (no config.json with its data and "
+                              f"base); start the run without --resume")
+        saved = run.read_config()
+        for field in must_match:
+            given, made = getattr(cfg, field), saved.get(field)
+            if made is not None and not (_same_data(given, made) if field == "data" else given == made):
+                raise RunDirError(f"--resume: {run.path} was made with --{field} {made}, not --{field} {given}; "
+                                  f"resume with --{field} {made}, or start a new run with another --name")
+        saved["input_size"] = tuple(saved["input_size"]) if saved.get("input_size") else None
+        known = {f.name for f in dataclasses.fields(FinetuneConfig)}
+        # The saved config, where the run is now (the runs folder may have moved).
+        # --distribute is how this command runs, not what the run is: it comes from the command line.
+        cfg = FinetuneConfig(**{**{k: v for k, v in saved.items() if k in known},
+                                "runs_dir": cfg.runs_dir, "name": run.path.name, "distribute": cfg.distribute})
+        _check_config(cfg)
+        if run.read_state().get("done"):
+            plan = "done"
+    return cfg, run, plan
+
+
+def check_before_start(cfg: FinetuneConfig, *, resume: bool = False, force: bool = False,
+                       must_match: Iterable[str] = ("data", "base")) -> FinetuneConfig:
+    """The checks that cost nothing (flags, run name, run directory, a resume's saved config), for a
+    launcher to run before it starts workers; returns the config the run would use."""
+    return _prepare(cfg, resume, force, tuple(must_match))[0]
+
+
+def _write_data_report(run: RunDir, report: Any) -> None:
+    run.write_json(rd.DATA_REPORT_JSON, report.to_dict())
+    run.write_text(rd.DATA_REPORT_TXT, report.to_text())
+    report.write_skipped_csv(run / rd.SKIPPED)
+
+
+def finetune(cfg: FinetuneConfig, *, resume: bool = False, force: bool = False, quiet: bool = False,
+             callbacks: Iterable[Any] = (), must_match: Iterable[str] = ("data", "base")) -> dict[str, Any]:
+    """Run (or resume) a staged finetuning; returns the final metrics. See the module docstring.
+
+    ``must_match``: on ``resume``, the fields of ``cfg`` that must equal the saved run's
+    (the CLI leaves out ``base`` when ``--base`` was not given); the others come from the run.
+    """
+    cfg, run, plan = _prepare(cfg, resume, force, tuple(must_match))
+    if plan == "done":
+        if not quiet:
+            print(f"{run.path} is complete; nothing to resume", flush=True)
+        return run.read_json(rd.METRICS, {})
+    log = Log(quiet=quiet)
+    spec = tlkit.get_spec(cfg.base)
+    if cfg.input_size is None:
+        cfg.input_size = tuple(spec.input_shape[:2])  # type: ignore[assignment]
+    if cfg.finetune_lr is None:
+        cfg.finetune_lr = cfg.lr / 10
+    # The data first: a typo or a broken folder fails in a second, before TensorFlow starts.
+    source, report = load_data(cfg, log)
+    classes = list(source.classes)
+    state = run.read_state() if resume else {}
+    if resume and run.read_labels() not in (None, classes):
+        raise DataError(f"--resume: {run.path} was trained on classes {run.read_labels()}, the data now has "
+                        f"{classes}; resume with the run's data, or start a new run with another --name")
+
+    from tlkit.data import pipeline as tldata
+
+    # Imports Keras (and TensorFlow): only once a run really starts.
+    from tlkit.finetune import heads, train
+
+    # Before TensorFlow runs any op: collective ops are configured at program start-up.
+    strategy = create_strategy(cfg.distribute)
+    _setup_numerics(cfg, log)
+    size = tuple(cfg.input_size)
+    channels = spec.input_shape[-1]
+    train_ds = tldata.make_dataset(source, "train", image_size=size, batch_size=cfg.batch_size, training=True,
+                                   augment=cfg.augment, seed=cfg.seed, flip=cfg.flip, channels=channels,
+                                   skip_undecodable=bool(cfg.check_sample))
+    has_val = tldata.dataset_size(source, "val") > 0
+    val_ds = (tldata.make_dataset(source, "val", image_size=size, batch_size=cfg.batch_size, training=False,
+                                  channels=channels, skip_undecodable=bool(cfg.check_sample)) if has_val else None)
+    class_weight = None
+    if cfg.class_weight == "auto":
+        counts = report.class_counts.get("train", {})
+        class_weight = tldata.class_weights([counts.get(c, 0) for c in classes])
+        log("class weights: " + ", ".join(f"{c}={class_weight[i]:.2f}" for i, c in enumerate(classes)))
+
+    stage1 = train.StageConfig(stage=1, epochs=cfg.epochs, lr=cfg.lr, optimizer=cfg.optimizer,
+                               momentum=cfg.momentum, weight_decay=cfg.weight_decay, schedule=cfg.schedule,
+                               step_epochs=cfg.step_epochs, early_stopping=cfg.early_stopping)
+    stage2 = dataclasses.replace(stage1, stage=2, epochs=cfg.finetune_epochs, lr=cfg.finetune_lr)
+    log(f"distribution: {type(strategy).__name__}, {strategy.num_replicas_in_sync} replica(s) in sync")
+    # A kill before the first state.json leaves no epoch to resume from: start over.
+    if not (state and (run / rd.LAST).exists()):
+        state = {}
+    with strategy.scope():
+        if state:
+            model = run.load_checkpoint(run / rd.LAST)
+        else:
+            model = heads.build_classifier(cfg.base, num_classes=len(classes), weights=cfg.weights,
+                                           input_size=size, dropout=cfg.dropout, hidden_units=cfg.hidden_units)
+            train.compile_model(model, stage1, len(classes))
+            # Slots built now: a checkpoint saved before the optimizer's first step (cached features
+            # train another model) still loads whole.
+            model.optimizer.build(model.trainable_variables)
+
+    # Everything that can fail has been checked: only now is the run directory locked and written.
+    if plan == "worker" or not is_chief(strategy):
+        run = None  # a non-chief worker: saves (saving runs collective ops) where nobody reads
+        write_dir = Path(tempfile.mkdtemp(prefix="tlkit-worker-"))
+        if state:  # resuming: the worker follows the chief's stage and epoch
+            train.write_state(write_dir, state)
+    else:
+        run.acquire(plan)
+        write_dir = run.path
+    try:
+        if run is not None:
+            log.attach(run / rd.LOG)
+            if run.took_over:
+                log(f"took over the lock of {rd.RunLock.describe(run.took_over)}, which is no longer running")
+            if state and run.read_state() != state:
+                raise RunDirError(f"{run.path} changed while this resume was starting (another tlkit process?); "
+                                  f"run the command again")
+            run.write_json(rd.CONFIG, {**asdict(cfg), "tlkit_version": tlkit.__version__})
+            run.write_json(rd.LABELS, classes)
+            _write_data_report(run, report)
+            if state:
+                log(f"resumed from {run / rd.LAST} at epoch {state.get('next_epoch')}")
+        job = _Job(cfg, run, write_dir, model, strategy, stage1, stage2, train_ds, val_ds, source, classes, size,
+                   channels, class_weight, log)
+        metrics = _train_and_finish(job, state, resume=resume, callbacks=callbacks, quiet=quiet)
+    finally:
+        if run is not None:
+            run.close()  # interrupted before the first checkpoint: a replaced run is put back
+        else:
+            shutil.rmtree(write_dir, ignore_errors=True)
+    return metrics
+
+
+@dataclass
+class _Job:
+    """What the training stages need, all checked and built before the run directory was touched."""
+
+    cfg: FinetuneConfig
+    run: RunDir | None  # None: a non-chief worker, writing to a scratch folder
+    write_dir: Path
+    model: Any
+    strategy: Any
+    stage1: Any
+    stage2: Any
+    train_ds: Any
+    val_ds: Any
+    source: Any
+    classes: list[str]
+    size: tuple
+    channels: int
+    class_weight: Any
+    log: Log
+
+
+def _train_and_finish(job: _Job, state: dict, *, resume: bool, callbacks: Iterable[Any],
+                      quiet: bool) -> dict[str, Any]:
+    """Stage 1, the stage switch, stage 2, then evaluation (the chief only)."""
+    from tlkit.finetune import heads, train
+
+    cfg, run, write_dir, model, strategy = job.cfg, job.run, job.write_dir, job.model, job.strategy
+    stage1, stage2, train_ds, val_ds, log = job.stage1, job.stage2, job.train_ds, job.val_ds, job.log
+    source, classes, size, channels, class_weight = job.source, job.classes, job.size, job.channels, job.class_weight
+    n = len(classes)
+    if cfg.find_lr and not state:
+        from tlkit import plots
+
+        with strategy.scope():
+            try:
+                found = train.lr_range_test(model, train_ds, optimizer=cfg.optimizer, num_classes=n)
+            except ConfigError as err:
+                if getattr(err, "curve", None) is not None and run is not None:
+                    # The refused curve, for the user to look at: beside the run folder, which is
+                    # discarded (or put back as it was) when this refusal ends the command.
+                    plot = run.path.parent / f"{run.path.name}.{rd.LR_FIND}"
+                    plots.lr_range_plot(err.curve, plot)
+                    raise ConfigError(f"{err} (plot: {plot})") from None
+                raise
+            train.compile_model(model, stage1, n)
+        plots.lr_range_plot(found, write_dir / rd.LR_FIND)
+        log(f"LR range test: suggested learning rate {found['suggested_lr']:.2g} "
+            f"(plot: {write_dir / rd.LR_FIND})")
+        stage1.lr = found["suggested_lr"]
+        stage2.lr = found["suggested_lr"] / 10
+        with strategy.scope():
+            train.compile_model(model, stage1, n)
+        if run is not None:
+            run.write_json(rd.CONFIG, {**asdict(cfg), "lr": stage1.lr, "finetune_lr": stage2.lr,
+                                       "tlkit_version": tlkit.__version__})
+    next_epoch = int(state.get("next_epoch", 0))
+    if resume:
+        # Rows past the state are epochs whose state was never written (a kill in between).
+        train.truncate_history(write_dir / rd.HISTORY, next_epoch)
+    best = state.get("best")
+    stage = int(state.get("stage", 1))
+    # A live progress bar on a terminal; one line per epoch in logs and CI.
+    verbose = 0 if quiet else (1 if sys.stdout.isatty() else 2)
+    fit = train.fit_stage
+    if is_multi_worker(strategy):
+        from tlkit.finetune.distributed_train import fit_stage_distributed
+
+        def fit(m: Any, tr: Any, va: Any, stage_cfg: Any, **kw: Any) -> int:
+            kw.pop("verbose", None)
+            return fit_stage_distributed(m, tr, va, stage_cfg, strategy=strategy, num_classes=n, log=log, **kw)
+        # After the recorder's checkpoint of each epoch: the run it replaces can go.
+    extra = [train.EpochEndHook(run.commit), *callbacks] if run is not None else list(callbacks)
+
+    if stage == 1:
+        log(f"stage 1: head only, {cfg.epochs} epochs at lr {stage1.lr:g} ({cfg.optimizer})"
+            + ("; on cached base features (no augmentation)" if cfg.cache_features else ""))
+        if cfg.cache_features:
+            from tlkit.finetune.cached_head import cached_head_data
+
+            with strategy.scope():
+                head, cached_train, cached_val = cached_head_data(model, source, size, cfg.batch_size, channels, log,
+                                                                          skip_undecodable=bool(cfg.check_sample))
+                train.compile_model(head, stage1, n)
+            next_epoch = train.fit_stage(head, cached_train, cached_val, stage1, run_dir=write_dir,
+                                         initial_epoch=next_epoch, stage_start=0, best=best,
+                                         class_weight=class_weight, extra_callbacks=extra, verbose=verbose,
+                                         checkpoint_model=model, batch_size=cfg.batch_size)
+        else:
+            next_epoch = fit(model, train_ds, val_ds, stage1, run_dir=write_dir, initial_epoch=next_epoch,
+                             stage_start=0, best=best, class_weight=class_weight, extra_callbacks=extra,
+                             verbose=verbose)
+        best = train.read_state(write_dir).get("best", best)
+        stage1_end = next_epoch
+        unfrozen: list[str] = []
+        if cfg.finetune_epochs > 0 and cfg.unfreeze != "0":
+            with strategy.scope():
+                unfrozen = heads.unfreeze_top(model, cfg.unfreeze, train_batchnorm=cfg.train_batchnorm)
+                train.compile_model(model, stage2, n)
+                # Built now, so the checkpoint below holds all its (zero) slots and loads back whole.
+                model.optimizer.build(model.trainable_variables)
+        if unfrozen:
+            # The recompiled model (new trainable set, fresh optimizer) is what a resume must load;
+            # saved before the state that says "stage 2", so a kill in between resumes stage 1's end.
+            train.save_checkpoint(model, write_dir / rd.LAST)
+        train.write_state(write_dir, {"stage": 2, "next_epoch": next_epoch, "stage_start": stage1_end,
+                                      "best": best, "unfrozen": unfrozen})
+        if run is not None and unfrozen:
+            run.commit()
+    state = train.read_state(write_dir)
+    stage_start = int(state.get("stage_start", next_epoch))
+    unfrozen = state.get("unfrozen", [])
+    if unfrozen:
+        log(f"stage 2: unfroze {len(unfrozen)} block(s) ({', '.join(unfrozen)}), {cfg.finetune_epochs} epochs "
+            f"at lr {stage2.lr:g}; BatchNorm {'trained' if cfg.train_batchnorm else 'frozen, inference mode'}")
+        fit(model, train_ds, val_ds, stage2, run_dir=write_dir, initial_epoch=int(state.get("next_epoch", stage_start)),
+            stage_start=stage_start, best=state.get("best"), class_weight=class_weight, extra_callbacks=extra,
+            verbose=verbose, extra_state={"unfrozen": unfrozen})
+    if is_multi_worker(strategy):
+        from tlkit.features.extract import weights_fingerprint
+
+        log(f"final weights fingerprint {weights_fingerprint(model)}")
+    if run is None:
+        return {"worker": "not the chief: the chief evaluates and writes the run directory"}
+    if run.checkpoint() is None:
+        raise ConfigError(f"nothing was trained: --epochs {cfg.epochs} and stage 2 unfroze no block of "
+                          f"{cfg.base} (--unfreeze {cfg.unfreeze}); pass --epochs N or --unfreeze all")
+    metrics = _finish(run, source, classes, size, cfg, log)
+    train.write_state(run.path, {**train.read_state(run.path), "done": True})
+    return metrics
+
+
+def _finish(run: RunDir, source: Any, classes: list[str], size: tuple, cfg: FinetuneConfig, log: Log) -> dict:
+    """Evaluate the run's checkpoint (best, else last) on the validation split; write metrics and pictures."""
+    from tlkit import evaluate, plots
+    from tlkit.data import pipeline as tldata
+    from tlkit.finetune import train
+
+    run_dir = run.path
+    history = train.read_history(run_dir / rd.HISTORY)
+    if history:
+        plots.training_curves(history, run_dir / rd.CURVES, title=f"{cfg.base} on {cfg.data}")
+    split = "val" if tldata.dataset_size(source, "val") > 0 else "train"
+    ckpt = run.require_checkpoint()
+    model = run.load_checkpoint(ckpt)
+    ds = tldata.make_dataset(source, split, image_size=size, batch_size=cfg.batch_size, training=False,
+                             channels=model.input_shape[-1], skip_undecodable=bool(cfg.check_sample))
+    y, probs = evaluate.predict_dataset(model, ds)
+    metrics = evaluate.metrics_from_probs(y, probs, classes)
+    metrics.update({"split": split, "checkpoint": ckpt.name, "epochs_run": len(history)})
+    run.write_json(rd.METRICS, metrics)
+    import numpy as np
+
+    plots.confusion_matrix(np.asarray(metrics["confusion_matrix"]), classes, run_dir / rd.CONFUSION)
+    log(f"{split} top-1 accuracy {metrics['top1']:.4f}" +
+        (f", top-5 {metrics['top5']:.4f}" if "top5" in metrics else "") + f" ({ckpt.name}); run: {run_dir}")
+    return metrics

