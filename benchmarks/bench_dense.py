@@ -158,6 +158,80 @@ def bench_model(name: str, *, size: int, repeats: int, crop_batch: int, stride16
     return out
 
 
+def cpu_model() -> str:
+    """The CPU's model name (Linux), else the platform's processor string."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def bench_parts(name: str, *, size: int, repeats: int, crop_batch: int) -> dict[str, Any]:
+    """Per-layer times of the dense pass vs. the crops it replaces, interleaved, fastest kept.
+
+    Each convolution and pooling layer of the converted model runs alone (a compiled
+    ``tf.function``) on the input it sees in the dense pass (1 x size x size) and in the
+    crops (crop_batch x window x window). Where a layer's time ratio is below its
+    multiply-add ratio, that layer is where the whole-pass ratio is lost.
+    """
+    import keras
+    import numpy as np
+    import tensorflow as tf
+
+    import tlkit
+    from tlkit.dense.convert import to_fully_convolutional
+
+    model = tlkit.build(name)
+    conv = to_fully_convolutional(model)
+    native = int(model.inputs[0].shape[1])
+    rows = (size - native) // 32 + 1
+    rng = np.random.default_rng(0)
+    xs = {"dense": rng.uniform(0, 255, (1, size, size, 3)).astype("float32"),
+          "crops": rng.uniform(0, 255, (min(crop_batch, rows * rows), native, native, 3)).astype("float32")}
+    layers = [lay for lay in conv.layers if isinstance(lay, (keras.layers.Conv2D, keras.layers.MaxPooling2D))]
+    inputs: dict[str, dict[str, Any]] = {"dense": {}, "crops": {}}
+    for key, x in xs.items():
+        t = tf.constant(x)
+        for lay in layers:
+            inputs[key][lay.name] = t
+            t = lay(t)
+    fns = {lay.name: tf.function(lay.__call__) for lay in layers}
+    best: dict[tuple[str, str], float] = {}
+    for r in range(repeats + 1):  # the first round compiles and warms up
+        for lay in layers:
+            for key in ("dense", "crops"):
+                x = inputs[key][lay.name]
+                t0 = time.perf_counter()
+                fns[lay.name](x).numpy()
+                dt = time.perf_counter() - t0
+                if r:
+                    best[(lay.name, key)] = min(best.get((lay.name, key), float("inf")), dt)
+    scale = rows * rows / len(xs["crops"])  # crop batches of one image's crops
+    out = []
+    for lay in layers:
+        macs = {}
+        for key in ("dense", "crops"):
+            x = inputs[key][lay.name]
+            y_shape = lay.compute_output_shape(tuple(x.shape))
+            if isinstance(lay, keras.layers.Conv2D):
+                kh, kw = lay.kernel_size
+                macs[key] = int(np.prod(y_shape)) * kh * kw * int(x.shape[-1]) // lay.groups
+            else:
+                macs[key] = int(np.prod(x.shape))
+        crops_s = best[(lay.name, "crops")] * scale
+        out.append({"layer": lay.name, "dense_in": list(inputs["dense"][lay.name].shape),
+                    "crops_in": list(inputs["crops"][lay.name].shape), "dense_s": best[(lay.name, "dense")],
+                    "crops_s": crops_s, "time_ratio": crops_s / best[(lay.name, "dense")],
+                    "mac_ratio": macs["crops"] * scale / macs["dense"]})
+    dense_total = sum(p["dense_s"] for p in out)
+    crops_total = sum(p["crops_s"] for p in out)
+    return {"model": name, "image": [size, size], "crops": rows * rows, "layers": out,
+            "dense_s": dense_total, "crops_s": crops_total, "time_ratio": crops_total / dense_total}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=3, help="timed repetitions after one warm-up")
@@ -165,6 +239,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--crop-batch", type=int, default=36, help="crops per forward pass")
     parser.add_argument("--full", action="store_true", help="time the stride-16 crops instead of extrapolating")
     parser.add_argument("--skip-efficientnet", action="store_true")
+    parser.add_argument("--skip-parts", action="store_true", help="skip the per-layer timing of VGG16")
     parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "dense.json"))
     args = parser.parse_args(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -177,6 +252,8 @@ def main(argv: list[str] | None = None) -> int:
     if not args.skip_efficientnet:
         results.append(bench_model("efficientnet_lite0", size=args.size, repeats=args.repeats,
                                    crop_batch=args.crop_batch, stride16=True, full=args.full))
+    parts = None if args.skip_parts else bench_parts("vgg16", size=args.size, repeats=args.repeats,
+                                                      crop_batch=args.crop_batch)
     try:
         import tensorflow as tf  # only to name the device in the report
 
@@ -186,9 +263,9 @@ def main(argv: list[str] | None = None) -> int:
     report = {
         "benchmark": "dense evaluation vs. crops (tlkit.dense.convert + tlkit.dense.evaluator)",
         "keras": keras.__version__, "backend": keras.backend.backend(), "devices": devices,
-        "cpu_count": os.cpu_count(), "platform": platform.platform(), "repeats": args.repeats,
+        "cpu": cpu_model(), "cpu_count": os.cpu_count(), "platform": platform.platform(), "repeats": args.repeats,
         "crop_batch": args.crop_batch, "goal": "VGG16 stride-32 time ratio >= 10 (MAC ratio ~11 is the limit)",
-        "results": results, "wall_s": round(time.perf_counter() - started, 1),
+        "results": results, "parts": parts, "wall_s": round(time.perf_counter() - started, 1),
     }
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(report, indent=2) + "\n")
@@ -209,6 +286,15 @@ def main(argv: list[str] | None = None) -> int:
     print("  ".join(h.ljust(w) for h, w in zip(header, widths)))
     for t in rows:
         print("  ".join(c.ljust(w) for c, w in zip(t, widths)))
+    if parts:
+        print(f"\nper layer, {parts['model']} (each layer alone, compiled; crops scaled to {parts['crops']}):")
+        print(f"{'layer':14s} {'dense in':>18s} {'crops in':>18s} {'dense s':>8s} {'crops s':>8s} {'time':>6s} {'MACs':>6s}")
+        for p in parts["layers"]:
+            print(f"{p['layer']:14s} {str(tuple(p['dense_in'])):>18s} {str(tuple(p['crops_in'])):>18s} "
+                  f"{p['dense_s']:8.4f} {p['crops_s']:8.4f} {p['time_ratio']:5.1f}x {p['mac_ratio']:5.1f}x")
+        print(f"sum of layers: dense {parts['dense_s']:.3f} s, crops {parts['crops_s']:.3f} s, "
+              f"{parts['time_ratio']:.1f}x")
+    print(f"cpu: {report['cpu']}")
     print(f"wrote {args.out} ({report['wall_s']} s)")
     return 0
 
