@@ -20,7 +20,7 @@ two classes), EfficientNet-Lite0 at 224x224, batch 32, on this machine's CPU:
   ``tlkit finetune --epochs 1``); ``predict``: ``tlkit predict``'s ``predict_files``.
 * ``serve``: a SavedModel exported once with ``tlkit export --base efficientnet_lite0``, loaded with
   ``tf.saved_model.load``: ``serving_default`` (JPEG bytes of these photos) vs ``predict_pixels``
-  (224x224 float32), batch 1 and 32.
+  (224x224 float32), batch 1 and 32 (``--smoke``: its batch of 4 stands in for 32).
 
 Each row is images/s and its ratio to the row it is bounded by (``bound``); ``vs_network`` is the ratio
 to the network-only rate. Rounds are interleaved (each round measures every row of both sizes once)
@@ -262,6 +262,8 @@ def measure_evaluate_predict(size: Size, work: Path) -> dict[str, float]:
 def export_model(work: Path) -> Any:
     import tensorflow as tf
 
+    if (work / "saved" / "1" / "saved_model.pb").exists():  # --keep: exported by an earlier run
+        return tf.saved_model.load(str(work / "saved" / "1"))
     p = _tlkit("export", "--base", BASE, "--out", str(work / "saved"), "--version", "1", "--quiet")
     if p.returncode != 0:
         raise RuntimeError(f"tlkit export failed: {p.stderr[-800:]}")
@@ -294,7 +296,7 @@ def measure_round(size: Size, work: Path, loaded: Any, *, smoke: bool) -> dict[s
     got.update(_phase("extract", lambda: measure_extract(size, work / f"features-{size.key}.npz")))
     got.update(_phase("finetune", lambda: measure_finetune(size)))
     got.update(_phase("evaluate+predict", lambda: measure_evaluate_predict(size, work)))
-    got.update(_phase("serve", lambda: measure_serving(size, loaded, tries=2 if smoke else 5)))
+    got.update(_phase("serve", lambda: measure_serving(size, loaded, tries=2 if smoke else 3)))
     return got
 
 
@@ -340,6 +342,11 @@ def main(argv: list[str] | None = None) -> int:
                 for name, v in got.items():
                     best[(size.key, name)] = max(best.get((size.key, name), 0.0), v)
             print(f"round {r + 1}/{rounds} done at {time.perf_counter() - t_start:.0f} s", flush=True)
+        if not args.keep:  # the preflight's remembered checks of the temporary photos go with them
+            from tlkit.data.file_checks import CheckCache, source_key
+
+            for size in sizes:
+                CheckCache(source_key(str(size.folder))).path.unlink(missing_ok=True)
 
     rows = []
     for size in sizes:
