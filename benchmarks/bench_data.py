@@ -103,10 +103,15 @@ def _tlkit(*argv: str, env: dict[str, str] | None = None) -> subprocess.Complete
                           check=False)
 
 
-def cache_flag() -> list[str] | None:
-    """The ``--cache`` arguments of ``tlkit finetune`` if it has the flag (memory cache), else None."""
-    text = _tlkit("finetune", "--help").stdout
-    m = re.search(r"--cache(?![-\w])(?:\s+(\{[^}]*\}|[A-Z_]+))?", text)
+def cache_flag(help_text: str | None = None) -> list[str] | None:
+    """The ``--cache`` arguments of ``tlkit finetune`` (memory cache) if its help lists the flag, else None.
+
+    ``help_text`` is ``tlkit finetune --help``'s output (asked for when not given). ``--cache``
+    alone, ``--cache MODE`` and ``--cache {memory,disk,...}`` are understood; ``--cache-features``
+    is another flag.
+    """
+    text = _tlkit("finetune", "--help").stdout if help_text is None else help_text
+    m = re.search(r"--cache(?![-\w])(?:[ =](\{[^}]*\}|[A-Z_]+))?", text)
     if not m:
         return None
     arg = m.group(1)
@@ -223,12 +228,13 @@ def measure_cached_finetune(size: Size, flag: list[str], work: Path) -> dict[str
 
     runs = work / "cache-runs"
     shutil.rmtree(runs, ignore_errors=True)
+    val = "0.1" if size.n >= 40 else "0.25"  # a small validation pass (its time is in the epoch's seconds)
     p = _tlkit("finetune", "--data", str(size.folder), "--runs-dir", str(runs), "--name", "cached",
-               "--epochs", "2", "--finetune-epochs", "2", "--weights", "none", "--val-split", "0.1",
+               "--epochs", "2", "--finetune-epochs", "2", "--weights", "none", "--val-split", val,
                "--batch-size", str(size.batch), "--quiet", *flag)
     if p.returncode != 0:
         raise RuntimeError((p.stderr.strip().splitlines() or ["failed"])[-1])
-    items = tldata.resolve(str(size.folder), val_split=0.1).items
+    items = tldata.resolve(str(size.folder), val_split=float(val)).items
     n_train = int((items["split"] == "train").sum())
     with open(runs / "cached" / "history.csv") as f:
         hist = list(csv.DictReader(f))

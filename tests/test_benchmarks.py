@@ -109,3 +109,16 @@ def test_gpu_sh_tiny_runs_without_tensorflow(tmp_path: Path) -> None:
     assert result["dense_speedup"] == pytest.approx(rows["dense vgg16"]["images_per_s"]
                                                    / rows["crops vgg16"]["images_per_s"], rel=1e-9)
     assert result["crops"] == 4  # tiny: a 64x64 image, 32x32 crops at stride 32 -> a 2x2 map
+
+
+def test_bench_data_finds_the_cache_flag_in_finetune_help() -> None:
+    sys.path.insert(0, str(BENCH))
+    try:
+        import bench_data
+    finally:
+        sys.path.remove(str(BENCH))
+    assert bench_data.cache_flag("  [--cache-features] [--distribute {mirrored}]") is None
+    assert bench_data.cache_flag("  --cache-features  stage 1 on features\n  --cache  keep images") == ["--cache"]
+    assert bench_data.cache_flag("[--cache {none,memory,disk}] [--cache-budget GB]") == ["--cache", "memory"]
+    assert bench_data.cache_flag("[--cache {off,disk}]") == ["--cache", "disk"]
+    assert bench_data.cache_flag("  --cache MODE   where to keep decoded images") == ["--cache", "memory"]
