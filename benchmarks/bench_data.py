@@ -308,13 +308,13 @@ def measure_round(size: Size, work: Path, loaded: Any, *, smoke: bool) -> dict[s
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--rounds", type=int, default=3, help="interleaved rounds; each row keeps its best")
+    ap.add_argument("--rounds", type=int, help="interleaved rounds, each row keeps its best (default 3; smoke 1)")
     ap.add_argument("--smoke", action="store_true", help="every row at tiny sizes (CI); figures mean nothing")
     ap.add_argument("--out", help="JSON path (default results/data.json; --smoke: results/data.smoke.json)")
     ap.add_argument("--keep", help="write the photos and runs here (kept) instead of a temporary folder")
     args = ap.parse_args(argv)
     cfg = SMOKE if args.smoke else FULL
-    rounds = 1 if args.smoke and args.rounds == 3 else args.rounds
+    rounds = args.rounds or (1 if args.smoke else 3)
     results = Path(__file__).parent / "results"
     out = Path(args.out) if args.out else results / ("data.smoke.json" if args.smoke else "data.json")
     mach = util.machine()
@@ -369,8 +369,8 @@ def main(argv: list[str] | None = None) -> int:
     result = {"benchmark": "bench_data: the image path from file to tensor (issue 13)", "base": BASE,
               "input_size": [224, 224], "batch": cfg["batch"], "rounds": rounds, "smoke": bool(args.smoke),
               "photos": {s.key: {"count": s.n, "fit_images": s.fit_n, "jpeg_quality": 90} for s in sizes},
-              "cache_flag": flag, "machine": mach, "seconds": round(time.perf_counter() - t_start, 1), "phase_seconds": PHASES,
-              "rows": rows}
+              "cache_flag": flag, "machine": mach, "seconds": round(time.perf_counter() - t_start, 1),
+              "phase_seconds": PHASES, "rows": rows}
     util.write_json(out, result)
     print(f"wrote {out} ({result['seconds']:.0f} s)")
     return 0
