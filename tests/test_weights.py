@@ -194,13 +194,22 @@ _KERAS_MODULE = {"resnet": "resnet", "vgg16": "vgg16", "vgg19": "vgg19", "incept
                  "mobilenet_v2": "mobilenet_v2"}
 
 
-@pytest.mark.parametrize("name", sorted(W._KERAS_FILES))
+_KERAS_FILE_BASES = sorted(s.name for s in tlkit.list_models()
+                           if s.weights_entry() is not None and s.weights_entry().kind == "keras_file")
+
+
+def test_keras_file_bases():
+    assert len(_KERAS_FILE_BASES) == 13 and "mobilenet_v2" in _KERAS_FILE_BASES
+
+
+@pytest.mark.parametrize("name", _KERAS_FILE_BASES)
 def test_file_table_matches_the_installed_keras(name):
     import importlib
 
     key = next(k for k in _KERAS_MODULE if name.startswith(k))
     source = inspect.getsource(importlib.import_module(f"keras.src.applications.{_KERAS_MODULE[key]}"))
-    folder, stem, h_top, h_notop = W._KERAS_FILES[name]
+    entry = tlkit.get_spec(name).weights_entry()
+    folder, h_top, h_notop = entry.url, entry.file_hash, entry.notop_hash
     for top, h in ((True, h_top), (False, h_notop)):
         wf = W.keras_weights_file(name, include_top=top)
         assert wf.url.startswith(("https://storage.googleapis.com/tensorflow/keras-applications/",
@@ -337,9 +346,15 @@ def test_import_list_path_with_a_verified_file(home, tmp_path, monkeypatch, caps
     payload = tmp_path / "download" / "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5"
     payload.parent.mkdir()
     payload.write_bytes(os.urandom(2048))
-    folder, stem, h_top, _ = W._KERAS_FILES["vgg16"]
+    import dataclasses
+
+    from tlkit import registry
+
+    spec = tlkit.get_spec("vgg16")
+    h_top = spec.weights_entry().file_hash
     # Pretend the publisher's md5 is this file's, to exercise the success path offline.
-    monkeypatch.setitem(W._KERAS_FILES, "vgg16", (folder, stem, h_top, hashlib.md5(payload.read_bytes()).hexdigest()))
+    entry = dataclasses.replace(spec.weights_entry(), notop_hash=hashlib.md5(payload.read_bytes()).hexdigest())
+    monkeypatch.setitem(registry._REGISTRY, "vgg16", dataclasses.replace(spec, weights=(entry,)))
     assert cli.main(["weights", "path", "vgg16", "--no-top"]) == 1
     capsys.readouterr()
     assert cli.main(["weights", "import", str(payload), "--base", "vgg16"]) == 0

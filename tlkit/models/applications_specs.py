@@ -18,6 +18,8 @@ _LICENCE = "Keras applications weights (see the Keras applications documentation
 # Trainable parameters of the keras.applications model as built, matching the "Parameters"
 # column of the Keras applications table minus BatchNorm statistics.
 _KERAS_COUNT = "keras.applications model as built (Keras' architecture; trainable weights)"
+# Keras' own minimum input sizes (valid-padded stems); the rest take 32x32.
+_MIN_INPUT = {"inception_v3": 75, "xception": 71}
 _VGG_LAYERS = {"pool5": "block5_pool", "fc6": "fc1", "fc7": "fc2", "fc8": "predictions",
                "penultimate": "fc2", "classifier": "predictions"}
 
@@ -78,6 +80,6 @@ for _name, _app, _size, _pre, _layers, _p, _src, _entry in [
         name=_name, family="keras_applications", builder=_APP,
         input_shape=(_size, _size, 3), preprocessing=_pre, layers=_layers,
         weights=(_entry,), params=_p, params_source=_src,
-        fixed_input=_name.startswith("vgg"),
+        fixed_input=_name.startswith("vgg"), min_input=_MIN_INPUT.get(_name, 32),
         builder_kwargs={"application": _app},
         description=f"keras.applications.{_app}"))
