@@ -4,7 +4,9 @@
 * a save/load round trip through a ``.keras`` file gives equal outputs;
 * at full size, the trainable parameters equal the spec's published count, and every
   layer alias of the spec names a real layer;
-* a fixed-input head refuses other sizes, naming the model.
+* a fixed-input head refuses other sizes, naming the model;
+* the spec's unfreeze block regex groups the layers as heads' generic conventions do
+  (the per-model fact moved into the spec without changing what ``--unfreeze N`` means).
 
 Family-specific facts (layouts, block prefixes, arithmetic) stay in the family's tests.
 """
@@ -17,6 +19,7 @@ import pytest
 
 import tlkit
 from tlkit.errors import ModelError
+from tlkit.finetune.heads import layer_blocks, spec_block_pattern
 from tlkit.inspection import parameter_counts
 
 SPECS = tlkit.list_models()
@@ -62,6 +65,10 @@ def test_small_build_and_round_trip(name, tmp_path):
     else:
         assert before[0].ndim == 4 and before[0].shape[0] == 2
     assert all(np.all(np.isfinite(y)) for y in before)
+    blocks = layer_blocks(model, spec_block_pattern(name))
+    assert spec.blocks and len(blocks) >= 1
+    assert [(k, [l.name for l in ls]) for k, ls in blocks] == \
+        [(k, [l.name for l in ls]) for k, ls in layer_blocks(model)]
     path = tmp_path / "m.keras"
     model.save(path)
     loaded = keras.saving.load_model(path)

@@ -91,6 +91,9 @@ class ModelSpec:
     min_input: int = 32  # smallest spatial size the body accepts
     builder_kwargs: Mapping[str, Any] = field(default_factory=dict)
     description: str = ""
+    # Unfreezing groups the body's layers into blocks by this regex (a group names the block;
+    # see tlkit.finetune.heads.layer_blocks); "" = heads' generic naming conventions.
+    blocks: str = ""
 
     @property
     def weight_names(self) -> tuple[str, ...]:

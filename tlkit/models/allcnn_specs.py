@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tlkit.models._spec_common import COMPUTED
+from tlkit.models._spec_common import COMPUTED, LAYER_BLOCKS
 from tlkit.registry import ModelSpec, register
 
 # --- All-CNN and Network-in-Network (CIFAR-10 sized) --------------------------
@@ -12,12 +12,14 @@ for _name, _variant, _p, _src in [
     ("allcnn_convpool", "convpool", 1_369_738, COMPUTED + " (ConvPool-CNN-C)"),
 ]:
     register(ModelSpec(
+    blocks=LAYER_BLOCKS,
         name=_name, family="allcnn", builder="tlkit.models.allcnn:allcnn",
         input_shape=(32, 32, 3), preprocessing="unit", num_classes=10,
         layers={"penultimate": "conv8", "classifier": "conv9"},
         builder_kwargs={"variant": _variant}, params=_p, params_source=_src,
         description=f"All-CNN-C family ({_variant}), Springenberg et al. 2015"))
 register(ModelSpec(
+    blocks=LAYER_BLOCKS,
     name="nin", family="allcnn", builder="tlkit.models.allcnn:nin",
     input_shape=(32, 32, 3), preprocessing="unit", num_classes=10,
     layers={"penultimate": "cccp5", "classifier": "cccp6"},

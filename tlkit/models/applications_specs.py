@@ -9,7 +9,7 @@ architecture carry the suffix ``_tlkit``.
 
 from __future__ import annotations
 
-from tlkit.models._spec_common import GAP
+from tlkit.models._spec_common import GAP, STAGE_BLOCKS
 from tlkit.registry import ModelSpec, WeightsEntry, register
 
 _APP = "tlkit.models.applications:build_application"
@@ -20,6 +20,12 @@ _LICENCE = "Keras applications weights (see the Keras applications documentation
 _KERAS_COUNT = "keras.applications model as built (Keras' architecture; trainable weights)"
 # Keras' own minimum input sizes (valid-padded stems); the rest take 32x32.
 _MIN_INPUT = {"inception_v3": 75, "xception": 71}
+# Unfreezing blocks by Keras' layer names: conv3_block2_ (ResNet, DenseNet), block2a_
+# (EfficientNet), block_5_ / expanded_conv_ (MobileNetV2), block4_ (VGG, Xception), mixed5
+# closes an Inception module (the conv2d_N before it join it).
+_BLOCKS = {"densenet121": STAGE_BLOCKS, "efficientnet_b0": r"^(block\d+[a-z])_",
+           "mobilenet_v2": r"^(block_\d+)_|^(expanded_conv)_", "vgg16": r"^(block\d+)_",
+           "vgg19": r"^(block\d+)_", "xception": r"^(block\d+)_", "inception_v3": r"^(mixed\d+)$"}
 _VGG_LAYERS = {"pool5": "block5_pool", "fc6": "fc1", "fc7": "fc2", "fc8": "predictions",
                "penultimate": "fc2", "classifier": "predictions"}
 
@@ -81,5 +87,5 @@ for _name, _app, _size, _pre, _layers, _p, _src, _entry in [
         input_shape=(_size, _size, 3), preprocessing=_pre, layers=_layers,
         weights=(_entry,), params=_p, params_source=_src,
         fixed_input=_name.startswith("vgg"), min_input=_MIN_INPUT.get(_name, 32),
-        builder_kwargs={"application": _app},
+        builder_kwargs={"application": _app}, blocks=_BLOCKS.get(_name, STAGE_BLOCKS),
         description=f"keras.applications.{_app}"))

@@ -31,6 +31,7 @@ def _lite(index: int, *, size: int, width: float, depth: float, file: str, sha25
         builder="tlkit.models.efficientnet_lite:efficientnet_lite",
         input_shape=(size, size, 3), preprocessing="lite", weights=(entry,), layers=_LAYERS,
         builder_kwargs={"width": width, "depth": depth, "name": f"efficientnet_lite{index}"},
+        blocks=r"^(block\d+[a-z])_",  # block2a_, block2b_, ...; top_conv/top_bn form block "top"
         params=params, params_source=f"state dict of {file} (trainable tensors)",
         description=f"EfficientNet-Lite{index} ({size}x{size}); {note}"))
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tlkit.models._spec_common import COMPUTED, GAP
+from tlkit.models._spec_common import COMPUTED, GAP, STAGE_BLOCKS
 from tlkit.registry import ModelSpec, register
 
 # --- ResNet family (tlkit's builders, the papers' form as torchvision builds it: no conv biases,
@@ -14,6 +14,7 @@ for _depth, _p in _RESNET_TORCHVISION.items():
     _n = f"resnet{_depth}" if _depth in (18, 34) else f"resnet{_depth}_tlkit"
     _top = "conv5_block2_out" if _depth == 18 else "conv5_block3_out"
     register(ModelSpec(
+        blocks=STAGE_BLOCKS,
         name=_n, family="resnet", builder="tlkit.models.resnet:resnet",
         input_shape=(224, 224, 3), preprocessing="torch", layers={"top": _top, **GAP},
         builder_kwargs={"depth": _depth, "version": 1}, params=_p,
@@ -21,6 +22,7 @@ for _depth, _p in _RESNET_TORCHVISION.items():
         description=f"ResNet-{_depth} v1 (paper form, no conv biases; v1.5 stride placement)"))
     _n2 = f"resnet{_depth}v2" if _depth in (18, 34) else f"resnet{_depth}v2_tlkit"
     register(ModelSpec(
+        blocks=STAGE_BLOCKS,
         name=_n2, family="resnet", builder="tlkit.models.resnet:resnet",
         input_shape=(224, 224, 3), preprocessing="torch", layers={"top": "post_relu", **GAP},
         builder_kwargs={"depth": _depth, "version": 2}, params=_RESNET_V2[_depth],
@@ -35,6 +37,7 @@ for _name, _kw, _p, _src in [
      "torchvision resnext101_32x8d"),
 ]:
     register(ModelSpec(
+        blocks=STAGE_BLOCKS,
         name=_name, family="resnet", builder="tlkit.models.resnet:resnet",
         input_shape=(224, 224, 3), preprocessing="torch", layers={"top": "conv5_block3_out", **GAP},
         builder_kwargs={"version": 1, **_kw}, params=_p, params_source=_src,

@@ -17,6 +17,7 @@ for _name, _cfg, _params, _aliases in [
     register(ModelSpec(
         name=_name, family="vgg", builder="tlkit.models.vgg:vgg",
         input_shape=(224, 224, 3), preprocessing="caffe", fixed_input=True, layers=CLASSIC,
+        blocks=r"^(conv\d+)_\d+$",  # conv3_1, conv3_2, ... form block conv3
         builder_kwargs={"config": _cfg}, params=_params,
         params_source=f"VGG paper Table 2 (config {_cfg}, in millions); exact count as torchvision",
         description=f"VGG configuration {_cfg}"), aliases=_aliases)
