@@ -176,7 +176,8 @@ def test_cache_is_keyed_by_source_sha256_and_rebuilt_when_corrupt(tmp_path, monk
     _, info1 = W.lite0_imagenet_model()
     assert not info1["from_cache"]
     cache = info1["cache"]
-    assert get_spec("efficientnet_lite0").weights_entry().sha256 in os.path.basename(cache) and cache.startswith(str(tmp_path / "tlkit"))
+    sha256 = get_spec("efficientnet_lite0").weights_entry().sha256
+    assert sha256 in os.path.basename(cache) and cache.startswith(str(tmp_path / "tlkit"))
     second, info2 = W.lite0_imagenet_model()
     assert info2["from_cache"]
     for a, b in zip(ref.weights, second.weights):

@@ -203,9 +203,9 @@ def test_classifier_activation_none_gives_logits():
 
 
 def test_allcnn_variants_layout():
-    convs = lambda m: [(l.name, l.strides[0]) for l in m.layers
+    convs = lambda m: [(l.name, l.strides[0]) for l in m.layers  # noqa: E731
                        if isinstance(l, keras.layers.Conv2D)]
-    pools = lambda m: [l.name for l in m.layers if isinstance(l, keras.layers.MaxPooling2D)]
+    pools = lambda m: [l.name for l in m.layers if isinstance(l, keras.layers.MaxPooling2D)]  # noqa: E731
     all_c = tlkit.build("allcnn_c")
     assert convs(all_c) == [("conv1", 1), ("conv2", 1), ("conv3", 2), ("conv4", 1), ("conv5", 1),
                             ("conv6", 2), ("conv7", 1), ("conv8", 1), ("conv9", 1)]

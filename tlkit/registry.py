@@ -139,7 +139,7 @@ def register(spec: ModelSpec, *, aliases: tuple[str, ...] = ()) -> ModelSpec:
     return spec
 
 
-from tlkit.errors import UnknownModelError
+from tlkit.errors import UnknownModelError  # noqa: E402  (re-exported)
 
 
 def get_spec(name: str) -> ModelSpec:

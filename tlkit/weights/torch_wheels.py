@@ -106,8 +106,8 @@ def _load_own_weights_file(model: Any, path: Path) -> bool:
 
     ``model.load_weights`` walks Keras' generic saving machinery; reading the arrays
     with h5py and assigning them directly is the cached load that
-    ``benchmarks/bench_weights.py`` measures against the first conversion. The paths are the ones Keras writes for a Functional
-    model (``layers/<snake_case class>[_<n>]/vars/<i>``, see
+    ``benchmarks/bench_weights.py`` measures against the first conversion. The paths are the
+    ones Keras writes for a Functional model (``layers/<snake_case class>[_<n>]/vars/<i>``, see
     ``keras.src.saving.saving_lib._save_container_state``); every group and shape is
     checked, and any surprise returns False so the caller uses Keras' own loader.
     """
