@@ -537,3 +537,18 @@ def test_broadcast_strides_cannot_allocate_beyond_the_storage(tmp_path):
     write_legacy(path, {"w": _Tensor(_Storage("0", np.arange(4, dtype=np.float32)), 0, (100_000, 100_000), (0, 0))})
     with pytest.raises(LegacyTorchError, match="more elements than its storage"):
         load_state_dict(path)
+
+
+def test_loaders_are_chosen_by_kind_not_by_name():
+    """No model's name appears in the dispatch or in the generic loaders: the entry's kind and
+    data decide (adding a model touches its spec file only)."""
+    import importlib
+
+    from tlkit.weights import resolve
+
+    assert set(resolve.LOADERS) == {"keras_file", "torch_wheel_lite"}
+    names = {s.name for s in tlkit.list_models()}
+    for module in ("resolve", "keras_files", "local", "files"):
+        source = inspect.getsource(importlib.import_module(f"tlkit.weights.{module}"))
+        assert "spec.name ==" not in source
+        assert not [n for n in names if f'"{n}"' in source or f"'{n}'" in source], module
