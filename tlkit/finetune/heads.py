@@ -40,16 +40,31 @@ _BLOCK_PATTERNS = [
 ]
 
 
-def block_key(layer_name: str) -> str | None:
-    """The block a layer name belongs to, or None if its name carries no block."""
-    for pattern in _BLOCK_PATTERNS:
-        m = pattern.match(layer_name)
+def block_key(layer_name: str, pattern: re.Pattern[str] | None = None) -> str | None:
+    """The block a layer name belongs to, or None if its name carries no block.
+
+    ``pattern`` is the model's own (its spec's ``blocks``); without one, the generic
+    conventions above are tried in order."""
+    for p in [pattern] if pattern is not None else _BLOCK_PATTERNS:
+        m = p.match(layer_name)
         if m:
-            return m.group(1)
+            return next(g for g in m.groups() if g is not None)
     return None
 
 
-def layer_blocks(base: keras.Model) -> list[tuple[str, list[keras.layers.Layer]]]:
+def spec_block_pattern(name: str) -> re.Pattern[str] | None:
+    """The block regex of the registered model ``name`` (``<base>_finetune`` also works)."""
+    import tlkit
+
+    try:
+        spec = tlkit.get_spec(name.removesuffix("_finetune"))
+    except (KeyError, ValueError):  # not a registry model: the generic conventions
+        return None
+    return re.compile(spec.blocks) if spec.blocks else None
+
+
+def layer_blocks(base: keras.Model, pattern: re.Pattern[str] | None = None
+                 ) -> list[tuple[str, list[keras.layers.Layer]]]:
     """Group the base's weighted layers into blocks, in order from input to output.
 
     A layer whose name names no block joins the next named block (so Inception's
@@ -60,7 +75,7 @@ def layer_blocks(base: keras.Model) -> list[tuple[str, list[keras.layers.Layer]]
     blocks: list[tuple[str, list[Any]]] = []
     pending: list[Any] = []
     for layer in base.layers:
-        key = block_key(layer.name)
+        key = block_key(layer.name, pattern)
         if key is None:
             if layer.weights:
                 pending.append(layer)
@@ -133,7 +148,7 @@ def unfreeze_top(model: keras.Model, n: int | str, *, train_batchnorm: bool = Fa
     Recompile the model afterwards: Keras fixes the trainable set at compile time.
     """
     base = get_base(model)
-    blocks = layer_blocks(base)
+    blocks = layer_blocks(base, spec_block_pattern(model.name))
     if n == "all":
         count = len(blocks)
     else:

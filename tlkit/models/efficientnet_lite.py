@@ -1,10 +1,12 @@
-"""EfficientNet-Lite0 (Tan & Le 2019; the "efficientnet-lite" release for mobile/edge).
+"""EfficientNet-Lite0..2 (Tan & Le 2019; the "efficientnet-lite" release for mobile/edge).
 
 The Lite variants differ from EfficientNet-B0 in ways that matter for weights:
 
 * ReLU6 everywhere instead of swish (quantization friendly),
 * no squeeze-and-excitation,
-* the stem (32 filters) and the head (1280 filters) are fixed, not scaled,
+* the stem (32 filters) and the head (1280 filters) are fixed, not scaled, and the first
+  and last stages keep their single block at every depth (TF-lite ``fix_head_stem``);
+  Lite1 (width 1.0, depth 1.1, 240x240) and Lite2 (1.1, 1.2, 260x260) scale the rest,
 * preprocessing is ``(x - 127) / 128`` on 0..255 RGB (tlkit mode ``"lite"``),
   applied outside the model, as in the published TF evaluation code.
 
@@ -19,9 +21,11 @@ stage (``block1a``, ``block2a``, ``block2b``, ...; 16 blocks in all).
 
 from __future__ import annotations
 
+import math
+import re
 import string
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Mapping
 
 import keras
 import numpy as np
@@ -45,9 +49,32 @@ LITE0_BLOCKS: tuple[tuple[int, int, int, int, int], ...] = (
 )
 STEM_FILTERS = 32
 HEAD_FILTERS = 1280
+DEPTH_DIVISOR = 8
+
+Blocks = tuple[tuple[int, int, int, int, int], ...]
 
 
-def block_names(blocks: tuple[tuple[int, int, int, int, int], ...] = LITE0_BLOCKS) -> list[str]:
+def round_filters(filters: int, width: float, divisor: int = DEPTH_DIVISOR) -> int:
+    """The TF reference's channel rounding: nearest multiple of ``divisor``, never below 90%."""
+    if width == 1.0:
+        return filters
+    scaled = filters * width
+    new = max(divisor, int(scaled + divisor / 2) // divisor * divisor)
+    if new < 0.9 * scaled:
+        new += divisor
+    return int(new)
+
+
+def scaled_blocks(width: float = 1.0, depth: float = 1.0) -> Blocks:
+    """Lite0's stages scaled by ``width`` (channels) and ``depth`` (repeats, rounded up);
+    the first and last stages keep their repeats, as in the Lite reference."""
+    last = len(LITE0_BLOCKS) - 1
+    return tuple(
+        (e, k, s, round_filters(c, width), r if i in (0, last) else math.ceil(depth * r))
+        for i, (e, k, s, c, r) in enumerate(LITE0_BLOCKS))
+
+
+def block_names(blocks: Blocks = LITE0_BLOCKS) -> list[str]:
     """Keras block prefixes in order (``block1a``, ``block2a``, ``block2b``, ...)."""
     return [f"block{s + 1}{string.ascii_lowercase[r]}"
             for s, row in enumerate(blocks) for r in range(row[4])]
@@ -84,25 +111,28 @@ def _mbconv(x: keras.KerasTensor, *, prefix: str, filters_in: int, filters_out: 
     return x
 
 
-def efficientnet_lite0(*, num_classes: int = 1000, input_shape: tuple[int, int, int] = (224, 224, 3),
-                       include_top: bool = True, classifier_activation: str | None = "softmax",
-                       dropout_rate: float = 0.2, drop_connect_rate: float = 0.2) -> keras.Model:
-    """EfficientNet-Lite0: 4,652,008 trainable parameters with the 1000-class head.
+def efficientnet_lite(*, width: float = 1.0, depth: float = 1.0, name: str = "efficientnet_lite0",
+                      num_classes: int = 1000, input_shape: tuple[int, int, int] = (224, 224, 3),
+                      include_top: bool = True, classifier_activation: str | None = "softmax",
+                      dropout_rate: float = 0.2, drop_connect_rate: float = 0.2) -> keras.Model:
+    """EfficientNet-Lite with ``width`` / ``depth`` multipliers (Lite0: 1.0/1.0, Lite1: 1.0/1.1,
+    Lite2: 1.1/1.2); the stem (32) and head (1280) stay fixed.
 
     Expects inputs preprocessed as ``(x - 127) / 128`` (see :mod:`tlkit.models.preprocessing`,
-    mode ``"lite"``). ``include_top=False`` returns the ``top_activation`` feature
-    map (7x7x1280 at 224x224).
+    mode ``"lite"``). ``include_top=False`` returns the ``top_activation`` feature map
+    (7x7x1280 at 224x224).
     """
+    blocks = scaled_blocks(width, depth)
     inputs = keras.Input(shape=tuple(input_shape), name="input")
     x = layers.Conv2D(STEM_FILTERS, 3, strides=2, padding="same", use_bias=False, name="stem_conv")(inputs)
     x = _bn("stem_bn")(x)
     x = _relu6("stem_activation")(x)
 
-    names = iter(block_names())
-    total = sum(row[4] for row in LITE0_BLOCKS)
+    names = iter(block_names(blocks))
+    total = sum(row[4] for row in blocks)
     index = 0
     filters_in = STEM_FILTERS
-    for expand, kernel, stride, filters_out, repeats in LITE0_BLOCKS:
+    for expand, kernel, stride, filters_out, repeats in blocks:
         for r in range(repeats):
             x = _mbconv(x, prefix=next(names), filters_in=filters_in, filters_out=filters_out,
                         expand_ratio=expand, kernel=kernel, stride=stride if r == 0 else 1,
@@ -118,7 +148,12 @@ def efficientnet_lite0(*, num_classes: int = 1000, input_shape: tuple[int, int, 
         if dropout_rate > 0:
             x = layers.Dropout(dropout_rate, name="top_dropout")(x)
         x = layers.Dense(num_classes, activation=classifier_activation, name="predictions")(x)
-    return keras.Model(inputs, x, name="efficientnet_lite0")
+    return keras.Model(inputs, x, name=name)
+
+
+def efficientnet_lite0(**kwargs: object) -> keras.Model:
+    """EfficientNet-Lite0: 4,652,008 trainable parameters with the 1000-class head."""
+    return efficientnet_lite(**{"width": 1.0, "depth": 1.0, "name": "efficientnet_lite0", **kwargs})  # type: ignore[arg-type]
 
 
 # --- converting the published PyTorch weights --------------------------------------
@@ -148,7 +183,10 @@ def _torch_sources(model: keras.Model) -> dict[str, tuple[str, str]]:
         "top_conv": ("conv", "_conv_head"), "top_bn": ("bn", "_bn1"),
         "predictions": ("dense", "_fc"),
     }
-    for i, prefix in enumerate(block_names()):
+    # The model's own blocks, in order (block1a, block2a, ...): index i is the state dict's _blocks.i.
+    prefixes = [m.group(1) for layer in model.layers
+                if (m := re.fullmatch(r"(block\d+[a-z])_project_conv", layer.name))]
+    for i, prefix in enumerate(prefixes):
         t = f"_blocks.{i}"
         src.update({
             f"{prefix}_expand_conv": ("conv", f"{t}._expand_conv"),
@@ -162,7 +200,7 @@ def _torch_sources(model: keras.Model) -> dict[str, tuple[str, str]]:
 
 
 def load_torch_state_dict(model: keras.Model, state_dict: Mapping[str, np.ndarray]) -> ConversionReport:
-    """Copy a PyTorch EfficientNet-Lite0 state dict into ``model`` (built with the 1000-class top).
+    """Copy a PyTorch EfficientNet-Lite state dict into ``model`` (built with the 1000-class top).
 
     Layouts: conv OIHW -> HWIO; depthwise (C, 1, kh, kw) -> (kh, kw, C, 1); Dense
     (out, in) -> (in, out). Every name and shape is checked; every tensor must be

@@ -23,7 +23,7 @@ from tlkit.models._blocks import (
     conv_bn,
 )
 
-__all__ = ["resnet", "STAGES"]
+__all__ = ["STAGES", "resnet"]
 
 # He et al. 2016, Table 1: blocks per stage (conv2_x .. conv5_x) and block type.
 STAGES: dict[int, tuple[str, tuple[int, int, int, int]]] = {

@@ -176,10 +176,9 @@ class RestrictedUnpickler(pickle.Unpickler):
             raise LegacyTorchError(f"{self.source}: persistent id has no storage type: {pid!r:.200}")
         if not isinstance(key, str) or not isinstance(numel, int) or numel < 0:
             raise LegacyTorchError(f"{self.source}: malformed storage id {pid!r:.200}")
-        if view is not None:
-            if not (isinstance(view, tuple) and len(view) == 3 and isinstance(view[0], str)
-                    and isinstance(view[1], int) and isinstance(view[2], int)):
-                raise LegacyTorchError(f"{self.source}: malformed storage view {view!r:.200}")
+        if view is not None and not (isinstance(view, tuple) and len(view) == 3 and isinstance(view[0], str)
+                                     and isinstance(view[1], int) and isinstance(view[2], int)):
+            raise LegacyTorchError(f"{self.source}: malformed storage view {view!r:.200}")
         ref = _StorageRef(key, stype, numel, view)
         # The same storage may be shared by several tensors; the first sighting defines it.
         base = self.storages.setdefault(key, _StorageRef(key, stype, numel, None))
@@ -207,7 +206,7 @@ def _load_pickle(unpickler_stream: io.BytesIO, source: str, what: str) -> tuple[
                                f"{type(exc).__name__}: {exc}") from None
 
 
-def load_state_dict(path: str | os.PathLike) -> "collections.OrderedDict[str, np.ndarray]":
+def load_state_dict(path: str | os.PathLike) -> collections.OrderedDict[str, np.ndarray]:
     """Read a legacy ``torch.save`` state dict into ``{name: numpy array}`` (in file order).
 
     Raises :class:`UnsafePickleError` for any global outside the allowed set and

