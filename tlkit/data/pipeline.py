@@ -662,12 +662,12 @@ def images_dataset(paths: Sequence[str], *, image_size: tuple[int, int], batch_s
     """
     import tensorflow as tf
 
-    from tlkit.data import augment as aug
+    from tlkit.data import resize as rs
 
     size = (int(image_size[0]), int(image_size[1]))
     auto = tf.data.AUTOTUNE
     ds = tf.data.Dataset.from_tensor_slices([str(p) for p in paths])
-    ds = ds.map(lambda p: aug.resize(_decode_file(p), size), num_parallel_calls=auto)
+    ds = ds.map(lambda p: rs.resize(_decode_file(p), size), num_parallel_calls=auto)
     if channels == 1:
         ds = ds.map(tf.image.rgb_to_grayscale, num_parallel_calls=auto)
     return ds.batch(batch_size).prefetch(auto)
@@ -694,6 +694,7 @@ def make_dataset(source: DataSource, split: str, *, image_size: tuple[int, int],
     import tensorflow as tf
 
     from tlkit.data import augment as aug
+    from tlkit.data import resize as rs
 
     if split not in SPLITS:
         raise DataError(f"split must be one of {SPLITS}, got {split!r}")
@@ -723,7 +724,7 @@ def make_dataset(source: DataSource, split: str, *, image_size: tuple[int, int],
         if training and not cache:
             ds = ds.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
     if not training or augment in (None, "none"):
-        ds = ds.map(lambda x, y: (aug.resize(x, size), y), num_parallel_calls=auto)
+        ds = ds.map(lambda x, y: (rs.resize(x, size), y), num_parallel_calls=auto)
         if cache:
             ds = ds.cache()
             if training:

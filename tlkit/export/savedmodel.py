@@ -23,11 +23,10 @@ holding an image of more than ``max_pixels`` pixels (``tlkit export --max-pixels
 so are an empty request, bytes of no supported format and data the decoder rejects. Each
 refusal is an ``InvalidArgumentError`` carrying one ``tlkit serving: image_bytes[i] ...``
 line (:mod:`tlkit.export.serving_decode`). JPEGs are decoded with libjpeg's accurate IDCT, as PIL
-and tlkit's data pipeline do. Resizing (``resize``): ``"crop"`` (default for ImageNet
-bases) follows ``tlkit predict``: a centre crop of 87.5% of the shorter side, antialiased
-bicubic, rounded to integer pixel values; ``"plain"`` the same on the whole image;
-``"dataset"`` (default for runs) is how ``tlkit finetune``/``evaluate`` resize validation
-images (antialiased bilinear).
+and tlkit's data pipeline do. Resizing (``resize``) is :mod:`tlkit.data.resize`, as in every
+tlkit command (antialiased bilinear, unrounded): ``"crop"`` (default for ImageNet bases, as
+``tlkit predict``) a centre crop of 87.5% of the shorter side; ``"plain"`` (default for runs:
+how ``tlkit finetune``/``evaluate`` resize validation images) the whole image.
 
 An export is written to ``NAME/.tmp-N-...`` beside the target, verified in a fresh
 Python process that cannot import tlkit (:mod:`tlkit.export.verify`), and only then renamed
@@ -73,7 +72,6 @@ from tlkit.export.serving_decode import (  # noqa: F401  (re-exported)
     RESIZE_MODES,
     decode_images,
     error_line,
-    resize_pixels,
 )
 from tlkit.export.verify import (  # noqa: F401  (re-exported: the public surface of tlkit.export.savedmodel)
     LABELS_FILE,
@@ -414,9 +412,7 @@ def make_card(labels: Sequence[str], facts: dict[str, Any], extra: dict[str, Any
                      "(tlkit.export.serving_decode)",
            "resize": facts["resize"],
            "crop_fraction": CROP_FRACTION if facts["resize"] == "crop" else None,
-           "interpolation": ("bilinear, antialiased, unrounded (tlkit.data.augment.resize, as the data pipeline)"
-                             if facts["resize"] == "dataset" else
-                             "bicubic, antialiased, rounded to integers in 0..255 (as tlkit predict)"),
+           "interpolation": "bilinear, antialiased, unrounded (tlkit.data.resize, as every tlkit command)",
            "model_input": f"float32 RGB 0..255, {h}x{w}"}
     card = {
         "format": "tlkit-saved-model/1",
@@ -466,10 +462,7 @@ def export_base(name: str, out: str | Path | None = None, *, weights: str = "ima
     ``resize`` defaults to ``"crop"``, the ImageNet evaluation crop ``tlkit predict`` uses.
     """
     kwargs["resize"] = kwargs.get("resize") or "crop"
-    import keras
-
     from tlkit.imagenet import class_names
-    from tlkit.models.preprocessing import Preprocess
 
     spec = tlkit.get_spec(name)
     if weights == "imagenet" and not spec.has_imagenet:
@@ -477,10 +470,7 @@ def export_base(name: str, out: str | Path | None = None, *, weights: str = "ima
                          + ", ".join(s.name for s in tlkit.list_models() if s.has_imagenet))
     out = check_target(Path(out) if out else default_out(base=spec.name), kwargs.get("version"))
     (kwargs.get("progress") or _quiet)(f"building {spec.name} (weights: {weights})")
-    base = tlkit.build(spec.name, weights=weights)
-    inputs = keras.Input(shape=spec.input_shape, name="image")
-    x = Preprocess(spec.preprocessing, name="preprocess")(inputs)
-    model = keras.Model(inputs, base(x), name=f"{spec.name}_imagenet")
+    model = tlkit.build(spec.name, weights=weights, include_preprocessing=True)
     card = {"base": spec.name, "preprocessing_mode": spec.preprocessing,
             "source": {"kind": "pretrained", "base": spec.name, "weights": str(weights)},
             **kwargs.pop("card", {})}
@@ -490,13 +480,13 @@ def export_base(name: str, out: str | Path | None = None, *, weights: str = "ima
 def export_run(run_dir: str | Path, out: str | Path | None = None, **kwargs: Any) -> ExportResult:
     """Export a finetuning run's best checkpoint with its labels and metrics (``tlkit export RUN_DIR``).
 
-    ``resize`` defaults to ``"dataset"``: images are resized as the run's validation images
+    ``resize`` defaults to ``"plain"``: images are resized as the run's validation images
     were, so the export reproduces the run's metrics.
     """
     from tlkit.finetune.evaluation_runs import load_run
     from tlkit.finetune.rundir import RunDir
 
-    kwargs["resize"] = kwargs.get("resize") or "dataset"
+    kwargs["resize"] = kwargs.get("resize") or "plain"
 
     run = Path(run_dir)
     out = check_target(Path(out) if out else default_out(run_dir=run), kwargs.get("version"))
