@@ -25,9 +25,11 @@ crop whose top-left corner is ``(i * S, j * S)`` (``S`` the net's total stride,
   ``max_scaled_pixels`` pixels and its sides within ``max_aspect`` : 1 (a thin
   strip scaled to a shorter side of 224 would otherwise become enormous); both
   are checked before anything is resized.
-* **Input**: raw RGB pixels 0..255; the evaluator applies the model's
-  preprocessing mode itself (a finetuned tlkit model preprocesses inside, so
-  its mode is ``"none"``).
+* **Input**: raw RGB pixels 0..255, resized by :mod:`tlkit.data.resize` (the
+  resize every command uses). Preprocessing runs inside the graph: the converted
+  model gets a :class:`~tlkit.models.preprocessing.Preprocess` layer of the
+  evaluator's ``preprocessing`` mode in front (a finetuned tlkit model
+  preprocesses inside already, so its mode is ``"none"`` and nothing is added).
 
 Forward passes run batched on whatever device Keras uses; images whose resized
 sizes agree share a batch.
@@ -44,11 +46,12 @@ import keras
 import numpy as np
 
 from tlkit.data.images import MAX_PIXELS
+from tlkit.data.resize import SCALE_MODES, scaled_size, to_scale
 from tlkit.dense.convert import Conversion, convert
 from tlkit.errors import ConfigError
 
 AGGREGATES = ("mean", "max")
-RESIZE_MODES = ("shorter", "square")
+RESIZE_MODES = SCALE_MODES
 # 2048 x 2048: a VGG16 pass at that size already holds ~1 GB per early activation.
 MAX_SCALED_PIXELS = 2048 * 2048
 MAX_ASPECT = 10.0  # longer side : shorter side; wide panoramas are ~6:1
@@ -211,18 +214,6 @@ def _pass_size(conversion: Conversion, height: int, width: int) -> tuple[int, in
     return conversion.output_size(height, width)
 
 
-def scaled_size(height: int, width: int, scale: int, mode: str = "shorter") -> tuple[int, int]:
-    """The size an image of ``height`` x ``width`` is resized to at ``scale``."""
-    if mode not in RESIZE_MODES:
-        raise ConfigError(f"resize must be one of {RESIZE_MODES}, got {mode!r}")
-    h, w = int(height), int(width)
-    if mode == "square":
-        return int(scale), int(scale)
-    if h <= w:
-        return int(scale), max(1, int(round(w * scale / h)))
-    return max(1, int(round(h * scale / w))), int(scale)
-
-
 def check_scales(source: str, height: int, width: int, scales: Sequence[int], mode: str = "shorter", *,
                  max_scaled_pixels: int = MAX_SCALED_PIXELS, max_aspect: float = MAX_ASPECT) -> None:
     """Refuse (ConfigError) an image whose resized form would exceed the bounds; nothing is allocated."""
@@ -242,15 +233,13 @@ def check_scales(source: str, height: int, width: int, scales: Sequence[int], mo
 
 
 def resize_for_scale(image: np.ndarray, scale: int, mode: str = "shorter") -> np.ndarray:
-    """``image`` (H, W, 3) resized to ``scale`` (shorter side, or square); float32."""
+    """``image`` (H, W, 3) resized to ``scale`` (shorter side, or square) by
+    :func:`tlkit.data.resize.to_scale` (run eagerly); float32."""
     h, w = image.shape[:2]
-    size = scaled_size(h, w, scale, mode)
     image = np.asarray(image, dtype=np.float32)
-    if size == (h, w):
+    if scaled_size(h, w, scale, mode) == (h, w):
         return image
-    # Antialiased bilinear: downscaling without aliasing, as PIL would.
-    out = keras.ops.image.resize(image, size, interpolation="bilinear", antialias=True)
-    return np.clip(keras.ops.convert_to_numpy(out), 0.0, 255.0).astype(np.float32)
+    return to_scale(image, scale, mode).numpy()
 
 
 def _softmax(x: np.ndarray) -> np.ndarray:
@@ -273,9 +262,16 @@ class DenseEvaluator:
                  input_size: tuple[int, int] | None = None, batch_size: int = 8,
                  compiled: bool = True, max_pixels: int = MAX_PIXELS,
                  max_scaled_pixels: int = MAX_SCALED_PIXELS, max_aspect: float = MAX_ASPECT) -> None:
-        self.conversion = model if isinstance(model, Conversion) else convert(model, input_size=input_size)
-        if self.conversion.stride <= 0:
+        conversion = model if isinstance(model, Conversion) else convert(model, input_size=input_size)
+        if conversion.stride <= 0:
             raise ConfigError("the converted model has no spatial output; nothing to evaluate densely")
+        if preprocessing != "none":
+            # Preprocessing as a layer in front of the fully convolutional model: the same
+            # graph tlkit.build(..., include_preprocessing=True) gives the other commands.
+            from tlkit.models.factory import with_preprocessing
+
+            conversion = dataclasses.replace(conversion, model=with_preprocessing(conversion.model, preprocessing))
+        self.conversion = conversion
         self.preprocessing = preprocessing
         self.class_names = list(class_names) if class_names is not None else None
         if batch_size < 1:
@@ -344,9 +340,7 @@ class DenseEvaluator:
 
     def score_maps(self, images: np.ndarray, stride: int | None = None) -> np.ndarray:
         """Class-score maps ``(N, h, w, K)`` of a batch of same-size raw-pixel images ``(N, H, W, 3)``."""
-        from tlkit.models.preprocessing import preprocess_numpy
-
-        x = preprocess_numpy(np.asarray(images), self.preprocessing)
+        x = np.asarray(images, dtype=np.float32)
         if x.ndim != 4:
             raise ConfigError(f"expected a batch (N, H, W, C), got shape {x.shape}")
         wh, ww = self.window

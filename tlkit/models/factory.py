@@ -64,11 +64,17 @@ def build(name: str, *, num_classes: int | None = None, input_shape: tuple[int, 
 def with_preprocessing(model: Any, mode: str, *, name: str | None = None) -> Any:
     """``model`` behind a ``Preprocess(mode)`` layer: a new model taking raw 0..255 pixels.
 
-    ``model`` itself is not changed (it becomes a nested layer of the returned model).
+    ``model`` itself is not changed (it becomes a nested layer of the returned model). A model
+    that already has a Preprocess layer (a finetuned run's, an export's) is refused: its
+    preprocessing would run twice.
     """
     import keras
 
     from tlkit.models.preprocessing import Preprocess
+
+    if any(isinstance(layer, Preprocess) for layer in getattr(model, "layers", ())):
+        raise ModelError(f"model {model.name!r} already preprocesses its input (it has a Preprocess layer); "
+                         f"adding {mode!r} preprocessing would apply it twice: feed it raw 0..255 pixels as it is")
 
     inputs = keras.Input(shape=tuple(model.input_shape[1:]), name="image")
     x = Preprocess(mode, name="preprocess")(inputs)
