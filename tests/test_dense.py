@@ -10,10 +10,9 @@ import pytest
 from test_convert import assert_close, crops_of, finetuned_net, flatten_net
 
 from tlkit.dense.convert import convert
-from tlkit.dense.evaluator import (
-    DenseEvaluator,
+from tlkit.dense.evaluator import DenseEvaluator, evaluate
+from tlkit.dense.geometry import (
     dense_map_size,
-    evaluate,
     interleave,
     interleaved_size,
     resize_for_scale,
@@ -207,7 +206,7 @@ def test_maps_hold_only_windows_inside_the_image(name) -> None:
     (before, shifted passes of "same"-padded nets added positions hanging over the edge, and a
     shifted image smaller than the window crashed the pass)."""
     import tlkit
-    from tlkit.dense.evaluator import windows_inside
+    from tlkit.dense.geometry import windows_inside
 
     ev = DenseEvaluator(tlkit.build(name, weights=None), compiled=False)
     s, win = ev.net_stride, ev.window
@@ -221,7 +220,7 @@ def test_maps_hold_only_windows_inside_the_image(name) -> None:
 
 
 def test_scaled_size_bounds_refuse_before_resizing(monkeypatch) -> None:
-    from tlkit.dense.evaluator import check_scales
+    from tlkit.dense.geometry import check_scales
 
     def no_resize(*args, **kwargs):
         raise AssertionError("resized although refused")

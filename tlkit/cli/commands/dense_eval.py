@@ -11,7 +11,7 @@ from tlkit.cli.commands._argtypes import positive_float, positive_int
 from tlkit.data.images import MAX_PIXELS  # light: numpy only
 from tlkit.errors import ConfigError
 
-# As tlkit.dense.evaluator (not imported here: it imports Keras, and `tlkit --help` must stay light).
+# As tlkit.dense.geometry (not imported here: it imports TensorFlow, and `tlkit --help` must stay light).
 MAX_SCALED_PIXELS = 2048 * 2048
 MAX_ASPECT = 10.0
 
@@ -140,7 +140,7 @@ def _check_image_early(image: str, scales: list[int], limits: dict[str, Any], re
     if w * h > limits["max_pixels"]:
         raise ImageError(image, "too_large", f"{w}x{h} pixels > {limits['max_pixels']:,}; --max-pixels raises "
                                              "the limit")
-    from tlkit.dense.evaluator import check_scales
+    from tlkit.dense.geometry import check_scales
 
     check_scales(image, h, w, scales, resize, max_scaled_pixels=limits["max_scaled_pixels"],
                  max_aspect=limits["max_aspect"])
