@@ -19,8 +19,8 @@ from PIL import Image
 
 import tlkit
 from tlkit.data.images import load_rgb
+from tlkit.data.resize import resize_numpy
 from tlkit.imagenet import decode_predictions
-from tlkit.models.preprocessing import preprocess_numpy
 
 flags.DEFINE_string("base", "efficientnet_lite0", "registry name of a base with ImageNet weights")
 flags.DEFINE_list("images", [], "image files to classify (default: scikit-image's sample photos)")
@@ -46,15 +46,6 @@ def sample_photos(folder: Path, names: list[str]) -> list[Path]:
     return paths
 
 
-def center_crop(rgb: np.ndarray, size: tuple[int, int], fraction: float = 0.875) -> np.ndarray:
-    """The ImageNet evaluation view: the central 87.5% square, resized (bicubic) to ``size``."""
-    h, w = rgb.shape[:2]
-    side = int(round(min(h, w) * fraction))
-    top, left = (h - side) // 2, (w - side) // 2
-    crop = Image.fromarray(rgb[top:top + side, left:left + side])
-    return np.asarray(crop.resize((size[1], size[0]), Image.Resampling.BICUBIC), dtype=np.float32)
-
-
 def main(argv: list[str]) -> None:
     del argv
     workdir = Path(FLAGS.workdir or tempfile.mkdtemp(prefix="tlkit-classify-"))
@@ -62,9 +53,11 @@ def main(argv: list[str]) -> None:
         workdir / "photos", ["chelsea"] if FLAGS.smoke else ["chelsea", "coffee", "astronaut"])
 
     spec = tlkit.get_spec(FLAGS.base)
-    model = tlkit.build(spec.name, weights="imagenet")  # the 1000-class ImageNet classifier
-    x = np.stack([center_crop(load_rgb(p), spec.input_shape[:2]) for p in paths])
-    probs = model.predict(preprocess_numpy(x, spec.preprocessing), verbose=0)
+    # The 1000-class ImageNet classifier, taking raw 0..255 pixels (preprocessing inside).
+    model = tlkit.build(spec.name, weights="imagenet", include_preprocessing=True)
+    # The ImageNet evaluation view: the central 87.5% square, resized as every tlkit command does.
+    x = np.stack([resize_numpy(load_rgb(p), spec.input_shape[:2], "crop") for p in paths])
+    probs = model.predict(x, verbose=0)
 
     for path, preds in zip(paths, decode_predictions(probs, top=FLAGS.top)):
         print(f"{path.name}: " + ", ".join(f"{p.name} {p.prob:.3f}" for p in preds))

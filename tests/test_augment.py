@@ -9,7 +9,7 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-from tlkit.data import augment
+from tlkit.data import augment, resize
 from tlkit.data import pipeline as data
 
 
@@ -38,17 +38,17 @@ def test_same_seed_same_image_other_seed_other_image(mode):
 
 def test_crop_of_full_area_is_a_resize():
     img = _image(12, 12)
-    out = augment.random_resized_crop(img, (6, 6), tf.constant([0, 1]), scale=(1.0, 1.0), ratio=(1.0, 1.0))
-    np.testing.assert_allclose(out.numpy(), augment.resize(img, (6, 6)).numpy(), atol=1e-4)
+    out = resize.random_resized_crop(img, (6, 6), tf.constant([0, 1]), scale=(1.0, 1.0), ratio=(1.0, 1.0))
+    np.testing.assert_allclose(out.numpy(), resize.resize(img, (6, 6)).numpy(), atol=1e-4)
 
 
 def test_scale_jitter_keeps_a_constant_image_constant_and_varies_scale():
     flat = tf.fill([10, 40, 3], 77.0)
-    out = augment.scale_jitter(flat, (8, 8), tf.constant([5, 5]))
+    out = resize.scale_jitter(flat, (8, 8), tf.constant([5, 5]))
     np.testing.assert_allclose(out.numpy(), 77.0, atol=1e-3)
     # A left-to-right ramp: the crop's spread of values shrinks as the random scale S grows.
     ramp = tf.tile(tf.reshape(tf.linspace(0.0, 255.0, 40), [1, 40, 1]), [10, 1, 3])
-    spreads = {round(float(np.ptp(augment.scale_jitter(ramp, (8, 8), tf.constant([0, s])).numpy())), 1)
+    spreads = {round(float(np.ptp(resize.scale_jitter(ramp, (8, 8), tf.constant([0, s])).numpy())), 1)
                for s in range(8)}
     assert len(spreads) > 2
 

@@ -10,10 +10,9 @@ import pytest
 from test_convert import assert_close, crops_of, finetuned_net, flatten_net
 
 from tlkit.dense.convert import convert
-from tlkit.dense.evaluator import (
-    DenseEvaluator,
+from tlkit.dense.evaluator import DenseEvaluator, evaluate
+from tlkit.dense.geometry import (
     dense_map_size,
-    evaluate,
     interleave,
     interleaved_size,
     resize_for_scale,
@@ -80,9 +79,14 @@ def test_evaluate_scales_aggregation_and_batching() -> None:
     assert [c.index for c in r.top] == list(np.argsort(-expected)[:3])
     assert r.top[0].name == names[r.top[0].index] and r.top[0].score >= r.top[1].score
     assert results[2].maps[1].map_shape == (11, 5, 5)
-    # The map at a scale is the converted net on the resized, preprocessed image.
-    x = resize_for_scale(images[0], 48) / 255.0
+    # The map at a scale is the converted net on the resized, preprocessed image; the evaluator's
+    # model carries the preprocessing (a Preprocess layer in front), so it takes the raw pixels.
+    x = resize_for_scale(images[0], 48)
+    assert ev.conversion.model.get_layer("preprocess").mode == "unit"
     np.testing.assert_allclose(r.maps[1].scores_map, keras.ops.convert_to_numpy(ev.conversion.model(x[None]))[0],
+                               atol=1e-6)
+    bare = convert(model).model  # the same net without the layer, on numpy-preprocessed pixels
+    np.testing.assert_allclose(r.maps[1].scores_map, keras.ops.convert_to_numpy(bare(x[None] / 255.0))[0],
                                atol=1e-6)
     mx = ev.evaluate(images[0], scales=(48,), aggregate="max")[0]
     np.testing.assert_allclose(mx.scores, r.maps[1].scores_map.max(axis=(0, 1)), rtol=1e-6)
@@ -186,8 +190,9 @@ def test_efficientnet_lite0_chelsea_is_a_cat(lite0_imagenet, scales) -> None:
 
 def test_evaluate_function_square_resize(lite0_imagenet) -> None:
     skimage_data = pytest.importorskip("skimage.data")
+    # The evaluator's conversion carries Lite0's preprocessing (a layer in front): raw pixels in.
     res = evaluate(lite0_imagenet.conversion, skimage_data.chelsea(), scales=(384,), resize="square",
-                   preprocessing="lite", class_names=lite0_imagenet.class_names)
+                   class_names=lite0_imagenet.class_names)
     assert res.maps[0].map_shape == (6, 6, 1000) and res.top[0].index in CAT_CLASSES
     assert "cat" in res.top[0].name.lower() or res.top[0].name.lower() in ("tabby", "persian", "siamese")
 
@@ -201,7 +206,7 @@ def test_maps_hold_only_windows_inside_the_image(name) -> None:
     (before, shifted passes of "same"-padded nets added positions hanging over the edge, and a
     shifted image smaller than the window crashed the pass)."""
     import tlkit
-    from tlkit.dense.evaluator import windows_inside
+    from tlkit.dense.geometry import windows_inside
 
     ev = DenseEvaluator(tlkit.build(name, weights=None), compiled=False)
     s, win = ev.net_stride, ev.window
@@ -215,7 +220,7 @@ def test_maps_hold_only_windows_inside_the_image(name) -> None:
 
 
 def test_scaled_size_bounds_refuse_before_resizing(monkeypatch) -> None:
-    from tlkit.dense.evaluator import check_scales
+    from tlkit.dense.geometry import check_scales
 
     def no_resize(*args, **kwargs):
         raise AssertionError("resized although refused")

@@ -24,6 +24,7 @@ from skimage import data
 
 from tlkit.cli import main as cli
 from tlkit.data.images import MAX_PIXELS
+from tlkit.errors import ConfigError
 from tlkit.export import savedmodel as export
 from tlkit.export import serving_decode
 from tlkit.imagenet import class_names
@@ -199,24 +200,35 @@ def test_corrupt_request_fails_clearly_and_the_model_keeps_serving(fresh):
 
 # --- in-graph decoding matches tlkit's own image paths --------------------------------------------
 
-def test_dataset_resize_gives_the_pixels_the_data_pipeline_gives(chelsea_jpeg, tmp_path):
-    from tlkit.data import augment
+def test_plain_resize_gives_the_pixels_the_data_pipeline_gives(chelsea_jpeg, tmp_path):
+    from tlkit.data import pipeline as tldata
+    from tlkit.data import resize
     from tlkit.data.images import load_rgb
 
     (tmp_path / "c.jpg").write_bytes(chelsea_jpeg)
-    want = augment.resize(tf.constant(load_rgb(tmp_path / "c.jpg")), (64, 80)).numpy()  # PIL decode
-    got = export.decode_images(tf.constant([chelsea_jpeg]), (64, 80), "dataset").numpy()[0]
+    want = resize.resize(tf.constant(load_rgb(tmp_path / "c.jpg")), (64, 80)).numpy()  # PIL decode
+    got = export.decode_images(tf.constant([chelsea_jpeg]), (64, 80), "plain").numpy()[0]
     np.testing.assert_array_equal(got, want)
+    batch = next(iter(tldata.images_dataset([str(tmp_path / "c.jpg")], image_size=(64, 80), batch_size=1)))
+    np.testing.assert_array_equal(batch.numpy()[0], want)  # what finetune/evaluate/extract feed a model
 
 
 @pytest.mark.parametrize("mode", ["crop", "plain"])
-def test_crop_and_plain_resize_follow_tlkit_predict(chelsea_jpeg, mode):
+def test_crop_and_plain_resize_are_tlkit_predicts_pixels(chelsea_jpeg, mode):
     from tlkit.cli.commands.predict import prepare_image
 
     want = prepare_image(np.asarray(Image.open(io.BytesIO(chelsea_jpeg)).convert("RGB")), (224, 224), mode)
     got = export.decode_images(tf.constant([chelsea_jpeg]), (224, 224), mode).numpy()[0]
-    # TF's antialiased bicubic vs PIL's: rounding differences of a level, rarely two.
-    assert np.abs(got - want).max() <= 2 and np.abs(got - want).mean() < 0.3
+    # One resize module, one decoder behaviour (libjpeg's accurate IDCT, as PIL): the same floats.
+    np.testing.assert_array_equal(got, want)
+    if mode == "crop":  # the centre square of 87.5% of the shorter side (300 -> 262), not the whole image
+        plain = export.decode_images(tf.constant([chelsea_jpeg]), (224, 224), "plain").numpy()[0]
+        assert np.abs(got - plain).mean() > 5
+
+
+def test_an_unknown_resize_policy_is_refused_naming_the_flag(chelsea_jpeg):
+    with pytest.raises(ConfigError, match=r"'dataset' is not one of crop, plain \(--resize\)"):
+        export.decode_images(tf.constant([chelsea_jpeg]), (32, 32), "dataset")
 
 
 # --- versions, refusal, interruption --------------------------------------------------------------
@@ -309,7 +321,7 @@ def test_run_dir_export_via_cli_and_check(tmp_path, capsys):
     card = export.read_card(out / "1")
     assert card["classes"] == ["ant", "bee", "cicada"] and card["metrics"] == {"top1": 0.75, "split": "val"}
     assert card["base"] == "allcnn_c" and card["preprocessing"]["mode"] == "unit"
-    assert card["top_k"] == 2 and card["preprocessing"]["resize"] == "dataset"  # a run's default
+    assert card["top_k"] == 2 and card["preprocessing"]["resize"] == "plain"  # a run's default
     assert card["source"]["kind"] == "run" and card["source"]["checkpoint"] == "best.keras"
 
     # TFLite: float32 and int8 models beside the SavedModel, the same labels, verified at export.
@@ -326,7 +338,7 @@ def test_run_dir_export_via_cli_and_check(tmp_path, capsys):
     assert 0 < i8["max_abs_diff_vs_keras"] < 1 and i8["mean_abs_diff_vs_keras"] <= i8["max_abs_diff_vs_keras"]
     assert (out / "1" / "tflite" / "labels.txt").read_text() == "ant\nbee\ncicada\n"
     assert tfl["models"]["int8"]["bytes"] < tfl["models"]["float32"]["bytes"]
-    pixels = export.decode_images(tf.constant(export.probe_images()[:2]), (32, 32), "dataset").numpy()
+    pixels = export.decode_images(tf.constant(export.probe_images()[:2]), (32, 32), "plain").numpy()
     runner = export._tflite_interpreter(out / "1" / "tflite" / "model_float32.tflite").get_signature_runner(
         "predict_pixels")
     got = runner(pixels=pixels)

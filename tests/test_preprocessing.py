@@ -86,3 +86,27 @@ def test_bad_mode_and_bad_channels_are_refused():
         Preprocess("torch")(np.zeros((1, 2, 2, 1), dtype=np.float32))
     # Modes without per-channel constants work on any channel count (e.g. grayscale).
     assert preprocess_numpy(np.full((2, 2, 1), 255), "unit").max() == 1.0
+
+
+@pytest.mark.parametrize("name", ["allcnn_c", "resnet50"])
+def test_build_include_preprocessing_runs_the_specs_mode_once_inside(name):
+    """tlkit.build(..., include_preprocessing=True): raw pixels in, the spec's mode as one layer."""
+    import tlkit
+    from tlkit.errors import ModelError
+    from tlkit.models.factory import with_preprocessing
+
+    spec = tlkit.get_spec(name)
+    shape = (32, 32, 3)
+    keras.utils.set_random_seed(3)
+    wrapped = tlkit.build(name, weights=None, input_shape=shape, include_top=False, include_preprocessing=True)
+    pre = [layer for layer in wrapped.layers if isinstance(layer, Preprocess)]
+    assert [p.mode for p in pre] == [spec.preprocessing] and wrapped.input_shape == (None, *shape)
+    bare = wrapped.layers[-1]  # the network itself, nested and unchanged
+    assert not any(isinstance(layer, Preprocess) for layer in bare.layers)
+    raw = np.random.default_rng(0).uniform(0, 255, (2, *shape)).astype(np.float32)
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(wrapped(raw)),
+                               keras.ops.convert_to_numpy(bare(preprocess_numpy(raw, spec.preprocessing))),
+                               rtol=1e-5, atol=1e-5)
+    # Wrapping a model that already preprocesses would apply the mode twice: refused.
+    with pytest.raises(ModelError, match="already preprocesses its input"):
+        with_preprocessing(wrapped, spec.preprocessing)

@@ -136,11 +136,10 @@ def _stratified_sample(items: Any, n: int, seed: int) -> Any:
 
 
 def _resize(rgb: np.ndarray, h: int, w: int) -> np.ndarray:
-    """The whole image resized (bilinear) to ``h`` x ``w``, float32 0..255."""
-    from PIL import Image
+    """The whole image at ``h`` x ``w`` (:mod:`tlkit.data.resize`'s ``plain`` policy), float32 0..255."""
+    from tlkit.data.resize import resize_numpy
 
-    im = Image.fromarray(np.ascontiguousarray(rgb)).resize((w, h), Image.Resampling.BILINEAR)
-    return np.asarray(im, dtype=np.float32)
+    return resize_numpy(rgb, (h, w), "plain")
 
 
 def probe_accuracy(X: np.ndarray, y: np.ndarray, *, seed: int = 0, test_also: np.ndarray | None = None
@@ -241,15 +240,17 @@ def _pretrained_outputs(spec: Any, images: list[np.ndarray], batch_size: int) ->
     import keras
 
     import tlkit
-    from tlkit.models.preprocessing import preprocess_numpy
+    from tlkit.models.factory import with_preprocessing
 
     net = tlkit.build(spec.name, weights="imagenet")
     both = keras.Model(net.inputs, [net.output, net.get_layer(spec.resolve_layer("penultimate")).output])
+    # Raw pixels in, preprocessing inside: the graph tlkit.build(..., include_preprocessing=True) gives.
+    both = with_preprocessing(both, spec.preprocessing)
     side_h, side_w = spec.input_shape[:2]
     probs, feats = [], []
     for start in range(0, len(images), batch_size):
         x = np.stack([_resize(im, side_h, side_w) for im in images[start:start + batch_size]])
-        p, f = both.predict_on_batch(preprocess_numpy(x, spec.preprocessing))
+        p, f = both.predict_on_batch(x)
         probs.append(np.asarray(p, dtype=np.float64))
         feats.append(np.asarray(f, dtype=np.float32).reshape(len(x), -1))
     return np.concatenate(probs), np.concatenate(feats)

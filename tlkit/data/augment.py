@@ -1,5 +1,9 @@
 """Seeded data augmentation for the tf.data pipeline (TensorFlow ops, raw 0..255 float pixels).
 
+The geometric crops (random resized crop, VGG scale jitter) live in :mod:`tlkit.data.resize`
+with every other resize, so training and inference share one interpolation; this module adds
+the flips and colour jitter and chooses the crop.
+
 Every random op is *stateless*: it takes an explicit seed of shape ``[2]``, which
 :func:`tlkit.data.pipeline.make_dataset` derives per element from the run's seed and a per-epoch
 random stream. The same seed therefore gives the same augmented images, whatever the
@@ -20,50 +24,14 @@ Defaults, and why:
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import tensorflow as tf
 
+from tlkit.data.resize import random_resized_crop, scale_jitter
 from tlkit.errors import ConfigError
 
 AUGMENTATIONS = ("crop", "scale")
-CROP_SCALE = (0.25, 1.0)
-CROP_RATIO = (3 / 4, 4 / 3)
-VGG_SCALE = (256 / 224, 512 / 224)  # S range relative to the crop side
-
-
-def resize(image: Any, size: tuple[int, int]) -> Any:
-    """Resize to ``size`` (H, W) as float32; antialiased so downscaling does not alias."""
-    out = tf.image.resize(tf.cast(image, tf.float32), size, method="bilinear", antialias=True)
-    return tf.ensure_shape(out, [size[0], size[1], None])
-
-
-def random_resized_crop(image: Any, size: tuple[int, int], seed: Any, *,
-                        scale: tuple[float, float] = CROP_SCALE,
-                        ratio: tuple[float, float] = CROP_RATIO) -> Any:
-    """Crop a random box (area fraction in ``scale``, aspect in ``ratio``) and resize it to ``size``."""
-    begin, box, _ = tf.image.stateless_sample_distorted_bounding_box(
-        tf.shape(image), bounding_boxes=tf.constant([[[0.0, 0.0, 1.0, 1.0]]]), seed=seed,
-        min_object_covered=scale[0], aspect_ratio_range=ratio, area_range=scale, max_attempts=10,
-        use_image_if_no_bounding_boxes=True)
-    return resize(tf.slice(image, begin, box), size)
-
-
-def scale_jitter(image: Any, size: tuple[int, int], seed: Any, *,
-                 scale_range: tuple[float, float] = VGG_SCALE) -> Any:
-    """VGG scale jitter: shorter side to a random S, then a random ``size`` crop."""
-    h_t, w_t = size
-    side = max(h_t, w_t)
-    s_min = int(math.ceil(side * scale_range[0]))
-    s_max = max(s_min, int(math.floor(side * scale_range[1])))
-    s_seed, c_seed = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
-    s = tf.random.stateless_uniform([], s_seed, minval=s_min, maxval=s_max + 1, dtype=tf.int32)
-    shape = tf.cast(tf.shape(image)[:2], tf.float32)
-    factor = tf.cast(s, tf.float32) / tf.reduce_min(shape)
-    new = tf.maximum(tf.cast(tf.math.ceil(shape * factor), tf.int32), tf.constant([h_t, w_t]))
-    big = tf.image.resize(tf.cast(image, tf.float32), new, method="bilinear", antialias=True)
-    return tf.image.stateless_random_crop(big, [h_t, w_t, 3], c_seed)
 
 
 def random_flip(image: Any, seed: Any) -> Any:

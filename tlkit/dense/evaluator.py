@@ -25,12 +25,15 @@ crop whose top-left corner is ``(i * S, j * S)`` (``S`` the net's total stride,
   ``max_scaled_pixels`` pixels and its sides within ``max_aspect`` : 1 (a thin
   strip scaled to a shorter side of 224 would otherwise become enormous); both
   are checked before anything is resized.
-* **Input**: raw RGB pixels 0..255; the evaluator applies the model's
-  preprocessing mode itself (a finetuned tlkit model preprocesses inside, so
-  its mode is ``"none"``).
+* **Input**: raw RGB pixels 0..255, resized by :mod:`tlkit.data.resize` (the
+  resize every command uses). Preprocessing runs inside the graph: the converted
+  model gets a :class:`~tlkit.models.preprocessing.Preprocess` layer of the
+  evaluator's ``preprocessing`` mode in front (a finetuned tlkit model
+  preprocesses inside already, so its mode is ``"none"`` and nothing is added).
 
 Forward passes run batched on whatever device Keras uses; images whose resized
-sizes agree share a batch.
+sizes agree share a batch. The geometry (shifts, interleaving, windows, scales and their
+bounds) is :mod:`tlkit.dense.geometry`; the result types :mod:`tlkit.dense.results`.
 """
 
 from __future__ import annotations
@@ -38,219 +41,30 @@ from __future__ import annotations
 import dataclasses
 import os
 import time
-from typing import Any, Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
 
 import keras
 import numpy as np
 
 from tlkit.data.images import MAX_PIXELS
 from tlkit.dense.convert import Conversion, convert
+from tlkit.dense.geometry import (  # noqa: F401  (dense_map_size, RESIZE_MODES: re-exported)
+    MAX_ASPECT,
+    MAX_SCALED_PIXELS,
+    RESIZE_MODES,
+    check_scales,
+    dense_map_size,
+    interleave,
+    interleaved_size,
+    resize_for_scale,
+    shift_plan,
+    windows_inside,
+)
+from tlkit.dense.results import ClassScore, DenseResult, ScaleMap
 from tlkit.errors import ConfigError
 
 AGGREGATES = ("mean", "max")
-RESIZE_MODES = ("shorter", "square")
-# 2048 x 2048: a VGG16 pass at that size already holds ~1 GB per early activation.
-MAX_SCALED_PIXELS = 2048 * 2048
-MAX_ASPECT = 10.0  # longer side : shorter side; wide panoramas are ~6:1
-
-
-@dataclasses.dataclass(frozen=True)
-class ClassScore:
-    """One of the top classes: index, name and aggregated score."""
-
-    index: int
-    name: str
-    score: float
-
-
-@dataclasses.dataclass
-class ScaleMap:
-    """The class-score map of one image at one scale.
-
-    ``scores_map`` is ``(h, w, K)``; position ``(i, j)`` scores the window of
-    ``window`` pixels with top-left corner ``(i * stride, j * stride)`` in the
-    resized image (``image_stride``: the same step in original-image pixels).
-    """
-
-    scale: int
-    input_size: tuple[int, int]
-    scores_map: np.ndarray
-    stride: int
-    image_stride: tuple[float, float]
-    passes: int
-    window: tuple[int, int]
-    scores: np.ndarray  # aggregated over positions, (K,)
-
-    @property
-    def map_shape(self) -> tuple[int, int, int]:
-        return tuple(int(v) for v in self.scores_map.shape)  # type: ignore[return-value]
-
-    def window_map(self, class_index: int) -> np.ndarray:
-        """Image-aligned map of one class on a grid of ``stride``-pixel cells.
-
-        Each cell holds the mean score of the windows that contain it, so the map
-        covers the resized image exactly (cells no window reaches hold 0).
-        """
-        h, w = self.input_size
-        s = self.stride
-        rows, cols = -(-h // s), -(-w // s)
-        acc = np.zeros((rows, cols))
-        cnt = np.zeros((rows, cols))
-        wh, ww = -(-self.window[0] // s), -(-self.window[1] // s)
-        values = self.scores_map[..., class_index]
-        for i in range(values.shape[0]):
-            for j in range(values.shape[1]):
-                acc[i:i + wh, j:j + ww] += values[i, j]
-                cnt[i:i + wh, j:j + ww] += 1
-        return np.divide(acc, cnt, out=np.zeros_like(acc), where=cnt > 0)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"scale": self.scale, "input_size": list(self.input_size), "map_shape": list(self.map_shape),
-                "stride": self.stride, "image_stride": [round(v, 3) for v in self.image_stride],
-                "passes": self.passes, "window": list(self.window)}
-
-
-@dataclasses.dataclass
-class DenseResult:
-    """Dense evaluation of one image: per-scale maps, aggregated scores, top-K."""
-
-    source: str
-    image_size: tuple[int, int]
-    maps: list[ScaleMap]
-    scores: np.ndarray  # (K,), mean over scales of the per-scale aggregates
-    top: list[ClassScore]
-    aggregate: str
-
-    def best_map(self, scale: int | None = None) -> ScaleMap:
-        """The map at ``scale`` (default: the largest scale, the finest detail)."""
-        if scale is None:
-            return max(self.maps, key=lambda m: m.scale)
-        for m in self.maps:
-            if m.scale == scale:
-                return m
-        raise ConfigError(f"no map at scale {scale}; scales: {[m.scale for m in self.maps]}")
-
-    def score_map(self, class_index: int | None = None, scale: int | None = None) -> np.ndarray:
-        """The ``(h, w)`` score map of a class (default: the top class) at a scale."""
-        idx = self.top[0].index if class_index is None else int(class_index)
-        return self.best_map(scale).scores_map[..., idx]
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready summary (maps as shapes, not values)."""
-        return {"image": self.source, "image_size": list(self.image_size), "aggregate": self.aggregate,
-                "scales": [m.to_dict() for m in self.maps],
-                "top": [{"rank": r + 1, "index": c.index, "name": c.name, "score": round(c.score, 6)}
-                        for r, c in enumerate(self.top)]}
-
-
-# --- geometry -------------------------------------------------------------------------------
-
-
-def shift_plan(net_stride: int, stride: int | None = None) -> list[tuple[int, int]]:
-    """Shifts ``(dy, dx)`` of the passes that give a map of step ``stride``."""
-    if stride is None or stride == net_stride:
-        return [(0, 0)]
-    if net_stride <= 0:
-        raise ConfigError("the network has no spatial stride to refine")
-    if stride <= 0 or stride > net_stride or net_stride % stride:
-        raise ConfigError(f"stride must divide the network's stride {net_stride}; got {stride}")
-    f = net_stride // stride
-    return [(a * stride, b * stride) for a in range(f) for b in range(f)]
-
-
-def interleaved_size(pass_sizes: dict[tuple[int, int], tuple[int, int]], factor: int) -> tuple[int, int]:
-    """Size of the interleaved map: every row/column some pass covers, with no gap.
-
-    Pass ``(a, b)`` fills rows ``f*i + a``; the first row it cannot fill is
-    ``f*n_a + a``, so the map ends at the smallest of those.
-    """
-    rows = min(factor * size[0] + a for (a, _), size in pass_sizes.items())
-    cols = min(factor * size[1] + b for (_, b), size in pass_sizes.items())
-    return rows, cols
-
-
-def interleave(passes: dict[tuple[int, int], np.ndarray], factor: int) -> np.ndarray:
-    """Interleave pass maps ``(N, h_ab, w_ab, K)`` keyed by ``(a, b)`` into one ``(N, R, C, K)`` map."""
-    rows, cols = interleaved_size({k: v.shape[1:3] for k, v in passes.items()}, factor)
-    first = next(iter(passes.values()))
-    out = np.empty((first.shape[0], rows, cols, *first.shape[3:]), dtype=first.dtype)
-    for (a, b), p in passes.items():
-        n_r, n_c = len(range(a, rows, factor)), len(range(b, cols, factor))
-        out[:, a::factor, b::factor] = p[:, :n_r, :n_c]
-    return out
-
-
-def windows_inside(height: int, width: int, window: tuple[int, int], stride: int) -> tuple[int, int]:
-    """Windows of ``window`` pixels every ``stride`` pixels that fit inside the image, per side."""
-    return (max(0, (int(height) - window[0]) // stride + 1), max(0, (int(width) - window[1]) // stride + 1))
-
-
-def dense_map_size(conversion: Conversion, height: int, width: int,
-                   stride: int | None = None) -> tuple[int, int]:
-    """Map size for an input of ``height`` x ``width`` at ``stride`` (no forward pass): the
-    positions the network gives whose windows lie inside the image."""
-    shifts = shift_plan(conversion.stride, stride)
-    step = stride or conversion.stride
-    fit = windows_inside(height, width, conversion.native_size, step)
-    if min(fit) == 0:
-        return fit
-    if len(shifts) == 1:
-        rows, cols = conversion.output_size(height, width)
-    else:
-        sizes = {(dy // step, dx // step): _pass_size(conversion, height - dy, width - dx) for dy, dx in shifts}
-        rows, cols = interleaved_size(sizes, conversion.stride // step)
-    return min(rows, fit[0]), min(cols, fit[1])
-
-
-def _pass_size(conversion: Conversion, height: int, width: int) -> tuple[int, int]:
-    """Map size of one shifted pass; a pass whose image is smaller than the window is not run,
-    and counts only the windows that fit (none along the short side)."""
-    wh, ww = conversion.native_size
-    if height < wh or width < ww:
-        return windows_inside(height, width, conversion.native_size, conversion.stride)
-    return conversion.output_size(height, width)
-
-
-def scaled_size(height: int, width: int, scale: int, mode: str = "shorter") -> tuple[int, int]:
-    """The size an image of ``height`` x ``width`` is resized to at ``scale``."""
-    if mode not in RESIZE_MODES:
-        raise ConfigError(f"resize must be one of {RESIZE_MODES}, got {mode!r}")
-    h, w = int(height), int(width)
-    if mode == "square":
-        return int(scale), int(scale)
-    if h <= w:
-        return int(scale), max(1, int(round(w * scale / h)))
-    return max(1, int(round(h * scale / w))), int(scale)
-
-
-def check_scales(source: str, height: int, width: int, scales: Sequence[int], mode: str = "shorter", *,
-                 max_scaled_pixels: int = MAX_SCALED_PIXELS, max_aspect: float = MAX_ASPECT) -> None:
-    """Refuse (ConfigError) an image whose resized form would exceed the bounds; nothing is allocated."""
-    h, w = int(height), int(width)
-    limits = (f"limits: sides up to {max_aspect:g}:1 (--max-aspect) and {max_scaled_pixels:,} pixels after "
-              "resizing (--max-scaled-pixels)")
-    aspect = max(h, w) / max(1, min(h, w))
-    if mode == "shorter" and aspect > max_aspect:
-        sh, sw = scaled_size(h, w, min(scales), mode)
-        raise ConfigError(f"{source} is {h}x{w} pixels, an aspect ratio of {aspect:.4g}:1; at scale {min(scales)} "
-                          f"it would become {sh}x{sw} ({sh * sw:,} pixels); {limits}")
-    for scale in scales:
-        sh, sw = scaled_size(h, w, scale, mode)
-        if sh * sw > max_scaled_pixels:
-            raise ConfigError(f"{source} ({h}x{w}) at scale {scale} would become {sh}x{sw} = {sh * sw:,} pixels; "
-                              f"{limits}; use smaller --scales or raise the limit")
-
-
-def resize_for_scale(image: np.ndarray, scale: int, mode: str = "shorter") -> np.ndarray:
-    """``image`` (H, W, 3) resized to ``scale`` (shorter side, or square); float32."""
-    h, w = image.shape[:2]
-    size = scaled_size(h, w, scale, mode)
-    image = np.asarray(image, dtype=np.float32)
-    if size == (h, w):
-        return image
-    # Antialiased bilinear: downscaling without aliasing, as PIL would.
-    out = keras.ops.image.resize(image, size, interpolation="bilinear", antialias=True)
-    return np.clip(keras.ops.convert_to_numpy(out), 0.0, 255.0).astype(np.float32)
 
 
 def _softmax(x: np.ndarray) -> np.ndarray:
@@ -273,9 +87,16 @@ class DenseEvaluator:
                  input_size: tuple[int, int] | None = None, batch_size: int = 8,
                  compiled: bool = True, max_pixels: int = MAX_PIXELS,
                  max_scaled_pixels: int = MAX_SCALED_PIXELS, max_aspect: float = MAX_ASPECT) -> None:
-        self.conversion = model if isinstance(model, Conversion) else convert(model, input_size=input_size)
-        if self.conversion.stride <= 0:
+        conversion = model if isinstance(model, Conversion) else convert(model, input_size=input_size)
+        if conversion.stride <= 0:
             raise ConfigError("the converted model has no spatial output; nothing to evaluate densely")
+        if preprocessing != "none":
+            # Preprocessing as a layer in front of the fully convolutional model: the same
+            # graph tlkit.build(..., include_preprocessing=True) gives the other commands.
+            from tlkit.models.factory import with_preprocessing
+
+            conversion = dataclasses.replace(conversion, model=with_preprocessing(conversion.model, preprocessing))
+        self.conversion = conversion
         self.preprocessing = preprocessing
         self.class_names = list(class_names) if class_names is not None else None
         if batch_size < 1:
@@ -298,7 +119,7 @@ class DenseEvaluator:
         return self.conversion.native_size
 
     @classmethod
-    def from_name(cls, name: str, *, weights: str | None = "imagenet", **kwargs: Any) -> "DenseEvaluator":
+    def from_name(cls, name: str, *, weights: str | None = "imagenet", **kwargs: Any) -> DenseEvaluator:
         """A registry model (``tlkit.build(name, weights=...)``) with its preprocessing and class names."""
         import tlkit
 
@@ -313,7 +134,7 @@ class DenseEvaluator:
                    class_names=names, **kwargs)
 
     @classmethod
-    def from_run(cls, run_dir: str | os.PathLike, **kwargs: Any) -> "DenseEvaluator":
+    def from_run(cls, run_dir: str | os.PathLike, **kwargs: Any) -> DenseEvaluator:
         """A finetuned model from a run directory (``best.keras`` or ``last.keras``, ``labels.json``).
 
         tlkit's finetuned models preprocess inside, so the evaluator feeds raw pixels.
@@ -344,9 +165,7 @@ class DenseEvaluator:
 
     def score_maps(self, images: np.ndarray, stride: int | None = None) -> np.ndarray:
         """Class-score maps ``(N, h, w, K)`` of a batch of same-size raw-pixel images ``(N, H, W, 3)``."""
-        from tlkit.models.preprocessing import preprocess_numpy
-
-        x = preprocess_numpy(np.asarray(images), self.preprocessing)
+        x = np.asarray(images, dtype=np.float32)
         if x.ndim != 4:
             raise ConfigError(f"expected a batch (N, H, W, C), got shape {x.shape}")
         wh, ww = self.window

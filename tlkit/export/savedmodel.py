@@ -23,11 +23,10 @@ holding an image of more than ``max_pixels`` pixels (``tlkit export --max-pixels
 so are an empty request, bytes of no supported format and data the decoder rejects. Each
 refusal is an ``InvalidArgumentError`` carrying one ``tlkit serving: image_bytes[i] ...``
 line (:mod:`tlkit.export.serving_decode`). JPEGs are decoded with libjpeg's accurate IDCT, as PIL
-and tlkit's data pipeline do. Resizing (``resize``): ``"crop"`` (default for ImageNet
-bases) follows ``tlkit predict``: a centre crop of 87.5% of the shorter side, antialiased
-bicubic, rounded to integer pixel values; ``"plain"`` the same on the whole image;
-``"dataset"`` (default for runs) is how ``tlkit finetune``/``evaluate`` resize validation
-images (antialiased bilinear).
+and tlkit's data pipeline do. Resizing (``resize``) is :mod:`tlkit.data.resize`, as in every
+tlkit command (antialiased bilinear, unrounded): ``"crop"`` (default for ImageNet bases, as
+``tlkit predict``) a centre crop of 87.5% of the shorter side; ``"plain"`` (default for runs:
+how ``tlkit finetune``/``evaluate`` resize validation images) the whole image.
 
 An export is written to ``NAME/.tmp-N-...`` beside the target, verified in a fresh
 Python process that cannot import tlkit (:mod:`tlkit.export.verify`), and only then renamed
@@ -44,6 +43,9 @@ must match, int8's top-1 agreement and score differences go into the card.
 
 ``progress`` (a callable taking one line) is told each step: building or loading the
 model, writing, verifying, done.
+
+This module runs an export (versions, verification, the card); the ``tf.Module`` with both
+signatures is :mod:`tlkit.export.serving`, the TFLite models :mod:`tlkit.export.tflite`.
 """
 
 from __future__ import annotations
@@ -66,14 +68,28 @@ import tensorflow as tf
 
 import tlkit
 from tlkit.data.images import CROP_FRACTION, MAX_PIXELS
-from tlkit.errors import ConfigError, ExportError
+from tlkit.errors import ConfigError, ExportError  # noqa: F401  (ExportError re-exported)
+from tlkit.export.serving import (  # noqa: F401  (re-exported)
+    DEFAULT_TOP_K,
+    OUTPUT_KEYS,
+    SERVING_SIGNATURE,
+    ServingModule,
+    _output_spec,
+    check_max_pixels,
+    save_serving_model,
+)
 from tlkit.export.serving_decode import (  # noqa: F401  (re-exported)
     BAD_IMAGE_MESSAGE,
     BYTES_INPUT,
     RESIZE_MODES,
     decode_images,
     error_line,
-    resize_pixels,
+)
+from tlkit.export.tflite import (  # noqa: F401  (re-exported)
+    TFLITE_VALIDATION_IMAGES,
+    save_tflite,
+    tflite_check_pixels,
+    validation_pixels,
 )
 from tlkit.export.verify import (  # noqa: F401  (re-exported: the public surface of tlkit.export.savedmodel)
     LABELS_FILE,
@@ -109,11 +125,7 @@ from tlkit.export.versions import (  # noqa: F401  (re-exported)
     tmp_name,
 )
 
-SERVING_SIGNATURE = "serving_default"
-OUTPUT_KEYS = ("scores", "top_k_ids", "top_k_labels", "top_k_scores")
-DEFAULT_TOP_K = 5
 FORMATS = ("saved_model", "tflite")
-TFLITE_VALIDATION_IMAGES = 256  # validation images in the TFLite check (all of them up to this many)
 
 Progress = Callable[[str], None]
 
@@ -133,163 +145,7 @@ class ExportResult:
     model: Any = field(default=None, repr=False)  # the Keras model that was exported
 
 
-# --- the serving module -------------------------------------------------------------------------
-
-def _check_labels(labels: Sequence[str]) -> list[str]:
-    labels = [str(c) for c in labels]
-    if not labels:
-        raise ExportError("no class names to export")
-    bad = [c for c in labels if "\n" in c or "\r" in c or c == ""]
-    if bad:
-        # labels.txt has one name per line: a line break inside a name would shift every class.
-        raise ExportError(f"class names must be non-empty and contain no line breaks: {bad[:5]!r}")
-    return labels
-
-
-def _model_size(model: Any, input_size: Sequence[int] | None) -> tuple[int, int]:
-    shape = tuple(model.input_shape)
-    if len(shape) != 4 or shape[-1] != 3:
-        raise ExportError(f"the model must take RGB images [B, H, W, 3]; its input is {shape}")
-    size = tuple(int(v) for v in input_size) if input_size else tuple(shape[1:3])
-    if len(size) != 2 or any(v is None or int(v) < 1 for v in size):
-        raise ExportError(f"the model's input size is not fixed ({shape}); pass input_size=(H, W)")
-    if shape[1] is not None and shape[1:3] != size:
-        raise ExportError(f"input_size {size} does not match the model's input {shape[1:3]}")
-    return int(size[0]), int(size[1])
-
-
-class ServingModule(tf.Module):
-    """The exported object: the model's variables, the label table and both signatures."""
-
-    def __init__(self, model: Any, labels_path: str, *, size: tuple[int, int], top_k: int,
-                 resize: str, max_pixels: int = MAX_PIXELS) -> None:
-        super().__init__(name="tlkit_serving")
-        self.size = size
-        self.top_k = top_k
-        self.resize = resize
-        self.max_pixels = int(max_pixels)
-        # The Keras model object is not tracked, so loading needs neither Keras nor tlkit; its
-        # variables are tracked after tracing (see signatures()).
-        self._model = _Untracked(model)
-        # A string path becomes a tf.saved_model.Asset: copied into assets/ and re-pointed on load.
-        initializer = tf.lookup.TextFileInitializer(
-            labels_path, tf.int64, tf.lookup.TextFileIndex.LINE_NUMBER,
-            tf.string, tf.lookup.TextFileIndex.WHOLE_LINE)
-        self.labels = tf.lookup.StaticHashTable(initializer, default_value="")
-        h, w = size
-        self.serve_bytes = tf.function(
-            self._serve_bytes, input_signature=[tf.TensorSpec([None], tf.string, name=BYTES_INPUT)])
-        self.serve_pixels = tf.function(
-            self._serve_pixels, input_signature=[tf.TensorSpec([None, h, w, 3], tf.float32, name=PIXELS_INPUT)])
-
-    def _outputs(self, pixels: tf.Tensor) -> dict[str, tf.Tensor]:
-        scores = tf.cast(self._model.obj(pixels, training=False), tf.float32)
-        top_scores, top_ids = tf.math.top_k(scores, k=self.top_k)
-        return {"scores": scores, "top_k_ids": top_ids,
-                "top_k_labels": self.labels.lookup(tf.cast(top_ids, tf.int64)),
-                "top_k_scores": top_scores}
-
-    def _serve_bytes(self, image_bytes: tf.Tensor) -> dict[str, tf.Tensor]:
-        return self._outputs(decode_images(image_bytes, self.size, self.resize, self.max_pixels))
-
-    def _serve_pixels(self, pixels: tf.Tensor) -> dict[str, tf.Tensor]:
-        return self._outputs(pixels)
-
-    def signatures(self) -> dict[str, Any]:
-        """Trace both signatures and track the tf.Variables they capture."""
-        fns = {SERVING_SIGNATURE: self.serve_bytes.get_concrete_function(),
-               PIXELS_SIGNATURE: self.serve_pixels.get_concrete_function()}
-        # Track the captured tf.Variables themselves, not the Keras wrappers around them: with
-        # the wrappers, TF2 loading works but TF1-style loading (saved_model_cli run, older
-        # TF Serving paths) restores no values ("Could not find variable ...").
-        seen: dict[int, Any] = {}
-        for fn in fns.values():
-            for v in fn.variables:
-                seen.setdefault(id(v), v)
-        self.model_variables = list(seen.values())
-        return fns
-
-
-class _Untracked:
-    """Hides an object from tf.Module's attribute tracking (see ServingModule)."""
-
-    def __init__(self, obj: Any) -> None:
-        self.obj = obj
-
-
-def save_serving_model(model: Any, labels: Sequence[str], path: str | Path, *, top_k: int = DEFAULT_TOP_K,
-                       resize: str = "crop", input_size: Sequence[int] | None = None,
-                       max_pixels: int = MAX_PIXELS) -> dict[str, Any]:
-    """Write the SavedModel (no card, no verification) to ``path``; returns its facts."""
-    labels = _check_labels(labels)
-    max_pixels = check_max_pixels(max_pixels)
-    size = _model_size(model, input_size)
-    if resize not in RESIZE_MODES:
-        raise ExportError(f"resize must be one of {RESIZE_MODES}, got {resize!r}")
-    n_out = model.output_shape[-1] if len(tuple(model.output_shape)) == 2 else None
-    if n_out != len(labels):
-        raise ExportError(f"the model outputs {model.output_shape}, but there are {len(labels)} class names")
-    if top_k < 1:
-        raise ExportError(f"top_k must be >= 1, got {top_k}")
-    k = min(int(top_k), len(labels))
-    with tempfile.TemporaryDirectory(prefix="tlkit-labels-") as scratch:
-        labels_path = os.path.join(scratch, LABELS_FILE)
-        with open(labels_path, "w", encoding="utf-8", newline="\n") as f:
-            f.write("".join(c + "\n" for c in labels))
-        module = ServingModule(model, labels_path, size=size, top_k=k, resize=resize, max_pixels=max_pixels)
-        tf.saved_model.save(module, str(path), signatures=module.signatures())
-    return {"input_size": list(size), "top_k": k, "resize": resize, "num_classes": len(labels),
-            "max_pixels": max_pixels}
-
-
-def check_max_pixels(max_pixels: int) -> int:
-    """The pixel limit as an int >= 1 (the graph compares with it as a float64)."""
-    if isinstance(max_pixels, bool) or not isinstance(max_pixels, (int, np.integer)) or max_pixels < 1:
-        raise ConfigError(f"max_pixels (--max-pixels) must be a whole number >= 1, got {max_pixels!r}")
-    return int(max_pixels)
-
-
-# --- TFLite ----------------------------------------------------------------------------------------
-
-def save_tflite(model: Any, export_dir: str | Path, *, size: tuple[int, int], top_k: int) -> dict[str, Any]:
-    """``export_dir/tflite/``: float32 and int8 (dynamic-range) models and a copy of labels.txt.
-
-    TFLite has no image decoders and limited string support, so its one signature is
-    ``predict_pixels``: ``pixels`` float32 [B, H, W, 3] 0..255 -> ``scores``, ``top_k_ids``,
-    ``top_k_scores``; names come from labels.txt (line i = class i), as TFLite apps expect.
-    """
-    d = Path(export_dir) / TFLITE_DIR
-    d.mkdir()
-    shutil.copyfile(Path(export_dir) / "assets" / LABELS_FILE, d / LABELS_FILE)
-    h, w = size
-
-    @tf.function(input_signature=[tf.TensorSpec([None, h, w, 3], tf.float32, name=PIXELS_INPUT)])
-    def predict_pixels(pixels: tf.Tensor) -> dict[str, tf.Tensor]:
-        scores = tf.cast(model(pixels, training=False), tf.float32)
-        top_scores, top_ids = tf.math.top_k(scores, k=top_k)
-        return {"scores": scores, "top_k_ids": top_ids, "top_k_scores": top_scores}
-
-    fn = predict_pixels.get_concrete_function()
-    module = tf.Module()
-    module.predict_pixels = predict_pixels
-    module.model_variables = list(fn.variables)  # the tf.Variables themselves (see ServingModule)
-    files = {}
-    with tempfile.TemporaryDirectory(prefix="tlkit-tflite-") as scratch:
-        # Converting from a pixels-only SavedModel keeps a named signature in the .tflite file;
-        # the serving SavedModel itself (strings, hash table, decoders) is not convertible.
-        tf.saved_model.save(module, scratch, signatures={PIXELS_SIGNATURE: fn})
-        for variant in TFLITE_VARIANTS:
-            converter = tf.lite.TFLiteConverter.from_saved_model(scratch, signature_keys=[PIXELS_SIGNATURE])
-            if variant == "int8":
-                converter.optimizations = [tf.lite.Optimize.DEFAULT]
-            path = d / f"model_{variant}.tflite"
-            path.write_bytes(converter.convert())
-            files[variant] = {"file": f"{TFLITE_DIR}/{path.name}", "bytes": path.stat().st_size}
-    outputs = {k: v for k, v in _output_spec(int(model.output_shape[-1]), top_k).items() if k != "top_k_labels"}
-    return {"signature": PIXELS_SIGNATURE, "inputs": {PIXELS_INPUT: ["float32", [-1, h, w, 3]]},
-            "outputs": outputs, "labels": f"{TFLITE_DIR}/{LABELS_FILE}", "models": files,
-            "int8": "dynamic-range quantisation: int8 weights, float32 activations"}
-
+# --- export ---------------------------------------------------------------------------------------
 
 # --- export ---------------------------------------------------------------------------------------
 
@@ -311,21 +167,6 @@ def _sigterm_as_interrupt() -> Iterator[None]:
         yield
     finally:
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
-
-
-def tflite_check_pixels(size: tuple[int, int], resize: str, probes: Sequence[bytes] | None = None,
-                        validation: np.ndarray | None = None, validation_source: str | None = None
-                        ) -> tuple[np.ndarray, dict[str, Any]]:
-    """The TFLite check's sample: validation images (if any), synthetic crops, the probes; and its description."""
-    probe_pixels = decode_images(tf.constant(list(probes) if probes else probe_images()), size, resize).numpy()
-    parts = [synthetic_pixels(size), probe_pixels]
-    sample: dict[str, Any] = {"synthetic": len(parts[0]), "probes": len(probe_pixels)}
-    if validation is not None and len(validation):
-        parts.insert(0, np.asarray(validation, np.float32))
-        sample = {"validation": len(validation), "validation_source": validation_source, **sample}
-    pixels = np.concatenate(parts)
-    sample["images"] = len(pixels)
-    return pixels, sample
 
 
 def export_model(model: Any, labels: Sequence[str], out: str | Path, *, version: int | None = None,
@@ -414,9 +255,7 @@ def make_card(labels: Sequence[str], facts: dict[str, Any], extra: dict[str, Any
                      "(tlkit.export.serving_decode)",
            "resize": facts["resize"],
            "crop_fraction": CROP_FRACTION if facts["resize"] == "crop" else None,
-           "interpolation": ("bilinear, antialiased, unrounded (tlkit.data.augment.resize, as the data pipeline)"
-                             if facts["resize"] == "dataset" else
-                             "bicubic, antialiased, rounded to integers in 0..255 (as tlkit predict)"),
+           "interpolation": "bilinear, antialiased, unrounded (tlkit.data.resize, as every tlkit command)",
            "model_input": f"float32 RGB 0..255, {h}x{w}"}
     card = {
         "format": "tlkit-saved-model/1",
@@ -448,11 +287,6 @@ def make_card(labels: Sequence[str], facts: dict[str, Any], extra: dict[str, Any
     return card
 
 
-def _output_spec(c: int, k: int) -> dict[str, list]:
-    return {"scores": ["float32", [-1, c]], "top_k_ids": ["int32", [-1, k]],
-            "top_k_labels": ["string", [-1, k]], "top_k_scores": ["float32", [-1, k]]}
-
-
 def _write_card(path: Path, card: dict[str, Any]) -> None:
     (path / MODEL_CARD).write_text(json.dumps(card, indent=2, default=str) + "\n", encoding="utf-8")
 
@@ -466,10 +300,7 @@ def export_base(name: str, out: str | Path | None = None, *, weights: str = "ima
     ``resize`` defaults to ``"crop"``, the ImageNet evaluation crop ``tlkit predict`` uses.
     """
     kwargs["resize"] = kwargs.get("resize") or "crop"
-    import keras
-
     from tlkit.imagenet import class_names
-    from tlkit.models.preprocessing import Preprocess
 
     spec = tlkit.get_spec(name)
     if weights == "imagenet" and not spec.has_imagenet:
@@ -477,10 +308,7 @@ def export_base(name: str, out: str | Path | None = None, *, weights: str = "ima
                          + ", ".join(s.name for s in tlkit.list_models() if s.has_imagenet))
     out = check_target(Path(out) if out else default_out(base=spec.name), kwargs.get("version"))
     (kwargs.get("progress") or _quiet)(f"building {spec.name} (weights: {weights})")
-    base = tlkit.build(spec.name, weights=weights)
-    inputs = keras.Input(shape=spec.input_shape, name="image")
-    x = Preprocess(spec.preprocessing, name="preprocess")(inputs)
-    model = keras.Model(inputs, base(x), name=f"{spec.name}_imagenet")
+    model = tlkit.build(spec.name, weights=weights, include_preprocessing=True)
     card = {"base": spec.name, "preprocessing_mode": spec.preprocessing,
             "source": {"kind": "pretrained", "base": spec.name, "weights": str(weights)},
             **kwargs.pop("card", {})}
@@ -490,13 +318,13 @@ def export_base(name: str, out: str | Path | None = None, *, weights: str = "ima
 def export_run(run_dir: str | Path, out: str | Path | None = None, **kwargs: Any) -> ExportResult:
     """Export a finetuning run's best checkpoint with its labels and metrics (``tlkit export RUN_DIR``).
 
-    ``resize`` defaults to ``"dataset"``: images are resized as the run's validation images
+    ``resize`` defaults to ``"plain"``: images are resized as the run's validation images
     were, so the export reproduces the run's metrics.
     """
     from tlkit.finetune.evaluation_runs import load_run
     from tlkit.finetune.rundir import RunDir
 
-    kwargs["resize"] = kwargs.get("resize") or "dataset"
+    kwargs["resize"] = kwargs.get("resize") or "plain"
 
     run = Path(run_dir)
     out = check_target(Path(out) if out else default_out(run_dir=run), kwargs.get("version"))
@@ -517,42 +345,7 @@ def export_run(run_dir: str | Path, out: str | Path | None = None, **kwargs: Any
             **kwargs.pop("card", {})}
     input_size = kwargs.pop("input_size", None) or config.get("input_size")
     if "tflite" in kwargs.get("formats", ()) and kwargs.get("verify", True) and "validation" not in kwargs:
-        kwargs["validation"], kwargs["validation_source"] = _validation_pixels(
+        kwargs["validation"], kwargs["validation_source"] = validation_pixels(
             config, tuple(input_size or model.input_shape[1:3]), kwargs.get("progress") or _quiet)
     return export_model(model, labels, out, card=card,
                         input_size=input_size, **kwargs)
-
-
-def _validation_pixels(config: dict[str, Any], size: tuple[int, int], say: Progress,
-                       limit: int = TFLITE_VALIDATION_IMAGES) -> tuple[np.ndarray | None, str | None]:
-    """Up to ``limit`` of the run's validation images, resized as its evaluation fed them.
-
-    For the TFLite check only: when the data is gone or unreadable, the check uses its
-    synthetic images and the probes, and says so (the export does not fail for it).
-    """
-    from tlkit.data import pipeline as tldata
-    from tlkit.errors import TlkitError
-
-    spec = config.get("data")
-    if not spec:
-        return None, None
-    try:
-        source = tldata.resolve(spec, val_split=config.get("val_split", 0.2), seed=config.get("seed", 0),
-                                tfds_data_dir=config.get("tfds_data_dir"), min_classes=1)
-        split = "val" if tldata.dataset_size(source, "val") > 0 else None
-        if split is None:
-            return None, None
-        ds = tldata.make_dataset(source, split, image_size=size, batch_size=32, training=False)
-        batches = []
-        for x, _ in ds:
-            batches.append(x.numpy())
-            if sum(len(b) for b in batches) >= limit:
-                break
-        pixels = np.concatenate(batches)[:limit]
-    except (TlkitError, OSError, tf.errors.OpError) as exc:
-        say(f"the run's validation images cannot be read ({str(exc).splitlines()[0][:200]}); the TFLite check "
-            "uses synthetic images only")
-        return None, None
-    return pixels, f"{spec} ({split}, first {len(pixels)})"
-
-

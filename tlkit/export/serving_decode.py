@@ -13,7 +13,9 @@ It works in three steps, each in the graph (plain TensorFlow ops, no tlkit at lo
    :data:`tlkit.data.images.MAX_PIXELS`, the limit ``tlkit predict`` applies).
 3. **Decoding** in a ``tf.data`` pipeline with ``ignore_errors``: an image the decoder
    rejects (truncated or damaged data) is dropped there instead of failing with the
-   decoder's own text, and the request then fails naming it.
+   decoder's own text, and the request then fails naming it. Each decoded image is resized
+   by :func:`tlkit.data.resize.apply` (policy ``crop`` or ``plain``), the function every
+   tlkit command resizes with, so a served image reaches the model as the same pixels.
 
 Every refusal is an ``InvalidArgumentError`` whose text contains one line
 ``tlkit serving: image_bytes[i] ...`` (see :func:`error_line`): it names the image's index
@@ -27,10 +29,11 @@ from typing import Any
 
 import tensorflow as tf
 
-from tlkit.data.images import CROP_FRACTION, MAX_PIXELS
+from tlkit.data import resize as rs
+from tlkit.data.images import MAX_PIXELS
 
 BYTES_INPUT = "image_bytes"
-RESIZE_MODES = ("crop", "plain", "dataset")
+RESIZE_MODES = rs.POLICIES  # "crop" | "plain": tlkit.data.resize, as every command resizes
 PREFIX = "tlkit serving: "
 BAD_IMAGE_MESSAGE = "is not a JPEG, PNG, BMP or GIF image"
 EMPTY_REQUEST_MESSAGE = "the request holds no images"
@@ -228,35 +231,6 @@ def _decode_one(data: tf.Tensor) -> tf.Tensor:
     return tf.ensure_shape(image, [None, None, 3])
 
 
-def resize_pixels(image: tf.Tensor, size: tuple[int, int], resize: str = "crop") -> tf.Tensor:
-    """A decoded [h, w, 3] image as float32 [H, W, 3] in 0..255 at the model's size.
-
-    ``crop`` and ``plain`` are ``tlkit predict``'s: the centre square of 87.5% of the shorter
-    side, or the whole image, then bicubic with antialiasing (within 1-2 levels of the PIL
-    bicubic filter predict uses), rounded as a uint8 image would be. ``dataset`` is what
-    ``tlkit finetune`` / ``tlkit evaluate`` feed a model: the whole image, antialiased
-    bilinear, unrounded (:func:`tlkit.data.augment.resize` itself).
-    """
-    from tlkit.errors import ConfigError
-
-    if resize not in RESIZE_MODES:
-        raise ConfigError(f"resize must be one of {RESIZE_MODES}, got {resize!r}")
-    image = tf.convert_to_tensor(image)
-    if resize == "dataset":
-        from tlkit.data.augment import resize as dataset_resize
-
-        return tf.ensure_shape(dataset_resize(image, size), [size[0], size[1], 3])
-    if resize == "crop":
-        shape = tf.shape(image)
-        h, w = shape[0], shape[1]
-        short = tf.cast(tf.minimum(h, w), tf.float64)
-        side = tf.maximum(1, tf.cast(tf.round(short * CROP_FRACTION), tf.int32))
-        top, left = (h - side) // 2, (w - side) // 2
-        image = image[top:top + side, left:left + side, :]
-    out = tf.image.resize(tf.cast(image, tf.float32), size, method="bicubic", antialias=True)
-    return tf.round(tf.clip_by_value(out, 0.0, 255.0))
-
-
 def decode_images(image_bytes: tf.Tensor, size: tuple[int, int], resize: str = "crop",
                   max_pixels: int = MAX_PIXELS) -> tf.Tensor:
     """Encoded images (tf.string [B]) -> float32 pixels [B, H, W, 3], 0..255; see the module doc.
@@ -268,6 +242,7 @@ def decode_images(image_bytes: tf.Tensor, size: tuple[int, int], resize: str = "
     """
     size = (int(size[0]), int(size[1]))
     max_pixels = int(max_pixels)
+    rs.check_policy(resize)
     image_bytes = tf.reshape(tf.convert_to_tensor(image_bytes, dtype=tf.string), [-1])
     n = tf.shape(image_bytes, out_type=tf.int64)[0]
 
@@ -293,7 +268,7 @@ def decode_images(image_bytes: tf.Tensor, size: tuple[int, int], resize: str = "
     # Decoder failures cannot be caught by graph ops; tf.data can drop the failing element.
     index = tf.range(n)
     dataset = tf.data.Dataset.from_tensor_slices((index, image_bytes)).map(
-        lambda i, d: (i, resize_pixels(_decode_one(d), size, resize)))
+        lambda i, d: (i, rs.apply(_decode_one(d), size, resize)))
     dataset = dataset.ignore_errors()
     # A sentinel (index -1) keeps the batch non-empty when every image failed.
     sentinel = tf.data.Dataset.from_tensors((tf.constant(-1, tf.int64), tf.zeros([*size, 3], tf.float32)))

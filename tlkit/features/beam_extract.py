@@ -125,8 +125,8 @@ class _CheckAndDecode:  # a beam.DoFn; the base class is attached in _check_and_
         import apache_beam as beam
         import tensorflow as tf
 
-        from tlkit.data import augment as aug
         from tlkit.data import pipeline as tldata
+        from tlkit.data import resize as rs
         from tlkit.data.preflight import inspect_file
 
         info = inspect_file(row["path"])
@@ -135,7 +135,7 @@ class _CheckAndDecode:  # a beam.DoFn; the base class is attached in _check_and_
                                                    "detail": info["detail"], "split": row["split"],
                                                    "label": row["label"]})
             return
-        img = aug.resize(tldata._decode_file(tf.constant(row["path"])), self.size)
+        img = rs.resize(tldata._decode_file(tf.constant(row["path"])), self.size)
         if self.channels == 1:
             img = tf.image.rgb_to_grayscale(img)
         yield (json.dumps(row, sort_keys=True), np.asarray(img, dtype=np.float32))

@@ -11,7 +11,7 @@ from tlkit.cli.commands._argtypes import positive_float, positive_int
 from tlkit.data.images import MAX_PIXELS  # light: numpy only
 from tlkit.errors import ConfigError
 
-# As tlkit.dense.evaluator (not imported here: it imports Keras, and `tlkit --help` must stay light).
+# As tlkit.dense.geometry (not imported here: it imports TensorFlow, and `tlkit --help` must stay light).
 MAX_SCALED_PIXELS = 2048 * 2048
 MAX_ASPECT = 10.0
 
@@ -21,7 +21,8 @@ DESCRIPTION = (
     "Converts the classifier to a fully convolutional network (fully connected layers become "
     "convolutions) and evaluates the image at each scale in one forward pass, giving a map of "
     "class scores: one position per window of the training size, every STRIDE pixels. The image "
-    "is resized so that its shorter side equals each scale. Scores are the per-position "
+    "is resized (antialiased bilinear, as every tlkit command) so that its shorter side equals each "
+    "scale (--resize square: to scale x scale). Scores are the per-position "
     "probabilities averaged (or max-ed) over positions, then averaged over scales. --stride 16 "
     "on a stride-32 net interleaves 4 passes shifted by 0/16 pixels. Only windows inside the "
     "image are scored. Bounds, checked from the file's header before anything is decoded or "
@@ -37,6 +38,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--weights", default="imagenet",
                    help="with --base: 'imagenet', a weights file, or 'none' (random, for testing)")
     p.add_argument("--scales", default="224,384,512", help="comma-separated shorter-side sizes")
+    p.add_argument("--resize", choices=("shorter", "square"), default="shorter",
+                   help="shorter: shorter side to each scale, aspect kept; square: the whole image to "
+                        "scale x scale (at the model's input size: one window, the map is 1x1)")
     p.add_argument("--stride", type=positive_int, default=None,
                    help="output step in pixels; a divisor of the net's stride (default: the net's)")
     p.add_argument("--aggregate", choices=("mean", "max"), default="mean",
@@ -82,7 +86,8 @@ def dense_eval(args: argparse.Namespace) -> tuple[dict[str, Any], Any]:
         raise ConfigError(f"--top must be >= 1, got {args.top}")
     limits = {"max_pixels": args.max_pixels, "max_scaled_pixels": args.max_scaled_pixels,
               "max_aspect": args.max_aspect}
-    _check_image_early(args.image, scales, limits)
+    resize = getattr(args, "resize", "shorter")
+    _check_image_early(args.image, scales, limits, resize)
     if args.base:
         weights = None if str(args.weights).lower() == "none" else args.weights
         ev = DenseEvaluator.from_name(args.base, weights=weights, batch_size=args.batch_size, **limits)
@@ -94,7 +99,7 @@ def dense_eval(args: argparse.Namespace) -> tuple[dict[str, Any], Any]:
     progress = ((lambda line: print(f"tlkit dense-eval: {line}", file=sys.stderr, flush=True))
                 if sys.stderr.isatty() else None)
     result = ev.evaluate(args.image, scales=scales, stride=args.stride, aggregate=args.aggregate,
-                         top=args.top, progress=progress)[0]
+                         top=args.top, resize=resize, progress=progress)[0]
     report = {**source, "net_stride": ev.net_stride, "window": list(ev.window), **result.to_dict()}
     if args.heatmap:
         from tlkit.data.images import load_rgb
@@ -110,7 +115,7 @@ def dense_eval(args: argparse.Namespace) -> tuple[dict[str, Any], Any]:
     return report, result
 
 
-def _check_image_early(image: str, scales: list[int], limits: dict[str, Any]) -> None:
+def _check_image_early(image: str, scales: list[int], limits: dict[str, Any], resize: str = "shorter") -> None:
     """The image's bounds from its header, before the model is built (seconds) or anything decoded."""
     import warnings
 
@@ -135,9 +140,9 @@ def _check_image_early(image: str, scales: list[int], limits: dict[str, Any]) ->
     if w * h > limits["max_pixels"]:
         raise ImageError(image, "too_large", f"{w}x{h} pixels > {limits['max_pixels']:,}; --max-pixels raises "
                                              "the limit")
-    from tlkit.dense.evaluator import check_scales
+    from tlkit.dense.geometry import check_scales
 
-    check_scales(image, h, w, scales, max_scaled_pixels=limits["max_scaled_pixels"],
+    check_scales(image, h, w, scales, resize, max_scaled_pixels=limits["max_scaled_pixels"],
                  max_aspect=limits["max_aspect"])
 
 

@@ -37,9 +37,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", help="model directory holding the versions; saved_models/NAME when omitted")
     p.add_argument("--version", type=positive_int, help="version number; the highest existing + 1 when omitted")
     p.add_argument("--top-k", type=positive_int, default=5, help="K of the top_k_* outputs, fixed in the graph")
-    p.add_argument("--resize", choices=("crop", "plain", "dataset"),
-                   help="in-graph resize. crop: centre 87.5%% then bicubic, as `tlkit predict` (the default "
-                        "for --base); plain: the whole image, bicubic; dataset: the whole image, bilinear, as "
+    p.add_argument("--resize", choices=("crop", "plain"),
+                   help="in-graph resize (antialiased bilinear, as every tlkit command). crop: centre 87.5%%, "
+                        "as `tlkit predict` (the default for --base); plain: the whole image, as "
                         "`tlkit finetune`/`evaluate` feed validation images (the default for RUN_DIR)")
     p.add_argument("--format", action="append", choices=("saved_model", "tflite"), dest="formats",
                    help="tflite adds N/tflite/ (float32 and dynamic-range int8 models, labels.txt) beside "

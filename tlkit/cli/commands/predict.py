@@ -8,16 +8,17 @@ import sys
 from typing import Any
 
 from tlkit.cli.commands._argtypes import positive_int
-from tlkit.data.images import CROP_FRACTION, MAX_PIXELS  # light: numpy only
+from tlkit.data.images import MAX_PIXELS  # light: numpy only
 from tlkit.errors import ConfigError
 
 NAME = "predict"
 HELP = "classify images with an ImageNet-pretrained base (top-K classes)"
 DESCRIPTION = (
     "Top-K ImageNet classes for each image (JPEG, PNG, BMP, GIF; grayscale and RGBA become "
-    "RGB). Images are center-cropped to 87.5% of the shorter side and resized (bicubic) to "
-    "the model's input, as in the published EfficientNet evaluation; --resize plain stretches "
-    "the whole image instead. Each file's header is checked before decoding (--max-pixels). "
+    "RGB). Images are center-cropped to 87.5% of the shorter side and resized (bilinear, "
+    "antialiased: the interpolation training and the exported model use) to the model's input, "
+    "as in the published ImageNet evaluation; --resize plain resizes the whole image instead. "
+    "The model takes the raw pixels and preprocesses inside (as its export does). Each file's header is checked before decoding (--max-pixels). "
     "Exit status: 0 when every image was answered; 2 when an image could not be read (missing, "
     "not an image, damaged, too large): each such file gets one line on stderr, and the other "
     "files are still answered on stdout; 1 only for a bug in tlkit.")
@@ -40,20 +41,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def prepare_image(rgb: Any, size: tuple[int, int], resize: str = "crop") -> Any:
-    """An RGB uint8 array resized to ``size`` (H, W) for the model, as float32 0..255."""
-    import numpy as np
-    from PIL import Image
+    """An RGB uint8 array at ``size`` (H, W) for the model, float32 0..255 (:mod:`tlkit.data.resize`)."""
+    from tlkit.data.resize import check_policy, resize_numpy
 
-    h, w = rgb.shape[:2]
-    if resize == "crop":
-        side = max(1, int(round(min(h, w) * CROP_FRACTION)))
-        top, left = (h - side) // 2, (w - side) // 2
-        rgb = rgb[top:top + side, left:left + side]
-    elif resize != "plain":
-        raise ConfigError(f"resize must be 'crop' or 'plain', got {resize!r}")
-    im = Image.fromarray(np.ascontiguousarray(rgb))
-    im = im.resize((size[1], size[0]), Image.Resampling.BICUBIC)
-    return np.asarray(im, dtype=np.float32)
+    return resize_numpy(rgb, size, check_policy(resize))
 
 
 def predict_files(paths: list[str], *, base: str = "efficientnet_lite0", weights: str = "imagenet",
@@ -70,7 +61,6 @@ def predict_files(paths: list[str], *, base: str = "efficientnet_lite0", weights
     import tlkit
     from tlkit.data.images import ImageError, load_rgb
     from tlkit.imagenet import decode_predictions
-    from tlkit.models.preprocessing import preprocess_numpy
     from tlkit.registry import get_spec
 
     if top < 1:
@@ -93,12 +83,12 @@ def predict_files(paths: list[str], *, base: str = "efficientnet_lite0", weights
     if not ready:
         return [], errors
 
-    model = tlkit.build(spec.name, weights=weights)
+    model = tlkit.build(spec.name, weights=weights, include_preprocessing=True)
     results: list[dict[str, Any]] = []
     for start in range(0, len(ready), batch_size):
         chunk = ready[start:start + batch_size]
-        x = preprocess_numpy(np.stack([a for _, a in chunk]), spec.preprocessing)
-        probs = np.asarray(model.predict(x, verbose=0), dtype=np.float64)
+        x = np.stack([a for _, a in chunk])
+        probs = np.asarray(model.predict_on_batch(x), dtype=np.float64)
         if probs.ndim != 2 or probs.shape[1] != 1000:
             raise ConfigError(f"{spec.name} with weights {weights!r} gives outputs of shape "
                              f"{probs.shape}, not 1000 ImageNet scores")
