@@ -15,9 +15,10 @@ import dataclasses
 import shutil
 import sys
 import tempfile
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import tlkit
 from tlkit.distribute import (
@@ -28,61 +29,9 @@ from tlkit.distribute import (
 )
 from tlkit.errors import ConfigError, DataError, RunDirError
 from tlkit.finetune import rundir as rd
+from tlkit.finetune.config import RUNS_DIR, FinetuneConfig, check_config  # noqa: F401  (public here too)
 from tlkit.finetune.rundir import RunDir
 from tlkit.finetune.runlog import Log
-
-RUNS_DIR = Path("runs")
-
-
-@dataclass
-class FinetuneConfig:
-    """Everything that defines a finetuning run; written to ``config.json``."""
-
-    data: str
-    base: str = "efficientnet_lite0"
-    weights: str | None = "imagenet"
-    name: str | None = None
-    runs_dir: str = str(RUNS_DIR)
-    input_size: tuple[int, int] | None = None
-    batch_size: int = 32
-    epochs: int = 5  # stage 1: head only
-    finetune_epochs: int = 5  # stage 2: top blocks unfrozen
-    unfreeze: str = "2"  # number of top blocks, or "all"; "0" = head only
-    lr: float = 1e-3
-    finetune_lr: float | None = None  # default: lr / 10
-    optimizer: str = "adam"
-    momentum: float = 0.9
-    weight_decay: float = 0.0
-    schedule: str = "none"
-    step_epochs: int = 10
-    early_stopping: int = 0
-    dropout: float = 0.2
-    hidden_units: int = 0
-    augment: str | None = "crop"  # "crop" | "scale" | None
-    flip: bool = True  # horizontal flips; off for digits, text and other handed data
-    val_split: float = 0.2
-    seed: int = 0
-    class_weight: str | None = None  # "auto" derives weights from class counts
-    train_batchnorm: bool = False
-    find_lr: bool = False
-    distribute: str | None = None  # None | "mirrored" | "multi-worker"
-    mixed_precision: str = "auto"  # "auto" (on for GPUs) | "on" | "off"
-    tfds_data_dir: str | None = None
-    cache_dir: str | None = None
-    deterministic: bool = True
-    cache_features: bool = False
-    check_sample: int = 0  # preflight decodes a seeded sample of this many files; 0 = every file  # stage 1 on the frozen base's features, computed once
-    leaks: str = "drop"  # validation/test copies of training files: "drop" | "keep" | "fail" (preflight)
-
-    def run_dir(self) -> Path:
-        """``runs_dir/name`` (default name: BASE-DATA); raises RunDirError for a name that is not one folder."""
-        name = self.name if self.name is not None else f"{self.base}-{_slug(self.data)}"
-        return RunDir.at(self.runs_dir, name).path
-
-
-def _slug(data: str) -> str:
-    tail = data.rstrip("/").replace(":", "-").split("/")[-1] or "data"
-    return "".join(c if c.isalnum() or c in "-_." else "_" for c in tail)
 
 
 def _setup_numerics(cfg: FinetuneConfig, log: Log) -> None:
@@ -119,24 +68,6 @@ def load_data(cfg: FinetuneConfig, log: Log) -> tuple[Any, Any]:
     return source, report
 
 
-def _check_config(cfg: FinetuneConfig) -> None:
-    """Flag values that make a run impossible, refused before anything starts."""
-    tlkit.get_spec(cfg.base)  # unknown base: the error lists close names
-    if cfg.unfreeze != "all" and not str(cfg.unfreeze).isdigit():
-        raise ConfigError(f"--unfreeze must be a number of blocks or 'all', got {cfg.unfreeze!r}")
-    if cfg.class_weight not in (None, "none", "auto"):
-        raise ConfigError(f"--class-weight must be 'auto' or 'none', got {cfg.class_weight!r}")
-    if cfg.distribute == "multi-worker" and (cfg.find_lr or cfg.cache_features):
-        flag = "--find-lr" if cfg.find_lr else "--cache-features"
-        raise ConfigError(f"{flag} runs on one process: find the rate or train the head without "
-                          f"--distribute multi-worker, then run the multi-worker job with --lr")
-    if cfg.epochs <= 0 and (cfg.finetune_epochs <= 0 or str(cfg.unfreeze) == "0"):
-        raise ConfigError(
-            f"nothing to train: --epochs {cfg.epochs} and --finetune-epochs {cfg.finetune_epochs} "
-            f"(--unfreeze {cfg.unfreeze}); pass --epochs N for the head and/or --finetune-epochs N with "
-            f"--unfreeze N|all for the top blocks")
-
-
 def _same_data(a: str, b: str) -> bool:
     if a == b:
         return True
@@ -154,7 +85,7 @@ def _prepare(cfg: FinetuneConfig, resume: bool, force: bool,
     if resume and force:
         raise ConfigError("--resume continues a run and --force replaces it: pass one of them")
     cfg = dataclasses.replace(cfg)  # defaults get filled in: the caller's config stays as it was
-    _check_config(cfg)
+    check_config(cfg)
     run = RunDir(cfg.run_dir())
     chief = cfg.distribute != "multi-worker" or chief_by_tf_config()
     plan = run.plan(resume=resume, force=force) if chief else "worker"
@@ -174,7 +105,7 @@ def _prepare(cfg: FinetuneConfig, resume: bool, force: bool,
         # --distribute is how this command runs, not what the run is: it comes from the command line.
         cfg = FinetuneConfig(**{**{k: v for k, v in saved.items() if k in known},
                                 "runs_dir": cfg.runs_dir, "name": run.path.name, "distribute": cfg.distribute})
-        _check_config(cfg)
+        check_config(cfg)
         if run.read_state().get("done"):
             plan = "done"
     return cfg, run, plan
