@@ -7,6 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from tlkit import _keras_compat as _kc
 from tlkit.errors import ConfigError
 
 
@@ -39,7 +40,7 @@ def _moving_stat_ids(model: Any) -> set[int]:
     import keras
 
     ids: set[int] = set()
-    for layer in model._flatten_layers(include_self=False, recursive=True):
+    for layer in _kc.all_sublayers(model):
         if isinstance(layer, keras.layers.BatchNormalization):
             ids.update(id(v) for v in (layer.moving_mean, layer.moving_variance))
         elif isinstance(layer, keras.layers.Normalization):
@@ -241,9 +242,9 @@ def _pair(v: Any) -> tuple[int, int]:
 def own_node(model: Any, layer: Any) -> Any:
     """The node where ``layer`` is called inside ``model``'s graph (a layer reused in
     several models has one inbound node per call); None if ``model`` never calls it."""
-    keys = getattr(model, "_nodes", set())  # Keras 3 keys nodes as "<id(layer)>_ib-<index>"
-    for i, node in enumerate(layer._inbound_nodes):
-        if f"{id(layer)}_ib-{i}" in keys:
+    keys = _kc.graph_node_keys(model)
+    for i, node in enumerate(_kc.inbound_nodes(layer)):
+        if _kc.node_key(layer, i) in keys:
             return node
     return None
 
@@ -327,8 +328,8 @@ def layer_table(model: Any, *, name: str | None = None) -> dict[str, Any]:
     first_in = model.inputs[0].shape
     image_hw = (int(first_in[1] or 1), int(first_in[2] or 1)) if len(first_in) == 4 else (1, 1)
     for layer in model.layers:
-        node = own_node(model, layer) or layer._inbound_nodes[0]
-        ins = node.arguments.keras_tensors
+        node = own_node(model, layer) or _kc.inbound_nodes(layer)[0]
+        ins = _kc.node_input_tensors(node)
         outs = node.outputs
         if ins:
             rf = tuple(max(geo.get(id(t), ((1, 1), (1, 1)))[0][i] for t in ins) for i in range(2))

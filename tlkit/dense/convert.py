@@ -34,9 +34,12 @@ dense map is then no longer equal to crops; :attr:`Conversion.notes` says so.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import keras
+
+from tlkit import _keras_compat as _kc
 
 # Layer kinds along a tensor of the converted graph:
 SPATIAL = "spatial"  # a feature map: slides with the input
@@ -60,7 +63,7 @@ _REFUSED = ("Reshape", "Permute", "RepeatVector", "RNN", "LSTM", "GRU", "SimpleR
 _GLOBAL_NOTE = "global-pool:"  # marks a body global pooling in the notes, summarised at the end
 
 
-from tlkit.errors import ConversionError  # noqa: E402  (re-exported)
+from tlkit.errors import ConversionError
 
 
 @dataclasses.dataclass
@@ -153,11 +156,11 @@ def convert(model: Any, *, input_size: tuple[int, int] | None = None) -> Convers
 def _graph_of(model: Any) -> Any:
     """The functional graph behind ``model`` (a Sequential's inner Functional)."""
     if isinstance(model, keras.Sequential):
-        graph = getattr(model, "_functional", None)
+        graph = _kc.sequential_graph(model)
         if graph is None:
             raise ConversionError(model.name, "a Sequential model without a known input shape; build it first")
         return graph
-    if not hasattr(model, "_nodes_by_depth") or not hasattr(model, "inputs"):
+    if not _kc.has_layer_graph(model):
         raise ConversionError(getattr(model, "name", type(model).__name__),
                               "a subclassed model: its layer graph cannot be read; "
                               "only functional and Sequential models can be converted")
@@ -169,8 +172,8 @@ def _is_model(op: Any) -> bool:
 
 
 def _input_name(t: Any, default: str) -> str:
-    hist = getattr(t, "_keras_history", None)
-    return getattr(hist.operation, "name", default) if hist else default
+    op = _kc.producer(t)
+    return getattr(op, "name", default) if op is not None else default
 
 
 def _cls(op: Any) -> str:
@@ -183,7 +186,8 @@ def _is_a(op: Any, names: Sequence[str]) -> bool:
 
 
 def _nodes_in_order(graph: Any) -> list[Any]:
-    return [n for d in sorted(graph._nodes_by_depth, reverse=True) for n in graph._nodes_by_depth[d]
+    by_depth = _kc.nodes_by_depth(graph)
+    return [n for d in sorted(by_depth, reverse=True) for n in by_depth[d]
             if n.operation is not None and not n.is_input]
 
 
@@ -195,7 +199,7 @@ def _static_shapes(graph: Any, input_shapes: Sequence[tuple[Any, ...]]) -> dict[
     for node in _nodes_in_order(graph):
         if any(id(t) not in specs for t in node.input_tensors):
             continue
-        args, kwargs = node.arguments.fill_in(specs)
+        args, kwargs = _kc.node_call_arguments(node, specs)
         out = node.operation.compute_output_spec(*args, **kwargs)
         for ref, spec in zip(node.outputs, keras.tree.flatten(out)):
             specs[id(ref)] = spec
@@ -251,7 +255,7 @@ def _convert_graph(graph: Any, inputs: list[_T], input_shapes: Sequence[tuple[An
 def _call(node: Any, op: Any, ins: list[_T]) -> Any:
     """Call ``op`` with the node's original arguments, the new tensors filled in."""
     mapping = {id(ref): t.x for ref, t in zip(node.input_tensors, ins)}
-    args, kwargs = node.arguments.fill_in(mapping)
+    args, kwargs = _kc.node_call_arguments(node, mapping)
     return op(*args, **kwargs)
 
 
@@ -535,13 +539,11 @@ def _map_op(node: Any, op: Any, name: str, ins: list[_T], in_shapes: list[tuple[
 
 
 def _output_activation(x: Any) -> str:
-    hist = getattr(x, "_keras_history", None)
-    op = hist.operation if hist else None
+    op = _kc.producer(x)
     # Look through nested models and window pooling (pooled logits are still logits).
     while op is not None and (_is_model(op) or _is_a(op, ("AveragePooling2D", "MaxPooling2D"))):
-        ref = op.outputs[0] if _is_model(op) else op._inbound_nodes[0].input_tensors[0]
-        inner = getattr(ref, "_keras_history", None)
-        op = inner.operation if inner else None
+        ref = op.outputs[0] if _is_model(op) else _kc.inbound_nodes(op)[0].input_tensors[0]
+        op = _kc.producer(ref)
     if op is None:
         return "unknown"
     if _is_a(op, ("Softmax",)):
