@@ -15,7 +15,7 @@ import dataclasses
 import shutil
 import sys
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -34,10 +34,19 @@ from tlkit.finetune.rundir import RunDir
 from tlkit.finetune.runlog import Log
 
 
-def _setup_numerics(cfg: FinetuneConfig, log: Log) -> None:
+def _setup_numerics(cfg: FinetuneConfig, log: Log) -> Callable[[], None]:
+    """Seed, op determinism and dtype policy for this run; returns the function that puts back
+    what the caller had (a library call leaves no process-wide setting behind)."""
+    import random
+
     import keras
+    import numpy as np
     import tensorflow as tf
 
+    from tlkit import _keras_compat
+
+    policy, determinism = keras.mixed_precision.global_policy(), _keras_compat.op_determinism()
+    py_state, np_state = random.getstate(), np.random.get_state()
     keras.utils.set_random_seed(cfg.seed)
     gpus = tf.config.list_physical_devices("GPU")
     if cfg.deterministic and not gpus:
@@ -46,6 +55,15 @@ def _setup_numerics(cfg: FinetuneConfig, log: Log) -> None:
     use_mp = cfg.mixed_precision == "on" or (cfg.mixed_precision == "auto" and gpus)
     keras.mixed_precision.set_global_policy("mixed_float16" if use_mp else "float32")
     log(f"devices: {len(gpus)} GPU(s); mixed precision {'on' if use_mp else 'off'}")
+
+    def restore() -> None:
+        keras.mixed_precision.set_global_policy(policy)
+        if _keras_compat.op_determinism() != determinism:
+            _keras_compat.set_op_determinism(determinism)
+        random.setstate(py_state)
+        np.random.set_state(np_state)
+
+    return restore
 
 
 def load_data(cfg: FinetuneConfig, log: Log) -> tuple[Any, Any]:
@@ -157,71 +175,74 @@ def finetune(cfg: FinetuneConfig, *, resume: bool = False, force: bool = False, 
 
     # Before TensorFlow runs any op: collective ops are configured at program start-up.
     strategy = create_strategy(cfg.distribute)
-    _setup_numerics(cfg, log)
-    size = tuple(cfg.input_size)
-    channels = spec.input_shape[-1]
-    train_ds = tldata.make_dataset(source, "train", image_size=size, batch_size=cfg.batch_size, training=True,
-                                   augment=cfg.augment, seed=cfg.seed, flip=cfg.flip, channels=channels,
-                                   skip_undecodable=bool(cfg.check_sample))
-    has_val = tldata.dataset_size(source, "val") > 0
-    val_ds = (tldata.make_dataset(source, "val", image_size=size, batch_size=cfg.batch_size, training=False,
-                                  channels=channels, skip_undecodable=bool(cfg.check_sample)) if has_val else None)
-    class_weight = None
-    if cfg.class_weight == "auto":
-        counts = report.class_counts.get("train", {})
-        class_weight = tldata.class_weights([counts.get(c, 0) for c in classes])
-        log("class weights: " + ", ".join(f"{c}={class_weight[i]:.2f}" for i, c in enumerate(classes)))
-
-    stage1 = train.StageConfig(stage=1, epochs=cfg.epochs, lr=cfg.lr, optimizer=cfg.optimizer,
-                               momentum=cfg.momentum, weight_decay=cfg.weight_decay, schedule=cfg.schedule,
-                               step_epochs=cfg.step_epochs, early_stopping=cfg.early_stopping)
-    stage2 = dataclasses.replace(stage1, stage=2, epochs=cfg.finetune_epochs, lr=cfg.finetune_lr)
-    log(f"distribution: {type(strategy).__name__}, {strategy.num_replicas_in_sync} replica(s) in sync")
-    # A kill before the first state.json leaves no epoch to resume from: start over.
-    if not (state and (run / rd.LAST).exists()):
-        state = {}
-    with strategy.scope():
-        if state:
-            model = run.load_checkpoint(run / rd.LAST)
-        else:
-            model = heads.build_classifier(cfg.base, num_classes=len(classes), weights=cfg.weights,
-                                           input_size=size, dropout=cfg.dropout, hidden_units=cfg.hidden_units)
-            train.compile_model(model, stage1, len(classes))
-            # Slots built now: a checkpoint saved before the optimizer's first step (cached features
-            # train another model) still loads whole.
-            model.optimizer.build(model.trainable_variables)
-
-    # Everything that can fail has been checked: only now is the run directory locked and written.
-    if plan == "worker" or not is_chief(strategy):
-        run = None  # a non-chief worker: saves (saving runs collective ops) where nobody reads
-        write_dir = Path(tempfile.mkdtemp(prefix="tlkit-worker-"))
-        if state:  # resuming: the worker follows the chief's stage and epoch
-            train.write_state(write_dir, state)
-    else:
-        run.acquire(plan)
-        write_dir = run.path
+    restore_numerics = _setup_numerics(cfg, log)
     try:
-        if run is not None:
-            log.attach(run / rd.LOG)
-            if run.took_over:
-                log(f"took over the lock of {rd.RunLock.describe(run.took_over)}, which is no longer running")
-            if state and run.read_state() != state:
-                raise RunDirError(f"{run.path} changed while this resume was starting (another tlkit process?); "
-                                  f"run the command again")
-            run.write_json(rd.CONFIG, {**asdict(cfg), "tlkit_version": tlkit.__version__})
-            run.write_json(rd.LABELS, classes)
-            _write_data_report(run, report)
+        size = tuple(cfg.input_size)
+        channels = spec.input_shape[-1]
+        train_ds = tldata.make_dataset(source, "train", image_size=size, batch_size=cfg.batch_size, training=True,
+                                       augment=cfg.augment, seed=cfg.seed, flip=cfg.flip, channels=channels,
+                                       skip_undecodable=bool(cfg.check_sample))
+        has_val = tldata.dataset_size(source, "val") > 0
+        val_ds = (tldata.make_dataset(source, "val", image_size=size, batch_size=cfg.batch_size, training=False,
+                                      channels=channels, skip_undecodable=bool(cfg.check_sample)) if has_val else None)
+        class_weight = None
+        if cfg.class_weight == "auto":
+            counts = report.class_counts.get("train", {})
+            class_weight = tldata.class_weights([counts.get(c, 0) for c in classes])
+            log("class weights: " + ", ".join(f"{c}={class_weight[i]:.2f}" for i, c in enumerate(classes)))
+
+        stage1 = train.StageConfig(stage=1, epochs=cfg.epochs, lr=cfg.lr, optimizer=cfg.optimizer,
+                                   momentum=cfg.momentum, weight_decay=cfg.weight_decay, schedule=cfg.schedule,
+                                   step_epochs=cfg.step_epochs, early_stopping=cfg.early_stopping)
+        stage2 = dataclasses.replace(stage1, stage=2, epochs=cfg.finetune_epochs, lr=cfg.finetune_lr)
+        log(f"distribution: {type(strategy).__name__}, {strategy.num_replicas_in_sync} replica(s) in sync")
+        # A kill before the first state.json leaves no epoch to resume from: start over.
+        if not (state and (run / rd.LAST).exists()):
+            state = {}
+        with strategy.scope():
             if state:
-                log(f"resumed from {run / rd.LAST} at epoch {state.get('next_epoch')}")
-        job = _Job(cfg, run, write_dir, model, strategy, stage1, stage2, train_ds, val_ds, source, classes, size,
-                   channels, class_weight, log)
-        metrics = _train_and_finish(job, state, resume=resume, callbacks=callbacks, quiet=quiet)
-    finally:
-        if run is not None:
-            run.close()  # interrupted before the first checkpoint: a replaced run is put back
+                model = run.load_checkpoint(run / rd.LAST)
+            else:
+                model = heads.build_classifier(cfg.base, num_classes=len(classes), weights=cfg.weights,
+                                               input_size=size, dropout=cfg.dropout, hidden_units=cfg.hidden_units)
+                train.compile_model(model, stage1, len(classes))
+                # Slots built now: a checkpoint saved before the optimizer's first step (cached features
+                # train another model) still loads whole.
+                model.optimizer.build(model.trainable_variables)
+
+        # Everything that can fail has been checked: only now is the run directory locked and written.
+        if plan == "worker" or not is_chief(strategy):
+            run = None  # a non-chief worker: saves (saving runs collective ops) where nobody reads
+            write_dir = Path(tempfile.mkdtemp(prefix="tlkit-worker-"))
+            if state:  # resuming: the worker follows the chief's stage and epoch
+                train.write_state(write_dir, state)
         else:
-            shutil.rmtree(write_dir, ignore_errors=True)
-    return metrics
+            run.acquire(plan)
+            write_dir = run.path
+        try:
+            if run is not None:
+                log.attach(run / rd.LOG)
+                if run.took_over:
+                    log(f"took over the lock of {rd.RunLock.describe(run.took_over)}, which is no longer running")
+                if state and run.read_state() != state:
+                    raise RunDirError(f"{run.path} changed while this resume was starting (another tlkit process?); "
+                                      f"run the command again")
+                run.write_json(rd.CONFIG, {**asdict(cfg), "tlkit_version": tlkit.__version__})
+                run.write_json(rd.LABELS, classes)
+                _write_data_report(run, report)
+                if state:
+                    log(f"resumed from {run / rd.LAST} at epoch {state.get('next_epoch')}")
+            job = _Job(cfg, run, write_dir, model, strategy, stage1, stage2, train_ds, val_ds, source, classes, size,
+                       channels, class_weight, log)
+            metrics = _train_and_finish(job, state, resume=resume, callbacks=callbacks, quiet=quiet)
+        finally:
+            if run is not None:
+                run.close()  # interrupted before the first checkpoint: a replaced run is put back
+            else:
+                shutil.rmtree(write_dir, ignore_errors=True)
+        return metrics
+    finally:
+        restore_numerics()  # the caller's dtype policy, op determinism and random state, as they were
 
 
 @dataclass
