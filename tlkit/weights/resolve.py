@@ -39,6 +39,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
+from tlkit._io import atomic_path, write_text_atomic
 from tlkit.errors import (
     NotFoundError,
     WeightsError,  # noqa: E402  (re-exported)
@@ -327,25 +328,14 @@ def _load_own_weights_file(model: Any, path: Path) -> bool:
 def _write_converted_cache(model: Any, cache: Path, source_sha256: str, report: Any) -> None:
     """Write weights then metadata, each atomically (temp file + ``os.replace``)."""
     cache.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=cache.parent, prefix=".tmp-", suffix=".weights.h5")
-    os.close(fd)
-    try:
+    with atomic_path(cache, suffix=".weights.h5") as tmp:
         model.save_weights(tmp, overwrite=True)
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600; a shared Keras home needs readable files
         digest = file_digest(tmp)
-        os.replace(tmp, cache)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
     meta = {"source": LITE0_SOURCE_NAME, "source_sha256": source_sha256, "weights_sha256": digest,
             "converter_version": CONVERTER_VERSION, "tensors_used": len(report.used),
             "tensors_ignored": len(report.ignored)}
     meta_path = _cache_meta_path(cache)
-    fd, tmp = tempfile.mkstemp(dir=cache.parent, prefix=".tmp-", suffix=".json")
-    with os.fdopen(fd, "w") as f:
-        json.dump(meta, f, indent=1)
-    os.chmod(tmp, 0o644)
-    os.replace(tmp, meta_path)
+    write_text_atomic(meta_path, json.dumps(meta, indent=1))
 
 
 def convert_lite0(source: str | os.PathLike, model: Any) -> Any:
@@ -732,15 +722,8 @@ def import_weights(file: str | os.PathLike, base: str | None = None) -> Path:
             _check_loadable(wf, check_path)
         dest = (tlkit_cache_dir() / LITE0_SOURCE_NAME) if wf.base == LITE0 else wf.cached_path
         dest.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=".tmp-import-")
-        os.close(fd)
-        try:
+        with atomic_path(dest) as tmp:
             shutil.copyfile(check_path, tmp)
-            os.chmod(tmp, 0o644)
-            os.replace(tmp, dest)
-        finally:
-            if os.path.exists(tmp):
-                os.remove(tmp)
         return dest
     finally:
         if tmpdir:
