@@ -130,6 +130,16 @@ def _slug(data: str) -> str:
     return "".join(c if c.isalnum() or c in "-_." else "_" for c in tail)
 
 
+def same_data(a: str, b: str) -> bool:
+    """Whether two ``--data`` values name the same source (``shapes``, ``./shapes`` and ``shapes/`` do)."""
+    if a == b:
+        return True
+    try:
+        return Path(a).resolve() == Path(b).resolve()
+    except (OSError, ValueError):
+        return False
+
+
 def check_config(cfg: FinetuneConfig) -> None:
     """Flag values that make a run impossible, refused before anything starts."""
     import tlkit

@@ -29,7 +29,7 @@ from tlkit.distribute import (
 )
 from tlkit.errors import ConfigError, DataError, RunDirError
 from tlkit.finetune import rundir as rd
-from tlkit.finetune.config import RUNS_DIR, FinetuneConfig, check_config  # noqa: F401  (public here too)
+from tlkit.finetune.config import RUNS_DIR, FinetuneConfig, check_config, same_data  # noqa: F401  (public here too)
 from tlkit.finetune.rundir import RunDir
 from tlkit.finetune.runlog import Log
 
@@ -86,15 +86,6 @@ def load_data(cfg: FinetuneConfig, log: Log) -> tuple[Any, Any]:
     return source, report
 
 
-def _same_data(a: str, b: str) -> bool:
-    if a == b:
-        return True
-    try:  # "shapes", "./shapes" and "shapes/" are one folder
-        return Path(a).resolve() == Path(b).resolve()
-    except (OSError, ValueError):
-        return False
-
-
 def _prepare(cfg: FinetuneConfig, resume: bool, force: bool,
              must_match: Iterable[str]) -> tuple[FinetuneConfig, RunDir, str]:
     """Checks that cost nothing (no TensorFlow, no data, no writes): flags, run name, the run
@@ -114,7 +105,7 @@ def _prepare(cfg: FinetuneConfig, resume: bool, force: bool,
         saved = run.read_config()
         for field in must_match:
             given, made = getattr(cfg, field), saved.get(field)
-            if made is not None and not (_same_data(given, made) if field == "data" else given == made):
+            if made is not None and not (same_data(given, made) if field == "data" else given == made):
                 raise RunDirError(f"--resume: {run.path} was made with --{field} {made}, not --{field} {given}; "
                                   f"resume with --{field} {made}, or start a new run with another --name")
         saved["input_size"] = tuple(saved["input_size"]) if saved.get("input_size") else None
