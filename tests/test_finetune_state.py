@@ -2,21 +2,22 @@
 
 import dataclasses
 import random
+from typing import ClassVar
 
 import keras
 import numpy as np
 
 import tlkit
+from tests.test_pipeline import _shapes_folder
 from tlkit import _keras_compat
 from tlkit.finetune import heads
 from tlkit.finetune.pipeline import FinetuneConfig, finetune
-from tests.test_pipeline import _shapes_folder
 
 
 class _Observe(keras.callbacks.Callback):
     """What the process settings were while the run trained (so the test sees them change and come back)."""
 
-    seen: list = []
+    seen: ClassVar[list] = []
 
     def on_train_batch_end(self, batch, logs=None):
         _Observe.seen.append((keras.mixed_precision.global_policy().name, _keras_compat.op_determinism()))

@@ -35,7 +35,7 @@ def test_all_sublayers_reaches_into_nested_models():
 
 
 def test_inbound_nodes_one_per_call_and_graph_keys():
-    model, conv, inner = _graph()
+    model, conv, _ = _graph()
     other = keras.Input((8, 8, 3))
     again = keras.Model(other, conv(other))  # conv called a second time, in another model
     assert len(kc.inbound_nodes(conv)) == 2

@@ -240,10 +240,11 @@ def format_table(table: dict[str, Any]) -> str:
         out.append("  ".join(c.ljust(w) if i < 3 else c.rjust(w) for i, (c, w) in enumerate(zip(l, widths))))
     t = table["totals"]
     out += ["",
-            f"parameters:        {t['params']:,} (Keras count_params with BatchNorm moving statistics: "
-            f"{t['params_keras']:,})",
-            f"activations/image: {t['activations']:,} forward ({_human(t['activation_bytes'])}B at float32), "
-            f"x2 with backward: {t['activations_forward_backward']:,} ({_human(t['activation_bytes_forward_backward'])}B)",
+            (f"parameters:        {t['params']:,} (Keras count_params with BatchNorm moving statistics: "
+             f"{t['params_keras']:,})"),
+            (f"activations/image: {t['activations']:,} forward ({_human(t['activation_bytes'])}B at float32), "
+             f"x2 with backward: {t['activations_forward_backward']:,} "
+             f"({_human(t['activation_bytes_forward_backward'])}B)"),
             f"multiply-adds:     {t['mult_adds']:,} ({_human(t['mult_adds'])})"]
     out += [f"note: {n}" for n in table["notes"]]
     return "\n".join(out)
