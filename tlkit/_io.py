@@ -1,25 +1,79 @@
-"""Small file helpers: every write a user may rely on is atomic (temp file + rename)."""
+"""Atomic writes (the only place tlkit does them) and small process helpers.
+
+Every file or folder a user may rely on is written beside its target under a temporary
+name (``.NAME.tmp``, or ``.NAME.tmp.EXT`` where the writer needs the extension) and then
+renamed over it: readers see the old one or the new one, never half. A temporary file is
+removed on any failure or interrupt; one left by a kill is recognised by
+:func:`tlkit.finetune.rundir.is_temp_name` and cleaned by the next run.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import secrets
+import shutil
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 
+def temp_path(path: str | os.PathLike, suffix: str = "") -> Path:
+    """A temporary name for writing ``path``: same folder (so the rename is atomic), hidden, unique per
+    writer (two processes writing one file never share a temporary), ``.tmp`` marked."""
+    path = Path(path)
+    return path.with_name(f".{path.name}.{os.getpid()}-{secrets.token_hex(3)}.tmp{suffix}")
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
+    """Yield a temporary path to write ``path`` through; renamed over ``path`` when the block succeeds.
+
+    ``suffix`` keeps an extension a writer insists on (``.keras``, ``.png``). The temporary
+    file (or folder) goes on any failure or interrupt.
+    """
+    path = Path(path)
+    tmp = temp_path(path, suffix)
+    try:
+        yield tmp
+        move_into_place(tmp, path)
+    except BaseException:
+        if tmp.is_dir() and not tmp.is_symlink():
+            shutil.rmtree(tmp, ignore_errors=True)
+        else:
+            tmp.unlink(missing_ok=True)
+        raise
+
+
+def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> Path:
+    """Write ``data`` to ``path`` atomically."""
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data)
+    return Path(path)
+
+
 def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
     """Write ``text`` to ``path`` so that readers see the old file or the new one, never half."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
-    return path
+    with atomic_path(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+    return Path(path)
 
 
 def write_json_atomic(path: str | os.PathLike, data: Any) -> Path:
     """JSON (indented, non-JSON values as strings) written atomically."""
     return write_text_atomic(path, json.dumps(data, indent=2, default=str))
+
+
+def move_into_place(src: str | os.PathLike, target: str | os.PathLike) -> Path:
+    """Rename a finished file or folder ``src`` onto ``target`` in one step.
+
+    For writers that choose their own temporary (a download, a folder of shards, a
+    SavedModel version): same file system as ``target``; a folder replaces only a missing
+    or empty one. Readers and watchers see the old ``target`` (or none), or the complete new one.
+    """
+    os.replace(src, target)
+    return Path(target)
 
 
 def pid_alive(pid: int) -> bool:

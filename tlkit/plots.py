@@ -13,6 +13,8 @@ from typing import Any
 
 import numpy as np
 
+from tlkit._io import atomic_path
+
 
 def _pyplot() -> Any:
     import matplotlib
@@ -26,10 +28,11 @@ def _pyplot() -> Any:
 def _save(fig: Any, path: str | os.PathLike) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp, dpi=110, bbox_inches="tight")
-    _pyplot().close(fig)
-    os.replace(tmp, path)
+    try:
+        with atomic_path(path, suffix=".png") as tmp:
+            fig.savefig(tmp, dpi=110, bbox_inches="tight")
+    finally:
+        _pyplot().close(fig)
     return path
 
 

@@ -23,6 +23,8 @@ from typing import Callable
 
 import numpy as np
 
+from tlkit._io import move_into_place
+
 _MARKER = ".tlkit-builtin.json"  # hidden: folder scans skip it
 _LAYOUT_VERSION = 1
 
@@ -75,10 +77,10 @@ def ensure(name: str, cache_dir: str | os.PathLike | None = None) -> Path:
         (tmp / _MARKER).write_text(json.dumps({"name": name, "count": len(images), "layout": _LAYOUT_VERSION}))
         if target.exists():  # incomplete or from an older layout: move it out of the way first
             old = Path(tempfile.mkdtemp(prefix=f".{name}.old.", dir=target.parent))
-            os.replace(target, old / name)
+            move_into_place(target, old / name)
             shutil.rmtree(old, ignore_errors=True)
         try:
-            os.replace(tmp, target)
+            move_into_place(tmp, target)
         except OSError:
             if not _complete(target, name):  # not a concurrent writer's finished copy: a real error
                 raise

@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from tlkit._io import atomic_path
 from tlkit.data.file_checks import check_files, source_key
 from tlkit.data.images import ImageError, decode_rgb, open_regular
 from tlkit.data.pipeline import SPLITS, DataSource, tfds_class_counts
@@ -221,13 +222,11 @@ class Report:
     def write_skipped_csv(self, path: str | os.PathLike) -> None:
         """Write the bad files (path, reason, detail, split, label) as CSV; header only when none."""
         p = Path(path)
-        tmp = p.with_name(f".{p.name}.{os.getpid()}.tmp")
-        with open(tmp, "w", newline="") as f:
+        with atomic_path(p) as tmp, open(tmp, "w", newline="") as f:
             w = csv.writer(f)
             w.writerow(["path", "reason", "detail", "split", "label"])
             for b in self.bad_files:
                 w.writerow([b.path, b.reason, b.detail, b.split, b.label])
-        os.replace(tmp, p)
 
 
 def _more(n: int) -> list[str]:

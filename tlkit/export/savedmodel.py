@@ -67,6 +67,7 @@ import numpy as np
 import tensorflow as tf
 
 import tlkit
+from tlkit._io import move_into_place
 from tlkit.data.images import CROP_FRACTION, MAX_PIXELS
 from tlkit.errors import ConfigError, ExportError  # noqa: F401  (ExportError re-exported)
 from tlkit.export.serving import (  # noqa: F401  (re-exported)
@@ -227,7 +228,7 @@ def export_model(model: Any, labels: Sequence[str], out: str | Path, *, version:
             os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes it private; a server may run as another user
             # Same directory, same file system: the rename is atomic, so a watcher (TF Serving)
             # sees either no version N or a complete, verified one.
-            os.rename(tmp, target)
+            move_into_place(tmp, target)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise

@@ -34,6 +34,7 @@ from typing import Any, Iterable, Sequence
 
 import numpy as np
 
+from tlkit._io import move_into_place
 from tlkit._quiet_tf import captured_stderr
 from tlkit.errors import ConfigError, DataError
 
@@ -254,7 +255,7 @@ def extract_beam(base: str, layers: Sequence[str], data: str, out: str | os.Path
     for shard in existing:
         shard.unlink()
     for shard in written:
-        shard.rename(out.parent / (prefix.name + shard.name[len(tmp_prefix.name):]))
+        move_into_place(shard, out.parent / (prefix.name + shard.name[len(tmp_prefix.name):]))
     shards = sorted(out.parent.glob(f"{prefix.name}-*-of-*.parquet"))
     import pyarrow.parquet as pq
 

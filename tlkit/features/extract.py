@@ -28,6 +28,7 @@ from typing import Any
 
 import numpy as np
 
+from tlkit._io import atomic_path
 from tlkit.errors import AlreadyExistsError, DataError, ModelError, NotFoundError
 
 META_KEY = b"tlkit"
@@ -145,9 +146,8 @@ def _part_path(parts: Path, index: int) -> Path:
 def _write_part(table: Any, path: Path) -> None:
     import pyarrow.parquet as pq
 
-    tmp = path.with_name(f".{path.name}.tmp")
-    pq.write_table(table, tmp)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        pq.write_table(table, tmp)
 
 
 def _chunk_table(rows: Any, feats: dict[str, np.ndarray], meta: dict) -> Any:
@@ -296,21 +296,18 @@ def _assemble(parts: Path, out: Path, fmt: str) -> None:
     import pyarrow.parquet as pq
 
     files = sorted(parts.glob("part-*.parquet"))
-    tmp = out.with_name(f".{out.name}.tmp")
     if fmt == "parquet":
         schema = pq.read_schema(files[0])
-        with pq.ParquetWriter(tmp, schema) as writer:
+        with atomic_path(out) as tmp, pq.ParquetWriter(tmp, schema) as writer:
             for f in files:
                 writer.write_table(pq.read_table(f, schema=schema))
-        os.replace(tmp, out)
     else:
         import pyarrow as pa
 
         table = pa.concat_tables([pq.read_table(f) for f in files])
         arrays = _table_to_arrays(table)
-        with open(tmp, "wb") as fh:
+        with atomic_path(out) as tmp, open(tmp, "wb") as fh:
             np.savez(fh, **arrays)
-        os.replace(tmp, out)
     shutil.rmtree(parts)
 
 

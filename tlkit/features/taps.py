@@ -15,6 +15,7 @@ from typing import Any
 
 import keras
 
+from tlkit import _keras_compat as _kc
 from tlkit.errors import ModelError
 from tlkit.inspection import own_node
 
@@ -128,7 +129,7 @@ def _tensor_in_graph(model: keras.Model, inputs: Any, layer_path: list[keras.Mod
     node = own_node(model, sub)
     if node is None:
         raise ModelError(f"sub-model {sub.name!r} is not called inside {model.name!r}")
-    tensors = node.arguments.keras_tensors
+    tensors = _kc.node_input_tensors(node)
     feed = keras.Model(model.inputs, tensors[0] if len(tensors) == 1 else tensors)
     inner = _tensor_in_graph(sub, sub.inputs, layer_path[1:], layer)
     tapped_sub = keras.Model(sub.inputs, inner)

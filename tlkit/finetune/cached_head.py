@@ -7,7 +7,8 @@ augmentation), so the base runs once per image and the head trains on the vector
 from __future__ import annotations
 
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 
 def cached_head_data(model: Any, source: Any, size: tuple, batch_size: int, channels: int,

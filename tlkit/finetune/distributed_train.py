@@ -16,8 +16,9 @@ and state), so a distributed run directory is the same as a local one.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any
 
 import keras
 import numpy as np

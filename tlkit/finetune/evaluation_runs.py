@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from tlkit.errors import DataError, NotFoundError
 from tlkit.finetune.rundir import RunDir

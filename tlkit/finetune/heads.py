@@ -109,6 +109,10 @@ def build_classifier(base_name: str, *, num_classes: int, weights: str | None = 
     shape = (*size, spec.input_shape[2])
     if base_model is None:
         base_model = tlkit.build(spec.name, weights=weights, include_top=False, input_shape=shape)
+    else:
+        # The caller's body stays as it was (name, trainable flags, weights): the classifier gets a copy.
+        base_model = _copy_of(base_model)
+    # Ours now: named so that get_base, unfreeze_top and saved runs (resume, export) find it by name.
     base_model.name = BASE_NAME
     base_model.trainable = False
     inputs = keras.Input(shape=shape, name="image")
@@ -124,6 +128,16 @@ def build_classifier(base_name: str, *, num_classes: int, weights: str | None = 
     # float32 output even under mixed precision: softmax in float16 loses small probabilities.
     outputs = keras.layers.Dense(num_classes, activation="softmax", dtype="float32", name="predictions")(x)
     return keras.Model(inputs, outputs, name=f"{spec.name}_finetune")
+
+
+def _copy_of(model: keras.Model) -> keras.Model:
+    """A new model with ``model``'s architecture and (copied) weights; ``model`` is not touched."""
+    from tlkit._keras_objects import register
+
+    register()  # tlkit's custom layers, for from_config
+    copy = keras.models.clone_model(model)
+    copy.set_weights(model.get_weights())
+    return copy
 
 
 def get_base(model: keras.Model) -> keras.Model:

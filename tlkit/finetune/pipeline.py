@@ -15,9 +15,10 @@ import dataclasses
 import shutil
 import sys
 import tempfile
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import tlkit
 from tlkit.distribute import (
@@ -28,67 +29,24 @@ from tlkit.distribute import (
 )
 from tlkit.errors import ConfigError, DataError, RunDirError
 from tlkit.finetune import rundir as rd
+from tlkit.finetune.config import RUNS_DIR, FinetuneConfig, check_config, same_data  # noqa: F401  (public here too)
 from tlkit.finetune.rundir import RunDir
 from tlkit.finetune.runlog import Log
 
-RUNS_DIR = Path("runs")
 
+def _setup_numerics(cfg: FinetuneConfig, log: Log) -> Callable[[], None]:
+    """Seed, op determinism and dtype policy for this run; returns the function that puts back
+    what the caller had (a library call leaves no process-wide setting behind)."""
+    import random
 
-@dataclass
-class FinetuneConfig:
-    """Everything that defines a finetuning run; written to ``config.json``."""
-
-    data: str
-    base: str = "efficientnet_lite0"
-    weights: str | None = "imagenet"
-    name: str | None = None
-    runs_dir: str = str(RUNS_DIR)
-    input_size: tuple[int, int] | None = None
-    batch_size: int = 32
-    epochs: int = 5  # stage 1: head only
-    finetune_epochs: int = 5  # stage 2: top blocks unfrozen
-    unfreeze: str = "2"  # number of top blocks, or "all"; "0" = head only
-    lr: float = 1e-3
-    finetune_lr: float | None = None  # default: lr / 10
-    optimizer: str = "adam"
-    momentum: float = 0.9
-    weight_decay: float = 0.0
-    schedule: str = "none"
-    step_epochs: int = 10
-    early_stopping: int = 0
-    dropout: float = 0.2
-    hidden_units: int = 0
-    augment: str | None = "crop"  # "crop" | "scale" | None
-    flip: bool = True  # horizontal flips; off for digits, text and other handed data
-    val_split: float = 0.2
-    seed: int = 0
-    class_weight: str | None = None  # "auto" derives weights from class counts
-    train_batchnorm: bool = False
-    find_lr: bool = False
-    distribute: str | None = None  # None | "mirrored" | "multi-worker"
-    mixed_precision: str = "auto"  # "auto" (on for GPUs) | "on" | "off"
-    tfds_data_dir: str | None = None
-    cache_dir: str | None = None
-    deterministic: bool = True
-    cache_features: bool = False
-    check_sample: int = 0  # preflight decodes a seeded sample of this many files; 0 = every file  # stage 1 on the frozen base's features, computed once
-    leaks: str = "drop"  # validation/test copies of training files: "drop" | "keep" | "fail" (preflight)
-
-    def run_dir(self) -> Path:
-        """``runs_dir/name`` (default name: BASE-DATA); raises RunDirError for a name that is not one folder."""
-        name = self.name if self.name is not None else f"{self.base}-{_slug(self.data)}"
-        return RunDir.at(self.runs_dir, name).path
-
-
-def _slug(data: str) -> str:
-    tail = data.rstrip("/").replace(":", "-").split("/")[-1] or "data"
-    return "".join(c if c.isalnum() or c in "-_." else "_" for c in tail)
-
-
-def _setup_numerics(cfg: FinetuneConfig, log: Log) -> None:
     import keras
+    import numpy as np
     import tensorflow as tf
 
+    from tlkit import _keras_compat
+
+    policy, determinism = keras.mixed_precision.global_policy(), _keras_compat.op_determinism()
+    py_state, np_state = random.getstate(), np.random.get_state()
     keras.utils.set_random_seed(cfg.seed)
     gpus = tf.config.list_physical_devices("GPU")
     if cfg.deterministic and not gpus:
@@ -97,6 +55,15 @@ def _setup_numerics(cfg: FinetuneConfig, log: Log) -> None:
     use_mp = cfg.mixed_precision == "on" or (cfg.mixed_precision == "auto" and gpus)
     keras.mixed_precision.set_global_policy("mixed_float16" if use_mp else "float32")
     log(f"devices: {len(gpus)} GPU(s); mixed precision {'on' if use_mp else 'off'}")
+
+    def restore() -> None:
+        keras.mixed_precision.set_global_policy(policy)
+        if _keras_compat.op_determinism() != determinism:
+            _keras_compat.set_op_determinism(determinism)
+        random.setstate(py_state)
+        np.random.set_state(np_state)
+
+    return restore
 
 
 def load_data(cfg: FinetuneConfig, log: Log) -> tuple[Any, Any]:
@@ -119,33 +86,6 @@ def load_data(cfg: FinetuneConfig, log: Log) -> tuple[Any, Any]:
     return source, report
 
 
-def _check_config(cfg: FinetuneConfig) -> None:
-    """Flag values that make a run impossible, refused before anything starts."""
-    tlkit.get_spec(cfg.base)  # unknown base: the error lists close names
-    if cfg.unfreeze != "all" and not str(cfg.unfreeze).isdigit():
-        raise ConfigError(f"--unfreeze must be a number of blocks or 'all', got {cfg.unfreeze!r}")
-    if cfg.class_weight not in (None, "none", "auto"):
-        raise ConfigError(f"--class-weight must be 'auto' or 'none', got {cfg.class_weight!r}")
-    if cfg.distribute == "multi-worker" and (cfg.find_lr or cfg.cache_features):
-        flag = "--find-lr" if cfg.find_lr else "--cache-features"
-        raise ConfigError(f"{flag} runs on one process: find the rate or train the head without "
-                          f"--distribute multi-worker, then run the multi-worker job with --lr")
-    if cfg.epochs <= 0 and (cfg.finetune_epochs <= 0 or str(cfg.unfreeze) == "0"):
-        raise ConfigError(
-            f"nothing to train: --epochs {cfg.epochs} and --finetune-epochs {cfg.finetune_epochs} "
-            f"(--unfreeze {cfg.unfreeze}); pass --epochs N for the head and/or --finetune-epochs N with "
-            f"--unfreeze N|all for the top blocks")
-
-
-def _same_data(a: str, b: str) -> bool:
-    if a == b:
-        return True
-    try:  # "shapes", "./shapes" and "shapes/" are one folder
-        return Path(a).resolve() == Path(b).resolve()
-    except (OSError, ValueError):
-        return False
-
-
 def _prepare(cfg: FinetuneConfig, resume: bool, force: bool,
              must_match: Iterable[str]) -> tuple[FinetuneConfig, RunDir, str]:
     """Checks that cost nothing (no TensorFlow, no data, no writes): flags, run name, the run
@@ -154,7 +94,7 @@ def _prepare(cfg: FinetuneConfig, resume: bool, force: bool,
     if resume and force:
         raise ConfigError("--resume continues a run and --force replaces it: pass one of them")
     cfg = dataclasses.replace(cfg)  # defaults get filled in: the caller's config stays as it was
-    _check_config(cfg)
+    check_config(cfg)
     run = RunDir(cfg.run_dir())
     chief = cfg.distribute != "multi-worker" or chief_by_tf_config()
     plan = run.plan(resume=resume, force=force) if chief else "worker"
@@ -165,7 +105,7 @@ def _prepare(cfg: FinetuneConfig, resume: bool, force: bool,
         saved = run.read_config()
         for field in must_match:
             given, made = getattr(cfg, field), saved.get(field)
-            if made is not None and not (_same_data(given, made) if field == "data" else given == made):
+            if made is not None and not (same_data(given, made) if field == "data" else given == made):
                 raise RunDirError(f"--resume: {run.path} was made with --{field} {made}, not --{field} {given}; "
                                   f"resume with --{field} {made}, or start a new run with another --name")
         saved["input_size"] = tuple(saved["input_size"]) if saved.get("input_size") else None
@@ -174,7 +114,7 @@ def _prepare(cfg: FinetuneConfig, resume: bool, force: bool,
         # --distribute is how this command runs, not what the run is: it comes from the command line.
         cfg = FinetuneConfig(**{**{k: v for k, v in saved.items() if k in known},
                                 "runs_dir": cfg.runs_dir, "name": run.path.name, "distribute": cfg.distribute})
-        _check_config(cfg)
+        check_config(cfg)
         if run.read_state().get("done"):
             plan = "done"
     return cfg, run, plan
@@ -226,71 +166,74 @@ def finetune(cfg: FinetuneConfig, *, resume: bool = False, force: bool = False, 
 
     # Before TensorFlow runs any op: collective ops are configured at program start-up.
     strategy = create_strategy(cfg.distribute)
-    _setup_numerics(cfg, log)
-    size = tuple(cfg.input_size)
-    channels = spec.input_shape[-1]
-    train_ds = tldata.make_dataset(source, "train", image_size=size, batch_size=cfg.batch_size, training=True,
-                                   augment=cfg.augment, seed=cfg.seed, flip=cfg.flip, channels=channels,
-                                   skip_undecodable=bool(cfg.check_sample))
-    has_val = tldata.dataset_size(source, "val") > 0
-    val_ds = (tldata.make_dataset(source, "val", image_size=size, batch_size=cfg.batch_size, training=False,
-                                  channels=channels, skip_undecodable=bool(cfg.check_sample)) if has_val else None)
-    class_weight = None
-    if cfg.class_weight == "auto":
-        counts = report.class_counts.get("train", {})
-        class_weight = tldata.class_weights([counts.get(c, 0) for c in classes])
-        log("class weights: " + ", ".join(f"{c}={class_weight[i]:.2f}" for i, c in enumerate(classes)))
-
-    stage1 = train.StageConfig(stage=1, epochs=cfg.epochs, lr=cfg.lr, optimizer=cfg.optimizer,
-                               momentum=cfg.momentum, weight_decay=cfg.weight_decay, schedule=cfg.schedule,
-                               step_epochs=cfg.step_epochs, early_stopping=cfg.early_stopping)
-    stage2 = dataclasses.replace(stage1, stage=2, epochs=cfg.finetune_epochs, lr=cfg.finetune_lr)
-    log(f"distribution: {type(strategy).__name__}, {strategy.num_replicas_in_sync} replica(s) in sync")
-    # A kill before the first state.json leaves no epoch to resume from: start over.
-    if not (state and (run / rd.LAST).exists()):
-        state = {}
-    with strategy.scope():
-        if state:
-            model = run.load_checkpoint(run / rd.LAST)
-        else:
-            model = heads.build_classifier(cfg.base, num_classes=len(classes), weights=cfg.weights,
-                                           input_size=size, dropout=cfg.dropout, hidden_units=cfg.hidden_units)
-            train.compile_model(model, stage1, len(classes))
-            # Slots built now: a checkpoint saved before the optimizer's first step (cached features
-            # train another model) still loads whole.
-            model.optimizer.build(model.trainable_variables)
-
-    # Everything that can fail has been checked: only now is the run directory locked and written.
-    if plan == "worker" or not is_chief(strategy):
-        run = None  # a non-chief worker: saves (saving runs collective ops) where nobody reads
-        write_dir = Path(tempfile.mkdtemp(prefix="tlkit-worker-"))
-        if state:  # resuming: the worker follows the chief's stage and epoch
-            train.write_state(write_dir, state)
-    else:
-        run.acquire(plan)
-        write_dir = run.path
+    restore_numerics = _setup_numerics(cfg, log)
     try:
-        if run is not None:
-            log.attach(run / rd.LOG)
-            if run.took_over:
-                log(f"took over the lock of {rd.RunLock.describe(run.took_over)}, which is no longer running")
-            if state and run.read_state() != state:
-                raise RunDirError(f"{run.path} changed while this resume was starting (another tlkit process?); "
-                                  f"run the command again")
-            run.write_json(rd.CONFIG, {**asdict(cfg), "tlkit_version": tlkit.__version__})
-            run.write_json(rd.LABELS, classes)
-            _write_data_report(run, report)
+        size = tuple(cfg.input_size)
+        channels = spec.input_shape[-1]
+        train_ds = tldata.make_dataset(source, "train", image_size=size, batch_size=cfg.batch_size, training=True,
+                                       augment=cfg.augment, seed=cfg.seed, flip=cfg.flip, channels=channels,
+                                       skip_undecodable=bool(cfg.check_sample))
+        has_val = tldata.dataset_size(source, "val") > 0
+        val_ds = (tldata.make_dataset(source, "val", image_size=size, batch_size=cfg.batch_size, training=False,
+                                      channels=channels, skip_undecodable=bool(cfg.check_sample)) if has_val else None)
+        class_weight = None
+        if cfg.class_weight == "auto":
+            counts = report.class_counts.get("train", {})
+            class_weight = tldata.class_weights([counts.get(c, 0) for c in classes])
+            log("class weights: " + ", ".join(f"{c}={class_weight[i]:.2f}" for i, c in enumerate(classes)))
+
+        stage1 = train.StageConfig(stage=1, epochs=cfg.epochs, lr=cfg.lr, optimizer=cfg.optimizer,
+                                   momentum=cfg.momentum, weight_decay=cfg.weight_decay, schedule=cfg.schedule,
+                                   step_epochs=cfg.step_epochs, early_stopping=cfg.early_stopping)
+        stage2 = dataclasses.replace(stage1, stage=2, epochs=cfg.finetune_epochs, lr=cfg.finetune_lr)
+        log(f"distribution: {type(strategy).__name__}, {strategy.num_replicas_in_sync} replica(s) in sync")
+        # A kill before the first state.json leaves no epoch to resume from: start over.
+        if not (state and (run / rd.LAST).exists()):
+            state = {}
+        with strategy.scope():
             if state:
-                log(f"resumed from {run / rd.LAST} at epoch {state.get('next_epoch')}")
-        job = _Job(cfg, run, write_dir, model, strategy, stage1, stage2, train_ds, val_ds, source, classes, size,
-                   channels, class_weight, log)
-        metrics = _train_and_finish(job, state, resume=resume, callbacks=callbacks, quiet=quiet)
-    finally:
-        if run is not None:
-            run.close()  # interrupted before the first checkpoint: a replaced run is put back
+                model = run.load_checkpoint(run / rd.LAST)
+            else:
+                model = heads.build_classifier(cfg.base, num_classes=len(classes), weights=cfg.weights,
+                                               input_size=size, dropout=cfg.dropout, hidden_units=cfg.hidden_units)
+                train.compile_model(model, stage1, len(classes))
+                # Slots built now: a checkpoint saved before the optimizer's first step (cached features
+                # train another model) still loads whole.
+                model.optimizer.build(model.trainable_variables)
+
+        # Everything that can fail has been checked: only now is the run directory locked and written.
+        if plan == "worker" or not is_chief(strategy):
+            run = None  # a non-chief worker: saves (saving runs collective ops) where nobody reads
+            write_dir = Path(tempfile.mkdtemp(prefix="tlkit-worker-"))
+            if state:  # resuming: the worker follows the chief's stage and epoch
+                train.write_state(write_dir, state)
         else:
-            shutil.rmtree(write_dir, ignore_errors=True)
-    return metrics
+            run.acquire(plan)
+            write_dir = run.path
+        try:
+            if run is not None:
+                log.attach(run / rd.LOG)
+                if run.took_over:
+                    log(f"took over the lock of {rd.RunLock.describe(run.took_over)}, which is no longer running")
+                if state and run.read_state() != state:
+                    raise RunDirError(f"{run.path} changed while this resume was starting (another tlkit process?); "
+                                      f"run the command again")
+                run.write_json(rd.CONFIG, {**asdict(cfg), "tlkit_version": tlkit.__version__})
+                run.write_json(rd.LABELS, classes)
+                _write_data_report(run, report)
+                if state:
+                    log(f"resumed from {run / rd.LAST} at epoch {state.get('next_epoch')}")
+            job = _Job(cfg, run, write_dir, model, strategy, stage1, stage2, train_ds, val_ds, source, classes, size,
+                       channels, class_weight, log)
+            metrics = _train_and_finish(job, state, resume=resume, callbacks=callbacks, quiet=quiet)
+        finally:
+            if run is not None:
+                run.close()  # interrupted before the first checkpoint: a replaced run is put back
+            else:
+                shutil.rmtree(write_dir, ignore_errors=True)
+        return metrics
+    finally:
+        restore_numerics()  # the caller's dtype policy, op determinism and random state, as they were
 
 
 @dataclass

@@ -28,7 +28,7 @@ import socket
 from pathlib import Path
 from typing import Any
 
-from tlkit._io import pid_alive, write_json_atomic, write_text_atomic
+from tlkit._io import move_into_place, pid_alive, write_json_atomic, write_text_atomic
 from tlkit.errors import AlreadyExistsError, NotFoundError, RunDirError
 
 try:  # flock is POSIX; elsewhere the lock falls back to "is the PID alive" on this host
@@ -335,7 +335,7 @@ class RunDir:
                 shutil.rmtree(backup, ignore_errors=True)  # the new run got its first checkpoint
                 return None
             self._discard_new()
-            os.rename(backup, self.path)
+            move_into_place(backup, self.path)
             guard.path = self.path / LOCK  # so that release removes the lock file it moved along
             return None
         finally:
@@ -345,7 +345,7 @@ class RunDir:
         """Delete the folder at ``path`` (a replacing run that never wrote a checkpoint)."""
         if self.path.exists():
             discard = self.path.with_name(f".{self.path.name}.tlkit-discard-{os.getpid()}")
-            os.rename(self.path, discard)
+            move_into_place(self.path, discard)
             shutil.rmtree(discard, ignore_errors=True)
 
     def acquire(self, plan: str) -> None:
@@ -359,7 +359,7 @@ class RunDir:
                 self._old_lock = RunLock(p / LOCK)
                 self.took_over = self._old_lock.acquire()
                 self._check_plan(plan)
-                os.rename(p, self.backup_path)
+                move_into_place(p, self.backup_path)
                 self._backup = self.backup_path
                 try:
                     p.mkdir()
@@ -406,7 +406,7 @@ class RunDir:
             self.clean_temp()
             if self._backup is not None and not self.is_started():
                 self._discard_new()
-                os.rename(self._backup, self.path)
+                move_into_place(self._backup, self.path)
                 self._backup = None
             else:
                 self.commit()

@@ -11,13 +11,15 @@ import math
 import os
 import time
 import warnings
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any
 
 import keras
 import numpy as np
 
+from tlkit._io import atomic_path
 from tlkit.errors import ConfigError
 from tlkit.finetune.rundir import BEST, HISTORY, LAST, RunDir
 
@@ -75,14 +77,8 @@ def save_checkpoint(model: keras.Model, path: Path) -> None:
     The temporary file goes on any failure or interrupt; one left by a kill is removed by
     the next run or resume (:meth:`tlkit.finetune.rundir.RunDir.clean_temp`).
     """
-    path = Path(path)
-    tmp = path.with_name(f".{path.stem}.tmp.keras")
-    try:
+    with atomic_path(path, suffix=".keras") as tmp:
         model.save(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
 
 
 class EpochEndHook(keras.callbacks.Callback):
@@ -169,13 +165,11 @@ def truncate_history(path: Path, next_epoch: int) -> None:
     """Drop rows of epochs that the state does not vouch for (killed between row and state)."""
     path = Path(path)
     rows = [r for r in read_history(path) if r["epoch"] < next_epoch]
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "w", newline="") as f:
+    with atomic_path(path) as tmp, open(tmp, "w", newline="") as f:  # a kill leaves the old history
         w = csv.DictWriter(f, fieldnames=HISTORY_FIELDS)
         w.writeheader()
         for r in rows:
             w.writerow({k: ("" if r.get(k) is None else r.get(k)) for k in HISTORY_FIELDS})
-    os.replace(tmp, path)  # a kill mid-rewrite leaves the old history, never a partial one
 
 
 def write_state(run_dir: Path, state: dict) -> None:

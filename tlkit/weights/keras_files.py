@@ -192,19 +192,9 @@ def _keras_cache_at(home: Path) -> Iterator[None]:
     two differ (the variable was changed after Keras was imported), Keras would look
     for the file tlkit just verified in the wrong place and try to download it.
     """
-    try:
-        from keras.src.backend import config as kconfig
-    except ImportError:  # pragma: no cover - a Keras without this layout
+    from tlkit._keras_compat import keras_home_as
+
+    with keras_home_as(home):
         yield
-        return
-    old = getattr(kconfig, "_KERAS_DIR", None)
-    if old is None or Path(old).expanduser() == home:
-        yield
-        return
-    kconfig._KERAS_DIR = str(home)
-    try:
-        yield
-    finally:
-        kconfig._KERAS_DIR = old
 
 

@@ -12,6 +12,7 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
+from tlkit._io import atomic_path
 from tlkit.errors import NotFoundError, WeightsError
 from tlkit.registry import ModelSpec, WeightsEntry, get_spec, list_models, load_builder
 from tlkit.weights import torch_wheels
@@ -176,15 +177,8 @@ def import_weights(file: str | os.PathLike, base: str | None = None) -> Path:
             _check_loadable(wf, check_path)
         dest = wf.cached_path
         dest.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=".tmp-import-")
-        os.close(fd)
-        try:
+        with atomic_path(dest) as tmp:
             shutil.copyfile(check_path, tmp)
-            os.chmod(tmp, 0o644)
-            os.replace(tmp, dest)
-        finally:
-            if os.path.exists(tmp):
-                os.remove(tmp)
         return dest
     finally:
         if tmpdir:

@@ -15,12 +15,12 @@ import importlib
 import json
 import os
 import shutil
-import tempfile
 import warnings
 import zipfile
 from pathlib import Path
 from typing import Any
 
+from tlkit._io import atomic_path, write_text_atomic
 from tlkit.errors import WeightsError
 from tlkit.registry import ModelSpec, WeightsEntry, get_spec, load_builder
 from tlkit.weights.files import (
@@ -113,9 +113,11 @@ def _load_own_weights_file(model: Any, path: Path) -> bool:
     """
     import h5py
 
+    from tlkit._keras_compat import KerasCompatError, to_snake_case
+
     try:
-        from keras.src.utils.naming import to_snake_case
-    except ImportError:  # pragma: no cover - another Keras layout: use Keras' loader
+        to_snake_case("Dense")
+    except KerasCompatError:  # pragma: no cover - another Keras layout: use Keras' loader
         return False
     used: dict[str, int] = {}
     plan: list[tuple[Any, list[Any]]] = []
@@ -149,27 +151,16 @@ def _load_own_weights_file(model: Any, path: Path) -> bool:
 
 
 def _write_converted_cache(model: Any, cache: Path, source_sha256: str, report: Any, source_name: str) -> None:
-    """Write weights then metadata, each atomically (temp file + ``os.replace``)."""
+    """Write weights then metadata, each atomically (:func:`tlkit._io.atomic_path`)."""
     cache.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=cache.parent, prefix=".tmp-", suffix=".weights.h5")
-    os.close(fd)
-    try:
+    with atomic_path(cache, suffix=".weights.h5") as tmp:
         model.save_weights(tmp, overwrite=True)
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600; a shared Keras home needs readable files
         digest = file_digest(tmp)
-        os.replace(tmp, cache)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
     meta = {"source": source_name, "source_sha256": source_sha256, "weights_sha256": digest,
             "converter_version": CONVERTER_VERSION, "tensors_used": len(report.used),
             "tensors_ignored": len(report.ignored)}
     meta_path = _cache_meta_path(cache)
-    fd, tmp = tempfile.mkstemp(dir=cache.parent, prefix=".tmp-", suffix=".json")
-    with os.fdopen(fd, "w") as f:
-        json.dump(meta, f, indent=1)
-    os.chmod(tmp, 0o644)
-    os.replace(tmp, meta_path)
+    write_text_atomic(meta_path, json.dumps(meta, indent=1))
 
 
 def convert(source: str | os.PathLike, model: Any) -> Any:

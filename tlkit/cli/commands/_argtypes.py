@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import argparse
 import math
+from collections.abc import Callable
+from typing import Any
 
 
 def positive_int(text: str) -> int:
@@ -70,3 +72,15 @@ def _finite(text: str) -> float:
     if not math.isfinite(value):
         raise argparse.ArgumentTypeError(f"must be a finite number, got {text!r}")
     return value
+
+
+def by_kind(kind: str) -> Callable[[str], Any]:
+    """The parser named by a config field's ``kind`` metadata (see :mod:`tlkit.finetune.config`)."""
+    parsers: dict[str, Callable[[str], Any]] = {
+        "str": str, "int": int, "positive_int": positive_int, "non_negative_int": non_negative_int,
+        "image_side": image_side, "positive_float": positive_float, "non_negative_float": non_negative_float,
+        "fraction": fraction}
+    try:
+        return parsers[kind]
+    except KeyError:
+        raise ValueError(f"no argument parser named {kind!r}; known: {', '.join(sorted(parsers))}") from None

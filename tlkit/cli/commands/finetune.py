@@ -5,14 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 
-from tlkit.cli.commands._argtypes import (
-    fraction,
-    image_side,
-    non_negative_float,
-    non_negative_int,
-    positive_float,
-    positive_int,
-)
+from tlkit.cli.commands._argtypes import by_kind, positive_int
 
 NAME = "finetune"
 HELP = "finetune a pretrained base on a folder, CSV manifest, TFDS or builtin dataset"
@@ -22,55 +15,38 @@ ORDER = 40
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--base", help="registry name of the pretrained base (default: efficientnet_lite0; with "
-                                  "--resume: the run's own)")
-    p.add_argument("--data", required=True,
-                   help="folder of class subfolders, a CSV manifest (path,label[,split]), tfds:NAME, or "
-                        "builtin:digits / builtin:faces")
-    p.add_argument("--weights", default="imagenet", help="'imagenet', a local weights file, or 'none'")
-    p.add_argument("--name", help="run name (default: BASE-DATA)")
-    p.add_argument("--runs-dir", default="runs", help="parent folder of run directories")
-    p.add_argument("--input-size", nargs=2, type=image_side, metavar=("H", "W"), help="default: the base's own")
-    p.add_argument("--batch-size", type=positive_int, default=32)
-    p.add_argument("--epochs", type=non_negative_int, default=5, help="stage 1 epochs (head only)")
-    p.add_argument("--finetune-epochs", type=non_negative_int, default=5, help="stage 2 epochs (top blocks unfrozen)")
-    p.add_argument("--unfreeze", default="2", help="top blocks to unfreeze in stage 2: N, or 'all'; 0 = head only")
-    p.add_argument("--lr", type=positive_float, default=1e-3, help="stage 1 learning rate")
-    p.add_argument("--finetune-lr", type=positive_float, help="stage 2 learning rate (default: lr / 10)")
-    p.add_argument("--optimizer", choices=["adam", "sgd"], default="adam", help="sgd uses momentum 0.9")
-    p.add_argument("--weight-decay", type=non_negative_float, default=0.0)
-    p.add_argument("--schedule", choices=["none", "step", "plateau", "cosine"], default="none",
-                   help="step: /10 every --step-epochs; plateau: /10 when val loss stalls")
-    p.add_argument("--step-epochs", type=positive_int, default=10)
-    p.add_argument("--early-stopping", type=non_negative_int, default=0, metavar="PATIENCE", help="0 = off")
-    p.add_argument("--dropout", type=fraction, default=0.2)
-    p.add_argument("--hidden-units", type=non_negative_int, default=0, help="optional hidden Dense layer in the head")
-    p.add_argument("--augment", choices=["crop", "scale"], default="crop",
-                   help="random resized crop, or VGG scale jitter (both with flip and colour jitter)")
-    p.add_argument("--no-augment", action="store_true")
-    p.add_argument("--no-flip", action="store_true", help="no horizontal flips (digits, text: handedness matters)")
-    p.add_argument("--val-split", type=fraction, default=0.2)
-    p.add_argument("--leaks", choices=["drop", "keep", "fail"], default="drop",
-                   help="validation/test files identical to training files: drop leaves them out (the default: "
-                        "copies of training images inflate validation accuracy), keep keeps them, fail stops (exit 2)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--class-weight", choices=["auto", "none"], default="none",
-                   help="auto: weights inversely proportional to class counts")
-    p.add_argument("--train-batchnorm", action="store_true", help="also train BatchNorm scale/offset in stage 2")
-    p.add_argument("--find-lr", action="store_true",
-                   help="run an LR range test first, plot it, and train at the suggested rate")
-    p.add_argument("--cache-features", action="store_true",
-                   help="stage 1 on the frozen base's features computed once (no augmentation in stage 1)")
-    p.add_argument("--distribute", choices=["mirrored", "multi-worker"],
-                   help="tf.distribute strategy: mirrored (this machine's GPUs) or multi-worker (the workers a "
-                        "cluster manager names in TF_CONFIG; --batch-size is the global batch)")
+    """One flag per :class:`~tlkit.finetune.config.FinetuneConfig` field, then how this command runs.
+
+    Config flags default to "not given" (absent from the namespace): the dataclass fills in its
+    own defaults, and ``--help`` shows them as the dataclass states them.
+    """
+    from tlkit.finetune.config import cli_fields, default_text, option_name
+
+    for f in cli_fields():
+        m = f.metadata
+        shown = default_text(f)
+        help_text = (m["help"] + (f" (default: {shown})" if shown is not None else "")).replace("%", "%%")
+        if m["kind"] == "flag":
+            p.add_argument(option_name(f), dest=f.name, action="store_const", const=not f.default,
+                           default=argparse.SUPPRESS, help=help_text)
+            continue
+        kw: dict = {"dest": f.name, "type": by_kind(m["kind"]), "help": help_text}
+        if m.get("required"):
+            kw["required"] = True
+        else:
+            kw["default"] = argparse.SUPPRESS
+        if m.get("choices"):
+            kw["choices"] = list(m["choices"])
+        if m.get("metavar"):
+            kw["metavar"] = m["metavar"]
+        if isinstance(m.get("metavar"), tuple):
+            kw["nargs"] = len(m["metavar"])
+        p.add_argument(option_name(f), **kw)
+        if m.get("negate"):
+            p.add_argument(m["negate"], dest=f"{f.name}__none", action="store_true", default=argparse.SUPPRESS,
+                           help=f"no {option_name(f)}: sets it to none")
     p.add_argument("--workers", type=positive_int, metavar="N",
                    help="start N local workers on loopback (a multi-worker job on one machine, to try it)")
-    p.add_argument("--mixed-precision", choices=["auto", "on", "off"], default="auto")
-    p.add_argument("--check-sample", type=positive_int, metavar="N",
-                   help="decode only a seeded sample of N files before training (millions of images); the others "
-                        "are used unchecked and one that does not decode is skipped by the input pipeline")
-    p.add_argument("--tfds-data-dir", help="folder with prepared TFDS datasets")
     p.add_argument("--resume", action="store_true",
                    help="continue an interrupted run from its last checkpoint (same --data and --base; the other "
                         "settings come from the run's config.json)")
@@ -80,22 +56,34 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quiet", action="store_true")
 
 
-def config_from_args(args: argparse.Namespace) -> "object":
-    from tlkit.finetune.pipeline import FinetuneConfig
+def config_values(args: argparse.Namespace) -> dict:
+    """The config fields the command line gave (``none`` words and ``--no-X`` switches applied)."""
+    from tlkit.finetune.config import cli_fields
 
-    return FinetuneConfig(
-        data=args.data, **({"base": args.base} if args.base else {}), weights=None if args.weights == "none" else args.weights,
-        name=args.name, runs_dir=args.runs_dir,
-        input_size=tuple(args.input_size) if args.input_size else None, batch_size=args.batch_size,
-        epochs=args.epochs, finetune_epochs=args.finetune_epochs, unfreeze=str(args.unfreeze), lr=args.lr,
-        finetune_lr=args.finetune_lr, optimizer=args.optimizer, weight_decay=args.weight_decay,
-        schedule=args.schedule, step_epochs=args.step_epochs, early_stopping=args.early_stopping,
-        dropout=args.dropout, hidden_units=args.hidden_units, augment=None if args.no_augment else args.augment, flip=not args.no_flip,
-        val_split=args.val_split, seed=args.seed, class_weight=args.class_weight,
-        train_batchnorm=args.train_batchnorm, find_lr=args.find_lr, distribute=args.distribute,
-        mixed_precision=args.mixed_precision, tfds_data_dir=args.tfds_data_dir,
-        cache_features=args.cache_features,
-        leaks=args.leaks, check_sample=args.check_sample or 0)
+    given: dict = {}
+    for f in cli_fields():
+        if hasattr(args, f.name):
+            value = getattr(args, f.name)
+            if f.metadata.get("none_word") and value == "none":
+                value = None
+            elif isinstance(value, list):
+                value = tuple(value)
+            given[f.name] = value
+        if getattr(args, f"{f.name}__none", False):
+            given[f.name] = None  # --no-augment wins over --augment, in any order
+    return given
+
+
+def config_from_args(args: argparse.Namespace) -> object:
+    """The :class:`~tlkit.finetune.config.FinetuneConfig` of the parsed command line."""
+    from tlkit.finetune.config import FinetuneConfig
+
+    return FinetuneConfig(**config_values(args))
+
+
+def _must_match(args: argparse.Namespace) -> tuple[str, ...]:
+    # --base given: a resume checks it against the run's; not given: the run's own is used.
+    return ("data", "base") if getattr(args, "base", None) else ("data",)
 
 
 def _interrupt_on_sigterm(signum: int, frame: object) -> None:
@@ -107,7 +95,7 @@ def _launch(args: argparse.Namespace) -> int:
     from tlkit.distribute import launch_local_workers
     from tlkit.errors import ConfigError
 
-    if args.distribute == "mirrored":
+    if getattr(args, "distribute", None) == "mirrored":
         raise ConfigError("--workers starts a multi-worker job; it does not go with --distribute mirrored")
     # The checks that need no TensorFlow, once, here: a mistake is one line, before any worker starts.
     from tlkit.data import pipeline as tldata
@@ -115,8 +103,7 @@ def _launch(args: argparse.Namespace) -> int:
 
     cfg = config_from_args(args)
     cfg.distribute = "multi-worker"
-    cfg = check_before_start(cfg, resume=args.resume, force=args.force,
-                             must_match=("data", "base") if args.base else ("data",))
+    cfg = check_before_start(cfg, resume=args.resume, force=args.force, must_match=_must_match(args))
     tldata.resolve(cfg.data, val_split=cfg.val_split, seed=cfg.seed, tfds_data_dir=cfg.tfds_data_dir,
                    cache_dir=cfg.cache_dir)
     argv, skip = [], False
@@ -127,7 +114,7 @@ def _launch(args: argparse.Namespace) -> int:
             skip = True
         elif not a.startswith("--workers="):
             argv.append(a)
-    if args.distribute is None:
+    if getattr(args, "distribute", None) is None:
         argv += ["--distribute", "multi-worker"]
     return launch_local_workers(argv, args.workers, log=lambda m: None if args.quiet else print(m, flush=True))
 
@@ -142,7 +129,6 @@ def run(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, _interrupt_on_sigterm)
     if args.workers and not os.environ.get("TF_CONFIG"):
         return _launch(args)
-    must_match = ("data", "base") if args.base else ("data",)
     metrics = finetune(config_from_args(args), resume=args.resume, force=args.force, quiet=args.quiet,
-                       must_match=must_match)
+                       must_match=_must_match(args))
     return 0 if metrics else 1
