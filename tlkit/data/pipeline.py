@@ -25,6 +25,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
+from tlkit.data.decode import decode_need, with_threading
 from tlkit.data.images import IMAGE_EXTENSIONS, is_image_path
 from tlkit.errors import DataError
 
@@ -613,35 +614,11 @@ def class_weights(counts: Sequence[int] | Mapping[Any, int]) -> dict[int, float]
     return {i: (total / (present * c) if c > 0 else 0.0) for i, c in enumerate(arr.tolist())}
 
 
-def _decode_file(path: Any) -> Any:
-    """Read and decode one file to uint8 (H, W, 3) in the graph; BMP goes through PIL.
+def _decode_file(path: Any, need: tuple[int, int] | None = None) -> Any:
+    """Read and decode one file to uint8 (H, W, 3); see :func:`tlkit.data.decode.decode_file`."""
+    from tlkit.data.decode import decode_file
 
-    TensorFlow's BMP decoder rejects 1-bit files and reads 8-bit palette BMPs as gray
-    (wrong colours, no error), so BMPs use :func:`tlkit.data.images.load_rgb` like the preflight.
-    """
-    import tensorflow as tf
-
-    data = tf.io.read_file(path)
-
-    def pil() -> Any:
-        def load(p: bytes) -> np.ndarray:
-            from tlkit.data.images import load_rgb
-
-            return load_rgb(p.decode())
-
-        return tf.ensure_shape(tf.numpy_function(load, [path], tf.uint8, stateful=False), [None, None, 3])
-
-    def native() -> Any:
-        return tf.io.decode_image(data, channels=3, expand_animations=False)
-
-    def jpeg() -> Any:
-        # Accurate integer IDCT (libjpeg's default, hence PIL's): the pixels load_rgb gives at predict time.
-        return tf.io.decode_jpeg(data, channels=3, dct_method="INTEGER_ACCURATE")
-
-    is_jpeg = tf.strings.substr(data, 0, 3) == b"\xff\xd8\xff"
-    img = tf.cond(tf.strings.substr(data, 0, 2) == b"BM", pil, lambda: tf.cond(is_jpeg, jpeg, native))
-    img.set_shape([None, None, 3])
-    return img
+    return decode_file(path, need)
 
 
 def _to_rgb(img: Any) -> Any:
@@ -667,10 +644,10 @@ def images_dataset(paths: Sequence[str], *, image_size: tuple[int, int], batch_s
     size = (int(image_size[0]), int(image_size[1]))
     auto = tf.data.AUTOTUNE
     ds = tf.data.Dataset.from_tensor_slices([str(p) for p in paths])
-    ds = ds.map(lambda p: aug.resize(_decode_file(p), size), num_parallel_calls=auto)
+    ds = ds.map(lambda p: aug.resize(_decode_file(p, decode_need(size)), size), num_parallel_calls=auto)
     if channels == 1:
         ds = ds.map(tf.image.rgb_to_grayscale, num_parallel_calls=auto)
-    return ds.batch(batch_size).prefetch(auto)
+    return with_threading(ds.batch(batch_size).prefetch(auto))
 
 
 def make_dataset(source: DataSource, split: str, *, image_size: tuple[int, int], batch_size: int,
@@ -713,7 +690,8 @@ def make_dataset(source: DataSource, split: str, *, image_size: tuple[int, int],
                                                  items["label_id"].to_numpy(dtype=np.int32)))
         if training and not cache:
             ds = ds.shuffle(max(n, 1), seed=seed, reshuffle_each_iteration=True)
-        ds = ds.map(lambda p, y: (_decode_file(p), y), num_parallel_calls=auto)
+        need = decode_need(size, augment if training and augment not in (None, "none") else None)
+        ds = ds.map(lambda p, y: (_decode_file(p, need), y), num_parallel_calls=auto)
         if skip_undecodable:
             ds = ds.ignore_errors(log_warning=True)
     else:
@@ -746,5 +724,5 @@ def make_dataset(source: DataSource, split: str, *, image_size: tuple[int, int],
         ds = ds.map(_aug, num_parallel_calls=auto)
     if channels == 1:
         ds = ds.map(lambda x, y: (tf.image.rgb_to_grayscale(x), y), num_parallel_calls=auto)
-    return ds.batch(batch_size).prefetch(auto)
+    return with_threading(ds.batch(batch_size).prefetch(auto))
 

@@ -127,6 +127,7 @@ class _CheckAndDecode:  # a beam.DoFn; the base class is attached in _check_and_
 
         from tlkit.data import augment as aug
         from tlkit.data import pipeline as tldata
+        from tlkit.data.decode import decode_need
         from tlkit.data.preflight import inspect_file
 
         info = inspect_file(row["path"])
@@ -135,7 +136,7 @@ class _CheckAndDecode:  # a beam.DoFn; the base class is attached in _check_and_
                                                    "detail": info["detail"], "split": row["split"],
                                                    "label": row["label"]})
             return
-        img = aug.resize(tldata._decode_file(tf.constant(row["path"])), self.size)
+        img = aug.resize(tldata._decode_file(tf.constant(row["path"]), decode_need(self.size)), self.size)
         if self.channels == 1:
             img = tf.image.rgb_to_grayscale(img)
         yield (json.dumps(row, sort_keys=True), np.asarray(img, dtype=np.float32))
