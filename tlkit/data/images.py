@@ -140,3 +140,75 @@ def _to_rgb(im: "object") -> np.ndarray:
         gray = (np.clip(wide, 0, 65535) >> 8).astype(np.uint8)
         return np.repeat(gray[..., None], 3, axis=-1)
     return np.asarray(im.convert("RGB"), dtype=np.uint8)  # type: ignore[attr-defined]
+
+
+def read_header(f: BinaryIO, path: str | os.PathLike, *,
+                max_pixels: int = MAX_PIXELS) -> tuple[int, int, str, str]:
+    """(height, width, mode, format) of an open image file from its header alone, or :class:`ImageError`.
+
+    The same reasons as :func:`decode_rgb` for what a header shows (``empty``,
+    ``not_an_image``, ``unsupported_format``, ``too_large``, ``corrupt``); nothing is decoded.
+    """
+    from PIL import Image, UnidentifiedImageError
+
+    p = Path(path)
+    if not f.read(1):
+        raise ImageError(p, "empty", "zero bytes")
+    f.seek(0)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(f) as im:
+                if im.format not in ("JPEG", "PNG", "BMP", "GIF", "MPO"):
+                    raise ImageError(p, "unsupported_format", f"format {im.format}")
+                w, h = im.size
+                if w * h > max_pixels:
+                    raise ImageError(p, "too_large", f"{w}x{h} pixels > {max_pixels:,}")
+                return h, w, im.mode, im.format or ""
+    except ImageError:
+        raise
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise ImageError(p, "too_large", str(exc)) from None
+    except UnidentifiedImageError:
+        raise ImageError(p, "not_an_image", "not a JPEG/PNG/BMP/GIF file") from None
+    except (OSError, SyntaxError, ValueError, IndexError) as exc:
+        raise ImageError(p, "corrupt", str(exc)) from None
+
+
+def jpeg_structure_problem(data: bytes) -> str | None:
+    """Why a JPEG's bytes cannot decode completely, from its markers alone; None if they look whole.
+
+    Walks the marker segments from SOI to the first SOS (each length must fit in the file),
+    then looks for the EOI marker after it: in entropy-coded data a 0xFF byte is always
+    followed by 0x00 or a restart marker, so the first FFD9 after SOS is the end of the
+    image. A file cut short (an interrupted copy or download, the common damage) has none.
+    A thumbnail's EOI inside an EXIF segment comes before SOS and does not count.
+    """
+    n = len(data)
+    if n < 4 or data[:2] != b"\xff\xd8":
+        return "no JPEG start-of-image marker"
+    pos = 2
+    while True:
+        while pos < n and data[pos] == 0xFF and pos + 1 < n and data[pos + 1] == 0xFF:
+            pos += 1  # fill bytes
+        if pos + 4 > n:
+            return f"file is truncated: ends inside the header at byte {n}"
+        if data[pos] != 0xFF:
+            return f"no marker at byte {pos} of the header"
+        marker = data[pos + 1]
+        if marker in (0x01, *range(0xD0, 0xD8)):  # markers without a length
+            pos += 2
+            continue
+        length = int.from_bytes(data[pos + 2:pos + 4], "big")
+        if length < 2:
+            return f"segment length {length} at byte {pos}"
+        if pos + 2 + length > n:
+            return f"file is truncated: a segment at byte {pos} runs past the end ({n} bytes)"
+        pos += 2 + length
+        if marker == 0xDA:  # SOS: the image data follows
+            break
+        if marker == 0xD9:
+            return "end-of-image marker before any image data"
+    if data.find(b"\xff\xd9", pos) < 0:
+        return f"file is truncated: no end-of-image marker after the image data ({n} bytes)"
+    return None

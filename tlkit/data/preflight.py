@@ -24,7 +24,13 @@ import numpy as np
 import pandas as pd
 
 from tlkit.data.file_checks import check_files, source_key
-from tlkit.data.images import ImageError, decode_rgb, open_regular
+from tlkit.data.images import (
+    ImageError,
+    decode_rgb,
+    jpeg_structure_problem,
+    open_regular,
+    read_header,
+)
 from tlkit.data.pipeline import SPLITS, DataSource, tfds_class_counts
 from tlkit.errors import ConfigError, DataError
 
@@ -255,8 +261,41 @@ def inspect_file(path: str) -> dict[str, Any]:
     return {"ok": True, "h": h, "w": w, "mode": mode, "format": fmt, "sha256": digest.hexdigest()}
 
 
+def inspect_header(path: str) -> dict[str, Any]:
+    """:func:`inspect_file` without decoding JPEGs, which the input pipeline decodes anyway.
+
+    A JPEG is judged by its header (format, size, pixel bound, mode) and its marker structure
+    (:func:`tlkit.data.images.jpeg_structure_problem`: a file cut short has no end-of-image
+    marker and is ``truncated``); its bytes are still hashed for the duplicate and leak
+    checks (reading is cheap, decoding a camera photo is not). Damage inside the entropy-
+    coded data is not seen here, but it is not seen by a full decode either: libjpeg (PIL's
+    and TensorFlow's) decodes it with a warning and garbled pixels. Other formats (small,
+    and cheap to decode) are decoded in full as :func:`inspect_file` does.
+    """
+    try:
+        with open_regular(path) as f:
+            head = f.read(3)
+            f.seek(0)
+            if head != b"\xff\xd8\xff":
+                return inspect_file(path)
+            data = f.read()
+            problem = jpeg_structure_problem(data)  # first: a header cut short is "truncated", as PIL says
+            if problem is not None:
+                return {"ok": False, "reason": "truncated" if "truncated" in problem else "corrupt",
+                        "detail": problem}
+            f.seek(0)
+            h, w, mode, fmt = read_header(f, path)
+    except ImageError as exc:
+        return {"ok": False, "reason": exc.reason, "detail": exc.detail}
+    except (OSError, MemoryError) as exc:  # an error while reading: skip the file, do not stop the check
+        return {"ok": False, "reason": "unreadable", "detail": f"{type(exc).__name__}: {exc}"}
+    return {"ok": True, "h": h, "w": w, "mode": mode, "format": fmt, "sha256": hashlib.sha256(data).hexdigest(),
+            "decoded": False}
+
+
 def check(source: DataSource, *, progress: bool = True, workers: int | None = None, sample: int | None = None,
-          seed: int = 0, cache: bool = True, cache_dir: str | os.PathLike | None = None) -> Report:
+          seed: int = 0, cache: bool = True, cache_dir: str | os.PathLike | None = None,
+          thorough: bool = False) -> Report:
     """Check a data source; see the module docstring. Raises :class:`DataError` when unusable.
 
     ``sample``: decode only a seeded random sample of that many files (for millions of
@@ -266,7 +305,11 @@ def check(source: DataSource, *, progress: bool = True, workers: int | None = No
     among the sampled files only. The report says so.
 
     ``cache``: a file unchanged since an earlier check (same size, times and inode) is not
-    read again; its remembered result is used (:mod:`tlkit.preflight_cache`).
+    read again; its remembered result is used (:mod:`tlkit.data.file_checks`).
+
+    ``thorough``: decode every file in full (``tlkit check-data``). Otherwise JPEGs are
+    checked from their headers and markers (:func:`inspect_header`) and decoded once, by
+    the input pipeline, not twice; a header-only result is not reused by a thorough check.
     """
     if source.kind == "tfds":
         return _check_tfds(source)
@@ -280,8 +323,9 @@ def check(source: DataSource, *, progress: bool = True, workers: int | None = No
     chosen = (np.sort(np.random.default_rng(seed).choice(len(paths), sample, replace=False))
               if sample is not None and sample < len(paths) else np.arange(len(paths)))
     results: list[dict[str, Any]] = [_UNCHECKED] * len(paths)
-    n_reused = check_files(paths, chosen, results, inspect_file, workers=workers, progress=progress,
-                           cache_key=source_key(source.spec) if cache else None, cache_dir=cache_dir)
+    n_reused = check_files(paths, chosen, results, inspect_file if thorough else inspect_header, workers=workers,
+                           progress=progress, cache_key=source_key(source.spec) if cache else None,
+                           cache_dir=cache_dir, need_decoded=thorough)
     ok = np.array([r["ok"] for r in results], dtype=bool)
     labels = items["label"].tolist()
     splits = items["split"].tolist()
