@@ -652,8 +652,8 @@ def images_dataset(paths: Sequence[str], *, image_size: tuple[int, int], batch_s
 
 def make_dataset(source: DataSource, split: str, *, image_size: tuple[int, int], batch_size: int,
                  training: bool, augment: str | None = "crop", seed: int = 0, shuffle_buffer: int = 2048,
-                 cache: bool = False, flip: bool = True, color: bool = True, channels: int = 3,
-                 skip_undecodable: bool = False) -> Any:
+                 cache: bool | str = False, flip: bool = True, color: bool = True, channels: int = 3,
+                 skip_undecodable: bool = False, cache_budget: int | str | None = None) -> Any:
     """A batched, prefetched ``tf.data.Dataset`` of ``(float32 [B,H,W,3] in 0..255, int32 [B])``.
 
     ``training`` shuffles (seeded; a new, reproducible order every epoch) and, with
@@ -662,7 +662,9 @@ def make_dataset(source: DataSource, split: str, *, image_size: tuple[int, int],
     are False: turn flip off for digits or text). Otherwise images are only resized to
     ``image_size``. File sources shuffle the whole list of paths (cheap) before decoding;
     ``shuffle_buffer`` is used where decoded examples are shuffled (TFDS, ``cache``).
-    ``cache`` keeps decoded images in memory (small datasets). Run the preflight first:
+    ``cache`` keeps decoded images in memory (small datasets); ``"mem"`` or a folder caches
+    resized uint8 images before augmentation within ``cache_budget`` (:mod:`tlkit.data.cache`,
+    ``--cache``). Run the preflight first:
     the pipeline assumes every file decodes. ``channels=1`` gives grayscale images (for
     models such as LeNet-5 that take one channel). ``skip_undecodable`` drops a file that
     does not decode, with TensorFlow's warning, instead of failing: for files a sampled
@@ -686,6 +688,15 @@ def make_dataset(source: DataSource, split: str, *, image_size: tuple[int, int],
     if source.kind == "files":
         assert source.items is not None
         items = source.items[source.items["split"] == split]
+        if isinstance(cache, str):  # --cache mem|DIR; None back when over the budget (said): uncached
+            from tlkit.data.cache import cached_dataset
+
+            ds = cached_dataset(items, image_size=size, batch_size=batch_size, training=training, augment=augment,
+                                seed=seed, shuffle_buffer=shuffle_buffer, flip=flip, color=color, channels=channels,
+                                skip_undecodable=skip_undecodable, where=cache, budget=cache_budget)
+            if ds is not None:
+                return ds
+            cache = False
         ds = tf.data.Dataset.from_tensor_slices((items["path"].astype(str).tolist(),
                                                  items["label_id"].to_numpy(dtype=np.int32)))
         if training and not cache:

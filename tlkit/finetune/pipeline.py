@@ -73,6 +73,8 @@ class FinetuneConfig:
     cache_features: bool = False
     check_sample: int = 0  # preflight decodes a seeded sample of this many files; 0 = every file  # stage 1 on the frozen base's features, computed once
     leaks: str = "drop"  # validation/test copies of training files: "drop" | "keep" | "fail" (preflight)
+    cache: str | None = None  # --cache: "mem" or a folder: resized uint8 images kept after epoch 1 (tlkit.data.cache)
+    cache_budget: str = "2GiB"  # --cache-budget: most bytes the cache may hold per split
 
     def run_dir(self) -> Path:
         """``runs_dir/name`` (default name: BASE-DATA); raises RunDirError for a name that is not one folder."""
@@ -231,10 +233,12 @@ def finetune(cfg: FinetuneConfig, *, resume: bool = False, force: bool = False, 
     channels = spec.input_shape[-1]
     train_ds = tldata.make_dataset(source, "train", image_size=size, batch_size=cfg.batch_size, training=True,
                                    augment=cfg.augment, seed=cfg.seed, flip=cfg.flip, channels=channels,
-                                   skip_undecodable=bool(cfg.check_sample))
+                                   skip_undecodable=bool(cfg.check_sample), cache=cfg.cache or False,
+                                   cache_budget=cfg.cache_budget)
     has_val = tldata.dataset_size(source, "val") > 0
     val_ds = (tldata.make_dataset(source, "val", image_size=size, batch_size=cfg.batch_size, training=False,
-                                  channels=channels, skip_undecodable=bool(cfg.check_sample)) if has_val else None)
+                                  channels=channels, skip_undecodable=bool(cfg.check_sample), cache=cfg.cache or False,
+                                  cache_budget=cfg.cache_budget) if has_val else None)
     class_weight = None
     if cfg.class_weight == "auto":
         counts = report.class_counts.get("train", {})

@@ -61,6 +61,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="run an LR range test first, plot it, and train at the suggested rate")
     p.add_argument("--cache-features", action="store_true",
                    help="stage 1 on the frozen base's features computed once (no augmentation in stage 1)")
+    from tlkit.data.cache import BUDGET_HELP, CACHE_HELP, DEFAULT_BUDGET
+
+    p.add_argument("--cache", metavar="mem|DIR", help=CACHE_HELP)
+    p.add_argument("--cache-budget", metavar="SIZE", default=DEFAULT_BUDGET, help=BUDGET_HELP)
     p.add_argument("--distribute", choices=["mirrored", "multi-worker"],
                    help="tf.distribute strategy: mirrored (this machine's GPUs) or multi-worker (the workers a "
                         "cluster manager names in TF_CONFIG; --batch-size is the global batch)")
@@ -94,8 +98,15 @@ def config_from_args(args: argparse.Namespace) -> "object":
         val_split=args.val_split, seed=args.seed, class_weight=args.class_weight,
         train_batchnorm=args.train_batchnorm, find_lr=args.find_lr, distribute=args.distribute,
         mixed_precision=args.mixed_precision, tfds_data_dir=args.tfds_data_dir,
-        cache_features=args.cache_features,
+        cache_features=args.cache_features, cache=args.cache, cache_budget=_budget(args.cache_budget),
         leaks=args.leaks, check_sample=args.check_sample or 0)
+
+
+def _budget(text: str) -> str:
+    from tlkit.data.cache import parse_budget
+
+    parse_budget(text)  # a typo stops here, before any data is read
+    return text
 
 
 def _interrupt_on_sigterm(signum: int, frame: object) -> None:
