@@ -255,21 +255,30 @@ def extract(base: str, layers: Sequence[str], data: str, out: str | os.PathLike,
     size = tuple(meta["input_size"])
     channels = int(model.input_shape[-1])
     written = 0
-    for start in range(0, len(todo), chunk_rows):
+    # One dataset for the whole job (decoding runs ahead across chunks) and one predict function; each
+    # part is written as soon as its rows are in. Batches never straddle parts, so a resumed run
+    # (which starts at a part boundary) computes every batch exactly as an uninterrupted run does.
+    ds = _chunked_images(todo["path"].tolist(), chunk_rows=chunk_rows, batch_size=batch_size, size=size,
+                         channels=channels)
+    feats: dict[str, list[np.ndarray]] = {name: [] for name in layers}
+    pending, start = 0, 0
+    for batch in ds if len(todo) else ():
         if stop_after_chunks is not None and index - len(existing) >= stop_after_chunks:
             break
+        y = model.predict_on_batch(batch)
+        for name in layers:
+            feats[name].append(np.asarray(y[name]))
+        pending += int(batch.shape[0])
+        bar.update(int(batch.shape[0]))
         rows = todo.iloc[start:start + chunk_rows]
-        ds = tldata.images_dataset(rows["path"].tolist(), image_size=size, batch_size=batch_size, channels=channels)
-        feats: dict[str, list[np.ndarray]] = {name: [] for name in layers}
-        for batch in ds:
-            y = model.predict_on_batch(batch)
-            for name in layers:
-                feats[name].append(np.asarray(y[name]))
-            bar.update(int(batch.shape[0]))
-        _write_part(_chunk_table(rows, {k: np.concatenate(v) for k, v in feats.items()}, meta),
-                    _part_path(parts, index))
-        index += 1
-        written += len(rows)
+        if pending == len(rows):
+            _write_part(_chunk_table(rows, {k: np.concatenate(v) for k, v in feats.items()}, meta),
+                        _part_path(parts, index))
+            feats = {name: [] for name in layers}
+            index += 1
+            written += len(rows)
+            start += len(rows)
+            pending = 0
     bar.close()
     seconds = time.time() - t0
     finished = len(done) + written >= len(items)
@@ -278,6 +287,35 @@ def extract(base: str, layers: Sequence[str], data: str, out: str | os.PathLike,
     dims = {name: int(np.prod(model.output[name].shape[1:])) for name in layers}  # outputs are keyed
     return ExtractResult(path=out if finished else parts, rows=len(done) + written, new_rows=written,
                          skipped_files=skipped, dims=dims, seconds=seconds)
+
+
+def _chunked_images(paths: list[str], *, chunk_rows: int, batch_size: int, size: tuple, channels: int) -> Any:
+    """Batches of decoded, resized images (as :func:`tlkit.data.pipeline.images_dataset`), each chunk
+    of ``chunk_rows`` paths batched on its own (its last batch may be short), chunks in order."""
+    import tensorflow as tf
+
+    from tlkit.data import augment as aug
+    from tlkit.data import pipeline as tldata
+    from tlkit.data.decode import decode_need, with_threading
+
+    size = (int(size[0]), int(size[1]))
+    need = decode_need(size)
+    every = tf.constant(paths if paths else [""], tf.string)
+    n = len(paths)
+
+    def image(p: Any) -> Any:
+        x = aug.resize(tldata._decode_file(p, need), size)
+        return tf.image.rgb_to_grayscale(x) if channels == 1 else x
+
+    def chunk(c: Any) -> Any:
+        lo = c * chunk_rows
+        part = every[lo:tf.minimum(lo + chunk_rows, n)]
+        return tf.data.Dataset.from_tensor_slices(part).map(image, num_parallel_calls=tf.data.AUTOTUNE).batch(
+            batch_size)
+
+    n_chunks = -(-n // chunk_rows)
+    ds = tf.data.Dataset.range(n_chunks).flat_map(chunk)
+    return with_threading(ds.prefetch(tf.data.AUTOTUNE))
 
 
 def _adopt_finished(out: Path, parts: Path, fmt: str) -> None:
