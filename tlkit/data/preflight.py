@@ -24,13 +24,8 @@ import numpy as np
 import pandas as pd
 
 from tlkit.data.file_checks import check_files, source_key
-from tlkit.data.images import (
-    ImageError,
-    decode_rgb,
-    jpeg_structure_problem,
-    open_regular,
-    read_header,
-)
+from tlkit.data.images import ImageError, decode_rgb, open_regular, read_header
+from tlkit.data.jpeg_check import jpeg_structure_problem
 from tlkit.data.pipeline import SPLITS, DataSource, tfds_class_counts
 from tlkit.errors import ConfigError, DataError
 
@@ -264,9 +259,9 @@ def inspect_file(path: str) -> dict[str, Any]:
 def inspect_header(path: str) -> dict[str, Any]:
     """:func:`inspect_file` without decoding JPEGs, which the input pipeline decodes anyway.
 
-    A JPEG is judged by its header (format, size, pixel bound, mode) and its marker structure
-    (:func:`tlkit.data.images.jpeg_structure_problem`: a file cut short has no end-of-image
-    marker and is ``truncated``); its bytes are still hashed for the duplicate and leak
+    A JPEG is judged by its header (format, size, pixel bound, mode) and its segments
+    (:func:`tlkit.data.jpeg_check.jpeg_structure_problem`: tables libjpeg would refuse are
+    ``corrupt``; a file cut short has no end-of-image marker and is ``truncated``); its bytes are still hashed for the duplicate and leak
     checks (reading is cheap, decoding a camera photo is not). Damage inside the entropy-
     coded data is not seen here, but it is not seen by a full decode either: libjpeg (PIL's
     and TensorFlow's) decodes it with a warning and garbled pixels. Other formats (small,
