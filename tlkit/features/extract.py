@@ -261,27 +261,48 @@ def extract(base: str, layers: Sequence[str], data: str, out: str | os.PathLike,
     ds = _chunked_images(todo["path"].tolist(), chunk_rows=chunk_rows, batch_size=batch_size, size=size,
                          channels=channels)
     feats: dict[str, list[np.ndarray]] = {name: [] for name in layers}
-    pending, start = 0, 0
-    for batch in ds if len(todo) else ():
+    got: list[str] = []
+    failed: list[dict[str, str]] = []
+    n_chunks = -(-len(todo) // chunk_rows)
+
+    def flush(c: int) -> None:
+        """Write chunk ``c`` (its rows that decoded); the others are listed as skipped."""
+        nonlocal feats, got, index, written
+        rows = todo.iloc[c * chunk_rows:(c + 1) * chunk_rows]
+        ok = rows["path"].isin(set(got)).to_numpy()
+        failed.extend({"path": r.path, "reason": "undecodable", "detail": "the input pipeline could not decode it",
+                       "split": r.split, "label": r.label} for r in rows[~ok].itertuples())
+        if ok.any():
+            _write_part(_chunk_table(rows[ok], {k: np.concatenate(v) for k, v in feats.items()}, meta),
+                        _part_path(parts, index))
+            index += 1
+            written += int(ok.sum())
+        feats, got = {name: [] for name in layers}, []
+
+    current, stopped = 0, False
+    for batch, paths, chunk in ds:
+        c = int(chunk[0])
+        while current < c:  # chunk `current` is complete (every batch of a chunk comes before the next one's)
+            flush(current)
+            current += 1
         if stop_after_chunks is not None and index - len(existing) >= stop_after_chunks:
+            stopped = True
             break
         y = model.predict_on_batch(batch)
         for name in layers:
             feats[name].append(np.asarray(y[name]))
-        pending += int(batch.shape[0])
+        got.extend(p.decode() for p in paths.numpy())
         bar.update(int(batch.shape[0]))
-        rows = todo.iloc[start:start + chunk_rows]
-        if pending == len(rows):
-            _write_part(_chunk_table(rows, {k: np.concatenate(v) for k, v in feats.items()}, meta),
-                        _part_path(parts, index))
-            feats = {name: [] for name in layers}
-            index += 1
-            written += len(rows)
-            start += len(rows)
-            pending = 0
+    if not stopped:
+        for c in range(current, n_chunks):
+            flush(c)
     bar.close()
     seconds = time.time() - t0
-    finished = len(done) + written >= len(items)
+    if failed:  # met by the decoder, not by the preflight: listed with the preflight's bad files
+        report.bad_files += [preflight.BadFile(**f) for f in failed]
+        report.write_skipped_csv(out.with_name(out.name + ".skipped.csv"))
+        skipped = len(report.bad_files)
+    finished = not stopped
     if finished:
         _assemble(parts, out, fmt)
     dims = {name: int(np.prod(model.output[name].shape[1:])) for name in layers}  # outputs are keyed
@@ -290,8 +311,9 @@ def extract(base: str, layers: Sequence[str], data: str, out: str | os.PathLike,
 
 
 def _chunked_images(paths: list[str], *, chunk_rows: int, batch_size: int, size: tuple, channels: int) -> Any:
-    """Batches of decoded, resized images (as :func:`tlkit.data.pipeline.images_dataset`), each chunk
-    of ``chunk_rows`` paths batched on its own (its last batch may be short), chunks in order."""
+    """Batches of (decoded, resized images as :func:`tlkit.data.pipeline.images_dataset` gives them,
+    their paths, their chunk index), each chunk of ``chunk_rows`` paths batched on its own (its last
+    batch may be short), chunks in order; files that do not decode are left out."""
     import tensorflow as tf
 
     from tlkit.data import augment as aug
@@ -303,15 +325,16 @@ def _chunked_images(paths: list[str], *, chunk_rows: int, batch_size: int, size:
     every = tf.constant(paths if paths else [""], tf.string)
     n = len(paths)
 
-    def image(p: Any) -> Any:
+    def image(p: Any, c: Any) -> Any:
         x = aug.resize(tldata._decode_file(p, need), size)
-        return tf.image.rgb_to_grayscale(x) if channels == 1 else x
+        return (tf.image.rgb_to_grayscale(x) if channels == 1 else x), p, c
 
     def chunk(c: Any) -> Any:
         lo = c * chunk_rows
         part = every[lo:tf.minimum(lo + chunk_rows, n)]
-        return tf.data.Dataset.from_tensor_slices(part).map(image, num_parallel_calls=tf.data.AUTOTUNE).batch(
-            batch_size)
+        ds = tf.data.Dataset.from_tensor_slices((part, tf.fill(tf.shape(part), c)))
+        # A file the decoder refuses is dropped here and named by the caller (its path never arrives).
+        return ds.map(image, num_parallel_calls=tf.data.AUTOTUNE).ignore_errors().batch(batch_size)
 
     n_chunks = -(-n // chunk_rows)
     ds = tf.data.Dataset.range(n_chunks).flat_map(chunk)
