@@ -9,7 +9,7 @@ import sys
 from tlkit.cli.commands._argtypes import fraction, positive_int
 
 NAME = "check-data"
-HELP = "check a dataset before training: class counts, image sizes, bad files, duplicates, leakage"
+HELP = "check a dataset before training, decoding every file: class counts, sizes, bad files, duplicates, leakage"
 DESCRIPTION = ("Decodes every image of a folder, CSV manifest, tfds:NAME or builtin dataset in full (thorough: "
                "tlkit finetune and tlkit extract check JPEGs from their headers and markers only and leave the "
                "decoding to the input pipeline, so each file is decoded once) and reports class "
