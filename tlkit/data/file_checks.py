@@ -18,8 +18,9 @@ import os
 import stat
 import sys
 import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 from tlkit._io import write_json_atomic
 

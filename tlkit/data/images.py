@@ -23,7 +23,7 @@ IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif")
 MAX_PIXELS = 64_000_000
 
 
-from tlkit.errors import ImageError  # noqa: E402  (re-exported)
+from tlkit.errors import ImageError
 
 
 def is_image_path(path: str | os.PathLike) -> bool:
@@ -130,7 +130,7 @@ def decode_rgb(f: BinaryIO, path: str | os.PathLike, *, max_pixels: int = MAX_PI
         raise ImageError(p, "corrupt", str(exc)) from None
 
 
-def _to_rgb(im: "object") -> np.ndarray:
+def _to_rgb(im: object) -> np.ndarray:
     # Alpha is dropped, not composited: the same pixels tf.io.decode_image(channels=3)
     # gives the training pipeline, so predictions agree with training.
     if im.mode.startswith("I"):  # type: ignore[attr-defined]
