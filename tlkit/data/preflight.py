@@ -261,11 +261,14 @@ def inspect_header(path: str) -> dict[str, Any]:
 
     A JPEG is judged by its header (format, size, pixel bound, mode) and its segments
     (:func:`tlkit.data.jpeg_check.jpeg_structure_problem`: tables libjpeg would refuse are
-    ``corrupt``; a file cut short has no end-of-image marker and is ``truncated``); its bytes are still hashed for the duplicate and leak
-    checks (reading is cheap, decoding a camera photo is not). Damage inside the entropy-
-    coded data is not seen here, but it is not seen by a full decode either: libjpeg (PIL's
-    and TensorFlow's) decodes it with a warning and garbled pixels. Other formats (small,
-    and cheap to decode) are decoded in full as :func:`inspect_file` does.
+    ``corrupt``; a file cut short has no end-of-image marker and is ``truncated``); its
+    bytes are still hashed for the duplicate and leak checks (reading is cheap, decoding a
+    camera photo is not: 1.6 ms against 117 ms for a 3000x2250 photo, measured). Damage
+    inside the entropy-coded data is not seen here, but it is not seen by a full decode
+    either: libjpeg (PIL's and TensorFlow's) decodes it with a warning and garbled pixels.
+    What the decoder still refuses is skipped and listed by the caller's pipeline
+    (``tlkit extract``) or skipped (``skip_undecodable``). Other formats (small, and cheap
+    to decode) are decoded in full as :func:`inspect_file` does.
     """
     try:
         with open_regular(path) as f:
