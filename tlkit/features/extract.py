@@ -258,7 +258,9 @@ def extract(base: str, layers: Sequence[str], data: str, out: str | os.PathLike,
     # One dataset for the whole job (decoding runs ahead across chunks) and one predict function; each
     # part is written as soon as its rows are in. Batches never straddle parts, so a resumed run
     # (which starts at a part boundary) computes every batch exactly as an uninterrupted run does.
-    ds = _chunked_images(todo["path"].tolist(), chunk_rows=chunk_rows, batch_size=batch_size, size=size,
+    from tlkit.features.stream import chunked_images
+
+    ds = chunked_images(todo["path"].tolist(), chunk_rows=chunk_rows, batch_size=batch_size, size=size,
                          channels=channels)
     feats: dict[str, list[np.ndarray]] = {name: [] for name in layers}
     got: list[str] = []
@@ -308,37 +310,6 @@ def extract(base: str, layers: Sequence[str], data: str, out: str | os.PathLike,
     dims = {name: int(np.prod(model.output[name].shape[1:])) for name in layers}  # outputs are keyed
     return ExtractResult(path=out if finished else parts, rows=len(done) + written, new_rows=written,
                          skipped_files=skipped, dims=dims, seconds=seconds)
-
-
-def _chunked_images(paths: list[str], *, chunk_rows: int, batch_size: int, size: tuple, channels: int) -> Any:
-    """Batches of (decoded, resized images as :func:`tlkit.data.pipeline.images_dataset` gives them,
-    their paths, their chunk index), each chunk of ``chunk_rows`` paths batched on its own (its last
-    batch may be short), chunks in order; files that do not decode are left out."""
-    import tensorflow as tf
-
-    from tlkit.data import augment as aug
-    from tlkit.data import pipeline as tldata
-    from tlkit.data.decode import decode_need, with_threading
-
-    size = (int(size[0]), int(size[1]))
-    need = decode_need(size)
-    every = tf.constant(paths if paths else [""], tf.string)
-    n = len(paths)
-
-    def image(p: Any, c: Any) -> Any:
-        x = aug.resize(tldata._decode_file(p, need), size)
-        return (tf.image.rgb_to_grayscale(x) if channels == 1 else x), p, c
-
-    def chunk(c: Any) -> Any:
-        lo = c * chunk_rows
-        part = every[lo:tf.minimum(lo + chunk_rows, n)]
-        ds = tf.data.Dataset.from_tensor_slices((part, tf.fill(tf.shape(part), c)))
-        # A file the decoder refuses is dropped here and named by the caller (its path never arrives).
-        return ds.map(image, num_parallel_calls=tf.data.AUTOTUNE).ignore_errors().batch(batch_size)
-
-    n_chunks = -(-n // chunk_rows)
-    ds = tf.data.Dataset.range(n_chunks).flat_map(chunk)
-    return with_threading(ds.prefetch(tf.data.AUTOTUNE))
 
 
 def _adopt_finished(out: Path, parts: Path, fmt: str) -> None:
