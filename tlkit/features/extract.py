@@ -64,6 +64,34 @@ def weights_fingerprint(model: Any) -> str:
 
 
 @contextlib.contextmanager
+def _ctrl_c_noted() -> Iterator[Any]:
+    """Note every SIGINT while the block runs (then raise as before); restores the handler after.
+
+    Python raises KeyboardInterrupt wherever the main thread is: inside a garbage-collection
+    callback (JAX registers one) it is printed as "Exception ignored" and lost, and the job
+    would run on. The extraction loop checks the note after each batch and stops there.
+    """
+    import signal
+    import threading
+
+    seen: list[int] = []
+    previous = signal.getsignal(signal.SIGINT)
+    if threading.current_thread() is not threading.main_thread() or not callable(previous):
+        yield lambda: False
+        return
+
+    def note(signum: int, frame: Any) -> None:
+        seen.append(signum)
+        previous(signum, frame)
+
+    signal.signal(signal.SIGINT, note)
+    try:
+        yield lambda: bool(seen)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+@contextlib.contextmanager
 def _seeded(seed: int | None) -> Iterator[None]:
     """Random initial weights drawn from ``seed``: the same network in every process.
 
@@ -282,19 +310,22 @@ def extract(base: str, layers: Sequence[str], data: str, out: str | os.PathLike,
         feats, got = {name: [] for name in layers}, []
 
     current, stopped = 0, False
-    for batch, paths, chunk in ds:
-        c = int(chunk[0])
-        while current < c:  # chunk `current` is complete (every batch of a chunk comes before the next one's)
-            flush(current)
-            current += 1
-        if stop_after_chunks is not None and index - len(existing) >= stop_after_chunks:
-            stopped = True
-            break
-        y = model.predict_on_batch(batch)
-        for name in layers:
-            feats[name].append(np.asarray(y[name]))
-        got.extend(p.decode() for p in paths.numpy())
-        bar.update(int(batch.shape[0]))
+    with _ctrl_c_noted() as interrupted:
+        for batch, paths, chunk in ds:
+            if interrupted():  # a Ctrl-C whose KeyboardInterrupt was swallowed (see _ctrl_c_noted)
+                raise KeyboardInterrupt
+            c = int(chunk[0])
+            while current < c:  # chunk `current` is complete (every batch of a chunk comes before the next one's)
+                flush(current)
+                current += 1
+            if stop_after_chunks is not None and index - len(existing) >= stop_after_chunks:
+                stopped = True
+                break
+            y = model.predict_on_batch(batch)
+            for name in layers:
+                feats[name].append(np.asarray(y[name]))
+            got.extend(p.decode() for p in paths.numpy())
+            bar.update(int(batch.shape[0]))
     if not stopped:
         for c in range(current, n_chunks):
             flush(c)
