@@ -18,8 +18,9 @@ import os
 import stat
 import sys
 import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 from tlkit._io import write_json_atomic
 
@@ -57,11 +58,17 @@ class CheckCache:
         except (OSError, ValueError, AttributeError):
             pass  # no cache, or an unreadable one: check everything
 
-    def get(self, path: str) -> dict[str, Any] | None:
-        """The remembered result for ``path`` if the file is unchanged since, else None."""
+    def get(self, path: str, *, need_decoded: bool = False) -> dict[str, Any] | None:
+        """The remembered result for ``path`` if the file is unchanged since, else None.
+
+        ``need_decoded``: only a result of a full decode will do (a header-only check of a
+        usable file, ``"decoded": False``, is not reused by a thorough check).
+        """
         entry = self._old.get(path)
         ident = file_identity(path)
         if entry is None or ident is None or entry.get("id") != ident:
+            return None
+        if need_decoded and entry["result"].get("decoded") is False:
             return None
         self._new[path] = entry
         self.reused += 1
@@ -87,10 +94,12 @@ class CheckCache:
 
 def check_files(paths: list[str], chosen: Sequence[int], results: list[dict[str, Any]],
                 inspect: Callable[[str], dict[str, Any]], *, workers: int, progress: bool,
-                cache_key: str | None, cache_dir: str | os.PathLike | None = None) -> int:
+                cache_key: str | None, cache_dir: str | os.PathLike | None = None,
+                need_decoded: bool = False) -> int:
     """Fill ``results[i]`` with ``inspect(paths[i])`` for every ``i`` in ``chosen``, on ``workers``
     threads with a progress bar, reusing remembered results of unchanged files when
-    ``cache_key`` is given. Returns how many results were reused."""
+    ``cache_key`` is given (with ``need_decoded``, only results of full decodes). Returns how
+    many results were reused."""
     from concurrent.futures import ThreadPoolExecutor
 
     from tqdm import tqdm
@@ -98,7 +107,7 @@ def check_files(paths: list[str], chosen: Sequence[int], results: list[dict[str,
     remembered = CheckCache(cache_key, cache_dir) if cache_key is not None else None
     todo = []
     for i in chosen:
-        hit = remembered.get(paths[i]) if remembered is not None else None
+        hit = remembered.get(paths[i], need_decoded=need_decoded) if remembered is not None else None
         if hit is None:
             todo.append(int(i))
         else:

@@ -23,7 +23,7 @@ IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif")
 MAX_PIXELS = 64_000_000
 
 
-from tlkit.errors import ImageError  # noqa: E402  (re-exported)
+from tlkit.errors import ImageError
 
 
 def is_image_path(path: str | os.PathLike) -> bool:
@@ -130,7 +130,7 @@ def decode_rgb(f: BinaryIO, path: str | os.PathLike, *, max_pixels: int = MAX_PI
         raise ImageError(p, "corrupt", str(exc)) from None
 
 
-def _to_rgb(im: "object") -> np.ndarray:
+def _to_rgb(im: object) -> np.ndarray:
     # Alpha is dropped, not composited: the same pixels tf.io.decode_image(channels=3)
     # gives the training pipeline, so predictions agree with training.
     if im.mode.startswith("I"):  # type: ignore[attr-defined]
@@ -140,3 +140,37 @@ def _to_rgb(im: "object") -> np.ndarray:
         gray = (np.clip(wide, 0, 65535) >> 8).astype(np.uint8)
         return np.repeat(gray[..., None], 3, axis=-1)
     return np.asarray(im.convert("RGB"), dtype=np.uint8)  # type: ignore[attr-defined]
+
+
+def read_header(f: BinaryIO, path: str | os.PathLike, *,
+                max_pixels: int = MAX_PIXELS) -> tuple[int, int, str, str]:
+    """(height, width, mode, format) of an open image file from its header alone, or :class:`ImageError`.
+
+    The same reasons as :func:`decode_rgb` for what a header shows (``empty``,
+    ``not_an_image``, ``unsupported_format``, ``too_large``, ``corrupt``); nothing is decoded.
+    """
+    from PIL import Image, UnidentifiedImageError
+
+    p = Path(path)
+    if not f.read(1):
+        raise ImageError(p, "empty", "zero bytes")
+    f.seek(0)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(f) as im:
+                if im.format not in ("JPEG", "PNG", "BMP", "GIF", "MPO"):
+                    raise ImageError(p, "unsupported_format", f"format {im.format}")
+                w, h = im.size
+                if w * h > max_pixels:
+                    raise ImageError(p, "too_large", f"{w}x{h} pixels > {max_pixels:,}")
+                return h, w, im.mode, im.format or ""
+    except ImageError:
+        raise
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise ImageError(p, "too_large", str(exc)) from None
+    except UnidentifiedImageError:
+        raise ImageError(p, "not_an_image", "not a JPEG/PNG/BMP/GIF file") from None
+    except (OSError, SyntaxError, ValueError, IndexError) as exc:
+        raise ImageError(p, "corrupt", str(exc)) from None
+

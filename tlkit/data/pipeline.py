@@ -14,41 +14,22 @@ from typing import Any
 
 import numpy as np
 
+<<<<<<< HEAD
 from tlkit.data.sources import SPLITS, DataSource, dataset_size, resolve  # noqa: F401  (re-exported)
 from tlkit.data.splits import class_weights, stratified_split  # noqa: F401  (re-exported)
 from tlkit.data.tfds_source import tfds_class_counts  # noqa: F401  (re-exported)
+=======
+from tlkit.data.decode import decode_need, with_threading
+from tlkit.data.images import IMAGE_EXTENSIONS, is_image_path
+>>>>>>> wt-D
 from tlkit.errors import DataError
 
 
-def _decode_file(path: Any) -> Any:
-    """Read and decode one file to uint8 (H, W, 3) in the graph; BMP goes through PIL.
+def _decode_file(path: Any, need: tuple[int, int] | None = None) -> Any:
+    """Read and decode one file to uint8 (H, W, 3); see :func:`tlkit.data.decode.decode_file`."""
+    from tlkit.data.decode import decode_file
 
-    TensorFlow's BMP decoder rejects 1-bit files and reads 8-bit palette BMPs as gray
-    (wrong colours, no error), so BMPs use :func:`tlkit.data.images.load_rgb` like the preflight.
-    """
-    import tensorflow as tf
-
-    data = tf.io.read_file(path)
-
-    def pil() -> Any:
-        def load(p: bytes) -> np.ndarray:
-            from tlkit.data.images import load_rgb
-
-            return load_rgb(p.decode())
-
-        return tf.ensure_shape(tf.numpy_function(load, [path], tf.uint8, stateful=False), [None, None, 3])
-
-    def native() -> Any:
-        return tf.io.decode_image(data, channels=3, expand_animations=False)
-
-    def jpeg() -> Any:
-        # Accurate integer IDCT (libjpeg's default, hence PIL's): the pixels load_rgb gives at predict time.
-        return tf.io.decode_jpeg(data, channels=3, dct_method="INTEGER_ACCURATE")
-
-    is_jpeg = tf.strings.substr(data, 0, 3) == b"\xff\xd8\xff"
-    img = tf.cond(tf.strings.substr(data, 0, 2) == b"BM", pil, lambda: tf.cond(is_jpeg, jpeg, native))
-    img.set_shape([None, None, 3])
-    return img
+    return decode_file(path, need)
 
 
 def _to_rgb(img: Any) -> Any:
@@ -74,16 +55,20 @@ def images_dataset(paths: Sequence[str], *, image_size: tuple[int, int], batch_s
     size = (int(image_size[0]), int(image_size[1]))
     auto = tf.data.AUTOTUNE
     ds = tf.data.Dataset.from_tensor_slices([str(p) for p in paths])
+<<<<<<< HEAD
     ds = ds.map(lambda p: rs.resize(_decode_file(p), size), num_parallel_calls=auto)
+=======
+    ds = ds.map(lambda p: aug.resize(_decode_file(p, decode_need(size)), size), num_parallel_calls=auto)
+>>>>>>> wt-D
     if channels == 1:
         ds = ds.map(tf.image.rgb_to_grayscale, num_parallel_calls=auto)
-    return ds.batch(batch_size).prefetch(auto)
+    return with_threading(ds.batch(batch_size).prefetch(auto))
 
 
 def make_dataset(source: DataSource, split: str, *, image_size: tuple[int, int], batch_size: int,
                  training: bool, augment: str | None = "crop", seed: int = 0, shuffle_buffer: int = 2048,
-                 cache: bool = False, flip: bool = True, color: bool = True, channels: int = 3,
-                 skip_undecodable: bool = False) -> Any:
+                 cache: bool | str = False, flip: bool = True, color: bool = True, channels: int = 3,
+                 skip_undecodable: bool = False, cache_budget: int | str | None = None) -> Any:
     """A batched, prefetched ``tf.data.Dataset`` of ``(float32 [B,H,W,3] in 0..255, int32 [B])``.
 
     ``training`` shuffles (seeded; a new, reproducible order every epoch) and, with
@@ -92,7 +77,9 @@ def make_dataset(source: DataSource, split: str, *, image_size: tuple[int, int],
     are False: turn flip off for digits or text). Otherwise images are only resized to
     ``image_size``. File sources shuffle the whole list of paths (cheap) before decoding;
     ``shuffle_buffer`` is used where decoded examples are shuffled (TFDS, ``cache``).
-    ``cache`` keeps decoded images in memory (small datasets). Run the preflight first:
+    ``cache`` keeps decoded images in memory (small datasets); ``"mem"`` or a folder caches
+    resized uint8 images before augmentation within ``cache_budget`` (:mod:`tlkit.data.cache`,
+    ``--cache``). Run the preflight first:
     the pipeline assumes every file decodes. ``channels=1`` gives grayscale images (for
     models such as LeNet-5 that take one channel). ``skip_undecodable`` drops a file that
     does not decode, with TensorFlow's warning, instead of failing: for files a sampled
@@ -117,11 +104,21 @@ def make_dataset(source: DataSource, split: str, *, image_size: tuple[int, int],
     if source.kind == "files":
         assert source.items is not None
         items = source.items[source.items["split"] == split]
+        if isinstance(cache, str):  # --cache mem|DIR; None back when over the budget (said): uncached
+            from tlkit.data.cache import cached_dataset
+
+            ds = cached_dataset(items, image_size=size, batch_size=batch_size, training=training, augment=augment,
+                                seed=seed, shuffle_buffer=shuffle_buffer, flip=flip, color=color, channels=channels,
+                                skip_undecodable=skip_undecodable, where=cache, budget=cache_budget)
+            if ds is not None:
+                return ds
+            cache = False
         ds = tf.data.Dataset.from_tensor_slices((items["path"].astype(str).tolist(),
                                                  items["label_id"].to_numpy(dtype=np.int32)))
         if training and not cache:
             ds = ds.shuffle(max(n, 1), seed=seed, reshuffle_each_iteration=True)
-        ds = ds.map(lambda p, y: (_decode_file(p), y), num_parallel_calls=auto)
+        need = decode_need(size, augment if training and augment not in (None, "none") else None)
+        ds = ds.map(lambda p, y: (_decode_file(p, need), y), num_parallel_calls=auto)
         if skip_undecodable:
             ds = ds.ignore_errors(log_warning=True)
     else:
@@ -154,4 +151,9 @@ def make_dataset(source: DataSource, split: str, *, image_size: tuple[int, int],
         ds = ds.map(_aug, num_parallel_calls=auto)
     if channels == 1:
         ds = ds.map(lambda x, y: (tf.image.rgb_to_grayscale(x), y), num_parallel_calls=auto)
+<<<<<<< HEAD
     return ds.batch(batch_size).prefetch(auto)
+=======
+    return with_threading(ds.batch(batch_size).prefetch(auto))
+
+>>>>>>> wt-D

@@ -221,11 +221,14 @@ def _problem_message(i: tf.Tensor, info: dict[str, tf.Tensor], n_bytes: tf.Tenso
     return tf.gather(messages, info["problem"])
 
 
-def _decode_one(data: tf.Tensor) -> tf.Tensor:
+def _decode_one(data: tf.Tensor, need: tuple[int, int] | None = None) -> tf.Tensor:
+    from tlkit.data.decode import decode_jpeg_scaled
+
     image = tf.cond(tf.equal(tf.strings.substr(data, 0, 3), b"\xff\xd8\xff"),
                     # libjpeg's accurate integer IDCT, as PIL and tlkit's data pipeline decode:
-                    # decode_image's default (fast IDCT) differs by up to ~10 levels.
-                    lambda: tf.io.decode_jpeg(data, channels=3, dct_method="INTEGER_ACCURATE"),
+                    # decode_image's default (fast IDCT) differs by up to ~10 levels. At a DCT
+                    # scale where the photo is large enough (tlkit.data.decode.serving_need).
+                    lambda: decode_jpeg_scaled(data, need),
                     # GIFs give their first frame; grayscale and RGBA become RGB (alpha dropped).
                     lambda: tf.io.decode_image(data, channels=3, expand_animations=False, dtype=tf.uint8))
     return tf.ensure_shape(image, [None, None, 3])
@@ -267,8 +270,12 @@ def decode_images(image_bytes: tf.Tensor, size: tuple[int, int], resize: str = "
 
     # Decoder failures cannot be caught by graph ops; tf.data can drop the failing element.
     index = tf.range(n)
+    from tlkit.data.decode import serving_need
+
+    need = serving_need(size, resize)
+    # In parallel (the results are scattered back by index, so their order does not matter).
     dataset = tf.data.Dataset.from_tensor_slices((index, image_bytes)).map(
-        lambda i, d: (i, rs.apply(_decode_one(d), size, resize)))
+        lambda i, d: (i, rs.apply(_decode_one(d, need), size, resize)), num_parallel_calls=tf.data.AUTOTUNE)
     dataset = dataset.ignore_errors()
     # A sentinel (index -1) keeps the batch non-empty when every image failed.
     sentinel = tf.data.Dataset.from_tensors((tf.constant(-1, tf.int64), tf.zeros([*size, 3], tf.float32)))

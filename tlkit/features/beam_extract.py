@@ -29,8 +29,9 @@ import dataclasses
 import json
 import os
 import time
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -128,6 +129,7 @@ class _CheckAndDecode:  # a beam.DoFn; the base class is attached in _check_and_
 
         from tlkit.data import pipeline as tldata
         from tlkit.data import resize as rs
+        from tlkit.data.decode import decode_need
         from tlkit.data.preflight import inspect_file
 
         info = inspect_file(row["path"])
@@ -136,7 +138,7 @@ class _CheckAndDecode:  # a beam.DoFn; the base class is attached in _check_and_
                                                    "detail": info["detail"], "split": row["split"],
                                                    "label": row["label"]})
             return
-        img = rs.resize(tldata._decode_file(tf.constant(row["path"])), self.size)
+        img = rs.resize(tldata._decode_file(tf.constant(row["path"]), decode_need(self.size)), self.size)
         if self.channels == 1:
             img = tf.image.rgb_to_grayscale(img)
         yield (json.dumps(row, sort_keys=True), np.asarray(img, dtype=np.float32))

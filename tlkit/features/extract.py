@@ -65,6 +65,34 @@ def weights_fingerprint(model: Any) -> str:
 
 
 @contextlib.contextmanager
+def _ctrl_c_noted() -> Iterator[Any]:
+    """Note every SIGINT while the block runs (then raise as before); restores the handler after.
+
+    Python raises KeyboardInterrupt wherever the main thread is: inside a garbage-collection
+    callback (JAX registers one) it is printed as "Exception ignored" and lost, and the job
+    would run on. The extraction loop checks the note after each batch and stops there.
+    """
+    import signal
+    import threading
+
+    seen: list[int] = []
+    previous = signal.getsignal(signal.SIGINT)
+    if threading.current_thread() is not threading.main_thread() or not callable(previous):
+        yield lambda: False
+        return
+
+    def note(signum: int, frame: Any) -> None:
+        seen.append(signum)
+        previous(signum, frame)
+
+    signal.signal(signal.SIGINT, note)
+    try:
+        yield lambda: bool(seen)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+@contextlib.contextmanager
 def _seeded(seed: int | None) -> Iterator[None]:
     """Random initial weights drawn from ``seed``: the same network in every process.
 
@@ -255,24 +283,59 @@ def extract(base: str, layers: Sequence[str], data: str, out: str | os.PathLike,
     size = tuple(meta["input_size"])
     channels = int(model.input_shape[-1])
     written = 0
-    for start in range(0, len(todo), chunk_rows):
-        if stop_after_chunks is not None and index - len(existing) >= stop_after_chunks:
-            break
-        rows = todo.iloc[start:start + chunk_rows]
-        ds = tldata.images_dataset(rows["path"].tolist(), image_size=size, batch_size=batch_size, channels=channels)
-        feats: dict[str, list[np.ndarray]] = {name: [] for name in layers}
-        for batch in ds:
+    # One dataset for the whole job (decoding runs ahead across chunks) and one predict function; each
+    # part is written as soon as its rows are in. Batches never straddle parts, so a resumed run
+    # (which starts at a part boundary) computes every batch exactly as an uninterrupted run does.
+    from tlkit.features.stream import chunked_images
+
+    ds = chunked_images(todo["path"].tolist(), chunk_rows=chunk_rows, batch_size=batch_size, size=size,
+                         channels=channels)
+    feats: dict[str, list[np.ndarray]] = {name: [] for name in layers}
+    got: list[str] = []
+    failed: list[dict[str, str]] = []
+    n_chunks = -(-len(todo) // chunk_rows)
+
+    def flush(c: int) -> None:
+        """Write chunk ``c`` (its rows that decoded); the others are listed as skipped."""
+        nonlocal feats, got, index, written
+        rows = todo.iloc[c * chunk_rows:(c + 1) * chunk_rows]
+        ok = rows["path"].isin(set(got)).to_numpy()
+        failed.extend({"path": r.path, "reason": "undecodable", "detail": "the input pipeline could not decode it",
+                       "split": r.split, "label": r.label} for r in rows[~ok].itertuples())
+        if ok.any():
+            _write_part(_chunk_table(rows[ok], {k: np.concatenate(v) for k, v in feats.items()}, meta),
+                        _part_path(parts, index))
+            index += 1
+            written += int(ok.sum())
+        feats, got = {name: [] for name in layers}, []
+
+    current, stopped = 0, False
+    with _ctrl_c_noted() as interrupted:
+        for batch, paths, chunk in ds:
+            if interrupted():  # a Ctrl-C whose KeyboardInterrupt was swallowed (see _ctrl_c_noted)
+                raise KeyboardInterrupt
+            c = int(chunk[0])
+            while current < c:  # chunk `current` is complete (every batch of a chunk comes before the next one's)
+                flush(current)
+                current += 1
+            if stop_after_chunks is not None and index - len(existing) >= stop_after_chunks:
+                stopped = True
+                break
             y = model.predict_on_batch(batch)
             for name in layers:
                 feats[name].append(np.asarray(y[name]))
+            got.extend(p.decode() for p in paths.numpy())
             bar.update(int(batch.shape[0]))
-        _write_part(_chunk_table(rows, {k: np.concatenate(v) for k, v in feats.items()}, meta),
-                    _part_path(parts, index))
-        index += 1
-        written += len(rows)
+    if not stopped:
+        for c in range(current, n_chunks):
+            flush(c)
     bar.close()
     seconds = time.time() - t0
-    finished = len(done) + written >= len(items)
+    if failed:  # met by the decoder, not by the preflight: listed with the preflight's bad files
+        report.bad_files += [preflight.BadFile(**f) for f in failed]
+        report.write_skipped_csv(out.with_name(out.name + ".skipped.csv"))
+        skipped = len(report.bad_files)
+    finished = not stopped
     if finished:
         _assemble(parts, out, fmt)
     dims = {name: int(np.prod(model.output[name].shape[1:])) for name in layers}  # outputs are keyed

@@ -97,6 +97,12 @@ class FinetuneConfig:
     leaks: str = _opt("drop", "validation/test files identical to training files: drop leaves them out (copies of "
                               "training images inflate validation accuracy), keep keeps them, fail stops (exit 2)",
                       choices=("drop", "keep", "fail"))
+    cache: str | None = _opt(None, "keep the decoded, resized images (uint8, before augmentation) after the first "
+                                   "epoch: 'mem' for memory or a folder for cache files; later epochs decode "
+                                   "nothing (see --cache-budget)", metavar="mem|DIR", shown="off")
+    cache_budget: str = _opt("2GiB", "most bytes --cache may hold per split, e.g. 500MiB, 2GiB; data that does "
+                                     "not fit runs without the cache, with a message", kind="byte_size",
+                             metavar="SIZE")
 
     def run_dir(self) -> Path:
         """``runs_dir/name`` (default name: BASE-DATA); raises RunDirError for a name that is not one folder."""

@@ -172,10 +172,12 @@ def finetune(cfg: FinetuneConfig, *, resume: bool = False, force: bool = False, 
         channels = spec.input_shape[-1]
         train_ds = tldata.make_dataset(source, "train", image_size=size, batch_size=cfg.batch_size, training=True,
                                        augment=cfg.augment, seed=cfg.seed, flip=cfg.flip, channels=channels,
-                                       skip_undecodable=bool(cfg.check_sample))
+                                       skip_undecodable=bool(cfg.check_sample), cache=cfg.cache or False,
+                                       cache_budget=cfg.cache_budget)
         has_val = tldata.dataset_size(source, "val") > 0
         val_ds = (tldata.make_dataset(source, "val", image_size=size, batch_size=cfg.batch_size, training=False,
-                                      channels=channels, skip_undecodable=bool(cfg.check_sample)) if has_val else None)
+                                      channels=channels, skip_undecodable=bool(cfg.check_sample),
+                                      cache=cfg.cache or False, cache_budget=cfg.cache_budget) if has_val else None)
         class_weight = None
         if cfg.class_weight == "auto":
             counts = report.class_counts.get("train", {})

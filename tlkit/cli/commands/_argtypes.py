@@ -74,12 +74,24 @@ def _finite(text: str) -> float:
     return value
 
 
+def byte_size(text: str) -> str:
+    """A size such as 500MiB or 2GiB (kept as written; :func:`tlkit.data.cache.parse_budget` reads it)."""
+    from tlkit.data.cache import parse_budget
+    from tlkit.errors import ConfigError
+
+    try:
+        parse_budget(text)
+    except ConfigError as exc:
+        raise argparse.ArgumentTypeError(str(exc).replace("--cache-budget ", "")) from None
+    return text
+
+
 def by_kind(kind: str) -> Callable[[str], Any]:
     """The parser named by a config field's ``kind`` metadata (see :mod:`tlkit.finetune.config`)."""
     parsers: dict[str, Callable[[str], Any]] = {
         "str": str, "int": int, "positive_int": positive_int, "non_negative_int": non_negative_int,
         "image_side": image_side, "positive_float": positive_float, "non_negative_float": non_negative_float,
-        "fraction": fraction}
+        "fraction": fraction, "byte_size": byte_size}
     try:
         return parsers[kind]
     except KeyError:

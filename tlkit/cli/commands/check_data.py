@@ -9,8 +9,10 @@ import sys
 from tlkit.cli.commands._argtypes import fraction, positive_int
 
 NAME = "check-data"
-HELP = "check a dataset before training: class counts, image sizes, bad files, duplicates, leakage"
-DESCRIPTION = ("Opens every image of a folder, CSV manifest, tfds:NAME or builtin dataset and reports class "
+HELP = "check a dataset before training, decoding every file: class counts, sizes, bad files, duplicates, leakage"
+DESCRIPTION = ("Decodes every image of a folder, CSV manifest, tfds:NAME or builtin dataset in full (thorough: "
+               "tlkit finetune and tlkit extract check JPEGs from their headers and markers only and leave the "
+               "decoding to the input pipeline, so each file is decoded once) and reports class "
                "counts per split, image sizes, bad files (skipped by training, listed with the reason), "
                "duplicate files and train/validation leakage. The counts are the ones tlkit finetune would use "
                "with the same --leaks policy (its data report is this report). Exit status: 0 usable, 1 with "
@@ -44,7 +46,8 @@ def run(args: argparse.Namespace) -> int:
 
     source = data.resolve(args.data, val_split=args.val_split, seed=args.seed,
                           tfds_data_dir=args.tfds_data_dir, cache_dir=args.cache_dir)
-    report = preflight.check(source, progress=sys.stderr.isatty(), sample=args.sample, seed=args.seed)
+    report = preflight.check(source, progress=sys.stderr.isatty(), sample=args.sample, seed=args.seed,
+                             thorough=True)
     if args.skipped_csv:
         report.write_skipped_csv(args.skipped_csv)
     try:
