@@ -5,7 +5,7 @@ Run: ``python benchmarks/bench_decode.py [--repeats 5] [--out PATH]``; ``--smoke
 For a 3000x2250 and a 500x375 JPEG (q90, the same generated photos as bench_data.py), TensorFlow
 limited to one thread (intra- and inter-op), each ``ratio`` in 1, 2, 4, 8 (where the image stays at
 least 224 pixels on its shorter side after it): the decode alone, and decode + tlkit's resize to
-224x224 (bilinear, antialiased, as ``tlkit.data.augment.resize``), in eager ops on one image at a
+224x224 (bilinear, antialiased, as ``tlkit.data.resize.resize``), in eager ops on one image at a
 time. Each figure is the best of ``--repeats`` calls. These per-core rates are what
 benchmarks/README.md's paper arithmetic (cores needed to feed a GPU) starts from.
 """

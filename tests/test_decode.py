@@ -10,7 +10,7 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-from tlkit.data import augment as aug
+from tlkit.data import resize as rs
 from tlkit.data import decode
 
 
@@ -45,8 +45,8 @@ def test_scaled_decode_of_camera_photos_is_within_the_parity_tolerance(camera_ph
     need = decode.decode_need(size)
     shapes = [tuple(decode.decode_file(tf.constant(str(p)), need).shape) for p in camera_photos]
     assert shapes == [(1125, 1500, 3)] * 3  # decoded at half size, not in full
-    full = np.stack([aug.resize(decode.decode_file(tf.constant(str(p))), size).numpy() for p in camera_photos])
-    fast = np.stack([aug.resize(decode.decode_file(tf.constant(str(p)), need), size).numpy() for p in camera_photos])
+    full = np.stack([rs.resize(decode.decode_file(tf.constant(str(p))), size).numpy() for p in camera_photos])
+    fast = np.stack([rs.resize(decode.decode_file(tf.constant(str(p)), need), size).numpy() for p in camera_photos])
     diff = np.abs(full - fast)
     # The parity tests' tolerance (tests/test_export.py): max <= 2 levels, mean < 0.3. Measured: mean
     # 0.037..0.053, max 0.4..1.3.
@@ -57,7 +57,7 @@ def test_scaled_decode_of_camera_photos_is_within_the_parity_tolerance(camera_ph
     # Probabilities (softmax output): measured within 0.0064 of each other.
     assert np.abs(a - b).max() < 0.02
     # One step coarser (r=4, 2.5x the target) is measurably outside the tolerance: the margin matters.
-    coarse = np.stack([aug.resize(decode.decode_file(tf.constant(str(p)), (448, 448)),
+    coarse = np.stack([rs.resize(decode.decode_file(tf.constant(str(p)), (448, 448)),
                                   size).numpy() for p in camera_photos])
     assert np.abs(full - coarse).mean() > 0.3
 
@@ -68,7 +68,7 @@ def test_pipeline_decodes_camera_photos_at_the_reduced_scale(camera_photos):
     size = (224, 224)
     got = np.concatenate(list(tldata.images_dataset([str(p) for p in camera_photos], image_size=size,
                                                     batch_size=2).as_numpy_iterator()))
-    want = np.stack([aug.resize(decode.decode_file(tf.constant(str(p)), decode.decode_need(size)), size).numpy()
+    want = np.stack([rs.resize(decode.decode_file(tf.constant(str(p)), decode.decode_need(size)), size).numpy()
                      for p in camera_photos])
     np.testing.assert_array_equal(got, want)
 

@@ -75,10 +75,10 @@ def prepare(path: Any, hw: tuple[int, int]) -> Any:
     """The cached stage of one file: decoded, resized to ``hw`` and rounded to uint8 [h, w, 3]."""
     import tensorflow as tf
 
-    from tlkit.data import augment as aug
+    from tlkit.data import resize as rs
     from tlkit.data.decode import decode_file, decode_need
 
-    x = aug.resize(decode_file(path, decode_need(hw)), hw)
+    x = rs.resize(decode_file(path, decode_need(hw)), hw)
     return tf.cast(tf.round(tf.clip_by_value(x, 0.0, 255.0)), tf.uint8)
 
 

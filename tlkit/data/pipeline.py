@@ -14,14 +14,10 @@ from typing import Any
 
 import numpy as np
 
-<<<<<<< HEAD
 from tlkit.data.sources import SPLITS, DataSource, dataset_size, resolve  # noqa: F401  (re-exported)
 from tlkit.data.splits import class_weights, stratified_split  # noqa: F401  (re-exported)
 from tlkit.data.tfds_source import tfds_class_counts  # noqa: F401  (re-exported)
-=======
 from tlkit.data.decode import decode_need, with_threading
-from tlkit.data.images import IMAGE_EXTENSIONS, is_image_path
->>>>>>> wt-D
 from tlkit.errors import DataError
 
 
@@ -55,11 +51,7 @@ def images_dataset(paths: Sequence[str], *, image_size: tuple[int, int], batch_s
     size = (int(image_size[0]), int(image_size[1]))
     auto = tf.data.AUTOTUNE
     ds = tf.data.Dataset.from_tensor_slices([str(p) for p in paths])
-<<<<<<< HEAD
-    ds = ds.map(lambda p: rs.resize(_decode_file(p), size), num_parallel_calls=auto)
-=======
-    ds = ds.map(lambda p: aug.resize(_decode_file(p, decode_need(size)), size), num_parallel_calls=auto)
->>>>>>> wt-D
+    ds = ds.map(lambda p: rs.resize(_decode_file(p, decode_need(size)), size), num_parallel_calls=auto)
     if channels == 1:
         ds = ds.map(tf.image.rgb_to_grayscale, num_parallel_calls=auto)
     return with_threading(ds.batch(batch_size).prefetch(auto))
@@ -151,9 +143,4 @@ def make_dataset(source: DataSource, split: str, *, image_size: tuple[int, int],
         ds = ds.map(_aug, num_parallel_calls=auto)
     if channels == 1:
         ds = ds.map(lambda x, y: (tf.image.rgb_to_grayscale(x), y), num_parallel_calls=auto)
-<<<<<<< HEAD
-    return ds.batch(batch_size).prefetch(auto)
-=======
     return with_threading(ds.batch(batch_size).prefetch(auto))
-
->>>>>>> wt-D

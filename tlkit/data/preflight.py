@@ -20,7 +20,6 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from tlkit._io import atomic_path
 from tlkit.data.file_checks import check_files, source_key
 from tlkit.data.images import ImageError, decode_rgb, open_regular, read_header
 from tlkit.data.jpeg_check import jpeg_structure_problem

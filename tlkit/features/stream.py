@@ -17,7 +17,7 @@ def chunked_images(paths: list[str], *, chunk_rows: int, batch_size: int, size: 
     batch may be short), chunks in order; files that do not decode are left out."""
     import tensorflow as tf
 
-    from tlkit.data import augment as aug
+    from tlkit.data import resize as rs
     from tlkit.data import pipeline as tldata
     from tlkit.data.decode import decode_need, with_threading
 
@@ -27,7 +27,7 @@ def chunked_images(paths: list[str], *, chunk_rows: int, batch_size: int, size: 
     n = len(paths)
 
     def image(p: Any, c: Any) -> Any:
-        x = aug.resize(tldata._decode_file(p, need), size)
+        x = rs.resize(tldata._decode_file(p, need), size)
         return (tf.image.rgb_to_grayscale(x) if channels == 1 else x), p, c
 
     def chunk(c: Any) -> Any:
