@@ -28,8 +28,7 @@ def cpu_model() -> str:
 def machine() -> dict[str, Any]:
     """What the figures were measured on: CPU model, cores this process may use, Python."""
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return {"cpu": cpu_model(), "cores": cores, "python": platform.python_version(),
-            "platform": platform.platform()}
+    return {"cpu": cpu_model(), "cores": cores, "python": platform.python_version(), "platform": platform.platform()}
 
 
 def _sources() -> list[Any]:
@@ -64,12 +63,13 @@ def photo(index: int, size: tuple[int, int], sources: Sequence[Any] | None = Non
             # A crop of 80-95% of the source, its offset and flip chosen by k: every file differs.
             fh, fw = int(sh * (0.8 + 0.05 * (k % 4))), int(sw * (0.8 + 0.05 * ((k // 4) % 4)))
             oy, ox = (k * 13) % (sh - fh + 1), (k * 29) % (sw - fw + 1)
-            crop = src[oy:oy + fh, ox:ox + fw]
+            crop = src[oy : oy + fh, ox : ox + fw]
             if (k // 16) % 2:
                 crop = crop[:, ::-1]
             tile = Image.fromarray(np.ascontiguousarray(crop)).resize(
-                (xs[c + 1] - xs[c], ys[r + 1] - ys[r]), Image.BICUBIC)
-            canvas[ys[r]:ys[r + 1], xs[c]:xs[c + 1]] = np.asarray(tile)
+                (xs[c + 1] - xs[c], ys[r + 1] - ys[r]), Image.BICUBIC
+            )
+            canvas[ys[r] : ys[r + 1], xs[c] : xs[c + 1]] = np.asarray(tile)
     return canvas
 
 

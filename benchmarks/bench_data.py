@@ -73,8 +73,14 @@ BOUNDS = {
     "serve bytes, batch 32": "serve pixels, batch 32",
 }
 NETWORK, DECODE, SERIAL = list(BOUNDS)[:3]
-SHORT = {NETWORK: "network", SERIAL: "serial", "fit stage 1 in memory": "fit1 mem",
-         "fit stage 2 in memory": "fit2 mem", "serve pixels, batch 1": "pix b1", "serve pixels, batch 32": "pix b32"}
+SHORT = {
+    NETWORK: "network",
+    SERIAL: "serial",
+    "fit stage 1 in memory": "fit1 mem",
+    "fit stage 2 in memory": "fit2 mem",
+    "serve pixels, batch 1": "pix b1",
+    "serve pixels, batch 32": "pix b32",
+}
 
 
 PHASES: dict[str, float] = {}  # seconds each part of the benchmark took (all rounds), to plan a run's length
@@ -97,10 +103,12 @@ def _rate(n: int, fn: Callable[[], Any]) -> float:
 def _tlkit(*argv: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
     """``python -m tlkit ARGV`` in a fresh process (the tree this script belongs to comes first)."""
     root = str(Path(__file__).resolve().parents[1])
-    e = {**os.environ, **(env or {}), "PYTHONPATH": os.pathsep.join(
-        [root, *filter(None, [os.environ.get("PYTHONPATH")])])}
-    return subprocess.run([sys.executable, "-m", "tlkit", *argv], capture_output=True, text=True, env=e,
-                          check=False)
+    e = {
+        **os.environ,
+        **(env or {}),
+        "PYTHONPATH": os.pathsep.join([root, *filter(None, [os.environ.get("PYTHONPATH")])]),
+    }
+    return subprocess.run([sys.executable, "-m", "tlkit", *argv], capture_output=True, text=True, env=e, check=False)
 
 
 def cache_flag(help_text: str | None = None) -> list[str] | None:
@@ -166,8 +174,9 @@ def measure_decode(size: Size) -> float:
 
     if "decode_ds" not in size.state:
         src = tldata.resolve(str(size.folder), val_split=0.0)
-        size.state["decode_ds"] = tldata.make_dataset(src, "train", image_size=(224, 224),
-                                                      batch_size=size.batch, training=False)
+        size.state["decode_ds"] = tldata.make_dataset(
+            src, "train", image_size=(224, 224), batch_size=size.batch, training=False
+        )
     ds = size.state["decode_ds"]
     return _rate(size.n, lambda: [None for _ in ds])
 
@@ -205,7 +214,7 @@ def measure_finetune(size: Size) -> dict[str, float]:
             if stage == 2:
                 heads.unfreeze_top(m, 2)
             train.compile_model(m, train.StageConfig(stage=stage, epochs=1, lr=1e-3 if stage == 1 else 1e-4), 2)
-            m.fit(x[:size.batch], y[:size.batch], batch_size=size.batch, epochs=1, verbose=0)  # compile
+            m.fit(x[: size.batch], y[: size.batch], batch_size=size.batch, epochs=1, verbose=0)  # compile
             models[stage] = m
         ds = tldata.make_dataset(src, "train", image_size=(224, 224), batch_size=size.batch, training=True)
         for m in models.values():
@@ -215,8 +224,9 @@ def measure_finetune(size: Size) -> dict[str, float]:
     rates = {}
     for stage, m in models.items():  # files and memory alternate: both see the same machine load
         rates[f"finetune stage {stage} from files"] = _rate(size.fit_n, lambda m=m: m.fit(ds, epochs=1, verbose=0))
-        rates[f"fit stage {stage} in memory"] = _rate(size.fit_n, lambda m=m: m.fit(
-            x, y, batch_size=size.batch, epochs=1, verbose=0, shuffle=False))
+        rates[f"fit stage {stage} in memory"] = _rate(
+            size.fit_n, lambda m=m: m.fit(x, y, batch_size=size.batch, epochs=1, verbose=0, shuffle=False)
+        )
     return rates
 
 
@@ -229,9 +239,27 @@ def measure_cached_finetune(size: Size, flag: list[str], work: Path) -> dict[str
     runs = work / "cache-runs"
     shutil.rmtree(runs, ignore_errors=True)
     val = "0.1" if size.n >= 40 else "0.25"  # a small validation pass (its time is in the epoch's seconds)
-    p = _tlkit("finetune", "--data", str(size.folder), "--runs-dir", str(runs), "--name", "cached",
-               "--epochs", "2", "--finetune-epochs", "2", "--weights", "none", "--val-split", val,
-               "--batch-size", str(size.batch), "--quiet", *flag)
+    p = _tlkit(
+        "finetune",
+        "--data",
+        str(size.folder),
+        "--runs-dir",
+        str(runs),
+        "--name",
+        "cached",
+        "--epochs",
+        "2",
+        "--finetune-epochs",
+        "2",
+        "--weights",
+        "none",
+        "--val-split",
+        val,
+        "--batch-size",
+        str(size.batch),
+        "--quiet",
+        *flag,
+    )
     if p.returncode != 0:
         raise RuntimeError((p.stderr.strip().splitlines() or ["failed"])[-1])
     items = tldata.resolve(str(size.folder), val_split=float(val)).items
@@ -252,15 +280,31 @@ def measure_evaluate_predict(size: Size, work: Path) -> dict[str, float]:
 
     run = work / "runs" / "eval"  # one run (on the first size's photos) serves every size: same classes
     if not run.exists():
-        p = _tlkit("finetune", "--data", str(size.folder), "--runs-dir", str(run.parent), "--name", "eval",
-                   "--epochs", "1", "--finetune-epochs", "0", "--weights", "none", "--batch-size",
-                   str(size.batch), "--quiet")
+        p = _tlkit(
+            "finetune",
+            "--data",
+            str(size.folder),
+            "--runs-dir",
+            str(run.parent),
+            "--name",
+            "eval",
+            "--epochs",
+            "1",
+            "--finetune-epochs",
+            "0",
+            "--weights",
+            "none",
+            "--batch-size",
+            str(size.batch),
+            "--quiet",
+        )
         if p.returncode != 0:
             raise RuntimeError(f"tlkit finetune (the run to evaluate) failed: {p.stderr[-800:]}")
     paths = [str(p) for p in size.paths]
     return {
-        "evaluate (end to end)": _rate(size.n, lambda: evaluate_runs([str(run)], data=str(size.folder),
-                                                                     split="all", batch_size=size.batch)),
+        "evaluate (end to end)": _rate(
+            size.n, lambda: evaluate_runs([str(run)], data=str(size.folder), split="all", batch_size=size.batch)
+        ),
         "predict (end to end)": _rate(size.n, lambda: predict_files(paths, batch_size=size.batch)),
     }
 
@@ -288,8 +332,10 @@ def measure_serving(size: Size, loaded: Any, tries: int) -> dict[str, float]:
         jpegs = tf.constant([photos[i % len(photos)] for i in range(b)])
         pix = tf.constant(rng.uniform(0, 255, (b, 224, 224, 3)).astype("float32"))
         label = 32 if b == size.batch and b != 1 else b  # smoke's small batch stands in for 32
-        for kind, call in (("pixels", lambda pix=pix: pixels_fn(pixels=pix)["scores"].numpy()),
-                           ("bytes", lambda jpegs=jpegs: serve(image_bytes=jpegs)["scores"].numpy())):
+        for kind, call in (
+            ("pixels", lambda pix=pix: pixels_fn(pixels=pix)["scores"].numpy()),
+            ("bytes", lambda jpegs=jpegs: serve(image_bytes=jpegs)["scores"].numpy()),
+        ):
             call()  # warm-up (first call traces)
             rates[f"serve {kind}, batch {label}"] = max(_rate(b, call) for _ in range(tries))
     return rates
@@ -297,8 +343,10 @@ def measure_serving(size: Size, loaded: Any, tries: int) -> dict[str, float]:
 
 def measure_round(size: Size, work: Path, loaded: Any, *, smoke: bool) -> dict[str, float]:
     """Every row of one photo size once (the cached finetune aside), with each part's time noted."""
-    got = {NETWORK: _phase("network", lambda: measure_network(size)),
-           DECODE: _phase("decode", lambda: measure_decode(size))}
+    got = {
+        NETWORK: _phase("network", lambda: measure_network(size)),
+        DECODE: _phase("decode", lambda: measure_decode(size)),
+    }
     got.update(_phase("extract", lambda: measure_extract(size, work / f"features-{size.key}.npz")))
     got.update(_phase("finetune", lambda: measure_finetune(size)))
     got.update(_phase("evaluate+predict", lambda: measure_evaluate_predict(size, work)))
@@ -318,19 +366,26 @@ def main(argv: list[str] | None = None) -> int:
     results = Path(__file__).parent / "results"
     out = Path(args.out) if args.out else results / ("data.smoke.json" if args.smoke else "data.json")
     mach = util.machine()
-    print(f"CPU: {mach['cpu']}, {mach['cores']} cores; {rounds} interleaved round(s), best kept"
-          + ("  [smoke: figures mean nothing]" if args.smoke else ""))
+    print(
+        f"CPU: {mach['cpu']}, {mach['cores']} cores; {rounds} interleaved round(s), best kept"
+        + ("  [smoke: figures mean nothing]" if args.smoke else "")
+    )
     t_start = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="tlkit-bench-data-") as tmp:
         work = Path(args.keep or tmp)
         sizes = []
         for key, (w, h, n) in cfg["sizes"].items():
             folder = work / f"photos-{key}"
-            paths = sorted(folder.rglob("*.jpg")) if folder.exists() else \
-                _phase("photos", lambda f=folder, n=n, wh=(w, h): util.write_photos(f, n, wh))
+            paths = (
+                sorted(folder.rglob("*.jpg"))
+                if folder.exists()
+                else _phase("photos", lambda f=folder, n=n, wh=(w, h): util.write_photos(f, n, wh))
+            )
             sizes.append(Size(key, folder, paths, cfg["batch"], cfg["fit_images"]))
-            print(f"{key}: {len(paths)} JPEGs q90, {sum(p.stat().st_size for p in paths) / len(paths) / 1e3:.0f} "
-                  f"kB each on average")
+            print(
+                f"{key}: {len(paths)} JPEGs q90, {sum(p.stat().st_size for p in paths) / len(paths) / 1e3:.0f} "
+                f"kB each on average"
+            )
         flag = cache_flag()
         loaded = _phase("export", lambda: export_model(work))
         best: dict[tuple[str, str], float] = {}
@@ -343,8 +398,9 @@ def main(argv: list[str] | None = None) -> int:
                         got.update(_phase("finetune --cache", lambda s=size: measure_cached_finetune(s, flag, work)))
                     except Exception as exc:  # noqa: BLE001  (a feature in progress must not sink the table)
                         for stage in (1, 2):
-                            status[(size.key, f"finetune stage {stage} from files, --cache (epoch 2)")] = \
+                            status[(size.key, f"finetune stage {stage} from files, --cache (epoch 2)")] = (
                                 f"n/a (failed: {str(exc)[:60]})"
+                            )
                 for name, v in got.items():
                     best[(size.key, name)] = max(best.get((size.key, name), 0.0), v)
             print(f"round {r + 1}/{rounds} done at {time.perf_counter() - t_start:.0f} s", flush=True)
@@ -362,15 +418,33 @@ def main(argv: list[str] | None = None) -> int:
             rate = best.get((size.key, name))
             st = status.get((size.key, name), "ok" if rate is not None else "n/a (not implemented)")
             b = best.get((size.key, bound)) if bound else None
-            rows.append({"size": size.key, "row": name, "images_per_s": rate, "status": st, "bound": bound,
-                         "bound_images_per_s": b, "ratio": rate / b if rate and b else None,
-                         "vs_network": rate / net if rate else None})
+            rows.append(
+                {
+                    "size": size.key,
+                    "row": name,
+                    "images_per_s": rate,
+                    "status": st,
+                    "bound": bound,
+                    "bound_images_per_s": b,
+                    "ratio": rate / b if rate and b else None,
+                    "vs_network": rate / net if rate else None,
+                }
+            )
     util.print_table(rows, [s.key for s in sizes], SHORT)
-    result = {"benchmark": "bench_data: the image path from file to tensor (issue 13)", "base": BASE,
-              "input_size": [224, 224], "batch": cfg["batch"], "rounds": rounds, "smoke": bool(args.smoke),
-              "photos": {s.key: {"count": s.n, "fit_images": s.fit_n, "jpeg_quality": 90} for s in sizes},
-              "cache_flag": flag, "machine": mach, "seconds": round(time.perf_counter() - t_start, 1),
-              "phase_seconds": PHASES, "rows": rows}
+    result = {
+        "benchmark": "bench_data: the image path from file to tensor (issue 13)",
+        "base": BASE,
+        "input_size": [224, 224],
+        "batch": cfg["batch"],
+        "rounds": rounds,
+        "smoke": bool(args.smoke),
+        "photos": {s.key: {"count": s.n, "fit_images": s.fit_n, "jpeg_quality": 90} for s in sizes},
+        "cache_flag": flag,
+        "machine": mach,
+        "seconds": round(time.perf_counter() - t_start, 1),
+        "phase_seconds": PHASES,
+        "rows": rows,
+    }
     util.write_json(out, result)
     print(f"wrote {out} ({result['seconds']:.0f} s)")
     return 0

@@ -83,22 +83,44 @@ def main(argv: list[str] | None = None) -> int:
                     fn().numpy()
                     times.append(time.perf_counter() - t0)
                 best[name] = min(times)
-            rows.append({"size": key, "ratio": ratio, "decoded_shape": list(shape), "jpeg_bytes": len(raw),
-                         "decode_ms": 1000 * best["decode"], "decode_resize_ms": 1000 * best["decode+resize"],
-                         "images_per_s_per_core": 1.0 / best["decode+resize"]})
+            rows.append(
+                {
+                    "size": key,
+                    "ratio": ratio,
+                    "decoded_shape": list(shape),
+                    "jpeg_bytes": len(raw),
+                    "decode_ms": 1000 * best["decode"],
+                    "decode_resize_ms": 1000 * best["decode+resize"],
+                    "images_per_s_per_core": 1.0 / best["decode+resize"],
+                }
+            )
     aug = _augment_rate(tf, repeats)
     print(f"{'photo':>10s} {'ratio':>5s} {'decoded':>12s} {'decode ms':>10s} {'+resize ms':>11s} {'img/s/core':>11s}")
     for r in rows:
         dec = "x".join(str(d) for d in r["decoded_shape"][1::-1])
-        print(f"{r['size']:>10s} {r['ratio']:>5d} {dec:>12s} {r['decode_ms']:>10.1f} {r['decode_resize_ms']:>11.1f} "
-              f"{r['images_per_s_per_core']:>11.1f}")
+        print(
+            f"{r['size']:>10s} {r['ratio']:>5d} {dec:>12s} {r['decode_ms']:>10.1f} {r['decode_resize_ms']:>11.1f} "
+            f"{r['images_per_s_per_core']:>11.1f}"
+        )
     if aug:
         print(f"augment only, from a cached 224x224 uint8 image (crop + flip + colour): {aug:.1f} images/s/core")
-    out = Path(args.out) if args.out else Path(__file__).parent / "results" / (
-        "decode.smoke.json" if args.smoke else "decode.json")
-    util.write_json(out, {"benchmark": "bench_decode: decode_jpeg(ratio) on one core", "repeats": repeats,
-                          "smoke": bool(args.smoke), "tensorflow": tf.__version__, "machine": mach, "rows": rows,
-                          "augment_from_cache_images_per_s_per_core": aug})
+    out = (
+        Path(args.out)
+        if args.out
+        else Path(__file__).parent / "results" / ("decode.smoke.json" if args.smoke else "decode.json")
+    )
+    util.write_json(
+        out,
+        {
+            "benchmark": "bench_decode: decode_jpeg(ratio) on one core",
+            "repeats": repeats,
+            "smoke": bool(args.smoke),
+            "tensorflow": tf.__version__,
+            "machine": mach,
+            "rows": rows,
+            "augment_from_cache_images_per_s_per_core": aug,
+        },
+    )
     print(f"wrote {out}")
     return 0
 

@@ -31,8 +31,9 @@ import os
 import platform
 import statistics
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 
 def _macs(model: Any, input_hw: tuple[int, int]) -> int:
@@ -76,8 +77,10 @@ def _median_times(fns: dict[str, Callable[[], Any]], repeats: int) -> dict[str, 
             t = time.perf_counter()
             fn()
             runs[k].append(time.perf_counter() - t)
-    return {k: {"median_s": statistics.median(v), "min_s": min(v), "runs_s": [round(x, 4) for x in v]}
-            for k, v in runs.items()}
+    return {
+        k: {"median_s": statistics.median(v), "min_s": min(v), "runs_s": [round(x, 4) for x in v]}
+        for k, v in runs.items()
+    }
 
 
 def _crops(image: Any, size: int, step: int, rows: int, cols: int) -> Any:
@@ -86,17 +89,17 @@ def _crops(image: Any, size: int, step: int, rows: int, cols: int) -> Any:
     # "same"-padded nets may score windows hanging over the bottom/right edge: pad as they do.
     need = ((rows - 1) * step + size - image.shape[0], (cols - 1) * step + size - image.shape[1])
     image = np.pad(image, ((0, max(0, need[0])), (0, max(0, need[1])), (0, 0)))
-    return np.stack([image[i * step:i * step + size, j * step:j * step + size]
-                     for i in range(rows) for j in range(cols)])
+    return np.stack(
+        [image[i * step : i * step + size, j * step : j * step + size] for i in range(rows) for j in range(cols)]
+    )
 
 
 def _forward_batched(model: Any, x: Any, batch: int) -> None:
     for i in range(0, len(x), batch):
-        model.predict_on_batch(x[i:i + batch])  # compiled, as tlkit.dense.evaluator runs its passes
+        model.predict_on_batch(x[i : i + batch])  # compiled, as tlkit.dense.evaluator runs its passes
 
 
-def bench_model(name: str, *, size: int, repeats: int, crop_batch: int, stride16: bool,
-                full: bool) -> dict[str, Any]:
+def bench_model(name: str, *, size: int, repeats: int, crop_batch: int, stride16: bool, full: bool) -> dict[str, Any]:
     """Dense at ``size`` vs. its crops for registry model ``name`` (random weights)."""
     import numpy as np
 
@@ -116,19 +119,28 @@ def bench_model(name: str, *, size: int, repeats: int, crop_batch: int, stride16
     crops = _crops(image, native, s, rows, cols)  # raw pixels: both paths preprocess inside the timing
     crop_macs = _macs(model, (native, native))
     dense_macs = _macs(conv.model, (size, size))
-    times = _median_times({
-        "dense": lambda: ev.score_maps(image[None]),
-        "crops": lambda: _forward_batched(model, preprocess_numpy(crops, spec.preprocessing), crop_batch),
-    }, repeats)
+    times = _median_times(
+        {
+            "dense": lambda: ev.score_maps(image[None]),
+            "crops": lambda: _forward_batched(model, preprocess_numpy(crops, spec.preprocessing), crop_batch),
+        },
+        repeats,
+    )
     out: dict[str, Any] = {
-        "model": name, "image": [size, size], "window": [native, native],
+        "model": name,
+        "image": [size, size],
+        "window": [native, native],
         "stride32": {
-            "map_shape": [rows, cols, int(conv.model.output_shape[-1])], "crops": rows * cols,
-            "dense_s": times["dense"]["median_s"], "crops_s": times["crops"]["median_s"],
-            "dense_runs_s": times["dense"]["runs_s"], "crops_runs_s": times["crops"]["runs_s"],
+            "map_shape": [rows, cols, int(conv.model.output_shape[-1])],
+            "crops": rows * cols,
+            "dense_s": times["dense"]["median_s"],
+            "crops_s": times["crops"]["median_s"],
+            "dense_runs_s": times["dense"]["runs_s"],
+            "crops_runs_s": times["crops"]["runs_s"],
             "time_ratio": times["crops"]["median_s"] / times["dense"]["median_s"],
             "time_ratio_min": times["crops"]["min_s"] / times["dense"]["min_s"],
-            "dense_macs": dense_macs, "crops_macs": rows * cols * crop_macs,
+            "dense_macs": dense_macs,
+            "crops_macs": rows * cols * crop_macs,
             "mac_ratio": rows * cols * crop_macs / dense_macs,
         },
     }
@@ -139,20 +151,25 @@ def bench_model(name: str, *, size: int, repeats: int, crop_batch: int, stride16
         pass_macs = sum(_macs(conv.model, (size - dy, size - dx)) for dy in (0, step) for dx in (0, step))
         fns: dict[str, Callable[[], Any]] = {"dense16": lambda: ev.score_maps(image[None], stride=step)}
         if full:
-            fns["crops16"] = lambda: _forward_batched(model, preprocess_numpy(crops16, spec.preprocessing),
-                                                      crop_batch)
+            fns["crops16"] = lambda: _forward_batched(model, preprocess_numpy(crops16, spec.preprocessing), crop_batch)
         t16 = _median_times(fns, repeats)
         per_crop = times["crops"]["median_s"] / (rows * cols)
         crops16_s = t16["crops16"]["median_s"] if full else per_crop * r16 * c16
         crops16_min = t16["crops16"]["min_s"] if full else times["crops"]["min_s"] / (rows * cols) * r16 * c16
         out["stride16"] = {
-            "map_shape": [r16, c16, int(conv.model.output_shape[-1])], "crops": r16 * c16, "passes": 4,
-            "dense_s": t16["dense16"]["median_s"], "dense_runs_s": t16["dense16"]["runs_s"],
-            "crops_s": crops16_s, "crops_timing": "measured" if full else
-            f"extrapolated: {r16 * c16} x the per-crop time of the stride-32 run",
+            "map_shape": [r16, c16, int(conv.model.output_shape[-1])],
+            "crops": r16 * c16,
+            "passes": 4,
+            "dense_s": t16["dense16"]["median_s"],
+            "dense_runs_s": t16["dense16"]["runs_s"],
+            "crops_s": crops16_s,
+            "crops_timing": "measured"
+            if full
+            else f"extrapolated: {r16 * c16} x the per-crop time of the stride-32 run",
             "time_ratio": crops16_s / t16["dense16"]["median_s"],
             "time_ratio_min": crops16_min / t16["dense16"]["min_s"],
-            "dense_macs": pass_macs, "crops_macs": r16 * c16 * crop_macs,
+            "dense_macs": pass_macs,
+            "crops_macs": r16 * c16 * crop_macs,
             "mac_ratio": r16 * c16 * crop_macs / pass_macs,
         }
     return out
@@ -189,8 +206,10 @@ def bench_parts(name: str, *, size: int, repeats: int, crop_batch: int) -> dict[
     native = int(model.inputs[0].shape[1])
     rows = (size - native) // 32 + 1
     rng = np.random.default_rng(0)
-    xs = {"dense": rng.uniform(0, 255, (1, size, size, 3)).astype("float32"),
-          "crops": rng.uniform(0, 255, (min(crop_batch, rows * rows), native, native, 3)).astype("float32")}
+    xs = {
+        "dense": rng.uniform(0, 255, (1, size, size, 3)).astype("float32"),
+        "crops": rng.uniform(0, 255, (min(crop_batch, rows * rows), native, native, 3)).astype("float32"),
+    }
     layers = [lay for lay in conv.layers if isinstance(lay, (keras.layers.Conv2D, keras.layers.MaxPooling2D))]
     inputs: dict[str, dict[str, Any]] = {"dense": {}, "crops": {}}
     for key, x in xs.items():
@@ -222,14 +241,28 @@ def bench_parts(name: str, *, size: int, repeats: int, crop_batch: int) -> dict[
             else:
                 macs[key] = int(np.prod(x.shape))
         crops_s = best[(lay.name, "crops")] * scale
-        out.append({"layer": lay.name, "dense_in": list(inputs["dense"][lay.name].shape),
-                    "crops_in": list(inputs["crops"][lay.name].shape), "dense_s": best[(lay.name, "dense")],
-                    "crops_s": crops_s, "time_ratio": crops_s / best[(lay.name, "dense")],
-                    "mac_ratio": macs["crops"] * scale / macs["dense"]})
+        out.append(
+            {
+                "layer": lay.name,
+                "dense_in": list(inputs["dense"][lay.name].shape),
+                "crops_in": list(inputs["crops"][lay.name].shape),
+                "dense_s": best[(lay.name, "dense")],
+                "crops_s": crops_s,
+                "time_ratio": crops_s / best[(lay.name, "dense")],
+                "mac_ratio": macs["crops"] * scale / macs["dense"],
+            }
+        )
     dense_total = sum(p["dense_s"] for p in out)
     crops_total = sum(p["crops_s"] for p in out)
-    return {"model": name, "image": [size, size], "crops": rows * rows, "layers": out,
-            "dense_s": dense_total, "crops_s": crops_total, "time_ratio": crops_total / dense_total}
+    return {
+        "model": name,
+        "image": [size, size],
+        "crops": rows * rows,
+        "layers": out,
+        "dense_s": dense_total,
+        "crops_s": crops_total,
+        "time_ratio": crops_total / dense_total,
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -247,13 +280,27 @@ def main(argv: list[str] | None = None) -> int:
     import keras
 
     started = time.perf_counter()
-    results = [bench_model("vgg16", size=args.size, repeats=args.repeats, crop_batch=args.crop_batch,
-                           stride16=True, full=args.full)]
+    results = [
+        bench_model(
+            "vgg16", size=args.size, repeats=args.repeats, crop_batch=args.crop_batch, stride16=True, full=args.full
+        )
+    ]
     if not args.skip_efficientnet:
-        results.append(bench_model("efficientnet_lite0", size=args.size, repeats=args.repeats,
-                                   crop_batch=args.crop_batch, stride16=True, full=args.full))
-    parts = None if args.skip_parts else bench_parts("vgg16", size=args.size, repeats=args.repeats,
-                                                      crop_batch=args.crop_batch)
+        results.append(
+            bench_model(
+                "efficientnet_lite0",
+                size=args.size,
+                repeats=args.repeats,
+                crop_batch=args.crop_batch,
+                stride16=True,
+                full=args.full,
+            )
+        )
+    parts = (
+        None
+        if args.skip_parts
+        else bench_parts("vgg16", size=args.size, repeats=args.repeats, crop_batch=args.crop_batch)
+    )
     try:
         import tensorflow as tf  # only to name the device in the report
 
@@ -262,10 +309,18 @@ def main(argv: list[str] | None = None) -> int:
         devices = []
     report = {
         "benchmark": "dense evaluation vs. crops (tlkit.dense.convert + tlkit.dense.evaluator)",
-        "keras": keras.__version__, "backend": keras.backend.backend(), "devices": devices,
-        "cpu": cpu_model(), "cpu_count": os.cpu_count(), "platform": platform.platform(), "repeats": args.repeats,
-        "crop_batch": args.crop_batch, "goal": "VGG16 stride-32 time ratio >= 10 (MAC ratio ~11 is the limit)",
-        "results": results, "parts": parts, "wall_s": round(time.perf_counter() - started, 1),
+        "keras": keras.__version__,
+        "backend": keras.backend.backend(),
+        "devices": devices,
+        "cpu": cpu_model(),
+        "cpu_count": os.cpu_count(),
+        "platform": platform.platform(),
+        "repeats": args.repeats,
+        "crop_batch": args.crop_batch,
+        "goal": "VGG16 stride-32 time ratio >= 10 (MAC ratio ~11 is the limit)",
+        "results": results,
+        "parts": parts,
+        "wall_s": round(time.perf_counter() - started, 1),
     }
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(report, indent=2) + "\n")
@@ -278,9 +333,19 @@ def main(argv: list[str] | None = None) -> int:
                 continue
             x = r[key]
             note = "" if key == "stride32" or x["crops_timing"] == "measured" else " (extrap.)"
-            rows.append((r["model"], key[6:], "x".join(map(str, x["map_shape"])), str(x["crops"]),
-                         f"{x['dense_s']:.3f}", f"{x['crops_s']:.3f}{note}", f"{x['time_ratio']:.1f}x",
-                         f"{x['time_ratio_min']:.1f}x", f"{x['mac_ratio']:.1f}x"))
+            rows.append(
+                (
+                    r["model"],
+                    key[6:],
+                    "x".join(map(str, x["map_shape"])),
+                    str(x["crops"]),
+                    f"{x['dense_s']:.3f}",
+                    f"{x['crops_s']:.3f}{note}",
+                    f"{x['time_ratio']:.1f}x",
+                    f"{x['time_ratio_min']:.1f}x",
+                    f"{x['mac_ratio']:.1f}x",
+                )
+            )
     widths = [max(len(h), *(len(t[i]) for t in rows)) for i, h in enumerate(header)]
     print(f"image {args.size}x{args.size}, median of {args.repeats} after a warm-up; devices: {devices}")
     print("  ".join(h.ljust(w) for h, w in zip(header, widths)))
@@ -288,12 +353,16 @@ def main(argv: list[str] | None = None) -> int:
         print("  ".join(c.ljust(w) for c, w in zip(t, widths)))
     if parts:
         print(f"\nper layer, {parts['model']} (each layer alone, compiled; crops scaled to {parts['crops']}):")
-        print(f"{'layer':14s} {'dense in':>18s} {'crops in':>18s} {'dense s':>8s} {'crops s':>8s} {'time':>6s} {'MACs':>6s}")
+        head = ("layer", "dense in", "crops in", "dense s", "crops s", "time", "MACs")
+        print(f"{head[0]:14s} {head[1]:>18s} {head[2]:>18s} {head[3]:>8s} {head[4]:>8s} {head[5]:>6s} {head[6]:>6s}")
         for p in parts["layers"]:
-            print(f"{p['layer']:14s} {str(tuple(p['dense_in'])):>18s} {str(tuple(p['crops_in'])):>18s} "
-                  f"{p['dense_s']:8.4f} {p['crops_s']:8.4f} {p['time_ratio']:5.1f}x {p['mac_ratio']:5.1f}x")
-        print(f"sum of layers: dense {parts['dense_s']:.3f} s, crops {parts['crops_s']:.3f} s, "
-              f"{parts['time_ratio']:.1f}x")
+            print(
+                f"{p['layer']:14s} {str(tuple(p['dense_in'])):>18s} {str(tuple(p['crops_in'])):>18s} "
+                f"{p['dense_s']:8.4f} {p['crops_s']:8.4f} {p['time_ratio']:5.1f}x {p['mac_ratio']:5.1f}x"
+            )
+        print(
+            f"sum of layers: dense {parts['dense_s']:.3f} s, crops {parts['crops_s']:.3f} s, {parts['time_ratio']:.1f}x"
+        )
     print(f"cpu: {report['cpu']}")
     print(f"wrote {args.out} ({report['wall_s']} s)")
     return 0

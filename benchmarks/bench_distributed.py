@@ -35,7 +35,7 @@ def _folder(root: Path, n: int, size: int = 64) -> Path:
         for i in range(n // 3):
             img = rng.integers(0, 60, (size, size, 3))
             if cls == "bright":
-                img[size // 4: 3 * size // 4, size // 4: 3 * size // 4] = 230
+                img[size // 4 : 3 * size // 4, size // 4 : 3 * size // 4] = 230
             elif cls == "dark":
                 img += 120
             else:
@@ -61,11 +61,40 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     work = Path(tempfile.mkdtemp(prefix="tlkit-bench-dist-"))
     data = _folder(work / "data", args.images)
-    train = ["finetune", "--data", str(data), "--base", "cifar_example", "--weights", "none", "--input-size", "32",
-             "32", "--batch-size", "32", "--no-augment", "--epochs", "3", "--finetune-epochs", "0", "--quiet",
-             "--force"]
-    extract = ["extract", "--base", "efficientnet_lite0", "--layer", "penultimate", "--data", str(data),
-               "--input-size", "64", "64", "--force"]
+    train = [
+        "finetune",
+        "--data",
+        str(data),
+        "--base",
+        "cifar_example",
+        "--weights",
+        "none",
+        "--input-size",
+        "32",
+        "32",
+        "--batch-size",
+        "32",
+        "--no-augment",
+        "--epochs",
+        "3",
+        "--finetune-epochs",
+        "0",
+        "--quiet",
+        "--force",
+    ]
+    extract = [
+        "extract",
+        "--base",
+        "efficientnet_lite0",
+        "--layer",
+        "penultimate",
+        "--data",
+        str(data),
+        "--input-size",
+        "64",
+        "64",
+        "--force",
+    ]
     cases = {
         "finetune, 1 process": train + ["--name", "one"],
         "finetune, 2 workers (--workers 2)": train + ["--name", "two", "--workers", "2"],
@@ -77,15 +106,24 @@ def main(argv: list[str] | None = None) -> int:
         for name, cmd in cases.items():
             best[name] = min(best[name], _timed(cmd, work))
     shutil.rmtree(work, ignore_errors=True)
-    ratio = {"finetune": best["finetune, 1 process"] / best["finetune, 2 workers (--workers 2)"],
-             "extract": best["extract, 1 process"] / best["extract, Beam FnApiRunner, 2 workers"]}
+    ratio = {
+        "finetune": best["finetune, 1 process"] / best["finetune, 2 workers (--workers 2)"],
+        "extract": best["extract, 1 process"] / best["extract, Beam FnApiRunner, 2 workers"],
+    }
     print(f"{'command (' + str(args.images) + ' images)':44s} {'best wall s':>11s}")
     for name, t in best.items():
         print(f"{name:44s} {t:11.1f}")
-    print(f"speed of 2 workers relative to 1 process: finetune {ratio['finetune']:.2f}x, "
-          f"extract {ratio['extract']:.2f}x (on {os.cpu_count()} cores)")
-    result = {"machine": {"cpu_count": os.cpu_count(), "processor": platform.processor(), "python": sys.version},
-              "images": args.images, "rounds": args.rounds, "best_wall_s": best, "speed_vs_one_process": ratio}
+    print(
+        f"speed of 2 workers relative to 1 process: finetune {ratio['finetune']:.2f}x, "
+        f"extract {ratio['extract']:.2f}x (on {os.cpu_count()} cores)"
+    )
+    result = {
+        "machine": {"cpu_count": os.cpu_count(), "processor": platform.processor(), "python": sys.version},
+        "images": args.images,
+        "rounds": args.rounds,
+        "best_wall_s": best,
+        "speed_vs_one_process": ratio,
+    }
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(result, indent=2))
     return 0

@@ -20,8 +20,9 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 
 def _photos(n: int) -> list[bytes]:
@@ -52,8 +53,12 @@ def _time(fn: Callable[[], Any], warmup: int, repeats: int) -> dict[str, Any]:
         runs.append(time.perf_counter() - t)
     runs_sorted = sorted(runs)
     p90 = runs_sorted[min(len(runs) - 1, int(round(0.9 * (len(runs) - 1))))]
-    return {"median_ms": 1000 * statistics.median(runs), "p90_ms": 1000 * p90, "min_ms": 1000 * min(runs),
-            "repeats": repeats}
+    return {
+        "median_ms": 1000 * statistics.median(runs),
+        "p90_ms": 1000 * p90,
+        "min_ms": 1000 * min(runs),
+        "repeats": repeats,
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -100,31 +105,48 @@ def main(argv: list[str] | None = None) -> int:
             fn = serve if sig == "serving_default" else pixels_fn
             key = "image_bytes" if sig == "serving_default" else "pixels"
             repeats = args.repeats if batch == 1 else max(3, args.repeats // 2)
-            r = _time(lambda: fn(**{key: x})["scores"].numpy(), args.warmup, repeats)
-            r.update({"signature": sig, "batch": batch,
-                      "images_per_s": batch / (r["median_ms"] / 1000),
-                      "input_bytes_mean": int(np.mean([len(p) for p in photos[:batch]]))
-                      if sig == "serving_default" else None})
+            r = _time(lambda fn=fn, key=key, x=x: fn(**{key: x})["scores"].numpy(), args.warmup, repeats)
+            r.update(
+                {
+                    "signature": sig,
+                    "batch": batch,
+                    "images_per_s": batch / (r["median_ms"] / 1000),
+                    "input_bytes_mean": int(np.mean([len(p) for p in photos[:batch]]))
+                    if sig == "serving_default"
+                    else None,
+                }
+            )
             rows.append(r)
         top = serve(image_bytes=tf.constant(photos[:1]))["top_k_labels"].numpy()[0][0].decode()
 
     result = {
         "benchmark": "loaded SavedModel latency: efficientnet_lite0 export, serving_default (JPEG bytes) "
-                     "and predict_pixels, batch 1 and 32",
-        "export_path": args.path or "(temporary export)", "export_and_verify_s": export_s, "load_s": load_s,
-        "input_size": [h, w], "num_classes": card["num_classes"], "top1_of_chelsea": top,
+        "and predict_pixels, batch 1 and 32",
+        "export_path": args.path or "(temporary export)",
+        "export_and_verify_s": export_s,
+        "load_s": load_s,
+        "input_size": [h, w],
+        "num_classes": card["num_classes"],
+        "top1_of_chelsea": top,
         "results": rows,
-        "environment": {"python": platform.python_version(), "tensorflow": tf.__version__,
-                        "machine": platform.machine(), "processor": platform.processor(),
-                        "cpus": os.cpu_count(), "gpus": len(tf.config.list_physical_devices("GPU")),
-                        "intra_op_threads": tf.config.threading.get_intra_op_parallelism_threads(),
-                        "onednn": os.environ.get("TF_ENABLE_ONEDNN_OPTS", "default")},
+        "environment": {
+            "python": platform.python_version(),
+            "tensorflow": tf.__version__,
+            "machine": platform.machine(),
+            "processor": platform.processor(),
+            "cpus": os.cpu_count(),
+            "gpus": len(tf.config.list_physical_devices("GPU")),
+            "intra_op_threads": tf.config.threading.get_intra_op_parallelism_threads(),
+            "onednn": os.environ.get("TF_ENABLE_ONEDNN_OPTS", "default"),
+        },
     }
     print(f"load {load_s:.2f} s; chelsea top-1: {top}")
     print(f"{'signature':<17}{'batch':>6}{'median ms':>11}{'p90 ms':>9}{'ms/image':>10}{'images/s':>10}")
     for r in rows:
-        print(f"{r['signature']:<17}{r['batch']:>6}{r['median_ms']:>11.1f}{r['p90_ms']:>9.1f}"
-              f"{r['median_ms'] / r['batch']:>10.1f}{r['images_per_s']:>10.1f}")
+        print(
+            f"{r['signature']:<17}{r['batch']:>6}{r['median_ms']:>11.1f}{r['p90_ms']:>9.1f}"
+            f"{r['median_ms'] / r['batch']:>10.1f}{r['images_per_s']:>10.1f}"
+        )
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(out.name + ".tmp")

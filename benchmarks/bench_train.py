@@ -42,8 +42,11 @@ def main() -> None:
 
     from tlkit.finetune import heads, train
 
-    gpus = [d for d in keras.config.list_devices() if "gpu" in str(d).lower()] \
-        if hasattr(keras.config, "list_devices") else []
+    gpus = (
+        [d for d in keras.config.list_devices() if "gpu" in str(d).lower()]
+        if hasattr(keras.config, "list_devices")
+        else []
+    )
     rng = np.random.default_rng(0)
     n = args.steps * args.batch
     x = rng.uniform(0, 255, (n, args.size, args.size, 3)).astype("float32")
@@ -68,7 +71,7 @@ def main() -> None:
     cache_rate = n / (time.perf_counter() - t0)
     head_in = keras.Input(feats.shape[1:])
     h = head_in
-    for layer in model.layers[[l.name for l in model.layers].index("avg_pool") + 1:]:
+    for layer in model.layers[[l.name for l in model.layers].index("avg_pool") + 1 :]:
         h = layer(h)
     head = keras.Model(head_in, h)
     train.compile_model(head, cfg, 10)
@@ -76,15 +79,23 @@ def main() -> None:
     rows.append(("cached features: head epoch", _throughput(head, feats, y, args.steps, args.batch)))
 
     base_rate = rows[0][1]
-    print(f"{args.base} at {args.size}x{args.size}, batch {args.batch}, backend {keras.backend.backend()}, "
-          f"{'GPU' if gpus else 'CPU'}")
+    print(
+        f"{args.base} at {args.size}x{args.size}, batch {args.batch}, backend {keras.backend.backend()}, "
+        f"{'GPU' if gpus else 'CPU'}"
+    )
     print(f"{'configuration':52s} {'images/s':>10s} {'vs stage 1':>10s}")
     for name, rate in rows:
         print(f"{name:52s} {rate:10.1f} {rate / base_rate:9.2f}x")
-    result = {"base": args.base, "size": args.size, "batch": args.batch, "steps": args.steps,
-              "backend": keras.backend.backend(), "device": "GPU" if gpus else "CPU",
-              "machine": platform.processor() or platform.machine(),
-              "rows": [{"configuration": n_, "images_per_s": r, "ratio_vs_stage1": r / base_rate} for n_, r in rows]}
+    result = {
+        "base": args.base,
+        "size": args.size,
+        "batch": args.batch,
+        "steps": args.steps,
+        "backend": keras.backend.backend(),
+        "device": "GPU" if gpus else "CPU",
+        "machine": platform.processor() or platform.machine(),
+        "rows": [{"configuration": n_, "images_per_s": r, "ratio_vs_stage1": r / base_rate} for n_, r in rows],
+    }
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2))

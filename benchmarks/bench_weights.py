@@ -38,8 +38,7 @@ def main(argv: list[str] | None = None) -> int:
 
     efficientnet_lite0()  # warm up Keras/TF so the first timing is not the import
     source = W.lite0_source_path()
-    rows: dict[str, list[float]] = {"build_model_only": [], "read_pth": [], "first_conversion": [],
-                                    "cached_load": []}
+    rows: dict[str, list[float]] = {"build_model_only": [], "read_pth": [], "first_conversion": [], "cached_load": []}
     checks: list[bool] = []
     for _ in range(args.repeats):
         t = time.perf_counter()
@@ -58,8 +57,7 @@ def main(argv: list[str] | None = None) -> int:
             cached, info = W.lite0_imagenet_model()
             rows["cached_load"].append(time.perf_counter() - t)
             assert info["from_cache"]
-            checks.append(all(np.array_equal(a.numpy(), b.numpy())
-                              for a, b in zip(converted.weights, cached.weights)))
+            checks.append(all(np.array_equal(a.numpy(), b.numpy()) for a, b in zip(converted.weights, cached.weights)))
             cache_bytes = os.path.getsize(info["cache"])
     os.environ.pop("KERAS_HOME", None)
 
@@ -69,20 +67,30 @@ def main(argv: list[str] | None = None) -> int:
     weights_only = {k: summary[k]["median_s"] - build for k in ("first_conversion", "cached_load")}
     result = {
         "benchmark": "efficientnet_lite0 ImageNet weights: first conversion vs cached load",
-        "source": source.name, "source_bytes": source.stat().st_size, "cache_bytes": cache_bytes,
-        "repeats": args.repeats, "results": summary, "speedup_cached_vs_first": speedup,
+        "source": source.name,
+        "source_bytes": source.stat().st_size,
+        "cache_bytes": cache_bytes,
+        "repeats": args.repeats,
+        "results": summary,
+        "speedup_cached_vs_first": speedup,
         "weights_part_median_s": weights_only,
         "weights_identical": all(checks),
-        "environment": {"python": platform.python_version(), "keras": keras.__version__,
-                        "backend": keras.backend.backend(), "machine": platform.machine(),
-                        "cpus": os.cpu_count()},
+        "environment": {
+            "python": platform.python_version(),
+            "keras": keras.__version__,
+            "backend": keras.backend.backend(),
+            "machine": platform.machine(),
+            "cpus": os.cpu_count(),
+        },
     }
     print(f"{'step':<18}{'median s':>10}{'min s':>10}")
     for k, v in summary.items():
         print(f"{k:<18}{v['median_s']:>10.3f}{v['min_s']:>10.3f}")
-    print(f"cached load is {speedup:.1f}x faster end to end; without the model build: conversion "
-          f"{weights_only['first_conversion']:.3f} s vs cached {weights_only['cached_load']:.3f} s; "
-          f"weights identical: {all(checks)}")
+    print(
+        f"cached load is {speedup:.1f}x faster end to end; without the model build: conversion "
+        f"{weights_only['first_conversion']:.3f} s vs cached {weights_only['cached_load']:.3f} s; "
+        f"weights identical: {all(checks)}"
+    )
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2) + "\n")

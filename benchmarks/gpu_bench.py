@@ -115,8 +115,9 @@ def run(cfg: dict[str, int], rounds: int) -> dict[str, Any]:
     side = (big - crop) // 32 + 1
     dense, crops_model = _dense_models(crop)
     image = rng.uniform(0, 255, (1, big, big, 3)).astype("float32")
-    crops = np.stack([image[0, i * 32:i * 32 + crop, j * 32:j * 32 + crop]
-                      for i in range(side) for j in range(side)])
+    crops = np.stack(
+        [image[0, i * 32 : i * 32 + crop, j * 32 : j * 32 + crop] for i in range(side) for j in range(side)]
+    )
     image, crops = jax.device_put(image), jax.device_put(crops)
     for m in (dense, crops_model):  # compile once outside the timing
         m.predict_on_batch(image if m is dense else crops)
@@ -137,18 +138,49 @@ def run(cfg: dict[str, int], rounds: int) -> dict[str, Any]:
         base = best[f"train {m} float32"]
         for p in PRECISIONS:
             rate = best[f"train {m} {p}"]
-            rows.append({"row": f"train {m} {p}", "what": "training images/s", "images_per_s": rate,
-                         "bound": f"train {m} float32", "ratio": rate / base})
+            rows.append(
+                {
+                    "row": f"train {m} {p}",
+                    "what": "training images/s",
+                    "images_per_s": rate,
+                    "bound": f"train {m} float32",
+                    "ratio": rate / base,
+                }
+            )
     n_crops = side * side
-    rows.append({"row": "dense vgg16", "what": f"one {big}x{big} image, one pass ({side}x{side} map)",
-                 "images_per_s": best["dense"], "bound": None, "ratio": None})
-    rows.append({"row": "crops vgg16", "what": f"{n_crops} crops of {crop}x{crop}, batched, per image",
-                 "images_per_s": best["crops"], "bound": "dense vgg16", "ratio": best["crops"] / best["dense"]})
-    return {"benchmark": "gpu_bench: Keras 3 JAX backend, synthetic tensors",
-            "keras": keras.__version__, "jax": jax.__version__, "backend": keras.backend.backend(),
-            "devices": [str(d) for d in jax.devices()], "device_kind": jax.devices()[0].device_kind,
-            "cpu": cpu_model(), "cpu_count": os.cpu_count(), "rounds": rounds, "config": cfg,
-            "dense_speedup": best["dense"] / best["crops"], "crops": n_crops, "rows": rows}
+    rows.append(
+        {
+            "row": "dense vgg16",
+            "what": f"one {big}x{big} image, one pass ({side}x{side} map)",
+            "images_per_s": best["dense"],
+            "bound": None,
+            "ratio": None,
+        }
+    )
+    rows.append(
+        {
+            "row": "crops vgg16",
+            "what": f"{n_crops} crops of {crop}x{crop}, batched, per image",
+            "images_per_s": best["crops"],
+            "bound": "dense vgg16",
+            "ratio": best["crops"] / best["dense"],
+        }
+    )
+    return {
+        "benchmark": "gpu_bench: Keras 3 JAX backend, synthetic tensors",
+        "keras": keras.__version__,
+        "jax": jax.__version__,
+        "backend": keras.backend.backend(),
+        "devices": [str(d) for d in jax.devices()],
+        "device_kind": jax.devices()[0].device_kind,
+        "cpu": cpu_model(),
+        "cpu_count": os.cpu_count(),
+        "rounds": rounds,
+        "config": cfg,
+        "dense_speedup": best["dense"] / best["crops"],
+        "crops": n_crops,
+        "rows": rows,
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -157,24 +189,32 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--rounds", type=int, default=None, help="interleaved rounds, best kept (default 3; tiny 1)")
     ap.add_argument("--batch", type=int, default=None, help="training batch (default 128; tiny 2)")
     ap.add_argument("--steps", type=int, default=None, help="timed training steps per round (default 20)")
-    ap.add_argument("--out", default=None, help="JSON path (default benchmarks/results/gpu.json; "
-                    "with --tiny a file in the temp folder)")
+    ap.add_argument(
+        "--out",
+        default=None,
+        help="JSON path (default benchmarks/results/gpu.json; with --tiny a file in the temp folder)",
+    )
     args = ap.parse_args(argv)
     cfg = dict(TINY if args.tiny else FULL)
     for k in ("batch", "steps"):
         if getattr(args, k) is not None:
             cfg[k] = getattr(args, k)
     rounds = args.rounds or (1 if args.tiny else 3)
-    default_out = (Path(os.environ.get("TMPDIR", "/tmp")) / "tlkit-gpu-tiny.json" if args.tiny
-                   else Path(__file__).parent / "results" / "gpu.json")
+    default_out = (
+        Path(os.environ.get("TMPDIR", "/tmp")) / "tlkit-gpu-tiny.json"
+        if args.tiny
+        else Path(__file__).parent / "results" / "gpu.json"
+    )
     out = Path(args.out) if args.out else default_out
 
     result = run(cfg, rounds)
     result["tiny"] = bool(args.tiny)
     print(f"CPU: {result['cpu']} ({result['cpu_count']} cores); devices: {', '.join(result['devices'])}")
-    print(f"keras {result['keras']}, jax {result['jax']}, backend {result['backend']}; "
-          f"train {cfg['size']}x{cfg['size']} batch {cfg['batch']}, {rounds} round(s), best kept"
-          + ("  [tiny: figures mean nothing]" if args.tiny else ""))
+    print(
+        f"keras {result['keras']}, jax {result['jax']}, backend {result['backend']}; "
+        f"train {cfg['size']}x{cfg['size']} batch {cfg['batch']}, {rounds} round(s), best kept"
+        + ("  [tiny: figures mean nothing]" if args.tiny else "")
+    )
     print(f"{'row':30s} {'images/s':>10s} {'ratio':>7s}  vs")
     for r in result["rows"]:
         ratio = f"{r['ratio']:7.2f}" if r["ratio"] is not None else f"{'':7s}"

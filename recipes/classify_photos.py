@@ -50,7 +50,8 @@ def main(argv: list[str]) -> None:
     del argv
     workdir = Path(FLAGS.workdir or tempfile.mkdtemp(prefix="tlkit-classify-"))
     paths = [Path(p) for p in FLAGS.images] or sample_photos(
-        workdir / "photos", ["chelsea"] if FLAGS.smoke else ["chelsea", "coffee", "astronaut"])
+        workdir / "photos", ["chelsea"] if FLAGS.smoke else ["chelsea", "coffee", "astronaut"]
+    )
 
     spec = tlkit.get_spec(FLAGS.base)
     # The 1000-class ImageNet classifier, taking raw 0..255 pixels (preprocessing inside).

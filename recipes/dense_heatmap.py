@@ -41,8 +41,9 @@ def scene(path: Path) -> Path:
 
     cat, coffee = data.chelsea(), data.coffee()
     h = cat.shape[0]
-    coffee = np.asarray(Image.fromarray(coffee).resize((round(coffee.shape[1] * h / coffee.shape[0]), h),
-                                                       Image.Resampling.BICUBIC))
+    coffee = np.asarray(
+        Image.fromarray(coffee).resize((round(coffee.shape[1] * h / coffee.shape[0]), h), Image.Resampling.BICUBIC)
+    )
     path.parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray(np.concatenate([cat, coffee], axis=1)).save(path, quality=95)
     return path
@@ -56,20 +57,22 @@ def main(argv: list[str]) -> None:
 
     ev = DenseEvaluator.from_name(FLAGS.base)  # pretrained, converted to fully convolutional
     result = ev.evaluate(str(image), scales=scales, top=5)[0]
-    print(f"{image.name} {result.image_size[0]}x{result.image_size[1]} at scales {scales}: "
-          + ", ".join(f"{c.name} {c.score:.3f}" for c in result.top))
+    print(
+        f"{image.name} {result.image_size[0]}x{result.image_size[1]} at scales {scales}: "
+        + ", ".join(f"{c.name} {c.score:.3f}" for c in result.top)
+    )
 
     rgb = load_rgb(image)
     best = result.best_map()  # the largest scale: the finest positions
     halves = {}
     for c in result.top[:2]:
         grid = best.window_map(c.index)  # image-aligned, one cell per 32 pixels
-        out = score_map_overlay(rgb, grid, workdir / f"heatmap_{c.name.replace(' ', '_')}.png",
-                                title=f"{c.name} at scale {best.scale}")
+        out = score_map_overlay(
+            rgb, grid, workdir / f"heatmap_{c.name.replace(' ', '_')}.png", title=f"{c.name} at scale {best.scale}"
+        )
         half = grid.shape[1] // 2
         halves[c.name] = (float(grid[:, :half].mean()), float(grid[:, half:].mean()))
-        print(f"  {c.name}: mean score left half {halves[c.name][0]:.3f}, right half {halves[c.name][1]:.3f}"
-              f" -> {out}")
+        print(f"  {c.name}: mean score left half {halves[c.name][0]:.3f}, right half {halves[c.name][1]:.3f} -> {out}")
         with Image.open(out) as im:  # the picture must decode
             im.load()
 

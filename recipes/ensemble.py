@@ -50,15 +50,25 @@ def main(argv: list[str]) -> None:
     smoke = FLAGS.smoke
     manifest = fixed_split_manifest(FLAGS.data, workdir / "split.csv", per_class=30 if smoke else 0)
     side = 32 if smoke else FLAGS.input_size
-    seeds = [int(s) for s in FLAGS.seeds][:2 if smoke else None]
+    seeds = [int(s) for s in FLAGS.seeds][: 2 if smoke else None]
 
     runs, members = [], {}
     for seed in seeds:
-        cfg = FinetuneConfig(data=manifest, base=FLAGS.base, runs_dir=str(workdir / "runs"), name=f"seed{seed}",
-                             input_size=(side, side), seed=seed, epochs=3 if smoke else FLAGS.epochs,
-                             finetune_epochs=0 if smoke else FLAGS.finetune_epochs, unfreeze="all", lr=FLAGS.lr,
-                             augment=None, flip=False,  # the digits' settings; see finetune_deep.py
-                             cache_features=smoke)  # smoke: head only, on features computed once
+        cfg = FinetuneConfig(
+            data=manifest,
+            base=FLAGS.base,
+            runs_dir=str(workdir / "runs"),
+            name=f"seed{seed}",
+            input_size=(side, side),
+            seed=seed,
+            epochs=3 if smoke else FLAGS.epochs,
+            finetune_epochs=0 if smoke else FLAGS.finetune_epochs,
+            unfreeze="all",
+            lr=FLAGS.lr,
+            augment=None,
+            flip=False,  # the digits' settings; see finetune_deep.py
+            cache_features=smoke,
+        )  # smoke: head only, on features computed once
         # Each member's metrics are on the pinned validation split, the images the ensemble is scored on.
         members[cfg.run_dir().name] = finetune(cfg, force=True, quiet=True)
         runs.append(str(cfg.run_dir()))
@@ -67,8 +77,10 @@ def main(argv: list[str]) -> None:
     for run, m in members.items():
         print(f"{run}: top-1 {m['top1']:.3f}")
     mean = sum(m["top1"] for m in members.values()) / len(members)
-    print(f"ensemble of {len(runs)}: top-1 {ens['top1']:.3f} on {ens['count']} images "
-          f"(members' mean {mean:.3f}); confusion matrix in {workdir / 'evaluation'}")
+    print(
+        f"ensemble of {len(runs)}: top-1 {ens['top1']:.3f} on {ens['count']} images "
+        f"(members' mean {mean:.3f}); confusion matrix in {workdir / 'evaluation'}"
+    )
 
     bound = 0.3 if smoke else FLAGS.min_accuracy  # a smoke member sees 240 images once per stage
     if ens["top1"] < bound:

@@ -28,8 +28,11 @@ flags.DEFINE_string("base", "efficientnet_lite0", "registry name of an ImageNet 
 flags.DEFINE_string("run", None, "export this finetuning run directory instead of --base")
 flags.DEFINE_string("image", None, "image file to query with (default: scikit-image's cat photo)")
 flags.DEFINE_string("workdir", None, "output folder (default: a new temporary folder)")
-flags.DEFINE_bool("smoke", False, "CI run: skip the export's own fresh-process verification (this "
-                                  "recipe's query still checks the answer)")
+flags.DEFINE_bool(
+    "smoke",
+    False,
+    "CI run: skip the export's own fresh-process verification (this recipe's query still checks the answer)",
+)
 FLAGS = flags.FLAGS
 
 CATS = {"tabby", "tiger cat", "Egyptian cat", "Persian cat", "Siamese cat", "lynx"}
@@ -54,8 +57,10 @@ def main(argv: list[str]) -> None:
         result = export_run(FLAGS.run, workdir / "saved_models" / Path(FLAGS.run).name, verify=verify)
     else:
         result = export_base(FLAGS.base, workdir / "saved_models" / FLAGS.base, verify=verify)
-    print(f"exported {result.card['num_classes']} classes, input {result.card['input_size']} -> {result.path}"
-          + (" (verified in a fresh process)" if verify else ""))
+    print(
+        f"exported {result.card['num_classes']} classes, input {result.card['input_size']} -> {result.path}"
+        + (" (verified in a fresh process)" if verify else "")
+    )
 
     # 2. Query: load it with plain TensorFlow and send the bytes of an image file.
     image_bytes = Path(FLAGS.image).read_bytes() if FLAGS.image else cat_jpeg()

@@ -38,16 +38,17 @@ def main(argv: list[str]) -> None:
     size = (FLAGS.input_size, FLAGS.input_size)
 
     # 1. One pass of the frozen pretrained network; rows keep path, label and train/val split.
-    res = extract(FLAGS.base, [FLAGS.layer], FLAGS.data, workdir / "features.parquet", input_size=size,
-                  force=True)
+    res = extract(FLAGS.base, [FLAGS.layer], FLAGS.data, workdir / "features.parquet", input_size=size, force=True)
     print(f"features: {res.rows} images x {res.dims[FLAGS.layer]} values in {res.seconds:.1f} s -> {res.path}")
 
     # 2. A linear classifier on the train rows, regularisation chosen by cross-validation;
     #    accuracy measured on the held-out rows.
     kinds = ("logreg",) if FLAGS.smoke else ("logreg", "svm")
     m = probe(res.path, workdir / "probe", kinds=kinds, cv=3 if FLAGS.smoke else 5)
-    print(f"{m['probe']['chosen']}: cross-validated {m['cv_accuracy']:.3f}, held-out {m['top1']:.3f} "
-          f"on {m['count']} images; confusion matrix {workdir / 'probe' / 'confusion.png'}")
+    print(
+        f"{m['probe']['chosen']}: cross-validated {m['cv_accuracy']:.3f}, held-out {m['top1']:.3f} "
+        f"on {m['count']} images; confusion matrix {workdir / 'probe' / 'confusion.png'}"
+    )
 
     if m["top1"] < FLAGS.min_accuracy:
         raise SystemExit(f"FAILED: held-out accuracy {m['top1']:.3f} < {FLAGS.min_accuracy}")

@@ -54,16 +54,22 @@ def main(argv: list[str]) -> None:
     data = subset_manifest(FLAGS.data, per_class, workdir / "subset.csv") if per_class else FLAGS.data
     side = 32 if FLAGS.smoke else FLAGS.input_size
     cfg = FinetuneConfig(
-        data=data, base=FLAGS.base, runs_dir=str(workdir / "runs"), name="deep", input_size=(side, side),
-        epochs=1 if FLAGS.smoke else FLAGS.epochs, finetune_epochs=1 if FLAGS.smoke else FLAGS.finetune_epochs,
-        unfreeze=FLAGS.unfreeze, lr=FLAGS.lr,
+        data=data,
+        base=FLAGS.base,
+        runs_dir=str(workdir / "runs"),
+        name="deep",
+        input_size=(side, side),
+        epochs=1 if FLAGS.smoke else FLAGS.epochs,
+        finetune_epochs=1 if FLAGS.smoke else FLAGS.finetune_epochs,
+        unfreeze=FLAGS.unfreeze,
+        lr=FLAGS.lr,
         augment=None,  # 8x8 digits: a random crop would keep a few pixels of the stroke
-        flip=FLAGS.flip)
+        flip=FLAGS.flip,
+    )
     metrics = finetune(cfg, force=True, quiet=FLAGS.smoke)
     # A smoke run sees 320 images once per stage: it must beat chance (0.1) clearly, not reach 0.95.
     bound = 0.3 if FLAGS.smoke else FLAGS.min_accuracy
-    print(f"validation accuracy {metrics['top1']:.3f} on {metrics['count']} images; run directory "
-          f"{cfg.run_dir()}")
+    print(f"validation accuracy {metrics['top1']:.3f} on {metrics['count']} images; run directory {cfg.run_dir()}")
     if metrics["top1"] < bound:
         raise SystemExit(f"FAILED: validation accuracy {metrics['top1']:.3f} < {bound}")
     print("ok")

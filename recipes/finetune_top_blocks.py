@@ -38,15 +38,23 @@ def main(argv: list[str]) -> None:
     del argv
     workdir = Path(FLAGS.workdir or tempfile.mkdtemp(prefix="tlkit-top-blocks-"))
     cfg = FinetuneConfig(
-        data=FLAGS.data, base=FLAGS.base, runs_dir=str(workdir / "runs"), name="top_blocks",
+        data=FLAGS.data,
+        base=FLAGS.base,
+        runs_dir=str(workdir / "runs"),
+        name="top_blocks",
         input_size=(FLAGS.input_size, FLAGS.input_size),
-        epochs=1 if FLAGS.smoke else FLAGS.epochs, finetune_epochs=1 if FLAGS.smoke else FLAGS.finetune_epochs,
-        unfreeze=FLAGS.unfreeze, lr=FLAGS.lr,
-        augment=None)  # 25x25 faces: random crops would keep too little of each face
+        epochs=1 if FLAGS.smoke else FLAGS.epochs,
+        finetune_epochs=1 if FLAGS.smoke else FLAGS.finetune_epochs,
+        unfreeze=FLAGS.unfreeze,
+        lr=FLAGS.lr,
+        augment=None,
+    )  # 25x25 faces: random crops would keep too little of each face
     metrics = finetune(cfg, force=True, quiet=FLAGS.smoke)
     run = cfg.run_dir()
-    print(f"validation accuracy {metrics['top1']:.3f} on {metrics['count']} images; run directory {run} "
-          f"(curves.png, confusion.png, best.keras)")
+    print(
+        f"validation accuracy {metrics['top1']:.3f} on {metrics['count']} images; run directory {run} "
+        f"(curves.png, confusion.png, best.keras)"
+    )
     if metrics["top1"] < FLAGS.min_accuracy:
         raise SystemExit(f"FAILED: validation accuracy {metrics['top1']:.3f} < {FLAGS.min_accuracy}")
     print("ok")

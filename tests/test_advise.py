@@ -29,15 +29,26 @@ def advice():
 
 
 def _measurements(**over):
-    m = {"data": "photos/", "base": "efficientnet_lite0", "images": 5000, "classes": 2,
-         "per_class": {"median": 2500.0, "min": 2400, "max": 2600},
-         "sample": {"images": 200, "seed": 0, "unreadable": []},
-         "image_size": {"median_height": 480.0, "median_width": 640.0, "min_side": 300, "max_side": 1024},
-         "base_input": [224, 224],
-         "probe": {"features": 0.95, "pixels": 0.7, "gain": 0.25, "layer": "avg_pool", "features_dim": 1280,
-                   "pixels_dim": 768},
-         "mirror": {"pixels": 0.7, "pixels_on_mirrored": 0.65, "chance": 0.5, "retained": 0.75},
-         "imagenet": {"mean_top1_prob": 0.6, "frequent_classes": [{"name": "tabby", "fraction": 0.5}]}}
+    m = {
+        "data": "photos/",
+        "base": "efficientnet_lite0",
+        "images": 5000,
+        "classes": 2,
+        "per_class": {"median": 2500.0, "min": 2400, "max": 2600},
+        "sample": {"images": 200, "seed": 0, "unreadable": []},
+        "image_size": {"median_height": 480.0, "median_width": 640.0, "min_side": 300, "max_side": 1024},
+        "base_input": [224, 224],
+        "probe": {
+            "features": 0.95,
+            "pixels": 0.7,
+            "gain": 0.25,
+            "layer": "avg_pool",
+            "features_dim": 1280,
+            "pixels_dim": 768,
+        },
+        "mirror": {"pixels": 0.7, "pixels_on_mirrored": 0.65, "chance": 0.5, "retained": 0.75},
+        "imagenet": {"mean_top1_prob": 0.6, "frequent_classes": [{"name": "tabby", "fraction": 0.5}]},
+    }
     for k, v in over.items():
         m[k] = {**m[k], **v} if isinstance(v, dict) else v
     return m
@@ -52,8 +63,9 @@ def test_digits_and_faces_land_in_different_situations(advice):
     assert f["measurements"]["images"] == 200 and f["measurements"]["per_class"]["median"] == 100
     # Reasons state the numbers they rest on.
     pr = d["measurements"]["probe"]
-    assert any(f"{pr['features']:.3f}" in r and f"{pr['pixels']:.3f}" in r and "worse than pixels" in r
-               for r in d["reasons"])
+    assert any(
+        f"{pr['features']:.3f}" in r and f"{pr['pixels']:.3f}" in r and "worse than pixels" in r for r in d["reasons"]
+    )
     assert any("better than pixels" in r for r in f["reasons"])
     assert any("median 180.5 per class" in r and "1,000" in r for r in d["reasons"])
     assert d["recipe"] == "recipes/finetune_deep.py" and f["recipe"] == "recipes/features_linear.py"
@@ -67,7 +79,8 @@ def test_digits_command_is_the_main_job(advice):
     assert advice["digits"]["measurements"]["mirror"]["retained"] < FLIP_RETAINED
     assert advice["digits"]["command"] == (
         "tlkit finetune --base efficientnet_lite0 --data builtin:digits --input-size 64 64 --epochs 4 "
-        "--finetune-epochs 4 --unfreeze all --lr 3e-3 --no-augment --no-flip")
+        "--finetune-epochs 4 --unfreeze all --lr 3e-3 --no-augment --no-flip"
+    )
     assert advice["faces"]["commands"][0].startswith("tlkit extract --base efficientnet_lite0 --layer penultimate")
     assert advice["faces"]["commands"][1].startswith("tlkit probe ")
 
@@ -77,8 +90,9 @@ def test_printed_command_runs(advice, name, tmp_path):
     steps = [c + SMOKE if c.startswith("tlkit finetune ") else c for c in advice[name]["commands"]]
     assert " && ".join(advice[name]["commands"]) == advice[name]["command"]
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
-    proc = subprocess.run(["bash", "-c", " && ".join(steps)], cwd=tmp_path, env=env, capture_output=True,
-                          text=True, timeout=600)
+    proc = subprocess.run(
+        ["bash", "-c", " && ".join(steps)], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600
+    )
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     if name == "faces":
         assert "held-out accuracy" in proc.stdout
@@ -107,8 +121,13 @@ def test_similarity_threshold_is_features_versus_pixels():
 
 
 def test_flip_and_augment_follow_the_measurements():
-    a = decide(_measurements(probe={"gain": -0.1}, mirror={"retained": FLIP_RETAINED - 0.01},
-                             image_size={"median_height": 20.0, "median_width": 30.0}))
+    a = decide(
+        _measurements(
+            probe={"gain": -0.1},
+            mirror={"retained": FLIP_RETAINED - 0.01},
+            image_size={"median_height": 20.0, "median_width": 30.0},
+        )
+    )
     assert a.command.endswith("--no-augment --no-flip") and "--input-size 64 64" in a.command
     b = decide(_measurements(probe={"gain": -0.1}, mirror={"retained": FLIP_RETAINED}))
     assert "--no-flip" not in b.command
@@ -122,8 +141,13 @@ def test_input_side():
 
 def test_text_output_has_situation_reasons_recipe_and_command():
     text = decide(_measurements(data="my photos/")).to_text()
-    for part in ("situation: large data, similar to ImageNet", "why:", "recipe: recipes/finetune_top_blocks.py",
-                 "command:", "--data 'my photos/'"):
+    for part in (
+        "situation: large data, similar to ImageNet",
+        "why:",
+        "recipe: recipes/finetune_top_blocks.py",
+        "command:",
+        "--data 'my photos/'",
+    ):
         assert part in text
 
 

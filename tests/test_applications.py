@@ -1,6 +1,5 @@
 """keras.applications bases behind the registry: Keras' own architectures, counted both ways."""
 
-
 import keras
 import numpy as np
 import pytest

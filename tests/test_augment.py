@@ -48,8 +48,9 @@ def test_scale_jitter_keeps_a_constant_image_constant_and_varies_scale():
     np.testing.assert_allclose(out.numpy(), 77.0, atol=1e-3)
     # A left-to-right ramp: the crop's spread of values shrinks as the random scale S grows.
     ramp = tf.tile(tf.reshape(tf.linspace(0.0, 255.0, 40), [1, 40, 1]), [10, 1, 3])
-    spreads = {round(float(np.ptp(resize.scale_jitter(ramp, (8, 8), tf.constant([0, s])).numpy())), 1)
-               for s in range(8)}
+    spreads = {
+        round(float(np.ptp(resize.scale_jitter(ramp, (8, 8), tf.constant([0, s])).numpy())), 1) for s in range(8)
+    }
     assert len(spreads) > 2
 
 
@@ -83,8 +84,9 @@ def source(tmp_path: Path):
 @pytest.mark.parametrize("mode", ["crop", "scale"])
 def test_pipeline_augmentation_is_seeded_and_new_each_epoch(source, mode):
     def epochs(seed: int) -> list[np.ndarray]:
-        ds = data.make_dataset(source, "train", image_size=(12, 12), batch_size=12, training=True,
-                               augment=mode, seed=seed)
+        ds = data.make_dataset(
+            source, "train", image_size=(12, 12), batch_size=12, training=True, augment=mode, seed=seed
+        )
         return [next(iter(ds))[0].numpy() for _ in range(2)]
 
     a, b = epochs(5), epochs(5)
@@ -101,6 +103,7 @@ def test_pipeline_without_augmentation_only_resizes(source):
     ev = data.make_dataset(source, "train", image_size=(10, 12), batch_size=12, training=False)
     xe, ye = next(iter(ev))
     # same images, shuffled: compare as sorted sets of per-image sums
-    np.testing.assert_allclose(np.sort(x.numpy().sum(axis=(1, 2, 3))), np.sort(xe.numpy().sum(axis=(1, 2, 3))),
-                               rtol=1e-5)
+    np.testing.assert_allclose(
+        np.sort(x.numpy().sum(axis=(1, 2, 3))), np.sort(xe.numpy().sum(axis=(1, 2, 3))), rtol=1e-5
+    )
     assert sorted(y.numpy().tolist()) == sorted(ye.numpy().tolist())

@@ -18,18 +18,30 @@ ROOT = Path(__file__).resolve().parents[1]
 BENCH = ROOT / "benchmarks"
 
 DATA_ROWS = [
-    "network (predict_on_batch, ready tensors)", "decode + resize (tf.data, no model)",
+    "network (predict_on_batch, ready tensors)",
+    "decode + resize (tf.data, no model)",
     "serial bound 1/(1/decode + 1/network)",
-    "extract steady, 1st run", "extract end to end, 1st run", "extract steady, 2nd run", "extract end to end, 2nd run",
-    "fit stage 1 in memory", "finetune stage 1 from files", "finetune stage 1 from files, --cache (epoch 2)",
-    "fit stage 2 in memory", "finetune stage 2 from files", "finetune stage 2 from files, --cache (epoch 2)",
-    "evaluate (end to end)", "predict (end to end)",
-    "serve pixels, batch 1", "serve bytes, batch 1", "serve pixels, batch 32", "serve bytes, batch 32",
+    "extract steady, 1st run",
+    "extract end to end, 1st run",
+    "extract steady, 2nd run",
+    "extract end to end, 2nd run",
+    "fit stage 1 in memory",
+    "finetune stage 1 from files",
+    "finetune stage 1 from files, --cache (epoch 2)",
+    "fit stage 2 in memory",
+    "finetune stage 2 from files",
+    "finetune stage 2 from files, --cache (epoch 2)",
+    "evaluate (end to end)",
+    "predict (end to end)",
+    "serve pixels, batch 1",
+    "serve bytes, batch 1",
+    "serve pixels, batch 32",
+    "serve bytes, batch 32",
 ]
 CACHE_ROWS = {r for r in DATA_ROWS if "--cache" in r}
 
 # Makes `import tensorflow` (and tlkit) fail in any Python started with this folder on PYTHONPATH.
-BLOCKER = '''
+BLOCKER = """
 import sys
 
 class _Blocked:
@@ -39,7 +51,7 @@ class _Blocked:
         return None
 
 sys.meta_path.insert(0, _Blocked())
-'''
+"""
 
 
 def _run(cmd: list[str], env: dict[str, str], timeout: int) -> subprocess.CompletedProcess:
@@ -60,6 +72,7 @@ def test_bench_data_smoke_writes_every_row_with_consistent_ratios(tmp_path: Path
     by = {(r["size"], r["row"]): r for r in result["rows"]}
     assert set(by) == {(s, name) for s in sizes for name in DATA_ROWS}
     for s in sizes:
+
         def rate(name: str) -> float:
             return by[(s, name)]["images_per_s"]  # noqa: B023  (called within this iteration)
 
@@ -90,24 +103,27 @@ def test_gpu_sh_tiny_runs_without_tensorflow(tmp_path: Path) -> None:
     env = {**os.environ, "PYTHONPATH": str(block), "PYTHON": sys.executable}
     env.pop("KERAS_BACKEND", None)
     # The blocker works: TensorFlow is installed here, and cannot be imported with it.
-    probe = subprocess.run([sys.executable, "-c", "import tensorflow"], env=env, capture_output=True, text=True,
-                           timeout=120, check=False)
+    probe = subprocess.run(
+        [sys.executable, "-c", "import tensorflow"], env=env, capture_output=True, text=True, timeout=120, check=False
+    )
     assert probe.returncode != 0 and "blocked in this test" in probe.stderr
     out = tmp_path / "gpu.json"
     _run(["bash", str(BENCH / "gpu.sh"), "--tiny", "--out", str(out)], env, timeout=900)
     result = json.loads(out.read_text())
     assert result["backend"] == "jax" and result["tiny"] is True
     rows = {r["row"]: r for r in result["rows"]}
-    expected = {f"train {m} {p}" for m in ("resnet50", "vgg16")
-                for p in ("float32", "mixed_float16", "mixed_bfloat16")} | {"dense vgg16", "crops vgg16"}
+    expected = {
+        f"train {m} {p}" for m in ("resnet50", "vgg16") for p in ("float32", "mixed_float16", "mixed_bfloat16")
+    } | {"dense vgg16", "crops vgg16"}
     assert set(rows) == expected
     for r in rows.values():
         assert r["images_per_s"] > 0, r
         if r["bound"] is not None:
             assert r["ratio"] == pytest.approx(r["images_per_s"] / rows[r["bound"]]["images_per_s"], rel=1e-9)
     assert rows["train vgg16 float32"]["ratio"] == 1.0
-    assert result["dense_speedup"] == pytest.approx(rows["dense vgg16"]["images_per_s"]
-                                                   / rows["crops vgg16"]["images_per_s"], rel=1e-9)
+    assert result["dense_speedup"] == pytest.approx(
+        rows["dense vgg16"]["images_per_s"] / rows["crops vgg16"]["images_per_s"], rel=1e-9
+    )
     assert result["crops"] == 4  # tiny: a 64x64 image, 32x32 crops at stride 32 -> a 2x2 map
 
 

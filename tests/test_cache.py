@@ -34,9 +34,22 @@ def _epoch(ds) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _ds(items, where, *, training=False, augment=None, budget=None, log=None):
-    return tlcache.cached_dataset(items, image_size=SIZE, batch_size=3, training=training, augment=augment, seed=5,
-                                  shuffle_buffer=64, flip=True, color=True, channels=3, skip_undecodable=False,
-                                  where=where, budget=budget, log=log)
+    return tlcache.cached_dataset(
+        items,
+        image_size=SIZE,
+        batch_size=3,
+        training=training,
+        augment=augment,
+        seed=5,
+        shuffle_buffer=64,
+        flip=True,
+        color=True,
+        channels=3,
+        skip_undecodable=False,
+        where=where,
+        budget=budget,
+        log=log,
+    )
 
 
 def test_budget_sizes_parse_and_a_bad_one_names_the_flag():
@@ -51,8 +64,9 @@ def test_budget_sizes_parse_and_a_bad_one_names_the_flag():
 def test_cache_gives_the_uncached_pixels_and_later_epochs_read_no_file(items, tmp_path, where):
     where = tlcache.MEM if where == "mem" else str(tmp_path / "cache")
     # The uncached stage the cache holds: decoded, resized, rounded uint8, before augmentation.
-    want_x, want_y = _epoch(tlcache.prepared_dataset(items["path"].tolist(), items["label_id"].to_numpy(np.int32),
-                                                     SIZE).batch(3))
+    want_x, want_y = _epoch(
+        tlcache.prepared_dataset(items["path"].tolist(), items["label_id"].to_numpy(np.int32), SIZE).batch(3)
+    )
     assert want_x.dtype == np.uint8 and want_x.shape == (7, *SIZE, 3)
     ds = _ds(items, where)
     x1, y1 = _epoch(ds)
@@ -93,9 +107,14 @@ def test_data_over_the_budget_runs_uncached_and_says_so(items):
 def test_make_dataset_uses_the_cache_and_falls_back(items, capsys):
     from tlkit.data import pipeline as tldata
 
-    source = tldata.DataSource(spec="x", description="x", kind="files", classes=["a", "b", "c"],
-                               items=items.assign(split="train", label=items["label_id"].astype(str)),
-                               split_method="given")
+    source = tldata.DataSource(
+        spec="x",
+        description="x",
+        kind="files",
+        classes=["a", "b", "c"],
+        items=items.assign(split="train", label=items["label_id"].astype(str)),
+        split_method="given",
+    )
     x, _ = _epoch(tldata.make_dataset(source, "train", image_size=SIZE, batch_size=4, training=False, cache="mem"))
     assert np.array_equal(x, np.round(x))  # the cached (rounded uint8) images
     tldata.make_dataset(source, "train", image_size=SIZE, batch_size=4, training=False, cache="mem", cache_budget=10)

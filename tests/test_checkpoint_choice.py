@@ -14,8 +14,12 @@ from tlkit.finetune.rundir import RunDir
 
 def _model(favourite: int) -> keras.Model:
     inp = keras.Input((4,))
-    out = keras.layers.Dense(2, activation="softmax", kernel_initializer="zeros",
-                             bias_initializer=keras.initializers.Constant([5.0 * (1 - favourite), 5.0 * favourite]))(inp)
+    out = keras.layers.Dense(
+        2,
+        activation="softmax",
+        kernel_initializer="zeros",
+        bias_initializer=keras.initializers.Constant([5.0 * (1 - favourite), 5.0 * favourite]),
+    )(inp)
     return keras.Model(inp, out)
 
 
@@ -28,9 +32,14 @@ def _run(tmp_path, *checkpoints: str):
     return run
 
 
-@pytest.mark.parametrize("present, chosen, predicted", [
-    (("best.keras", "last.keras"), "best.keras", 0), (("last.keras",), "last.keras", 1),
-    (("best.keras",), "best.keras", 0)])
+@pytest.mark.parametrize(
+    "present, chosen, predicted",
+    [
+        (("best.keras", "last.keras"), "best.keras", 0),
+        (("last.keras",), "last.keras", 1),
+        (("best.keras",), "best.keras", 0),
+    ],
+)
 def test_every_loader_takes_the_run_directorys_choice(tmp_path, present, chosen, predicted):
     run = _run(tmp_path, *present)
     assert RunDir(run).checkpoint() == run / chosen

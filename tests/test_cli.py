@@ -10,16 +10,20 @@ from tlkit.cli import main as cli
 
 
 def test_parser_imports_no_tensorflow():
-    code = ("import sys, tlkit.cli.main; p = tlkit.cli.main.build_parser(); "
-            "print('tensorflow' in sys.modules, 'keras' in sys.modules)")
+    code = (
+        "import sys, tlkit.cli.main; p = tlkit.cli.main.build_parser(); "
+        "print('tensorflow' in sys.modules, 'keras' in sys.modules)"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["False", "False"]
 
 
 @pytest.mark.parametrize("argv", [["--help"], ["models", "--help"], ["inspect", "--help"]])
 def test_help_answers_without_tensorflow(argv):
-    code = (f"import sys, tlkit.cli.main\ntry:\n    tlkit.cli.main.main({argv!r})\nexcept SystemExit as e:\n"
-            f"    assert e.code == 0, e.code\nprint('TF_LOADED', 'tensorflow' in sys.modules)")
+    code = (
+        f"import sys, tlkit.cli.main\ntry:\n    tlkit.cli.main.main({argv!r})\nexcept SystemExit as e:\n"
+        f"    assert e.code == 0, e.code\nprint('TF_LOADED', 'tensorflow' in sys.modules)"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60)
     assert "usage: tlkit" in out.stdout
     assert "TF_LOADED False" in out.stdout
@@ -29,9 +33,11 @@ def test_every_subcommand_has_help_without_tensorflow():
     parser = cli.build_parser()
     names = [a for a in parser._subparsers._group_actions[0].choices]
     assert {"models", "inspect"} <= set(names)
-    code = ("import sys, tlkit.cli.main\nfor c in %r:\n    try:\n        tlkit.cli.main.main([c, '--help'])\n"
-            "    except SystemExit as e:\n        assert e.code == 0, (c, e.code)\n"
-            "print('TF_LOADED', 'tensorflow' in sys.modules)" % names)
+    code = (
+        f"import sys, tlkit.cli.main\nfor c in {names!r}:\n    try:\n        tlkit.cli.main.main([c, '--help'])\n"
+        "    except SystemExit as e:\n        assert e.code == 0, (c, e.code)\n"
+        "print('TF_LOADED', 'tensorflow' in sys.modules)"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120)
     assert "TF_LOADED False" in out.stdout
 

@@ -34,8 +34,14 @@ def _randomize_bn(model: keras.Model, seed: int = 0) -> None:
     for layer in model._flatten_layers(include_self=False, recursive=True):
         if isinstance(layer, L.BatchNormalization):
             g, b, m, v = layer.get_weights()
-            layer.set_weights([rng.uniform(0.5, 1.5, g.shape), rng.normal(0, 0.1, b.shape),
-                               rng.normal(0, 0.1, m.shape), rng.uniform(0.5, 1.5, v.shape)])
+            layer.set_weights(
+                [
+                    rng.uniform(0.5, 1.5, g.shape),
+                    rng.normal(0, 0.1, b.shape),
+                    rng.normal(0, 0.1, m.shape),
+                    rng.uniform(0.5, 1.5, v.shape),
+                ]
+            )
 
 
 def _valid_body(inputs: keras.KerasTensor) -> keras.KerasTensor:
@@ -96,8 +102,9 @@ def finetuned_net(seed: int = 0) -> keras.Model:
 
 
 def crops_of(image: np.ndarray, size: int, step: int, rows: int, cols: int) -> np.ndarray:
-    return np.stack([image[i * step:i * step + size, j * step:j * step + size]
-                     for i in range(rows) for j in range(cols)])
+    return np.stack(
+        [image[i * step : i * step + size, j * step : j * step + size] for i in range(rows) for j in range(cols)]
+    )
 
 
 def assert_close(actual: np.ndarray, expected: np.ndarray) -> None:
@@ -109,8 +116,11 @@ def _image(h: int, w: int, seed: int = 1, scale: float = 1.0) -> np.ndarray:
     return (np.random.default_rng(seed).uniform(0, 255 * scale, (h, w, 3))).astype("float32")
 
 
-@pytest.mark.parametrize("build", [flatten_net, gap_net, lambda: gap_net(hidden=9), finetuned_net],
-                         ids=["flatten_dense", "gap_linear", "gap_hidden_relu", "finetuned_nested"])
+@pytest.mark.parametrize(
+    "build",
+    [flatten_net, gap_net, lambda: gap_net(hidden=9), finetuned_net],
+    ids=["flatten_dense", "gap_linear", "gap_hidden_relu", "finetuned_nested"],
+)
 def test_valid_net_dense_map_equals_crops(build) -> None:
     model = build()
     conv = convert(model)
@@ -129,8 +139,9 @@ def test_flatten_dense_becomes_valid_conv_with_reshaped_kernel() -> None:
     conv = convert(model)
     fc6 = conv.model.get_layer("fc6")
     assert isinstance(fc6, L.Conv2D) and fc6.kernel_size == (6, 6) and fc6.padding == "valid"
-    np.testing.assert_array_equal(keras.ops.convert_to_numpy(fc6.kernel),
-                                  model.get_layer("fc6").get_weights()[0].reshape(6, 6, 8, 16))
+    np.testing.assert_array_equal(
+        keras.ops.convert_to_numpy(fc6.kernel), model.get_layer("fc6").get_weights()[0].reshape(6, 6, 8, 16)
+    )
     assert conv.model.get_layer("fc7").kernel_size == (1, 1)
     assert not any(isinstance(layer, L.Dropout) for layer in conv.model.layers)
     assert isinstance(conv.model.get_layer("fc8_softmax"), L.Softmax)
@@ -149,8 +160,9 @@ def test_patch_conv_is_the_same_convolution_and_saves(tmp_path) -> None:
     conv.model.save(tmp_path / "fcn.keras")
     loaded = keras.saving.load_model(tmp_path / "fcn.keras")
     image = _image(40, 44, scale=1 / 255)[None]
-    np.testing.assert_allclose(keras.ops.convert_to_numpy(loaded(image)),
-                               keras.ops.convert_to_numpy(conv.model(image)), atol=1e-6)
+    np.testing.assert_allclose(
+        keras.ops.convert_to_numpy(loaded(image)), keras.ops.convert_to_numpy(conv.model(image)), atol=1e-6
+    )
 
 
 def test_gap_head_becomes_conv_then_window_average() -> None:
@@ -172,9 +184,16 @@ def test_nested_base_is_kept_and_called_in_inference_mode() -> None:
 def test_sequential_and_dense_on_feature_map() -> None:
     """A Dense applied directly to a 4D map already acts per position: kept as it is."""
     keras.utils.set_random_seed(3)
-    model = keras.Sequential([keras.Input((16, 16, 3)), L.Conv2D(4, 3, activation="relu"),
-                              L.MaxPooling2D(2), L.Dense(6, activation="relu"), L.Flatten(),
-                              L.Dense(4, activation="softmax")])
+    model = keras.Sequential(
+        [
+            keras.Input((16, 16, 3)),
+            L.Conv2D(4, 3, activation="relu"),
+            L.MaxPooling2D(2),
+            L.Dense(6, activation="relu"),
+            L.Flatten(),
+            L.Dense(4, activation="softmax"),
+        ]
+    )
     conv = convert(model)
     image = _image(24, 24, seed=5, scale=1 / 255)
     dense = keras.ops.convert_to_numpy(conv.model(image[None]))[0]
@@ -208,7 +227,7 @@ def test_same_padding_head_exact_on_feature_map(head: str) -> None:
     dense = keras.ops.convert_to_numpy(conv.model(image[None]))[0]  # 64/4 = 16 -> 16-8+1 = 9
     assert dense.shape == (9, 9, 4) and conv.output_activation == "linear"
     fmap = keras.ops.convert_to_numpy(body(image[None]))[0]
-    windows = np.stack([fmap[i:i + 8, j:j + 8] for i in range(9) for j in range(9)])
+    windows = np.stack([fmap[i : i + 8, j : j + 8] for i in range(9) for j in range(9)])
     head_in = keras.Input((8, 8, 8))
     if head == "flatten":
         y = model.get_layer("fc6")(L.Flatten()(head_in))
@@ -306,8 +325,10 @@ def test_vgg16_shapes(vgg16_conversion) -> None:
     assert dense_map_size(conv, 384, 384, stride=16) == (11, 11)
     fc1 = conv.model.get_layer("fc1")
     assert fc1.kernel_size == (7, 7) and tuple(fc1.kernel.shape) == (7, 7, 512, 4096)
-    np.testing.assert_array_equal(keras.ops.convert_to_numpy(fc1.kernel[3, 4, :, :8]),
-                                  model.get_layer("fc1").get_weights()[0][(3 * 7 + 4) * 512:(3 * 7 + 5) * 512, :8])
+    np.testing.assert_array_equal(
+        keras.ops.convert_to_numpy(fc1.kernel[3, 4, :, :8]),
+        model.get_layer("fc1").get_weights()[0][(3 * 7 + 4) * 512 : (3 * 7 + 5) * 512, :8],
+    )
     assert [conv.model.get_layer(n).kernel_size for n in ("fc2", "predictions")] == [(1, 1), (1, 1)]
     # The catalog's aliases still name the converted layers.
     spec = tlkit.get_spec("vgg16")
@@ -345,5 +366,5 @@ def test_keras_applications_gap_head_exact() -> None:
     assert fmap.shape[:2] == (3, 4) and body.output_shape[1:3] == (2, 2)
     head_in = keras.Input((2, 2, fmap.shape[-1]))
     head = keras.Model(head_in, model.get_layer("predictions")(L.GlobalAveragePooling2D()(head_in)))
-    windows = np.stack([fmap[i:i + 2, j:j + 2] for i in range(2) for j in range(3)])
+    windows = np.stack([fmap[i : i + 2, j : j + 2] for i in range(2) for j in range(3)])
     assert_close(dense.reshape(6, 1000), keras.ops.convert_to_numpy(head(windows)))

@@ -84,8 +84,12 @@ def test_stratified_split_ignores_listing_order():
     labels = [k.split("/")[0] for k in keys]
     base = dict(zip(keys, data.stratified_split(keys, labels, 0.3, seed=7)))
     perm = np.random.default_rng(0).permutation(30)
-    shuffled = dict(zip([keys[i] for i in perm], data.stratified_split([keys[i] for i in perm],
-                                                                       [labels[i] for i in perm], 0.3, seed=7)))
+    shuffled = dict(
+        zip(
+            [keys[i] for i in perm],
+            data.stratified_split([keys[i] for i in perm], [labels[i] for i in perm], 0.3, seed=7),
+        )
+    )
     assert base == shuffled
     assert Counter(labels[i] for i, k in enumerate(keys) if base[k] == "val") == {"c0": 3, "c1": 3, "c2": 3}
     # every class of two or more keeps one image on each side, even at extreme fractions
@@ -189,8 +193,15 @@ def test_csv_with_split_column_and_relative_paths(folder: Path, tmp_path: Path, 
     src = data.resolve(str(csv_path))
     assert src.split_method == "manifest" and src.classes == ["cat", "dog", "emu"]
     got = Counter(zip(src.items["split"], src.items["label"]))
-    assert got == {("train", "cat"): 5, ("val", "cat"): 1, ("train", "dog"): 3, ("val", "dog"): 1,
-                   ("train", "emu"): 4, ("val", "emu"): 1, ("test", "cat"): 1}
+    assert got == {
+        ("train", "cat"): 5,
+        ("val", "cat"): 1,
+        ("train", "dog"): 3,
+        ("val", "dog"): 1,
+        ("train", "emu"): 4,
+        ("val", "emu"): 1,
+        ("test", "cat"): 1,
+    }
     assert all(Path(p).is_file() for p in src.items["path"])
 
 
@@ -306,8 +317,10 @@ def test_builtin_rewrites_an_incomplete_folder(tmp_path: Path):
 
 
 def _gif(path: Path) -> Path:
-    frames = [Image.fromarray(np.full((16, 16, 3), c, np.uint8)).convert("P", palette=Image.Palette.ADAPTIVE)
-              for c in ((200, 30, 10), (5, 90, 250))]
+    frames = [
+        Image.fromarray(np.full((16, 16, 3), c, np.uint8)).convert("P", palette=Image.Palette.ADAPTIVE)
+        for c in ((200, 30, 10), (5, 90, 250))
+    ]
     frames[0].save(path, save_all=True, append_images=frames[1:], duration=50, loop=0)
     return path
 
@@ -391,11 +404,15 @@ def tfds_dir(tmp_path_factory) -> Path:
 
         def _info(self):
             return tfds.core.DatasetInfo(
-                builder=self, supervised_keys=("image", "label"),
-                features=tfds.features.FeaturesDict({
-                    "image": tfds.features.Image(shape=(12, 12, 1)),
-                    "label": tfds.features.ClassLabel(names=["square", "circle"]),  # not sorted on purpose
-                }))
+                builder=self,
+                supervised_keys=("image", "label"),
+                features=tfds.features.FeaturesDict(
+                    {
+                        "image": tfds.features.Image(shape=(12, 12, 1)),
+                        "label": tfds.features.ClassLabel(names=["square", "circle"]),  # not sorted on purpose
+                    }
+                ),
+            )
 
         def _split_generators(self, dl_manager):
             return {"train": self._generate_examples(0, 20), "test": self._generate_examples(100, 6)}
@@ -406,7 +423,8 @@ def tfds_dir(tmp_path_factory) -> Path:
 
     root = tmp_path_factory.mktemp("tfds")
     TlkitTinyShapes(data_dir=str(root)).download_and_prepare(
-        download_config=tfds.download.DownloadConfig(try_download_gcs=False))
+        download_config=tfds.download.DownloadConfig(try_download_gcs=False)
+    )
     return root
 
 
@@ -422,8 +440,9 @@ def test_tfds_prepared_dataset_loads_by_name(tfds_dir: Path):
     pixel = x.numpy()[:, 0, 0, :]
     np.testing.assert_allclose(pixel, np.repeat(pixel[:, :1], 3, axis=1))  # gray became RGB
     # each image is filled with its index i (100..105) and labelled i % 2
-    assert sorted(zip(pixel[:, 0].round().astype(int).tolist(), y.numpy().tolist())) == \
-        [(i, i % 2) for i in range(100, 106)]
+    assert sorted(zip(pixel[:, 0].round().astype(int).tolist(), y.numpy().tolist())) == [
+        (i, i % 2) for i in range(100, 106)
+    ]
     tr = data.make_dataset(src, "train", image_size=(6, 6), batch_size=4, training=True, seed=0)
     xb, yb = next(iter(tr))
     assert xb.shape == (4, 6, 6, 3)
@@ -505,11 +524,14 @@ def test_links_are_followed_once_per_real_folder_and_file(folder: Path, tmp_path
 def test_csv_paths_are_not_resolved_through_links(folder: Path, tmp_path: Path):
     (tmp_path / "link.png").symlink_to(folder / "cat" / "cat0.png")
     (tmp_path / "dangling.png").symlink_to(tmp_path / "nowhere.png")
-    p = _write_csv(tmp_path / "m.csv", f"path,label\nlink.png,cat\ndangling.png,dog\n{folder / 'dog' / 'dog0.png'},dog\n")
+    p = _write_csv(
+        tmp_path / "m.csv", f"path,label\nlink.png,cat\ndangling.png,dog\n{folder / 'dog' / 'dog0.png'},dog\n"
+    )
     src = data.resolve(str(p))
     # The manifest's own paths (a link named as such), so the preflight can say "dangling_link".
-    assert sorted(src.items["path"]) == sorted([str(tmp_path / "link.png"), str(tmp_path / "dangling.png"),
-                                                str(folder / "dog" / "dog0.png")])
+    assert sorted(src.items["path"]) == sorted(
+        [str(tmp_path / "link.png"), str(tmp_path / "dangling.png"), str(folder / "dog" / "dog0.png")]
+    )
 
 
 def test_near_duplicate_class_names_are_warned(folder: Path, tmp_path: Path):

@@ -10,8 +10,8 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-from tlkit.data import resize as rs
 from tlkit.data import decode
+from tlkit.data import resize as rs
 
 
 def test_ratio_is_the_largest_scale_that_keeps_the_need():
@@ -57,8 +57,9 @@ def test_scaled_decode_of_camera_photos_is_within_the_parity_tolerance(camera_ph
     # Probabilities (softmax output): measured within 0.0064 of each other.
     assert np.abs(a - b).max() < 0.02
     # One step coarser (r=4, 2.5x the target) is measurably outside the tolerance: the margin matters.
-    coarse = np.stack([rs.resize(decode.decode_file(tf.constant(str(p)), (448, 448)),
-                                  size).numpy() for p in camera_photos])
+    coarse = np.stack(
+        [rs.resize(decode.decode_file(tf.constant(str(p)), (448, 448)), size).numpy() for p in camera_photos]
+    )
     assert np.abs(full - coarse).mean() > 0.3
 
 
@@ -66,10 +67,15 @@ def test_pipeline_decodes_camera_photos_at_the_reduced_scale(camera_photos):
     from tlkit.data import pipeline as tldata
 
     size = (224, 224)
-    got = np.concatenate(list(tldata.images_dataset([str(p) for p in camera_photos], image_size=size,
-                                                    batch_size=2).as_numpy_iterator()))
-    want = np.stack([rs.resize(decode.decode_file(tf.constant(str(p)), decode.decode_need(size)), size).numpy()
-                     for p in camera_photos])
+    got = np.concatenate(
+        list(tldata.images_dataset([str(p) for p in camera_photos], image_size=size, batch_size=2).as_numpy_iterator())
+    )
+    want = np.stack(
+        [
+            rs.resize(decode.decode_file(tf.constant(str(p)), decode.decode_need(size)), size).numpy()
+            for p in camera_photos
+        ]
+    )
     np.testing.assert_array_equal(got, want)
 
 
@@ -80,8 +86,14 @@ def test_serving_graph_decodes_camera_photos_within_the_parity_tolerance(camera_
     size = (224, 224)
     blobs = [p.read_bytes() for p in camera_photos[:2]]
     got = serving_decode.decode_images(tf.constant(blobs), size, mode).numpy()  # in parallel, at a DCT scale
-    want = np.stack([serving_decode.resize_pixels(tf.io.decode_jpeg(b, channels=3, dct_method="INTEGER_ACCURATE"),
-                                                  size, mode).numpy() for b in blobs])
+    want = np.stack(
+        [
+            serving_decode.resize_pixels(
+                tf.io.decode_jpeg(b, channels=3, dct_method="INTEGER_ACCURATE"), size, mode
+            ).numpy()
+            for b in blobs
+        ]
+    )
     diff = np.abs(got - want)
     assert diff.max() <= 2 and diff.mean() < 0.3
     assert int(decode.jpeg_ratio(2250, 3000, decode.serving_need(size, mode))) == 2  # it did take the short cut

@@ -19,7 +19,8 @@ from tlkit.data.jpeg_check import jpeg_structure_problem
 def _jpeg(seed: int, size: int = 48) -> bytes:
     b = io.BytesIO()
     Image.fromarray(np.random.default_rng(seed).integers(0, 256, (size, size, 3), dtype=np.uint8)).save(
-        b, "JPEG", quality=90, exif=Image.Exif())
+        b, "JPEG", quality=90, exif=Image.Exif()
+    )
     return b.getvalue()
 
 
@@ -29,7 +30,7 @@ def test_every_cut_of_a_jpeg_is_seen_from_its_markers():
     assert jpeg_structure_problem(whole + b"\0" * 100) is None  # padding after the end is fine
     problems = [jpeg_structure_problem(whole[:n]) for n in range(4, len(whole) - 1, 7)]
     assert all(problems), [n for n, p in zip(range(4, len(whole) - 1, 7), problems) if not p]
-    assert all("truncated" in p for p in problems[len(problems) // 2:])  # cut inside the image data
+    assert all("truncated" in p for p in problems[len(problems) // 2 :])  # cut inside the image data
 
 
 @pytest.fixture()

@@ -54,8 +54,7 @@ def test_stride_refined_map_equals_crops_at_the_finer_step() -> None:
     expected = model.predict(crops_of(image / 255.0, 32, 2, rows, cols), verbose=0)
     assert_close(maps.reshape(rows * cols, 5), expected)
     coarse = ev.score_maps(image[None])[0]  # the stride-4 map is every other position
-    np.testing.assert_allclose(maps[::2, ::2], coarse[:maps[::2, ::2].shape[0], :maps[::2, ::2].shape[1]],
-                               atol=1e-6)
+    np.testing.assert_allclose(maps[::2, ::2], coarse[: maps[::2, ::2].shape[0], : maps[::2, ::2].shape[1]], atol=1e-6)
 
 
 def test_evaluate_scales_aggregation_and_batching() -> None:
@@ -83,11 +82,11 @@ def test_evaluate_scales_aggregation_and_batching() -> None:
     # model carries the preprocessing (a Preprocess layer in front), so it takes the raw pixels.
     x = resize_for_scale(images[0], 48)
     assert ev.conversion.model.get_layer("preprocess").mode == "unit"
-    np.testing.assert_allclose(r.maps[1].scores_map, keras.ops.convert_to_numpy(ev.conversion.model(x[None]))[0],
-                               atol=1e-6)
+    np.testing.assert_allclose(
+        r.maps[1].scores_map, keras.ops.convert_to_numpy(ev.conversion.model(x[None]))[0], atol=1e-6
+    )
     bare = convert(model).model  # the same net without the layer, on numpy-preprocessed pixels
-    np.testing.assert_allclose(r.maps[1].scores_map, keras.ops.convert_to_numpy(bare(x[None] / 255.0))[0],
-                               atol=1e-6)
+    np.testing.assert_allclose(r.maps[1].scores_map, keras.ops.convert_to_numpy(bare(x[None] / 255.0))[0], atol=1e-6)
     mx = ev.evaluate(images[0], scales=(48,), aggregate="max")[0]
     np.testing.assert_allclose(mx.scores, r.maps[1].scores_map.max(axis=(0, 1)), rtol=1e-6)
     wm = r.maps[1].window_map(r.top[0].index)
@@ -127,8 +126,7 @@ def test_from_run_feeds_raw_pixels(run_dir, tmp_path) -> None:
     res = ev.evaluate(image, scales=(40,), top=2)[0]
     assert res.maps[0].map_shape == (3, 4, 3) and res.top[0].name in ("cat", "dog", "fox")
     original = keras.saving.load_model(run_dir / "best.keras")
-    assert_close(res.maps[0].scores_map.reshape(12, 3),
-                 original.predict(crops_of(image, 32, 4, 3, 4), verbose=0))
+    assert_close(res.maps[0].scores_map.reshape(12, 3), original.predict(crops_of(image, 32, 4, 3, 4), verbose=0))
 
 
 def test_cli_dense_eval_run(run_dir, tmp_path, capsys) -> None:
@@ -136,8 +134,24 @@ def test_cli_dense_eval_run(run_dir, tmp_path, capsys) -> None:
 
     image = _png(tmp_path / "img.png")
     heat = tmp_path / "out" / "heat.png"
-    rc = main(["dense-eval", "--run", str(run_dir), "--image", image, "--scales", "40,48", "--stride", "2",
-               "--top", "2", "--json", "--heatmap", str(heat)])
+    rc = main(
+        [
+            "dense-eval",
+            "--run",
+            str(run_dir),
+            "--image",
+            image,
+            "--scales",
+            "40,48",
+            "--stride",
+            "2",
+            "--top",
+            "2",
+            "--json",
+            "--heatmap",
+            str(heat),
+        ]
+    )
     assert rc == 0
     report = json.loads(capsys.readouterr().out)
     assert report["net_stride"] == 4 and [s["scale"] for s in report["scales"]] == [40, 48]
@@ -153,16 +167,15 @@ def test_cli_dense_eval_base_and_errors(tmp_path, capsys) -> None:
     from tlkit.cli.main import main
 
     image = _png(tmp_path / "img.png", 32, 48)
-    rc = main(["dense-eval", "--base", "cifar_example", "--weights", "none", "--image", image,
-               "--scales", "32,40", "--json"])
+    rc = main(
+        ["dense-eval", "--base", "cifar_example", "--weights", "none", "--image", image, "--scales", "32,40", "--json"]
+    )
     assert rc == 0
     report = json.loads(capsys.readouterr().out)
     assert report["scales"][0]["map_shape"] == [1, 9, 10] and report["net_stride"] == 2
-    assert main(["dense-eval", "--base", "cifar_example", "--weights", "none", "--image", image,
-                 "--scales", "16"]) == 2
+    assert main(["dense-eval", "--base", "cifar_example", "--weights", "none", "--image", image, "--scales", "16"]) == 2
     assert "smaller than the network" in capsys.readouterr().err
-    assert main(["dense-eval", "--base", "cifar_example", "--weights", "none", "--image", image,
-                 "--stride", "3"]) == 2
+    assert main(["dense-eval", "--base", "cifar_example", "--weights", "none", "--image", image, "--stride", "3"]) == 2
 
 
 # --- real weights --------------------------------------------------------------------------------
@@ -191,8 +204,13 @@ def test_efficientnet_lite0_chelsea_is_a_cat(lite0_imagenet, scales) -> None:
 def test_evaluate_function_square_resize(lite0_imagenet) -> None:
     skimage_data = pytest.importorskip("skimage.data")
     # The evaluator's conversion carries Lite0's preprocessing (a layer in front): raw pixels in.
-    res = evaluate(lite0_imagenet.conversion, skimage_data.chelsea(), scales=(384,), resize="square",
-                   class_names=lite0_imagenet.class_names)
+    res = evaluate(
+        lite0_imagenet.conversion,
+        skimage_data.chelsea(),
+        scales=(384,),
+        resize="square",
+        class_names=lite0_imagenet.class_names,
+    )
     assert res.maps[0].map_shape == (6, 6, 1000) and res.top[0].index in CAT_CLASSES
     assert "cat" in res.top[0].name.lower() or res.top[0].name.lower() in ("tabby", "persian", "siamese")
 

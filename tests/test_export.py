@@ -66,6 +66,7 @@ def _tiny_model(classes: int = 3, seed: int = 0) -> keras.Model:
 
 # --- layout, card, asset -------------------------------------------------------------------------
 
+
 def test_layout_card_and_labels_asset(lite):
     root = lite.path.parent
     assert lite.version == 1 and lite.path == root / "1"
@@ -92,6 +93,7 @@ def test_layout_card_and_labels_asset(lite):
 
 # --- saved_model_cli, the tool shipped with TensorFlow ---------------------------------------------
 
+
 def _parse_show(text: str) -> dict:
     """{signature: {"inputs"|"outputs": {name: (dtype, shape)}}} from `saved_model_cli show --all`."""
     sigs: dict = {}
@@ -107,19 +109,42 @@ def _parse_show(text: str) -> dict:
 
 
 def test_saved_model_cli_show_lists_both_signatures(lite):
-    out = subprocess.run([SAVED_MODEL_CLI, "show", "--dir", str(lite.path), "--all"],
-                         capture_output=True, text=True, timeout=300, check=True).stdout
+    out = subprocess.run(
+        [SAVED_MODEL_CLI, "show", "--dir", str(lite.path), "--all"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=True,
+    ).stdout
     sigs = _parse_show(out)
-    tops = {"top_k_ids": ("DT_INT32", "(-1, 5)"), "top_k_labels": ("DT_STRING", "(-1, 5)"),
-            "top_k_scores": ("DT_FLOAT", "(-1, 5)"), "scores": ("DT_FLOAT", "(-1, 1000)")}
+    tops = {
+        "top_k_ids": ("DT_INT32", "(-1, 5)"),
+        "top_k_labels": ("DT_STRING", "(-1, 5)"),
+        "top_k_scores": ("DT_FLOAT", "(-1, 5)"),
+        "scores": ("DT_FLOAT", "(-1, 1000)"),
+    }
     assert sigs["serving_default"] == {"inputs": {"image_bytes": ("DT_STRING", "(-1)")}, "outputs": tops}
     assert sigs["predict_pixels"] == {"inputs": {"pixels": ("DT_FLOAT", "(-1, 224, 224, 3)")}, "outputs": tops}
 
 
 def _cli_run_top_ids(path: Path, signature: str, inputs: str) -> np.ndarray:
-    proc = subprocess.run([SAVED_MODEL_CLI, "run", "--dir", str(path), "--tag_set", "serve",
-                           "--signature_def", signature, "--inputs", inputs],
-                          capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [
+            SAVED_MODEL_CLI,
+            "run",
+            "--dir",
+            str(path),
+            "--tag_set",
+            "serve",
+            "--signature_def",
+            signature,
+            "--inputs",
+            inputs,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     m = re.search(r"Result for output key top_k_ids:\s*\n(\[\[[^\]]*\]\])", proc.stdout)
     assert m, proc.stdout[-2000:]
@@ -140,7 +165,7 @@ def test_saved_model_cli_run_on_a_photo_agrees_with_keras(lite, chelsea_jpeg, tm
 
 # --- a fresh process without tlkit ---------------------------------------------------------------
 
-_CHILD = textwrap.dedent(r'''
+_CHILD = textwrap.dedent(r"""
     import json, sys
     sys.modules["tlkit"] = None  # tlkit cannot be imported here
     import numpy as np, tensorflow as tf
@@ -163,15 +188,20 @@ _CHILD = textwrap.dedent(r'''
         "top_k_ids": first["top_k_ids"].numpy().tolist(),
         "top_k_labels": [b.decode() for b in first["top_k_labels"].numpy()[0]],
         "errors": errors}))
-''')
+""")
 
 
 @pytest.fixture(scope="module")
 def fresh(lite, chelsea_jpeg, tmp_path_factory):
     d = tmp_path_factory.mktemp("fresh")
     (d / "chelsea.jpg").write_bytes(chelsea_jpeg)
-    proc = subprocess.run([sys.executable, "-c", _CHILD, str(lite.path), str(d / "chelsea.jpg"), str(d / "out.npz")],
-                          capture_output=True, text=True, timeout=300, cwd=str(d))
+    proc = subprocess.run(
+        [sys.executable, "-c", _CHILD, str(lite.path), str(d / "chelsea.jpg"), str(d / "out.npz")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=str(d),
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     meta = json.loads(proc.stdout.strip().splitlines()[-1])
     with np.load(d / "out.npz") as z:
@@ -193,12 +223,15 @@ def test_corrupt_request_fails_clearly_and_the_model_keeps_serving(fresh):
     garbage, truncated = fresh["errors"]
     assert garbage is not None and "image_bytes[1] is not a JPEG, PNG, BMP or GIF image" in garbage
     # Was the decoder's own "Invalid JPEG data ..."; now tlkit's line naming the image.
-    assert truncated is not None and "tlkit serving: image_bytes[1] could not be decoded: damaged or " \
-        "truncated JPEG data" in truncated
+    assert (
+        truncated is not None
+        and "tlkit serving: image_bytes[1] could not be decoded: damaged or truncated JPEG data" in truncated
+    )
     np.testing.assert_array_equal(fresh["again"], fresh["scores"])
 
 
 # --- in-graph decoding matches tlkit's own image paths --------------------------------------------
+
 
 def test_plain_resize_gives_the_pixels_the_data_pipeline_gives(chelsea_jpeg, tmp_path):
     from tlkit.data import pipeline as tldata
@@ -232,6 +265,7 @@ def test_an_unknown_resize_policy_is_refused_naming_the_flag(chelsea_jpeg):
 
 
 # --- versions, refusal, interruption --------------------------------------------------------------
+
 
 def test_exporting_to_an_existing_version_is_refused(lite, capsys):
     before = (lite.path / "saved_model.pb").stat().st_mtime_ns
@@ -272,21 +306,25 @@ def test_failed_or_interrupted_export_leaves_nothing(tmp_path, monkeypatch, exc)
     assert export.next_version(tmp_path) == 1
 
 
-_KILLED = textwrap.dedent(r'''
+_KILLED = textwrap.dedent(r"""
     import sys, time
     sys.path.insert(0, sys.argv[2])
     from test_export import _tiny_model
     from tlkit.export import savedmodel as export
     export.verify_export = lambda *a, **k: time.sleep(600)  # hang where the export is half done
     export.export_model(_tiny_model(), ["a", "b", "c"], sys.argv[1])
-''')
+""")
 
 
 def test_export_killed_midway_leaves_no_version(tmp_path):
     out = tmp_path / "tiny"
     env = {**os.environ, "KERAS_BACKEND": "tensorflow", "TF_CPP_MIN_LOG_LEVEL": "2"}
-    proc = subprocess.Popen([sys.executable, "-c", _KILLED, str(out), str(Path(__file__).parent)], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _KILLED, str(out), str(Path(__file__).parent)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
     try:
         deadline = time.time() + 240
         while not list(out.glob(".tmp-1-*/tlkit.json")):  # SavedModel and card written, verifying
@@ -306,6 +344,7 @@ def test_export_killed_midway_leaves_no_version(tmp_path):
 
 
 # --- a run directory through the CLI, and --check -------------------------------------------------
+
 
 def test_run_dir_export_via_cli_and_check(tmp_path, capsys):
     run = tmp_path / "runs" / "tiny-run"
@@ -340,7 +379,8 @@ def test_run_dir_export_via_cli_and_check(tmp_path, capsys):
     assert tfl["models"]["int8"]["bytes"] < tfl["models"]["float32"]["bytes"]
     pixels = export.decode_images(tf.constant(export.probe_images()[:2]), (32, 32), "plain").numpy()
     runner = export._tflite_interpreter(out / "1" / "tflite" / "model_float32.tflite").get_signature_runner(
-        "predict_pixels")
+        "predict_pixels"
+    )
     got = runner(pixels=pixels)
     np.testing.assert_allclose(got["scores"], model(pixels, training=False), atol=1e-4)
     assert got["top_k_ids"].shape == (2, 2)
@@ -357,6 +397,7 @@ def test_run_dir_export_via_cli_and_check(tmp_path, capsys):
 
 # --- in-graph header checks (no export needed) ---------------------------------------------------
 
+
 def _encode(rgb: np.ndarray, fmt: str, **kw) -> bytes:
     buf = io.BytesIO()
     Image.fromarray(rgb).save(buf, format=fmt, **kw)
@@ -368,28 +409,35 @@ def test_headers_give_format_size_and_frames_before_decoding():
     frames = [Image.fromarray(np.full((20, 30, 3), c, np.uint8)) for c in (0, 90, 180)]
     buf = io.BytesIO()
     frames[0].save(buf, format="GIF", save_all=True, append_images=frames[1:])
-    cases = {"jpeg": (_encode(rgb, "JPEG"), 1, 37, 53, 1),
-             "progressive": (_encode(rgb, "JPEG", progressive=True), 1, 37, 53, 1),
-             "png": (_encode(rgb, "PNG"), 2, 37, 53, 1),
-             "gif": (_encode(rgb, "GIF"), 3, 37, 53, 1),
-             "animated": (buf.getvalue(), 3, 20, 30, 3),  # TensorFlow decodes every frame: all count
-             "bmp": (_encode(rgb, "BMP"), 4, 37, 53, 1)}
+    cases = {
+        "jpeg": (_encode(rgb, "JPEG"), 1, 37, 53, 1),
+        "progressive": (_encode(rgb, "JPEG", progressive=True), 1, 37, 53, 1),
+        "png": (_encode(rgb, "PNG"), 2, 37, 53, 1),
+        "gif": (_encode(rgb, "GIF"), 3, 37, 53, 1),
+        "animated": (buf.getvalue(), 3, 20, 30, 3),  # TensorFlow decodes every frame: all count
+        "bmp": (_encode(rgb, "BMP"), 4, 37, 53, 1),
+    }
     for name, (blob, fmt, h, w, n) in cases.items():
         info = {k: v.numpy() for k, v in serving_decode.header_info(tf.constant(blob)).items()}
         assert (info["format"], info["height"], info["width"], info["frames"]) == (fmt, h, w, n), name
         assert info["problem"] == serving_decode.OK and info["pixels"] == h * w * n, name
-    assert serving_decode.header_info(tf.constant(cases["png"][0]), max_pixels=37 * 53 - 1)[
-        "problem"].numpy() == serving_decode.TOO_LARGE
+    assert (
+        serving_decode.header_info(tf.constant(cases["png"][0]), max_pixels=37 * 53 - 1)["problem"].numpy()
+        == serving_decode.TOO_LARGE
+    )
     for blob in (b"", b"GIF", b"\xff\xd8\xff\xe0\x00\x10JFIF", cases["png"][0][:20]):
         assert serving_decode.header_info(tf.constant(blob))["problem"].numpy() in (
-            serving_decode.NOT_IMAGE, serving_decode.BAD_HEADER), blob
+            serving_decode.NOT_IMAGE,
+            serving_decode.BAD_HEADER,
+        ), blob
 
 
 def test_decode_refuses_with_a_readable_line_and_without_allocating():
     bomb = export.png_header_only(20000, 20000)  # 1.2 GB of RGB if decoded
     ok = _encode(np.ascontiguousarray(data.chelsea()[:40, :40]), "PNG")
-    decode = tf.function(lambda b: serving_decode.decode_images(b, (32, 32), "plain"),
-                         input_signature=[tf.TensorSpec([None], tf.string)])
+    decode = tf.function(
+        lambda b: serving_decode.decode_images(b, (32, 32), "plain"), input_signature=[tf.TensorSpec([None], tf.string)]
+    )
     decode.get_concrete_function()  # traced once, as the SavedModel's signature is
     cases = {
         "image_bytes[1] is a PNG of 20000x20000 = 400000000 pixels, more than the limit of 64000000 set at export "
@@ -424,13 +472,13 @@ def _children_running(marker: str) -> list[int]:
     return pids
 
 
-_EXPORTING = textwrap.dedent(r'''
+_EXPORTING = textwrap.dedent(r"""
     import sys
     sys.path.insert(0, sys.argv[2])
     from test_export import _tiny_model
     from tlkit.export import savedmodel as export
     export.export_model(_tiny_model(), ["a", "b", "c"], sys.argv[1])
-''')
+""")
 
 
 @pytest.mark.skipif(not Path("/proc/self/cmdline").exists(), reason="reads processes from /proc")
@@ -440,8 +488,12 @@ def test_a_killed_export_takes_its_verifier_along(tmp_path, sig):
     also removes the temporary directory (SIGKILL leaves it to the next export)."""
     out = tmp_path / "tiny"
     env = {**os.environ, "KERAS_BACKEND": "tensorflow", "TF_CPP_MIN_LOG_LEVEL": "2"}
-    proc = subprocess.Popen([sys.executable, "-c", _EXPORTING, str(out), str(Path(__file__).parent)], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _EXPORTING, str(out), str(Path(__file__).parent)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
     try:
         deadline = time.time() + 240
         while not (children := _children_running(str(out / ".tmp-1-"))):  # the verifier: its argv names the dir

@@ -30,8 +30,16 @@ def test_a_file_the_decoder_refuses_is_listed_and_the_rest_extracted(tmp_path: P
     monkeypatch.setattr(preflight, "inspect_header", blind)
     monkeypatch.setenv("TLKIT_HOME", str(tmp_path / "home"))
     out = tmp_path / "f.parquet"
-    res = extract("cifar_example", ["penultimate"], str(tmp_path / "d"), out, weights=None, chunk_rows=3,
-                  batch_size=2, progress=False)
+    res = extract(
+        "cifar_example",
+        ["penultimate"],
+        str(tmp_path / "d"),
+        out,
+        weights=None,
+        chunk_rows=3,
+        batch_size=2,
+        progress=False,
+    )
     assert res.rows == 10 and res.skipped_files == 1 and out.exists()
     feats, rows, _ = load_features(out)
     assert str(bad) not in set(rows["path"]) and len(rows) == 10 and feats["penultimate"].shape[0] == 10

@@ -69,8 +69,9 @@ def test_extracted_features_equal_model_predict(tmp_path):
     model, _ = build_tap_model("efficientnet_lite0", ["penultimate", "top"], input_size=(64, 64))
     from tlkit.data.pipeline import images_dataset
 
-    images = np.concatenate([np.asarray(b) for b in images_dataset(rows["path"].tolist(), image_size=(64, 64),
-                                                                   batch_size=5)])
+    images = np.concatenate(
+        [np.asarray(b) for b in images_dataset(rows["path"].tolist(), image_size=(64, 64), batch_size=5)]
+    )
     want = model.predict(images, verbose=0)
     for name in ("penultimate", "top"):
         assert np.abs(feats[name] - want[name]).max() <= 1e-5
@@ -96,19 +97,39 @@ def test_interrupted_extraction_resumes_to_the_same_file(tmp_path):
 
 def test_npz_output(tmp_path):
     data = _folder(tmp_path / "data", n=4)
-    extract("mobilenet_v2", ["avg_pool"], str(data), tmp_path / "f.npz", weights=None, input_size=(32, 32),
-            progress=False)
+    extract(
+        "mobilenet_v2", ["avg_pool"], str(data), tmp_path / "f.npz", weights=None, input_size=(32, 32), progress=False
+    )
     feats, rows, meta = load_features(tmp_path / "f.npz")
     assert feats["avg_pool"].shape == (8, 1280) and list(rows["label"].unique()) == ["blue", "red"]
 
 
 def test_extract_and_probe_digits_reach_93_percent(tmp_path, capsys):
     out = tmp_path / "digits.parquet"
-    assert cli.main(["extract", "--base", "efficientnet_lite0", "--layer", "penultimate", "--data",
-                     "builtin:digits", "--input-size", "64", "64", "--out", str(out)]) == 0
+    assert (
+        cli.main(
+            [
+                "extract",
+                "--base",
+                "efficientnet_lite0",
+                "--layer",
+                "penultimate",
+                "--data",
+                "builtin:digits",
+                "--input-size",
+                "64",
+                "64",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     assert "wrote 1797 rows" in capsys.readouterr().out
-    assert cli.main(["probe", str(out), "--out", str(tmp_path / "probe"), "--export", str(tmp_path / "run"),
-                     "--json"]) == 0
+    assert (
+        cli.main(["probe", str(out), "--out", str(tmp_path / "probe"), "--export", str(tmp_path / "run"), "--json"])
+        == 0
+    )
     m = json.loads(capsys.readouterr().out)
     assert m["top1"] >= 0.93 and m["count"] == 359
     assert (tmp_path / "probe" / "confusion.png").stat().st_size > 5000
@@ -126,8 +147,9 @@ def test_extract_and_probe_digits_reach_93_percent(tmp_path, capsys):
 
     idx = np.arange(8)
     images = next(iter(images_dataset(rows["path"].iloc[idx].tolist(), image_size=(64, 64), batch_size=8)))
-    np.testing.assert_allclose(model.predict(np.asarray(images), verbose=0),
-                               probe_scores(saved["model"], feats["penultimate"][idx]), atol=1e-4)
+    np.testing.assert_allclose(
+        model.predict(np.asarray(images), verbose=0), probe_scores(saved["model"], feats["penultimate"][idx]), atol=1e-4
+    )
 
 
 def test_random_weights_are_seeded_recorded_and_leave_global_random_state_alone():
@@ -177,8 +199,10 @@ def test_unrecorded_random_weights_are_refused_for_resume_and_export(tmp_path, c
     extract("cifar_example", ["penultimate"], str(data), out, force=True, **kw)
     _old_style(out, weights_seed=None, weights_sha256=None)
     # The CLI refuses before training the probe; the library refuses before writing the run.
-    assert cli.main(["probe", str(out), "--out", str(tmp_path / "probe"), "--export", str(tmp_path / "run"),
-                     "--cv", "2"]) == 2
+    assert (
+        cli.main(["probe", str(out), "--out", str(tmp_path / "probe"), "--export", str(tmp_path / "run"), "--cv", "2"])
+        == 2
+    )
     assert "seed was not recorded" in capsys.readouterr().err and not (tmp_path / "probe").exists()
     from tlkit.features.probe import attach_head, probe
 
@@ -201,8 +225,9 @@ def test_export_refuses_a_rebuilt_network_with_other_weights(tmp_path):
     assert not (tmp_path / "run").exists()
 
 
-@pytest.mark.parametrize("base,layer,native,other", [("vgg16", "fc7", "224x224", "pool5"),
-                                                     ("lenet5", "fc6", "32x32", "pool2")])
+@pytest.mark.parametrize(
+    "base,layer,native,other", [("vgg16", "fc7", "224x224", "pool5"), ("lenet5", "fc6", "32x32", "pool2")]
+)
 def test_a_head_layer_at_another_size_names_the_fixed_input(base, layer, native, other):
     with pytest.raises(ModelError) as err:
         build_tap_model(base, [layer], weights=None, input_size=(64, 64))

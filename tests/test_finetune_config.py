@@ -21,8 +21,10 @@ def _finetune_parser():
 
 def _help_entries() -> dict[str, str]:
     """``tlkit finetune --help`` (run as the user runs it) as {option: its help, whitespace joined}."""
-    code = ("import sys, tlkit.cli.main\ntry:\n    tlkit.cli.main.main(['finetune', '--help'])\n"
-            "except SystemExit as e:\n    assert e.code == 0, e.code\nprint('TF_LOADED', 'tensorflow' in sys.modules)")
+    code = (
+        "import sys, tlkit.cli.main\ntry:\n    tlkit.cli.main.main(['finetune', '--help'])\n"
+        "except SystemExit as e:\n    assert e.code == 0, e.code\nprint('TF_LOADED', 'tensorflow' in sys.modules)"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120)
     assert "TF_LOADED False" in out.stdout  # --help builds its flags from the dataclass without TensorFlow
     entries: dict[str, list[str]] = {}
@@ -70,22 +72,39 @@ def test_parsed_defaults_build_the_dataclass_defaults():
 
 
 NON_DEFAULT = {
-    "base": (["--base", "resnet50"], "resnet50"), "weights": (["--weights", "none"], None),
-    "name": (["--name", "r1"], "r1"), "runs_dir": (["--runs-dir", "elsewhere"], "elsewhere"),
-    "input_size": (["--input-size", "64", "48"], (64, 48)), "batch_size": (["--batch-size", "8"], 8),
-    "epochs": (["--epochs", "0"], 0), "finetune_epochs": (["--finetune-epochs", "2"], 2),
-    "unfreeze": (["--unfreeze", "all"], "all"), "lr": (["--lr", "0.5"], 0.5),
-    "finetune_lr": (["--finetune-lr", "0.25"], 0.25), "optimizer": (["--optimizer", "sgd"], "sgd"),
-    "momentum": (["--momentum", "0.5"], 0.5), "weight_decay": (["--weight-decay", "0.01"], 0.01),
-    "schedule": (["--schedule", "cosine"], "cosine"), "step_epochs": (["--step-epochs", "3"], 3),
-    "early_stopping": (["--early-stopping", "4"], 4), "dropout": (["--dropout", "0.5"], 0.5),
-    "hidden_units": (["--hidden-units", "16"], 16), "augment": (["--augment", "scale"], "scale"),
-    "flip": (["--no-flip"], False), "val_split": (["--val-split", "0.3"], 0.3), "seed": (["--seed", "7"], 7),
-    "class_weight": (["--class-weight", "auto"], "auto"), "train_batchnorm": (["--train-batchnorm"], True),
-    "find_lr": (["--find-lr"], True), "distribute": (["--distribute", "mirrored"], "mirrored"),
-    "mixed_precision": (["--mixed-precision", "off"], "off"), "tfds_data_dir": (["--tfds-data-dir", "t"], "t"),
-    "cache_dir": (["--cache-dir", "c"], "c"), "deterministic": (["--no-deterministic"], False),
-    "cache_features": (["--cache-features"], True), "check_sample": (["--check-sample", "9"], 9),
+    "base": (["--base", "resnet50"], "resnet50"),
+    "weights": (["--weights", "none"], None),
+    "name": (["--name", "r1"], "r1"),
+    "runs_dir": (["--runs-dir", "elsewhere"], "elsewhere"),
+    "input_size": (["--input-size", "64", "48"], (64, 48)),
+    "batch_size": (["--batch-size", "8"], 8),
+    "epochs": (["--epochs", "0"], 0),
+    "finetune_epochs": (["--finetune-epochs", "2"], 2),
+    "unfreeze": (["--unfreeze", "all"], "all"),
+    "lr": (["--lr", "0.5"], 0.5),
+    "finetune_lr": (["--finetune-lr", "0.25"], 0.25),
+    "optimizer": (["--optimizer", "sgd"], "sgd"),
+    "momentum": (["--momentum", "0.5"], 0.5),
+    "weight_decay": (["--weight-decay", "0.01"], 0.01),
+    "schedule": (["--schedule", "cosine"], "cosine"),
+    "step_epochs": (["--step-epochs", "3"], 3),
+    "early_stopping": (["--early-stopping", "4"], 4),
+    "dropout": (["--dropout", "0.5"], 0.5),
+    "hidden_units": (["--hidden-units", "16"], 16),
+    "augment": (["--augment", "scale"], "scale"),
+    "flip": (["--no-flip"], False),
+    "val_split": (["--val-split", "0.3"], 0.3),
+    "seed": (["--seed", "7"], 7),
+    "class_weight": (["--class-weight", "auto"], "auto"),
+    "train_batchnorm": (["--train-batchnorm"], True),
+    "find_lr": (["--find-lr"], True),
+    "distribute": (["--distribute", "mirrored"], "mirrored"),
+    "mixed_precision": (["--mixed-precision", "off"], "off"),
+    "tfds_data_dir": (["--tfds-data-dir", "t"], "t"),
+    "cache_dir": (["--cache-dir", "c"], "c"),
+    "deterministic": (["--no-deterministic"], False),
+    "cache_features": (["--cache-features"], True),
+    "check_sample": (["--check-sample", "9"], 9),
     "leaks": (["--leaks", "fail"], "fail"),
 }
 
@@ -99,11 +118,15 @@ def test_every_field_is_settable_from_the_command_line():
         assert want != getattr(FinetuneConfig(data="x"), name), name  # the test really moves each field
 
 
-@pytest.mark.parametrize("argv, want", [
-    (["--no-augment"], None), (["--augment", "scale", "--no-augment"], None),
-    (["--no-augment", "--augment", "scale"], None),  # as before: --no-augment wins in any order
-    (["--class-weight", "none"], None),
-])
+@pytest.mark.parametrize(
+    "argv, want",
+    [
+        (["--no-augment"], None),
+        (["--augment", "scale", "--no-augment"], None),
+        (["--no-augment", "--augment", "scale"], None),  # as before: --no-augment wins in any order
+        (["--class-weight", "none"], None),
+    ],
+)
 def test_none_switches(argv, want):
     cfg = config_from_args(cli.build_parser().parse_args(["finetune", "--data", "d", *argv]))
     field = "augment" if "augment" in " ".join(argv) else "class_weight"

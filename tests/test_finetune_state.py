@@ -25,9 +25,19 @@ class _Observe(keras.callbacks.Callback):
 
 def test_finetune_restores_policy_determinism_random_state_and_leaves_the_config(tmp_path):
     data = _shapes_folder(tmp_path / "shapes", n=6)
-    cfg = FinetuneConfig(data=str(data), base="cifar_example", weights=None, runs_dir=str(tmp_path / "runs"),
-                         input_size=(32, 32), batch_size=8, epochs=1, finetune_epochs=0, augment=None,
-                         mixed_precision="off", deterministic=True)
+    cfg = FinetuneConfig(
+        data=str(data),
+        base="cifar_example",
+        weights=None,
+        runs_dir=str(tmp_path / "runs"),
+        input_size=(32, 32),
+        batch_size=8,
+        epochs=1,
+        finetune_epochs=0,
+        augment=None,
+        mixed_precision="off",
+        deterministic=True,
+    )
     before_cfg = dataclasses.asdict(cfg)
     was_determinism = _keras_compat.op_determinism()
     keras.mixed_precision.set_global_policy("mixed_bfloat16")  # the caller's own choice

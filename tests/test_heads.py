@@ -17,8 +17,9 @@ def _snapshot(layer):
 def test_resnet50_blocks_follow_the_stages():
     base = tlkit.build("resnet50", include_top=False, input_shape=(64, 64, 3))
     blocks = heads.layer_blocks(base)
-    assert [k for k, _ in blocks] == [f"conv{s}_block{i}" for s, n in ((2, 3), (3, 4), (4, 6), (5, 3))
-                                      for i in range(1, n + 1)]
+    assert [k for k, _ in blocks] == [
+        f"conv{s}_block{i}" for s, n in ((2, 3), (3, 4), (4, 6), (5, 3)) for i in range(1, n + 1)
+    ]
     # the stem (conv1_conv, conv1_bn) joins the first block; each bottleneck has 3 convs (+1 projection)
     assert len([l for l in blocks[1][1] if isinstance(l, keras.layers.Conv2D)]) == 3
     assert len([l for l in blocks[0][1] if isinstance(l, keras.layers.Conv2D)]) == 5
@@ -61,8 +62,13 @@ def test_stage2_changes_exactly_the_unfrozen_blocks(tiny_classifier):
     base = heads.get_base(model)
     unfrozen = heads.unfreeze_top(model, 2)
     assert unfrozen == ["block_16", "top"]
-    chosen = {l.name for k, ls in heads.layer_blocks(base) if k in unfrozen for l in ls
-              if not isinstance(l, keras.layers.BatchNormalization)}
+    chosen = {
+        l.name
+        for k, ls in heads.layer_blocks(base)
+        if k in unfrozen
+        for l in ls
+        if not isinstance(l, keras.layers.BatchNormalization)
+    }
     before = {l.name: _snapshot(l) for l in base.layers if l.weights}
     train.compile_model(model, train.StageConfig(stage=2, epochs=1, lr=1e-2), 3)
     model.fit(x, y, batch_size=8, epochs=1, verbose=0)
@@ -91,9 +97,14 @@ def test_unfreeze_all_and_zero(tiny_classifier):
 
 
 KERAS_PREPROCESS = {
-    "resnet50": ("resnet", 64), "resnet50v2": ("resnet_v2", 64), "vgg16": ("vgg16", 64),
-    "mobilenet_v2": ("mobilenet_v2", 64), "densenet121": ("densenet", 64),
-    "inception_v3": ("inception_v3", 75), "xception": ("xception", 71), "efficientnet_b0": ("efficientnet", 64),
+    "resnet50": ("resnet", 64),
+    "resnet50v2": ("resnet_v2", 64),
+    "vgg16": ("vgg16", 64),
+    "mobilenet_v2": ("mobilenet_v2", 64),
+    "densenet121": ("densenet", 64),
+    "inception_v3": ("inception_v3", 75),
+    "xception": ("xception", 71),
+    "efficientnet_b0": ("efficientnet", 64),
 }
 
 

@@ -10,11 +10,11 @@ from tlkit.inspection import conv_output_size, layer_table, seed_notes
 
 
 def test_conv_output_size_formula():
-    assert conv_output_size(227, 11, 4, 0) == 55          # AlexNet CONV1
-    assert conv_output_size(224, 3, 1, 1) == 224          # VGG 3x3 pad 1
+    assert conv_output_size(227, 11, 4, 0) == 55  # AlexNet CONV1
+    assert conv_output_size(224, 3, 1, 1) == 224  # VGG 3x3 pad 1
     assert conv_output_size(7, 3, 1, 0) == 5
     assert conv_output_size(7, 3, 2, 0) == 3
-    assert conv_output_size(10, 3, 1, 2, D=2) == 10       # dilation 2: effective 5x5
+    assert conv_output_size(10, 3, 1, 2, D=2) == 10  # dilation 2: effective 5x5
 
 
 def test_conv_output_size_rejects_non_integer():
@@ -35,9 +35,9 @@ def test_three_stacked_3x3_convs_see_7x7():
 
 def test_stride_and_pool_grow_the_receptive_field():
     x = keras.Input((32, 32, 3))
-    y = keras.layers.Conv2D(4, 3, strides=2, padding="same")(x)   # rf 3, jump 2
-    y = keras.layers.MaxPooling2D(2)(y)                            # rf 3 + 1*2 = 5, jump 4
-    y = keras.layers.Conv2D(4, 3, padding="same")(y)               # rf 5 + 2*4 = 13
+    y = keras.layers.Conv2D(4, 3, strides=2, padding="same")(x)  # rf 3, jump 2
+    y = keras.layers.MaxPooling2D(2)(y)  # rf 3 + 1*2 = 5, jump 4
+    y = keras.layers.Conv2D(4, 3, padding="same")(y)  # rf 5 + 2*4 = 13
     t = layer_table(keras.Model(x, y))
     assert [r["receptive_field"][0] for r in t["rows"]] == [1, 3, 5, 13]
     assert t["rows"][-1]["stride"] == [4, 4]
@@ -113,13 +113,18 @@ def test_seed_note_at_another_input_size_says_so(capsys):
     assert table["totals"]["activations"] == 1_243_136  # the 64x64 body
     assert not any("1,243,136" in n or "reproduces" in n for n in table["notes"])
     (note,) = [n for n in table["notes"] if "CS231n" in n]
-    assert ("this table is for 64x64x3 input and 14,714,688 parameters, so it does not check them "
-            "(`tlkit inspect vgg16_tlkit` does)") in note
+    assert (
+        "this table is for 64x64x3 input and 14,714,688 parameters, so it does not check them "
+        "(`tlkit inspect vgg16_tlkit` does)"
+    ) in note
 
 
 def _fake_table(input_shape, params, rows=()):
-    return {"input_shape": list(input_shape), "rows": list(rows),
-            "totals": {"params": params, "activations": 15_237_608, "mult_adds": 0}}
+    return {
+        "input_shape": list(input_shape),
+        "rows": list(rows),
+        "totals": {"params": params, "activations": 15_237_608, "mult_adds": 0},
+    }
 
 
 def test_seed_note_applies_only_to_the_configuration_its_figures_are_about():

@@ -58,6 +58,11 @@ def test_move_into_place_replaces_a_file_and_an_empty_folder(tmp_path):
 def test_no_other_module_renames_files_into_place():
     root = Path(tlkit.__file__).parent
     pattern = re.compile(r"\bos\.(replace|rename)\(|\.rename\(|\bshutil\.move\(")
-    hits = [f"{p.relative_to(root)}:{i}: {line.strip()}" for p in sorted(root.rglob("*.py")) if p.name != "_io.py"
-            for i, line in enumerate(p.read_text(encoding="utf-8").splitlines(), 1) if pattern.search(line)]
+    hits = [
+        f"{p.relative_to(root)}:{i}: {line.strip()}"
+        for p in sorted(root.rglob("*.py"))
+        if p.name != "_io.py"
+        for i, line in enumerate(p.read_text(encoding="utf-8").splitlines(), 1)
+        if pattern.search(line)
+    ]
     assert hits == []

@@ -109,10 +109,16 @@ def test_no_other_module_reaches_into_keras_privates():
     import tlkit
 
     root = Path(tlkit.__file__).parent
-    pattern = re.compile(r"keras\.src|keras_src|\._(inbound_nodes|outbound_nodes|nodes_by_depth|nodes\b|"
-                         r"flatten_layers|functional|keras_history|KERAS_DIR)|\.arguments\.|"
-                         r"tensorflow\.python")
-    hits = [f"{p.relative_to(root)}:{i}" for p in sorted(root.rglob("*.py")) if p.name != "_keras_compat.py"
-            for i, line in enumerate(p.read_text(encoding="utf-8").splitlines(), 1)
-            if pattern.search(line) and not line.lstrip().startswith(("#", "``"))]
+    pattern = re.compile(
+        r"keras\.src|keras_src|\._(inbound_nodes|outbound_nodes|nodes_by_depth|nodes\b|"
+        r"flatten_layers|functional|keras_history|KERAS_DIR)|\.arguments\.|"
+        r"tensorflow\.python"
+    )
+    hits = [
+        f"{p.relative_to(root)}:{i}"
+        for p in sorted(root.rglob("*.py"))
+        if p.name != "_keras_compat.py"
+        for i, line in enumerate(p.read_text(encoding="utf-8").splitlines(), 1)
+        if pattern.search(line) and not line.lstrip().startswith(("#", "``"))
+    ]
     assert hits == []

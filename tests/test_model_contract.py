@@ -28,15 +28,20 @@ BIG = 40_000_000
 # A .keras round trip writes and reads every weight: above this it takes several seconds.
 BIG_ROUND_TRIP = 20_000_000
 # Keras count_params() (with BatchNorm/Normalization statistics), from Keras' applications table.
-KERAS_TOTALS = {"resnet50": 25_636_712, "vgg16": 138_357_544, "densenet121": 8_062_504,
-                "mobilenet_v2": 3_538_984, "inception_v3": 23_851_784, "efficientnet_b0": 5_330_571}
+KERAS_TOTALS = {
+    "resnet50": 25_636_712,
+    "vgg16": 138_357_544,
+    "densenet121": 8_062_504,
+    "mobilenet_v2": 3_538_984,
+    "inception_v3": 23_851_784,
+    "efficientnet_b0": 5_330_571,
+}
 
 pytestmark = pytest.mark.usefixtures("free_models")
 
 
 def _params(specs, *, big=BIG):
-    return [pytest.param(s.name, marks=pytest.mark.slow) if (s.params or 0) > big else s.name
-            for s in specs]
+    return [pytest.param(s.name, marks=pytest.mark.slow) if (s.params or 0) > big else s.name for s in specs]
 
 
 def _outputs(y):
@@ -45,8 +50,9 @@ def _outputs(y):
 
 def test_every_model_is_covered():
     assert len(SPECS) >= 48
-    assert {"efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2", "vgg16", "lenet5"} <= \
-        {s.name for s in SPECS}
+    assert {"efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2", "vgg16", "lenet5"} <= {
+        s.name for s in SPECS
+    }
 
 
 @pytest.mark.parametrize("name", _params(SPECS, big=BIG_ROUND_TRIP))
@@ -67,8 +73,9 @@ def test_small_build_and_round_trip(name, tmp_path):
     assert all(np.all(np.isfinite(y)) for y in before)
     blocks = layer_blocks(model, spec_block_pattern(name))
     assert spec.blocks and len(blocks) >= 1
-    assert [(k, [l.name for l in ls]) for k, ls in blocks] == \
-        [(k, [l.name for l in ls]) for k, ls in layer_blocks(model)]
+    assert [(k, [l.name for l in ls]) for k, ls in blocks] == [
+        (k, [l.name for l in ls]) for k, ls in layer_blocks(model)
+    ]
     path = tmp_path / "m.keras"
     model.save(path)
     loaded = keras.saving.load_model(path)

@@ -57,15 +57,17 @@ def test_alexnet_conv1_and_pool5():
     assert tuple(model.get_layer("pool2").output.shape[1:]) == (13, 13, 256)
     assert tuple(model.get_layer("pool5").output.shape[1:]) == (6, 6, 256)
     assert model.output.shape[1:] == (6, 6, 256)
-    assert [l.name for l in model.layers if isinstance(l, LocalResponseNormalization)] == [
-        "norm1", "norm2"]
+    assert [l.name for l in model.layers if isinstance(l, LocalResponseNormalization)] == ["norm1", "norm2"]
 
 
-@pytest.mark.parametrize("two_tower, expected", [
-    (False, {"conv2": 614_656, "conv3": 885_120, "conv4": 1_327_488, "conv5": 884_992}),
-    # grouped layers keep all biases but half the kernel weights; conv3 is not grouped
-    (True, {"conv2": 307_456, "conv3": 885_120, "conv4": 663_936, "conv5": 442_624}),
-])
+@pytest.mark.parametrize(
+    "two_tower, expected",
+    [
+        (False, {"conv2": 614_656, "conv3": 885_120, "conv4": 1_327_488, "conv5": 884_992}),
+        # grouped layers keep all biases but half the kernel weights; conv3 is not grouped
+        (True, {"conv2": 307_456, "conv3": 885_120, "conv4": 663_936, "conv5": 442_624}),
+    ],
+)
 def test_alexnet_tower_connectivity(two_tower, expected):
     model = tlkit.build("alexnet", include_top=False, two_tower=two_tower)
     assert {k: model.get_layer(k).count_params() for k in expected} == expected
@@ -80,26 +82,53 @@ def test_alexnet_head_names():
 
 def test_zfnet_intermediate_shapes():
     model = tlkit.build("zfnet", include_top=False)
-    shapes = {name: tuple(model.get_layer(name).output.shape[1:])
-              for name in ("conv1", "pool1", "norm1", "conv2", "pool2", "conv3", "conv4",
-                           "conv5", "pool5")}
+    shapes = {
+        name: tuple(model.get_layer(name).output.shape[1:])
+        for name in ("conv1", "pool1", "norm1", "conv2", "pool2", "conv3", "conv4", "conv5", "pool5")
+    }
     assert shapes == {
-        "conv1": (110, 110, 96), "pool1": (55, 55, 96), "norm1": (55, 55, 96),
-        "conv2": (26, 26, 256), "pool2": (13, 13, 256), "conv3": (13, 13, 512),
-        "conv4": (13, 13, 1024), "conv5": (13, 13, 512), "pool5": (6, 6, 512)}
+        "conv1": (110, 110, 96),
+        "pool1": (55, 55, 96),
+        "norm1": (55, 55, 96),
+        "conv2": (26, 26, 256),
+        "pool2": (13, 13, 256),
+        "conv3": (13, 13, 512),
+        "conv4": (13, 13, 1024),
+        "conv5": (13, 13, 512),
+        "pool5": (6, 6, 512),
+    }
 
 
-@pytest.mark.parametrize("name, convs", [
-    ("vgg11", ["conv1_1", "conv2_1", "conv3_1", "conv3_2", "conv4_1", "conv4_2", "conv5_1",
-               "conv5_2"]),
-    ("vgg16c", ["conv1_1", "conv1_2", "conv2_1", "conv2_2", "conv3_1", "conv3_2", "conv3_3",
-                "conv4_1", "conv4_2", "conv4_3", "conv5_1", "conv5_2", "conv5_3"]),
-])
+@pytest.mark.parametrize(
+    "name, convs",
+    [
+        ("vgg11", ["conv1_1", "conv2_1", "conv3_1", "conv3_2", "conv4_1", "conv4_2", "conv5_1", "conv5_2"]),
+        (
+            "vgg16c",
+            [
+                "conv1_1",
+                "conv1_2",
+                "conv2_1",
+                "conv2_2",
+                "conv3_1",
+                "conv3_2",
+                "conv3_3",
+                "conv4_1",
+                "conv4_2",
+                "conv4_3",
+                "conv5_1",
+                "conv5_2",
+                "conv5_3",
+            ],
+        ),
+    ],
+)
 def test_vgg_layer_names(name, convs):
     model = tlkit.build(name, input_shape=(32, 32, 3), include_top=False)
     assert [l.name for l in model.layers if isinstance(l, keras.layers.Conv2D)] == convs
     assert [l.name for l in model.layers if isinstance(l, keras.layers.MaxPooling2D)] == [
-        f"pool{i}" for i in range(1, 6)]
+        f"pool{i}" for i in range(1, 6)
+    ]
 
 
 def test_vgg_c_uses_1x1_at_the_end_of_blocks_3_to_5():
@@ -112,8 +141,7 @@ def test_vgg_a_lrn_normalizes_after_conv1_1():
     model = tlkit.build("vgg11_lrn", input_shape=(32, 32, 3), include_top=False)
     names = [l.name for l in model.layers]
     assert names[names.index("conv1_1") + 1] == "norm1"
-    assert "norm1" not in [l.name for l in tlkit.build("vgg11", input_shape=(32, 32, 3),
-                                                        include_top=False).layers]
+    assert "norm1" not in [l.name for l in tlkit.build("vgg11", input_shape=(32, 32, 3), include_top=False).layers]
 
 
 def test_vgg_refuses_other_sizes_with_its_fc_head():
@@ -170,8 +198,18 @@ def test_body_forward(name):
 
 # Full models with a forward pass: cheap ones only (VGG-11 stands in for VGG;
 # ZFNet's and the other VGGs' heads are checked symbolically below).
-TOP_FORWARD = ["lenet5", "cifar_example", "alexnet", "alexnet_grouped", "vgg11", "googlenet",
-               "allcnn_c", "allcnn_strided", "allcnn_convpool", "nin"]
+TOP_FORWARD = [
+    "lenet5",
+    "cifar_example",
+    "alexnet",
+    "alexnet_grouped",
+    "vgg11",
+    "googlenet",
+    "allcnn_c",
+    "allcnn_strided",
+    "allcnn_convpool",
+    "nin",
+]
 
 
 @pytest.mark.parametrize("name", TOP_FORWARD)
@@ -203,16 +241,35 @@ def test_classifier_activation_none_gives_logits():
 
 
 def test_allcnn_variants_layout():
-    convs = lambda m: [(l.name, l.strides[0]) for l in m.layers  # noqa: E731
-                       if isinstance(l, keras.layers.Conv2D)]
-    pools = lambda m: [l.name for l in m.layers if isinstance(l, keras.layers.MaxPooling2D)]  # noqa: E731
+    def convs(m):
+        return [(l.name, l.strides[0]) for l in m.layers if isinstance(l, keras.layers.Conv2D)]
+
+    def pools(m):
+        return [l.name for l in m.layers if isinstance(l, keras.layers.MaxPooling2D)]
+
     all_c = tlkit.build("allcnn_c")
-    assert convs(all_c) == [("conv1", 1), ("conv2", 1), ("conv3", 2), ("conv4", 1), ("conv5", 1),
-                            ("conv6", 2), ("conv7", 1), ("conv8", 1), ("conv9", 1)]
+    assert convs(all_c) == [
+        ("conv1", 1),
+        ("conv2", 1),
+        ("conv3", 2),
+        ("conv4", 1),
+        ("conv5", 1),
+        ("conv6", 2),
+        ("conv7", 1),
+        ("conv8", 1),
+        ("conv9", 1),
+    ]
     assert pools(all_c) == []
     strided = tlkit.build("allcnn_strided")
-    assert convs(strided) == [("conv1", 1), ("conv2", 2), ("conv4", 1), ("conv5", 2),
-                              ("conv7", 1), ("conv8", 1), ("conv9", 1)]
+    assert convs(strided) == [
+        ("conv1", 1),
+        ("conv2", 2),
+        ("conv4", 1),
+        ("conv5", 2),
+        ("conv7", 1),
+        ("conv8", 1),
+        ("conv9", 1),
+    ]
     convpool = tlkit.build("allcnn_convpool")
     assert [n for n, s in convs(convpool) if s != 1] == []
     assert pools(convpool) == ["pool1", "pool2"]
@@ -222,18 +279,31 @@ def test_allcnn_variants_layout():
 
 def test_lenet5_layers():
     model = tlkit.build("lenet5")
-    assert [l.name for l in model.layers[1:]] == [
-        "conv1", "pool1", "conv2", "pool2", "flatten", "fc6", "fc7", "fc8"]
+    assert [l.name for l in model.layers[1:]] == ["conv1", "pool1", "conv2", "pool2", "flatten", "fc6", "fc7", "fc8"]
     assert {n: model.get_layer(n).count_params() for n in ("conv1", "conv2", "fc6", "fc7", "fc8")} == {
-        "conv1": 156, "conv2": 2_416, "fc6": 48_120, "fc7": 10_164, "fc8": 850}
+        "conv1": 156,
+        "conv2": 2_416,
+        "fc6": 48_120,
+        "fc7": 10_164,
+        "fc8": 850,
+    }
 
 
 # --- GoogLeNet -------------------------------------------------------------
 
+
 def test_inception_3a_depth():
     x = keras.Input(shape=(28, 28, 192))
-    y = inception_module(x, filters_1x1=64, filters_3x3_reduce=96, filters_3x3=128,
-                         filters_5x5_reduce=16, filters_5x5=32, pool_proj=32, name="inception_3a")
+    y = inception_module(
+        x,
+        filters_1x1=64,
+        filters_3x3_reduce=96,
+        filters_3x3=128,
+        filters_5x5_reduce=16,
+        filters_5x5=32,
+        pool_proj=32,
+        name="inception_3a",
+    )
     assert tuple(y.shape[1:]) == (28, 28, 64 + 128 + 32 + 32) == (28, 28, 256)
     model = keras.Model(x, y)
     assert model.get_layer("inception_3a_5x5").kernel_size == (5, 5)
@@ -243,12 +313,23 @@ def test_googlenet_table1_shapes():
     model = tlkit.build("googlenet")
     # Szegedy et al. 2015, Table 1, "output size" column
     expected = {
-        "conv1": (112, 112, 64), "pool1": (56, 56, 64), "conv2": (56, 56, 192),
-        "pool2": (28, 28, 192), "inception_3a": (28, 28, 256), "inception_3b": (28, 28, 480),
-        "pool3": (14, 14, 480), "inception_4a": (14, 14, 512), "inception_4b": (14, 14, 512),
-        "inception_4c": (14, 14, 512), "inception_4d": (14, 14, 528),
-        "inception_4e": (14, 14, 832), "pool4": (7, 7, 832), "inception_5a": (7, 7, 832),
-        "inception_5b": (7, 7, 1024), "avg_pool": (1024,), "predictions": (1000,),
+        "conv1": (112, 112, 64),
+        "pool1": (56, 56, 64),
+        "conv2": (56, 56, 192),
+        "pool2": (28, 28, 192),
+        "inception_3a": (28, 28, 256),
+        "inception_3b": (28, 28, 480),
+        "pool3": (14, 14, 480),
+        "inception_4a": (14, 14, 512),
+        "inception_4b": (14, 14, 512),
+        "inception_4c": (14, 14, 512),
+        "inception_4d": (14, 14, 528),
+        "inception_4e": (14, 14, 832),
+        "pool4": (7, 7, 832),
+        "inception_5a": (7, 7, 832),
+        "inception_5b": (7, 7, 1024),
+        "avg_pool": (1024,),
+        "predictions": (1000,),
     }
     assert {k: tuple(model.get_layer(k).output.shape[1:]) for k in expected} == expected
     assert len(INCEPTION_TABLE) == 9
@@ -270,6 +351,7 @@ def test_googlenet_aux_outputs():
 
 # --- LRN -------------------------------------------------------------------
 
+
 def lrn_reference(a: np.ndarray, size: int, k: float, alpha: float, beta: float) -> np.ndarray:
     """The paper's formula, written out with loops over channels."""
     n_ch = a.shape[-1]
@@ -283,11 +365,14 @@ def lrn_reference(a: np.ndarray, size: int, k: float, alpha: float, beta: float)
     return out
 
 
-@pytest.mark.parametrize("kwargs", [
-    {},  # the paper's k=2, n=5, alpha=1e-4, beta=0.75
-    {"size": 3, "k": 1.0, "alpha": 0.05, "beta": 0.5},
-    {"size": 7, "k": 0.5, "alpha": 0.2, "beta": 0.75},  # window wider than half the channels
-])
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {},  # the paper's k=2, n=5, alpha=1e-4, beta=0.75
+        {"size": 3, "k": 1.0, "alpha": 0.05, "beta": 0.5},
+        {"size": 7, "k": 0.5, "alpha": 0.2, "beta": 0.75},  # window wider than half the channels
+    ],
+)
 def test_lrn_matches_numpy_reference(kwargs):
     a = np.random.default_rng(1).normal(0, 30, size=(2, 3, 4, 6)).astype("float32")
     layer = LocalResponseNormalization(**kwargs)
@@ -302,8 +387,7 @@ def test_lrn_matches_tensorflow():
     tf = pytest.importorskip("tensorflow")
     a = np.random.default_rng(2).normal(0, 30, size=(2, 5, 5, 16)).astype("float32")
     got = keras.ops.convert_to_numpy(LocalResponseNormalization()(a))
-    want = tf.nn.local_response_normalization(a, depth_radius=2, bias=2.0, alpha=1e-4,
-                                              beta=0.75).numpy()
+    want = tf.nn.local_response_normalization(a, depth_radius=2, bias=2.0, alpha=1e-4, beta=0.75).numpy()
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
 
 

@@ -16,8 +16,14 @@ from tlkit.models.resnet import STAGES, resnet
 SPECS = tlkit.list_models(family="resnet") + tlkit.list_models(family="densenet")
 NAMES = [s.name for s in SPECS]
 # Full-size builds of these take seconds each and hold 0.2-0.5 GB of weights.
-BIG = {"resnet101_tlkit", "resnet101v2_tlkit", "resnet152_tlkit", "resnet152v2_tlkit",
-       "wide_resnet101_2", "resnext101_32x8d"}
+BIG = {
+    "resnet101_tlkit",
+    "resnet101v2_tlkit",
+    "resnet152_tlkit",
+    "resnet152v2_tlkit",
+    "wide_resnet101_2",
+    "resnext101_32x8d",
+}
 
 
 def _param(names):
@@ -33,8 +39,15 @@ def _x(shape: tuple[int, ...], seed: int = 0) -> np.ndarray:
 
 # --- an independent count, by arithmetic on the papers' tables -------------------
 
-def _expected_resnet(depth: int, version: int = 1, width_factor: int = 1, groups: int = 1,
-                     width_per_group: int = 64, num_classes: int = 1000) -> int:
+
+def _expected_resnet(
+    depth: int,
+    version: int = 1,
+    width_factor: int = 1,
+    groups: int = 1,
+    width_per_group: int = 64,
+    num_classes: int = 1000,
+) -> int:
     """weights + biases + BN scale/offset of the architecture as the docstring describes it."""
     kind, counts = STAGES[depth]
     exp = 1 if kind == "basic" else 4
@@ -129,12 +142,15 @@ def test_small_forward(name):
     np.testing.assert_allclose(y.sum(axis=1), 1.0, rtol=1e-5)
 
 
-@pytest.mark.parametrize("name, last, channels", [
-    ("resnet18", "conv5_block2_out", 512),
-    ("resnet18v2", "post_relu", 512),
-    ("resnet50_tlkit", "conv5_block3_out", 2048),
-    ("densenet121_tlkit", "relu", 1024),
-])
+@pytest.mark.parametrize(
+    "name, last, channels",
+    [
+        ("resnet18", "conv5_block2_out", 512),
+        ("resnet18v2", "post_relu", 512),
+        ("resnet50_tlkit", "conv5_block3_out", 2048),
+        ("densenet121_tlkit", "relu", 1024),
+    ],
+)
 def test_body_feature_map(name, last, channels):
     model = tlkit.build(name, input_shape=(64, 64, 3), include_top=False)
     assert model.layers[-1].name == last
@@ -153,8 +169,15 @@ def _inbound(model, layer_name):
 def test_v1_layout():
     model = resnet(depth=50, input_shape=(64, 64, 3), num_classes=7)
     names = [l.name for l in model.layers]
-    assert names[1:8] == ["conv1_pad", "conv1_conv", "conv1_bn", "conv1_relu", "pool1_pad",
-                          "pool1_pool", "conv2_block1_1_conv"]
+    assert names[1:8] == [
+        "conv1_pad",
+        "conv1_conv",
+        "conv1_bn",
+        "conv1_relu",
+        "pool1_pad",
+        "pool1_pool",
+        "conv2_block1_1_conv",
+    ]
     assert not any("preact" in n or n.startswith("post_") for n in names)
     assert all(not l.use_bias for l in model.layers if isinstance(l, keras.layers.Conv2D))
     for l in model.layers:
@@ -224,14 +247,13 @@ def test_grouped_conv_equals_two_convs_on_channel_halves():
     for g in range(2):
         c = keras.layers.Conv2D(3, 3, use_bias=False)
         c.build((None, 9, 9, 2))
-        c.kernel.assign(kernel[..., 3 * g:3 * (g + 1)])
-        halves.append(keras.ops.convert_to_numpy(c(x[..., 2 * g:2 * (g + 1)])))
+        c.kernel.assign(kernel[..., 3 * g : 3 * (g + 1)])
+        halves.append(keras.ops.convert_to_numpy(c(x[..., 2 * g : 2 * (g + 1)])))
     np.testing.assert_allclose(y, np.concatenate(halves, axis=-1), rtol=1e-5, atol=1e-5)
     # And it is not a dense conv: the first output group ignores the second input half.
     x2 = x.copy()
     x2[..., 2:] = 0
-    np.testing.assert_allclose(keras.ops.convert_to_numpy(grouped(x2))[..., :3], y[..., :3],
-                               rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(grouped(x2))[..., :3], y[..., :3], rtol=1e-5, atol=1e-5)
 
 
 def _block_prefixes(model):
@@ -274,10 +296,16 @@ def test_classifier_activation_none_gives_logits():
     assert y.shape == (2, 5) and not np.allclose(y.sum(axis=1), 1.0)
 
 
-@pytest.mark.parametrize("kwargs", [
-    {"depth": 20}, {"depth": 50, "version": 3}, {"depth": 18, "groups": 32},
-    {"depth": 34, "width_factor": 2}, {"depth": 50, "groups": 0},
-])
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"depth": 20},
+        {"depth": 50, "version": 3},
+        {"depth": 18, "groups": 32},
+        {"depth": 34, "width_factor": 2},
+        {"depth": 50, "groups": 0},
+    ],
+)
 def test_resnet_rejects_bad_arguments(kwargs):
     with pytest.raises(ValueError):
         resnet(**kwargs)

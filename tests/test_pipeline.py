@@ -16,8 +16,20 @@ from PIL import Image
 from tlkit.cli import main as cli
 from tlkit.finetune.pipeline import FinetuneConfig, finetune
 
-ARTIFACTS = ["config.json", "labels.json", "history.csv", "best.keras", "last.keras", "metrics.json",
-             "curves.png", "confusion.png", "skipped.csv", "data_report.json", "data_report.txt", "train.log"]
+ARTIFACTS = [
+    "config.json",
+    "labels.json",
+    "history.csv",
+    "best.keras",
+    "last.keras",
+    "metrics.json",
+    "curves.png",
+    "confusion.png",
+    "skipped.csv",
+    "data_report.json",
+    "data_report.txt",
+    "train.log",
+]
 
 
 def _png_ok(path: Path) -> None:
@@ -46,8 +58,19 @@ def _shapes_folder(root: Path, n: int = 24, size: int = 32) -> Path:
 
 
 def _tiny_cfg(data: Path, runs: Path, **kw) -> FinetuneConfig:
-    defaults = dict(data=str(data), base="cifar_example", weights=None, runs_dir=str(runs), input_size=(32, 32),
-                    batch_size=16, epochs=2, finetune_epochs=1, unfreeze="all", lr=1e-2, augment=None)
+    defaults = dict(
+        data=str(data),
+        base="cifar_example",
+        weights=None,
+        runs_dir=str(runs),
+        input_size=(32, 32),
+        batch_size=16,
+        epochs=2,
+        finetune_epochs=1,
+        unfreeze="all",
+        lr=1e-2,
+        augment=None,
+    )
     defaults.update(kw)
     return FinetuneConfig(**defaults)
 
@@ -55,9 +78,29 @@ def _tiny_cfg(data: Path, runs: Path, **kw) -> FinetuneConfig:
 def test_main_job_digits_reaches_95_percent(tmp_path, monkeypatch):
     """The README's main job: EfficientNet-Lite0 (offline ImageNet weights) on builtin:digits."""
     monkeypatch.chdir(tmp_path)
-    rc = cli.main(["finetune", "--base", "efficientnet_lite0", "--data", "builtin:digits", "--input-size", "64",
-                   "64", "--epochs", "4", "--finetune-epochs", "4", "--unfreeze", "all", "--lr", "3e-3",
-                   "--no-augment", "--no-flip", "--quiet"])
+    rc = cli.main(
+        [
+            "finetune",
+            "--base",
+            "efficientnet_lite0",
+            "--data",
+            "builtin:digits",
+            "--input-size",
+            "64",
+            "64",
+            "--epochs",
+            "4",
+            "--finetune-epochs",
+            "4",
+            "--unfreeze",
+            "all",
+            "--lr",
+            "3e-3",
+            "--no-augment",
+            "--no-flip",
+            "--quiet",
+        ]
+    )
     assert rc == 0
     run = tmp_path / "runs" / "efficientnet_lite0-builtin-digits"
     for name in ARTIFACTS:
@@ -117,8 +160,7 @@ def test_same_seed_same_split_and_first_epoch(tmp_path):
     data = _shapes_folder(tmp_path / "data", n=12)
     out = []
     for name in ("a", "b"):
-        finetune(_tiny_cfg(data, tmp_path / "runs", name=name, epochs=1, finetune_epochs=0,
-                           augment="crop"), quiet=True)
+        finetune(_tiny_cfg(data, tmp_path / "runs", name=name, epochs=1, finetune_epochs=0, augment="crop"), quiet=True)
         run = tmp_path / "runs" / name
         first = next(csv.DictReader(open(run / "history.csv")))
         report = json.loads((run / "data_report.json").read_text())
@@ -153,7 +195,8 @@ def test_mirrored_strategy_on_two_logical_cpus(tmp_path):
         cpu = tf.config.list_physical_devices("CPU")[0]
         tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
         from tlkit.finetune.pipeline import FinetuneConfig, finetune
-        cfg = FinetuneConfig(data={str(data)!r}, base="cifar_example", weights=None, runs_dir={str(tmp_path / 'runs')!r},
+        cfg = FinetuneConfig(data={str(data)!r}, base="cifar_example", weights=None,
+                             runs_dir={str(tmp_path / "runs")!r},
                              name="mirrored", input_size=(32, 32), batch_size=16, epochs=1, finetune_epochs=1,
                              unfreeze="all", lr=1e-2, augment=None, distribute="mirrored")
         m = finetune(cfg, quiet=True)
@@ -173,9 +216,21 @@ def test_mirrored_strategy_on_two_logical_cpus(tmp_path):
 
 def test_cache_features_trains_the_head_on_cached_vectors(tmp_path):
     data = _shapes_folder(tmp_path / "data", n=12)
-    m = finetune(_tiny_cfg(data, tmp_path / "runs", name="cached", epochs=3, finetune_epochs=1,
-                           cache_features=True, base="efficientnet_lite0", weights="imagenet",
-                           unfreeze="1", lr=3e-2), quiet=True)
+    m = finetune(
+        _tiny_cfg(
+            data,
+            tmp_path / "runs",
+            name="cached",
+            epochs=3,
+            finetune_epochs=1,
+            cache_features=True,
+            base="efficientnet_lite0",
+            weights="imagenet",
+            unfreeze="1",
+            lr=3e-2,
+        ),
+        quiet=True,
+    )
     run = tmp_path / "runs" / "cached"
     log = (run / "train.log").read_text()
     assert "on cached base features" in log
@@ -199,6 +254,7 @@ def test_is_chief():
             class Spec:
                 def as_dict(inner):
                     return self._cluster
+
             return Spec()
 
     class Strategy:
@@ -215,6 +271,7 @@ def test_is_chief():
 
 
 # --- the run directory (tlkit.finetune.rundir): names, lock, replace and put back --------------------------
+
 
 def _fake_run(path: Path, started: bool = True) -> Path:
     path.mkdir(parents=True)
@@ -261,8 +318,9 @@ def test_lock_refuses_a_second_owner_and_takes_over_a_dead_ones(tmp_path):
         RunLock(path).acquire()  # flock is per open file: a second acquire conflicts, even here
     first.release()
     assert not path.exists()
-    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True,
-                          check=True)
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True, check=True
+    )
     path.write_text(json.dumps({"pid": int(dead.stdout), "host": "vm"}))  # left by a killed process
     assert RunLock(path).holder() is None
     second = RunLock(path)

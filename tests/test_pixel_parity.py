@@ -43,8 +43,15 @@ pytestmark = pytest.mark.slow
 
 def _tlkit(*args: str, cwd: Path) -> subprocess.CompletedProcess:
     env = {**os.environ, "TLKIT_OFFLINE": "1", "CUDA_VISIBLE_DEVICES": "", "PYTHONUNBUFFERED": "1"}
-    return subprocess.run([sys.executable, "-m", "tlkit", *args], cwd=cwd, env=env, capture_output=True,
-                          text=True, timeout=900, check=False)
+    return subprocess.run(
+        [sys.executable, "-m", "tlkit", *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+        check=False,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -102,8 +109,7 @@ def _evaluate(base: str, weights: str, photo: Path, root: Path, top1: int) -> np
     assert names == labels
     source = tldata.resolve(str(labelled.parent), val_split=0.0, seed=0, min_classes=1)
     source = dataclasses.replace(source, items=source.items.assign(split="train"))
-    ds = tldata.make_dataset(source, "train", image_size=tuple(loaded.input_shape[1:3]), batch_size=1,
-                             training=False)
+    ds = tldata.make_dataset(source, "train", image_size=tuple(loaded.input_shape[1:3]), batch_size=1, training=False)
     _, probs = evaluate.predict_dataset(loaded, ds)
     return probs[0]
 
@@ -112,8 +118,7 @@ def _extract(base: str, weights: str, photo: Path, root: Path) -> np.ndarray:
     from tlkit.features.extract import extract, load_features
 
     out = root / f"features_{base}.npz"
-    extract(base, ["classifier"], str(photo.parent.parent), str(out), weights=weights, val_split=0.0,
-            progress=False)
+    extract(base, ["classifier"], str(photo.parent.parent), str(out), weights=weights, val_split=0.0, progress=False)
     feats, rows, _ = load_features(out)
     assert feats["classifier"].shape == (2, 1000)
     [row] = [i for i, p in enumerate(rows["path"]) if Path(p).name == photo.name]
@@ -135,8 +140,20 @@ def _saved_model(base: str, weights: str, photo: Path, root: Path) -> np.ndarray
     import tensorflow as tf
 
     out = root / f"export_{base}"
-    res = _tlkit("export", "--base", base, "--weights", weights, "--resize", "plain", "--out", str(out),
-                 "--version", "1", cwd=root)
+    res = _tlkit(
+        "export",
+        "--base",
+        base,
+        "--weights",
+        weights,
+        "--resize",
+        "plain",
+        "--out",
+        str(out),
+        "--version",
+        "1",
+        cwd=root,
+    )
     assert res.returncode == 0, res.stderr[-2000:]
     served = tf.saved_model.load(str(out / "1")).signatures["serving_default"]
     scores = served(image_bytes=tf.constant([photo.read_bytes()]))["scores"].numpy()
@@ -149,8 +166,7 @@ def paths(request, photo) -> dict:
     base = request.param
     root = photo.parent.parent.parent
     weights = _weights(base, root)
-    res = _tlkit("predict", str(photo), "--base", base, "--weights", weights, "--resize", "plain", "--json",
-                 cwd=root)
+    res = _tlkit("predict", str(photo), "--base", base, "--weights", weights, "--resize", "plain", "--json", cwd=root)
     assert res.returncode == 0, res.stderr[-2000:]
     preds = json.loads(res.stdout)["results"][0]["predictions"]
     ids = [p["index"] for p in preds]
@@ -183,8 +199,13 @@ def test_every_path_gives_predicts_top5_and_scores(paths, path):
 def test_all_paths_agree_on_every_score(paths):
     ref = np.asarray(paths["saved_model"], dtype=np.float64)
     for path in ("evaluate", "extract", "dense"):
-        np.testing.assert_allclose(np.asarray(paths[path], dtype=np.float64), ref, rtol=RTOL, atol=ATOL,
-                                   err_msg=f"{paths['base']}: {path} vs the SavedModel")
+        np.testing.assert_allclose(
+            np.asarray(paths[path], dtype=np.float64),
+            ref,
+            rtol=RTOL,
+            atol=ATOL,
+            err_msg=f"{paths['base']}: {path} vs the SavedModel",
+        )
 
 
 def test_the_comparison_can_tell_another_pixel_path(paths):

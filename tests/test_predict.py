@@ -21,8 +21,12 @@ def photos(tmp_path_factory):
     d = tmp_path_factory.mktemp("photos")
     cat = Image.fromarray(skimage.data.chelsea())
     files = {
-        "cat.jpg": cat, "cat.png": cat, "cat_gray.png": cat.convert("L"),
-        "cat_rgba.png": cat.convert("RGBA"), "cat.bmp": cat, "cat.gif": cat,
+        "cat.jpg": cat,
+        "cat.png": cat,
+        "cat_gray.png": cat.convert("L"),
+        "cat_rgba.png": cat.convert("RGBA"),
+        "cat.bmp": cat,
+        "cat.gif": cat,
         "coffee.jpg": Image.fromarray(skimage.data.coffee()),
     }
     for name, im in files.items():
@@ -48,8 +52,18 @@ def offline(monkeypatch, tmp_path_factory):
 
 
 def test_predict_all_formats_offline(photos, offline, capsys):
-    names = ["cat.jpg", "cat.png", "cat_gray.png", "cat_rgba.png", "cat.bmp", "cat.gif",
-             "broken.jpg", "coffee.jpg", "notes.png", "missing.jpg"]
+    names = [
+        "cat.jpg",
+        "cat.png",
+        "cat_gray.png",
+        "cat_rgba.png",
+        "cat.bmp",
+        "cat.gif",
+        "broken.jpg",
+        "coffee.jpg",
+        "notes.png",
+        "missing.jpg",
+    ]
     rc = cli.main(["predict", *[str(photos / n) for n in names], "--json", "--top", "5"])
     out, err = capsys.readouterr()
     assert rc == 2  # some files could not be read: an input error (1 is for bugs) ...

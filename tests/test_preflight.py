@@ -63,13 +63,19 @@ def _plant(root: Path) -> dict:
     garbage = b"\x78\x9c" + np.random.default_rng(3).bytes(200)
     plant("train/dog/broken.png", _png_header(16, 16) + _chunk(b"IDAT", garbage) + _chunk(b"IEND", b""), "corrupt")
     # a decompression bomb: the header declares 20000x20000, the file is a few bytes
-    plant("val/dog/bomb.png", _png_header(20000, 20000) + _chunk(b"IDAT", zlib.compress(b"\0" * 64))
-          + _chunk(b"IEND", b""), "too_large")
+    plant(
+        "val/dog/bomb.png",
+        _png_header(20000, 20000) + _chunk(b"IDAT", zlib.compress(b"\0" * 64)) + _chunk(b"IEND", b""),
+        "too_large",
+    )
     leak = shutil.copyfile(root / "train/dog/d0.png", root / "val/dog/copy_of_d0.png")
     dup = shutil.copyfile(root / "train/cat/c1.png", root / "train/cat/c1_again.png")
     (root / "train/cat/notes.txt").write_text("not an image by name: ignored, and listed")
-    return {"bad": bad, "leak": (str(root / "train/dog/d0.png"), str(leak)),
-            "dup": [str(root / "train/cat/c1.png"), str(dup)]}
+    return {
+        "bad": bad,
+        "leak": (str(root / "train/dog/d0.png"), str(leak)),
+        "dup": [str(root / "train/cat/c1.png"), str(dup)],
+    }
 
 
 @pytest.fixture()
@@ -86,9 +92,12 @@ def test_report_lists_exactly_the_planted_files(planted):
     assert {b.path: b.reason for b in report.bad_files} == truth["bad"]
     assert all(b.detail for b in report.bad_files if b.reason != "not_an_image")
     assert {(b.path, b.split, b.label) for b in report.bad_files} >= {
-        (str(root / "val/dog/bomb.png"), "val", "dog"), (str(root / "train/cat/empty.jpg"), "train", "cat")}
-    assert [(lk.path_a, lk.split_a, lk.path_b, lk.split_b, lk.label_b) for lk in report.leaks] == \
-        [(*truth["leak"][:1], "train", truth["leak"][1], "val", "dog")]
+        (str(root / "val/dog/bomb.png"), "val", "dog"),
+        (str(root / "train/cat/empty.jpg"), "train", "cat"),
+    }
+    assert [(lk.path_a, lk.split_a, lk.path_b, lk.split_b, lk.label_b) for lk in report.leaks] == [
+        (*truth["leak"][:1], "train", truth["leak"][1], "val", "dog")
+    ]
     assert [(g.split, g.paths) for g in report.duplicates] == [("train", truth["dup"])]
     assert [Path(i["path"]).name for i in report.ignored] == ["notes.txt"]
     # usable counts: train cat 5 + copy, dog 5; val cat 2, dog 2 + leak copy
@@ -144,8 +153,9 @@ def test_class_without_usable_files_is_named(tmp_path: Path):
 
 def test_manifest_rows_with_missing_files_are_skipped(tmp_path: Path):
     files = [_img(tmp_path / "img" / f"{i}.png", i) for i in range(4)]
-    rows = ["path,label,split"] + [f"img/{f.name},{'ab'[i % 2]},{'train' if i < 2 else 'val'}"
-                                   for i, f in enumerate(files)]
+    rows = ["path,label,split"] + [
+        f"img/{f.name},{'ab'[i % 2]},{'train' if i < 2 else 'val'}" for i, f in enumerate(files)
+    ]
     rows.append("img/gone.png,a,train")
     (tmp_path / "m.csv").write_text("\n".join(rows) + "\n")
     report = preflight.check(data.resolve(str(tmp_path / "m.csv")), progress=False)
@@ -253,8 +263,12 @@ def test_non_regular_files_are_named_without_opening_them(tmp_path: Path):
     assert not t.is_alive(), "a non-regular file was opened (blocked on the FIFO)"
     assert "error" not in out, out.get("error")
     got = {Path(b.path).name: (b.reason, b.detail) for b in out["report"].bad_files}
-    assert {k: v[0] for k, v in got.items()} == {"pipe.png": "not_a_file", "gone.jpg": "dangling_link",
-                                                 "loop.png": "dangling_link", "s.png": "not_a_file"}
+    assert {k: v[0] for k, v in got.items()} == {
+        "pipe.png": "not_a_file",
+        "gone.jpg": "dangling_link",
+        "loop.png": "dangling_link",
+        "s.png": "not_a_file",
+    }
     assert "FIFO" in got["pipe.png"][1] and "nowhere.jpg" in got["gone.jpg"][1]
     assert "loop" in got["loop.png"][1] and "socket" in got["s.png"][1]
     assert out["dir.png"][0] == "not_a_file" and "directory" in out["dir.png"][1]

@@ -104,9 +104,12 @@ def test_build_include_preprocessing_runs_the_specs_mode_once_inside(name):
     bare = wrapped.layers[-1]  # the network itself, nested and unchanged
     assert not any(isinstance(layer, Preprocess) for layer in bare.layers)
     raw = np.random.default_rng(0).uniform(0, 255, (2, *shape)).astype(np.float32)
-    np.testing.assert_allclose(keras.ops.convert_to_numpy(wrapped(raw)),
-                               keras.ops.convert_to_numpy(bare(preprocess_numpy(raw, spec.preprocessing))),
-                               rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(
+        keras.ops.convert_to_numpy(wrapped(raw)),
+        keras.ops.convert_to_numpy(bare(preprocess_numpy(raw, spec.preprocessing))),
+        rtol=1e-5,
+        atol=1e-5,
+    )
     # Wrapping a model that already preprocesses would apply the mode twice: refused.
     with pytest.raises(ModelError, match="already preprocesses its input"):
         with_preprocessing(wrapped, spec.preprocessing)

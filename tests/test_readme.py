@@ -44,7 +44,7 @@ def fenced_blocks(text: str) -> list[tuple[str, str, bool]]:
             while lines[j].rstrip() != "```":
                 j += 1
             marked = i > 0 and lines[i - 1].strip() == MARK
-            out.append((m.group(1), "\n".join(lines[i + 1:j]), marked))
+            out.append((m.group(1), "\n".join(lines[i + 1 : j]), marked))
             i = j
         i += 1
     return out
@@ -74,8 +74,9 @@ def test_readme_commands_run_in_order(tmp_path):
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
     done, outputs = [], {}
     for step in steps():
-        proc = subprocess.run(["bash", "-euo", "pipefail", "-c", step], cwd=tmp_path, env=env,
-                              capture_output=True, text=True, timeout=600)
+        proc = subprocess.run(
+            ["bash", "-euo", "pipefail", "-c", step], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600
+        )
         assert proc.returncode == 0, f"README step failed:\n{step}\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
         for key, wants in EXPECT.items():
             if key in step:

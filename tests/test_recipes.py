@@ -13,8 +13,13 @@ RECIPES = Path(__file__).resolve().parents[1] / "recipes"
 
 def _run(name: str, workdir: Path, cwd: Path, *extra: str) -> subprocess.CompletedProcess:
     cwd.mkdir(parents=True, exist_ok=True)
-    return subprocess.run([sys.executable, str(RECIPES / name), "--smoke", "--workdir", str(workdir), *extra],
-                          capture_output=True, text=True, timeout=300, cwd=cwd)
+    return subprocess.run(
+        [sys.executable, str(RECIPES / name), "--smoke", "--workdir", str(workdir), *extra],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=cwd,
+    )
 
 
 def _decodes(path: Path) -> None:

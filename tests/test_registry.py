@@ -84,7 +84,8 @@ def test_a_users_spec_registered_first_leaves_every_built_in(tmp_path):
         "    x = inputs = keras.Input(input_shape)\n"
         "    x = keras.layers.Conv2D(4, 3, name='conv1')(x)\n"
         "    x = keras.layers.GlobalAveragePooling2D(name='avg_pool')(x)\n"
-        "    return keras.Model(inputs, keras.layers.Dense(num_classes, name='predictions')(x), name='tiny')\n")
+        "    return keras.Model(inputs, keras.layers.Dense(num_classes, name='predictions')(x), name='tiny')\n"
+    )
     script = (
         "import tlkit\n"
         "spec = tlkit.ModelSpec(name='my_tiny', family='mine', builder='mymodels:tiny', input_shape=(32, 32, 3),\n"
@@ -107,9 +108,17 @@ def test_a_users_spec_registered_first_leaves_every_built_in(tmp_path):
         "    assert 'already registered' in str(exc)\n"
         "else:\n"
         "    raise AssertionError('a built-in name was taken')\n"
-        "print('ok', len(names))\n")
+        "print('ok', len(names))\n"
+    )
     path = os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")])
-    out = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True, timeout=120,
-                         env={**os.environ, "PYTHONPATH": path}, check=False)
+    out = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "PYTHONPATH": path},
+        check=False,
+    )
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.startswith("ok")

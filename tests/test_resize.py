@@ -27,7 +27,7 @@ def test_crop_is_the_centre_square_of_87_5_percent_of_the_shorter_side():
     img = _image(300, 451)
     side = round(300 * 0.875)  # 262
     top, left = (300 - side) // 2, (451 - side) // 2
-    want = resize.resize_numpy(img[top:top + side, left:left + side], (224, 224), "plain")
+    want = resize.resize_numpy(img[top : top + side, left : left + side], (224, 224), "plain")
     np.testing.assert_array_equal(resize.resize_numpy(img, (224, 224), "crop"), want)
     assert np.abs(resize.resize_numpy(img, (224, 224), "plain") - want).mean() > 10
 
@@ -38,9 +38,10 @@ def test_the_policy_runs_the_same_in_a_tf_data_map_as_eagerly():
     np.testing.assert_array_equal(next(iter(ds)).numpy(), resize.resize_numpy(img, (32, 40), "crop"))
 
 
-@pytest.mark.parametrize(("hw", "mode", "want"), [((300, 451), "shorter", (224, 337)),
-                                                  ((451, 300), "shorter", (337, 224)),
-                                                  ((300, 451), "square", (224, 224))])
+@pytest.mark.parametrize(
+    ("hw", "mode", "want"),
+    [((300, 451), "shorter", (224, 337)), ((451, 300), "shorter", (337, 224)), ((300, 451), "square", (224, 224))],
+)
 def test_dense_scales(hw, mode, want):
     assert resize.scaled_size(*hw, 224, mode) == want
     assert tuple(resize.to_scale(_image(*hw), 224, mode).shape) == (*want, 3)

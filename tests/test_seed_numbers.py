@@ -46,9 +46,11 @@ def _check(f, value, verdict_):
 
 # --- the generated file -------------------------------------------------------------
 
+
 def test_docs_seed_numbers_is_regenerated_unchanged(computed):
     assert DEFAULT_OUT.read_text(encoding="utf-8") == render(computed[1]), (
-        "docs/seed_numbers.md is out of date: run `python -m tlkit.seed_numbers`")
+        "docs/seed_numbers.md is out of date: run `python -m tlkit.seed_numbers`"
+    )
 
 
 def test_every_figure_has_one_row_and_the_verdicts_are_the_known_ones(computed):
@@ -57,9 +59,16 @@ def test_every_figure_has_one_row_and_the_verdicts_are_the_known_ones(computed):
     assert len(keys) == len(set(keys)) == 37
     by = {v: {f.key for f in figures if f.verdict == v} for v in ("reproduced", "rounding", "wrong")}
     assert by["rounding"] == {"alexnet_conv1_36k", "alexnet_params", "vgg16_params_140m"}
-    assert by["wrong"] == {"googlenet_params_5m", "googlenet_vs_alexnet", "googlenet_vs_vgg16",
-                           "googlenet_params_4m", "inception_reduced_ops", "vgg16_activations",
-                           "vgg16_memory_93mb", "vgg16_memory_96mb"}
+    assert by["wrong"] == {
+        "googlenet_params_5m",
+        "googlenet_vs_alexnet",
+        "googlenet_vs_vgg16",
+        "googlenet_params_4m",
+        "inception_reduced_ops",
+        "vgg16_activations",
+        "vgg16_memory_93mb",
+        "vgg16_memory_96mb",
+    }
     text = render(figures)
     assert "37 figures: 26 reproduced, 3 rounding, 8 wrong." in text
     assert text.count("\n| ") == 37 + 1  # header + one row per figure
@@ -81,9 +90,9 @@ def test_check_mode_reports_a_stale_file_and_write_mode_fixes_it(computed, tmp_p
 
 def test_verdict_rules():
     assert verdict(138e6, 138_357_544, 1e6) == "reproduced"
-    assert verdict(140e6, 138_357_544, 1e6) == "rounding"     # 1.2% off
-    assert verdict(36e3, 34_944, 1e3) == "rounding"           # 3.0% off
-    assert verdict(24e6, 15_237_608, 1e6) == "wrong"          # 58% off
+    assert verdict(140e6, 138_357_544, 1e6) == "rounding"  # 1.2% off
+    assert verdict(36e3, 34_944, 1e3) == "rounding"  # 3.0% off
+    assert verdict(24e6, 15_237_608, 1e6) == "wrong"  # 58% off
     assert verdict(12, 8.71) == "wrong"
     assert verdict(4.5, 4.5) == "reproduced"
     assert verdict("28x28x672", "28x28x672") == "reproduced"
@@ -91,6 +100,7 @@ def test_verdict_rules():
 
 
 # --- the output-size formula ---------------------------------------------------------
+
 
 def test_output_size_figures(fig):
     _check(fig["output_size_7_3_1_0"], 5, "reproduced")
@@ -107,6 +117,7 @@ def test_output_size_figures(fig):
 
 
 # --- AlexNet ---------------------------------------------------------------------------
+
 
 def test_alexnet_conv1_figures(fig):
     _check(fig["alexnet_conv1_shape"], "55x55x96", "reproduced")
@@ -135,12 +146,13 @@ def test_alexnet_seed_notes(computed):
 
 # --- small filters -------------------------------------------------------------------
 
+
 def test_three_3x3_against_one_7x7(fig):
     _check(fig["three_3x3_receptive_field"], "7x7", "reproduced")
     _check(fig["three_3x3_params"], 27, "reproduced")
     _check(fig["one_7x7_params"], 49, "reproduced")
-    assert "110,592 weights at C=64" in fig["three_3x3_params"].shown   # 27 * 64**2
-    assert "200,704 weights at C=64" in fig["one_7x7_params"].shown     # 49 * 64**2
+    assert "110,592 weights at C=64" in fig["three_3x3_params"].shown  # 27 * 64**2
+    assert "200,704 weights at C=64" in fig["one_7x7_params"].shown  # 49 * 64**2
 
 
 @pytest.mark.parametrize("c", [3, 8])
@@ -154,6 +166,7 @@ def test_stack_counts_hold_for_any_channel_count(c):
 
 
 # --- GoogLeNet -------------------------------------------------------------------------
+
 
 def test_googlenet_parameter_claims_are_wrong(fig):
     _check(fig["googlenet_params_5m"], 6_998_552, "wrong")
@@ -172,6 +185,7 @@ def test_googlenet_seed_note_names_the_true_count_and_its_source(computed):
 
 
 # --- Inception modules ---------------------------------------------------------------
+
 
 def test_naive_inception_module(fig):
     _check(fig["inception_naive_output"], "28x28x672", "reproduced")
@@ -195,6 +209,7 @@ def test_inception_module_with_bottlenecks(fig, computed):
 
 
 # --- VGG -------------------------------------------------------------------------------
+
 
 def test_vgg_configurations(fig):
     for config, value in zip("abcde", (132_863_336, 133_047_848, 133_638_952, 138_357_544, 143_667_240)):
@@ -221,6 +236,7 @@ def test_fc_layers_as_convolutions(fig):
 
 
 # --- the teaching modules in `tlkit inspect` ---------------------------------------------
+
 
 def test_inspect_knows_the_teaching_modules_without_the_registry(capsys):
     import tlkit

@@ -32,6 +32,7 @@ def test_ruff_lint_is_clean() -> None:
 
 
 def test_ruff_format_is_applied() -> None:
-    proc = subprocess.run([*_ruff(), "format", "--check", *PATHS], cwd=ROOT, capture_output=True, text=True,
-                          timeout=120)
+    proc = subprocess.run(
+        [*_ruff(), "format", "--check", *PATHS], cwd=ROOT, capture_output=True, text=True, timeout=120
+    )
     assert proc.returncode == 0, "run `ruff format tlkit tests benchmarks recipes`:\n" + proc.stdout[-4000:]

@@ -37,8 +37,9 @@ def _toy():
     rng = np.random.default_rng(0)
     x = rng.normal(size=(256, 8)).astype("float32")
     y = (x[:, 0] + 0.5 * x[:, 1] > 0).astype("int32")
-    model = keras.Sequential([keras.Input((8,)), keras.layers.Dense(16, activation="relu"),
-                              keras.layers.Dense(2, activation="softmax")])
+    model = keras.Sequential(
+        [keras.Input((8,)), keras.layers.Dense(16, activation="relu"), keras.layers.Dense(2, activation="softmax")]
+    )
     return model, tf.data.Dataset.from_tensor_slices((x, y)).batch(32)
 
 
@@ -108,12 +109,13 @@ def test_flat_or_rising_curves_are_refused(kind):
     x = np.log10(lrs)
     for seed in range(10):
         rng = np.random.default_rng(seed)
-        raw = {"flat": 1.1 + 0.3 * rng.standard_normal(100),
-               "flat-batchy": rng.exponential(1.1, 100),
-               "flat-heavy": 1.1 + 0.2 * rng.standard_t(2, 100),
-               "rising": 1.1 + 0.3 * rng.standard_normal(100) + np.linspace(0, 2, 100) ** 2,
-               "flat-then-rising": 1.1 * np.exp(0.4 * rng.standard_normal(100)) + np.where(x > -2, (x + 2) * 3, 0),
-               }[kind]
+        raw = {
+            "flat": 1.1 + 0.3 * rng.standard_normal(100),
+            "flat-batchy": rng.exponential(1.1, 100),
+            "flat-heavy": 1.1 + 0.2 * rng.standard_t(2, 100),
+            "rising": 1.1 + 0.3 * rng.standard_normal(100) + np.linspace(0, 2, 100) ** 2,
+            "flat-then-rising": 1.1 * np.exp(0.4 * rng.standard_normal(100)) + np.where(x > -2, (x + 2) * 3, 0),
+        }[kind]
         with pytest.raises(ConfigError, match="no rate where the loss falls.*--lr"):
             train.suggest_lr(lrs, raw)
 
@@ -124,8 +126,9 @@ def test_lr_range_test_refuses_when_nothing_can_be_learned(tmp_path):
     keras.utils.set_random_seed(0)
     x = np.zeros((256, 8), "float32")
     y = np.tile([0, 1], 128).astype("int32")
-    model = keras.Sequential([keras.Input((8,)), keras.layers.Dense(16, activation="relu"),
-                              keras.layers.Dense(2, activation="softmax")])
+    model = keras.Sequential(
+        [keras.Input((8,)), keras.layers.Dense(16, activation="relu"), keras.layers.Dense(2, activation="softmax")]
+    )
     before = [np.array(w) for w in model.get_weights()]
     ds = tf.data.Dataset.from_tensor_slices((x, y)).shuffle(256, seed=0).batch(16)
     with pytest.raises(ConfigError, match="no rate where the loss falls") as err:
@@ -176,10 +179,25 @@ def imbalanced(tmp_path_factory):
 
 
 def test_class_weight_auto_schedule_and_find_lr_in_a_run(tmp_path, imbalanced):
-    cfg = FinetuneConfig(data=str(imbalanced), base="cifar_example", weights=None, runs_dir=str(tmp_path),
-                         name="cw", input_size=(32, 32), batch_size=8, epochs=2, finetune_epochs=1, unfreeze="all",
-                         class_weight="auto", schedule="step", step_epochs=1, optimizer="sgd", lr=0.05,
-                         find_lr=True, augment=None)
+    cfg = FinetuneConfig(
+        data=str(imbalanced),
+        base="cifar_example",
+        weights=None,
+        runs_dir=str(tmp_path),
+        name="cw",
+        input_size=(32, 32),
+        batch_size=8,
+        epochs=2,
+        finetune_epochs=1,
+        unfreeze="all",
+        class_weight="auto",
+        schedule="step",
+        step_epochs=1,
+        optimizer="sgd",
+        lr=0.05,
+        find_lr=True,
+        augment=None,
+    )
     finetune(cfg, quiet=True)
     run = tmp_path / "cw"
     log = (run / "train.log").read_text()

@@ -61,8 +61,11 @@ def write_legacy(path, tensors, *, storages=None, sys_info=None):
     torch, utils = _fake_torch()
     saved = sys.modules.get("torch"), sys.modules.get("torch._utils")
     sys.modules["torch"], sys.modules["torch._utils"] = torch, utils
-    types_ = {np.dtype("float32"): torch.FloatStorage, np.dtype("int64"): torch.LongStorage,
-              np.dtype("float16"): torch.HalfStorage}
+    types_ = {
+        np.dtype("float32"): torch.FloatStorage,
+        np.dtype("int64"): torch.LongStorage,
+        np.dtype("float16"): torch.HalfStorage,
+    }
     keys = []
 
     class P(pickle.Pickler):
@@ -77,8 +80,12 @@ def write_legacy(path, tensors, *, storages=None, sys_info=None):
         with open(path, "wb") as f:
             pickle.dump(0x1950A86A20F9469CFC6C, f, protocol=2)
             pickle.dump(1001, f, protocol=2)
-            pickle.dump(sys_info or {"protocol_version": 1001, "little_endian": True,
-                                     "type_sizes": {"short": 2, "int": 4, "long": 4}}, f, protocol=2)
+            pickle.dump(
+                sys_info
+                or {"protocol_version": 1001, "little_endian": True, "type_sizes": {"short": 2, "int": 4, "long": 4}},
+                f,
+                protocol=2,
+            )
             P(f, protocol=2).dump(collections.OrderedDict(tensors))
             pickle.dump(keys, f, protocol=2)
             by_key = {s.key: s for t in tensors.values() for s in [t.args[0]]}
@@ -95,8 +102,10 @@ def write_legacy(path, tensors, *, storages=None, sys_info=None):
 
 
 def _legacy_prefix():
-    return b"".join(pickle.dumps(v, protocol=2) for v in (
-        0x1950A86A20F9469CFC6C, 1001, {"protocol_version": 1001, "little_endian": True}))
+    return b"".join(
+        pickle.dumps(v, protocol=2)
+        for v in (0x1950A86A20F9469CFC6C, 1001, {"protocol_version": 1001, "little_endian": True})
+    )
 
 
 # --- the restricted reader ----------------------------------------------------------------
@@ -129,14 +138,19 @@ def test_reads_the_real_lite0_file():
     assert len(sd) == 296 and sd["_fc.bias"].dtype == np.float32
 
 
-@pytest.mark.parametrize("payload, named", [
-    (b"cos\nsystem\n(S'touch MARKER'\ntR.", "os.system"),
-    (b"cposix\nsystem\n(S'touch MARKER'\ntR.", "posix.system"),
-    (b"cbuiltins\neval\n(S'open(\"MARKER\", \"w\")'\ntR.", "builtins.eval"),
-    (b"\x80\x04\x95\x00\x00\x00\x00\x00\x00\x00\x00\x8c\x02os\x8c\x06system\x93\x8c\x0ctouch MARKER\x85R.",
-     "os.system"),  # protocol 4 STACK_GLOBAL
-    (b"ctorch._utils\n_load_from_bytes\n(S'x'\ntR.", "torch._utils._load_from_bytes"),
-])
+@pytest.mark.parametrize(
+    "payload, named",
+    [
+        (b"cos\nsystem\n(S'touch MARKER'\ntR.", "os.system"),
+        (b"cposix\nsystem\n(S'touch MARKER'\ntR.", "posix.system"),
+        (b'cbuiltins\neval\n(S\'open("MARKER", "w")\'\ntR.', "builtins.eval"),
+        (
+            b"\x80\x04\x95\x00\x00\x00\x00\x00\x00\x00\x00\x8c\x02os\x8c\x06system\x93\x8c\x0ctouch MARKER\x85R.",
+            "os.system",
+        ),  # protocol 4 STACK_GLOBAL
+        (b"ctorch._utils\n_load_from_bytes\n(S'x'\ntR.", "torch._utils._load_from_bytes"),
+    ],
+)
 def test_foreign_globals_are_refused_before_anything_runs(tmp_path, monkeypatch, payload, named):
     monkeypatch.chdir(tmp_path)
     path = tmp_path / "evil.pth"
@@ -163,8 +177,12 @@ def test_a_reduce_inside_a_real_looking_state_dict_is_refused(tmp_path, monkeypa
 
 def test_truncated_files_give_clear_errors(tmp_path):
     src = W.lite0_source_path().read_bytes()
-    for cut, what in [(30, "inside the sys_info pickle"), (5_000, "inside the state dict pickle"),
-                      (len(src) // 2, "storage"), (len(src) - 3, "storage")]:
+    for cut, what in [
+        (30, "inside the sys_info pickle"),
+        (5_000, "inside the state dict pickle"),
+        (len(src) // 2, "storage"),
+        (len(src) - 3, "storage"),
+    ]:
         path = tmp_path / f"cut{cut}.pth"
         path.write_bytes(src[:cut])
         with pytest.raises(LegacyTorchError, match="truncated") as err:
@@ -189,13 +207,21 @@ def test_zip_format_and_non_torch_files_are_named(tmp_path):
 
 # --- keras.applications ImageNet files ---------------------------------------------------------
 
-_KERAS_MODULE = {"resnet": "resnet", "vgg16": "vgg16", "vgg19": "vgg19", "inception": "inception_v3",
-                 "xception": "xception", "densenet": "densenet", "efficientnet": "efficientnet",
-                 "mobilenet_v2": "mobilenet_v2"}
+_KERAS_MODULE = {
+    "resnet": "resnet",
+    "vgg16": "vgg16",
+    "vgg19": "vgg19",
+    "inception": "inception_v3",
+    "xception": "xception",
+    "densenet": "densenet",
+    "efficientnet": "efficientnet",
+    "mobilenet_v2": "mobilenet_v2",
+}
 
 
-_KERAS_FILE_BASES = sorted(s.name for s in tlkit.list_models()
-                           if s.weights_entry() is not None and s.weights_entry().kind == "keras_file")
+_KERAS_FILE_BASES = sorted(
+    s.name for s in tlkit.list_models() if s.weights_entry() is not None and s.weights_entry().kind == "keras_file"
+)
 
 
 def test_keras_file_bases():
@@ -212,8 +238,12 @@ def test_file_table_matches_the_installed_keras(name):
     folder, h_top, h_notop = entry.url, entry.file_hash, entry.notop_hash
     for top, h in ((True, h_top), (False, h_notop)):
         wf = W.keras_weights_file(name, include_top=top)
-        assert wf.url.startswith(("https://storage.googleapis.com/tensorflow/keras-applications/",
-                                  "https://storage.googleapis.com/keras-applications/"))
+        assert wf.url.startswith(
+            (
+                "https://storage.googleapis.com/tensorflow/keras-applications/",
+                "https://storage.googleapis.com/keras-applications/",
+            )
+        )
         assert wf.url.endswith("/" + wf.fname)
         if h is None:  # keras fetches mobilenet_v2 without a checksum
             assert "file_hash" not in source.split("BASE_WEIGHT_PATH + model_name")[1][:400]
@@ -223,8 +253,10 @@ def test_file_table_matches_the_installed_keras(name):
 
 
 def test_mobilenet_v2_file_follows_input_size():
-    assert W.keras_weights_file("mobilenet_v2", include_top=False, input_shape=(96, 96, 3)).fname == \
-        "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_96_no_top.h5"
+    assert (
+        W.keras_weights_file("mobilenet_v2", include_top=False, input_shape=(96, 96, 3)).fname
+        == "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_96_no_top.h5"
+    )
     assert W.keras_weights_file("mobilenet_v2", input_shape=(100, 100, 3)).fname.endswith("_1.0_224.h5")
 
 
@@ -491,11 +523,14 @@ def test_mismatched_local_files_are_refused_clearly(tmp_path):
         tlkit.build("lenet5", weights=str(txt))
 
 
-@pytest.mark.parametrize("payload", [
-    b"ctorch._utils\n_rebuild_tensor_v2\nN}S'__defaults__'\nNs\x86b.",  # BUILD with slot state
-    b"ctorch._utils\n_rebuild_tensor_v2\n}S'__defaults__'\nNsb.",  # BUILD with a __dict__ update
-    b"ctorch\nFloatStorage\n}S'dtype'\nS'O'\nsb.",  # retype an allowed storage class
-])
+@pytest.mark.parametrize(
+    "payload",
+    [
+        b"ctorch._utils\n_rebuild_tensor_v2\nN}S'__defaults__'\nNs\x86b.",  # BUILD with slot state
+        b"ctorch._utils\n_rebuild_tensor_v2\n}S'__defaults__'\nNsb.",  # BUILD with a __dict__ update
+        b"ctorch\nFloatStorage\n}S'dtype'\nS'O'\nsb.",  # retype an allowed storage class
+    ],
+)
 def test_allowed_globals_cannot_be_tampered_with(tmp_path, payload):
     from tlkit.weights import torch_legacy
 

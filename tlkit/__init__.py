@@ -27,12 +27,13 @@ def build(
     """Build a registered model as a ``keras.Model`` (see :func:`tlkit.models.factory.build`)."""
     from tlkit.models.factory import build as _build
 
-    return _build(name, num_classes=num_classes, input_shape=input_shape,
-                  weights=weights, include_top=include_top, **kwargs)
+    return _build(
+        name, num_classes=num_classes, input_shape=input_shape, weights=weights, include_top=include_top, **kwargs
+    )
 
 
 # Last, once the package is importable: tlkit's custom Keras layers get registered when Keras
 # is imported (or now, if it already is), without importing Keras here.
-from tlkit import _keras_objects
+from tlkit import _keras_objects  # noqa: E402  (last on purpose: the package must be importable)
 
 _keras_objects.install()

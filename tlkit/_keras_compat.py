@@ -27,8 +27,9 @@ def _attr(obj: Any, name: str) -> Any:
     except AttributeError:
         import keras
 
-        raise KerasCompatError(f"{type(obj).__name__}.{name} is gone in Keras {keras.__version__}: "
-                               f"update tlkit/_keras_compat.py") from None
+        raise KerasCompatError(
+            f"{type(obj).__name__}.{name} is gone in Keras {keras.__version__}: update tlkit/_keras_compat.py"
+        ) from None
 
 
 # --- the layer graph --------------------------------------------------------------------

@@ -68,25 +68,25 @@ SITUATIONS: dict[str, dict[str, str]] = {
     "small-similar": {
         "title": "small data, similar to ImageNet",
         "strategy": "keep the pretrained network fixed and train a linear classifier on its penultimate "
-                    "features: with little data, finetuning overfits, and the top features already fit",
+        "features: with little data, finetuning overfits, and the top features already fit",
         "recipe": "recipes/features_linear.py",
     },
     "large-similar": {
         "title": "large data, similar to ImageNet",
         "strategy": "train a new head, then finetune the top blocks at a tenth of the learning rate: "
-                    "enough data not to overfit, and the lower layers already fit",
+        "enough data not to overfit, and the lower layers already fit",
         "recipe": "recipes/finetune_top_blocks.py",
     },
     "small-different": {
         "title": "small data, different from ImageNet",
         "strategy": "finetune deeper, from earlier layers (all blocks), for few epochs: the top features "
-                    "do not describe this data, so they must be relearned, and few epochs limit overfitting",
+        "do not describe this data, so they must be relearned, and few epochs limit overfitting",
         "recipe": "recipes/finetune_deep.py",
     },
     "large-different": {
         "title": "large data, different from ImageNet",
         "strategy": "finetune the whole network from the pretrained weights: enough data to move every "
-                    "layer, and a pretrained start still converges faster than random",
+        "layer, and a pretrained start still converges faster than random",
         "recipe": "recipes/finetune_deep.py",
     },
 }
@@ -110,16 +110,26 @@ class Advice:
     seconds: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "title": SITUATIONS[self.situation]["title"],
-                "strategy": SITUATIONS[self.situation]["strategy"], "reference": REFERENCE}
+        return {
+            **asdict(self),
+            "title": SITUATIONS[self.situation]["title"],
+            "strategy": SITUATIONS[self.situation]["strategy"],
+            "reference": REFERENCE,
+        }
 
     def to_text(self) -> str:
         s = SITUATIONS[self.situation]
         lines = [f"situation: {s['title']} ({self.situation})", f"strategy: {s['strategy']}", "", "why:"]
         lines += [f"  - {r}" for r in self.reasons]
-        lines += ["", f"recipe: {self.recipe} (see recipes/README.md)", "command:", f"  {self.command}",
-                  "", f"measured on {self.measurements['sample']['images']} images with {self.base} "
-                      f"in {self.seconds:.1f} s; situations after {REFERENCE}"]
+        lines += [
+            "",
+            f"recipe: {self.recipe} (see recipes/README.md)",
+            "command:",
+            f"  {self.command}",
+            "",
+            f"measured on {self.measurements['sample']['images']} images with {self.base} "
+            f"in {self.seconds:.1f} s; situations after {REFERENCE}",
+        ]
         return "\n".join(lines)
 
 
@@ -142,8 +152,9 @@ def _resize(rgb: np.ndarray, h: int, w: int) -> np.ndarray:
     return resize_numpy(rgb, (h, w), "plain")
 
 
-def probe_accuracy(X: np.ndarray, y: np.ndarray, *, seed: int = 0, test_also: np.ndarray | None = None
-                   ) -> tuple[float, float | None]:
+def probe_accuracy(
+    X: np.ndarray, y: np.ndarray, *, seed: int = 0, test_also: np.ndarray | None = None
+) -> tuple[float, float | None]:
     """Cross-validated accuracy of a standardised ridge classifier on ``X``.
 
     With ``test_also`` (rows aligned with ``X``, e.g. the same images mirrored), also the
@@ -166,8 +177,15 @@ def probe_accuracy(X: np.ndarray, y: np.ndarray, *, seed: int = 0, test_also: np
     return float(np.mean(accs)), (float(np.mean(also)) if also else None)
 
 
-def measure(data: str, *, base: str = "efficientnet_lite0", sample: int = SAMPLE, seed: int = 0,
-            cache_dir: str | None = None, batch_size: int = 32) -> dict[str, Any]:
+def measure(
+    data: str,
+    *,
+    base: str = "efficientnet_lite0",
+    sample: int = SAMPLE,
+    seed: int = 0,
+    cache_dir: str | None = None,
+    batch_size: int = 32,
+) -> dict[str, Any]:
     """Everything :func:`advise` decides from (see the module docstring), as JSON-ready data."""
     import tlkit
     from tlkit.data import pipeline as tldata
@@ -175,12 +193,16 @@ def measure(data: str, *, base: str = "efficientnet_lite0", sample: int = SAMPLE
 
     spec = tlkit.get_spec(base)  # unknown names fail before anything is read
     if not spec.has_imagenet or spec.num_classes != 1000:
-        raise DataError(f"advise needs a base with an ImageNet classifier; {spec.name} has none. Bases that do: "
-                         + ", ".join(s.name for s in tlkit.list_models() if s.has_imagenet))
+        raise DataError(
+            f"advise needs a base with an ImageNet classifier; {spec.name} has none. Bases that do: "
+            + ", ".join(s.name for s in tlkit.list_models() if s.has_imagenet)
+        )
     source = tldata.resolve(data, cache_dir=cache_dir)
     if source.kind != "files":
-        raise DataError("advise reads image files (a folder, a CSV manifest or builtin:); for TFDS data, "
-                         "export the images to a folder first")
+        raise DataError(
+            "advise reads image files (a folder, a CSV manifest or builtin:); for TFDS data, "
+            "export the images to a folder first"
+        )
     items = source.items
     counts = items.groupby("label").size().reindex(source.classes, fill_value=0)
     picked = _stratified_sample(items, sample, seed)
@@ -192,8 +214,10 @@ def measure(data: str, *, base: str = "efficientnet_lite0", sample: int = SAMPLE
         except ImageError as exc:
             bad.append({"path": path, "reason": exc.reason})
     if len(images) < 4:
-        raise DataError(f"only {len(images)} readable images in the sample of {data}; check it with "
-                         f"`tlkit check-data {shlex.quote(data)}`")
+        raise DataError(
+            f"only {len(images)} readable images in the sample of {data}; check it with "
+            f"`tlkit check-data {shlex.quote(data)}`"
+        )
     y = np.asarray(labels)
     heights = np.array([im.shape[0] for im in images])
     widths = np.array([im.shape[1] for im in images])
@@ -213,25 +237,41 @@ def measure(data: str, *, base: str = "efficientnet_lite0", sample: int = SAMPLE
     ids, freq = np.unique(top1, return_counts=True)
     order = np.argsort(-freq, kind="stable")[:3]
     return {
-        "data": data, "base": spec.name, "description": source.description,
-        "images": int(len(items)), "classes": len(source.classes),
+        "data": data,
+        "base": spec.name,
+        "description": source.description,
+        "images": int(len(items)),
+        "classes": len(source.classes),
         "per_class": {"median": float(np.median(counts)), "min": int(counts.min()), "max": int(counts.max())},
         "sample": {"images": len(images), "seed": seed, "unreadable": bad},
-        "image_size": {"median_height": float(np.median(heights)), "median_width": float(np.median(widths)),
-                       "min_side": int(min(heights.min(), widths.min())),
-                       "max_side": int(max(heights.max(), widths.max()))},
+        "image_size": {
+            "median_height": float(np.median(heights)),
+            "median_width": float(np.median(widths)),
+            "min_side": int(min(heights.min(), widths.min())),
+            "max_side": int(max(heights.max(), widths.max())),
+        },
         "base_input": list(spec.input_shape[:2]),
-        "probe": {"features": round(feat_acc, 4), "pixels": round(pixel_acc, 4),
-                  "gain": round(feat_acc - pixel_acc, 4), "layer": spec.resolve_layer("penultimate"),
-                  "features_dim": int(feats.shape[1]), "pixels_dim": int(pixels.shape[1])},
-        "mirror": {"pixels": round(pixel_acc, 4), "pixels_on_mirrored": round(float(mirrored_acc), 4),
-                   "chance": round(chance, 4),
-                   # share of the above-chance accuracy kept on mirrored images; None: too near chance to tell
-                   "retained": (round(float(mirrored_acc - chance) / above, 4) if above >= MIN_ABOVE_CHANCE
-                                else None)},
-        "imagenet": {"mean_top1_prob": round(float(probs.max(axis=1).mean()), 4),
-                     "frequent_classes": [{"name": names[ids[i]], "fraction": round(float(freq[i]) / len(top1), 3)}
-                                          for i in order]},
+        "probe": {
+            "features": round(feat_acc, 4),
+            "pixels": round(pixel_acc, 4),
+            "gain": round(feat_acc - pixel_acc, 4),
+            "layer": spec.resolve_layer("penultimate"),
+            "features_dim": int(feats.shape[1]),
+            "pixels_dim": int(pixels.shape[1]),
+        },
+        "mirror": {
+            "pixels": round(pixel_acc, 4),
+            "pixels_on_mirrored": round(float(mirrored_acc), 4),
+            "chance": round(chance, 4),
+            # share of the above-chance accuracy kept on mirrored images; None: too near chance to tell
+            "retained": (round(float(mirrored_acc - chance) / above, 4) if above >= MIN_ABOVE_CHANCE else None),
+        },
+        "imagenet": {
+            "mean_top1_prob": round(float(probs.max(axis=1).mean()), 4),
+            "frequent_classes": [
+                {"name": names[ids[i]], "fraction": round(float(freq[i]) / len(top1), 3)} for i in order
+            ],
+        },
     }
 
 
@@ -249,7 +289,7 @@ def _pretrained_outputs(spec: Any, images: list[np.ndarray], batch_size: int) ->
     side_h, side_w = spec.input_shape[:2]
     probs, feats = [], []
     for start in range(0, len(images), batch_size):
-        x = np.stack([_resize(im, side_h, side_w) for im in images[start:start + batch_size]])
+        x = np.stack([_resize(im, side_h, side_w) for im in images[start : start + batch_size]])
         p, f = both.predict_on_batch(x)
         probs.append(np.asarray(p, dtype=np.float64))
         feats.append(np.asarray(f, dtype=np.float32).reshape(len(x), -1))
@@ -289,7 +329,8 @@ def decide(m: dict[str, Any]) -> Advice:
         f"{size} data: {m['images']:,} images in {m['classes']} classes, median {per['median']:g} per class "
         f"(min {per['min']}, max {per['max']}); small means a median under {SMALL_PER_CLASS:,} per class, "
         f"fewer than the ~1,300 per class the base learned ImageNet from",
-        f"{similarity} {'to' if similarity == 'similar' else 'from'} ImageNet: a linear probe on {base}'s penultimate features "
+        f"{similarity} {'to' if similarity == 'similar' else 'from'} ImageNet: a linear probe on {base}'s "
+        f"penultimate features "
         f"({m['probe']['layer']}, {m['probe']['features_dim']} values) scores {m['probe']['features']:.3f}, on raw "
         f"{PIXEL_SIDE}x{PIXEL_SIDE} pixels {m['probe']['pixels']:.3f}: the ImageNet features are "
         + (f"{abs(gain):.3f} {'better' if gain > 0 else 'worse'} than" if round(gain, 3) else "as good as")
@@ -299,49 +340,76 @@ def decide(m: dict[str, Any]) -> Advice:
         + ", ".join(f"{c['name']} {c['fraction']:.0%}" for c in m["imagenet"]["frequent_classes"])
         + " (reported, not decisive: a low value means no ImageNet class fits, not that the features are useless)",
         f"images are {sz['median_height']:g}x{sz['median_width']:g} (median): input {side}x{side}"
-        + (", the base's own size" if side == min(m["base_input"]) else
-           f" instead of the base's {m['base_input'][0]}x{m['base_input'][1]} (upsampling adds no detail and "
-           f"costs {(min(m['base_input']) / side) ** 2:.0f}x the compute)"),
+        + (
+            ", the base's own size"
+            if side == min(m["base_input"])
+            else f" instead of the base's {m['base_input'][0]}x{m['base_input'][1]} (upsampling adds no detail and "
+            f"costs {(min(m['base_input']) / side) ** 2:.0f}x the compute)"
+        ),
     ]
     finetunes = situation != "small-similar"  # augmentation and flips matter only when training on images
     if finetunes and no_augment:
-        reasons.append(f"images are tiny (shorter side {short:g} < {TINY_SIDE} px): no random-crop augmentation "
-                       "(--no-augment), which would keep only a few pixels of each image")
+        reasons.append(
+            f"images are tiny (shorter side {short:g} < {TINY_SIDE} px): no random-crop augmentation "
+            "(--no-augment), which would keep only a few pixels of each image"
+        )
     if finetunes and retained is not None:
         mi = m["mirror"]
         reasons.append(
             f"mirroring {'changes' if no_flip else 'keeps'} the class: a pixel probe scores {mi['pixels']:.3f} "
             f"on the images and {mi['pixels_on_mirrored']:.3f} on their mirror images (chance {mi['chance']:.3f}), "
             f"keeping {retained:.0%} of its above-chance accuracy"
-            + (f" (< {FLIP_RETAINED:.0%}): --no-flip" if no_flip else f" (>= {FLIP_RETAINED:.0%}): flips stay on"))
+            + (f" (< {FLIP_RETAINED:.0%}): --no-flip" if no_flip else f" (>= {FLIP_RETAINED:.0%}): flips stay on")
+        )
     elif finetunes:
-        reasons.append("mirroring: the pixel probe is too close to chance to tell whether mirroring changes the "
-                       "class; flips stay on (tlkit's default)")
+        reasons.append(
+            "mirroring: the pixel probe is too close to chance to tell whether mirroring changes the "
+            "class; flips stay on (tlkit's default)"
+        )
 
     q = shlex.quote
     sized = f"--input-size {side} {side}"
     extra = (" --no-augment" if no_augment else "") + (" --no-flip" if no_flip else "")
     if situation == "small-similar":
         name = f"{base}-{_slug(data)}"
-        commands = [f"tlkit extract --base {base} --layer penultimate --data {q(data)} {sized} "
-                    f"--out features/{name}.parquet",
-                    f"tlkit probe features/{name}.parquet --out probes/{name}"]
+        commands = [
+            f"tlkit extract --base {base} --layer penultimate --data {q(data)} {sized} --out features/{name}.parquet",
+            f"tlkit probe features/{name}.parquet --out probes/{name}",
+        ]
     elif situation == "large-similar":
         commands = [f"tlkit finetune --base {base} --data {q(data)} {sized} --unfreeze 2{extra}"]
     else:
         # tlkit's tested main job (digits: 0.96): 4 + 4 epochs, every block unfrozen, lr 3e-3.
-        commands = [f"tlkit finetune --base {base} --data {q(data)} {sized} --epochs 4 --finetune-epochs 4 "
-                    f"--unfreeze all --lr 3e-3{extra}"]
-    thresholds = {"small_per_class": SMALL_PER_CLASS, "similar_gain": SIMILAR_GAIN, "flip_retained": FLIP_RETAINED,
-                  "min_above_chance": MIN_ABOVE_CHANCE,
-                  "tiny_side": TINY_SIDE, "pixel_side": PIXEL_SIDE}
-    return Advice(data=data, base=base, situation=situation, size=size, similarity=similarity, reasons=reasons,
-                  recipe=SITUATIONS[situation]["recipe"], command=" && ".join(commands), commands=commands,
-                  measurements=m, thresholds=thresholds)
+        commands = [
+            f"tlkit finetune --base {base} --data {q(data)} {sized} --epochs 4 --finetune-epochs 4 "
+            f"--unfreeze all --lr 3e-3{extra}"
+        ]
+    thresholds = {
+        "small_per_class": SMALL_PER_CLASS,
+        "similar_gain": SIMILAR_GAIN,
+        "flip_retained": FLIP_RETAINED,
+        "min_above_chance": MIN_ABOVE_CHANCE,
+        "tiny_side": TINY_SIDE,
+        "pixel_side": PIXEL_SIDE,
+    }
+    return Advice(
+        data=data,
+        base=base,
+        situation=situation,
+        size=size,
+        similarity=similarity,
+        reasons=reasons,
+        recipe=SITUATIONS[situation]["recipe"],
+        command=" && ".join(commands),
+        commands=commands,
+        measurements=m,
+        thresholds=thresholds,
+    )
 
 
-def advise(data: str, *, base: str = "efficientnet_lite0", sample: int = SAMPLE, seed: int = 0,
-           cache_dir: str | None = None) -> Advice:
+def advise(
+    data: str, *, base: str = "efficientnet_lite0", sample: int = SAMPLE, seed: int = 0, cache_dir: str | None = None
+) -> Advice:
     """Measure ``data`` (see the module docstring) and recommend a situation, recipe and command."""
     t0 = time.time()
     if sample < 4:

@@ -16,7 +16,8 @@ import socket
 import subprocess
 import sys
 import time
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from tlkit.errors import ConfigError, TlkitError
 
@@ -39,8 +40,10 @@ def create_strategy(kind: str | None) -> Any:
         return tf.distribute.MirroredStrategy()
     if kind == "multi-worker":
         if not read_tf_config():
-            raise ConfigError("--distribute multi-worker needs TF_CONFIG (set by the cluster manager), or "
-                              "--workers N to start N local workers")
+            raise ConfigError(
+                "--distribute multi-worker needs TF_CONFIG (set by the cluster manager), or "
+                "--workers N to start N local workers"
+            )
         options = tf.distribute.experimental.CommunicationOptions(timeout_seconds=COLLECTIVE_TIMEOUT_S)
         return tf.distribute.MultiWorkerMirroredStrategy(communication_options=options)
     raise ConfigError(f"unknown --distribute {kind!r}; use one of {', '.join(STRATEGIES)}")
@@ -76,9 +79,10 @@ def read_tf_config() -> dict:
     try:
         cfg = json.loads(text)
     except ValueError as exc:
-        raise ConfigError(f"TF_CONFIG is not valid JSON ({exc}); it should look like "
-                          f'{{"cluster": {{"worker": ["host:port", ...]}}, "task": {{"type": "worker", "index": 0}}}}') \
-            from None
+        raise ConfigError(
+            f"TF_CONFIG is not valid JSON ({exc}); it should look like "
+            f'{{"cluster": {{"worker": ["host:port", ...]}}, "task": {{"type": "worker", "index": 0}}}}'
+        ) from None
     if not isinstance(cfg, dict) or not isinstance(cfg.get("cluster", {}), dict):
         raise ConfigError("TF_CONFIG must be a JSON object with a 'cluster' object and a 'task'")
     return cfg
@@ -108,12 +112,12 @@ def free_ports(n: int) -> list[int]:
 
 def tf_config(ports: Sequence[int], index: int) -> str:
     """The ``TF_CONFIG`` of worker ``index`` in a loopback cluster."""
-    return json.dumps({"cluster": {"worker": [f"localhost:{p}" for p in ports]},
-                       "task": {"type": "worker", "index": index}})
+    return json.dumps(
+        {"cluster": {"worker": [f"localhost:{p}" for p in ports]}, "task": {"type": "worker", "index": index}}
+    )
 
 
-def launch_local_workers(argv: Sequence[str], workers: int, *, timeout: float | None = None,
-                         log: Any = print) -> int:
+def launch_local_workers(argv: Sequence[str], workers: int, *, timeout: float | None = None, log: Any = print) -> int:
     """Run ``tlkit ARGV`` as ``workers`` processes of one multi-worker job on loopback.
 
     Worker 0 is the chief: its output is shown; the others write ``worker-I.log`` in a
@@ -160,14 +164,16 @@ def launch_local_workers(argv: Sequence[str], workers: int, *, timeout: float | 
                 _stop_all(procs)
                 raise WorkerFailedError(
                     f"worker {i} exited with status {code}{_last_line(logs, i)}; the other workers were stopped "
-                    f"(logs: {logs}). Run the same command with --resume to continue from the last completed epoch")
+                    f"(logs: {logs}). Run the same command with --resume to continue from the last completed epoch"
+                )
             if all(c == 0 for c in codes):
                 shutil.rmtree(logs, ignore_errors=True)
                 return 0
             if deadline is not None and time.monotonic() > deadline:
                 _stop_all(procs)
-                raise WorkerFailedError(f"the workers did not finish within {timeout:.0f} s; stopped them "
-                                        f"(logs: {logs})")
+                raise WorkerFailedError(
+                    f"the workers did not finish within {timeout:.0f} s; stopped them (logs: {logs})"
+                )
             time.sleep(0.2)
     except KeyboardInterrupt:
         _stop_all(procs, signal.SIGINT)

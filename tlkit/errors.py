@@ -40,7 +40,7 @@ class ImageError(TlkitError, ValueError):
     ``missing``, ``empty``, ``not_an_image``, ``unsupported_format``, ``truncated``,
     ``corrupt``, ``too_large``, ``not_a_file``, ``dangling_link``, ``unreadable``."""
 
-    def __init__(self, path: "str | os.PathLike", reason: str, detail: str = "") -> None:
+    def __init__(self, path: str | os.PathLike, reason: str, detail: str = "") -> None:
         self.path, self.reason, self.detail = str(path), reason, detail
         super().__init__(f"{path}: {reason}" + (f" ({detail})" if detail else ""))
 

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any, Iterable, Sequence
+from collections.abc import Iterable, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -25,8 +26,10 @@ def metrics_from_probs(y_true: np.ndarray, probs: np.ndarray, class_names: Seque
     out: dict[str, Any] = {
         "count": int(len(y_true)),
         "top1": float((pred == y_true).mean()) if len(y_true) else float("nan"),
-        "per_class": {str(c): {"precision": float(p[i]), "recall": float(r[i]), "f1": float(f[i]),
-                               "support": int(s[i])} for i, c in enumerate(class_names)},
+        "per_class": {
+            str(c): {"precision": float(p[i]), "recall": float(r[i]), "f1": float(f[i]), "support": int(s[i])}
+            for i, c in enumerate(class_names)
+        },
         "confusion_matrix": confusion_matrix(y_true, pred, labels=labels).tolist(),
         "classes": [str(c) for c in class_names],
     }
@@ -60,7 +63,7 @@ def ten_crops(x: np.ndarray, size: tuple[int, int]) -> list[np.ndarray]:
     if H < h or W < w:
         raise ConfigError(f"crops of {h}x{w} need an image at least that large, got {H}x{W}")
     offsets = [(0, 0), (0, W - w), (H - h, 0), (H - h, W - w), ((H - h) // 2, (W - w) // 2)]
-    crops = [x[:, t:t + h, l:l + w] for t, l in offsets]
+    crops = [x[:, t : t + h, l : l + w] for t, l in offsets]
     return crops + [c[:, :, ::-1] for c in crops]
 
 

@@ -8,8 +8,9 @@ on first use, which fails offline; tlkit reads ``tlkit/data/imagenet_classes.tsv
 from __future__ import annotations
 
 import functools
+from collections.abc import Sequence
 from importlib import resources
-from typing import NamedTuple, Sequence
+from typing import NamedTuple
 
 import numpy as np
 
@@ -58,8 +59,7 @@ def synsets() -> list[str]:
     return [c.synset for c in classes()]
 
 
-def decode_predictions(probs: np.ndarray | Sequence[float], top: int = 5
-                       ) -> list[Prediction] | list[list[Prediction]]:
+def decode_predictions(probs: np.ndarray | Sequence[float], top: int = 5) -> list[Prediction] | list[list[Prediction]]:
     """Top-``top`` classes as ``(index, synset, name, prob)``, highest first.
 
     A 1-D input (one image's 1000 scores) gives one list; a 2-D batch gives one

@@ -29,7 +29,8 @@ def conv_output_size(W: int, F: int, S: int, P: int, D: int = 1) -> int:
     if out != math.floor(out):
         raise ConfigError(
             f"(W - F + 2P)/S + 1 = ({W} - {D * (F - 1) + 1} + 2*{P})/{S} + 1 = {out:g} is not an "
-            f"integer: these hyperparameters do not tile the input; change the padding or stride")
+            f"integer: these hyperparameters do not tile the input; change the padding or stride"
+        )
     return int(out)
 
 
@@ -182,27 +183,29 @@ def layer_table(model: Any, *, name: str | None = None) -> dict[str, Any]:
         out_shapes = [list(t.shape) for t in outs]
         activations = sum(math.prod(int(v) for v in s[1:]) for s in out_shapes)
         w, b = _weights_biases(layer, skip)
-        rows.append({
-            "layer": layer.name,
-            "type": type(layer).__name__,
-            "output_shape": out_shapes[0][1:] if len(out_shapes) == 1 else [s[1:] for s in out_shapes],
-            "activations": activations,
-            "activation_bytes": 4 * activations,
-            "weights": w,
-            "biases": b,
-            "params": w + b,
-            "receptive_field": list(rf),
-            "stride": list(jump),
-            "mult_adds": _mult_adds(layer, in_shape, out_shapes[0]) if ins else 0,
-            "view": type(layer).__name__ in _VIEW_TYPES,
-        })
+        rows.append(
+            {
+                "layer": layer.name,
+                "type": type(layer).__name__,
+                "output_shape": out_shapes[0][1:] if len(out_shapes) == 1 else [s[1:] for s in out_shapes],
+                "activations": activations,
+                "activation_bytes": 4 * activations,
+                "weights": w,
+                "biases": b,
+                "params": w + b,
+                "receptive_field": list(rf),
+                "stride": list(jump),
+                "mult_adds": _mult_adds(layer, in_shape, out_shapes[0]) if ins else 0,
+                "view": type(layer).__name__ in _VIEW_TYPES,
+            }
+        )
     counts = parameter_counts(model)
     act = sum(r["activations"] for r in rows if not r["view"])
     totals = {
         "params": counts["paper"],
         "params_keras": counts["keras"],
         "params_note": "params = weights + biases + BatchNorm scale/offset, as papers count; "
-                       "params_keras = model.count_params(), which adds BatchNorm moving statistics",
+        "params_keras = model.count_params(), which adds BatchNorm moving statistics",
         "activations": act,
         "activation_bytes": 4 * act,
         "activations_forward_backward": 2 * act,
@@ -210,8 +213,15 @@ def layer_table(model: Any, *, name: str | None = None) -> dict[str, Any]:
         "mult_adds": sum(r["mult_adds"] for r in rows),
     }
     key = name or model.name
-    table = {"model": key, "input_shape": list(model.input_shape[1:]) if not isinstance(model.input_shape, list)
-             else [list(s[1:]) for s in model.input_shape], "rows": rows, "totals": totals, "notes": []}
+    table = {
+        "model": key,
+        "input_shape": list(model.input_shape[1:])
+        if not isinstance(model.input_shape, list)
+        else [list(s[1:]) for s in model.input_shape],
+        "rows": rows,
+        "totals": totals,
+        "notes": [],
+    }
     table["notes"] = seed_notes(key, table)
     return table
 
@@ -230,21 +240,37 @@ def format_table(table: dict[str, Any]) -> str:
     for r in table["rows"]:
         shape = r["output_shape"]
         shape_s = "x".join(str(v) for v in shape) if shape and not isinstance(shape[0], list) else str(shape)
-        lines.append((r["layer"], r["type"], shape_s, f"{r['activations']:,}", _human(r["activation_bytes"]) + "B",
-                      f"{r['weights']:,}", f"{r['biases']:,}", _fmt_rf(tuple(r["receptive_field"])),
-                      _human(r["mult_adds"])))
+        lines.append(
+            (
+                r["layer"],
+                r["type"],
+                shape_s,
+                f"{r['activations']:,}",
+                _human(r["activation_bytes"]) + "B",
+                f"{r['weights']:,}",
+                f"{r['biases']:,}",
+                _fmt_rf(tuple(r["receptive_field"])),
+                _human(r["mult_adds"]),
+            )
+        )
     widths = [max(len(h), *(len(l[i]) for l in lines)) for i, h in enumerate(header)]
     out = ["  ".join(h.ljust(w) if i < 3 else h.rjust(w) for i, (h, w) in enumerate(zip(header, widths)))]
     out.append("  ".join("-" * w for w in widths))
     for l in lines:
         out.append("  ".join(c.ljust(w) if i < 3 else c.rjust(w) for i, (c, w) in enumerate(zip(l, widths))))
     t = table["totals"]
-    out += ["",
-            (f"parameters:        {t['params']:,} (Keras count_params with BatchNorm moving statistics: "
-             f"{t['params_keras']:,})"),
-            (f"activations/image: {t['activations']:,} forward ({_human(t['activation_bytes'])}B at float32), "
-             f"x2 with backward: {t['activations_forward_backward']:,} "
-             f"({_human(t['activation_bytes_forward_backward'])}B)"),
-            f"multiply-adds:     {t['mult_adds']:,} ({_human(t['mult_adds'])})"]
+    out += [
+        "",
+        (
+            f"parameters:        {t['params']:,} (Keras count_params with BatchNorm moving statistics: "
+            f"{t['params_keras']:,})"
+        ),
+        (
+            f"activations/image: {t['activations']:,} forward ({_human(t['activation_bytes'])}B at float32), "
+            f"x2 with backward: {t['activations_forward_backward']:,} "
+            f"({_human(t['activation_bytes_forward_backward'])}B)"
+        ),
+        f"multiply-adds:     {t['mult_adds']:,} ({_human(t['mult_adds'])})",
+    ]
     out += [f"note: {n}" for n in table["notes"]]
     return "\n".join(out)

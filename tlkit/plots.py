@@ -36,8 +36,7 @@ def _save(fig: Any, path: str | os.PathLike) -> Path:
     return path
 
 
-def training_curves(history: Sequence[dict[str, Any]], path: str | os.PathLike, *,
-                    title: str = "") -> Path:
+def training_curves(history: Sequence[dict[str, Any]], path: str | os.PathLike, *, title: str = "") -> Path:
     """Loss and accuracy per epoch (train and validation); stage changes marked.
 
     ``history`` rows hold ``epoch`` and any of ``loss``, ``val_loss``, ``accuracy``,
@@ -50,14 +49,18 @@ def training_curves(history: Sequence[dict[str, Any]], path: str | os.PathLike, 
         for prefix, style in (("", "-o"), ("val_", "-s")):
             values = [r.get(prefix + key) for r in history]
             if any(v is not None and v == v for v in values):
-                ax.plot(epochs, [np.nan if v is None else float(v) for v in values], style, ms=3,
-                        label=("validation " if prefix else "train ") + label)
+                ax.plot(
+                    epochs,
+                    [np.nan if v is None else float(v) for v in values],
+                    style,
+                    ms=3,
+                    label=("validation " if prefix else "train ") + label,
+                )
         stages = [r.get("stage") for r in history]
         for i in range(1, len(stages)):
             if stages[i] != stages[i - 1]:
                 ax.axvline(epochs[i] - 0.5, color="grey", ls="--", lw=1)
-                ax.text(epochs[i] - 0.45, ax.get_ylim()[1], f" stage {stages[i]}", va="top",
-                        fontsize=8, color="grey")
+                ax.text(epochs[i] - 0.45, ax.get_ylim()[1], f" stage {stages[i]}", va="top", fontsize=8, color="grey")
         ax.set_xlabel("epoch")
         ax.set_ylabel(label)
         ax.grid(alpha=0.3)
@@ -67,8 +70,13 @@ def training_curves(history: Sequence[dict[str, Any]], path: str | os.PathLike, 
     return _save(fig, path)
 
 
-def confusion_matrix(matrix: np.ndarray, class_names: Sequence[str], path: str | os.PathLike, *,
-                     title: str = "confusion matrix (rows: true, columns: predicted)") -> Path:
+def confusion_matrix(
+    matrix: np.ndarray,
+    class_names: Sequence[str],
+    path: str | os.PathLike,
+    *,
+    title: str = "confusion matrix (rows: true, columns: predicted)",
+) -> Path:
     """Row-normalised confusion matrix with counts written in each cell (up to 30 classes)."""
     plt = _pyplot()
     matrix = np.asarray(matrix)
@@ -88,14 +96,22 @@ def confusion_matrix(matrix: np.ndarray, class_names: Sequence[str], path: str |
         for i in range(n):
             for j in range(n):
                 if matrix[i, j]:
-                    ax.text(j, i, str(int(matrix[i, j])), ha="center", va="center", fontsize=7,
-                            color="white" if norm[i, j] > 0.5 else "black")
+                    ax.text(
+                        j,
+                        i,
+                        str(int(matrix[i, j])),
+                        ha="center",
+                        va="center",
+                        fontsize=7,
+                        color="white" if norm[i, j] > 0.5 else "black",
+                    )
     ax.set_title(title)
     return _save(fig, path)
 
 
-def score_map_overlay(image: np.ndarray, score_map: np.ndarray, path: str | os.PathLike, *,
-                      title: str = "", alpha: float = 0.5) -> Path:
+def score_map_overlay(
+    image: np.ndarray, score_map: np.ndarray, path: str | os.PathLike, *, title: str = "", alpha: float = 0.5
+) -> Path:
     """Overlay a (h, w) class-score map on an RGB image (upsampled to the image size)."""
     plt = _pyplot()
     image = np.asarray(image)
@@ -105,8 +121,15 @@ def score_map_overlay(image: np.ndarray, score_map: np.ndarray, path: str | os.P
     axes[0].set_title("image")
     axes[1].imshow(image.astype(np.uint8) if image.max() > 1 else image)
     h, w = image.shape[:2]
-    im = axes[1].imshow(score_map, cmap="jet", alpha=alpha, extent=(0, w, h, 0), interpolation="bilinear",
-                        vmin=0, vmax=max(float(score_map.max()), 1e-6))
+    im = axes[1].imshow(
+        score_map,
+        cmap="jet",
+        alpha=alpha,
+        extent=(0, w, h, 0),
+        interpolation="bilinear",
+        vmin=0,
+        vmax=max(float(score_map.max()), 1e-6),
+    )
     fig.colorbar(im, ax=axes[1], fraction=0.046, pad=0.04, label="score")
     axes[1].set_title(title or "class score map")
     for ax in axes:
@@ -114,8 +137,17 @@ def score_map_overlay(image: np.ndarray, score_map: np.ndarray, path: str | os.P
     return _save(fig, path)
 
 
-def line_plot(x: Sequence[float], y: Sequence[float], path: str | os.PathLike, *, xlabel: str, ylabel: str,
-              title: str = "", logx: bool = False, mark_x: float | None = None) -> Path:
+def line_plot(
+    x: Sequence[float],
+    y: Sequence[float],
+    path: str | os.PathLike,
+    *,
+    xlabel: str,
+    ylabel: str,
+    title: str = "",
+    logx: bool = False,
+    mark_x: float | None = None,
+) -> Path:
     """A single curve (e.g. loss against learning rate for the LR range test)."""
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(6, 4))
@@ -154,8 +186,7 @@ def lr_range_plot(found: dict[str, Any], path: str | os.PathLike, *, title: str 
     if found.get("diverged_lr") is not None:
         ax.axvline(found["diverged_lr"], color="black", ls=":", lw=1, label=f"diverged at {found['diverged_lr']:.2g}")
     if found.get("suggested_lr") is not None:
-        ax.axvline(found["suggested_lr"], color="red", ls="--", lw=1.5,
-                   label=f"suggested {found['suggested_lr']:.2g}")
+        ax.axvline(found["suggested_lr"], color="red", ls="--", lw=1.5, label=f"suggested {found['suggested_lr']:.2g}")
     ax.set_xscale("log")
     # The losses past the minimum can be huge: scale to the smoothed curve and to most of
     # the per-step losses before the minimum, so the region that matters stays readable.
@@ -163,7 +194,7 @@ def lr_range_plot(found: dict[str, Any], path: str | os.PathLike, *, title: str 
     if smooth.size and np.isfinite(smooth).all():
         top = float(smooth.max())
         if found.get("raw_loss") is not None:
-            before = np.asarray(found["raw_loss"], dtype=float)[:int(np.argmin(smooth)) + 1]
+            before = np.asarray(found["raw_loss"], dtype=float)[: int(np.argmin(smooth)) + 1]
             top = max(top, float(np.percentile(before, 95)))
         ax.set_ylim(min(0.0, float(smooth.min())), top * 1.1 if top > 0 else 1.0)
     ax.set_xlabel("learning rate")

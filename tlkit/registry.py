@@ -124,9 +124,7 @@ def register(spec: ModelSpec, *, aliases: tuple[str, ...] = ()) -> ModelSpec:
     """Add a spec to the registry, beside the built-in ones; names and aliases must be unique."""
     _ensure_loaded()  # the built-ins first: a user's spec must neither hide them nor take their names
     if spec.preprocessing not in PREPROCESSING_MODES:
-        raise ModelError(
-            f"{spec.name}: preprocessing {spec.preprocessing!r} is not one of {PREPROCESSING_MODES}"
-        )
+        raise ModelError(f"{spec.name}: preprocessing {spec.preprocessing!r} is not one of {PREPROCESSING_MODES}")
     for w in spec.weights:
         if isinstance(w, WeightsEntry) and w.kind not in WEIGHTS_KINDS:
             raise ModelError(f"{spec.name}: weights kind {w.kind!r} is not one of {WEIGHTS_KINDS}")
@@ -155,9 +153,7 @@ def get_spec(name: str) -> ModelSpec:
     candidates = sorted(set(_REGISTRY) | set(_ALIASES))
     close = difflib.get_close_matches(key, candidates, n=5, cutoff=0.5)
     hint = f" Did you mean: {', '.join(close)}?" if close else ""
-    raise UnknownModelError(
-        f"unknown model {name!r}.{hint} Run `tlkit models` for all {len(_REGISTRY)} names."
-    )
+    raise UnknownModelError(f"unknown model {name!r}.{hint} Run `tlkit models` for all {len(_REGISTRY)} names.")
 
 
 def list_models(pattern: str = "*", *, family: str | None = None) -> list[ModelSpec]:

@@ -30,19 +30,32 @@ def cli_env(**extra: str) -> dict[str, str]:
     return env
 
 
-def tlkit(*args: str, cwd: Path, timeout: float = 300, env: dict[str, str] | None = None,
-          input: bytes | None = None) -> subprocess.CompletedProcess:
+def tlkit(
+    *args: str, cwd: Path, timeout: float = 300, env: dict[str, str] | None = None, input: bytes | None = None
+) -> subprocess.CompletedProcess:
     """Run ``tlkit ARGS`` to completion (text output); fails the test if it outlives ``timeout``."""
-    return subprocess.run([TLKIT, *map(str, args)], cwd=cwd, env=env or cli_env(), capture_output=True,
-                          text=True, timeout=timeout, input=input)
+    return subprocess.run(
+        [TLKIT, *map(str, args)],
+        cwd=cwd,
+        env=env or cli_env(),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        input=input,
+    )
 
 
-def start_tlkit(*args: str, cwd: Path, env: dict[str, str] | None = None,
-                log: Path | None = None) -> subprocess.Popen:
+def start_tlkit(*args: str, cwd: Path, env: dict[str, str] | None = None, log: Path | None = None) -> subprocess.Popen:
     """Start ``tlkit ARGS`` in its own process group (so a signal reaches it as Ctrl-C would)."""
     out = open(log, "w") if log else subprocess.DEVNULL  # noqa: SIM115  (closed by the child's exit)
-    return subprocess.Popen([TLKIT, *map(str, args)], cwd=cwd, env=env or cli_env(), stdout=out,
-                            stderr=subprocess.STDOUT, start_new_session=True)
+    return subprocess.Popen(
+        [TLKIT, *map(str, args)],
+        cwd=cwd,
+        env=env or cli_env(),
+        stdout=out,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
 
 
 def wait_for(predicate, timeout: float, proc: subprocess.Popen | None = None, every: float = 0.1) -> None:
@@ -87,10 +100,10 @@ def make_shapes_folder(root: Path, n: int = 12, size: int = 32, seed: int = 0) -
         for i in range(n):
             base = rng.integers(0, 60, (size, size, 3))
             if cls == "bright":
-                base[size // 4: 3 * size // 4, size // 4: 3 * size // 4] = 230
+                base[size // 4 : 3 * size // 4, size // 4 : 3 * size // 4] = 230
             elif cls == "dark":
                 base[:, :] += 120
-                base[size // 4: 3 * size // 4, size // 4: 3 * size // 4] = 0
+                base[size // 4 : 3 * size // 4, size // 4 : 3 * size // 4] = 0
             else:
                 base[::4] = 250
             Image.fromarray(base.clip(0, 255).astype(np.uint8)).save(root / cls / f"{i}.png")
@@ -104,5 +117,19 @@ def shapes(tmp_path: Path) -> Path:
 
 
 # A tiny seeded run of tlkit's smallest trainable builder: seconds per epoch on 2 cores.
-TINY_RUN = ("--base", "cifar_example", "--weights", "none", "--input-size", "32", "32", "--batch-size", "8",
-            "--no-augment", "--seed", "0", "--lr", "1e-2")
+TINY_RUN = (
+    "--base",
+    "cifar_example",
+    "--weights",
+    "none",
+    "--input-size",
+    "32",
+    "32",
+    "--batch-size",
+    "8",
+    "--no-augment",
+    "--seed",
+    "0",
+    "--lr",
+    "1e-2",
+)

@@ -15,8 +15,21 @@ from conftest import make_shapes_folder, tlkit
 
 pytest.importorskip("apache_beam", reason='the beam extra is not installed: pip install "tlkit[beam]"')
 
-FLAGS = ("--base", "cifar_example", "--weights", "none", "--seed", "3", "--input-size", "32", "32",
-         "--layer", "penultimate", "--layer", "pool1")
+FLAGS = (
+    "--base",
+    "cifar_example",
+    "--weights",
+    "none",
+    "--seed",
+    "3",
+    "--input-size",
+    "32",
+    "32",
+    "--layer",
+    "penultimate",
+    "--layer",
+    "pool1",
+)
 
 
 def _skipped(path: Path) -> list[list[str]]:
@@ -30,9 +43,20 @@ def test_beam_extraction_equals_the_local_one(tmp_path: Path):
     data = make_shapes_folder(tmp_path / "shapes", n=8)
     (data / "dark" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n broken")
     (data / "stripes" / "notes.jpg").write_text("not an image")
-    beam = tlkit("extract", *FLAGS, "--data", data, "--out", "beam/f.parquet", "--runner", "beam",
-                 "--beam-args", "--direct_num_workers=2 --direct_running_mode=multi_processing", cwd=tmp_path,
-                 timeout=400)
+    beam = tlkit(
+        "extract",
+        *FLAGS,
+        "--data",
+        data,
+        "--out",
+        "beam/f.parquet",
+        "--runner",
+        "beam",
+        "--beam-args",
+        "--direct_num_workers=2 --direct_running_mode=multi_processing",
+        cwd=tmp_path,
+        timeout=400,
+    )
     assert beam.returncode == 0, beam.stderr[-3000:]
     assert beam.stderr == ""  # Beam's and TensorFlow's start-up logging stays hidden
     local = tlkit("extract", *FLAGS, "--data", data, "--out", "local/f.parquet", cwd=tmp_path)

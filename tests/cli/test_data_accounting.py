@@ -39,11 +39,11 @@ def _table(text: str) -> dict[str, dict[str, int]]:
     start = next(i for i, ln in enumerate(lines) if ln.split()[:1] == ["class"])
     splits = lines[start].split()[1:]
     rows = {}
-    for ln in lines[start + 1:]:
+    for ln in lines[start + 1 :]:
         parts = ln.split()
         if not ln.startswith("  ") or len(parts) < len(splits) + 1 or not parts[1].isdigit():
             break
-        rows[parts[0]] = {s: int(v) for s, v in zip(splits, parts[1:1 + len(splits)])}
+        rows[parts[0]] = {s: int(v) for s, v in zip(splits, parts[1 : 1 + len(splits)])}
     return rows
 
 
@@ -62,8 +62,10 @@ def test_symlink_loop_and_linked_file_are_counted_once(tmp_path: Path):
     rep = json.loads(r.stdout)
     assert rep["n_files"] == 8 and rep["n_usable"] == 8
     assert {s: sum(c.values()) for s, c in rep["class_counts"].items()} == {"train": 6, "val": 2}
-    assert {c: sum(rep["class_counts"][s][c] for s in rep["class_counts"]) for c in ("cat", "dog")} == \
-        {"cat": 4, "dog": 4}
+    assert {c: sum(rep["class_counts"][s][c] for s in rep["class_counts"]) for c in ("cat", "dog")} == {
+        "cat": 4,
+        "dog": 4,
+    }
     assert rep["duplicates"] == [] and rep["leaks"] == []
     why = {Path(i["path"]).name: i["why"] for i in rep["ignored"]}
     assert set(why) == {"loop", "up", "same.png"}
@@ -82,11 +84,19 @@ def test_fifo_dangling_link_socket_and_folder_get_their_own_reasons(tmp_path: Pa
     (root / "cat" / "folder.jpg").mkdir()  # a folder named like an image, listed by a manifest below
     manifest = tmp_path / "m.csv"
     rows = ["path,label"] + [f"{p},{p.parent.name}" for p in sorted(root.glob("*/*.png")) if p.name[0].isdigit()]
-    rows += [f"{root / 'cat' / 'pipe.png'},cat", f"{root / 'dog' / 'dangling.png'},dog",
-             f"{short / 'sock.jpg'},dog", f"{root / 'cat' / 'folder.jpg'},cat"]
+    rows += [
+        f"{root / 'cat' / 'pipe.png'},cat",
+        f"{root / 'dog' / 'dangling.png'},dog",
+        f"{short / 'sock.jpg'},dog",
+        f"{root / 'cat' / 'folder.jpg'},cat",
+    ]
     manifest.write_text("\n".join(rows) + "\n")
-    want = {"pipe.png": "not_a_file", "dangling.png": "dangling_link", "sock.jpg": "not_a_file",
-            "folder.jpg": "not_a_file"}
+    want = {
+        "pipe.png": "not_a_file",
+        "dangling.png": "dangling_link",
+        "sock.jpg": "not_a_file",
+        "folder.jpg": "not_a_file",
+    }
     try:
         r = tlkit("check-data", manifest, "--skipped-csv", tmp_path / "skipped.csv", cwd=tmp_path, timeout=120)
     finally:
@@ -98,8 +108,7 @@ def test_fifo_dangling_link_socket_and_folder_get_their_own_reasons(tmp_path: Pa
     with open(tmp_path / "skipped.csv") as f:
         got = {Path(row["path"]).name: row["reason"] for row in csv.DictReader(f)}
     assert got == want
-    lines = {name: next(ln for ln in r.stdout.splitlines() if ln.strip().endswith(")") and name in ln)
-             for name in want}
+    lines = {name: next(ln for ln in r.stdout.splitlines() if ln.strip().endswith(")") and name in ln) for name in want}
     assert "FIFO" in lines["pipe.png"] and "socket" in lines["sock.jpg"] and "directory" in lines["folder.jpg"]
     assert "nowhere.png" in lines["dangling.png"]
 
@@ -127,8 +136,24 @@ def leaky_runs(tmp_path_factory) -> dict:
     data = _leaky_folder(work / "leaky")
     out = {"work": work, "data": data}
     for policy in ("drop", "keep", "fail"):
-        out[policy] = tlkit("finetune", "--data", data, *TINY_RUN, "--epochs", "1", "--finetune-epochs", "0",
-                            "--runs-dir", work / "runs", "--name", policy, "--leaks", policy, cwd=work, timeout=300)
+        out[policy] = tlkit(
+            "finetune",
+            "--data",
+            data,
+            *TINY_RUN,
+            "--epochs",
+            "1",
+            "--finetune-epochs",
+            "0",
+            "--runs-dir",
+            work / "runs",
+            "--name",
+            policy,
+            "--leaks",
+            policy,
+            cwd=work,
+            timeout=300,
+        )
     return out
 
 

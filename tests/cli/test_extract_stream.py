@@ -10,8 +10,20 @@ import numpy as np
 from conftest import make_shapes_folder, start_tlkit, stop, tlkit, wait_for
 
 # Parts of 4 images in batches of 3: each part ends in a short batch, and decoding runs ahead across parts.
-STREAM = ("--base", "cifar_example", "--weights", "none", "--layer", "penultimate", "--chunk-rows", "4",
-          "--batch-size", "3", "--seed", "0")
+STREAM = (
+    "--base",
+    "cifar_example",
+    "--weights",
+    "none",
+    "--layer",
+    "penultimate",
+    "--chunk-rows",
+    "4",
+    "--batch-size",
+    "3",
+    "--seed",
+    "0",
+)
 
 
 def test_extraction_killed_and_resumed_equals_an_uninterrupted_one(tmp_path: Path):

@@ -22,8 +22,20 @@ from conftest import (
 )
 
 # A tiny random network; one image per chunk, so an interruption lands between many chunks.
-RANDOM_EXTRACT = ("--base", "cifar_example", "--weights", "none", "--layer", "penultimate", "--chunk-rows", "1",
-                  "--batch-size", "1", "--seed", "0")
+RANDOM_EXTRACT = (
+    "--base",
+    "cifar_example",
+    "--weights",
+    "none",
+    "--layer",
+    "penultimate",
+    "--chunk-rows",
+    "1",
+    "--batch-size",
+    "1",
+    "--seed",
+    "0",
+)
 
 
 @pytest.fixture()
@@ -46,8 +58,9 @@ def test_random_weights_resume_after_sigint_and_export_the_same_network(tmp_path
     # Interrupt a second extraction (Ctrl-C) once some chunks are on disk, then resume it.
     out = tmp_path / "part.parquet"
     parts = tmp_path / "part.parquet.parts"
-    proc = start_tlkit("extract", *RANDOM_EXTRACT, "--data", shapes60, "--out", out, cwd=tmp_path,
-                       log=tmp_path / "interrupted.log")
+    proc = start_tlkit(
+        "extract", *RANDOM_EXTRACT, "--data", shapes60, "--out", out, cwd=tmp_path, log=tmp_path / "interrupted.log"
+    )
     wait_for(lambda: len(list(parts.glob("part-*.parquet"))) >= 3, timeout=180, proc=proc, every=0.05)
     assert stop(proc, signal.SIGINT) == 130, (tmp_path / "interrupted.log").read_text()[-2000:]
     done = len(list(parts.glob("part-*.parquet")))
@@ -66,8 +79,9 @@ def test_random_weights_resume_after_sigint_and_export_the_same_network(tmp_path
 
     # A probe on these features, exported as a Dense head on the rebuilt random network,
     # predicts what the probe predicts, image by image.
-    res = tlkit("probe", out, "--out", tmp_path / "probe", "--export", tmp_path / "run", "--cv", "3",
-                cwd=tmp_path, timeout=180)
+    res = tlkit(
+        "probe", out, "--out", tmp_path / "probe", "--export", tmp_path / "run", "--cv", "3", cwd=tmp_path, timeout=180
+    )
     assert res.returncode == 0, res.stderr[-2000:]
     import joblib
 
@@ -79,16 +93,33 @@ def test_random_weights_resume_after_sigint_and_export_the_same_network(tmp_path
     assert labels == ["bright", "dark", "stripes"]
     saved = joblib.load(tmp_path / "probe" / "probe.joblib")
     want = probe_scores(saved["model"], b)
-    images = np.concatenate([np.asarray(x) for x in images_dataset(rows_b["path"].tolist(), image_size=(32, 32),
-                                                                   batch_size=20)])
+    images = np.concatenate(
+        [np.asarray(x) for x in images_dataset(rows_b["path"].tolist(), image_size=(32, 32), batch_size=20)]
+    )
     got = model.predict(images, verbose=0)
     assert (got.argmax(1) == want.argmax(1)).all()
     np.testing.assert_allclose(got, want, atol=1e-4)
 
 
 def test_a_head_layer_at_another_input_size_names_the_head(tmp_path, shapes):
-    res = tlkit("extract", "--base", "vgg16_tlkit", "--weights", "none", "--input-size", "64", "64",
-                "--layer", "fc7", "--data", shapes, "--out", tmp_path / "f.parquet", cwd=tmp_path, timeout=120)
+    res = tlkit(
+        "extract",
+        "--base",
+        "vgg16_tlkit",
+        "--weights",
+        "none",
+        "--input-size",
+        "64",
+        "64",
+        "--layer",
+        "fc7",
+        "--data",
+        shapes,
+        "--out",
+        tmp_path / "f.parquet",
+        cwd=tmp_path,
+        timeout=120,
+    )
     line = assert_one_line_error(res)
     assert "fc7" in line and "fully connected head" in line and "224x224" in line, line
     assert "--input-size 224 224" in line and "pool5" in line, line  # the two ways out

@@ -20,8 +20,23 @@ from PIL import Image
 
 # EfficientNet-Lite0 with its offline ImageNet weights on 64x64 photos, head only, batches of 8
 # (about 5 steps per epoch): the LR range test's curve is as noisy as a small batch makes it.
-PHOTO_RUN = ("--base", "efficientnet_lite0", "--weights", "imagenet", "--input-size", "64", "64",
-             "--batch-size", "8", "--epochs", "3", "--finetune-epochs", "0", "--no-augment", "--quiet")
+PHOTO_RUN = (
+    "--base",
+    "efficientnet_lite0",
+    "--weights",
+    "imagenet",
+    "--input-size",
+    "64",
+    "64",
+    "--batch-size",
+    "8",
+    "--epochs",
+    "3",
+    "--finetune-epochs",
+    "0",
+    "--no-augment",
+    "--quiet",
+)
 
 
 def make_photo_folder(root: Path, n: int = 16, size: int = 64, seed: int = 0) -> Path:
@@ -35,18 +50,32 @@ def make_photo_folder(root: Path, n: int = 16, size: int = 64, seed: int = 0) ->
         for i in range(n):
             side = int(min(h, w) * rng.uniform(0.5, 0.9))
             y, x = int(rng.integers(0, h - side + 1)), int(rng.integers(0, w - side + 1))
-            crop = Image.fromarray(photo[y:y + side, x:x + side]).resize((size, size), Image.BILINEAR)
+            crop = Image.fromarray(photo[y : y + side, x : x + side]).resize((size, size), Image.BILINEAR)
             crop.save(root / cls / f"{i:02d}.jpg", quality=90)
     return root
 
 
 def _run(tmp_path: Path, photos: Path, name: str, *flags: str) -> dict:
-    res = tlkit("finetune", "--data", photos, "--runs-dir", tmp_path / "runs", "--name", name, *PHOTO_RUN, *flags,
-                cwd=tmp_path, timeout=300)
+    res = tlkit(
+        "finetune",
+        "--data",
+        photos,
+        "--runs-dir",
+        tmp_path / "runs",
+        "--name",
+        name,
+        *PHOTO_RUN,
+        *flags,
+        cwd=tmp_path,
+        timeout=300,
+    )
     assert res.returncode == 0, res.stderr[-2000:]
     run = tmp_path / "runs" / name
-    return {"metrics": json.loads((run / "metrics.json").read_text()),
-            "config": json.loads((run / "config.json").read_text()), "run": run}
+    return {
+        "metrics": json.loads((run / "metrics.json").read_text()),
+        "config": json.loads((run / "config.json").read_text()),
+        "run": run,
+    }
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
@@ -64,8 +93,11 @@ def test_found_rate_trains_at_least_as_well_as_the_default(tmp_path, seed):
     assert default["config"]["lr"] == 1e-3
     # Where the loss really falls, not in the flat noisy start of the sweep (1e-6 .. 1e-5).
     assert picked >= 1e-4, picked
-    assert found["metrics"]["top1"] >= default["metrics"]["top1"], (picked, found["metrics"]["top1"],
-                                                                    default["metrics"]["top1"])
+    assert found["metrics"]["top1"] >= default["metrics"]["top1"], (
+        picked,
+        found["metrics"]["top1"],
+        default["metrics"]["top1"],
+    )
     assert (found["run"] / "lr_find.png").stat().st_size > 5000
 
 
@@ -79,10 +111,31 @@ def test_a_curve_where_the_loss_cannot_fall_is_refused(tmp_path):
             img = np.full((32, 32, 3), 128, np.uint8)
             img[rng.integers(0, 32), rng.integers(0, 32)] = rng.integers(0, 256, 3)
             Image.fromarray(img).save(tmp_path / "grey" / cls / f"{i}.png")
-    res = tlkit("finetune", "--data", tmp_path / "grey", "--base", "cifar_example", "--weights", "none",
-                "--input-size", "32", "32", "--batch-size", "8", "--no-augment", "--epochs", "1",
-                "--finetune-epochs", "0", "--find-lr", "--runs-dir", tmp_path / "runs", "--quiet",
-                cwd=tmp_path, timeout=180)
+    res = tlkit(
+        "finetune",
+        "--data",
+        tmp_path / "grey",
+        "--base",
+        "cifar_example",
+        "--weights",
+        "none",
+        "--input-size",
+        "32",
+        "32",
+        "--batch-size",
+        "8",
+        "--no-augment",
+        "--epochs",
+        "1",
+        "--finetune-epochs",
+        "0",
+        "--find-lr",
+        "--runs-dir",
+        tmp_path / "runs",
+        "--quiet",
+        cwd=tmp_path,
+        timeout=180,
+    )
     line = assert_one_line_error(res)
     assert "no rate where the loss falls" in line and "--lr" in line, line
     assert not (tmp_path / "runs" / "cifar_example-grey" / "best.keras").exists()  # nothing trained
@@ -90,7 +143,28 @@ def test_a_curve_where_the_loss_cannot_fall_is_refused(tmp_path):
     plot = tmp_path / "runs" / "cifar_example-grey.lr_find.png"
     assert str(plot.relative_to(tmp_path / "runs")) in line and plot.stat().st_size > 5000
     # Nothing was trained, so nothing blocks the same command without --find-lr.
-    again = tlkit("finetune", "--data", tmp_path / "grey", "--base", "cifar_example", "--weights", "none",
-                  "--input-size", "32", "32", "--batch-size", "8", "--no-augment", "--epochs", "1",
-                  "--finetune-epochs", "0", "--runs-dir", tmp_path / "runs", "--quiet", cwd=tmp_path, timeout=180)
+    again = tlkit(
+        "finetune",
+        "--data",
+        tmp_path / "grey",
+        "--base",
+        "cifar_example",
+        "--weights",
+        "none",
+        "--input-size",
+        "32",
+        "32",
+        "--batch-size",
+        "8",
+        "--no-augment",
+        "--epochs",
+        "1",
+        "--finetune-epochs",
+        "0",
+        "--runs-dir",
+        tmp_path / "runs",
+        "--quiet",
+        cwd=tmp_path,
+        timeout=180,
+    )
     assert again.returncode == 0, again.stderr

@@ -34,8 +34,7 @@ from test_limits import tiny_export
 SEED = 1234
 CASES = 240
 FORMATS = {"JPEG": ".jpg", "PNG": ".png", "GIF": ".gif", "BMP": ".bmp"}
-REASONS = {"missing", "empty", "not_an_image", "unsupported_format", "truncated", "corrupt", "too_large",
-           "not_a_file"}
+REASONS = {"missing", "empty", "not_an_image", "unsupported_format", "truncated", "corrupt", "too_large", "not_a_file"}
 
 
 def _originals() -> list[tuple[str, bytes]]:
@@ -64,7 +63,7 @@ def _fuzz(originals: list[tuple[str, bytes]], n: int, seed: int) -> list[tuple[s
         b = bytearray(blob)
         kind = rng.choice(["truncate", "flip", "flips", "truncate+flips"])
         if kind.startswith("truncate"):
-            b = b[:rng.randrange(0, len(b))]
+            b = b[: rng.randrange(0, len(b))]
         if "flip" in kind and b:
             for _ in range(1 if kind == "flip" else rng.randint(2, 16)):
                 pos = rng.randrange(min(len(b), 64)) if rng.random() < 0.5 else rng.randrange(len(b))
@@ -89,8 +88,7 @@ def fuzzed(tmp_path_factory) -> dict:
         f = folder / ("a" if i % 2 else "b") / f"good{i:02d}{ext}"
         f.write_bytes(blob)
         good.append(f)
-    return {"root": root, "folder": folder, "files": files, "good": good, "cases": cases,
-            "originals": originals}
+    return {"root": root, "folder": folder, "files": files, "good": good, "cases": cases, "originals": originals}
 
 
 def _no_crash(res: subprocess.CompletedProcess, allowed: tuple[int, ...]) -> None:
@@ -132,7 +130,7 @@ def test_fuzzed_files_through_predict(fuzzed):
     assert all(len(r["predictions"]) == 1 for r in out["results"])
 
 
-_CLIENT = textwrap.dedent(r'''
+_CLIENT = textwrap.dedent(r"""
     import json, sys
     sys.modules["tlkit"] = None  # a client has TensorFlow only
     import numpy as np
@@ -155,7 +153,7 @@ _CLIENT = textwrap.dedent(r'''
         r["next_served_same"] = bool(np.array_equal(after, base))
         results.append(r)
     print(json.dumps(results))
-''')
+""")
 
 
 def test_fuzzed_bytes_through_the_serving_signature(fuzzed, tmp_path_factory):
@@ -163,9 +161,14 @@ def test_fuzzed_bytes_through_the_serving_signature(fuzzed, tmp_path_factory):
     listing = fuzzed["root"] / "listing.json"
     listing.write_text(json.dumps([str(f) for f in fuzzed["files"]]))
     good = next(f for f in fuzzed["good"] if f.suffix == ".jpg")
-    proc = subprocess.run([sys.executable, "-c", _CLIENT, export_dir, str(listing), str(good)],
-                          env=cli_env(TF_CPP_MIN_LOG_LEVEL="3"), capture_output=True, text=True, timeout=600,
-                          check=False)
+    proc = subprocess.run(
+        [sys.executable, "-c", _CLIENT, export_dir, str(listing), str(good)],
+        env=cli_env(TF_CPP_MIN_LOG_LEVEL="3"),
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     results = json.loads(proc.stdout.strip().splitlines()[-1])
     assert len(results) == CASES

@@ -55,8 +55,12 @@ def big_png(width: int, height: int) -> bytes:
     def chunk(kind: bytes, payload: bytes) -> bytes:
         return struct.pack(">I", len(payload)) + kind + payload + struct.pack(">I", zlib.crc32(kind + payload))
 
-    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0))
-            + chunk(b"IDAT", idat) + chunk(b"IEND", b""))
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0))
+        + chunk(b"IDAT", idat)
+        + chunk(b"IEND", b"")
+    )
 
 
 def test_big_png_is_a_real_image():
@@ -64,7 +68,7 @@ def test_big_png_is_a_real_image():
     stream inflates to all its rows (in chunks, never held whole), and the big one's header
     declares 20000x20000."""
     small = big_png(700, 2500)  # 3 blocks: the repeated-block path
-    raw = zlib.decompress(small[33 + 8:-12 - 4])
+    raw = zlib.decompress(small[33 + 8 : -12 - 4])
     assert len(raw) == 2500 * (1 + 3 * 700) and not any(raw[:4096])
     with Image.open(io.BytesIO(small)) as im:
         im.load()
@@ -72,16 +76,16 @@ def test_big_png_is_a_real_image():
     bomb = big_png(20000, 20000)
     assert len(bomb) < 2_000_000 and struct.unpack(">II", bomb[16:24]) == (20000, 20000)
     medium = big_png(5000, 3000)
-    d, total, data = zlib.decompressobj(), 0, medium[33 + 8:-12 - 4]
+    d, total, data = zlib.decompressobj(), 0, medium[33 + 8 : -12 - 4]
     for i in range(0, len(data), 65536):
-        total += len(d.decompress(data[i:i + 65536], 1 << 24))
+        total += len(d.decompress(data[i : i + 65536], 1 << 24))
         while d.unconsumed_tail:
             total += len(d.decompress(d.unconsumed_tail, 1 << 24))
     total += len(d.flush())
     assert total == 3000 * (1 + 3 * 5000) and d.eof  # Adler-32 checked by zlib at the end
 
 
-_RUN_SCRIPT = textwrap.dedent(r'''
+_RUN_SCRIPT = textwrap.dedent(r"""
     import json, sys
     from pathlib import Path
     import keras
@@ -98,7 +102,7 @@ _RUN_SCRIPT = textwrap.dedent(r'''
     (run / "labels.json").write_text(json.dumps(["bright", "dark", "stripes"]))
     (run / "config.json").write_text(json.dumps({"base": "cifar_example", "data": data, "input_size": [32, 32],
                                                  "val_split": 0.2, "seed": 0}))
-''')
+""")
 
 
 def tiny_export(tmp_path_factory: pytest.TempPathFactory) -> dict:
@@ -110,15 +114,34 @@ def tiny_export(tmp_path_factory: pytest.TempPathFactory) -> dict:
         return json.loads(done.read_text())
     root.mkdir(exist_ok=True)
     data = make_shapes_folder(root / "shapes")
-    proc = subprocess.run([sys.executable, "-c", _RUN_SCRIPT, str(root / "runs" / "tiny"), str(data)],
-                          env=cli_env(KERAS_BACKEND="tensorflow", TF_CPP_MIN_LOG_LEVEL="3"), capture_output=True,
-                          text=True, timeout=300, check=False)
+    proc = subprocess.run(
+        [sys.executable, "-c", _RUN_SCRIPT, str(root / "runs" / "tiny"), str(data)],
+        env=cli_env(KERAS_BACKEND="tensorflow", TF_CPP_MIN_LOG_LEVEL="3"),
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
-    res = tlkit("export", root / "runs" / "tiny", "--out", root / "models" / "tiny", "--format", "tflite",
-                "--max-pixels", str(MAX_PIXELS_AT_EXPORT), cwd=root, timeout=600)
+    res = tlkit(
+        "export",
+        root / "runs" / "tiny",
+        "--out",
+        root / "models" / "tiny",
+        "--format",
+        "tflite",
+        "--max-pixels",
+        str(MAX_PIXELS_AT_EXPORT),
+        cwd=root,
+        timeout=600,
+    )
     assert res.returncode == 0, res.stderr[-3000:]
-    result = {"path": str(root / "models" / "tiny" / "1"), "stdout": res.stdout, "stderr": res.stderr,
-              "data": str(data)}
+    result = {
+        "path": str(root / "models" / "tiny" / "1"),
+        "stdout": res.stdout,
+        "stderr": res.stderr,
+        "data": str(data),
+    }
     done.write_text(json.dumps(result))
     return result
 
@@ -130,13 +153,21 @@ def exported(tmp_path_factory) -> dict:
 
 # --- tlkit export: progress and the int8 agreement --------------------------------------------------
 
+
 def test_export_prints_progress_and_is_never_silent_for_long(exported):
     lines = [ln for ln in exported["stderr"].splitlines() if ln.startswith("tlkit export [")]
     steps = [re.match(r"tlkit export \[\s*([\d.]+) s\]: (.*)", ln) for ln in lines]
     assert all(steps), lines
     text = [m.group(2) for m in steps]
-    for expected in ("loading TensorFlow", "loading the run", "writing the SavedModel", "verifying the SavedModel",
-                     "converting to TFLite", "checking the TFLite models on", f"done: {exported['path']}"):
+    for expected in (
+        "loading TensorFlow",
+        "loading the run",
+        "writing the SavedModel",
+        "verifying the SavedModel",
+        "converting to TFLite",
+        "checking the TFLite models on",
+        f"done: {exported['path']}",
+    ):
         assert any(t.startswith(expected) for t in text), (expected, text)
     times = [float(m.group(1)) for m in steps]
     assert times == sorted(times)
@@ -153,8 +184,11 @@ def test_export_records_the_limit_and_reports_int8_agreement(exported):
     assert check["sample"]["validation"] >= 6 and check["images"] >= 100
     i8 = check["int8"]
     assert 0 <= i8["top1_agreement"] <= 1 and i8["images"] == check["images"]
-    m = re.search(r"tflite check on (\d+) images \((\d+) validation, (\d+) synthetic, (\d+) probes\): .*int8 "
-                  r"top-1 agreement ([\d.]+)% \((\d+) of (\d+) differ\), max score diff", exported["stdout"])
+    m = re.search(
+        r"tflite check on (\d+) images \((\d+) validation, (\d+) synthetic, (\d+) probes\): .*int8 "
+        r"top-1 agreement ([\d.]+)% \((\d+) of (\d+) differ\), max score diff",
+        exported["stdout"],
+    )
     assert m, exported["stdout"]
     assert int(m.group(1)) == check["images"] == int(m.group(7))
     assert int(m.group(6)) == i8["top1_disagreements"]
@@ -170,7 +204,7 @@ def test_export_refuses_a_file_as_out_with_a_real_message(tmp_path):
 
 # --- the serving signature: the bomb refused from its header ----------------------------------------
 
-_CLIENT = textwrap.dedent(r'''
+_CLIENT = textwrap.dedent(r"""
     import json, resource, sys, time
     sys.modules["tlkit"] = None  # a client has TensorFlow only
     import tensorflow as tf
@@ -197,23 +231,37 @@ _CLIENT = textwrap.dedent(r'''
     # Control: an image under the limit is decoded, and the same measurement sees it.
     out["control"] = send(open(control_file, "rb").read())
     print(json.dumps(out))
-''')
+""")
 
 
 def test_serving_signature_refuses_the_bomb_fast_without_allocating(exported, tmp_path):
     (tmp_path / "bomb.png").write_bytes(big_png(20000, 20000))
     (tmp_path / "control.png").write_bytes(big_png(4000, 4000))  # 16 MP: 48 MB uint8, 192 MB float
     Image.fromarray(np.full((40, 40, 3), 200, np.uint8)).save(tmp_path / "good.png")
-    proc = subprocess.run([sys.executable, "-c", _CLIENT, exported["path"], str(tmp_path / "bomb.png"),
-                           str(tmp_path / "control.png"), str(tmp_path / "good.png")],
-                          env=cli_env(TF_CPP_MIN_LOG_LEVEL="3"), capture_output=True, text=True, timeout=300,
-                          check=False)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            _CLIENT,
+            exported["path"],
+            str(tmp_path / "bomb.png"),
+            str(tmp_path / "control.png"),
+            str(tmp_path / "good.png"),
+        ],
+        env=cli_env(TF_CPP_MIN_LOG_LEVEL="3"),
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     out = json.loads(proc.stdout.strip().splitlines()[-1])
     bomb = out["bomb"]
     assert bomb["error"] is not None
-    assert (f"tlkit serving: image_bytes[0] is a PNG of 20000x20000 = 400000000 pixels, more than the limit of "
-            f"{MAX_PIXELS_AT_EXPORT} set at export (tlkit export --max-pixels); it was not decoded") in bomb["error"]
+    assert (
+        f"tlkit serving: image_bytes[0] is a PNG of 20000x20000 = 400000000 pixels, more than the limit of "
+        f"{MAX_PIXELS_AT_EXPORT} set at export (tlkit export --max-pixels); it was not decoded"
+    ) in bomb["error"]
     assert bomb["seconds"] < 2, bomb
     assert bomb["peak_growth_mb"] < 50, bomb  # decoding it would take > 1,200 MB
     assert out["good_after"] == [1, 3]
@@ -222,6 +270,7 @@ def test_serving_signature_refuses_the_bomb_fast_without_allocating(exported, tm
 
 
 # --- predict and dense-eval refuse before decoding ----------------------------------------------------
+
 
 def test_predict_refuses_unreadable_and_oversized_images_with_exit_2(tmp_path):
     (tmp_path / "bomb.png").write_bytes(big_png(20000, 20000))
@@ -235,15 +284,37 @@ def test_predict_refuses_unreadable_and_oversized_images_with_exit_2(tmp_path):
 
 def test_dense_eval_refuses_a_strip_and_a_bomb_before_building_anything(tmp_path):
     Image.fromarray(np.full((2, 4000, 3), 128, np.uint8)).save(tmp_path / "strip.png")
-    res = tlkit("dense-eval", "--base", "efficientnet_lite0", "--weights", "none", "--image", "strip.png",
-                cwd=tmp_path, timeout=120)
+    res = tlkit(
+        "dense-eval",
+        "--base",
+        "efficientnet_lite0",
+        "--weights",
+        "none",
+        "--image",
+        "strip.png",
+        cwd=tmp_path,
+        timeout=120,
+    )
     line = assert_one_line_error(res)
-    assert "strip.png is 2x4000 pixels, an aspect ratio of 2000:1; at scale 224 it would become 224x448000 " \
-           "(100,352,000 pixels)" in line
+    assert (
+        "strip.png is 2x4000 pixels, an aspect ratio of 2000:1; at scale 224 it would become 224x448000 "
+        "(100,352,000 pixels)" in line
+    )
     assert "--max-aspect" in line and "--max-scaled-pixels" in line
     (tmp_path / "bomb.png").write_bytes(big_png(12000, 12000))  # 432 MB of RGB in a 0.4 MB file
-    res = tlkit("dense-eval", "--base", "efficientnet_lite0", "--weights", "none", "--image", "bomb.png",
-                "--max-pixels", "100000000", cwd=tmp_path, timeout=120)
+    res = tlkit(
+        "dense-eval",
+        "--base",
+        "efficientnet_lite0",
+        "--weights",
+        "none",
+        "--image",
+        "bomb.png",
+        "--max-pixels",
+        "100000000",
+        cwd=tmp_path,
+        timeout=120,
+    )
     line = assert_one_line_error(res)
     assert "bomb.png: too_large (12000x12000 pixels > 100,000,000; --max-pixels raises the limit)" in line
 
@@ -253,9 +324,24 @@ def test_dense_eval_stride_16_maps_hold_only_windows_inside_the_image(tmp_path):
     # stride of 16. "same" padding and the 16 px shifted passes used to add a row and a column
     # hanging over the edge.
     Image.fromarray(np.random.default_rng(0).integers(0, 256, (100, 320, 3), dtype=np.uint8)).save(
-        tmp_path / "wide.png")
-    res = tlkit("dense-eval", "--base", "efficientnet_lite0", "--weights", "none", "--image", "wide.png",
-                "--scales", "224,250,300", "--stride", "16", "--json", cwd=tmp_path, timeout=300)
+        tmp_path / "wide.png"
+    )
+    res = tlkit(
+        "dense-eval",
+        "--base",
+        "efficientnet_lite0",
+        "--weights",
+        "none",
+        "--image",
+        "wide.png",
+        "--scales",
+        "224,250,300",
+        "--stride",
+        "16",
+        "--json",
+        cwd=tmp_path,
+        timeout=300,
+    )
     assert res.returncode == 0, res.stderr[-3000:]
     report = json.loads(res.stdout)
     assert report["window"] == [224, 224] and report["net_stride"] == 32

@@ -21,8 +21,26 @@ from tlkit.distribute import free_ports, tf_config
 
 # Global batch 30 = the whole training split (30 of 36 images): one step per epoch, so the
 # shuffle order cannot differ between runs and the loss curves must agree to float rounding.
-FLAGS = ("--base", "cifar_example", "--weights", "none", "--input-size", "32", "32", "--batch-size", "30",
-         "--no-augment", "--seed", "0", "--lr", "3e-2", "--dropout", "0", "--unfreeze", "all")
+FLAGS = (
+    "--base",
+    "cifar_example",
+    "--weights",
+    "none",
+    "--input-size",
+    "32",
+    "32",
+    "--batch-size",
+    "30",
+    "--no-augment",
+    "--seed",
+    "0",
+    "--lr",
+    "3e-2",
+    "--dropout",
+    "0",
+    "--unfreeze",
+    "all",
+)
 TOLERANCE = 1e-5  # relative, per logged value
 
 
@@ -35,9 +53,16 @@ def _start_workers(cwd: Path, args: list[str], n: int = 2, **env: str) -> list[s
     procs = []
     for i in range(n):
         log = open(cwd / f"worker-{i}.log", "w")  # noqa: SIM115  (closed by the child's exit)
-        procs.append(subprocess.Popen([TLKIT, "finetune", *args, "--distribute", "multi-worker"], cwd=cwd,
-                                      env=cli_env(TF_CONFIG=tf_config(ports, i), **env), stdout=log,
-                                      stderr=subprocess.STDOUT, start_new_session=True))
+        procs.append(
+            subprocess.Popen(
+                [TLKIT, "finetune", *args, "--distribute", "multi-worker"],
+                cwd=cwd,
+                env=cli_env(TF_CONFIG=tf_config(ports, i), **env),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        )
     return procs
 
 
@@ -58,8 +83,9 @@ def data(tmp_path: Path) -> Path:
 def test_two_workers_train_what_one_process_trains(tmp_path: Path, data: Path):
     args = ["--data", str(data), *FLAGS, "--epochs", "3", "--finetune-epochs", "2", "--name", "mw"]
     procs = _start_workers(tmp_path, args)
-    assert _wait_all(procs, timeout=300) == [0, 0], [(tmp_path / f"worker-{i}.log").read_text()[-2000:]
-                                                     for i in range(2)]
+    assert _wait_all(procs, timeout=300) == [0, 0], [
+        (tmp_path / f"worker-{i}.log").read_text()[-2000:] for i in range(2)
+    ]
     logs = [(tmp_path / f"worker-{i}.log").read_text() for i in range(2)]
     # The chief alone wrote the run directory; the other worker wrote nothing in the runs folder.
     assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == ["mw"]
@@ -68,12 +94,16 @@ def test_two_workers_train_what_one_process_trains(tmp_path: Path, data: Path):
     prints = [re.findall(r"final weights fingerprint (\w+)", log) for log in logs]
     assert prints[0] and prints[0] == prints[1], prints
     # The same loss curve as one process with the same global batch and seed.
-    single = tlkit("finetune", "--data", data, *FLAGS, "--epochs", "3", "--finetune-epochs", "2", "--name", "one",
-                   cwd=tmp_path)
+    single = tlkit(
+        "finetune", "--data", data, *FLAGS, "--epochs", "3", "--finetune-epochs", "2", "--name", "one", cwd=tmp_path
+    )
     assert single.returncode == 0, single.stderr
     two, one = _history(tmp_path / "runs" / "mw"), _history(tmp_path / "runs" / "one")
-    assert [(r["epoch"], r["stage"]) for r in two] == [(r["epoch"], r["stage"]) for r in one] == \
-        [(str(e), str(s)) for e, s in [(0, 1), (1, 1), (2, 1), (3, 2), (4, 2)]]
+    assert (
+        [(r["epoch"], r["stage"]) for r in two]
+        == [(r["epoch"], r["stage"]) for r in one]
+        == [(str(e), str(s)) for e, s in [(0, 1), (1, 1), (2, 1), (3, 2), (4, 2)]]
+    )
     for a, b in zip(two, one):
         for key in ("loss", "accuracy", "val_loss", "val_accuracy"):
             assert float(a[key]) == pytest.approx(float(b[key]), rel=TOLERANCE), (a["epoch"], key)
@@ -81,8 +111,19 @@ def test_two_workers_train_what_one_process_trains(tmp_path: Path, data: Path):
 
 def test_a_killed_worker_fails_the_job_clearly_and_resume_finishes_it(tmp_path: Path, data: Path):
     # Killed in stage 2, so the resume must bring every worker back into stage 2 at the same epoch.
-    args = ["--data", str(data), *FLAGS, "--batch-size", "8", "--epochs", "2", "--finetune-epochs", "38",
-            "--name", "kill"]
+    args = [
+        "--data",
+        str(data),
+        *FLAGS,
+        "--batch-size",
+        "8",
+        "--epochs",
+        "2",
+        "--finetune-epochs",
+        "38",
+        "--name",
+        "kill",
+    ]
     run = tmp_path / "runs" / "kill"
     procs = _start_workers(tmp_path, args, TLKIT_COLLECTIVE_TIMEOUT="20")
     try:
@@ -106,8 +147,22 @@ def test_a_killed_worker_fails_the_job_clearly_and_resume_finishes_it(tmp_path: 
 
 
 def test_workers_flag_runs_a_local_job(tmp_path: Path, data: Path):
-    out = tlkit("finetune", "--data", data, *FLAGS, "--epochs", "2", "--finetune-epochs", "0", "--name", "local",
-                "--workers", "2", cwd=tmp_path, timeout=300)
+    out = tlkit(
+        "finetune",
+        "--data",
+        data,
+        *FLAGS,
+        "--epochs",
+        "2",
+        "--finetune-epochs",
+        "0",
+        "--name",
+        "local",
+        "--workers",
+        "2",
+        cwd=tmp_path,
+        timeout=300,
+    )
     assert out.returncode == 0, out.stderr[-2000:]
     assert [int(r["epoch"]) for r in _history(tmp_path / "runs" / "local")] == [0, 1]
     assert "2 replica(s) in sync" in (tmp_path / "runs" / "local" / "train.log").read_text()

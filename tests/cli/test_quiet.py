@@ -24,21 +24,23 @@ def test_predict_prints_no_tensorflow_startup_lines(tmp_path: Path):
     assert quiet.returncode == 0, quiet.stderr
     assert quiet.stderr == ""
     assert "tiger cat" in quiet.stdout or "tabby" in quiet.stdout
-    verbose = tlkit("predict", "--base", "efficientnet_lite0", "cat.jpg", "--verbose", cwd=tmp_path,
-                    env=_user_env())
+    verbose = tlkit("predict", "--base", "efficientnet_lite0", "cat.jpg", "--verbose", cwd=tmp_path, env=_user_env())
     assert verbose.returncode == 0
     assert verbose.stdout == quiet.stdout  # the same answer; only the logging differs
 
 
 def test_help_never_imports_tensorflow(tmp_path: Path):
-    script = ("import runpy, sys; sys.argv = ['tlkit', 'finetune', '--help']\n"
-              "try:\n    runpy.run_path(%r, run_name='__main__')\nexcept SystemExit:\n    pass\n"
-              "assert 'tensorflow' not in sys.modules and 'keras' not in sys.modules\n" % TLKIT)
+    script = (
+        "import runpy, sys; sys.argv = ['tlkit', 'finetune', '--help']\n"
+        f"try:\n    runpy.run_path({TLKIT!r}, run_name='__main__')\nexcept SystemExit:\n    pass\n"
+        "assert 'tensorflow' not in sys.modules and 'keras' not in sys.modules\n"
+    )
     import subprocess
     import sys
 
-    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60,
-                         env=_user_env(), cwd=tmp_path)
+    out = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, env=_user_env(), cwd=tmp_path
+    )
     assert out.returncode == 0, out.stderr
     assert "--resume" in out.stdout
 
@@ -49,7 +51,8 @@ def test_a_failing_tensorflow_start_is_not_hidden(tmp_path: Path):
     fake = tmp_path / "fake"
     (fake / "tensorflow").mkdir(parents=True)
     (fake / "tensorflow" / "__init__.py").write_text(
-        "import os\nos.write(2, b'native start-up message\\n')\nraise ImportError('broken tensorflow')\n")
+        "import os\nos.write(2, b'native start-up message\\n')\nraise ImportError('broken tensorflow')\n"
+    )
     Image.fromarray(skdata.chelsea()).save(tmp_path / "cat.jpg")
     env = _user_env()
     env["PYTHONPATH"] = os.pathsep.join([str(fake), env.get("PYTHONPATH", "")])
@@ -66,8 +69,15 @@ def test_a_closed_pipe_ends_the_command_quietly(tmp_path: Path):
     data = make_shapes_folder(tmp_path / "shapes", n=2)
     for i in range(1500):  # a JSON report far larger than a pipe's buffer: the write after `head` exits fails
         (data / "bright" / f"empty-{i:04d}.png").write_bytes(b"")
-    out = subprocess.run(f"'{TLKIT}' check-data shapes --json | head -c 100; echo \" rc=${{PIPESTATUS[0]}}\"",
-                         shell=True, executable="/bin/bash", cwd=tmp_path, capture_output=True, text=True,
-                         timeout=120, env=_user_env())
+    out = subprocess.run(
+        f"'{TLKIT}' check-data shapes --json | head -c 100; echo \" rc=${{PIPESTATUS[0]}}\"",
+        shell=True,
+        executable="/bin/bash",
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=_user_env(),
+    )
     assert out.stdout.startswith("{") and out.stdout.rstrip().endswith("rc=141"), out.stdout[-300:]
     assert out.stderr == "", out.stderr

@@ -17,10 +17,36 @@ from pathlib import Path
 from conftest import TINY_RUN, start_tlkit, stop, tlkit, wait_for
 
 HEAD_EPOCHS, FT_EPOCHS = 2, 3
-ARGS = ("finetune", "--data", "shapes", "--name", "r", *TINY_RUN, "--epochs", str(HEAD_EPOCHS),
-        "--finetune-epochs", str(FT_EPOCHS), "--unfreeze", "all", "--quiet")
-FINAL_FILES = ["best.keras", "last.keras", "config.json", "labels.json", "history.csv", "metrics.json", "curves.png",
-               "confusion.png", "train.log", "state.json", "data_report.json", "data_report.txt", "skipped.csv"]
+ARGS = (
+    "finetune",
+    "--data",
+    "shapes",
+    "--name",
+    "r",
+    *TINY_RUN,
+    "--epochs",
+    str(HEAD_EPOCHS),
+    "--finetune-epochs",
+    str(FT_EPOCHS),
+    "--unfreeze",
+    "all",
+    "--quiet",
+)
+FINAL_FILES = [
+    "best.keras",
+    "last.keras",
+    "config.json",
+    "labels.json",
+    "history.csv",
+    "metrics.json",
+    "curves.png",
+    "confusion.png",
+    "train.log",
+    "state.json",
+    "data_report.json",
+    "data_report.txt",
+    "skipped.csv",
+]
 
 
 def _state(run: Path) -> dict:
@@ -34,8 +60,7 @@ def _rows(run: Path) -> list[tuple[int, int]]:
     """(epoch, stage) of every complete history row."""
     if not (run / "history.csv").exists():
         return []
-    return [(int(r["epoch"]), int(r["stage"])) for r in csv.DictReader(open(run / "history.csv"))
-            if r.get("seconds")]
+    return [(int(r["epoch"]), int(r["stage"])) for r in csv.DictReader(open(run / "history.csv")) if r.get("seconds")]
 
 
 def _leftovers(run: Path) -> list[str]:
@@ -48,10 +73,16 @@ def _leftovers(run: Path) -> list[str]:
 STOPS = [
     (signal.SIGINT, "stage 1, after epoch 0", lambda s: s.get("stage") == 1 and s.get("next_epoch", 0) >= 1),
     (signal.SIGKILL, "the stage switch", lambda s: s.get("stage") == 2 and s.get("next_epoch") == HEAD_EPOCHS),
-    (signal.SIGINT, "stage 2, after epoch 2", lambda s: s.get("next_epoch", 0) >= HEAD_EPOCHS + 1
-     and not s.get("done")),
-    (signal.SIGKILL, "stage 2, after epoch 3", lambda s: s.get("next_epoch", 0) >= HEAD_EPOCHS + 2
-     and not s.get("done")),
+    (
+        signal.SIGINT,
+        "stage 2, after epoch 2",
+        lambda s: s.get("next_epoch", 0) >= HEAD_EPOCHS + 1 and not s.get("done"),
+    ),
+    (
+        signal.SIGKILL,
+        "stage 2, after epoch 3",
+        lambda s: s.get("next_epoch", 0) >= HEAD_EPOCHS + 2 and not s.get("done"),
+    ),
 ]
 
 

@@ -87,23 +87,37 @@ def test_refusals_before_anything_starts(workspace):
         r = tlkit("finetune", "--data", "shapes", "--name", name, "--force", *ONE_EPOCH, cwd=workspace)
         line = assert_one_line_error(r)
         assert repr(name) in line and "one folder name" in line, line
-    line = assert_one_line_error(tlkit("finetune", "--data", "shapes", "--name", "holiday", "--force", *ONE_EPOCH,
-                                       cwd=workspace))
+    line = assert_one_line_error(
+        tlkit("finetune", "--data", "shapes", "--name", "holiday", "--force", *ONE_EPOCH, cwd=workspace)
+    )
     assert "not a tlkit run" in line and "photo.txt" in line
-    line = assert_one_line_error(tlkit("finetune", "--data", "shapes", "--runs-dir", "runs/notes.txt", *ONE_EPOCH,
-                                       cwd=workspace))
+    line = assert_one_line_error(
+        tlkit("finetune", "--data", "shapes", "--runs-dir", "runs/notes.txt", *ONE_EPOCH, cwd=workspace)
+    )
     assert "runs/notes.txt is a file" in line
-    line = assert_one_line_error(tlkit("finetune", "--data", "shapes", "--name", "new", *TINY_RUN, "--epochs", "0",
-                                       "--finetune-epochs", "0", cwd=workspace))
+    line = assert_one_line_error(
+        tlkit(
+            "finetune",
+            "--data",
+            "shapes",
+            "--name",
+            "new",
+            *TINY_RUN,
+            "--epochs",
+            "0",
+            "--finetune-epochs",
+            "0",
+            cwd=workspace,
+        )
+    )
     assert "nothing to train" in line and "--epochs 0" in line
-    line = assert_one_line_error(tlkit("finetune", "--data", "otherdata", "--name", "myrun", "--resume",
-                                       cwd=workspace))
+    line = assert_one_line_error(tlkit("finetune", "--data", "otherdata", "--name", "myrun", "--resume", cwd=workspace))
     assert "--data shapes" in line and "--data otherdata" in line
-    line = assert_one_line_error(tlkit("finetune", "--data", "shapes", "--base", "lenet5", "--name", "myrun",
-                                       "--resume", cwd=workspace))
+    line = assert_one_line_error(
+        tlkit("finetune", "--data", "shapes", "--base", "lenet5", "--name", "myrun", "--resume", cwd=workspace)
+    )
     assert "--base cifar_example" in line and "--base lenet5" in line
-    line = assert_one_line_error(tlkit("finetune", "--data", "shapes", "--name", "myrun", *ONE_EPOCH,
-                                       cwd=workspace))
+    line = assert_one_line_error(tlkit("finetune", "--data", "shapes", "--name", "myrun", *ONE_EPOCH, cwd=workspace))
     assert "already exists" in line and "--resume" in line and "--force" in line
     assert snapshot(workspace) == before
     assert not absolute.exists() and not (workspace / "x").exists()
@@ -117,15 +131,28 @@ def test_failed_run_does_not_block_the_retry_and_a_second_run_on_the_name_is_ref
     assert "one class" in assert_one_line_error(r)
     assert not (tmp_path / "runs").exists()  # the data is checked before the run folder is made
     # The retry with good data starts (no "already exists"), and holds the run while it trains.
-    first = start_tlkit("finetune", "--data", "shapes", "--name", "busy", *TINY_RUN, "--epochs", "50",
-                        "--finetune-epochs", "0", "--quiet", cwd=tmp_path)
+    first = start_tlkit(
+        "finetune",
+        "--data",
+        "shapes",
+        "--name",
+        "busy",
+        *TINY_RUN,
+        "--epochs",
+        "50",
+        "--finetune-epochs",
+        "0",
+        "--quiet",
+        cwd=tmp_path,
+    )
     try:
         wait_for(lambda: (run / "history.csv").is_file(), 120, first)
         lock = json.loads((run / ".tlkit.lock").read_text())
         assert lock == {"pid": first.pid, "host": socket.gethostname()}
         for extra in ((), ("--force",), ("--resume",)):
-            line = assert_one_line_error(tlkit("finetune", "--data", "shapes", "--name", "busy", *ONE_EPOCH, *extra,
-                                               cwd=tmp_path))
+            line = assert_one_line_error(
+                tlkit("finetune", "--data", "shapes", "--name", "busy", *ONE_EPOCH, *extra, cwd=tmp_path)
+            )
             assert f"PID {first.pid}" in line and "in use" in line, line
         assert first.poll() is None and run.is_dir() and hidden_siblings(run.parent) == []
     finally:
@@ -139,11 +166,32 @@ def test_failed_run_does_not_block_the_retry_and_a_second_run_on_the_name_is_ref
 def test_force_puts_the_old_run_back_when_the_new_one_stops_before_its_first_checkpoint(workspace, sig):
     runs = workspace / "runs"
     before = snapshot(workspace)
-    proc = start_tlkit("finetune", "--data", "shapes", "--name", "myrun", "--force", *TINY_RUN, "--epochs", "3",
-                       "--finetune-epochs", "0", "--quiet", cwd=workspace)
+    proc = start_tlkit(
+        "finetune",
+        "--data",
+        "shapes",
+        "--name",
+        "myrun",
+        "--force",
+        *TINY_RUN,
+        "--epochs",
+        "3",
+        "--finetune-epochs",
+        "0",
+        "--quiet",
+        cwd=workspace,
+    )
     # The old run is aside, the new one has its lock and config but no checkpoint yet.
-    wait_for(lambda: (runs / ".myrun.tlkit-replaced").is_dir() and (runs / "myrun" / ".tlkit.lock").is_file()
-             and not (runs / "myrun" / "last.keras").exists(), 120, proc, every=0.02)
+    wait_for(
+        lambda: (
+            (runs / ".myrun.tlkit-replaced").is_dir()
+            and (runs / "myrun" / ".tlkit.lock").is_file()
+            and not (runs / "myrun" / "last.keras").exists()
+        ),
+        120,
+        proc,
+        every=0.02,
+    )
     rc = stop(proc, sig)
     if sig == signal.SIGINT:
         assert rc == 130
@@ -160,8 +208,21 @@ def test_force_replaces_a_finished_run_once_the_new_one_has_a_checkpoint(workspa
     runs = workspace / "runs"
     old_log = (runs / "myrun" / "train.log").read_text()
     other = snapshot(runs / "other")
-    r = tlkit("finetune", "--data", "shapes", "--name", "myrun", "--force", *TINY_RUN, "--epochs", "2",
-              "--finetune-epochs", "0", "--quiet", cwd=workspace)
+    r = tlkit(
+        "finetune",
+        "--data",
+        "shapes",
+        "--name",
+        "myrun",
+        "--force",
+        *TINY_RUN,
+        "--epochs",
+        "2",
+        "--finetune-epochs",
+        "0",
+        "--quiet",
+        cwd=workspace,
+    )
     assert r.returncode == 0, r.stderr[-2000:]
     assert [int(x) for x in _column(runs / "myrun" / "history.csv", "epoch")] == [0, 1]
     assert old_log not in (runs / "myrun" / "train.log").read_text()
@@ -182,7 +243,15 @@ def test_checkpoints_load_in_a_fresh_process_after_import_tlkit(finished_run):
             model = keras.saving.load_model({str(finished_run)!r} + "/" + name)
             print(name, type(model.get_layer("preprocess")).__module__, model.output_shape[-1])
     """)
-    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, env=cli_env(),
-                       check=False)
+    r = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=300, env=cli_env(), check=False
+    )
     assert r.returncode == 0, r.stderr[-3000:]
-    assert r.stdout.split() == ["best.keras", "tlkit.models.preprocessing", "3", "last.keras", "tlkit.models.preprocessing", "3"]
+    assert r.stdout.split() == [
+        "best.keras",
+        "tlkit.models.preprocessing",
+        "3",
+        "last.keras",
+        "tlkit.models.preprocessing",
+        "3",
+    ]

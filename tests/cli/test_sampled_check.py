@@ -23,8 +23,22 @@ def test_check_data_sample_counts_and_says_so(tmp_path: Path):
 def test_finetune_skips_an_unchecked_bad_file(tmp_path: Path):
     data = make_shapes_folder(tmp_path / "shapes", n=12)
     (data / "dark" / "zz-not-an-image.png").write_text("not an image, and outside a sample of 1")
-    out = tlkit("finetune", "--data", data, *TINY_RUN, "--epochs", "1", "--finetune-epochs", "0", "--check-sample",
-                "1", "--name", "sampled", "--quiet", cwd=tmp_path)
+    out = tlkit(
+        "finetune",
+        "--data",
+        data,
+        *TINY_RUN,
+        "--epochs",
+        "1",
+        "--finetune-epochs",
+        "0",
+        "--check-sample",
+        "1",
+        "--name",
+        "sampled",
+        "--quiet",
+        cwd=tmp_path,
+    )
     assert out.returncode == 0, out.stderr[-3000:]
     run = tmp_path / "runs" / "sampled"
     report = json.loads((run / "data_report.json").read_text())

@@ -39,8 +39,11 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _command_modules() -> list[ModuleType]:
-    mods = [importlib.import_module(f"tlkit.cli.commands.{m.name}")
-            for m in pkgutil.iter_modules(_commands_pkg.__path__) if not m.name.startswith("_")]
+    mods = [
+        importlib.import_module(f"tlkit.cli.commands.{m.name}")
+        for m in pkgutil.iter_modules(_commands_pkg.__path__)
+        if not m.name.startswith("_")
+    ]
     return sorted(mods, key=lambda m: (getattr(m, "ORDER", 100), m.NAME))
 
 
@@ -53,11 +56,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"tlkit {tlkit.__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for mod in _command_modules():
-        p = sub.add_parser(mod.NAME, help=mod.HELP, description=getattr(mod, "DESCRIPTION", mod.HELP),
-                           formatter_class=_HelpFormatter)
+        p = sub.add_parser(
+            mod.NAME, help=mod.HELP, description=getattr(mod, "DESCRIPTION", mod.HELP), formatter_class=_HelpFormatter
+        )
         mod.add_arguments(p)
-        p.add_argument("--verbose", action="store_true",
-                       help="show TensorFlow's start-up and runtime logging (hidden by default)")
+        p.add_argument(
+            "--verbose", action="store_true", help="show TensorFlow's start-up and runtime logging (hidden by default)"
+        )
         p.set_defaults(_run=mod.run)
     return parser
 
@@ -114,8 +119,11 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except Exception:
         traceback.print_exc()
-        print(f"tlkit {args.command}: this is a bug in tlkit, not in your input; please report it with the "
-              f"traceback above and the command you ran", file=sys.stderr)
+        print(
+            f"tlkit {args.command}: this is a bug in tlkit, not in your input; please report it with the "
+            f"traceback above and the command you ran",
+            file=sys.stderr,
+        )
         return 1
 
 

@@ -39,8 +39,9 @@ def random_flip(image: Any, seed: Any) -> Any:
     return tf.image.stateless_random_flip_left_right(image, seed)
 
 
-def color_jitter(image: Any, seed: Any, *, brightness: float = 0.2, contrast: float = 0.2,
-                 saturation: float = 0.2) -> Any:
+def color_jitter(
+    image: Any, seed: Any, *, brightness: float = 0.2, contrast: float = 0.2, saturation: float = 0.2
+) -> Any:
     """Random brightness, contrast and saturation factors in ``[1 - x, 1 + x]``; stays in 0..255."""
     b_seed, c_seed, s_seed = tf.unstack(tf.random.experimental.stateless_split(seed, 3))
     x = tf.cast(image, tf.float32) / 255.0
@@ -49,13 +50,13 @@ def color_jitter(image: Any, seed: Any, *, brightness: float = 0.2, contrast: fl
     if contrast:
         x = tf.image.stateless_random_contrast(x, 1 - contrast, 1 + contrast, c_seed)
     if saturation:
-        x = tf.image.stateless_random_saturation(tf.clip_by_value(x, 0.0, 1.0), 1 - saturation,
-                                                 1 + saturation, s_seed)
+        x = tf.image.stateless_random_saturation(tf.clip_by_value(x, 0.0, 1.0), 1 - saturation, 1 + saturation, s_seed)
     return tf.clip_by_value(x, 0.0, 1.0) * 255.0
 
 
-def augment_image(image: Any, size: tuple[int, int], seed: Any, *, mode: str = "crop", flip: bool = True,
-                  color: bool = True) -> Any:
+def augment_image(
+    image: Any, size: tuple[int, int], seed: Any, *, mode: str = "crop", flip: bool = True, color: bool = True
+) -> Any:
     """The training augmentation of one image: crop or scale jitter, then flip and colour jitter.
 
     ``seed`` is an int tensor of shape [2]; the output is float32 (H, W, 3) in 0..255.

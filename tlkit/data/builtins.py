@@ -18,8 +18,8 @@ import json
 import os
 import shutil
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
@@ -63,8 +63,7 @@ def ensure(name: str, cache_dir: str | os.PathLike | None = None) -> Path:
     if name not in BUILTINS:
         from tlkit.data.pipeline import DataError
 
-        raise DataError(f"unknown builtin dataset {name!r}; builtins: "
-                        f"{', '.join('builtin:' + n for n in BUILTINS)}")
+        raise DataError(f"unknown builtin dataset {name!r}; builtins: {', '.join('builtin:' + n for n in BUILTINS)}")
     target = cache_root(cache_dir) / "builtin" / name
     if _complete(target, name):
         return target

@@ -35,12 +35,30 @@ from tlkit.errors import ConfigError
 MEM = "mem"
 PRE_CROP = 8 / 7  # training crops are cut from images cached at this multiple of the input size
 DEFAULT_BUDGET = "2GiB"
-CACHE_HELP = ("keep the decoded, resized images (uint8, before augmentation) after the first epoch: 'mem' for "
-              "memory or a folder for cache files; later epochs decode nothing (see --cache-budget)")
-BUDGET_HELP = ("most bytes --cache may hold, e.g. 500MiB, 2GiB; per split; data that "
-               "does not fit runs without the cache, with a message")
-_UNITS = {"": 1, "b": 1, "k": 10**3, "kb": 10**3, "kib": 2**10, "m": 10**6, "mb": 10**6, "mib": 2**20,
-          "g": 10**9, "gb": 10**9, "gib": 2**30, "t": 10**12, "tb": 10**12, "tib": 2**40}
+CACHE_HELP = (
+    "keep the decoded, resized images (uint8, before augmentation) after the first epoch: 'mem' for "
+    "memory or a folder for cache files; later epochs decode nothing (see --cache-budget)"
+)
+BUDGET_HELP = (
+    "most bytes --cache may hold, e.g. 500MiB, 2GiB; per split; data that "
+    "does not fit runs without the cache, with a message"
+)
+_UNITS = {
+    "": 1,
+    "b": 1,
+    "k": 10**3,
+    "kb": 10**3,
+    "kib": 2**10,
+    "m": 10**6,
+    "mb": 10**6,
+    "mib": 2**20,
+    "g": 10**9,
+    "gb": 10**9,
+    "gib": 2**30,
+    "t": 10**12,
+    "tb": 10**12,
+    "tib": 2**40,
+}
 
 
 def parse_budget(text: str | int) -> int:
@@ -49,8 +67,9 @@ def parse_budget(text: str | int) -> int:
         return text
     m = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([a-zA-Z]*)\s*", str(text))
     if not m or m.group(2).lower() not in _UNITS:
-        raise ConfigError(f"--cache-budget {text!r} is not a size; use bytes or a number with a unit, "
-                          "e.g. 500MiB, 2GiB, 1.5GB")
+        raise ConfigError(
+            f"--cache-budget {text!r} is not a size; use bytes or a number with a unit, e.g. 500MiB, 2GiB, 1.5GB"
+        )
     return int(float(m.group(1)) * _UNITS[m.group(2).lower()])
 
 
@@ -111,10 +130,23 @@ def cache_filename(where: str, paths: list[str], hw: tuple[int, int]) -> str:
     return str(prefix)
 
 
-def cached_dataset(items: Any, *, image_size: tuple[int, int], batch_size: int, training: bool,
-                   augment: str | None, seed: int, shuffle_buffer: int, flip: bool, color: bool, channels: int,
-                   skip_undecodable: bool, where: str | None, budget: int | str | None = None,
-                   log: Callable[[str], None] | None = None) -> Any:
+def cached_dataset(
+    items: Any,
+    *,
+    image_size: tuple[int, int],
+    batch_size: int,
+    training: bool,
+    augment: str | None,
+    seed: int,
+    shuffle_buffer: int,
+    flip: bool,
+    color: bool,
+    channels: int,
+    skip_undecodable: bool,
+    where: str | None,
+    budget: int | str | None = None,
+    log: Callable[[str], None] | None = None,
+) -> Any:
     """A :func:`tlkit.data.pipeline.make_dataset` pipeline over ``items`` (path, label_id) that caches
     the prepared images in ``where`` (``mem``, a folder, or None: the same pipeline uncached);
     None when they do not fit ``budget`` (``log`` has said so: the caller goes on uncached)."""
@@ -131,8 +163,10 @@ def cached_dataset(items: Any, *, image_size: tuple[int, int], batch_size: int, 
     need = len(paths) * hw[0] * hw[1] * 3
     limit = parse_budget(DEFAULT_BUDGET if budget is None else budget)
     if where is not None and need > limit:
-        (log or _stderr)(f"--cache: {len(paths)} images of {hw[1]}x{hw[0]} need {human(need)}, over --cache-budget "
-                         f"{human(limit)}; running without the cache (raise --cache-budget to cache them)")
+        (log or _stderr)(
+            f"--cache: {len(paths)} images of {hw[1]}x{hw[0]} need {human(need)}, over --cache-budget "
+            f"{human(limit)}; running without the cache (raise --cache-budget to cache them)"
+        )
         return None
     ds = prepared_dataset(paths, items["label_id"].to_numpy(dtype=np.int32), hw, skip_undecodable=skip_undecodable)
     if where is not None:
@@ -149,8 +183,9 @@ def cached_dataset(items: Any, *, image_size: tuple[int, int], batch_size: int, 
 
         def _aug(xy: Any, r: Any) -> Any:
             x, y = xy
-            return aug.augment_image(tf.cast(x, tf.float32), size, tf.stack([r, seed64]), mode=mode, flip=flip,
-                                     color=color), y
+            return aug.augment_image(
+                tf.cast(x, tf.float32), size, tf.stack([r, seed64]), mode=mode, flip=flip, color=color
+            ), y
 
         ds = ds.map(_aug, num_parallel_calls=auto)
     if channels == 1:
@@ -160,4 +195,3 @@ def cached_dataset(items: Any, *, image_size: tuple[int, int], batch_size: int, 
 
 def _stderr(line: str) -> None:
     print(line, file=sys.stderr, flush=True)
-

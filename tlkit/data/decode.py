@@ -125,8 +125,11 @@ def decode_file(path: Any, need: tuple[int, int] | None = None) -> Any:
         return tf.io.decode_image(data, channels=3, expand_animations=False)
 
     is_jpeg = tf.strings.substr(data, 0, 3) == b"\xff\xd8\xff"
-    img = tf.cond(tf.strings.substr(data, 0, 2) == b"BM", pil,
-                  lambda: tf.cond(is_jpeg, lambda: decode_jpeg_scaled(data, need), native))
+    img = tf.cond(
+        tf.strings.substr(data, 0, 2) == b"BM",
+        pil,
+        lambda: tf.cond(is_jpeg, lambda: decode_jpeg_scaled(data, need), native),
+    )
     img.set_shape([None, None, 3])
     return img
 

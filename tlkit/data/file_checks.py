@@ -92,10 +92,18 @@ class CheckCache:
             pass  # a read-only cache folder: the next check reads the files again, nothing else changes
 
 
-def check_files(paths: list[str], chosen: Sequence[int], results: list[dict[str, Any]],
-                inspect: Callable[[str], dict[str, Any]], *, workers: int, progress: bool,
-                cache_key: str | None, cache_dir: str | os.PathLike | None = None,
-                need_decoded: bool = False) -> int:
+def check_files(
+    paths: list[str],
+    chosen: Sequence[int],
+    results: list[dict[str, Any]],
+    inspect: Callable[[str], dict[str, Any]],
+    *,
+    workers: int,
+    progress: bool,
+    cache_key: str | None,
+    cache_dir: str | os.PathLike | None = None,
+    need_decoded: bool = False,
+) -> int:
     """Fill ``results[i]`` with ``inspect(paths[i])`` for every ``i`` in ``chosen``, on ``workers``
     threads with a progress bar, reusing remembered results of unchanged files when
     ``cache_key`` is given (with ``need_decoded``, only results of full decodes). Returns how
@@ -117,12 +125,21 @@ def check_files(paths: list[str], chosen: Sequence[int], results: list[dict[str,
         ident = file_identity(path)  # before the read: a file changed while it is read is not remembered
         return inspect(path), ident
 
-    with ThreadPoolExecutor(max_workers=workers) as pool, \
-            tqdm(total=len(todo), unit="files", desc="checking images", file=sys.stderr,
-                 disable=not progress, leave=False, dynamic_ncols=True) as bar:
+    with (
+        ThreadPoolExecutor(max_workers=workers) as pool,
+        tqdm(
+            total=len(todo),
+            unit="files",
+            desc="checking images",
+            file=sys.stderr,
+            disable=not progress,
+            leave=False,
+            dynamic_ncols=True,
+        ) as bar,
+    ):
         # In chunks: Executor.map submits everything at once, a million futures for a million files.
         for start in range(0, len(todo), 4096):
-            part = todo[start:start + 4096]
+            part = todo[start : start + 4096]
             for i, (r, ident) in zip(part, pool.map(_check, [paths[i] for i in part])):
                 results[i] = r
                 if remembered is not None:

@@ -22,8 +22,7 @@ IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif")
 # Larger than any photo a classifier needs; PIL's own bomb limit is ~179 MP.
 MAX_PIXELS = 64_000_000
 
-
-from tlkit.errors import ImageError
+from tlkit.errors import ImageError  # noqa: E402  (after MAX_PIXELS, which light importers read)
 
 
 def is_image_path(path: str | os.PathLike) -> bool:
@@ -73,9 +72,13 @@ def _kind(path: str, mode: int | None = None) -> str:
             mode = os.stat(path).st_mode
         except OSError:
             return "not a regular file"
-    for test, words in ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO (named pipe)"),
-                        (stat.S_ISSOCK, "a socket"), (stat.S_ISCHR, "a character device"),
-                        (stat.S_ISBLK, "a block device")):
+    for test, words in (
+        (stat.S_ISDIR, "a directory"),
+        (stat.S_ISFIFO, "a FIFO (named pipe)"),
+        (stat.S_ISSOCK, "a socket"),
+        (stat.S_ISCHR, "a character device"),
+        (stat.S_ISBLK, "a block device"),
+    ):
         if test(mode):
             return f"{words}, not a regular file"
     return "not a regular file"
@@ -142,8 +145,7 @@ def _to_rgb(im: object) -> np.ndarray:
     return np.asarray(im.convert("RGB"), dtype=np.uint8)  # type: ignore[attr-defined]
 
 
-def read_header(f: BinaryIO, path: str | os.PathLike, *,
-                max_pixels: int = MAX_PIXELS) -> tuple[int, int, str, str]:
+def read_header(f: BinaryIO, path: str | os.PathLike, *, max_pixels: int = MAX_PIXELS) -> tuple[int, int, str, str]:
     """(height, width, mode, format) of an open image file from its header alone, or :class:`ImageError`.
 
     The same reasons as :func:`decode_rgb` for what a header shows (``empty``,
@@ -173,4 +175,3 @@ def read_header(f: BinaryIO, path: str | os.PathLike, *,
         raise ImageError(p, "not_an_image", "not a JPEG/PNG/BMP/GIF file") from None
     except (OSError, SyntaxError, ValueError, IndexError) as exc:
         raise ImageError(p, "corrupt", str(exc)) from None
-

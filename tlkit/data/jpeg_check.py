@@ -38,7 +38,7 @@ def _dht(seg: bytes, tables: set[tuple[int, int]]) -> str | None:
         if i + 17 > len(seg):
             return "Huffman table runs past its segment"
         tc, th = seg[i] >> 4, seg[i] & 15
-        counts = seg[i + 1:i + 17]
+        counts = seg[i + 1 : i + 17]
         total = sum(counts)
         if tc > 1 or th > 3 or total > 256 or i + 17 + total > len(seg):
             return "bad Huffman table definition"
@@ -48,7 +48,7 @@ def _dht(seg: bytes, tables: set[tuple[int, int]]) -> str | None:
             if code > (1 << bits):
                 return "bad Huffman table definition (codes overflow)"
             code <<= 1
-        if tc == 0 and any(v > 15 for v in seg[i + 17:i + 17 + total]):
+        if tc == 0 and any(v > 15 for v in seg[i + 17 : i + 17 + total]):
             return "bad Huffman table definition (DC symbol over 15)"
         tables.add((tc, th))
         i += 17 + total
@@ -63,7 +63,7 @@ def _sof(seg: bytes, quant: set[int]) -> tuple[str | None, dict[int, int]]:
         return f"bad frame header ({nf} components)", {}
     comps = {}
     for k in range(nf):
-        cid, hv, tq = seg[6 + 3 * k:9 + 3 * k]
+        cid, hv, tq = seg[6 + 3 * k : 9 + 3 * k]
         if not (1 <= hv >> 4 <= 4 and 1 <= hv & 15 <= 4):
             return "bad sampling factors", {}
         if tq > 3 or tq not in quant:
@@ -125,12 +125,12 @@ def jpeg_structure_problem(data: bytes) -> str | None:
             return "end-of-image marker before any image data"
         if marker not in _KNOWN:
             return f"unsupported marker 0x{marker:02x} at byte {pos}"
-        length = int.from_bytes(data[pos + 2:pos + 4], "big")
+        length = int.from_bytes(data[pos + 2 : pos + 4], "big")
         if length < 2:
             return f"segment length {length} at byte {pos}"
         if pos + 2 + length > n:
             return f"file is truncated: a segment at byte {pos} runs past the end ({n} bytes)"
-        seg = data[pos + 4:pos + 2 + length]
+        seg = data[pos + 4 : pos + 2 + length]
         problem = None
         if marker == 0xDB:
             problem = _dqt(seg, quant)

@@ -14,10 +14,10 @@ from typing import Any
 
 import numpy as np
 
+from tlkit.data.decode import decode_need, with_threading
 from tlkit.data.sources import SPLITS, DataSource, dataset_size, resolve  # noqa: F401  (re-exported)
 from tlkit.data.splits import class_weights, stratified_split  # noqa: F401  (re-exported)
 from tlkit.data.tfds_source import tfds_class_counts  # noqa: F401  (re-exported)
-from tlkit.data.decode import decode_need, with_threading
 from tlkit.errors import DataError
 
 
@@ -38,8 +38,7 @@ def _to_rgb(img: Any) -> Any:
     return img
 
 
-def images_dataset(paths: Sequence[str], *, image_size: tuple[int, int], batch_size: int,
-                   channels: int = 3) -> Any:
+def images_dataset(paths: Sequence[str], *, image_size: tuple[int, int], batch_size: int, channels: int = 3) -> Any:
     """Batches of decoded, resized images (float32 0..255) for ``paths``, in order (no labels).
 
     For feature extraction and prediction over a list of files; same decoding as training.
@@ -57,10 +56,23 @@ def images_dataset(paths: Sequence[str], *, image_size: tuple[int, int], batch_s
     return with_threading(ds.batch(batch_size).prefetch(auto))
 
 
-def make_dataset(source: DataSource, split: str, *, image_size: tuple[int, int], batch_size: int,
-                 training: bool, augment: str | None = "crop", seed: int = 0, shuffle_buffer: int = 2048,
-                 cache: bool | str = False, flip: bool = True, color: bool = True, channels: int = 3,
-                 skip_undecodable: bool = False, cache_budget: int | str | None = None) -> Any:
+def make_dataset(
+    source: DataSource,
+    split: str,
+    *,
+    image_size: tuple[int, int],
+    batch_size: int,
+    training: bool,
+    augment: str | None = "crop",
+    seed: int = 0,
+    shuffle_buffer: int = 2048,
+    cache: bool | str = False,
+    flip: bool = True,
+    color: bool = True,
+    channels: int = 3,
+    skip_undecodable: bool = False,
+    cache_budget: int | str | None = None,
+) -> Any:
     """A batched, prefetched ``tf.data.Dataset`` of ``(float32 [B,H,W,3] in 0..255, int32 [B])``.
 
     ``training`` shuffles (seeded; a new, reproducible order every epoch) and, with
@@ -99,14 +111,27 @@ def make_dataset(source: DataSource, split: str, *, image_size: tuple[int, int],
         if isinstance(cache, str):  # --cache mem|DIR; None back when over the budget (said): uncached
             from tlkit.data.cache import cached_dataset
 
-            ds = cached_dataset(items, image_size=size, batch_size=batch_size, training=training, augment=augment,
-                                seed=seed, shuffle_buffer=shuffle_buffer, flip=flip, color=color, channels=channels,
-                                skip_undecodable=skip_undecodable, where=cache, budget=cache_budget)
+            ds = cached_dataset(
+                items,
+                image_size=size,
+                batch_size=batch_size,
+                training=training,
+                augment=augment,
+                seed=seed,
+                shuffle_buffer=shuffle_buffer,
+                flip=flip,
+                color=color,
+                channels=channels,
+                skip_undecodable=skip_undecodable,
+                where=cache,
+                budget=cache_budget,
+            )
             if ds is not None:
                 return ds
             cache = False
-        ds = tf.data.Dataset.from_tensor_slices((items["path"].astype(str).tolist(),
-                                                 items["label_id"].to_numpy(dtype=np.int32)))
+        ds = tf.data.Dataset.from_tensor_slices(
+            (items["path"].astype(str).tolist(), items["label_id"].to_numpy(dtype=np.int32))
+        )
         if training and not cache:
             ds = ds.shuffle(max(n, 1), seed=seed, reshuffle_each_iteration=True)
         need = decode_need(size, augment if training and augment not in (None, "none") else None)

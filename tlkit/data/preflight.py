@@ -30,9 +30,11 @@ from tlkit.errors import ConfigError, DataError
 # What a run does with validation/test files identical to earlier-split files (see apply_leak_policy).
 LEAK_POLICIES = ("drop", "keep", "fail")
 DEFAULT_LEAK_POLICY = "drop"
-LEAKS_HELP = ("validation/test files identical to training files: drop leaves them out (the default: a copy of a "
-              "training image in validation inflates validation accuracy), keep keeps them, fail stops with "
-              "exit status 2")
+LEAKS_HELP = (
+    "validation/test files identical to training files: drop leaves them out (the default: a copy of a "
+    "training image in validation inflates validation accuracy), keep keeps them, fail stops with "
+    "exit status 2"
+)
 
 
 def inspect_file(path: str) -> dict[str, Any]:
@@ -79,21 +81,35 @@ def inspect_header(path: str) -> dict[str, Any]:
             data = f.read()
             problem = jpeg_structure_problem(data)  # first: a header cut short is "truncated", as PIL says
             if problem is not None:
-                return {"ok": False, "reason": "truncated" if "truncated" in problem else "corrupt",
-                        "detail": problem}
+                return {"ok": False, "reason": "truncated" if "truncated" in problem else "corrupt", "detail": problem}
             f.seek(0)
             h, w, mode, fmt = read_header(f, path)
     except ImageError as exc:
         return {"ok": False, "reason": exc.reason, "detail": exc.detail}
     except (OSError, MemoryError) as exc:  # an error while reading: skip the file, do not stop the check
         return {"ok": False, "reason": "unreadable", "detail": f"{type(exc).__name__}: {exc}"}
-    return {"ok": True, "h": h, "w": w, "mode": mode, "format": fmt, "sha256": hashlib.sha256(data).hexdigest(),
-            "decoded": False}
+    return {
+        "ok": True,
+        "h": h,
+        "w": w,
+        "mode": mode,
+        "format": fmt,
+        "sha256": hashlib.sha256(data).hexdigest(),
+        "decoded": False,
+    }
 
 
-def check(source: DataSource, *, progress: bool = True, workers: int | None = None, sample: int | None = None,
-          seed: int = 0, cache: bool = True, cache_dir: str | os.PathLike | None = None,
-          thorough: bool = False) -> Report:
+def check(
+    source: DataSource,
+    *,
+    progress: bool = True,
+    workers: int | None = None,
+    sample: int | None = None,
+    seed: int = 0,
+    cache: bool = True,
+    cache_dir: str | os.PathLike | None = None,
+    thorough: bool = False,
+) -> Report:
     """Check a data source; see the module docstring. Raises :class:`DataError` when unusable.
 
     ``sample``: decode only a seeded random sample of that many files (for millions of
@@ -118,39 +134,68 @@ def check(source: DataSource, *, progress: bool = True, workers: int | None = No
     workers = workers or min(16, 2 * (os.cpu_count() or 1))
     if sample is not None and sample < 1:
         raise DataError(f"--check-sample must be at least 1, got {sample}")
-    chosen = (np.sort(np.random.default_rng(seed).choice(len(paths), sample, replace=False))
-              if sample is not None and sample < len(paths) else np.arange(len(paths)))
+    chosen = (
+        np.sort(np.random.default_rng(seed).choice(len(paths), sample, replace=False))
+        if sample is not None and sample < len(paths)
+        else np.arange(len(paths))
+    )
     results: list[dict[str, Any]] = [_UNCHECKED] * len(paths)
-    n_reused = check_files(paths, chosen, results, inspect_file if thorough else inspect_header, workers=workers,
-                           progress=progress, cache_key=source_key(source.spec) if cache else None,
-                           cache_dir=cache_dir, need_decoded=thorough)
+    n_reused = check_files(
+        paths,
+        chosen,
+        results,
+        inspect_file if thorough else inspect_header,
+        workers=workers,
+        progress=progress,
+        cache_key=source_key(source.spec) if cache else None,
+        cache_dir=cache_dir,
+        need_decoded=thorough,
+    )
     ok = np.array([r["ok"] for r in results], dtype=bool)
     labels = items["label"].tolist()
     splits = items["split"].tolist()
-    bad = [BadFile(path=p, reason=r["reason"], detail=r["detail"], split=s, label=lab)
-           for p, r, s, lab in zip(paths, results, splits, labels) if not r["ok"]]
+    bad = [
+        BadFile(path=p, reason=r["reason"], detail=r["detail"], split=s, label=lab)
+        for p, r, s, lab in zip(paths, results, splits, labels)
+        if not r["ok"]
+    ]
 
     present = [s for s in SPLITS if s in set(splits)]
     good = items[ok]
-    class_counts = {s: {c: int(((good["split"] == s) & (good["label"] == c)).sum()) for c in source.classes}
-                    for s in present}
+    class_counts = {
+        s: {c: int(((good["split"] == s) & (good["label"] == c)).sum()) for c in source.classes} for s in present
+    }
     _fail_on_empty(source, class_counts, bad)
 
-    report = Report(spec=source.spec, description=source.description, kind="files", classes=list(source.classes),
-                    split_method=source.split_method, class_counts=class_counts, n_files=len(paths),
-                    bad_files=bad, ignored=list(source.ignored), source_warnings=list(source.warnings),
-                    _items=items, _ok=ok, n_checked=len(chosen),
-                    n_reused=n_reused)
+    report = Report(
+        spec=source.spec,
+        description=source.description,
+        kind="files",
+        classes=list(source.classes),
+        split_method=source.split_method,
+        class_counts=class_counts,
+        n_files=len(paths),
+        bad_files=bad,
+        ignored=list(source.ignored),
+        source_warnings=list(source.warnings),
+        _items=items,
+        _ok=ok,
+        n_checked=len(chosen),
+        n_reused=n_reused,
+    )
     good_results = [r for r in results if r["ok"] and "h" in r]
     if good_results:
         hs = np.array([r["h"] for r in good_results])
         ws = np.array([r["w"] for r in good_results])
-        report.image_sizes = {k: {"min": int(v.min()), "median": float(np.median(v)), "max": int(v.max())}
-                              for k, v in (("height", hs), ("width", ws))}
+        report.image_sizes = {
+            k: {"min": int(v.min()), "median": float(np.median(v)), "max": int(v.max())}
+            for k, v in (("height", hs), ("width", ws))
+        }
         report.modes = dict(Counter(r["mode"] or "?" for r in good_results).most_common())
         report.formats = dict(Counter(r["format"] or "?" for r in good_results).most_common())
     report.duplicates, report.leaks = _duplicates(
-        [(p, s, lab, r["sha256"]) for p, s, lab, r in zip(paths, splits, labels, results) if "sha256" in r])
+        [(p, s, lab, r["sha256"]) for p, s, lab, r in zip(paths, splits, labels, results) if "sha256" in r]
+    )
     report.warnings = _warnings(report)
     report.seconds = time.perf_counter() - t0
     return report
@@ -160,8 +205,10 @@ _UNCHECKED: dict[str, Any] = {"ok": True, "unchecked": True}  # outside a --chec
 
 
 def _counts(items: pd.DataFrame, report: Report) -> dict[str, dict[str, int]]:
-    return {s: {c: int(((items["split"] == s) & (items["label"] == c)).sum()) for c in report.classes}
-            for s in report.class_counts}
+    return {
+        s: {c: int(((items["split"] == s) & (items["label"] == c)).sum()) for c in report.classes}
+        for s in report.class_counts
+    }
 
 
 def _fail_on_empty(source: DataSource, counts: dict[str, dict[str, int]], bad: list[BadFile]) -> None:
@@ -170,9 +217,11 @@ def _fail_on_empty(source: DataSource, counts: dict[str, dict[str, int]], bad: l
     if empty and source.kind == "files":  # a TFDS ClassLabel may name unused classes: a warning there
         reasons = Counter(b.reason for b in bad if b.label in empty)
         why = ", ".join(f"{n} {r}" for r, n in reasons.most_common())
-        raise DataError(f"class(es) {', '.join(repr(c) for c in empty)} have no usable image after skipping bad "
-                        f"files ({why}); fix or remove them (first: "
-                        f"{next(b.path + ': ' + b.reason for b in bad if b.label in empty)})")
+        raise DataError(
+            f"class(es) {', '.join(repr(c) for c in empty)} have no usable image after skipping bad "
+            f"files ({why}); fix or remove them (first: "
+            f"{next(b.path + ': ' + b.reason for b in bad if b.label in empty)})"
+        )
     if "train" not in counts or sum(counts["train"].values()) == 0:
         raise DataError(f"{source.spec} has no usable training images")
 
@@ -196,13 +245,23 @@ def _duplicates(rows: list[tuple[str, str, str, str]]) -> tuple[list[DuplicateGr
         for s in SPLITS:
             in_s = [f for f in files if f[1] == s]
             if len(in_s) > 1:
-                groups.append(DuplicateGroup(sha256=sha, split=s, paths=[f[0] for f in in_s],
-                                             labels=[f[2] for f in in_s]))
+                groups.append(
+                    DuplicateGroup(sha256=sha, split=s, paths=[f[0] for f in in_s], labels=[f[2] for f in in_s])
+                )
         first = files[0]
         for f in files[1:]:
             if f[1] != first[1]:
-                leaks.append(Leak(sha256=sha, path_a=first[0], split_a=first[1], label_a=first[2],
-                                  path_b=f[0], split_b=f[1], label_b=f[2]))
+                leaks.append(
+                    Leak(
+                        sha256=sha,
+                        path_a=first[0],
+                        split_a=first[1],
+                        label_a=first[2],
+                        path_b=f[0],
+                        split_b=f[1],
+                        label_b=f[2],
+                    )
+                )
     groups.sort(key=lambda g: (order[g.split], g.paths[0]))
     leaks.sort(key=lambda lk: (order[lk.split_b], lk.path_b))
     return groups, leaks
@@ -219,23 +278,30 @@ def _warnings(r: Report) -> list[str]:
     train = counts.get("train", {})
     nonzero = [n for n in train.values() if n > 0]
     if len(nonzero) >= 2 and max(nonzero) >= 5 * min(nonzero):
-        out.append(f"classes are imbalanced in train ({min(nonzero)} to {max(nonzero)} images): consider "
-                   "--class-weight auto, and read the per-class metrics")
+        out.append(
+            f"classes are imbalanced in train ({min(nonzero)} to {max(nonzero)} images): consider "
+            "--class-weight auto, and read the per-class metrics"
+        )
     conflicts = [g for g in r.duplicates if len(set(g.labels)) > 1] + [lk for lk in r.leaks if lk.label_a != lk.label_b]
     if conflicts:
         out.append(f"{len(conflicts)} duplicate(s) carry different labels: the same image is labelled twice")
     if r.leaks and r.leak_policy == "keep":
-        out.append(f"{len(r.leaks)} validation/test image(s) identical to earlier-split images are kept "
-                   "(--leaks keep): they inflate the validation metrics; remove them, or pass --leaks drop")
+        out.append(
+            f"{len(r.leaks)} validation/test image(s) identical to earlier-split images are kept "
+            "(--leaks keep): they inflate the validation metrics; remove them, or pass --leaks drop"
+        )
     elif r.leaks and r.leak_policy != "drop":  # drop: done, and said by apply_leak_policy's message
-        out.append("validation/test images identical to earlier-split images inflate the metrics; remove the "
-                   "copies listed under leakage, or let the run leave them out (tlkit finetune --leaks drop, "
-                   "the default)")
+        out.append(
+            "validation/test images identical to earlier-split images inflate the metrics; remove the "
+            "copies listed under leakage, or let the run leave them out (tlkit finetune --leaks drop, "
+            "the default)"
+        )
     return out
 
 
-def apply_leak_policy(report: Report, policy: str = DEFAULT_LEAK_POLICY, *,
-                      context: str = "this run") -> tuple[pd.DataFrame | None, str]:
+def apply_leak_policy(
+    report: Report, policy: str = DEFAULT_LEAK_POLICY, *, context: str = "this run"
+) -> tuple[pd.DataFrame | None, str]:
     """Apply a leak policy to a checked source: (the items a run uses, a message to print, "" if none).
 
     ``drop`` leaves the later-split copies out and updates the report so that its class
@@ -255,27 +321,38 @@ def apply_leak_policy(report: Report, policy: str = DEFAULT_LEAK_POLICY, *,
     # From the file list every time (not from class_counts): applying a policy twice gives the same report.
     before, after = _counts(usable, report), _counts(used, report)
     report.class_counts = after
-    report.dropped = {s: gone for s in before
-                      if (gone := {c: before[s][c] - after[s][c] for c in report.classes if before[s][c] > after[s][c]})}
+    report.dropped = {
+        s: gone
+        for s in before
+        if (gone := {c: before[s][c] - after[s][c] for c in report.classes if before[s][c] > after[s][c]})
+    }
     report.warnings = _warnings(report)
     report.leak_note = ""
     if not report.leaks:
         return used.reset_index(drop=True), ""
     n = len(report.leaks)
-    which = "/".join(w for s, w in (("val", "validation"), ("test", "test")) if any(lk.split_b == s for lk in report.leaks))
+    which = "/".join(
+        w for s, w in (("val", "validation"), ("test", "test")) if any(lk.split_b == s for lk in report.leaks)
+    )
     if policy == "fail":
         first = report.leaks[0]
-        raise DataError(f"{n} {which} file(s) are identical to earlier-split files (first: {first.path_b} = "
-                        f"{first.path_a}); --leaks fail stops here: remove them, or pass --leaks drop to leave them "
-                        f"out (the default) or --leaks keep to keep them (tlkit check-data {report.spec} lists them all)")
+        raise DataError(
+            f"{n} {which} file(s) are identical to earlier-split files (first: {first.path_b} = "
+            f"{first.path_a}); --leaks fail stops here: remove them, or pass --leaks drop to leave them "
+            f"out (the default) or --leaks keep to keep them (tlkit check-data {report.spec} lists them all)"
+        )
     if policy == "keep":
-        report.leak_note = (f"--leaks keep: {n} {which} file(s) identical to earlier-split files stay in {context} "
-                            "and in its counts; they inflate validation accuracy (--leaks drop leaves them out)")
+        report.leak_note = (
+            f"--leaks keep: {n} {which} file(s) identical to earlier-split files stay in {context} "
+            "and in its counts; they inflate validation accuracy (--leaks drop leaves them out)"
+        )
     else:
         where = "; ".join(f"{s}: " + ", ".join(f"{c} {k}" for c, k in by.items()) for s, by in report.dropped.items())
-        report.leak_note = (f"--leaks drop: {report.n_dropped} {which} file(s) identical to earlier-split files "
-                            f"({where}) are left out of {context} and of its counts; nothing is left to remove by "
-                            "hand (--leaks keep keeps them, --leaks fail stops instead)")
+        report.leak_note = (
+            f"--leaks drop: {report.n_dropped} {which} file(s) identical to earlier-split files "
+            f"({where}) are left out of {context} and of its counts; nothing is left to remove by "
+            "hand (--leaks keep keeps them, --leaks fail stops instead)"
+        )
     return used.reset_index(drop=True), report.leak_note
 
 
@@ -283,14 +360,23 @@ def _check_tfds(source: DataSource) -> Report:
     t0 = time.perf_counter()
     b = source.builder()
     counts = {s: tfds_class_counts(source, s) for s in source.splits()}
-    report = Report(spec=source.spec, description=source.description, kind="tfds", classes=list(source.classes),
-                    split_method=source.split_method, class_counts=counts,
-                    n_files=sum(sum(c.values()) for c in counts.values()), files_checked=False,
-                    source_warnings=list(source.warnings))
+    report = Report(
+        spec=source.spec,
+        description=source.description,
+        kind="tfds",
+        classes=list(source.classes),
+        split_method=source.split_method,
+        class_counts=counts,
+        n_files=sum(sum(c.values()) for c in counts.values()),
+        files_checked=False,
+        source_warnings=list(source.warnings),
+    )
     shape = b.info.features[source.image_key].shape
     if shape and shape[0] is not None and shape[1] is not None:
-        report.image_sizes = {"height": {"min": shape[0], "median": shape[0], "max": shape[0]},
-                              "width": {"min": shape[1], "median": shape[1], "max": shape[1]}}
+        report.image_sizes = {
+            "height": {"min": shape[0], "median": shape[0], "max": shape[0]},
+            "width": {"min": shape[1], "median": shape[1], "max": shape[1]},
+        }
     _fail_on_empty(source, counts, [])
     report.warnings = _warnings(report)
     report.seconds = time.perf_counter() - t0

@@ -116,16 +116,30 @@ class Report:
     def to_dict(self) -> dict[str, Any]:
         """Everything in the report as JSON-ready data."""
         return {
-            "spec": self.spec, "description": self.description, "kind": self.kind, "classes": list(self.classes),
-            "split_method": self.split_method, "files_checked": self.files_checked, "n_files": self.n_files,
+            "spec": self.spec,
+            "description": self.description,
+            "kind": self.kind,
+            "classes": list(self.classes),
+            "split_method": self.split_method,
+            "files_checked": self.files_checked,
+            "n_files": self.n_files,
             "n_checked": self.n_checked if self.n_checked is not None else self.n_files,
             "n_reused": self.n_reused,
-            "n_usable": self.n_usable, "n_skipped": self.n_skipped, "n_dropped": self.n_dropped,
-            "leak_policy": self.leak_policy, "class_counts": self.class_counts, "dropped_counts": self.dropped,
+            "n_usable": self.n_usable,
+            "n_skipped": self.n_skipped,
+            "n_dropped": self.n_dropped,
+            "leak_policy": self.leak_policy,
+            "class_counts": self.class_counts,
+            "dropped_counts": self.dropped,
             "bad_files": [asdict(b) for b in self.bad_files],
-            "duplicates": [asdict(d) for d in self.duplicates], "leaks": [asdict(lk) for lk in self.leaks],
-            "ignored": list(self.ignored), "image_sizes": self.image_sizes, "modes": self.modes,
-            "formats": self.formats, "warnings": list(self.warnings), "leak_note": self.leak_note,
+            "duplicates": [asdict(d) for d in self.duplicates],
+            "leaks": [asdict(lk) for lk in self.leaks],
+            "ignored": list(self.ignored),
+            "image_sizes": self.image_sizes,
+            "modes": self.modes,
+            "formats": self.formats,
+            "warnings": list(self.warnings),
+            "leak_note": self.leak_note,
             "seconds": round(self.seconds, 3),
         }
 
@@ -133,21 +147,30 @@ class Report:
         """A short human report: counts table, sizes, and each problem list (first 20 entries)."""
         lines = [f"data: {self.description}"]
         if self.files_checked and self.n_checked is not None and self.n_checked < self.n_files:
-            lines.append(f"checked a sample of {self.n_checked} of {self.n_files} files in {self.seconds:.1f} s "
-                         f"(--check-sample): {self.n_usable} usable, {self.n_skipped} skipped; the other "
-                         f"{self.n_files - self.n_checked} files are used unchecked (one that does not decode is "
-                         f"skipped by the input pipeline, with a warning), and duplicates and leaks are only "
-                         f"looked for in the sample")
+            lines.append(
+                f"checked a sample of {self.n_checked} of {self.n_files} files in {self.seconds:.1f} s "
+                f"(--check-sample): {self.n_usable} usable, {self.n_skipped} skipped; the other "
+                f"{self.n_files - self.n_checked} files are used unchecked (one that does not decode is "
+                f"skipped by the input pipeline, with a warning), and duplicates and leaks are only "
+                f"looked for in the sample"
+            )
         elif self.files_checked:
-            lines.append(f"checked {self.n_files} files in {self.seconds:.1f} s: {self.n_usable} usable, "
-                         f"{self.n_skipped} skipped" + (" (left out; the run goes on)" if self.n_skipped else "")
-                         + (f", {self.n_dropped} dropped (copies of earlier-split files, --leaks drop)"
-                            if self.n_dropped else "")
-                         + (f"; {self.n_reused} unchanged since an earlier check (not read again)"
-                            if self.n_reused else ""))
+            lines.append(
+                f"checked {self.n_files} files in {self.seconds:.1f} s: {self.n_usable} usable, "
+                f"{self.n_skipped} skipped"
+                + (" (left out; the run goes on)" if self.n_skipped else "")
+                + (
+                    f", {self.n_dropped} dropped (copies of earlier-split files, --leaks drop)"
+                    if self.n_dropped
+                    else ""
+                )
+                + (f"; {self.n_reused} unchanged since an earlier check (not read again)" if self.n_reused else "")
+            )
         else:
-            lines.append(f"{self.n_files} examples; file checks skipped for a TFDS source "
-                         "(TFDS validated the records when it prepared them)")
+            lines.append(
+                f"{self.n_files} examples; file checks skipped for a TFDS source "
+                "(TFDS validated the records when it prepared them)"
+            )
         splits = [s for s in SPLITS if s in self.class_counts]
         if splits:
             width = max([7 if self.n_dropped else 5] + [len(c) for c in self.classes])
@@ -156,13 +179,17 @@ class Report:
                 lines.append(f"  {c:<{width}}" + "".join(f"{self.class_counts[s].get(c, 0):>8}" for s in splits))
             lines.append(f"  {'total':<{width}}" + "".join(f"{sum(self.class_counts[s].values()):>8}" for s in splits))
             if self.n_dropped:
-                lines.append(f"  {'dropped':<{width}}" + "".join(f"{sum(self.dropped.get(s, {}).values()):>8}"
-                                                                 for s in splits)
-                             + "  (leaked copies, --leaks drop: not in the counts above)")
+                lines.append(
+                    f"  {'dropped':<{width}}"
+                    + "".join(f"{sum(self.dropped.get(s, {}).values()):>8}" for s in splits)
+                    + "  (leaked copies, --leaks drop: not in the counts above)"
+                )
         if self.image_sizes:
             hs, ws = self.image_sizes["height"], self.image_sizes["width"]
-            txt = (f"image sizes: height {hs['min']:g}..{hs['max']:g} (median {hs['median']:g}), "
-                   f"width {ws['min']:g}..{ws['max']:g} (median {ws['median']:g})")
+            txt = (
+                f"image sizes: height {hs['min']:g}..{hs['max']:g} (median {hs['median']:g}), "
+                f"width {ws['min']:g}..{ws['max']:g} (median {ws['median']:g})"
+            )
             if self.modes:
                 txt += "; modes " + ", ".join(f"{k} {v}" for k, v in self.modes.items())
             if self.formats:
@@ -180,15 +207,19 @@ class Report:
                 lines.append(f"  {d.split}: " + " = ".join(d.paths))
             lines += _more(len(self.duplicates))
         if self.leaks:
-            how = {"drop": ", left out by --leaks drop", "keep": ", kept by --leaks keep",
-                   "fail": " (--leaks fail stops the run)"}.get(self.leak_policy, "")
+            how = {
+                "drop": ", left out by --leaks drop",
+                "keep": ", kept by --leaks keep",
+                "fail": " (--leaks fail stops the run)",
+            }.get(self.leak_policy, "")
             lines.append(f"leakage: {len(self.leaks)} file(s) identical across splits{how}:")
             for lk in self.leaks[:TEXT_LIST_LIMIT]:
                 lines.append(f"  {lk.split_b} {lk.path_b} = {lk.split_a} {lk.path_a}")
             lines += _more(len(self.leaks))
         if self.ignored:
-            lines.append(f"ignored {len(self.ignored)} path(s): not images by name or place, or reached "
-                         "again through links:")
+            lines.append(
+                f"ignored {len(self.ignored)} path(s): not images by name or place, or reached again through links:"
+            )
             for ig in self.ignored[:TEXT_LIST_LIMIT]:
                 lines.append(f"  {ig['path']}  ({ig['why']})")
             lines += _more(len(self.ignored))

@@ -64,7 +64,7 @@ def centre_crop(image: Any, size: tuple[int, int], fraction: float = CROP_FRACTI
     h, w = shape[0], shape[1]
     side = tf.maximum(1, tf.cast(tf.round(tf.cast(tf.minimum(h, w), tf.float64) * fraction), tf.int32))
     top, left = (h - side) // 2, (w - side) // 2
-    return resize(image[top:top + side, left:left + side, :], size)
+    return resize(image[top : top + side, left : left + side, :], size)
 
 
 def apply(image: Any, size: tuple[int, int], policy: str = "crop") -> tf.Tensor:
@@ -109,19 +109,32 @@ def resize_numpy(image: np.ndarray, size: tuple[int, int], policy: str = "plain"
 
 # --- training crops ------------------------------------------------------------------------------
 
-def random_resized_crop(image: Any, size: tuple[int, int], seed: Any, *,
-                        scale: tuple[float, float] = CROP_SCALE,
-                        ratio: tuple[float, float] = CROP_RATIO) -> tf.Tensor:
+
+def random_resized_crop(
+    image: Any,
+    size: tuple[int, int],
+    seed: Any,
+    *,
+    scale: tuple[float, float] = CROP_SCALE,
+    ratio: tuple[float, float] = CROP_RATIO,
+) -> tf.Tensor:
     """Crop a random box (area fraction in ``scale``, aspect in ``ratio``) and resize it to ``size``."""
     begin, box, _ = tf.image.stateless_sample_distorted_bounding_box(
-        tf.shape(image), bounding_boxes=tf.constant([[[0.0, 0.0, 1.0, 1.0]]]), seed=seed,
-        min_object_covered=scale[0], aspect_ratio_range=ratio, area_range=scale, max_attempts=10,
-        use_image_if_no_bounding_boxes=True)
+        tf.shape(image),
+        bounding_boxes=tf.constant([[[0.0, 0.0, 1.0, 1.0]]]),
+        seed=seed,
+        min_object_covered=scale[0],
+        aspect_ratio_range=ratio,
+        area_range=scale,
+        max_attempts=10,
+        use_image_if_no_bounding_boxes=True,
+    )
     return resize(tf.slice(image, begin, box), size)
 
 
-def scale_jitter(image: Any, size: tuple[int, int], seed: Any, *,
-                 scale_range: tuple[float, float] = VGG_SCALE) -> tf.Tensor:
+def scale_jitter(
+    image: Any, size: tuple[int, int], seed: Any, *, scale_range: tuple[float, float] = VGG_SCALE
+) -> tf.Tensor:
     """VGG scale jitter: shorter side to a random S, then a random ``size`` crop."""
     h_t, w_t = size
     side = max(h_t, w_t)

@@ -29,9 +29,14 @@ from tlkit.errors import DataError
 SPLITS = ("train", "val", "test")
 # Spellings accepted in a manifest's split column (and as folder names), mapped to tlkit's.
 SPLIT_ALIASES = {
-    "train": "train", "training": "train",
-    "val": "val", "valid": "val", "validation": "val", "dev": "val",
-    "test": "test", "testing": "test",
+    "train": "train",
+    "training": "train",
+    "val": "val",
+    "valid": "val",
+    "validation": "val",
+    "dev": "val",
+    "test": "test",
+    "testing": "test",
 }
 MANIFEST_COLUMNS = ("path", "label", "split")  # split is optional
 DEFAULT_TFDS_DATA_DIR = "~/tensorflow_datasets"
@@ -88,8 +93,15 @@ class DataSource:
 # --------------------------------------------------------------------------- resolving
 
 
-def resolve(source: str, *, val_split: float = 0.2, seed: int = 0, tfds_data_dir: str | None = None,
-            cache_dir: str | None = None, min_classes: int = 2) -> DataSource:
+def resolve(
+    source: str,
+    *,
+    val_split: float = 0.2,
+    seed: int = 0,
+    tfds_data_dir: str | None = None,
+    cache_dir: str | None = None,
+    min_classes: int = 2,
+) -> DataSource:
     """Resolve a data argument to a :class:`DataSource`, or raise :class:`DataError`.
 
     ``source`` is a folder of class subfolders (optionally under ``train/``, ``val/``,
@@ -125,8 +137,10 @@ def resolve(source: str, *, val_split: float = 0.2, seed: int = 0, tfds_data_dir
         raise DataError(f"data path {spec} does not exist{hint}")
     if path.is_file():
         if path.suffix.lower() != ".csv":
-            raise DataError(f"{spec} is a file but not a .csv manifest; pass a folder of class subfolders "
-                            f"or a CSV with columns path,label[,split]")
+            raise DataError(
+                f"{spec} is a file but not a .csv manifest; pass a folder of class subfolders "
+                f"or a CSV with columns path,label[,split]"
+            )
         return from_csv(path, val_split=val_split, seed=seed, min_classes=min_classes)
     return from_folder(path, val_split=val_split, seed=seed, min_classes=min_classes)
 
@@ -179,11 +193,20 @@ def _walk_class(folder: Path, root: Path) -> tuple[list[Path], list[dict[str, st
             if seen_dirs.get(real) == path:  # one of the class folder's own subfolders
                 subdirs.append((path, real))
             elif real in seen_dirs:
-                ignored.append({"path": str(path), "why": f"link to a folder read as {seen_dirs[real]} "
-                                "(a link loop or a second link to it): not followed again"})
+                ignored.append(
+                    {
+                        "path": str(path),
+                        "why": f"link to a folder read as {seen_dirs[real]} "
+                        "(a link loop or a second link to it): not followed again",
+                    }
+                )
             elif real in above:
-                ignored.append({"path": str(path), "why": f"link to {real}, a folder above the class folder "
-                                "(a link loop): not followed"})
+                ignored.append(
+                    {
+                        "path": str(path),
+                        "why": f"link to {real}, a folder above the class folder (a link loop): not followed",
+                    }
+                )
             else:
                 seen_dirs[real] = path
                 subdirs.append((path, real))
@@ -200,8 +223,10 @@ def _walk_class(folder: Path, root: Path) -> tuple[list[Path], list[dict[str, st
             continue
         group.sort(key=lambda f: (os.path.islink(f), str(f)))
         kept.append(group[0])
-        ignored += [{"path": str(f), "why": f"same file as {group[0]} (reached again through a symbolic "
-                     "link): counted once"} for f in group[1:]]
+        ignored += [
+            {"path": str(f), "why": f"same file as {group[0]} (reached again through a symbolic link): counted once"}
+            for f in group[1:]
+        ]
     return sorted(kept), ignored
 
 
@@ -209,8 +234,9 @@ def _subdirs(folder: Path) -> list[Path]:
     return sorted(d for d in folder.iterdir() if d.is_dir() and not d.name.startswith("."))
 
 
-def from_folder(folder: str | os.PathLike, *, val_split: float = 0.2, seed: int = 0,
-                min_classes: int = 2) -> DataSource:
+def from_folder(
+    folder: str | os.PathLike, *, val_split: float = 0.2, seed: int = 0, min_classes: int = 2
+) -> DataSource:
     """A folder of class subfolders (``root/cat/1.jpg``), or ``root/{train,val,test}/cat/1.jpg``.
 
     Files below a class folder (at any depth) belong to that class; files whose extension is
@@ -227,13 +253,18 @@ def from_folder(folder: str | os.PathLike, *, val_split: float = 0.2, seed: int 
         n_img = sum(is_image_path(p) for p in loose)
         raise DataError(
             f"data folder {root} has no class subfolders ({n_img} image files directly in it); expected one "
-            f"subfolder per class, e.g. {root}/cat/1.jpg and {root}/dog/2.jpg")
+            f"subfolder per class, e.g. {root}/cat/1.jpg and {root}/dog/2.jpg"
+        )
     ignored += [{"path": str(p), "why": "not inside a class folder"} for p in loose]
 
     split_dirs = {SPLIT_ALIASES.get(d.name.lower()) for d in subdirs}
     # train/ val/ test/ layout: every top folder is a split name, train is there, and each holds class folders.
-    by_split = (None not in split_dirs and "train" in split_dirs
-                and all(_subdirs(d) for d in subdirs) and len(split_dirs) == len(subdirs))
+    by_split = (
+        None not in split_dirs
+        and "train" in split_dirs
+        and all(_subdirs(d) for d in subdirs)
+        and len(split_dirs) == len(subdirs)
+    )
     rows: list[tuple[str, str, str]] = []  # (path, label, split or "")
     keys: list[str] = []
     tops = [(SPLIT_ALIASES[d.name.lower()], d) for d in subdirs] if by_split else [("", root)]
@@ -249,20 +280,22 @@ def from_folder(folder: str | os.PathLike, *, val_split: float = 0.2, seed: int 
                     keys.append(f.relative_to(root).as_posix())
                 else:
                     others.append(f)
-            ignored += [{"path": str(f), "why": f"extension not one of {' '.join(IMAGE_EXTENSIONS)}"}
-                        for f in others]
+            ignored += [{"path": str(f), "why": f"extension not one of {' '.join(IMAGE_EXTENSIONS)}"} for f in others]
             if len(rows) == n_before:
                 what = f" (it has {len(others)} other files, e.g. {others[0].name})" if others else ""
-                raise DataError(f"class folder {cdir} has no image files{what}; accepted extensions: "
-                                f"{' '.join(IMAGE_EXTENSIONS)}. Remove the folder or add images.")
+                raise DataError(
+                    f"class folder {cdir} has no image files{what}; accepted extensions: "
+                    f"{' '.join(IMAGE_EXTENSIONS)}. Remove the folder or add images."
+                )
         if by_split:
             loose_in_split = [p for p in sorted(top.iterdir()) if p.is_file() and not p.name.startswith(".")]
             ignored += [{"path": str(p), "why": "not inside a class folder"} for p in loose_in_split]
     classes = sorted({r[1] for r in rows})
     _check_classes(classes, min_classes, f"data folder {root}", "class subfolder")
     df = pd.DataFrame(rows, columns=["path", "label", "split"])
-    notes = near_duplicate_classes(df["label"], "folder names are the class names as they are: rename the folders "
-                                   "to merge them")
+    notes = near_duplicate_classes(
+        df["label"], "folder names are the class names as they are: rename the folders to merge them"
+    )
     if by_split:
         method = "folders"
         how = "split: given by the train/val/test folders"
@@ -270,8 +303,17 @@ def from_folder(folder: str | os.PathLike, *, val_split: float = 0.2, seed: int 
         df["split"], method, how = _seeded_split(keys, df["label"].tolist(), val_split, seed)
     items = _finish_items(df, classes)
     desc = f"folder {root}: {len(classes)} classes, {len(items)} images; {how}"
-    return DataSource(spec=str(folder), kind="files", classes=classes, items=items, description=desc,
-                      root=str(root), split_method=method, ignored=ignored, warnings=notes)
+    return DataSource(
+        spec=str(folder),
+        kind="files",
+        classes=classes,
+        items=items,
+        description=desc,
+        root=str(root),
+        split_method=method,
+        ignored=ignored,
+        warnings=notes,
+    )
 
 
 def near_duplicate_classes(labels: Sequence[str] | pd.Series, how: str) -> list[str]:
@@ -288,16 +330,17 @@ def near_duplicate_classes(labels: Sequence[str] | pd.Series, how: str) -> list[
     for names in groups.values():
         if len(names) > 1:
             listed = " and ".join(f"{n!r} ({int(counts[n])} file(s))" for n in names)
-            out.append(f"class names {listed} differ only in case or surrounding whitespace: they are "
-                       f"{len(names)} separate classes; {how}")
+            out.append(
+                f"class names {listed} differ only in case or surrounding whitespace: they are "
+                f"{len(names)} separate classes; {how}"
+            )
     return out
 
 
 def _check_classes(classes: list[str], min_classes: int, where: str, what: str) -> None:
     if len(classes) < min_classes:
         found = f"only one class ({classes[0]!r})" if len(classes) == 1 else "no classes"
-        raise DataError(f"{where} has {found}; a classifier needs at least {min_classes} "
-                        f"(one {what} per class)")
+        raise DataError(f"{where} has {found}; a classifier needs at least {min_classes} (one {what} per class)")
 
 
 def _finish_items(df: pd.DataFrame, classes: list[str]) -> pd.DataFrame:
@@ -307,8 +350,7 @@ def _finish_items(df: pd.DataFrame, classes: list[str]) -> pd.DataFrame:
     return df[["path", "label", "label_id", "split"]]
 
 
-def from_csv(csv_path: str | os.PathLike, *, val_split: float = 0.2, seed: int = 0,
-             min_classes: int = 2) -> DataSource:
+def from_csv(csv_path: str | os.PathLike, *, val_split: float = 0.2, seed: int = 0, min_classes: int = 2) -> DataSource:
     """A CSV manifest with columns ``path``, ``label`` and optionally ``split`` (train/val/test).
 
     Relative paths are relative to the CSV's folder. Rows whose file is missing are kept
@@ -325,12 +367,15 @@ def from_csv(csv_path: str | os.PathLike, *, val_split: float = 0.2, seed: int =
     accepted = "path, label (required) and split (optional: train/val/test)"
     unknown = [c for c in df.columns if c not in MANIFEST_COLUMNS]
     if unknown:
-        raise DataError(f"manifest {p} has unknown column(s) {', '.join(repr(c) for c in unknown)}; "
-                        f"accepted columns: {accepted}")
+        raise DataError(
+            f"manifest {p} has unknown column(s) {', '.join(repr(c) for c in unknown)}; accepted columns: {accepted}"
+        )
     missing = [c for c in ("path", "label") if c not in df.columns]
     if missing:
-        raise DataError(f"manifest {p} has no {' or '.join(repr(c) for c in missing)} column "
-                        f"(columns: {', '.join(df.columns) or 'none'}); accepted columns: {accepted}")
+        raise DataError(
+            f"manifest {p} has no {' or '.join(repr(c) for c in missing)} column "
+            f"(columns: {', '.join(df.columns) or 'none'}); accepted columns: {accepted}"
+        )
     if len(df) == 0:
         raise DataError(f"manifest {p} has no rows")
     raw_labels = df["label"].astype(str)
@@ -340,15 +385,19 @@ def from_csv(csv_path: str | os.PathLike, *, val_split: float = 0.2, seed: int =
         blank = np.flatnonzero((df[col] == "").to_numpy())
         if len(blank):
             lines = ", ".join(str(i + 2) for i in blank[:10])  # +2: header line, 1-based
-            raise DataError(f"manifest {p}: empty {col!r} on line(s) {lines}"
-                            + (f" and {len(blank) - 10} more" if len(blank) > 10 else ""))
+            raise DataError(
+                f"manifest {p}: empty {col!r} on line(s) {lines}"
+                + (f" and {len(blank) - 10} more" if len(blank) > 10 else "")
+            )
     has_split = "split" in df.columns
     if has_split:
         mapped = df["split"].str.lower().map(SPLIT_ALIASES)
         bad = sorted(set(df["split"][mapped.isna()]))
         if bad:
-            raise DataError(f"manifest {p}: unknown split value(s) {', '.join(repr(b) for b in bad)}; "
-                            f"accepted: {', '.join(sorted(SPLIT_ALIASES))}")
+            raise DataError(
+                f"manifest {p}: unknown split value(s) {', '.join(repr(b) for b in bad)}; "
+                f"accepted: {', '.join(sorted(SPLIT_ALIASES))}"
+            )
         df["split"] = mapped
         if not (df["split"] == "train").any():
             raise DataError(f"manifest {p} has a split column but no 'train' rows")
@@ -357,8 +406,10 @@ def from_csv(csv_path: str | os.PathLike, *, val_split: float = 0.2, seed: int =
     # Absolute but not resolved: a link stays the path the manifest names (a dangling one is reported as such).
     abs_paths = [os.path.abspath(base / Path(x).expanduser()) for x in given]
     if not any(os.path.lexists(a) for a in abs_paths):
-        raise DataError(f"none of the {len(abs_paths)} paths in manifest {p} exists (first: {abs_paths[0]}); "
-                        f"relative paths are taken relative to the manifest's folder {base}")
+        raise DataError(
+            f"none of the {len(abs_paths)} paths in manifest {p} exists (first: {abs_paths[0]}); "
+            f"relative paths are taken relative to the manifest's folder {base}"
+        )
     classes = sorted(set(df["label"]))
     _check_classes(classes, min_classes, f"manifest {p}", "label value")
     notes = []
@@ -366,10 +417,14 @@ def from_csv(csv_path: str | os.PathLike, *, val_split: float = 0.2, seed: int =
         shown = ", ".join(f"{raw_labels.iloc[i]!r} on line {i + 2}" for i in padded[:5])
         more = f" and {len(padded) - 5} more" if len(padded) > 5 else ""
         first = raw_labels.iloc[padded[0]]
-        notes.append(f"{len(padded)} label(s) in manifest {p} had surrounding whitespace ({shown}{more}): stripped, "
-                     f"so {first!r} and {first.strip()!r} are one class")
-    notes += near_duplicate_classes(df["label"], "surrounding whitespace in CSV labels is stripped, case is "
-                                    "kept: fix the label column to merge them")
+        notes.append(
+            f"{len(padded)} label(s) in manifest {p} had surrounding whitespace ({shown}{more}): stripped, "
+            f"so {first!r} and {first.strip()!r} are one class"
+        )
+    notes += near_duplicate_classes(
+        df["label"],
+        "surrounding whitespace in CSV labels is stripped, case is kept: fix the label column to merge them",
+    )
     out = pd.DataFrame({"path": abs_paths, "label": df["label"].tolist()})
     if has_split:
         out["split"] = df["split"].tolist()
@@ -378,8 +433,16 @@ def from_csv(csv_path: str | os.PathLike, *, val_split: float = 0.2, seed: int =
         out["split"], method, how = _seeded_split(given, out["label"].tolist(), val_split, seed)
     items = _finish_items(out, classes)
     desc = f"manifest {p}: {len(classes)} classes, {len(items)} rows; {how}"
-    return DataSource(spec=str(csv_path), kind="files", classes=classes, items=items, description=desc,
-                      root=str(p), split_method=method, warnings=notes)
+    return DataSource(
+        spec=str(csv_path),
+        kind="files",
+        classes=classes,
+        items=items,
+        description=desc,
+        root=str(p),
+        split_method=method,
+        warnings=notes,
+    )
 
 
 def dataset_size(source: DataSource, split: str) -> int:

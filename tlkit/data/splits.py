@@ -17,12 +17,16 @@ def _check_val_split(val_split: float) -> None:
         raise DataError(f"--val-split must be in [0, 1), got {val_split}")
 
 
-def _seeded_split(keys: Sequence[str], labels: Sequence[str], val_split: float,
-                  seed: int) -> tuple[list[str], str, str]:
+def _seeded_split(
+    keys: Sequence[str], labels: Sequence[str], val_split: float, seed: int
+) -> tuple[list[str], str, str]:
     """(splits, split_method, description) for sources without a split of their own."""
     if val_split > 0:
-        return (stratified_split(keys, labels, val_split, seed), "stratified",
-                f"split: seeded stratified, {val_split:.0%} validation, seed {seed}")
+        return (
+            stratified_split(keys, labels, val_split, seed),
+            "stratified",
+            f"split: seeded stratified, {val_split:.0%} validation, seed {seed}",
+        )
     return ["train"] * len(keys), "none", "split: none (all train)"
 
 

@@ -56,22 +56,30 @@ def _find_prepared(data_dir: Path, name: str, version: str | None) -> Path:
         if len(configs) == 1:
             found = versions(configs[0])
         elif len(configs) > 1:
-            raise DataError(f"TFDS dataset {name!r} in {data_dir} has several prepared configs "
-                            f"({', '.join(c.name for c in configs)}); pass tfds:{name}/CONFIG")
+            raise DataError(
+                f"TFDS dataset {name!r} in {data_dir} has several prepared configs "
+                f"({', '.join(c.name for c in configs)}); pass tfds:{name}/CONFIG"
+            )
     if version is not None:
         found = [v for v in found if v.name == version]
     if found:
         return found[-1]
-    prepared = sorted({str(d.relative_to(data_dir).parent) for d in data_dir.glob("*/*/dataset_info.json")} |
-                      {str(d.relative_to(data_dir).parent.parent) for d in data_dir.glob("*/*/*/dataset_info.json")}
-                      ) if data_dir.is_dir() else []
+    prepared = (
+        sorted(
+            {str(d.relative_to(data_dir).parent) for d in data_dir.glob("*/*/dataset_info.json")}
+            | {str(d.relative_to(data_dir).parent.parent) for d in data_dir.glob("*/*/*/dataset_info.json")}
+        )
+        if data_dir.is_dir()
+        else []
+    )
     full = name + (f":{version}" if version else "")
     have = f" Prepared there: {', '.join(prepared)}." if prepared else ""
     raise DataError(
         f"TFDS dataset {full!r} is not prepared in {data_dir} (looked for {base}/VERSION/dataset_info.json).{have} "
         f"tlkit never downloads: on a machine with internet run `tfds build {name} --data_dir {data_dir}` "
         f"(or tfds.builder({name!r}).download_and_prepare()), copy the folder {name.split('/')[0]} into "
-        f"{data_dir} here, and pass --tfds-data-dir {data_dir}")
+        f"{data_dir} here, and pass --tfds-data-dir {data_dir}"
+    )
 
 
 def from_tfds(spec: str, *, data_dir: str | None = None, val_split: float = 0.2, min_classes: int = 2) -> DataSource:
@@ -120,8 +128,10 @@ def from_tfds(spec: str, *, data_dir: str | None = None, val_split: float = 0.2,
             how = "splits as given"
         else:
             if "train" not in available:
-                raise DataError(f"TFDS dataset {name} has no 'train' split (splits: {', '.join(available)}); "
-                                f"name them: tfds:{name}:TRAIN[:VAL[:TEST]]")
+                raise DataError(
+                    f"TFDS dataset {name} has no 'train' split (splits: {', '.join(available)}); "
+                    f"name them: tfds:{name}:TRAIN[:VAL[:TEST]]"
+                )
             n = info.splits["train"].num_examples
             if "validation" in available:
                 splits["train"], splits["val"] = "train", "validation"
@@ -139,11 +149,23 @@ def from_tfds(spec: str, *, data_dir: str | None = None, val_split: float = 0.2,
         if isinstance(exc, DataError):
             raise
         raise DataError(f"{spec}: bad split ({exc}); the dataset's splits are: {', '.join(available)}") from None
-    desc = (f"TFDS {builder.name} {builder.version} from {prepared}: {len(classes)} classes; "
-            + ", ".join(f"{k}={v} ({info.splits[v].num_examples})" for k, v in splits.items()) + f"; {how}")
-    return DataSource(spec=spec, kind="tfds", classes=classes, description=desc, root=str(prepared),
-                      split_method="tfds", tfds_splits=splits, image_key=image_key, label_key=label_key,
-                      _builder=builder)
+    desc = (
+        f"TFDS {builder.name} {builder.version} from {prepared}: {len(classes)} classes; "
+        + ", ".join(f"{k}={v} ({info.splits[v].num_examples})" for k, v in splits.items())
+        + f"; {how}"
+    )
+    return DataSource(
+        spec=spec,
+        kind="tfds",
+        classes=classes,
+        description=desc,
+        root=str(prepared),
+        split_method="tfds",
+        tfds_splits=splits,
+        image_key=image_key,
+        label_key=label_key,
+        _builder=builder,
+    )
 
 
 def _tfds_keys(info: Any, spec: str) -> tuple[str, str]:
@@ -151,16 +173,23 @@ def _tfds_keys(info: Any, spec: str) -> tuple[str, str]:
 
     feats = info.features
     sk = info.supervised_keys
-    if (isinstance(sk, (tuple, list)) and len(sk) == 2 and all(isinstance(k, str) for k in sk)
-            and isinstance(feats[sk[0]], tfds.features.Image) and isinstance(feats[sk[1]], tfds.features.ClassLabel)):
+    if (
+        isinstance(sk, (tuple, list))
+        and len(sk) == 2
+        and all(isinstance(k, str) for k in sk)
+        and isinstance(feats[sk[0]], tfds.features.Image)
+        and isinstance(feats[sk[1]], tfds.features.ClassLabel)
+    ):
         return sk[0], sk[1]
     images = [k for k, f in feats.items() if isinstance(f, tfds.features.Image)]
     labels = [k for k, f in feats.items() if isinstance(f, tfds.features.ClassLabel)]
     if len(images) == 1 and len(labels) == 1:
         return images[0], labels[0]
-    raise DataError(f"{spec}: need exactly one Image and one ClassLabel feature to classify; the dataset has "
-                    f"images {images or 'none'} and class labels {labels or 'none'} "
-                    f"(features: {', '.join(feats.keys())})")
+    raise DataError(
+        f"{spec}: need exactly one Image and one ClassLabel feature to classify; the dataset has "
+        f"images {images or 'none'} and class labels {labels or 'none'} "
+        f"(features: {', '.join(feats.keys())})"
+    )
 
 
 def tfds_class_counts(source: DataSource, split: str) -> dict[str, int]:
@@ -169,8 +198,9 @@ def tfds_class_counts(source: DataSource, split: str) -> dict[str, int]:
     import tensorflow_datasets as tfds
 
     b = source.builder()
-    ds = b.as_dataset(split=source.tfds_splits[split], shuffle_files=False,
-                      decoders={source.image_key: tfds.decode.SkipDecoding()})
+    ds = b.as_dataset(
+        split=source.tfds_splits[split], shuffle_files=False, decoders={source.image_key: tfds.decode.SkipDecoding()}
+    )
     ds = ds.map(lambda ex: tf.cast(ex[source.label_key], tf.int64)).batch(8192)
     counts = np.zeros(len(source.classes), dtype=np.int64)
     for y in ds.as_numpy_iterator():

@@ -122,23 +122,34 @@ def convert(model: Any, *, input_size: tuple[int, int] | None = None) -> Convers
     elif in_shape[1] is not None and in_shape[2] is not None:
         native = (int(in_shape[1]), int(in_shape[2]))
     else:
-        raise ConversionError(model.name, "the model takes a variable input size; pass input_size=(H, W), "
-                                          "the size it was trained at")
+        raise ConversionError(
+            model.name, "the model takes a variable input size; pass input_size=(H, W), the size it was trained at"
+        )
     log: list[str] = []
     raw_notes: list[str] = []
-    inp = keras.Input(shape=(None, None, channels), dtype=graph.inputs[0].dtype,
-                      name=_input_name(graph.inputs[0], "image"))
+    inp = keras.Input(
+        shape=(None, None, channels), dtype=graph.inputs[0].dtype, name=_input_name(graph.inputs[0], "image")
+    )
     outs = _convert_graph(graph, [_T(inp, SPATIAL)], [(None, *native, channels)], log, raw_notes)
     tensors = [_finish(t, log) for t in outs]
-    pools = [n[len(_GLOBAL_NOTE):] for n in raw_notes if n.startswith(_GLOBAL_NOTE)]
+    pools = [n[len(_GLOBAL_NOTE) :] for n in raw_notes if n.startswith(_GLOBAL_NOTE)]
     notes = [n for n in raw_notes if not n.startswith(_GLOBAL_NOTE)]
     if pools:
-        notes.append(f"{len(pools)} global pooling(s) inside the body ({pools[0]}, ...: squeeze-excitation) "
-                     "pool the whole image, so positions of the dense map are not independent crops")
+        notes.append(
+            f"{len(pools)} global pooling(s) inside the body ({pools[0]}, ...: squeeze-excitation) "
+            "pool the whole image, so positions of the dense map are not independent crops"
+        )
     fcn = keras.Model(inp, tensors if len(tensors) > 1 else tensors[0], name=f"{model.name}_fcn")
-    conv = Conversion(model=fcn, native_size=native, stride=0, channels=int(channels),
-                      num_outputs=len(tensors), output_activation=_output_activation(tensors[0]),
-                      converted=log, notes=notes)
+    conv = Conversion(
+        model=fcn,
+        native_size=native,
+        stride=0,
+        channels=int(channels),
+        num_outputs=len(tensors),
+        output_activation=_output_activation(tensors[0]),
+        converted=log,
+        notes=notes,
+    )
     conv.stride = _probe_stride(conv)
     return conv
 
@@ -146,8 +157,9 @@ def convert(model: Any, *, input_size: tuple[int, int] | None = None) -> Convers
 # --- converting the graph ------------------------------------------------------------
 
 
-def _convert_graph(graph: Any, inputs: list[_T], input_shapes: Sequence[tuple[Any, ...]],
-                   log: list[str], notes: list[str]) -> list[_T]:
+def _convert_graph(
+    graph: Any, inputs: list[_T], input_shapes: Sequence[tuple[Any, ...]], log: list[str], notes: list[str]
+) -> list[_T]:
     """Run ``graph`` on the new ``inputs``, converting node by node; returns its outputs."""
     shapes = _static_shapes(graph, input_shapes)
     global_pools = _global_pool_nodes(graph)
@@ -164,9 +176,15 @@ def _convert_graph(graph: Any, inputs: list[_T], input_shapes: Sequence[tuple[An
     return [values[id(t)] for t in graph.outputs]
 
 
-def _convert_node(node: Any, ins: list[_T], in_shapes: list[tuple[Any, ...]],
-                  out_shapes: list[tuple[Any, ...]], is_global_pool: bool,
-                  log: list[str], notes: list[str]) -> list[_T]:
+def _convert_node(
+    node: Any,
+    ins: list[_T],
+    in_shapes: list[tuple[Any, ...]],
+    out_shapes: list[tuple[Any, ...]],
+    is_global_pool: bool,
+    log: list[str],
+    notes: list[str],
+) -> list[_T]:
     op = node.operation
     name = getattr(op, "name", _cls(op))
     kinds = {t.kind for t in ins}
@@ -182,12 +200,18 @@ def _convert_node(node: Any, ins: list[_T], in_shapes: list[tuple[Any, ...]],
         t = ins[0]
         if _is_a(op, ("Dense",)) and len(ins) == 1:
             return [_flat_dense(op, t, log)]
-        raise ConversionError(t.source, f"Flatten is followed by {name!r} ({_cls(op)}), not by a Dense "
-                                        "layer; only Flatten + Dense has a convolutional equivalent")
+        raise ConversionError(
+            t.source,
+            f"Flatten is followed by {name!r} ({_cls(op)}), not by a Dense "
+            "layer; only Flatten + Dense has a convolutional equivalent",
+        )
     if FLAT in kinds:
         src = next(t.source for t in ins if t.kind == FLAT)
-        raise ConversionError(src, f"the flattened output feeds {name!r} ({_cls(op)}) together with "
-                                   "other tensors; only Flatten + Dense can be converted")
+        raise ConversionError(
+            src,
+            f"the flattened output feeds {name!r} ({_cls(op)}) together with "
+            "other tensors; only Flatten + Dense can be converted",
+        )
     if SPATIAL in kinds:
         raise ConversionError(name, f"{_cls(op)} mixes a feature map with a head's per-image vector")
     if kinds == {POOLED} and len(ins) == 1:
@@ -200,8 +224,16 @@ def _convert_node(node: Any, ins: list[_T], in_shapes: list[tuple[Any, ...]],
     return [_map_op(node, op, name, ins, in_shapes, out_shapes, log)]
 
 
-def _convert_body_op(node: Any, op: Any, name: str, ins: list[_T], in_shapes: list[tuple[Any, ...]],
-                     out_shapes: list[tuple[Any, ...]], is_global_pool: bool, notes: list[str]) -> _T:
+def _convert_body_op(
+    node: Any,
+    op: Any,
+    name: str,
+    ins: list[_T],
+    in_shapes: list[tuple[Any, ...]],
+    out_shapes: list[tuple[Any, ...]],
+    is_global_pool: bool,
+    notes: list[str],
+) -> _T:
     """A layer on feature maps: reused as is, except for the head's entry points."""
     kinds = {t.kind for t in ins}
     if kinds == {GLOBAL}:
@@ -215,8 +247,13 @@ def _convert_body_op(node: Any, op: Any, name: str, ins: list[_T], in_shapes: li
         _check_channels_last(op, name)
         if shape[1] is None or shape[2] is None:
             raise ConversionError(name, "the feature map's size at the native input is unknown")
-        return _T(ins[0].x, POOLED, hw=(int(shape[1]), int(shape[2])),
-                  pool="max" if _is_a(op, ("GlobalMaxPooling2D",)) else "avg", source=name)
+        return _T(
+            ins[0].x,
+            POOLED,
+            hw=(int(shape[1]), int(shape[2])),
+            pool="max" if _is_a(op, ("GlobalMaxPooling2D",)) else "avg",
+            source=name,
+        )
     if _is_a(op, ("Flatten",)):
         shape = in_shapes[0]
         if len(shape) != 4:
@@ -226,8 +263,9 @@ def _convert_body_op(node: Any, op: Any, name: str, ins: list[_T], in_shapes: li
             raise ConversionError(name, "the feature map's size at the native input is unknown")
         return _T(ins[0].x, FLAT, hw=(int(shape[1]), int(shape[2])), channels=int(shape[3]), source=name)
     if _is_a(op, _REFUSED):
-        raise ConversionError(name, f"{_cls(op)} on a feature map ties the network to a fixed input "
-                                    "size or to sequences")
+        raise ConversionError(
+            name, f"{_cls(op)} on a feature map ties the network to a fixed input size or to sequences"
+        )
     try:
         out = _call(node, op, ins)
     except Exception as exc:  # noqa: BLE001  (any failure means: not size-agnostic)
@@ -237,8 +275,9 @@ def _convert_body_op(node: Any, op: Any, name: str, ins: list[_T], in_shapes: li
         raise ConversionError(name, f"{_cls(op)} has {len(outs)} outputs inside the body")
     shape = tuple(outs[0].shape)
     if len(shape) != 4 or shape[1] is not None or shape[2] is not None:
-        raise ConversionError(name, f"{_cls(op)} turns a variable-size feature map into shape {shape}, "
-                                    "which fixes the input size")
+        raise ConversionError(
+            name, f"{_cls(op)} turns a variable-size feature map into shape {shape}, which fixes the input size"
+        )
     return _T(outs[0], SPATIAL)
 
 
@@ -248,18 +287,26 @@ def _check_channels_last(op: Any, name: str) -> None:
         raise ConversionError(name, f"data_format={fmt!r}; only channels_last is supported")
 
 
-def _convert_nested(node: Any, op: Any, ins: list[_T], in_shapes: list[tuple[Any, ...]],
-                    log: list[str], notes: list[str]) -> list[_T]:
+def _convert_nested(
+    node: Any, op: Any, ins: list[_T], in_shapes: list[tuple[Any, ...]], log: list[str], notes: list[str]
+) -> list[_T]:
     """A nested model: rebuilt on variable-size inputs and called as before, or inlined in a head."""
     graph = _graph_of(op)
     if all(t.kind == SPATIAL for t in ins):
-        new_inputs = [_T(keras.Input(shape=(None, None, *shape[3:]), dtype=ref.dtype,
-                                     name=_input_name(ref, f"{op.name}_input")), SPATIAL)
-                      for ref, shape in zip(graph.inputs, in_shapes)]
+        new_inputs = [
+            _T(
+                keras.Input(shape=(None, None, *shape[3:]), dtype=ref.dtype, name=_input_name(ref, f"{op.name}_input")),
+                SPATIAL,
+            )
+            for ref, shape in zip(graph.inputs, in_shapes)
+        ]
         outs = _convert_graph(graph, new_inputs, in_shapes, log, notes)
         finished = [_finish(t, log) for t in outs]
-        sub = keras.Model([t.x for t in new_inputs] if len(new_inputs) > 1 else new_inputs[0].x,
-                          finished if len(finished) > 1 else finished[0], name=op.name)
+        sub = keras.Model(
+            [t.x for t in new_inputs] if len(new_inputs) > 1 else new_inputs[0].x,
+            finished if len(finished) > 1 else finished[0],
+            name=op.name,
+        )
         # Same arguments as the original call, so `training=False` on a finetuned base stays.
         result = keras.tree.flatten(_call(node, sub, ins))
         return [_T(x, SPATIAL if t.kind in (SPATIAL, GLOBAL) else MAP) for x, t in zip(result, outs)]
@@ -270,8 +317,9 @@ def _convert_nested(node: Any, op: Any, ins: list[_T], in_shapes: list[tuple[Any
 def _finish(t: _T, log: list[str]) -> Any:
     """A graph output: pending pooling applied; a pending Flatten is an error."""
     if t.kind == FLAT:
-        raise ConversionError(t.source, "Flatten is not followed by a Dense layer; its output has no "
-                                        "convolutional equivalent")
+        raise ConversionError(
+            t.source, "Flatten is not followed by a Dense layer; its output has no convolutional equivalent"
+        )
     if t.kind == POOLED:
         t = _materialize(t, log)
     return t.x

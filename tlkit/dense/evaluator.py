@@ -83,10 +83,19 @@ class DenseEvaluator:
     ``class_names`` name the output classes; ``compiled=False`` runs passes eagerly.
     """
 
-    def __init__(self, model: Any, *, preprocessing: str = "none", class_names: Sequence[str] | None = None,
-                 input_size: tuple[int, int] | None = None, batch_size: int = 8,
-                 compiled: bool = True, max_pixels: int = MAX_PIXELS,
-                 max_scaled_pixels: int = MAX_SCALED_PIXELS, max_aspect: float = MAX_ASPECT) -> None:
+    def __init__(
+        self,
+        model: Any,
+        *,
+        preprocessing: str = "none",
+        class_names: Sequence[str] | None = None,
+        input_size: tuple[int, int] | None = None,
+        batch_size: int = 8,
+        compiled: bool = True,
+        max_pixels: int = MAX_PIXELS,
+        max_scaled_pixels: int = MAX_SCALED_PIXELS,
+        max_aspect: float = MAX_ASPECT,
+    ) -> None:
         conversion = model if isinstance(model, Conversion) else convert(model, input_size=input_size)
         if conversion.stride <= 0:
             raise ConfigError("the converted model has no spatial output; nothing to evaluate densely")
@@ -104,8 +113,10 @@ class DenseEvaluator:
         self.batch_size = int(batch_size)
         self.compiled = bool(compiled)
         if min(max_pixels, max_scaled_pixels) < 1 or not max_aspect >= 1:
-            raise ConfigError(f"limits must be max_pixels >= 1, max_scaled_pixels >= 1, max_aspect >= 1; got "
-                              f"{max_pixels}, {max_scaled_pixels}, {max_aspect}")
+            raise ConfigError(
+                f"limits must be max_pixels >= 1, max_scaled_pixels >= 1, max_aspect >= 1; got "
+                f"{max_pixels}, {max_scaled_pixels}, {max_aspect}"
+            )
         self.max_pixels = int(max_pixels)
         self.max_scaled_pixels = int(max_scaled_pixels)
         self.max_aspect = float(max_aspect)
@@ -130,8 +141,7 @@ class DenseEvaluator:
             from tlkit.imagenet import class_names
 
             names = class_names()
-        return cls(model, preprocessing=kwargs.pop("preprocessing", spec.preprocessing),
-                   class_names=names, **kwargs)
+        return cls(model, preprocessing=kwargs.pop("preprocessing", spec.preprocessing), class_names=names, **kwargs)
 
     @classmethod
     def from_run(cls, run_dir: str | os.PathLike, **kwargs: Any) -> DenseEvaluator:
@@ -140,8 +150,12 @@ class DenseEvaluator:
         tlkit's finetuned models preprocess inside, so the evaluator feeds raw pixels.
         """
         model, labels = load_run_model(run_dir)
-        return cls(model, preprocessing=kwargs.pop("preprocessing", "none"),
-                   class_names=kwargs.pop("class_names", labels), **kwargs)
+        return cls(
+            model,
+            preprocessing=kwargs.pop("preprocessing", "none"),
+            class_names=kwargs.pop("class_names", labels),
+            **kwargs,
+        )
 
     # -- forward passes --
 
@@ -150,7 +164,7 @@ class DenseEvaluator:
         model = self.conversion.model
         outs = []
         for i in range(0, len(x), self.batch_size):
-            chunk = x[i:i + self.batch_size]
+            chunk = x[i : i + self.batch_size]
             # Compiled (tf.function / jax.jit) by default: EfficientNet-Lite0's many small ops
             # are dispatch-bound when run eagerly. New shapes retrace a few times, then Keras
             # relaxes the traced shape and stops retracing.
@@ -170,8 +184,10 @@ class DenseEvaluator:
             raise ConfigError(f"expected a batch (N, H, W, C), got shape {x.shape}")
         wh, ww = self.window
         if x.shape[1] < wh or x.shape[2] < ww:
-            raise ConfigError(f"images of {x.shape[1]}x{x.shape[2]} are smaller than the network's "
-                             f"{wh}x{ww} window; use a larger scale")
+            raise ConfigError(
+                f"images of {x.shape[1]}x{x.shape[2]} are smaller than the network's "
+                f"{wh}x{ww} window; use a larger scale"
+            )
         shifts = shift_plan(self.net_stride, stride)
         step = int(stride or self.net_stride)
         if len(shifts) == 1:
@@ -192,9 +208,17 @@ class DenseEvaluator:
         rows, cols = windows_inside(x.shape[1], x.shape[2], self.window, step)
         return maps[:, :rows, :cols]  # positions whose windows hang over the edge are dropped
 
-    def evaluate(self, images: Any, *, scales: Sequence[int] = (384,), stride: int | None = None,
-                 aggregate: str = "mean", top: int = 5, resize: str = "shorter",
-                 progress: Callable[[str], None] | None = None) -> list[DenseResult]:
+    def evaluate(
+        self,
+        images: Any,
+        *,
+        scales: Sequence[int] = (384,),
+        stride: int | None = None,
+        aggregate: str = "mean",
+        top: int = 5,
+        resize: str = "shorter",
+        progress: Callable[[str], None] | None = None,
+    ) -> list[DenseResult]:
         """Evaluate images (paths, arrays, or one of either) at ``scales``; one result per image.
 
         ``progress`` is called with a line after each scale (several large scales take a while)."""
@@ -223,20 +247,36 @@ class DenseEvaluator:
                     h0, w0 = loaded[i][1].shape[:2]
                     m = maps[k]
                     agg = m.mean(axis=(0, 1)) if aggregate == "mean" else m.max(axis=(0, 1))
-                    per_image[i].append(ScaleMap(
-                        scale=int(scale), input_size=(int(shape[0]), int(shape[1])), scores_map=m,
-                        stride=step, image_stride=(step * h0 / shape[0], step * w0 / shape[1]),
-                        passes=passes, window=self.window, scores=agg))
+                    per_image[i].append(
+                        ScaleMap(
+                            scale=int(scale),
+                            input_size=(int(shape[0]), int(shape[1])),
+                            scores_map=m,
+                            stride=step,
+                            image_stride=(step * h0 / shape[0], step * w0 / shape[1]),
+                            passes=passes,
+                            window=self.window,
+                            scores=agg,
+                        )
+                    )
             if progress is not None:
                 sizes = sorted({f"{s[0]}x{s[1]}" for s in groups})
-                progress(f"scale {scale} ({n_done}/{len(scales)}): {', '.join(sizes)} in "
-                         f"{time.perf_counter() - t0:.1f} s")
+                progress(
+                    f"scale {scale} ({n_done}/{len(scales)}): {', '.join(sizes)} in {time.perf_counter() - t0:.1f} s"
+                )
         results = []
         for (source, img), maps in zip(loaded, per_image):
             scores = np.mean([m.scores for m in maps], axis=0)
-            results.append(DenseResult(source=source, image_size=(int(img.shape[0]), int(img.shape[1])),
-                                       maps=maps, scores=scores, top=self._top(scores, top),
-                                       aggregate=aggregate))
+            results.append(
+                DenseResult(
+                    source=source,
+                    image_size=(int(img.shape[0]), int(img.shape[1])),
+                    maps=maps,
+                    scores=scores,
+                    top=self._top(scores, top),
+                    aggregate=aggregate,
+                )
+            )
         return results
 
     def _load_checked(self, images: Any, scales: Sequence[int], resize: str) -> Iterable[tuple[str, np.ndarray]]:
@@ -246,14 +286,27 @@ class DenseEvaluator:
             if isinstance(item, (str, os.PathLike)):
                 size = _header_size(item)
                 if size is not None:
-                    check_scales(str(item), *size, scales, resize, max_scaled_pixels=self.max_scaled_pixels,
-                                 max_aspect=self.max_aspect)
+                    check_scales(
+                        str(item),
+                        *size,
+                        scales,
+                        resize,
+                        max_scaled_pixels=self.max_scaled_pixels,
+                        max_aspect=self.max_aspect,
+                    )
             else:
                 arr = np.asarray(item)
                 if arr.ndim != 3 or arr.shape[-1] != 3:
                     raise ConfigError(f"image {k}: expected an RGB array (H, W, 3), got shape {arr.shape}")
-                check_scales(f"<array {k}>", arr.shape[0], arr.shape[1], scales, resize,
-                             max_scaled_pixels=self.max_scaled_pixels, max_aspect=self.max_aspect)
+                check_scales(
+                    f"<array {k}>",
+                    arr.shape[0],
+                    arr.shape[1],
+                    scales,
+                    resize,
+                    max_scaled_pixels=self.max_scaled_pixels,
+                    max_aspect=self.max_aspect,
+                )
         yield from _load_images(items, max_pixels=self.max_pixels)
 
     def _top(self, scores: np.ndarray, k: int) -> list[ClassScore]:
@@ -262,10 +315,20 @@ class DenseEvaluator:
         return [ClassScore(int(i), names[i] if names else str(int(i)), float(scores[i])) for i in order]
 
 
-def evaluate(model: Any, images: Any, *, scales: Sequence[int] = (384,), stride: int | None = None,
-             aggregate: str = "mean", top: int = 5, resize: str = "shorter", weights: str | None = "imagenet",
-             preprocessing: str | None = None, class_names: Sequence[str] | None = None,
-             batch_size: int = 8) -> DenseResult | list[DenseResult]:
+def evaluate(
+    model: Any,
+    images: Any,
+    *,
+    scales: Sequence[int] = (384,),
+    stride: int | None = None,
+    aggregate: str = "mean",
+    top: int = 5,
+    resize: str = "shorter",
+    weights: str | None = "imagenet",
+    preprocessing: str | None = None,
+    class_names: Sequence[str] | None = None,
+    batch_size: int = 8,
+) -> DenseResult | list[DenseResult]:
     """One-call dense evaluation; ``model`` is a registry name, a Keras model or a Conversion.
 
     Returns one :class:`DenseResult` for one image (array or path), else a list.

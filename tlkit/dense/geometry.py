@@ -66,8 +66,7 @@ def windows_inside(height: int, width: int, window: tuple[int, int], stride: int
     return (max(0, (int(height) - window[0]) // stride + 1), max(0, (int(width) - window[1]) // stride + 1))
 
 
-def dense_map_size(conversion: Conversion, height: int, width: int,
-                   stride: int | None = None) -> tuple[int, int]:
+def dense_map_size(conversion: Conversion, height: int, width: int, stride: int | None = None) -> tuple[int, int]:
     """Map size for an input of ``height`` x ``width`` at ``stride`` (no forward pass): the
     positions the network gives whose windows lie inside the image."""
     shifts = shift_plan(conversion.stride, stride)
@@ -92,22 +91,36 @@ def _pass_size(conversion: Conversion, height: int, width: int) -> tuple[int, in
     return conversion.output_size(height, width)
 
 
-def check_scales(source: str, height: int, width: int, scales: Sequence[int], mode: str = "shorter", *,
-                 max_scaled_pixels: int = MAX_SCALED_PIXELS, max_aspect: float = MAX_ASPECT) -> None:
+def check_scales(
+    source: str,
+    height: int,
+    width: int,
+    scales: Sequence[int],
+    mode: str = "shorter",
+    *,
+    max_scaled_pixels: int = MAX_SCALED_PIXELS,
+    max_aspect: float = MAX_ASPECT,
+) -> None:
     """Refuse (ConfigError) an image whose resized form would exceed the bounds; nothing is allocated."""
     h, w = int(height), int(width)
-    limits = (f"limits: sides up to {max_aspect:g}:1 (--max-aspect) and {max_scaled_pixels:,} pixels after "
-              "resizing (--max-scaled-pixels)")
+    limits = (
+        f"limits: sides up to {max_aspect:g}:1 (--max-aspect) and {max_scaled_pixels:,} pixels after "
+        "resizing (--max-scaled-pixels)"
+    )
     aspect = max(h, w) / max(1, min(h, w))
     if mode == "shorter" and aspect > max_aspect:
         sh, sw = scaled_size(h, w, min(scales), mode)
-        raise ConfigError(f"{source} is {h}x{w} pixels, an aspect ratio of {aspect:.4g}:1; at scale {min(scales)} "
-                          f"it would become {sh}x{sw} ({sh * sw:,} pixels); {limits}")
+        raise ConfigError(
+            f"{source} is {h}x{w} pixels, an aspect ratio of {aspect:.4g}:1; at scale {min(scales)} "
+            f"it would become {sh}x{sw} ({sh * sw:,} pixels); {limits}"
+        )
     for scale in scales:
         sh, sw = scaled_size(h, w, scale, mode)
         if sh * sw > max_scaled_pixels:
-            raise ConfigError(f"{source} ({h}x{w}) at scale {scale} would become {sh}x{sw} = {sh * sw:,} pixels; "
-                              f"{limits}; use smaller --scales or raise the limit")
+            raise ConfigError(
+                f"{source} ({h}x{w}) at scale {scale} would become {sh}x{sw} = {sh * sw:,} pixels; "
+                f"{limits}; use smaller --scales or raise the limit"
+            )
 
 
 def resize_for_scale(image: np.ndarray, scale: int, mode: str = "shorter") -> np.ndarray:

@@ -24,16 +24,51 @@ FLAT = "flat"  # a Flatten is pending: the tensor is still the map it would flat
 POOLED = "pooled"  # a head's global pooling is pending: the tensor is still the map
 MAP = "map"  # per-position vectors: what was a vector per image is now a vector per window
 
-_DROPOUT_CLASSES = ("Dropout", "SpatialDropout1D", "SpatialDropout2D", "SpatialDropout3D",
-                    "GaussianDropout", "GaussianNoise", "AlphaDropout", "ActivityRegularization")
+_DROPOUT_CLASSES = (
+    "Dropout",
+    "SpatialDropout1D",
+    "SpatialDropout2D",
+    "SpatialDropout3D",
+    "GaussianDropout",
+    "GaussianNoise",
+    "AlphaDropout",
+    "ActivityRegularization",
+)
 # Per-position layers that act on the last axis only; cloned for 4D input in the head.
-_POSITIONWISE = ("Activation", "ReLU", "LeakyReLU", "ELU", "PReLU", "Softmax", "Rescaling",
-                 "Identity", "BatchNormalization", "LayerNormalization", "UnitNormalization")
+_POSITIONWISE = (
+    "Activation",
+    "ReLU",
+    "LeakyReLU",
+    "ELU",
+    "PReLU",
+    "Softmax",
+    "Rescaling",
+    "Identity",
+    "BatchNormalization",
+    "LayerNormalization",
+    "UnitNormalization",
+)
 _MERGES = ("Add", "Subtract", "Multiply", "Average", "Maximum", "Minimum", "Concatenate")
 # Layers that tie a body to a fixed size or to sequences; refused outright on feature maps.
-_REFUSED = ("Reshape", "Permute", "RepeatVector", "RNN", "LSTM", "GRU", "SimpleRNN", "ConvLSTM2D",
-            "Bidirectional", "TimeDistributed", "Embedding", "MultiHeadAttention", "Resizing",
-            "CenterCrop", "GlobalAveragePooling1D", "GlobalMaxPooling1D", "Flatten")
+_REFUSED = (
+    "Reshape",
+    "Permute",
+    "RepeatVector",
+    "RNN",
+    "LSTM",
+    "GRU",
+    "SimpleRNN",
+    "ConvLSTM2D",
+    "Bidirectional",
+    "TimeDistributed",
+    "Embedding",
+    "MultiHeadAttention",
+    "Resizing",
+    "CenterCrop",
+    "GlobalAveragePooling1D",
+    "GlobalMaxPooling1D",
+    "Flatten",
+)
 
 
 _GLOBAL_NOTE = "global-pool:"  # marks a body global pooling in the notes, summarised at the end
@@ -62,9 +97,11 @@ def _graph_of(model: Any) -> Any:
             raise ConversionError(model.name, "a Sequential model without a known input shape; build it first")
         return graph
     if not _kc.has_layer_graph(model):
-        raise ConversionError(getattr(model, "name", type(model).__name__),
-                              "a subclassed model: its layer graph cannot be read; "
-                              "only functional and Sequential models can be converted")
+        raise ConversionError(
+            getattr(model, "name", type(model).__name__),
+            "a subclassed model: its layer graph cannot be read; "
+            "only functional and Sequential models can be converted",
+        )
     return model
 
 
@@ -88,8 +125,9 @@ def _is_a(op: Any, names: Sequence[str]) -> bool:
 
 def _nodes_in_order(graph: Any) -> list[Any]:
     by_depth = _kc.nodes_by_depth(graph)
-    return [n for d in sorted(by_depth, reverse=True) for n in by_depth[d]
-            if n.operation is not None and not n.is_input]
+    return [
+        n for d in sorted(by_depth, reverse=True) for n in by_depth[d] if n.operation is not None and not n.is_input
+    ]
 
 
 def _static_shapes(graph: Any, input_shapes: Sequence[tuple[Any, ...]]) -> dict[int, tuple[Any, ...]]:

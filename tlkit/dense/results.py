@@ -56,14 +56,20 @@ class ScaleMap:
         values = self.scores_map[..., class_index]
         for i in range(values.shape[0]):
             for j in range(values.shape[1]):
-                acc[i:i + wh, j:j + ww] += values[i, j]
-                cnt[i:i + wh, j:j + ww] += 1
+                acc[i : i + wh, j : j + ww] += values[i, j]
+                cnt[i : i + wh, j : j + ww] += 1
         return np.divide(acc, cnt, out=np.zeros_like(acc), where=cnt > 0)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"scale": self.scale, "input_size": list(self.input_size), "map_shape": list(self.map_shape),
-                "stride": self.stride, "image_stride": [round(v, 3) for v in self.image_stride],
-                "passes": self.passes, "window": list(self.window)}
+        return {
+            "scale": self.scale,
+            "input_size": list(self.input_size),
+            "map_shape": list(self.map_shape),
+            "stride": self.stride,
+            "image_stride": [round(v, 3) for v in self.image_stride],
+            "passes": self.passes,
+            "window": list(self.window),
+        }
 
 
 @dataclasses.dataclass
@@ -93,7 +99,13 @@ class DenseResult:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready summary (maps as shapes, not values)."""
-        return {"image": self.source, "image_size": list(self.image_size), "aggregate": self.aggregate,
-                "scales": [m.to_dict() for m in self.maps],
-                "top": [{"rank": r + 1, "index": c.index, "name": c.name, "score": round(c.score, 6)}
-                        for r, c in enumerate(self.top)]}
+        return {
+            "image": self.source,
+            "image_size": list(self.image_size),
+            "aggregate": self.aggregate,
+            "scales": [m.to_dict() for m in self.maps],
+            "top": [
+                {"rank": r + 1, "index": c.index, "name": c.name, "score": round(c.score, 6)}
+                for r, c in enumerate(self.top)
+            ],
+        }

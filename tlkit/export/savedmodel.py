@@ -150,13 +150,16 @@ class ExportResult:
 
 # --- export ---------------------------------------------------------------------------------------
 
+
 @contextlib.contextmanager
 def _sigterm_as_interrupt() -> Iterator[None]:
     """SIGTERM raises KeyboardInterrupt meanwhile, so the cleanup below runs (a plain SIGTERM
     would end the process without it); the previous handler is restored. Only from the main
     thread, and only over Python's default handler (an application's own one is left alone)."""
-    if threading.current_thread() is not threading.main_thread() or \
-            signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
+    if (
+        threading.current_thread() is not threading.main_thread()
+        or signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL
+    ):
         yield
         return
 
@@ -170,13 +173,25 @@ def _sigterm_as_interrupt() -> Iterator[None]:
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
-def export_model(model: Any, labels: Sequence[str], out: str | Path, *, version: int | None = None,
-                 top_k: int = DEFAULT_TOP_K, resize: str = "crop", input_size: Sequence[int] | None = None,
-                 card: dict[str, Any] | None = None, verify: bool = True,
-                 probes: Sequence[bytes] | None = None, tolerance: float = TOLERANCE,
-                 formats: Sequence[str] = ("saved_model",), max_pixels: int = MAX_PIXELS,
-                 validation: np.ndarray | None = None, validation_source: str | None = None,
-                 progress: Progress | None = None) -> ExportResult:
+def export_model(
+    model: Any,
+    labels: Sequence[str],
+    out: str | Path,
+    *,
+    version: int | None = None,
+    top_k: int = DEFAULT_TOP_K,
+    resize: str = "crop",
+    input_size: Sequence[int] | None = None,
+    card: dict[str, Any] | None = None,
+    verify: bool = True,
+    probes: Sequence[bytes] | None = None,
+    tolerance: float = TOLERANCE,
+    formats: Sequence[str] = ("saved_model",),
+    max_pixels: int = MAX_PIXELS,
+    validation: np.ndarray | None = None,
+    validation_source: str | None = None,
+    progress: Progress | None = None,
+) -> ExportResult:
     """Export a Keras classifier taking raw 0..255 RGB pixels to ``out/N``; see the module docstring.
 
     ``card`` adds fields to the model card (base, preprocessing mode, metrics, source).
@@ -204,8 +219,9 @@ def export_model(model: Any, labels: Sequence[str], out: str | Path, *, version:
         tmp = Path(tempfile.mkdtemp(prefix=tmp_name(n), dir=out))
         try:
             say(f"writing the SavedModel (version {n})")
-            facts = save_serving_model(model, labels, tmp, top_k=top_k, resize=resize, input_size=input_size,
-                                       max_pixels=max_pixels)
+            facts = save_serving_model(
+                model, labels, tmp, top_k=top_k, resize=resize, input_size=input_size, max_pixels=max_pixels
+            )
             model_card = make_card(labels, facts, card or {}, version=n)
             _write_card(tmp, model_card)
             report = None
@@ -221,8 +237,9 @@ def export_model(model: Any, labels: Sequence[str], out: str | Path, *, version:
                 if verify:
                     pixels, sample = tflite_check_pixels(size, resize, probes, validation, validation_source)
                     say(f"checking the TFLite models on {len(pixels)} images")
-                    model_card["tflite"]["verification"] = verify_tflite(tmp, model, pixels, tolerance=tolerance,
-                                                                         sample=sample)
+                    model_card["tflite"]["verification"] = verify_tflite(
+                        tmp, model, pixels, tolerance=tolerance, sample=sample
+                    )
                 _write_card(tmp, model_card)
             refuse_existing(target, out)  # another export may have taken N meanwhile
             os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes it private; a server may run as another user
@@ -250,14 +267,17 @@ def make_card(labels: Sequence[str], facts: dict[str, Any], extra: dict[str, Any
 
     extra = dict(extra)
     h, w = facts["input_size"]
-    pre = {"mode": extra.pop("preprocessing_mode", None), "in_graph": True,
-           "decode": "JPEG: tf.io.decode_jpeg(dct_method='INTEGER_ACCURATE'); PNG, BMP, GIF (first frame): "
-                     "tf.io.decode_image; grayscale and RGBA become RGB; headers checked first "
-                     "(tlkit.export.serving_decode)",
-           "resize": facts["resize"],
-           "crop_fraction": CROP_FRACTION if facts["resize"] == "crop" else None,
-           "interpolation": "bilinear, antialiased, unrounded (tlkit.data.resize, as every tlkit command)",
-           "model_input": f"float32 RGB 0..255, {h}x{w}"}
+    pre = {
+        "mode": extra.pop("preprocessing_mode", None),
+        "in_graph": True,
+        "decode": "JPEG: tf.io.decode_jpeg(dct_method='INTEGER_ACCURATE'); PNG, BMP, GIF (first frame): "
+        "tf.io.decode_image; grayscale and RGBA become RGB; headers checked first "
+        "(tlkit.export.serving_decode)",
+        "resize": facts["resize"],
+        "crop_fraction": CROP_FRACTION if facts["resize"] == "crop" else None,
+        "interpolation": "bilinear, antialiased, unrounded (tlkit.data.resize, as every tlkit command)",
+        "model_input": f"float32 RGB 0..255, {h}x{w}",
+    }
     card = {
         "format": "tlkit-saved-model/1",
         "version": version,
@@ -271,10 +291,14 @@ def make_card(labels: Sequence[str], facts: dict[str, Any], extra: dict[str, Any
         # together), before decoding it.
         "max_pixels": facts["max_pixels"],
         "signatures": {
-            SERVING_SIGNATURE: {"inputs": {BYTES_INPUT: ["string", [-1]]},
-                                "outputs": _output_spec(len(labels), facts["top_k"])},
-            PIXELS_SIGNATURE: {"inputs": {PIXELS_INPUT: ["float32", [-1, h, w, 3]]},
-                               "outputs": _output_spec(len(labels), facts["top_k"])},
+            SERVING_SIGNATURE: {
+                "inputs": {BYTES_INPUT: ["string", [-1]]},
+                "outputs": _output_spec(len(labels), facts["top_k"]),
+            },
+            PIXELS_SIGNATURE: {
+                "inputs": {PIXELS_INPUT: ["float32", [-1, h, w, 3]]},
+                "outputs": _output_spec(len(labels), facts["top_k"]),
+            },
         },
         "labels_asset": f"assets/{LABELS_FILE}",
         "metrics": extra.pop("metrics", None),
@@ -292,8 +316,7 @@ def _write_card(path: Path, card: dict[str, Any]) -> None:
     (path / MODEL_CARD).write_text(json.dumps(card, indent=2, default=str) + "\n", encoding="utf-8")
 
 
-def export_base(name: str, out: str | Path | None = None, *, weights: str = "imagenet",
-                **kwargs: Any) -> ExportResult:
+def export_base(name: str, out: str | Path | None = None, *, weights: str = "imagenet", **kwargs: Any) -> ExportResult:
     """Export a pretrained ImageNet classifier from the registry (``tlkit export --base``).
 
     The model gets the base's :class:`~tlkit.models.preprocessing.Preprocess` in front, so the
@@ -305,14 +328,19 @@ def export_base(name: str, out: str | Path | None = None, *, weights: str = "ima
 
     spec = tlkit.get_spec(name)
     if weights == "imagenet" and not spec.has_imagenet:
-        raise ConfigError(f"{spec.name} has no ImageNet weights; bases that do: "
-                         + ", ".join(s.name for s in tlkit.list_models() if s.has_imagenet))
+        raise ConfigError(
+            f"{spec.name} has no ImageNet weights; bases that do: "
+            + ", ".join(s.name for s in tlkit.list_models() if s.has_imagenet)
+        )
     out = check_target(Path(out) if out else default_out(base=spec.name), kwargs.get("version"))
     (kwargs.get("progress") or _quiet)(f"building {spec.name} (weights: {weights})")
     model = tlkit.build(spec.name, weights=weights, include_preprocessing=True)
-    card = {"base": spec.name, "preprocessing_mode": spec.preprocessing,
-            "source": {"kind": "pretrained", "base": spec.name, "weights": str(weights)},
-            **kwargs.pop("card", {})}
+    card = {
+        "base": spec.name,
+        "preprocessing_mode": spec.preprocessing,
+        "source": {"kind": "pretrained", "base": spec.name, "weights": str(weights)},
+        **kwargs.pop("card", {}),
+    }
     return export_model(model, class_names(), out, card=card, **kwargs)
 
 
@@ -340,13 +368,16 @@ def export_run(run_dir: str | Path, out: str | Path | None = None, **kwargs: Any
     except KeyError:
         pass
     checkpoint = getattr(RunDir(run).checkpoint(), "name", None)  # best.keras, else last.keras
-    card = {"base": base, "preprocessing_mode": mode, "metrics": metrics,
-            "source": {"kind": "run", "run_dir": str(run.resolve()), "checkpoint": checkpoint,
-                       "data": config.get("data")},
-            **kwargs.pop("card", {})}
+    card = {
+        "base": base,
+        "preprocessing_mode": mode,
+        "metrics": metrics,
+        "source": {"kind": "run", "run_dir": str(run.resolve()), "checkpoint": checkpoint, "data": config.get("data")},
+        **kwargs.pop("card", {}),
+    }
     input_size = kwargs.pop("input_size", None) or config.get("input_size")
     if "tflite" in kwargs.get("formats", ()) and kwargs.get("verify", True) and "validation" not in kwargs:
         kwargs["validation"], kwargs["validation_source"] = validation_pixels(
-            config, tuple(input_size or model.input_shape[1:3]), kwargs.get("progress") or _quiet)
-    return export_model(model, labels, out, card=card,
-                        input_size=input_size, **kwargs)
+            config, tuple(input_size or model.input_shape[1:3]), kwargs.get("progress") or _quiet
+        )
+    return export_model(model, labels, out, card=card, input_size=input_size, **kwargs)

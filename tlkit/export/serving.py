@@ -53,8 +53,16 @@ def _model_size(model: Any, input_size: Sequence[int] | None) -> tuple[int, int]
 class ServingModule(tf.Module):
     """The exported object: the model's variables, the label table and both signatures."""
 
-    def __init__(self, model: Any, labels_path: str, *, size: tuple[int, int], top_k: int,
-                 resize: str, max_pixels: int = MAX_PIXELS) -> None:
+    def __init__(
+        self,
+        model: Any,
+        labels_path: str,
+        *,
+        size: tuple[int, int],
+        top_k: int,
+        resize: str,
+        max_pixels: int = MAX_PIXELS,
+    ) -> None:
         super().__init__(name="tlkit_serving")
         self.size = size
         self.top_k = top_k
@@ -65,21 +73,26 @@ class ServingModule(tf.Module):
         self._model = _Untracked(model)
         # A string path becomes a tf.saved_model.Asset: copied into assets/ and re-pointed on load.
         initializer = tf.lookup.TextFileInitializer(
-            labels_path, tf.int64, tf.lookup.TextFileIndex.LINE_NUMBER,
-            tf.string, tf.lookup.TextFileIndex.WHOLE_LINE)
+            labels_path, tf.int64, tf.lookup.TextFileIndex.LINE_NUMBER, tf.string, tf.lookup.TextFileIndex.WHOLE_LINE
+        )
         self.labels = tf.lookup.StaticHashTable(initializer, default_value="")
         h, w = size
         self.serve_bytes = tf.function(
-            self._serve_bytes, input_signature=[tf.TensorSpec([None], tf.string, name=BYTES_INPUT)])
+            self._serve_bytes, input_signature=[tf.TensorSpec([None], tf.string, name=BYTES_INPUT)]
+        )
         self.serve_pixels = tf.function(
-            self._serve_pixels, input_signature=[tf.TensorSpec([None, h, w, 3], tf.float32, name=PIXELS_INPUT)])
+            self._serve_pixels, input_signature=[tf.TensorSpec([None, h, w, 3], tf.float32, name=PIXELS_INPUT)]
+        )
 
     def _outputs(self, pixels: tf.Tensor) -> dict[str, tf.Tensor]:
         scores = tf.cast(self._model.obj(pixels, training=False), tf.float32)
         top_scores, top_ids = tf.math.top_k(scores, k=self.top_k)
-        return {"scores": scores, "top_k_ids": top_ids,
-                "top_k_labels": self.labels.lookup(tf.cast(top_ids, tf.int64)),
-                "top_k_scores": top_scores}
+        return {
+            "scores": scores,
+            "top_k_ids": top_ids,
+            "top_k_labels": self.labels.lookup(tf.cast(top_ids, tf.int64)),
+            "top_k_scores": top_scores,
+        }
 
     def _serve_bytes(self, image_bytes: tf.Tensor) -> dict[str, tf.Tensor]:
         return self._outputs(decode_images(image_bytes, self.size, self.resize, self.max_pixels))
@@ -89,8 +102,10 @@ class ServingModule(tf.Module):
 
     def signatures(self) -> dict[str, Any]:
         """Trace both signatures and track the tf.Variables they capture."""
-        fns = {SERVING_SIGNATURE: self.serve_bytes.get_concrete_function(),
-               PIXELS_SIGNATURE: self.serve_pixels.get_concrete_function()}
+        fns = {
+            SERVING_SIGNATURE: self.serve_bytes.get_concrete_function(),
+            PIXELS_SIGNATURE: self.serve_pixels.get_concrete_function(),
+        }
         # Track the captured tf.Variables themselves, not the Keras wrappers around them: with
         # the wrappers, TF2 loading works but TF1-style loading (saved_model_cli run, older
         # TF Serving paths) restores no values ("Could not find variable ...").
@@ -109,9 +124,16 @@ class _Untracked:
         self.obj = obj
 
 
-def save_serving_model(model: Any, labels: Sequence[str], path: str | Path, *, top_k: int = DEFAULT_TOP_K,
-                       resize: str = "crop", input_size: Sequence[int] | None = None,
-                       max_pixels: int = MAX_PIXELS) -> dict[str, Any]:
+def save_serving_model(
+    model: Any,
+    labels: Sequence[str],
+    path: str | Path,
+    *,
+    top_k: int = DEFAULT_TOP_K,
+    resize: str = "crop",
+    input_size: Sequence[int] | None = None,
+    max_pixels: int = MAX_PIXELS,
+) -> dict[str, Any]:
     """Write the SavedModel (no card, no verification) to ``path``; returns its facts."""
     labels = _check_labels(labels)
     max_pixels = check_max_pixels(max_pixels)
@@ -130,8 +152,13 @@ def save_serving_model(model: Any, labels: Sequence[str], path: str | Path, *, t
             f.write("".join(c + "\n" for c in labels))
         module = ServingModule(model, labels_path, size=size, top_k=k, resize=resize, max_pixels=max_pixels)
         tf.saved_model.save(module, str(path), signatures=module.signatures())
-    return {"input_size": list(size), "top_k": k, "resize": resize, "num_classes": len(labels),
-            "max_pixels": max_pixels}
+    return {
+        "input_size": list(size),
+        "top_k": k,
+        "resize": resize,
+        "num_classes": len(labels),
+        "max_pixels": max_pixels,
+    }
 
 
 def check_max_pixels(max_pixels: int) -> int:
@@ -142,5 +169,9 @@ def check_max_pixels(max_pixels: int) -> int:
 
 
 def _output_spec(c: int, k: int) -> dict[str, list]:
-    return {"scores": ["float32", [-1, c]], "top_k_ids": ["int32", [-1, k]],
-            "top_k_labels": ["string", [-1, k]], "top_k_scores": ["float32", [-1, k]]}
+    return {
+        "scores": ["float32", [-1, c]],
+        "top_k_ids": ["int32", [-1, k]],
+        "top_k_labels": ["string", [-1, k]],
+        "top_k_scores": ["float32", [-1, k]],
+    }

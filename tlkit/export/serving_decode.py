@@ -93,8 +93,10 @@ def _jpeg_size(b: tf.Tensor, length: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor, t
         bad_lead = tf.not_equal(lead, 0xFF)  # libjpeg would skip garbage; a damaged header is refused
         fill = tf.equal(marker, 0xFF)
         is_sof = tf.reduce_any(tf.equal(marker, sof))
-        standalone = tf.logical_or(tf.logical_or(tf.equal(marker, 0x01), tf.equal(marker, 0xD8)),
-                                   tf.logical_and(marker >= 0xD0, marker <= 0xD7))
+        standalone = tf.logical_or(
+            tf.logical_or(tf.equal(marker, 0x01), tf.equal(marker, 0xD8)),
+            tf.logical_and(marker >= 0xD0, marker <= 0xD7),
+        )
         ends = tf.logical_or(tf.equal(marker, 0xD9), tf.equal(marker, 0xDA))  # EOI or scan before a frame
         sof_ok = tf.logical_and(is_sof, pos + 9 <= length)
         stop = out_of_data | bad_lead | ends | is_sof | (~fill & ~standalone & (seg_len < 2))
@@ -106,8 +108,10 @@ def _jpeg_size(b: tf.Tensor, length: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor, t
 
     zero = tf.constant(0, tf.int64)
     _, found, _, h, w, _ = tf.while_loop(
-        cond, body, (tf.constant(2, tf.int64), tf.constant(False), tf.constant(False), zero, zero,
-                     tf.constant(0, tf.int32)))
+        cond,
+        body,
+        (tf.constant(2, tf.int64), tf.constant(False), tf.constant(False), zero, zero, tf.constant(0, tf.int32)),
+    )
     return found, h, w
 
 
@@ -138,13 +142,16 @@ def _gif_frames(b: tf.Tensor, length: tf.Tensor) -> tf.Tensor:
         # extension: introducer + label, then sub-blocks.
         blk_next = tf.where(image, pos + 10 + lct + 1, pos + 2)
         blk_done = ~image & ~ext  # trailer (0x3B) or an unknown block
-        return (tf.where(in_sub, sub_next, blk_next),
-                frames + tf.cast(~in_sub & image, tf.int64),
-                tf.where(in_sub, sub_in, ~blk_done),
-                tf.where(in_sub, tf.constant(False), blk_done))
+        return (
+            tf.where(in_sub, sub_next, blk_next),
+            frames + tf.cast(~in_sub & image, tf.int64),
+            tf.where(in_sub, sub_in, ~blk_done),
+            tf.where(in_sub, tf.constant(False), blk_done),
+        )
 
     _, frames, _, _ = tf.while_loop(
-        cond, body, (13 + gct, tf.constant(0, tf.int64), tf.constant(False), tf.constant(False)))
+        cond, body, (13 + gct, tf.constant(0, tf.int64), tf.constant(False), tf.constant(False))
+    )
     return tf.maximum(frames, 1)
 
 
@@ -180,8 +187,8 @@ def header_info(data: tf.Tensor, max_pixels: int = MAX_PIXELS) -> dict[str, tf.T
     def bmp():
         # As TensorFlow's BMP decoder reads it: int32 width at 18, int32 height at 22 (negative: top-down).
         w, h = _le(b, 18, 4), _le(b, 22, 4)
-        w = tf.where(w >= 2 ** 31, w - 2 ** 32, w)
-        h = tf.where(h >= 2 ** 31, h - 2 ** 32, h)
+        w = tf.where(w >= 2**31, w - 2**32, w)
+        h = tf.where(h >= 2**31, h - 2**32, h)
         return (length >= 26) & (w > 0), tf.abs(h), w, tf.constant(1, tf.int64)
 
     def unknown():
@@ -190,18 +197,33 @@ def header_info(data: tf.Tensor, max_pixels: int = MAX_PIXELS) -> dict[str, tf.T
     readable, h, w, frames = tf.switch_case(tf.cast(fmt, tf.int32), [unknown, jpeg, png, gif, bmp])
     readable = readable & (h > 0) & (w > 0)
     pixels = tf.cast(h, tf.float64) * tf.cast(w, tf.float64) * tf.cast(frames, tf.float64)
-    problem = tf.where(tf.equal(fmt, 0), NOT_IMAGE,
-                       tf.where(~readable, BAD_HEADER,
-                                tf.where(pixels > float(max_pixels), TOO_LARGE, OK)))
-    return {"format": fmt, "problem": tf.cast(problem, tf.int64), "height": h, "width": w,
-            "frames": frames, "pixels": pixels}
+    problem = tf.where(
+        tf.equal(fmt, 0),
+        NOT_IMAGE,
+        tf.where(~readable, BAD_HEADER, tf.where(pixels > float(max_pixels), TOO_LARGE, OK)),
+    )
+    return {
+        "format": fmt,
+        "problem": tf.cast(problem, tf.int64),
+        "height": h,
+        "width": w,
+        "frames": frames,
+        "pixels": pixels,
+    }
 
 
 def _text(*parts: Any) -> tf.Tensor:
     """Join literal strings and scalar tensors (integers written in full) into one string."""
-    return tf.strings.join([p if isinstance(p, str) or p.dtype == tf.string
-                            else tf.strings.as_string(p, precision=0) if p.dtype.is_floating
-                            else tf.strings.as_string(p) for p in parts])
+    return tf.strings.join(
+        [
+            p
+            if isinstance(p, str) or p.dtype == tf.string
+            else tf.strings.as_string(p, precision=0)
+            if p.dtype.is_floating
+            else tf.strings.as_string(p)
+            for p in parts
+        ]
+    )
 
 
 def _problem_message(i: tf.Tensor, info: dict[str, tf.Tensor], n_bytes: tf.Tensor, max_pixels: int) -> tf.Tensor:
@@ -209,33 +231,56 @@ def _problem_message(i: tf.Tensor, info: dict[str, tf.Tensor], n_bytes: tf.Tenso
     name = tf.gather(tf.constant(FORMAT_NAMES), info["format"])
     frames = tf.where(info["frames"] > 1, _text(" x ", info["frames"], " frames"), "")
     where = PREFIX + BYTES_INPUT + "["
-    messages = tf.stack([
-        tf.constant(""),
-        _text(where, i, "] " + BAD_IMAGE_MESSAGE + " (", n_bytes, " bytes)"),
-        _text(where, i, "] is a damaged or truncated ", name, " file: its header gives no image size (",
-              n_bytes, " bytes)"),
-        _text(where, i, "] is a ", name, " of ", info["width"], "x", info["height"], frames, " = ",
-              info["pixels"], " " + TOO_LARGE_MESSAGE + f" {max_pixels} set at export ({MAX_PIXELS_FLAG}); "
-              "it was not decoded"),
-    ])
+    messages = tf.stack(
+        [
+            tf.constant(""),
+            _text(where, i, "] " + BAD_IMAGE_MESSAGE + " (", n_bytes, " bytes)"),
+            _text(
+                where,
+                i,
+                "] is a damaged or truncated ",
+                name,
+                " file: its header gives no image size (",
+                n_bytes,
+                " bytes)",
+            ),
+            _text(
+                where,
+                i,
+                "] is a ",
+                name,
+                " of ",
+                info["width"],
+                "x",
+                info["height"],
+                frames,
+                " = ",
+                info["pixels"],
+                " " + TOO_LARGE_MESSAGE + f" {max_pixels} set at export ({MAX_PIXELS_FLAG}); it was not decoded",
+            ),
+        ]
+    )
     return tf.gather(messages, info["problem"])
 
 
 def _decode_one(data: tf.Tensor, need: tuple[int, int] | None = None) -> tf.Tensor:
     from tlkit.data.decode import decode_jpeg_scaled
 
-    image = tf.cond(tf.equal(tf.strings.substr(data, 0, 3), b"\xff\xd8\xff"),
-                    # libjpeg's accurate integer IDCT, as PIL and tlkit's data pipeline decode:
-                    # decode_image's default (fast IDCT) differs by up to ~10 levels. At a DCT
-                    # scale where the photo is large enough (tlkit.data.decode.serving_need).
-                    lambda: decode_jpeg_scaled(data, need),
-                    # GIFs give their first frame; grayscale and RGBA become RGB (alpha dropped).
-                    lambda: tf.io.decode_image(data, channels=3, expand_animations=False, dtype=tf.uint8))
+    image = tf.cond(
+        tf.equal(tf.strings.substr(data, 0, 3), b"\xff\xd8\xff"),
+        # libjpeg's accurate integer IDCT, as PIL and tlkit's data pipeline decode:
+        # decode_image's default (fast IDCT) differs by up to ~10 levels. At a DCT
+        # scale where the photo is large enough (tlkit.data.decode.serving_need).
+        lambda: decode_jpeg_scaled(data, need),
+        # GIFs give their first frame; grayscale and RGBA become RGB (alpha dropped).
+        lambda: tf.io.decode_image(data, channels=3, expand_animations=False, dtype=tf.uint8),
+    )
     return tf.ensure_shape(image, [None, None, 3])
 
 
-def decode_images(image_bytes: tf.Tensor, size: tuple[int, int], resize: str = "crop",
-                  max_pixels: int = MAX_PIXELS) -> tf.Tensor:
+def decode_images(
+    image_bytes: tf.Tensor, size: tuple[int, int], resize: str = "crop", max_pixels: int = MAX_PIXELS
+) -> tf.Tensor:
     """Encoded images (tf.string [B]) -> float32 pixels [B, H, W, 3], 0..255; see the module doc.
 
     The exact function the ``serving_default`` signature runs, so callers can reproduce the
@@ -250,20 +295,24 @@ def decode_images(image_bytes: tf.Tensor, size: tuple[int, int], resize: str = "
     n = tf.shape(image_bytes, out_type=tf.int64)[0]
 
     not_empty = tf.debugging.Assert(
-        n > 0, [PREFIX + EMPTY_REQUEST_MESSAGE + f" ({BYTES_INPUT} is empty); send one or more encoded images"])
+        n > 0, [PREFIX + EMPTY_REQUEST_MESSAGE + f" ({BYTES_INPUT} is empty); send one or more encoded images"]
+    )
     with tf.control_dependencies([not_empty]):
         image_bytes = tf.identity(image_bytes)
 
-    spec = {k: tf.TensorSpec([], tf.float64 if k == "pixels" else tf.int64)
-            for k in ("format", "problem", "height", "width", "frames", "pixels")}
+    spec = {
+        k: tf.TensorSpec([], tf.float64 if k == "pixels" else tf.int64)
+        for k in ("format", "problem", "height", "width", "frames", "pixels")
+    }
     info = tf.map_fn(lambda d: header_info(d, max_pixels), image_bytes, fn_output_signature=spec)
     bad = tf.not_equal(info["problem"], OK)
     first = tf.argmax(tf.cast(bad, tf.int32), output_type=tf.int64)
     first_info = {k: tf.gather(v, first) for k, v in info.items()}
-    refusal = tf.cond(tf.reduce_any(bad),
-                      lambda: _problem_message(first, first_info, tf.strings.length(tf.gather(image_bytes, first)),
-                                               max_pixels),
-                      lambda: tf.constant(""))
+    refusal = tf.cond(
+        tf.reduce_any(bad),
+        lambda: _problem_message(first, first_info, tf.strings.length(tf.gather(image_bytes, first)), max_pixels),
+        lambda: tf.constant(""),
+    )
     headers_ok = tf.debugging.Assert(tf.logical_not(tf.reduce_any(bad)), [refusal], summarize=1)
     with tf.control_dependencies([headers_ok]):  # nothing is decoded before every header passed
         image_bytes = tf.identity(image_bytes)
@@ -275,7 +324,8 @@ def decode_images(image_bytes: tf.Tensor, size: tuple[int, int], resize: str = "
     need = serving_need(size, resize)
     # In parallel (the results are scattered back by index, so their order does not matter).
     dataset = tf.data.Dataset.from_tensor_slices((index, image_bytes)).map(
-        lambda i, d: (i, rs.apply(_decode_one(d, need), size, resize)), num_parallel_calls=tf.data.AUTOTUNE)
+        lambda i, d: (i, rs.apply(_decode_one(d, need), size, resize)), num_parallel_calls=tf.data.AUTOTUNE
+    )
     dataset = dataset.ignore_errors()
     # A sentinel (index -1) keeps the batch non-empty when every image failed.
     sentinel = tf.data.Dataset.from_tensors((tf.constant(-1, tf.int64), tf.zeros([*size, 3], tf.float32)))
@@ -284,8 +334,15 @@ def decode_images(image_bytes: tf.Tensor, size: tuple[int, int], resize: str = "
     decoded = tf.scatter_nd(got[:, None], tf.ones_like(got, tf.int32), [n]) > 0
     failed = tf.argmax(tf.cast(~decoded, tf.int32), output_type=tf.int64)
     name = tf.gather(tf.constant(FORMAT_NAMES), tf.gather(info["format"], failed))
-    message = _text(PREFIX + BYTES_INPUT + "[", failed, "] " + UNDECODABLE_MESSAGE + ": damaged or truncated ",
-                    name, " data (", tf.strings.length(tf.gather(image_bytes, failed)), " bytes)")
+    message = _text(
+        PREFIX + BYTES_INPUT + "[",
+        failed,
+        "] " + UNDECODABLE_MESSAGE + ": damaged or truncated ",
+        name,
+        " data (",
+        tf.strings.length(tf.gather(image_bytes, failed)),
+        " bytes)",
+    )
     all_decoded = tf.debugging.Assert(tf.reduce_all(decoded), [message], summarize=1)
     with tf.control_dependencies([all_decoded]):
         out = tf.scatter_nd(got[:, None], pixels, [n, *size, 3])
@@ -303,5 +360,5 @@ def error_line(message: str | None) -> str | None:
     hit = next((ln for ln in lines if PREFIX in ln), None)
     if hit is None:
         return lines[-1][:300] if lines else ""
-    hit = hit[hit.index(PREFIX):]
+    hit = hit[hit.index(PREFIX) :]
     return hit.removesuffix("]")

@@ -62,14 +62,23 @@ def save_tflite(model: Any, export_dir: str | Path, *, size: tuple[int, int], to
             path.write_bytes(converter.convert())
             files[variant] = {"file": f"{TFLITE_DIR}/{path.name}", "bytes": path.stat().st_size}
     outputs = {k: v for k, v in _output_spec(int(model.output_shape[-1]), top_k).items() if k != "top_k_labels"}
-    return {"signature": PIXELS_SIGNATURE, "inputs": {PIXELS_INPUT: ["float32", [-1, h, w, 3]]},
-            "outputs": outputs, "labels": f"{TFLITE_DIR}/{LABELS_FILE}", "models": files,
-            "int8": "dynamic-range quantisation: int8 weights, float32 activations"}
+    return {
+        "signature": PIXELS_SIGNATURE,
+        "inputs": {PIXELS_INPUT: ["float32", [-1, h, w, 3]]},
+        "outputs": outputs,
+        "labels": f"{TFLITE_DIR}/{LABELS_FILE}",
+        "models": files,
+        "int8": "dynamic-range quantisation: int8 weights, float32 activations",
+    }
 
 
-def tflite_check_pixels(size: tuple[int, int], resize: str, probes: Sequence[bytes] | None = None,
-                        validation: np.ndarray | None = None, validation_source: str | None = None
-                        ) -> tuple[np.ndarray, dict[str, Any]]:
+def tflite_check_pixels(
+    size: tuple[int, int],
+    resize: str,
+    probes: Sequence[bytes] | None = None,
+    validation: np.ndarray | None = None,
+    validation_source: str | None = None,
+) -> tuple[np.ndarray, dict[str, Any]]:
     """The TFLite check's sample: validation images (if any), synthetic crops, the probes; and its description."""
     probe_pixels = decode_images(tf.constant(list(probes) if probes else probe_images()), size, resize).numpy()
     parts = [synthetic_pixels(size), probe_pixels]
@@ -82,8 +91,9 @@ def tflite_check_pixels(size: tuple[int, int], resize: str, probes: Sequence[byt
     return pixels, sample
 
 
-def validation_pixels(config: dict[str, Any], size: tuple[int, int], say: Callable[[str], None],
-                       limit: int = TFLITE_VALIDATION_IMAGES) -> tuple[np.ndarray | None, str | None]:
+def validation_pixels(
+    config: dict[str, Any], size: tuple[int, int], say: Callable[[str], None], limit: int = TFLITE_VALIDATION_IMAGES
+) -> tuple[np.ndarray | None, str | None]:
     """Up to ``limit`` of the run's validation images, resized as its evaluation fed them.
 
     For the TFLite check only: when the data is gone or unreadable, the check uses its
@@ -96,8 +106,13 @@ def validation_pixels(config: dict[str, Any], size: tuple[int, int], say: Callab
     if not spec:
         return None, None
     try:
-        source = tldata.resolve(spec, val_split=config.get("val_split", 0.2), seed=config.get("seed", 0),
-                                tfds_data_dir=config.get("tfds_data_dir"), min_classes=1)
+        source = tldata.resolve(
+            spec,
+            val_split=config.get("val_split", 0.2),
+            seed=config.get("seed", 0),
+            tfds_data_dir=config.get("tfds_data_dir"),
+            min_classes=1,
+        )
         split = "val" if tldata.dataset_size(source, "val") > 0 else None
         if split is None:
             return None, None
@@ -109,7 +124,9 @@ def validation_pixels(config: dict[str, Any], size: tuple[int, int], say: Callab
                 break
         pixels = np.concatenate(batches)[:limit]
     except (TlkitError, OSError, tf.errors.OpError) as exc:
-        say(f"the run's validation images cannot be read ({str(exc).splitlines()[0][:200]}); the TFLite check "
-            "uses synthetic images only")
+        say(
+            f"the run's validation images cannot be read ({str(exc).splitlines()[0][:200]}); the TFLite check "
+            "uses synthetic images only"
+        )
         return None, None
     return pixels, f"{spec} ({split}, first {len(pixels)})"

@@ -85,11 +85,13 @@ def probe_images() -> list[bytes]:
     yy, xx = np.mgrid[0:97, 0:131]
     gray = ((xx * 2 + yy) % 256).astype(np.uint8)
     rgba = np.stack([gray, 255 - gray, (xx * 7 % 256).astype(np.uint8), np.full_like(gray, 200)], -1)
-    return [_encode(Image.fromarray(data.chelsea()), "JPEG", quality=95),
-            _encode(Image.fromarray(gray, "L"), "PNG"),
-            _encode(Image.fromarray(rgba, "RGBA"), "PNG"),
-            _encode(Image.fromarray(np.ascontiguousarray(rgba[:60, :80, :3])), "BMP"),
-            _encode(Image.fromarray(np.ascontiguousarray(rgba[:, :, :3])).convert("P"), "GIF")]
+    return [
+        _encode(Image.fromarray(data.chelsea()), "JPEG", quality=95),
+        _encode(Image.fromarray(gray, "L"), "PNG"),
+        _encode(Image.fromarray(rgba, "RGBA"), "PNG"),
+        _encode(Image.fromarray(np.ascontiguousarray(rgba[:60, :80, :3])), "BMP"),
+        _encode(Image.fromarray(np.ascontiguousarray(rgba[:, :, :3])).convert("P"), "GIF"),
+    ]
 
 
 def png_header_only(width: int, height: int) -> bytes:
@@ -97,12 +99,12 @@ def png_header_only(width: int, height: int) -> bytes:
 
     A few dozen bytes; what a decompression bomb looks like to a header check.
     """
+
     def chunk(kind: bytes, payload: bytes) -> bytes:
         return struct.pack(">I", len(payload)) + kind + payload + struct.pack(">I", zlib.crc32(kind + payload))
 
     ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0"))
-            + chunk(b"IEND", b""))
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0")) + chunk(b"IEND", b"")
 
 
 def refusal_requests(probes: Sequence[bytes], max_pixels: int | None) -> dict[str, tuple[list[bytes], str]]:
@@ -125,7 +127,7 @@ def refusal_requests(probes: Sequence[bytes], max_pixels: int | None) -> dict[st
 
 # Runs in a fresh interpreter with plain TensorFlow: tlkit is made unimportable first, so
 # the check proves the SavedModel stands alone. Reads a request JSON, writes results.
-_VERIFY_SCRIPT = r'''
+_VERIFY_SCRIPT = r"""
 import os, sys, threading
 
 def _die_with_parent(parent):
@@ -203,7 +205,7 @@ np.savez(req["out"], **out)
 json.dump({"signatures": sigs, "refusals": refusals, "labels": labels, "load_s": load_s,
            "tlkit_imported": sys.modules.get("tlkit") is not None},
           open(req["out"] + ".json", "w"))
-'''
+"""
 
 
 def _write_files(scratch: Path, name: str, blobs: Sequence[bytes]) -> list[str]:
@@ -215,12 +217,21 @@ def _write_files(scratch: Path, name: str, blobs: Sequence[bytes]) -> list[str]:
     return files
 
 
-def _run_fresh(path: Path, probes: Sequence[bytes], pixels: np.ndarray, refusals: dict[str, list[bytes]],
-               scratch: Path, timeout: float) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+def _run_fresh(
+    path: Path,
+    probes: Sequence[bytes],
+    pixels: np.ndarray,
+    refusals: dict[str, list[bytes]],
+    scratch: Path,
+    timeout: float,
+) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     np.save(scratch / "pixels.npy", pixels)
-    req = {"images": _write_files(scratch, "probe", probes), "pixels": str(scratch / "pixels.npy"),
-           "out": str(scratch / "result.npz"),
-           "refusals": {k: _write_files(scratch, f"refuse-{k}-", v) for k, v in refusals.items()}}
+    req = {
+        "images": _write_files(scratch, "probe", probes),
+        "pixels": str(scratch / "pixels.npy"),
+        "out": str(scratch / "result.npz"),
+        "refusals": {k: _write_files(scratch, f"refuse-{k}-", v) for k, v in refusals.items()},
+    }
     (scratch / "request.json").write_text(json.dumps(req))
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2")}
     cmd = [sys.executable, "-c", _VERIFY_SCRIPT, str(path), str(scratch / "request.json"), str(os.getpid())]
@@ -233,9 +244,11 @@ def _run_fresh(path: Path, probes: Sequence[bytes], pixels: np.ndarray, refusals
             proc.kill()
             proc.wait()
             if isinstance(exc, subprocess.TimeoutExpired):
-                raise VerificationError(f"the SavedModel's check in a fresh process did not finish within "
-                                        f"{timeout:.0f} s (a very slow or overloaded machine?); nothing was "
-                                        f"published; try again") from None
+                raise VerificationError(
+                    f"the SavedModel's check in a fresh process did not finish within "
+                    f"{timeout:.0f} s (a very slow or overloaded machine?); nothing was "
+                    f"published; try again"
+                ) from None
             raise
         finally:
             proc.stdin.close()  # type: ignore[union-attr]
@@ -263,8 +276,14 @@ def _expect_signatures(meta_sigs: dict[str, Any], card: dict[str, Any]) -> list[
     return problems
 
 
-def verify_export(path: str | Path, *, model: Any = None, probes: Sequence[bytes] | None = None,
-                  tolerance: float = TOLERANCE, timeout: float = VERIFY_TIMEOUT_S) -> dict[str, Any]:
+def verify_export(
+    path: str | Path,
+    *,
+    model: Any = None,
+    probes: Sequence[bytes] | None = None,
+    tolerance: float = TOLERANCE,
+    timeout: float = VERIFY_TIMEOUT_S,
+) -> dict[str, Any]:
     """Reload an export in a fresh process (plain TensorFlow, tlkit unimportable) and check it.
 
     Checks: both signatures with the card's names, dtypes and shapes; the same scores when
@@ -286,8 +305,7 @@ def verify_export(path: str | Path, *, model: Any = None, probes: Sequence[bytes
     pixels = decode_images(tf.constant(probes), size, resize, max_pixels=max_pixels or MAX_PIXELS).numpy()
     refusals = refusal_requests(probes, max_pixels)
     with tempfile.TemporaryDirectory(prefix="tlkit-verify-") as scratch:
-        meta, res = _run_fresh(path, probes, pixels, {k: v[0] for k, v in refusals.items()}, Path(scratch),
-                               timeout)
+        meta, res = _run_fresh(path, probes, pixels, {k: v[0] for k, v in refusals.items()}, Path(scratch), timeout)
 
     problems = _expect_signatures(meta["signatures"], card)
     labels = card["classes"]
@@ -298,8 +316,10 @@ def verify_export(path: str | Path, *, model: Any = None, probes: Sequence[bytes
     diff_bp = float(np.max(np.abs(res["scores_bytes"] - res["scores_pixels"])))
     if not diff_bp <= tolerance:
         problems.append(f"serving_default and predict_pixels disagree on the same pixels (max abs diff {diff_bp:.3g})")
-    diff_v1 = max(float(np.max(np.abs(res["scores_v1_bytes"] - res["scores_bytes"]))),
-                  float(np.max(np.abs(res["scores_v1_pixels"] - res["scores_pixels"]))))
+    diff_v1 = max(
+        float(np.max(np.abs(res["scores_v1_bytes"] - res["scores_bytes"]))),
+        float(np.max(np.abs(res["scores_v1_pixels"] - res["scores_pixels"]))),
+    )
     if not diff_v1 <= tolerance:
         problems.append(f"loaded as TensorFlow Serving does (TF1 session), the scores differ by {diff_v1:.3g}")
     diff_keras = None
@@ -307,8 +327,9 @@ def verify_export(path: str | Path, *, model: Any = None, probes: Sequence[bytes
         keras_scores = np.asarray(model(pixels, training=False), dtype=np.float32)
         diff_keras = float(np.max(np.abs(res["scores_bytes"] - keras_scores)))
         if not diff_keras <= tolerance:
-            problems.append(f"the SavedModel's scores differ from the Keras model's by {diff_keras:.3g} "
-                            f"(tolerance {tolerance:g})")
+            problems.append(
+                f"the SavedModel's scores differ from the Keras model's by {diff_keras:.3g} (tolerance {tolerance:g})"
+            )
     problems += _check_top_k(res, labels, int(card["top_k"]), len(probes))
     refused = {}
     for name, (_, expected) in refusals.items():
@@ -318,21 +339,35 @@ def verify_export(path: str | Path, *, model: Any = None, probes: Sequence[bytes
         if got.get("error") is None:
             problems.append(f"the {name.replace('_', ' ')} request was not refused")
         elif expected not in (line or ""):
-            problems.append(f"the {name.replace('_', ' ')} request failed without its message "
-                            f"({expected!r}): {(got.get('error') or '')[:300]}")
+            problems.append(
+                f"the {name.replace('_', ' ')} request failed without its message "
+                f"({expected!r}): {(got.get('error') or '')[:300]}"
+            )
     scores = res["scores_bytes"]
     if not np.max(np.abs(res["scores_after_bad"][0] - scores[0])) <= tolerance:
         problems.append("after the refused requests, the model no longer answers as before")
     ids = res["top_k_ids_bytes"]
-    top1 = [{"id": int(i[0]), "label": labels[int(i[0])], "score": float(s[int(i[0])])}
-            for i, s in zip(ids, scores)] if ids.ndim == 2 else []
-    report = {"passed": not problems, "problems": problems, "path": str(path),
-              "max_abs_diff_bytes_vs_pixels": diff_bp, "max_abs_diff_vs_keras": diff_keras,
-              "max_abs_diff_session_vs_eager": diff_v1,
-              "tolerance": tolerance, "probes": len(probes), "top1": top1,
-              "bad_request_error": refused.get("garbage"), "refused": refused,
-              "max_pixels": max_pixels,
-              "load_s": meta["load_s"], "seconds": round(time.time() - started, 2)}
+    top1 = (
+        [{"id": int(i[0]), "label": labels[int(i[0])], "score": float(s[int(i[0])])} for i, s in zip(ids, scores)]
+        if ids.ndim == 2
+        else []
+    )
+    report = {
+        "passed": not problems,
+        "problems": problems,
+        "path": str(path),
+        "max_abs_diff_bytes_vs_pixels": diff_bp,
+        "max_abs_diff_vs_keras": diff_keras,
+        "max_abs_diff_session_vs_eager": diff_v1,
+        "tolerance": tolerance,
+        "probes": len(probes),
+        "top1": top1,
+        "bad_request_error": refused.get("garbage"),
+        "refused": refused,
+        "max_pixels": max_pixels,
+        "load_s": meta["load_s"],
+        "seconds": round(time.time() - started, 2),
+    }
     if problems:
         raise VerificationError(f"verification of {path} failed:\n  - " + "\n  - ".join(problems))
     return report
@@ -357,8 +392,17 @@ def _check_top_k(res: dict[str, np.ndarray], labels: list[str], k: int, n: int) 
 
 def card_verification(report: dict[str, Any]) -> dict[str, Any]:
     """The part of a verification report the model card keeps."""
-    keep = ("passed", "max_abs_diff_bytes_vs_pixels", "max_abs_diff_vs_keras", "max_abs_diff_session_vs_eager",
-            "tolerance", "probes", "bad_request_error", "refused", "seconds")
+    keep = (
+        "passed",
+        "max_abs_diff_bytes_vs_pixels",
+        "max_abs_diff_vs_keras",
+        "max_abs_diff_session_vs_eager",
+        "tolerance",
+        "probes",
+        "bad_request_error",
+        "refused",
+        "seconds",
+    )
     return {k: report[k] for k in keep if k in report}
 
 
@@ -380,13 +424,21 @@ def check_export(path: str | Path, **kwargs: Any) -> dict[str, Any]:
 
 # --- TFLite ----------------------------------------------------------------------------------------
 
+
 def synthetic_pixels(size: tuple[int, int], n: int = SYNTHETIC_IMAGES, seed: int = 0) -> np.ndarray:
     """``n`` seeded crops of scikit-image's colour photos (random box, aspect and flip), resized
     to ``size`` (antialiased bilinear): float32 [n, H, W, 3] in 0..255."""
     from skimage import data
 
-    photos = [data.astronaut(), data.chelsea(), data.coffee(), data.rocket(), data.hubble_deep_field(),
-              data.immunohistochemistry(), data.retina()]
+    photos = [
+        data.astronaut(),
+        data.chelsea(),
+        data.coffee(),
+        data.rocket(),
+        data.hubble_deep_field(),
+        data.immunohistochemistry(),
+        data.retina(),
+    ]
     rng = np.random.default_rng(seed)
     out = np.empty((n, *size, 3), np.float32)
     for i in range(n):
@@ -397,7 +449,7 @@ def synthetic_pixels(size: tuple[int, int], n: int = SYNTHETIC_IMAGES, seed: int
         ch = int(min(h, max(8, round(np.sqrt(area / ratio)))))
         cw = int(min(w, max(8, round(np.sqrt(area * ratio)))))
         top, left = int(rng.integers(0, h - ch + 1)), int(rng.integers(0, w - cw + 1))
-        crop = img[top:top + ch, left:left + cw]
+        crop = img[top : top + ch, left : left + cw]
         if rng.random() < 0.5:
             crop = crop[:, ::-1]
         out[i] = tf.image.resize(crop.astype(np.float32), size, method="bilinear", antialias=True).numpy()
@@ -414,12 +466,22 @@ def _tflite_interpreter(path: Path) -> Any:
 
 def _run_tflite(path: Path, pixels: np.ndarray, batch: int = 32) -> np.ndarray:
     runner = _tflite_interpreter(path).get_signature_runner(PIXELS_SIGNATURE)
-    return np.concatenate([runner(**{PIXELS_INPUT: pixels[i:i + batch].astype(np.float32)})["scores"]
-                           for i in range(0, len(pixels), batch)])
+    return np.concatenate(
+        [
+            runner(**{PIXELS_INPUT: pixels[i : i + batch].astype(np.float32)})["scores"]
+            for i in range(0, len(pixels), batch)
+        ]
+    )
 
 
-def verify_tflite(export_dir: str | Path, model: Any, pixels: np.ndarray, *, tolerance: float = TOLERANCE,
-                  sample: dict[str, Any] | None = None) -> dict[str, Any]:
+def verify_tflite(
+    export_dir: str | Path,
+    model: Any,
+    pixels: np.ndarray,
+    *,
+    tolerance: float = TOLERANCE,
+    sample: dict[str, Any] | None = None,
+) -> dict[str, Any]:
     """Run each .tflite model on every image of ``pixels`` and compare with the Keras model.
 
     float32 must match within ``tolerance`` (else :class:`VerificationError`); int8 is
@@ -427,21 +489,26 @@ def verify_tflite(export_dir: str | Path, model: Any, pixels: np.ndarray, *, tol
     the max and mean absolute score difference. ``sample`` describes where the images came from.
     """
     d = Path(export_dir) / TFLITE_DIR
-    ref = np.concatenate([np.asarray(model(pixels[i:i + 32], training=False), dtype=np.float32)
-                          for i in range(0, len(pixels), 32)])
+    ref = np.concatenate(
+        [np.asarray(model(pixels[i : i + 32], training=False), dtype=np.float32) for i in range(0, len(pixels), 32)]
+    )
     report: dict[str, Any] = {"images": len(pixels), "sample": sample or {"images": len(pixels)}}
     problems = []
     for variant in TFLITE_VARIANTS:
         got = _run_tflite(d / f"model_{variant}.tflite", pixels)
         diff = np.abs(got - ref)
         agree = got.argmax(axis=1) == ref.argmax(axis=1)
-        report[variant] = {"max_abs_diff_vs_keras": float(diff.max()),
-                           "mean_abs_diff_vs_keras": float(diff.mean()),
-                           "top1_agreement": float(agree.mean()),
-                           "top1_disagreements": int((~agree).sum()), "images": len(pixels)}
+        report[variant] = {
+            "max_abs_diff_vs_keras": float(diff.max()),
+            "mean_abs_diff_vs_keras": float(diff.mean()),
+            "top1_agreement": float(agree.mean()),
+            "top1_disagreements": int((~agree).sum()),
+            "images": len(pixels),
+        }
         if variant == "float32" and not diff.max() <= tolerance:
-            problems.append(f"TFLite float32 scores differ from the Keras model's by {diff.max():.3g} "
-                            f"(limit {tolerance:g})")
+            problems.append(
+                f"TFLite float32 scores differ from the Keras model's by {diff.max():.3g} (limit {tolerance:g})"
+            )
     labels = (d / LABELS_FILE).read_text(encoding="utf-8")
     if labels != (Path(export_dir) / "assets" / LABELS_FILE).read_text(encoding="utf-8"):
         problems.append("tflite/labels.txt differs from the SavedModel's labels asset")

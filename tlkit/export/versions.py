@@ -38,7 +38,6 @@ def tmp_name(version: int) -> str:
     return f"{TMP_PREFIX}{version}-{socket.gethostname()}-{os.getpid()}-"
 
 
-
 def clean_stale_temp_dirs(out: str | Path, *, max_age_s: float = 24 * 3600) -> list[Path]:
     """Remove temporary export directories whose exporting process is gone; returns them.
 
@@ -54,7 +53,7 @@ def clean_stale_temp_dirs(out: str | Path, *, max_age_s: float = 24 * 3600) -> l
     for p in root.iterdir():
         if not (p.is_dir() and p.name.startswith(TMP_PREFIX)):
             continue
-        parts = p.name[len(TMP_PREFIX):].split("-")
+        parts = p.name[len(TMP_PREFIX) :].split("-")
         try:
             pid = int(parts[-2])
             p_host = "-".join(parts[1:-2])
@@ -90,13 +89,17 @@ def check_out_dir(out: str | Path) -> Path:
     for p in (out, *out.parents):
         if p.exists() and not p.is_dir():
             where = "" if p == out else f" (its parent {p} is a file)"
-            raise ExportError(f"--out {out} cannot hold versions{where}: {p} is a file, not a directory; pass a "
-                              "directory (new or existing) and the export goes into OUT/N/")
+            raise ExportError(
+                f"--out {out} cannot hold versions{where}: {p} is a file, not a directory; pass a "
+                "directory (new or existing) and the export goes into OUT/N/"
+            )
         if p.exists():
             break
     if (out / "saved_model.pb").is_file():
-        raise ExportError(f"--out {out} is itself a SavedModel version directory; pass its parent (the model "
-                          f"directory {out.parent}) and the export becomes the next version there")
+        raise ExportError(
+            f"--out {out} is itself a SavedModel version directory; pass its parent (the model "
+            f"directory {out.parent}) and the export becomes the next version there"
+        )
     return out
 
 
@@ -105,7 +108,8 @@ def refuse_existing(target: Path, out: Path) -> None:
     if target.exists():
         raise AlreadyExistsError(
             f"{target} already exists and versions are never overwritten; omit --version for the next free "
-            f"one ({next_version(out)})")
+            f"one ({next_version(out)})"
+        )
 
 
 def check_target(out: str | Path, version: int | None) -> Path:

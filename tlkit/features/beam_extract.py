@@ -70,8 +70,9 @@ class TapModelHandler:  # a ModelHandler; the base class is attached in _model_h
     do not round-trip through a whole-model ``.keras`` file, weights do).
     """
 
-    def __init__(self, recipe: dict[str, Any], weights_path: str, *, batch_size: int = 32,
-                 intra_op_threads: int = 1) -> None:
+    def __init__(
+        self, recipe: dict[str, Any], weights_path: str, *, batch_size: int = 32, intra_op_threads: int = 1
+    ) -> None:
         self.recipe = dict(recipe)
         self.weights_path = str(weights_path)
         self.layers = list(recipe["layers"])
@@ -89,9 +90,14 @@ class TapModelHandler:  # a ModelHandler; the base class is attached in _model_h
             pass  # already initialised in this process: keep its pools
         from tlkit.features.extract import build_tap_model
 
-        model, _ = build_tap_model(self.recipe["base"], self.layers, weights=None,
-                                   input_size=tuple(self.recipe["input_size"]), pooling=self.recipe["pooling"],
-                                   seed=0)
+        model, _ = build_tap_model(
+            self.recipe["base"],
+            self.layers,
+            weights=None,
+            input_size=tuple(self.recipe["input_size"]),
+            pooling=self.recipe["pooling"],
+            seed=0,
+        )
         model.load_weights(self.weights_path)
         return model
 
@@ -100,8 +106,9 @@ class TapModelHandler:  # a ModelHandler; the base class is attached in _model_h
 
         out = model.predict_on_batch(np.stack(batch))
         for i, image in enumerate(batch):
-            yield PredictionResult(image, {name: np.asarray(out[name][i], dtype=np.float32).reshape(-1)
-                                           for name in self.layers})
+            yield PredictionResult(
+                image, {name: np.asarray(out[name][i], dtype=np.float32).reshape(-1) for name in self.layers}
+            )
 
     def batch_elements_kwargs(self) -> dict[str, int]:
         return {"min_batch_size": 1, "max_batch_size": self.batch_size}
@@ -134,9 +141,16 @@ class _CheckAndDecode:  # a beam.DoFn; the base class is attached in _check_and_
 
         info = inspect_file(row["path"])
         if not info["ok"]:
-            yield beam.pvalue.TaggedOutput("bad", {"path": row["path"], "reason": info["reason"],
-                                                   "detail": info["detail"], "split": row["split"],
-                                                   "label": row["label"]})
+            yield beam.pvalue.TaggedOutput(
+                "bad",
+                {
+                    "path": row["path"],
+                    "reason": info["reason"],
+                    "detail": info["detail"],
+                    "split": row["split"],
+                    "label": row["label"],
+                },
+            )
             return
         img = rs.resize(tldata._decode_file(tf.constant(row["path"]), decode_need(self.size)), self.size)
         if self.channels == 1:
@@ -157,8 +171,12 @@ def parquet_schema(layers: Sequence[str], dims: dict[str, int], meta: dict) -> A
 
     from tlkit.features.extract import META_KEY
 
-    fields = [pa.field("path", pa.string()), pa.field("label", pa.string()), pa.field("label_id", pa.int32()),
-              pa.field("split", pa.string())]
+    fields = [
+        pa.field("path", pa.string()),
+        pa.field("label", pa.string()),
+        pa.field("label_id", pa.int32()),
+        pa.field("split", pa.string()),
+    ]
     fields += [pa.field(name, pa.list_(pa.float32(), int(dims[name]))) for name in layers]
     return pa.schema(fields, metadata={META_KEY: json.dumps(meta, sort_keys=True).encode()})
 
@@ -181,11 +199,22 @@ def _skipped_line(bad: dict[str, str]) -> str:
     return buf.getvalue()
 
 
-def extract_beam(base: str, layers: Sequence[str], data: str, out: str | os.PathLike, *,
-                 weights: str | None = "imagenet", pooling: str = "avg",
-                 input_size: tuple[int, int] | None = None, batch_size: int = 32, val_split: float = 0.2,
-                 seed: int = 0, num_shards: int = 0, pipeline_args: Sequence[str] = (),
-                 force: bool = False) -> BeamExtractResult:
+def extract_beam(
+    base: str,
+    layers: Sequence[str],
+    data: str,
+    out: str | os.PathLike,
+    *,
+    weights: str | None = "imagenet",
+    pooling: str = "avg",
+    input_size: tuple[int, int] | None = None,
+    batch_size: int = 32,
+    val_split: float = 0.2,
+    seed: int = 0,
+    num_shards: int = 0,
+    pipeline_args: Sequence[str] = (),
+    force: bool = False,
+) -> BeamExtractResult:
     """Extract ``layers`` of ``base`` for every usable image of ``data`` with Apache Beam.
 
     Writes ``OUT-SSSSS-of-NNNNN.parquet`` shards beside ``out`` (``out`` ends in ``.parquet``)
@@ -209,13 +238,16 @@ def extract_beam(base: str, layers: Sequence[str], data: str, out: str | os.Path
         from apache_beam.options.pipeline_options import PipelineOptions
     source = tldata.resolve(data, val_split=val_split, seed=seed)
     if source.kind != "files":
-        raise DataError("feature extraction reads image files (a folder, CSV or builtin:); for TFDS data, "
-                        "export the images to a folder first")
+        raise DataError(
+            "feature extraction reads image files (a folder, CSV or builtin:); for TFDS data, "
+            "export the images to a folder first"
+        )
     items = source.items.sort_values("path", kind="stable").reset_index(drop=True)
-    rows = [{"path": str(r.path), "label": str(r.label), "label_id": int(r.label_id), "split": str(r.split)}
-            for r in items.itertuples()]
-    model, meta = build_tap_model(base, layers, weights=weights, input_size=input_size, pooling=pooling,
-                                  seed=seed)
+    rows = [
+        {"path": str(r.path), "label": str(r.label), "label_id": int(r.label_id), "split": str(r.split)}
+        for r in items.itertuples()
+    ]
+    model, meta = build_tap_model(base, layers, weights=weights, input_size=input_size, pooling=pooling, seed=seed)
     meta.update({"data": data, "classes": list(source.classes), "seed": seed, "val_split": val_split})
     dims = {name: int(np.prod(model.output[name].shape[1:])) for name in layers}
     size = tuple(meta["input_size"])
@@ -238,18 +270,29 @@ def extract_beam(base: str, layers: Sequence[str], data: str, out: str | os.Path
     try:
         # Beam's workers are processes that start TensorFlow and log at INFO: quiet unless --verbose.
         with captured_stderr(quiet), beam.Pipeline(options=PipelineOptions(args)) as p:
-            checked = (p | "files" >> beam.Create(rows)
-                       | "check and decode" >> beam.ParDo(_check_and_decode(size, channels)).with_outputs(
-                           "bad", main="ok"))
-            (checked.ok
-             | "features" >> RunInference(_model_handler(recipe, str(weights_path), batch_size, threads))
-             | "records" >> beam.Map(_to_record, layers)
-             | "write" >> beam.io.WriteToParquet(str(tmp_prefix), parquet_schema(layers, dims, meta),
-                                                 file_name_suffix=".parquet", num_shards=num_shards))
-            (checked.bad
-             | "bad lines" >> beam.Map(_skipped_line)
-             | "skipped" >> beam.io.WriteToText(str(skipped_path), shard_name_template="",
-                                                header=",".join(SKIPPED_COLUMNS)))
+            checked = (
+                p
+                | "files" >> beam.Create(rows)
+                | "check and decode" >> beam.ParDo(_check_and_decode(size, channels)).with_outputs("bad", main="ok")
+            )
+            (
+                checked.ok
+                | "features" >> RunInference(_model_handler(recipe, str(weights_path), batch_size, threads))
+                | "records" >> beam.Map(_to_record, layers)
+                | "write"
+                >> beam.io.WriteToParquet(
+                    str(tmp_prefix),
+                    parquet_schema(layers, dims, meta),
+                    file_name_suffix=".parquet",
+                    num_shards=num_shards,
+                )
+            )
+            (
+                checked.bad
+                | "bad lines" >> beam.Map(_skipped_line)
+                | "skipped"
+                >> beam.io.WriteToText(str(skipped_path), shard_name_template="", header=",".join(SKIPPED_COLUMNS))
+            )
     finally:
         weights_path.unlink(missing_ok=True)
         written = sorted(out.parent.glob(f"{tmp_prefix.name}-*-of-*.parquet"))
@@ -257,7 +300,7 @@ def extract_beam(base: str, layers: Sequence[str], data: str, out: str | os.Path
     for shard in existing:
         shard.unlink()
     for shard in written:
-        move_into_place(shard, out.parent / (prefix.name + shard.name[len(tmp_prefix.name):]))
+        move_into_place(shard, out.parent / (prefix.name + shard.name[len(tmp_prefix.name) :]))
     shards = sorted(out.parent.glob(f"{prefix.name}-*-of-*.parquet"))
     import pyarrow.parquet as pq
 

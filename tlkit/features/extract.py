@@ -115,9 +115,15 @@ def _seeded(seed: int | None) -> Iterator[None]:
         np.random.set_state(np_state)
 
 
-def build_tap_model(base: str, layers: Sequence[str], *, weights: str | None = "imagenet",
-                    input_size: tuple[int, int] | None = None, pooling: str = "avg",
-                    seed: int | None = None) -> tuple[Any, dict]:
+def build_tap_model(
+    base: str,
+    layers: Sequence[str],
+    *,
+    weights: str | None = "imagenet",
+    input_size: tuple[int, int] | None = None,
+    pooling: str = "avg",
+    seed: int | None = None,
+) -> tuple[Any, dict]:
     """Raw pixels -> the spec's preprocessing -> ``base`` -> the requested taps.
 
     The full model (with its classifier) is built at the native input size, so
@@ -140,8 +146,7 @@ def build_tap_model(base: str, layers: Sequence[str], *, weights: str | None = "
     native = size == tuple(spec.input_shape[:2])
     weights_seed = seed if weights is None else None
     with _seeded(weights_seed):
-        net = tlkit.build(spec.name, weights=weights, include_top=native,
-                          input_shape=(*size, spec.input_shape[2]))
+        net = tlkit.build(spec.name, weights=weights, include_top=native, input_shape=(*size, spec.input_shape[2]))
     taps = []
     for tap in layers:
         if not native and tap in ("avg_pool", "penultimate") and "top" in spec.layers:
@@ -160,10 +165,18 @@ def build_tap_model(base: str, layers: Sequence[str], *, weights: str | None = "
     outs = tapped(x)
     outs = outs if isinstance(outs, (list, tuple)) else [outs]
     model = keras.Model(inputs, {name: o for name, o in zip(layers, outs)}, name=f"{spec.name}_features")
-    meta = {"model": spec.name, "layers": list(layers), "resolved_layers": [spec.resolve_layer(t) for t in taps],
-            "pooling": pooling, "preprocessing": spec.preprocessing, "input_size": list(size),
-            "weights": weights, "weights_seed": weights_seed, "weights_sha256": weights_fingerprint(model),
-            "tlkit_version": tlkit.__version__}
+    meta = {
+        "model": spec.name,
+        "layers": list(layers),
+        "resolved_layers": [spec.resolve_layer(t) for t in taps],
+        "pooling": pooling,
+        "preprocessing": spec.preprocessing,
+        "input_size": list(size),
+        "weights": weights,
+        "weights_seed": weights_seed,
+        "weights_sha256": weights_fingerprint(model),
+        "tlkit_version": tlkit.__version__,
+    }
     return model, meta
 
 
@@ -202,16 +215,19 @@ def _check_same_extraction(part: Path, meta: dict) -> None:
     schema_meta = pq.read_schema(part).metadata or {}
     old = json.loads(schema_meta.get(META_KEY, b"{}"))
     if old.get("weights", "imagenet") is None and old.get("weights_seed") is None:
-        raise DataError(f"cannot resume {part.parent}: its rows come from random weights (--weights none) whose "
-                         f"seed was not recorded, so no run can rebuild that network; use --force to start over")
+        raise DataError(
+            f"cannot resume {part.parent}: its rows come from random weights (--weights none) whose "
+            f"seed was not recorded, so no run can rebuild that network; use --force to start over"
+        )
     keys = ("model", "layers", "pooling", "input_size", "weights", "weights_seed", "preprocessing", "data")
     # Recorded since the split seed and the weights' fingerprint were: older files are not checked on them.
     keys += tuple(k for k in ("seed", "val_split", "weights_sha256") if k in old)
     diff = {k: (old.get(k), meta.get(k)) for k in keys if old.get(k) != meta.get(k)}
     if diff:
         detail = "; ".join(f"{k}: file has {a!r}, this run asks {b!r}" for k, (a, b) in diff.items())
-        raise DataError(f"cannot resume {part.parent}: it was extracted differently ({detail}); "
-                         f"use --force to start over")
+        raise DataError(
+            f"cannot resume {part.parent}: it was extracted differently ({detail}); use --force to start over"
+        )
 
 
 def _done_paths(parts: Path) -> set[str]:
@@ -223,11 +239,25 @@ def _done_paths(parts: Path) -> set[str]:
     return done
 
 
-def extract(base: str, layers: Sequence[str], data: str, out: str | os.PathLike, *,
-            weights: str | None = "imagenet", pooling: str = "avg", input_size: tuple[int, int] | None = None,
-            batch_size: int = 32, chunk_rows: int = 1024, resume: bool = False, force: bool = False,
-            val_split: float = 0.2, seed: int = 0, cache_dir: str | None = None, progress: bool | None = None,
-            stop_after_chunks: int | None = None) -> ExtractResult:
+def extract(
+    base: str,
+    layers: Sequence[str],
+    data: str,
+    out: str | os.PathLike,
+    *,
+    weights: str | None = "imagenet",
+    pooling: str = "avg",
+    input_size: tuple[int, int] | None = None,
+    batch_size: int = 32,
+    chunk_rows: int = 1024,
+    resume: bool = False,
+    force: bool = False,
+    val_split: float = 0.2,
+    seed: int = 0,
+    cache_dir: str | None = None,
+    progress: bool | None = None,
+    stop_after_chunks: int | None = None,
+) -> ExtractResult:
     """Extract ``layers`` of ``base`` for every usable image of ``data`` into ``out``.
 
     ``seed`` seeds the train/val split and, with ``weights=None``, the random weights
@@ -253,8 +283,10 @@ def extract(base: str, layers: Sequence[str], data: str, out: str | os.PathLike,
     model, meta = build_tap_model(base, layers, weights=weights, input_size=input_size, pooling=pooling, seed=seed)
     source = tldata.resolve(data, val_split=val_split, seed=seed, cache_dir=cache_dir)
     if source.kind != "files":
-        raise DataError("feature extraction reads image files (a folder, CSV or builtin:); for TFDS data, "
-                         "export the images to a folder first")
+        raise DataError(
+            "feature extraction reads image files (a folder, CSV or builtin:); for TFDS data, "
+            "export the images to a folder first"
+        )
     report = preflight.check(source, progress=False)
     items = report.clean_items().sort_values("path", kind="stable").reset_index(drop=True)
     meta.update({"data": data, "classes": list(source.classes), "seed": seed, "val_split": val_split})
@@ -288,8 +320,9 @@ def extract(base: str, layers: Sequence[str], data: str, out: str | os.PathLike,
     # (which starts at a part boundary) computes every batch exactly as an uninterrupted run does.
     from tlkit.features.stream import chunked_images
 
-    ds = chunked_images(todo["path"].tolist(), chunk_rows=chunk_rows, batch_size=batch_size, size=size,
-                         channels=channels)
+    ds = chunked_images(
+        todo["path"].tolist(), chunk_rows=chunk_rows, batch_size=batch_size, size=size, channels=channels
+    )
     feats: dict[str, list[np.ndarray]] = {name: [] for name in layers}
     got: list[str] = []
     failed: list[dict[str, str]] = []
@@ -298,13 +331,22 @@ def extract(base: str, layers: Sequence[str], data: str, out: str | os.PathLike,
     def flush(c: int) -> None:
         """Write chunk ``c`` (its rows that decoded); the others are listed as skipped."""
         nonlocal feats, got, index, written
-        rows = todo.iloc[c * chunk_rows:(c + 1) * chunk_rows]
+        rows = todo.iloc[c * chunk_rows : (c + 1) * chunk_rows]
         ok = rows["path"].isin(set(got)).to_numpy()
-        failed.extend({"path": r.path, "reason": "undecodable", "detail": "the input pipeline could not decode it",
-                       "split": r.split, "label": r.label} for r in rows[~ok].itertuples())
+        failed.extend(
+            {
+                "path": r.path,
+                "reason": "undecodable",
+                "detail": "the input pipeline could not decode it",
+                "split": r.split,
+                "label": r.label,
+            }
+            for r in rows[~ok].itertuples()
+        )
         if ok.any():
-            _write_part(_chunk_table(rows[ok], {k: np.concatenate(v) for k, v in feats.items()}, meta),
-                        _part_path(parts, index))
+            _write_part(
+                _chunk_table(rows[ok], {k: np.concatenate(v) for k, v in feats.items()}, meta), _part_path(parts, index)
+            )
             index += 1
             written += int(ok.sum())
         feats, got = {name: [] for name in layers}, []
@@ -339,8 +381,14 @@ def extract(base: str, layers: Sequence[str], data: str, out: str | os.PathLike,
     if finished:
         _assemble(parts, out, fmt)
     dims = {name: int(np.prod(model.output[name].shape[1:])) for name in layers}  # outputs are keyed
-    return ExtractResult(path=out if finished else parts, rows=len(done) + written, new_rows=written,
-                         skipped_files=skipped, dims=dims, seconds=seconds)
+    return ExtractResult(
+        path=out if finished else parts,
+        rows=len(done) + written,
+        new_rows=written,
+        skipped_files=skipped,
+        dims=dims,
+        seconds=seconds,
+    )
 
 
 def _adopt_finished(out: Path, parts: Path, fmt: str) -> None:

@@ -36,8 +36,9 @@ def _estimator(kind: str, seed: int) -> Any:
     return Pipeline([("scale", StandardScaler()), ("clf", clf)])
 
 
-def train_probe(X: np.ndarray, y: np.ndarray, *, kinds: tuple[str, ...] = ("logreg", "svm"), cv: int = 5,
-                seed: int = 0) -> tuple[Any, dict]:
+def train_probe(
+    X: np.ndarray, y: np.ndarray, *, kinds: tuple[str, ...] = ("logreg", "svm"), cv: int = 5, seed: int = 0
+) -> tuple[Any, dict]:
     """Fit each kind with a cross-validated search over C; return the best fitted pipeline and a summary."""
     from sklearn.model_selection import GridSearchCV, StratifiedKFold
 
@@ -57,8 +58,15 @@ def train_probe(X: np.ndarray, y: np.ndarray, *, kinds: tuple[str, ...] = ("logr
     return best[1].best_estimator_, {"chosen": best[0], "folds": folds, "candidates": results}
 
 
-def probe(features: str | os.PathLike, out: str | os.PathLike, *, layer: str | None = None,
-          kinds: tuple[str, ...] = ("logreg", "svm"), cv: int = 5, seed: int = 0) -> dict:
+def probe(
+    features: str | os.PathLike,
+    out: str | os.PathLike,
+    *,
+    layer: str | None = None,
+    kinds: tuple[str, ...] = ("logreg", "svm"),
+    cv: int = 5,
+    seed: int = 0,
+) -> dict:
     """Train a probe on a features file's train rows, test on its val (or test) rows.
 
     Writes ``probe.joblib``, ``metrics.json`` and ``confusion.png`` into ``out``.
@@ -86,14 +94,26 @@ def probe(features: str | os.PathLike, out: str | os.PathLike, *, layer: str | N
     model, summary = train_probe(X[train], y[train], kinds=kinds, cv=cv, seed=seed)
     probs = probe_scores(model, X[held])
     metrics = evaluate.metrics_from_probs(y[held], probs, classes)
-    metrics.update({"probe": summary, "layer": name, "features": str(features), "train_count": int(train.sum()),
-                    "cv_accuracy": summary["candidates"][summary["chosen"]]["cv_accuracy"], "source": meta})
+    metrics.update(
+        {
+            "probe": summary,
+            "layer": name,
+            "features": str(features),
+            "train_count": int(train.sum()),
+            "cv_accuracy": summary["candidates"][summary["chosen"]]["cv_accuracy"],
+            "source": meta,
+        }
+    )
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     joblib.dump({"model": model, "layer": name, "classes": classes, "meta": meta}, out / "probe.joblib")
     write_json_atomic(out / "metrics.json", metrics)
-    plots.confusion_matrix(np.asarray(metrics["confusion_matrix"]), classes, out / "confusion.png",
-                           title=f"{summary['chosen']} probe on {meta['model']} {name}")
+    plots.confusion_matrix(
+        np.asarray(metrics["confusion_matrix"]),
+        classes,
+        out / "confusion.png",
+        title=f"{summary['chosen']} probe on {meta['model']} {name}",
+    )
     return metrics
 
 
@@ -138,18 +158,22 @@ def check_export_target(out: str | os.PathLike) -> None:
         except (OSError, ValueError):
             is_probe = False
         if not is_probe:
-            raise AlreadyExistsError(f"--export {out} exists and is not a probe export (a finetuned run or "
-                                     f"other files would be overwritten); name a new folder")
+            raise AlreadyExistsError(
+                f"--export {out} exists and is not a probe export (a finetuned run or "
+                f"other files would be overwritten); name a new folder"
+            )
 
 
 def check_exportable(meta: dict, source: str | os.PathLike) -> None:
     """Refuse (before any work) to export a probe whose network cannot be rebuilt: features
     from random weights (``--weights none``) whose seed was not recorded."""
     if meta.get("weights", "imagenet") is None and meta.get("weights_seed") is None:
-        raise WeightsError(f"cannot export a probe on {source}: its features come from random weights "
-                           f"(--weights none) whose seed was not recorded, so the exported head would sit on "
-                           f"another random network; extract again (this tlkit records the seed) or use "
-                           f"pretrained weights (--weights imagenet)")
+        raise WeightsError(
+            f"cannot export a probe on {source}: its features come from random weights "
+            f"(--weights none) whose seed was not recorded, so the exported head would sit on "
+            f"another random network; extract again (this tlkit records the seed) or use "
+            f"pretrained weights (--weights imagenet)"
+        )
 
 
 def attach_head(probe_dir: str | os.PathLike, out: str | os.PathLike) -> Path:
@@ -169,14 +193,21 @@ def attach_head(probe_dir: str | os.PathLike, out: str | os.PathLike) -> Path:
     saved = joblib.load(Path(probe_dir) / "probe.joblib")
     meta = saved["meta"]
     check_exportable(meta, meta.get("data") or probe_dir)
-    taps, rebuilt = build_tap_model(meta["model"], [saved["layer"]], weights=meta["weights"],
-                                    input_size=tuple(meta["input_size"]), pooling=meta["pooling"],
-                                    seed=meta.get("weights_seed"))
+    taps, rebuilt = build_tap_model(
+        meta["model"],
+        [saved["layer"]],
+        weights=meta["weights"],
+        input_size=tuple(meta["input_size"]),
+        pooling=meta["pooling"],
+        seed=meta.get("weights_seed"),
+    )
     if meta.get("weights_sha256") and rebuilt["weights_sha256"] != meta["weights_sha256"]:
-        raise WeightsError(f"cannot export the probe in {probe_dir}: the rebuilt {meta['model']} (weights "
-                           f"{meta['weights'] or 'none'}, fingerprint {rebuilt['weights_sha256']}) is not the "
-                           f"network that extracted its features (fingerprint {meta['weights_sha256']}); "
-                           f"extract and probe again with the weights you mean to export")
+        raise WeightsError(
+            f"cannot export the probe in {probe_dir}: the rebuilt {meta['model']} (weights "
+            f"{meta['weights'] or 'none'}, fingerprint {rebuilt['weights_sha256']}) is not the "
+            f"network that extracted its features (fingerprint {meta['weights_sha256']}); "
+            f"extract and probe again with the weights you mean to export"
+        )
     W, b = linear_map(saved["model"])
     head = keras.layers.Dense(W.shape[1], activation="softmax", name="predictions")
     x = taps(taps.inputs[0])[saved["layer"]]
@@ -191,11 +222,19 @@ def attach_head(probe_dir: str | os.PathLike, out: str | os.PathLike) -> Path:
 
     save_checkpoint(model, out / BEST)  # atomic: a kill never leaves half a checkpoint
     write_json_atomic(out / "labels.json", saved["classes"])
-    write_json_atomic(out / "config.json", {"base": meta["model"], "data": meta.get("data"),
-                                            "input_size": meta["input_size"], "probe": True,
-                                            "layer": saved["layer"], "weights": meta["weights"],
-                                            "weights_seed": meta.get("weights_seed"),
-                                            "weights_sha256": rebuilt["weights_sha256"]})
+    write_json_atomic(
+        out / "config.json",
+        {
+            "base": meta["model"],
+            "data": meta.get("data"),
+            "input_size": meta["input_size"],
+            "probe": True,
+            "layer": saved["layer"],
+            "weights": meta["weights"],
+            "weights_seed": meta.get("weights_seed"),
+            "weights_sha256": rebuilt["weights_sha256"],
+        },
+    )
     metrics_src = Path(probe_dir) / "metrics.json"
     if metrics_src.exists():
         write_json_atomic(out / "metrics.json", json.loads(metrics_src.read_text()))

@@ -17,8 +17,8 @@ def chunked_images(paths: list[str], *, chunk_rows: int, batch_size: int, size: 
     batch may be short), chunks in order; files that do not decode are left out."""
     import tensorflow as tf
 
-    from tlkit.data import resize as rs
     from tlkit.data import pipeline as tldata
+    from tlkit.data import resize as rs
     from tlkit.data.decode import decode_need, with_threading
 
     size = (int(size[0]), int(size[1]))
@@ -32,7 +32,7 @@ def chunked_images(paths: list[str], *, chunk_rows: int, batch_size: int, size: 
 
     def chunk(c: Any) -> Any:
         lo = c * chunk_rows
-        part = every[lo:tf.minimum(lo + chunk_rows, n)]
+        part = every[lo : tf.minimum(lo + chunk_rows, n)]
         ds = tf.data.Dataset.from_tensor_slices((part, tf.fill(tf.shape(part), c)))
         # A file the decoder refuses is dropped here and named by the caller (its path never arrives).
         return ds.map(image, num_parallel_calls=tf.data.AUTOTUNE).ignore_errors().batch(batch_size)

@@ -69,8 +69,10 @@ def resolve_tap(model: keras.Model, name: str, *, base: str | None = None) -> st
             if any(l.name == candidate for l in model.layers):
                 return candidate
     aliases = sorted(spec.layers) if spec is not None else []
-    raise ModelError(f"no layer {name!r} in model {model.name!r}; aliases: {', '.join(aliases) or 'none'}; "
-                     f"or use a raw layer name (see `tlkit inspect`)")
+    raise ModelError(
+        f"no layer {name!r} in model {model.name!r}; aliases: {', '.join(aliases) or 'none'}; "
+        f"or use a raw layer name (see `tlkit inspect`)"
+    )
 
 
 def head_tap_error(spec: Any, layers: Sequence[str], body: Any, size: tuple[int, int]) -> ModelError | None:
@@ -93,18 +95,29 @@ def head_tap_error(spec: Any, layers: Sequence[str], body: Any, size: tuple[int,
     if not head:
         return None
     native = "x".join(str(s) for s in spec.input_shape[:2])
-    what = ("fully connected head, which fixes the input at " if spec.fixed_input
-            else "classifier head, which tlkit builds only at the native input size ")
+    what = (
+        "fully connected head, which fixes the input at "
+        if spec.fixed_input
+        else "classifier head, which tlkit builds only at the native input size "
+    )
     # Aliases that do exist at this size (penultimate becomes the pooled top map when there is one).
     order = ["pool5", "penultimate", "top", *sorted(spec.layers)]
-    convs = [a for a in dict.fromkeys(order) if a in spec.layers and _find_layer(
-        body, spec.layers["top"] if a in ("avg_pool", "penultimate") and "top" in spec.layers else spec.layers[a])]
+    convs = [
+        a
+        for a in dict.fromkeys(order)
+        if a in spec.layers
+        and _find_layer(
+            body, spec.layers["top"] if a in ("avg_pool", "penultimate") and "top" in spec.layers else spec.layers[a]
+        )
+    ]
     other = f", or tap {' or '.join(convs[:2])} at {size[0]}x{size[1]}" if convs else ""
     names = ("layers " if len(head) > 1 else "layer ") + ", ".join(repr(t) for t in head)
     verb = "are" if len(head) > 1 else "is"
-    return ModelError(f"{names} of {spec.name} {verb} in its {what}{native}, not at --input-size {size[0]} "
-                      f"{size[1]}: extract it at --input-size {native.replace('x', ' ')} (or without --input-size)"
-                      f"{other}")
+    return ModelError(
+        f"{names} of {spec.name} {verb} in its {what}{native}, not at --input-size {size[0]} "
+        f"{size[1]}: extract it at --input-size {native.replace('x', ' ')} (or without --input-size)"
+        f"{other}"
+    )
 
 
 def _pool(x: Any, pooling: str, name: str) -> Any:
@@ -136,8 +149,9 @@ def _tensor_in_graph(model: keras.Model, inputs: Any, layer_path: list[keras.Mod
     return tapped_sub(feed(inputs), training=False)
 
 
-def extractor(model: keras.Model, layers: Sequence[str], *, pooling: str = "avg",
-              base: str | None = None) -> keras.Model:
+def extractor(
+    model: keras.Model, layers: Sequence[str], *, pooling: str = "avg", base: str | None = None
+) -> keras.Model:
     """A model with one output per tap, each (batch, dim): convolutional maps are pooled
     (``avg``/``max``) or flattened (``none``); vectors pass through.
 

@@ -11,8 +11,16 @@ from collections.abc import Callable
 from typing import Any
 
 
-def cached_head_data(model: Any, source: Any, size: tuple, batch_size: int, channels: int,
-                     log: Callable[[str], None], *, skip_undecodable: bool = False) -> tuple[Any, tuple, tuple | None]:
+def cached_head_data(
+    model: Any,
+    source: Any,
+    size: tuple,
+    batch_size: int,
+    channels: int,
+    log: Callable[[str], None],
+    *,
+    skip_undecodable: bool = False,
+) -> tuple[Any, tuple, tuple | None]:
     """The head as its own model (sharing the full model's layers) and the frozen base's
     pooled features for train and val, computed once: stage 1 then costs a few matrix
     products per epoch instead of a forward pass through the base."""
@@ -28,8 +36,15 @@ def cached_head_data(model: Any, source: Any, size: tuple, batch_size: int, chan
             out[split] = None
             continue
         t0 = time.time()
-        ds = tldata.make_dataset(source, split, image_size=size, batch_size=batch_size, training=False,
-                                 channels=channels, skip_undecodable=skip_undecodable)
+        ds = tldata.make_dataset(
+            source,
+            split,
+            image_size=size,
+            batch_size=batch_size,
+            training=False,
+            channels=channels,
+            skip_undecodable=skip_undecodable,
+        )
         xs, ys = [], []
         for x, y in ds:
             xs.append(np.asarray(pooled.predict_on_batch(x)))
@@ -37,7 +52,7 @@ def cached_head_data(model: Any, source: Any, size: tuple, batch_size: int, chan
         out[split] = (np.concatenate(xs), np.concatenate(ys))
         log(f"cached {split} features: {out[split][0].shape} in {time.time() - t0:.1f} s")
     names = [l.name for l in model.layers]
-    head_layers = model.layers[names.index("avg_pool") + 1:]
+    head_layers = model.layers[names.index("avg_pool") + 1 :]
     inputs = keras.Input(shape=(int(pooled.output_shape[-1]),), name="features")
     x = inputs
     for layer in head_layers:

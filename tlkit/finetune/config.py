@@ -19,9 +19,18 @@ from tlkit.finetune.rundir import RunDir
 RUNS_DIR = Path("runs")
 
 
-def _opt(default: Any, help: str, *, kind: str = "str", choices: tuple[str, ...] | None = None,
-         metavar: str | tuple[str, ...] | None = None, flag: str | None = None, shown: str | None = None,
-         negate: str | None = None, none_word: bool = False) -> Any:
+def _opt(
+    default: Any,
+    help: str,
+    *,
+    kind: str = "str",
+    choices: tuple[str, ...] | None = None,
+    metavar: str | tuple[str, ...] | None = None,
+    flag: str | None = None,
+    shown: str | None = None,
+    negate: str | None = None,
+    none_word: bool = False,
+) -> Any:
     """A field with its CLI form.
 
     ``kind``: the value parser's name in ``_argtypes`` (``flag`` for booleans); ``flag``: the
@@ -30,9 +39,16 @@ def _opt(default: Any, help: str, *, kind: str = "str", choices: tuple[str, ...]
     sets the field to ``None`` (``--no-augment``); ``none_word``: the value ``none`` means ``None``
     (``--weights none``; also implied by a ``"none"`` among ``choices``).
     """
-    meta = {"help": help, "kind": kind, "choices": choices, "metavar": metavar, "flag": flag, "shown": shown,
-            "negate": negate,
-            "none_word": none_word or "none" in (choices or ())}
+    meta = {
+        "help": help,
+        "kind": kind,
+        "choices": choices,
+        "metavar": metavar,
+        "flag": flag,
+        "shown": shown,
+        "negate": negate,
+        "none_word": none_word or "none" in (choices or ()),
+    }
     return field(default=default, metadata=meta)
 
 
@@ -40,16 +56,21 @@ def _opt(default: Any, help: str, *, kind: str = "str", choices: tuple[str, ...]
 class FinetuneConfig:
     """Everything that defines a finetuning run; written to the run's ``config.json``."""
 
-    data: str = field(metadata={"help": "folder of class subfolders, a CSV manifest (path,label[,split]), "
-                                        "tfds:NAME, or builtin:digits / builtin:faces", "kind": "str",
-                                "required": True})
+    data: str = field(
+        metadata={
+            "help": "folder of class subfolders, a CSV manifest (path,label[,split]), "
+            "tfds:NAME, or builtin:digits / builtin:faces",
+            "kind": "str",
+            "required": True,
+        }
+    )
     base: str = _opt("efficientnet_lite0", "registry name of the pretrained base (with --resume: the run's own)")
-    weights: str | None = _opt("imagenet", "'imagenet', a local weights file, or 'none'",
-                                   none_word=True)
+    weights: str | None = _opt("imagenet", "'imagenet', a local weights file, or 'none'", none_word=True)
     name: str | None = _opt(None, "run name", shown="BASE-DATA")
     runs_dir: str = _opt(str(RUNS_DIR), "parent folder of run directories")
-    input_size: tuple[int, int] | None = _opt(None, "input height and width", kind="image_side",
-                                              metavar=("H", "W"), shown="the base's own")
+    input_size: tuple[int, int] | None = _opt(
+        None, "input height and width", kind="image_side", metavar=("H", "W"), shown="the base's own"
+    )
     batch_size: int = _opt(32, "images per training step (multi-worker: the global batch)", kind="positive_int")
     epochs: int = _opt(5, "stage 1 epochs (head only)", kind="non_negative_int")
     finetune_epochs: int = _opt(5, "stage 2 epochs (top blocks unfrozen)", kind="non_negative_int")
@@ -59,50 +80,92 @@ class FinetuneConfig:
     optimizer: str = _opt("adam", "optimizer; sgd uses --momentum", choices=("adam", "sgd"))
     momentum: float = _opt(0.9, "SGD momentum", kind="fraction")
     weight_decay: float = _opt(0.0, "decoupled weight decay", kind="non_negative_float")
-    schedule: str = _opt("none", "learning-rate schedule; step: /10 every --step-epochs; plateau: /10 when val "
-                                 "loss stalls", choices=("none", "step", "plateau", "cosine"))
+    schedule: str = _opt(
+        "none",
+        "learning-rate schedule; step: /10 every --step-epochs; plateau: /10 when val loss stalls",
+        choices=("none", "step", "plateau", "cosine"),
+    )
     step_epochs: int = _opt(10, "epochs between /10 steps of --schedule step", kind="positive_int")
-    early_stopping: int = _opt(0, "stop a stage after this many epochs without a better val loss; 0 = off",
-                               kind="non_negative_int", metavar="PATIENCE")
+    early_stopping: int = _opt(
+        0,
+        "stop a stage after this many epochs without a better val loss; 0 = off",
+        kind="non_negative_int",
+        metavar="PATIENCE",
+    )
     dropout: float = _opt(0.2, "dropout before the head's Dense layers", kind="fraction")
-    hidden_units: int = _opt(0, "units of an optional hidden Dense layer in the head; 0 = none",
-                             kind="non_negative_int")
-    augment: str | None = _opt("crop", "random resized crop, or VGG scale jitter (both with flip and colour "
-                                       "jitter)", choices=("crop", "scale"), negate="--no-augment")
-    flip: bool = _opt(True, "horizontal flips in augmentation; --no-flip for digits, text, other handed data",
-                      kind="flag", flag="--no-flip")
-    val_split: float = _opt(0.2, "fraction of the data held out for validation when it has no split",
-                            kind="fraction")
+    hidden_units: int = _opt(
+        0, "units of an optional hidden Dense layer in the head; 0 = none", kind="non_negative_int"
+    )
+    augment: str | None = _opt(
+        "crop",
+        "random resized crop, or VGG scale jitter (both with flip and colour jitter)",
+        choices=("crop", "scale"),
+        negate="--no-augment",
+    )
+    flip: bool = _opt(
+        True,
+        "horizontal flips in augmentation; --no-flip for digits, text, other handed data",
+        kind="flag",
+        flag="--no-flip",
+    )
+    val_split: float = _opt(0.2, "fraction of the data held out for validation when it has no split", kind="fraction")
     seed: int = _opt(0, "seed of splits, augmentation, initialisation and sampling", kind="int")
-    class_weight: str | None = _opt(None, "auto: loss weights inversely proportional to class counts",
-                                    choices=("auto", "none"))
+    class_weight: str | None = _opt(
+        None, "auto: loss weights inversely proportional to class counts", choices=("auto", "none")
+    )
     train_batchnorm: bool = _opt(False, "also train BatchNorm scale/offset in stage 2", kind="flag")
-    find_lr: bool = _opt(False, "run an LR range test first, plot it, and train at the suggested rate",
-                         kind="flag")
-    distribute: str | None = _opt(None, "tf.distribute strategy: mirrored (this machine's GPUs) or multi-worker "
-                                        "(the workers a cluster manager names in TF_CONFIG; --batch-size is the "
-                                        "global batch)", choices=("mirrored", "multi-worker"))
+    find_lr: bool = _opt(False, "run an LR range test first, plot it, and train at the suggested rate", kind="flag")
+    distribute: str | None = _opt(
+        None,
+        "tf.distribute strategy: mirrored (this machine's GPUs) or multi-worker "
+        "(the workers a cluster manager names in TF_CONFIG; --batch-size is the "
+        "global batch)",
+        choices=("mirrored", "multi-worker"),
+    )
     mixed_precision: str = _opt("auto", "float16 compute: auto = on with a GPU", choices=("auto", "on", "off"))
     tfds_data_dir: str | None = _opt(None, "folder with prepared TFDS datasets", shown="TFDS's own")
-    cache_dir: str | None = _opt(None, "tlkit's cache folder (builtin datasets, file checks)",
-                                 shown="$TLKIT_HOME, else ~/.cache/tlkit")
-    deterministic: bool = _opt(True, "bit-reproducible ops on CPU (same seed, same data, same metrics); "
-                                     "--no-deterministic trades that for speed", kind="flag",
-                               flag="--no-deterministic")
-    cache_features: bool = _opt(False, "stage 1 on the frozen base's features computed once (no augmentation "
-                                       "in stage 1)", kind="flag")
-    check_sample: int = _opt(0, "decode only a seeded sample of N files before training (millions of images); "
-                                "the others are used unchecked and one that does not decode is skipped by the "
-                                "input pipeline", kind="positive_int", metavar="N", shown="every file")
-    leaks: str = _opt("drop", "validation/test files identical to training files: drop leaves them out (copies of "
-                              "training images inflate validation accuracy), keep keeps them, fail stops (exit 2)",
-                      choices=("drop", "keep", "fail"))
-    cache: str | None = _opt(None, "keep the decoded, resized images (uint8, before augmentation) after the first "
-                                   "epoch: 'mem' for memory or a folder for cache files; later epochs decode "
-                                   "nothing (see --cache-budget)", metavar="mem|DIR", shown="off")
-    cache_budget: str = _opt("2GiB", "most bytes --cache may hold per split, e.g. 500MiB, 2GiB; data that does "
-                                     "not fit runs without the cache, with a message", kind="byte_size",
-                             metavar="SIZE")
+    cache_dir: str | None = _opt(
+        None, "tlkit's cache folder (builtin datasets, file checks)", shown="$TLKIT_HOME, else ~/.cache/tlkit"
+    )
+    deterministic: bool = _opt(
+        True,
+        "bit-reproducible ops on CPU (same seed, same data, same metrics); --no-deterministic trades that for speed",
+        kind="flag",
+        flag="--no-deterministic",
+    )
+    cache_features: bool = _opt(
+        False, "stage 1 on the frozen base's features computed once (no augmentation in stage 1)", kind="flag"
+    )
+    check_sample: int = _opt(
+        0,
+        "decode only a seeded sample of N files before training (millions of images); "
+        "the others are used unchecked and one that does not decode is skipped by the "
+        "input pipeline",
+        kind="positive_int",
+        metavar="N",
+        shown="every file",
+    )
+    leaks: str = _opt(
+        "drop",
+        "validation/test files identical to training files: drop leaves them out (copies of "
+        "training images inflate validation accuracy), keep keeps them, fail stops (exit 2)",
+        choices=("drop", "keep", "fail"),
+    )
+    cache: str | None = _opt(
+        None,
+        "keep the decoded, resized images (uint8, before augmentation) after the first "
+        "epoch: 'mem' for memory or a folder for cache files; later epochs decode "
+        "nothing (see --cache-budget)",
+        metavar="mem|DIR",
+        shown="off",
+    )
+    cache_budget: str = _opt(
+        "2GiB",
+        "most bytes --cache may hold per split, e.g. 500MiB, 2GiB; data that does "
+        "not fit runs without the cache, with a message",
+        kind="byte_size",
+        metavar="SIZE",
+    )
 
     def run_dir(self) -> Path:
         """``runs_dir/name`` (default name: BASE-DATA); raises RunDirError for a name that is not one folder."""
@@ -157,10 +220,13 @@ def check_config(cfg: FinetuneConfig) -> None:
         raise ConfigError(f"--class-weight must be 'auto' or 'none', got {cfg.class_weight!r}")
     if cfg.distribute == "multi-worker" and (cfg.find_lr or cfg.cache_features):
         flag = "--find-lr" if cfg.find_lr else "--cache-features"
-        raise ConfigError(f"{flag} runs on one process: find the rate or train the head without "
-                          f"--distribute multi-worker, then run the multi-worker job with --lr")
+        raise ConfigError(
+            f"{flag} runs on one process: find the rate or train the head without "
+            f"--distribute multi-worker, then run the multi-worker job with --lr"
+        )
     if cfg.epochs <= 0 and (cfg.finetune_epochs <= 0 or str(cfg.unfreeze) == "0"):
         raise ConfigError(
             f"nothing to train: --epochs {cfg.epochs} and --finetune-epochs {cfg.finetune_epochs} "
             f"(--unfreeze {cfg.unfreeze}); pass --epochs N for the head and/or --finetune-epochs N with "
-            f"--unfreeze N|all for the top blocks")
+            f"--unfreeze N|all for the top blocks"
+        )

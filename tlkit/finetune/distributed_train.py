@@ -27,8 +27,9 @@ from tlkit.distribute import WorkerFailedError
 from tlkit.finetune import train
 
 
-def _step_fns(model: keras.Model, strategy: Any, num_classes: int,
-              class_weight: dict[int, float] | None) -> tuple[Callable, Callable]:
+def _step_fns(
+    model: keras.Model, strategy: Any, num_classes: int, class_weight: dict[int, float] | None
+) -> tuple[Callable, Callable]:
     """Compiled train and eval steps; each returns global sums (loss, correct, top5, count)."""
     import tensorflow as tf
 
@@ -98,9 +99,11 @@ def _run_epoch(step: Callable, dataset: Any) -> np.ndarray:
             raise
         # A peer died or hangs: the collective fails here (at once, or after the strategy's timeout).
         first = " ".join(str(exc.message).split())[:200]
-        raise WorkerFailedError(f"lost contact with another worker ({type(exc).__name__}: {first}); restart "
-                                f"every worker with the same command and --resume to continue from the last "
-                                f"completed epoch") from None
+        raise WorkerFailedError(
+            f"lost contact with another worker ({type(exc).__name__}: {first}); restart "
+            f"every worker with the same command and --resume to continue from the last "
+            f"completed epoch"
+        ) from None
     return totals
 
 
@@ -112,8 +115,17 @@ def _lost_peer(exc: Exception) -> bool:
         return True
     text = str(getattr(exc, "message", exc)).lower()
     # A dead peer's gRPC connection surfaces as INTERNAL/CANCELLED/UNKNOWN with these words.
-    return any(w in text for w in ("connection reset", "error received from peer", "socket closed",
-                                   "failed to connect", "the tasks have crashed", "collective ops is aborted"))
+    return any(
+        w in text
+        for w in (
+            "connection reset",
+            "error received from peer",
+            "socket closed",
+            "failed to connect",
+            "the tasks have crashed",
+            "collective ops is aborted",
+        )
+    )
 
 
 def _logs(totals: np.ndarray, prefix: str, num_classes: int) -> dict[str, float]:
@@ -142,11 +154,23 @@ def distribute(dataset: Any, strategy: Any) -> Any:
     return strategy.experimental_distribute_dataset(dataset.with_options(options))
 
 
-def fit_stage_distributed(model: keras.Model, train_ds: Any, val_ds: Any,
-                          cfg: train.StageConfig, *, strategy: Any, run_dir: Path, initial_epoch: int,
-                          stage_start: int, best: float | None, num_classes: int,
-                          class_weight: dict | None = None, extra_callbacks: Iterable[Any] = (),
-                          extra_state: dict | None = None, log: Callable[[str], None] = print) -> int:
+def fit_stage_distributed(
+    model: keras.Model,
+    train_ds: Any,
+    val_ds: Any,
+    cfg: train.StageConfig,
+    *,
+    strategy: Any,
+    run_dir: Path,
+    initial_epoch: int,
+    stage_start: int,
+    best: float | None,
+    num_classes: int,
+    class_weight: dict | None = None,
+    extra_callbacks: Iterable[Any] = (),
+    extra_state: dict | None = None,
+    log: Callable[[str], None] = print,
+) -> int:
     """Train one stage from ``initial_epoch`` (global numbering) under ``strategy``; returns the next epoch.
 
     ``train_ds``/``val_ds`` are the batched datasets a single process would use (global
@@ -163,8 +187,9 @@ def fit_stage_distributed(model: keras.Model, train_ds: Any, val_ds: Any,
     train_ds = distribute(train_ds, strategy)
     val_ds = distribute(val_ds, strategy) if val_ds is not None else None
     train_step, eval_step = _step_fns(model, strategy, num_classes, class_weight)
-    callbacks = train.stage_callbacks(cfg, run_dir, stage_start, best, extra_callbacks, has_val=val_ds is not None,
-                                      extra_state=extra_state)
+    callbacks = train.stage_callbacks(
+        cfg, run_dir, stage_start, best, extra_callbacks, has_val=val_ds is not None, extra_state=extra_state
+    )
     cbl = keras.callbacks.CallbackList(callbacks, model=model, add_history=False, add_progbar=False)
     model.stop_training = False
     cbl.on_train_begin()
@@ -176,8 +201,9 @@ def fit_stage_distributed(model: keras.Model, train_ds: Any, val_ds: Any,
         if val_ds is not None:
             logs.update(_logs(_run_epoch(eval_step, val_ds), "val_", num_classes))
         cbl.on_epoch_end(epoch, logs)
-        log(f"epoch {epoch + 1}/{end} ({time.time() - t0:.1f} s): "
-            + ", ".join(f"{k} {v:.4f}" for k, v in logs.items()))
+        log(
+            f"epoch {epoch + 1}/{end} ({time.time() - t0:.1f} s): " + ", ".join(f"{k} {v:.4f}" for k, v in logs.items())
+        )
         if model.stop_training:
             break
     cbl.on_train_end()

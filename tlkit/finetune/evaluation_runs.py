@@ -34,8 +34,16 @@ def load_run(run_dir: str | Path) -> tuple[Any, list[str], dict]:
     return RunDir(run).load_checkpoint(ckpt, compile=False), [str(v) for v in labels], config
 
 
-def evaluate_runs(runs: Sequence[str], *, data: str | None = None, split: str | None = None, tta: str = "none",
-                  ensemble: bool = False, batch_size: int = 32, out: str | None = None) -> dict[str, dict]:
+def evaluate_runs(
+    runs: Sequence[str],
+    *,
+    data: str | None = None,
+    split: str | None = None,
+    tta: str = "none",
+    ensemble: bool = False,
+    batch_size: int = 32,
+    out: str | None = None,
+) -> dict[str, dict]:
     """Metrics per run (or one ``ensemble`` entry) on ``data`` or the first run's validation split.
 
     ``split`` is ``train``, ``val``, ``test`` or ``all`` (every file); by default ``val`` when
@@ -57,8 +65,13 @@ def evaluate_runs(runs: Sequence[str], *, data: str | None = None, split: str | 
     cfg = loaded[0][2]
     if not data and not cfg.get("data"):
         raise DataError(f"{runs[0]} does not record its data; pass --data")
-    source = tldata.resolve(data or cfg["data"], val_split=cfg.get("val_split", 0.2) if not data else 0.0,
-                            seed=cfg.get("seed", 0), tfds_data_dir=cfg.get("tfds_data_dir"), min_classes=1)
+    source = tldata.resolve(
+        data or cfg["data"],
+        val_split=cfg.get("val_split", 0.2) if not data else 0.0,
+        seed=cfg.get("seed", 0),
+        tfds_data_dir=cfg.get("tfds_data_dir"),
+        min_classes=1,
+    )
     unknown = sorted(set(source.classes) - set(labels))
     if unknown:
         raise DataError(f"the data has classes the runs never saw: {unknown}; known: {labels}")
@@ -78,30 +91,44 @@ def evaluate_runs(runs: Sequence[str], *, data: str | None = None, split: str | 
             split = "all"  # new data without a train/val/test split: every file is evaluation data
         if split == "all":
             items["split"] = "train"  # one split holding every file, for make_dataset
-            notes.append(f"evaluated all {len(items)} usable files of {data or cfg['data']}"
-                         + (" (it has no train/val/test split)" if source.split_method == "none" else ""))
+            notes.append(
+                f"evaluated all {len(items)} usable files of {data or cfg['data']}"
+                + (" (it has no train/val/test split)" if source.split_method == "none" else "")
+            )
         source = dataclasses.replace(source, items=items, classes=list(labels))
     elif split == "all":
-        raise DataError("--split all is for folders and CSV manifests; for a TFDS source name a split: "
-                        f"{', '.join(source.splits())}")
+        raise DataError(
+            "--split all is for folders and CSV manifests; for a TFDS source name a split: "
+            f"{', '.join(source.splits())}"
+        )
     sp = split or ("val" if tldata.dataset_size(source, "val") > 0 else "train")
     ds_split = "train" if sp == "all" else sp
     results: dict[str, dict] = {}
     probs_all = []
     y = None
-    for (model, _, rcfg), name in zip(loaded, runs):
+    for (model, _, _rcfg), name in zip(loaded, runs):
         size = tuple(model.input_shape[1:3])
-        ds = tldata.make_dataset(source, ds_split, image_size=size, batch_size=batch_size, training=False,
-                                 channels=model.input_shape[-1])
+        ds = tldata.make_dataset(
+            source, ds_split, image_size=size, batch_size=batch_size, training=False, channels=model.input_shape[-1]
+        )
         y, probs = evaluate.predict_dataset(model, ds, tta=None if tta == "none" else tta)
         probs_all.append(probs)
         if not ensemble:
-            results[str(name)] = {**evaluate.metrics_from_probs(y, probs, labels), "split": sp, "tta": tta,
-                                  "notes": list(notes)}
+            results[str(name)] = {
+                **evaluate.metrics_from_probs(y, probs, labels),
+                "split": sp,
+                "tta": tta,
+                "notes": list(notes),
+            }
     if ensemble:
         probs = evaluate.ensemble(probs_all)
-        results["ensemble"] = {**evaluate.metrics_from_probs(y, probs, labels), "split": sp, "tta": tta,
-                               "members": [str(r) for r in runs], "notes": list(notes)}
+        results["ensemble"] = {
+            **evaluate.metrics_from_probs(y, probs, labels),
+            "split": sp,
+            "tta": tta,
+            "members": [str(r) for r in runs],
+            "notes": list(notes),
+        }
     if out:
         out_dir = Path(out)
         out_dir.mkdir(parents=True, exist_ok=True)
@@ -109,6 +136,7 @@ def evaluate_runs(runs: Sequence[str], *, data: str | None = None, split: str | 
 
         write_json_atomic(out_dir / "evaluation.json", results)
         for name, m in results.items():
-            plots.confusion_matrix(np.asarray(m["confusion_matrix"]), labels,
-                                   out_dir / f"confusion_{Path(name).name}.png")
+            plots.confusion_matrix(
+                np.asarray(m["confusion_matrix"]), labels, out_dir / f"confusion_{Path(name).name}.png"
+            )
     return results

@@ -63,8 +63,9 @@ def spec_block_pattern(name: str) -> re.Pattern[str] | None:
     return re.compile(spec.blocks) if spec.blocks else None
 
 
-def layer_blocks(base: keras.Model, pattern: re.Pattern[str] | None = None
-                 ) -> list[tuple[str, list[keras.layers.Layer]]]:
+def layer_blocks(
+    base: keras.Model, pattern: re.Pattern[str] | None = None
+) -> list[tuple[str, list[keras.layers.Layer]]]:
     """Group the base's weighted layers into blocks, in order from input to output.
 
     A layer whose name names no block joins the next named block (so Inception's
@@ -91,9 +92,16 @@ def layer_blocks(base: keras.Model, pattern: re.Pattern[str] | None = None
     return [(k, ls) for k, ls in blocks if ls]
 
 
-def build_classifier(base_name: str, *, num_classes: int, weights: str | None = "imagenet",
-                     input_size: tuple[int, int] | None = None, dropout: float = 0.2,
-                     hidden_units: int = 0, base_model: keras.Model | None = None) -> keras.Model:
+def build_classifier(
+    base_name: str,
+    *,
+    num_classes: int,
+    weights: str | None = "imagenet",
+    input_size: tuple[int, int] | None = None,
+    dropout: float = 0.2,
+    hidden_units: int = 0,
+    base_model: keras.Model | None = None,
+) -> keras.Model:
     """A finetuning model: preprocessing + pretrained body (frozen) + a new head.
 
     ``base_model`` may be given to reuse an already built body (it must take
@@ -145,8 +153,10 @@ def get_base(model: keras.Model) -> keras.Model:
     try:
         return model.get_layer(BASE_NAME)
     except ValueError:
-        raise ModelError(f"model {model.name!r} has no nested base named {BASE_NAME!r}; "
-                         f"was it built by tlkit.finetune.heads.build_classifier?") from None
+        raise ModelError(
+            f"model {model.name!r} has no nested base named {BASE_NAME!r}; "
+            f"was it built by tlkit.finetune.heads.build_classifier?"
+        ) from None
 
 
 def freeze_base(model: keras.Model) -> None:
@@ -170,7 +180,7 @@ def unfreeze_top(model: keras.Model, n: int | str, *, train_batchnorm: bool = Fa
         if count < 0:
             raise ModelError(f"--unfreeze must be >= 0 or 'all', got {n!r}")
         count = min(count, len(blocks))
-    chosen = blocks[len(blocks) - count:] if count else []
+    chosen = blocks[len(blocks) - count :] if count else []
     base.trainable = True  # the container must be trainable for any sublayer to be
     for layer in base.layers:
         layer.trainable = False

@@ -74,8 +74,9 @@ def load_data(cfg: FinetuneConfig, log: Log) -> tuple[Any, Any]:
     from tlkit.data import pipeline as tldata
     from tlkit.data import preflight
 
-    source = tldata.resolve(cfg.data, val_split=cfg.val_split, seed=cfg.seed,
-                            tfds_data_dir=cfg.tfds_data_dir, cache_dir=cfg.cache_dir)
+    source = tldata.resolve(
+        cfg.data, val_split=cfg.val_split, seed=cfg.seed, tfds_data_dir=cfg.tfds_data_dir, cache_dir=cfg.cache_dir
+    )
     report = preflight.check(source, progress=sys.stderr.isatty(), sample=cfg.check_sample or None, seed=cfg.seed)
     # The leak policy sets the counts the run uses, so it comes before the report is written and printed
     # (its message is the report text's last line).
@@ -86,8 +87,9 @@ def load_data(cfg: FinetuneConfig, log: Log) -> tuple[Any, Any]:
     return source, report
 
 
-def _prepare(cfg: FinetuneConfig, resume: bool, force: bool,
-             must_match: Iterable[str]) -> tuple[FinetuneConfig, RunDir, str]:
+def _prepare(
+    cfg: FinetuneConfig, resume: bool, force: bool, must_match: Iterable[str]
+) -> tuple[FinetuneConfig, RunDir, str]:
     """Checks that cost nothing (no TensorFlow, no data, no writes): flags, run name, the run
     directory and, on resume, the saved config. Returns (config to run, run dir, plan); the plan
     of a non-chief worker is "worker" (it reads the run directory to resume, never writes it)."""
@@ -100,28 +102,39 @@ def _prepare(cfg: FinetuneConfig, resume: bool, force: bool,
     plan = run.plan(resume=resume, force=force) if chief else "worker"
     if resume:
         if not run.is_run():  # the chief's plan says so already; a worker checks here
-            raise RunDirError(f"cannot resume {run.path}: no tlkit run there (no config.json with its data and "
-                              f"base); start the run without --resume")
+            raise RunDirError(
+                f"cannot resume {run.path}: no tlkit run there (no config.json with its data and "
+                f"base); start the run without --resume"
+            )
         saved = run.read_config()
         for field in must_match:
             given, made = getattr(cfg, field), saved.get(field)
             if made is not None and not (same_data(given, made) if field == "data" else given == made):
-                raise RunDirError(f"--resume: {run.path} was made with --{field} {made}, not --{field} {given}; "
-                                  f"resume with --{field} {made}, or start a new run with another --name")
+                raise RunDirError(
+                    f"--resume: {run.path} was made with --{field} {made}, not --{field} {given}; "
+                    f"resume with --{field} {made}, or start a new run with another --name"
+                )
         saved["input_size"] = tuple(saved["input_size"]) if saved.get("input_size") else None
         known = {f.name for f in dataclasses.fields(FinetuneConfig)}
         # The saved config, where the run is now (the runs folder may have moved).
         # --distribute is how this command runs, not what the run is: it comes from the command line.
-        cfg = FinetuneConfig(**{**{k: v for k, v in saved.items() if k in known},
-                                "runs_dir": cfg.runs_dir, "name": run.path.name, "distribute": cfg.distribute})
+        cfg = FinetuneConfig(
+            **{
+                **{k: v for k, v in saved.items() if k in known},
+                "runs_dir": cfg.runs_dir,
+                "name": run.path.name,
+                "distribute": cfg.distribute,
+            }
+        )
         check_config(cfg)
         if run.read_state().get("done"):
             plan = "done"
     return cfg, run, plan
 
 
-def check_before_start(cfg: FinetuneConfig, *, resume: bool = False, force: bool = False,
-                       must_match: Iterable[str] = ("data", "base")) -> FinetuneConfig:
+def check_before_start(
+    cfg: FinetuneConfig, *, resume: bool = False, force: bool = False, must_match: Iterable[str] = ("data", "base")
+) -> FinetuneConfig:
     """The checks that cost nothing (flags, run name, run directory, a resume's saved config), for a
     launcher to run before it starts workers; returns the config the run would use."""
     return _prepare(cfg, resume, force, tuple(must_match))[0]
@@ -133,8 +146,15 @@ def _write_data_report(run: RunDir, report: Any) -> None:
     report.write_skipped_csv(run / rd.SKIPPED)
 
 
-def finetune(cfg: FinetuneConfig, *, resume: bool = False, force: bool = False, quiet: bool = False,
-             callbacks: Iterable[Any] = (), must_match: Iterable[str] = ("data", "base")) -> dict[str, Any]:
+def finetune(
+    cfg: FinetuneConfig,
+    *,
+    resume: bool = False,
+    force: bool = False,
+    quiet: bool = False,
+    callbacks: Iterable[Any] = (),
+    must_match: Iterable[str] = ("data", "base"),
+) -> dict[str, Any]:
     """Run (or resume) a staged finetuning; returns the final metrics. See the module docstring.
 
     ``must_match``: on ``resume``, the fields of ``cfg`` that must equal the saved run's
@@ -156,8 +176,10 @@ def finetune(cfg: FinetuneConfig, *, resume: bool = False, force: bool = False, 
     classes = list(source.classes)
     state = run.read_state() if resume else {}
     if resume and run.read_labels() not in (None, classes):
-        raise DataError(f"--resume: {run.path} was trained on classes {run.read_labels()}, the data now has "
-                        f"{classes}; resume with the run's data, or start a new run with another --name")
+        raise DataError(
+            f"--resume: {run.path} was trained on classes {run.read_labels()}, the data now has "
+            f"{classes}; resume with the run's data, or start a new run with another --name"
+        )
 
     from tlkit.data import pipeline as tldata
 
@@ -170,23 +192,53 @@ def finetune(cfg: FinetuneConfig, *, resume: bool = False, force: bool = False, 
     try:
         size = tuple(cfg.input_size)
         channels = spec.input_shape[-1]
-        train_ds = tldata.make_dataset(source, "train", image_size=size, batch_size=cfg.batch_size, training=True,
-                                       augment=cfg.augment, seed=cfg.seed, flip=cfg.flip, channels=channels,
-                                       skip_undecodable=bool(cfg.check_sample), cache=cfg.cache or False,
-                                       cache_budget=cfg.cache_budget)
+        train_ds = tldata.make_dataset(
+            source,
+            "train",
+            image_size=size,
+            batch_size=cfg.batch_size,
+            training=True,
+            augment=cfg.augment,
+            seed=cfg.seed,
+            flip=cfg.flip,
+            channels=channels,
+            skip_undecodable=bool(cfg.check_sample),
+            cache=cfg.cache or False,
+            cache_budget=cfg.cache_budget,
+        )
         has_val = tldata.dataset_size(source, "val") > 0
-        val_ds = (tldata.make_dataset(source, "val", image_size=size, batch_size=cfg.batch_size, training=False,
-                                      channels=channels, skip_undecodable=bool(cfg.check_sample),
-                                      cache=cfg.cache or False, cache_budget=cfg.cache_budget) if has_val else None)
+        val_ds = (
+            tldata.make_dataset(
+                source,
+                "val",
+                image_size=size,
+                batch_size=cfg.batch_size,
+                training=False,
+                channels=channels,
+                skip_undecodable=bool(cfg.check_sample),
+                cache=cfg.cache or False,
+                cache_budget=cfg.cache_budget,
+            )
+            if has_val
+            else None
+        )
         class_weight = None
         if cfg.class_weight == "auto":
             counts = report.class_counts.get("train", {})
             class_weight = tldata.class_weights([counts.get(c, 0) for c in classes])
             log("class weights: " + ", ".join(f"{c}={class_weight[i]:.2f}" for i, c in enumerate(classes)))
 
-        stage1 = train.StageConfig(stage=1, epochs=cfg.epochs, lr=cfg.lr, optimizer=cfg.optimizer,
-                                   momentum=cfg.momentum, weight_decay=cfg.weight_decay, schedule=cfg.schedule,
-                                   step_epochs=cfg.step_epochs, early_stopping=cfg.early_stopping)
+        stage1 = train.StageConfig(
+            stage=1,
+            epochs=cfg.epochs,
+            lr=cfg.lr,
+            optimizer=cfg.optimizer,
+            momentum=cfg.momentum,
+            weight_decay=cfg.weight_decay,
+            schedule=cfg.schedule,
+            step_epochs=cfg.step_epochs,
+            early_stopping=cfg.early_stopping,
+        )
         stage2 = dataclasses.replace(stage1, stage=2, epochs=cfg.finetune_epochs, lr=cfg.finetune_lr)
         log(f"distribution: {type(strategy).__name__}, {strategy.num_replicas_in_sync} replica(s) in sync")
         # A kill before the first state.json leaves no epoch to resume from: start over.
@@ -196,8 +248,14 @@ def finetune(cfg: FinetuneConfig, *, resume: bool = False, force: bool = False, 
             if state:
                 model = run.load_checkpoint(run / rd.LAST)
             else:
-                model = heads.build_classifier(cfg.base, num_classes=len(classes), weights=cfg.weights,
-                                               input_size=size, dropout=cfg.dropout, hidden_units=cfg.hidden_units)
+                model = heads.build_classifier(
+                    cfg.base,
+                    num_classes=len(classes),
+                    weights=cfg.weights,
+                    input_size=size,
+                    dropout=cfg.dropout,
+                    hidden_units=cfg.hidden_units,
+                )
                 train.compile_model(model, stage1, len(classes))
                 # Slots built now: a checkpoint saved before the optimizer's first step (cached features
                 # train another model) still loads whole.
@@ -218,15 +276,32 @@ def finetune(cfg: FinetuneConfig, *, resume: bool = False, force: bool = False, 
                 if run.took_over:
                     log(f"took over the lock of {rd.RunLock.describe(run.took_over)}, which is no longer running")
                 if state and run.read_state() != state:
-                    raise RunDirError(f"{run.path} changed while this resume was starting (another tlkit process?); "
-                                      f"run the command again")
+                    raise RunDirError(
+                        f"{run.path} changed while this resume was starting (another tlkit process?); "
+                        f"run the command again"
+                    )
                 run.write_json(rd.CONFIG, {**asdict(cfg), "tlkit_version": tlkit.__version__})
                 run.write_json(rd.LABELS, classes)
                 _write_data_report(run, report)
                 if state:
                     log(f"resumed from {run / rd.LAST} at epoch {state.get('next_epoch')}")
-            job = _Job(cfg, run, write_dir, model, strategy, stage1, stage2, train_ds, val_ds, source, classes, size,
-                       channels, class_weight, log)
+            job = _Job(
+                cfg,
+                run,
+                write_dir,
+                model,
+                strategy,
+                stage1,
+                stage2,
+                train_ds,
+                val_ds,
+                source,
+                classes,
+                size,
+                channels,
+                class_weight,
+                log,
+            )
             metrics = _train_and_finish(job, state, resume=resume, callbacks=callbacks, quiet=quiet)
         finally:
             if run is not None:
@@ -259,8 +334,7 @@ class _Job:
     log: Log
 
 
-def _train_and_finish(job: _Job, state: dict, *, resume: bool, callbacks: Iterable[Any],
-                      quiet: bool) -> dict[str, Any]:
+def _train_and_finish(job: _Job, state: dict, *, resume: bool, callbacks: Iterable[Any], quiet: bool) -> dict[str, Any]:
     """Stage 1, the stage switch, stage 2, then evaluation (the chief only)."""
     from tlkit.finetune import heads, train
 
@@ -284,15 +358,16 @@ def _train_and_finish(job: _Job, state: dict, *, resume: bool, callbacks: Iterab
                 raise
             train.compile_model(model, stage1, n)
         plots.lr_range_plot(found, write_dir / rd.LR_FIND)
-        log(f"LR range test: suggested learning rate {found['suggested_lr']:.2g} "
-            f"(plot: {write_dir / rd.LR_FIND})")
+        log(f"LR range test: suggested learning rate {found['suggested_lr']:.2g} (plot: {write_dir / rd.LR_FIND})")
         stage1.lr = found["suggested_lr"]
         stage2.lr = found["suggested_lr"] / 10
         with strategy.scope():
             train.compile_model(model, stage1, n)
         if run is not None:
-            run.write_json(rd.CONFIG, {**asdict(cfg), "lr": stage1.lr, "finetune_lr": stage2.lr,
-                                       "tlkit_version": tlkit.__version__})
+            run.write_json(
+                rd.CONFIG,
+                {**asdict(cfg), "lr": stage1.lr, "finetune_lr": stage2.lr, "tlkit_version": tlkit.__version__},
+            )
     next_epoch = int(state.get("next_epoch", 0))
     if resume:
         # Rows past the state are epochs whose state was never written (a kill in between).
@@ -308,27 +383,52 @@ def _train_and_finish(job: _Job, state: dict, *, resume: bool, callbacks: Iterab
         def fit(m: Any, tr: Any, va: Any, stage_cfg: Any, **kw: Any) -> int:
             kw.pop("verbose", None)
             return fit_stage_distributed(m, tr, va, stage_cfg, strategy=strategy, num_classes=n, log=log, **kw)
+
         # After the recorder's checkpoint of each epoch: the run it replaces can go.
     extra = [train.EpochEndHook(run.commit), *callbacks] if run is not None else list(callbacks)
 
     if stage == 1:
-        log(f"stage 1: head only, {cfg.epochs} epochs at lr {stage1.lr:g} ({cfg.optimizer})"
-            + ("; on cached base features (no augmentation)" if cfg.cache_features else ""))
+        log(
+            f"stage 1: head only, {cfg.epochs} epochs at lr {stage1.lr:g} ({cfg.optimizer})"
+            + ("; on cached base features (no augmentation)" if cfg.cache_features else "")
+        )
         if cfg.cache_features:
             from tlkit.finetune.cached_head import cached_head_data
 
             with strategy.scope():
-                head, cached_train, cached_val = cached_head_data(model, source, size, cfg.batch_size, channels, log,
-                                                                          skip_undecodable=bool(cfg.check_sample))
+                head, cached_train, cached_val = cached_head_data(
+                    model, source, size, cfg.batch_size, channels, log, skip_undecodable=bool(cfg.check_sample)
+                )
                 train.compile_model(head, stage1, n)
-            next_epoch = train.fit_stage(head, cached_train, cached_val, stage1, run_dir=write_dir,
-                                         initial_epoch=next_epoch, stage_start=0, best=best,
-                                         class_weight=class_weight, extra_callbacks=extra, verbose=verbose,
-                                         checkpoint_model=model, batch_size=cfg.batch_size)
+            next_epoch = train.fit_stage(
+                head,
+                cached_train,
+                cached_val,
+                stage1,
+                run_dir=write_dir,
+                initial_epoch=next_epoch,
+                stage_start=0,
+                best=best,
+                class_weight=class_weight,
+                extra_callbacks=extra,
+                verbose=verbose,
+                checkpoint_model=model,
+                batch_size=cfg.batch_size,
+            )
         else:
-            next_epoch = fit(model, train_ds, val_ds, stage1, run_dir=write_dir, initial_epoch=next_epoch,
-                             stage_start=0, best=best, class_weight=class_weight, extra_callbacks=extra,
-                             verbose=verbose)
+            next_epoch = fit(
+                model,
+                train_ds,
+                val_ds,
+                stage1,
+                run_dir=write_dir,
+                initial_epoch=next_epoch,
+                stage_start=0,
+                best=best,
+                class_weight=class_weight,
+                extra_callbacks=extra,
+                verbose=verbose,
+            )
         best = train.read_state(write_dir).get("best", best)
         stage1_end = next_epoch
         unfrozen: list[str] = []
@@ -342,19 +442,34 @@ def _train_and_finish(job: _Job, state: dict, *, resume: bool, callbacks: Iterab
             # The recompiled model (new trainable set, fresh optimizer) is what a resume must load;
             # saved before the state that says "stage 2", so a kill in between resumes stage 1's end.
             train.save_checkpoint(model, write_dir / rd.LAST)
-        train.write_state(write_dir, {"stage": 2, "next_epoch": next_epoch, "stage_start": stage1_end,
-                                      "best": best, "unfrozen": unfrozen})
+        train.write_state(
+            write_dir,
+            {"stage": 2, "next_epoch": next_epoch, "stage_start": stage1_end, "best": best, "unfrozen": unfrozen},
+        )
         if run is not None and unfrozen:
             run.commit()
     state = train.read_state(write_dir)
     stage_start = int(state.get("stage_start", next_epoch))
     unfrozen = state.get("unfrozen", [])
     if unfrozen:
-        log(f"stage 2: unfroze {len(unfrozen)} block(s) ({', '.join(unfrozen)}), {cfg.finetune_epochs} epochs "
-            f"at lr {stage2.lr:g}; BatchNorm {'trained' if cfg.train_batchnorm else 'frozen, inference mode'}")
-        fit(model, train_ds, val_ds, stage2, run_dir=write_dir, initial_epoch=int(state.get("next_epoch", stage_start)),
-            stage_start=stage_start, best=state.get("best"), class_weight=class_weight, extra_callbacks=extra,
-            verbose=verbose, extra_state={"unfrozen": unfrozen})
+        log(
+            f"stage 2: unfroze {len(unfrozen)} block(s) ({', '.join(unfrozen)}), {cfg.finetune_epochs} epochs "
+            f"at lr {stage2.lr:g}; BatchNorm {'trained' if cfg.train_batchnorm else 'frozen, inference mode'}"
+        )
+        fit(
+            model,
+            train_ds,
+            val_ds,
+            stage2,
+            run_dir=write_dir,
+            initial_epoch=int(state.get("next_epoch", stage_start)),
+            stage_start=stage_start,
+            best=state.get("best"),
+            class_weight=class_weight,
+            extra_callbacks=extra,
+            verbose=verbose,
+            extra_state={"unfrozen": unfrozen},
+        )
     if is_multi_worker(strategy):
         from tlkit.features.extract import weights_fingerprint
 
@@ -362,8 +477,10 @@ def _train_and_finish(job: _Job, state: dict, *, resume: bool, callbacks: Iterab
     if run is None:
         return {"worker": "not the chief: the chief evaluates and writes the run directory"}
     if run.checkpoint() is None:
-        raise ConfigError(f"nothing was trained: --epochs {cfg.epochs} and stage 2 unfroze no block of "
-                          f"{cfg.base} (--unfreeze {cfg.unfreeze}); pass --epochs N or --unfreeze all")
+        raise ConfigError(
+            f"nothing was trained: --epochs {cfg.epochs} and stage 2 unfroze no block of "
+            f"{cfg.base} (--unfreeze {cfg.unfreeze}); pass --epochs N or --unfreeze all"
+        )
     metrics = _finish(run, source, classes, size, cfg, log)
     train.write_state(run.path, {**train.read_state(run.path), "done": True})
     return metrics
@@ -382,8 +499,15 @@ def _finish(run: RunDir, source: Any, classes: list[str], size: tuple, cfg: Fine
     split = "val" if tldata.dataset_size(source, "val") > 0 else "train"
     ckpt = run.require_checkpoint()
     model = run.load_checkpoint(ckpt)
-    ds = tldata.make_dataset(source, split, image_size=size, batch_size=cfg.batch_size, training=False,
-                             channels=model.input_shape[-1], skip_undecodable=bool(cfg.check_sample))
+    ds = tldata.make_dataset(
+        source,
+        split,
+        image_size=size,
+        batch_size=cfg.batch_size,
+        training=False,
+        channels=model.input_shape[-1],
+        skip_undecodable=bool(cfg.check_sample),
+    )
     y, probs = evaluate.predict_dataset(model, ds)
     metrics = evaluate.metrics_from_probs(y, probs, classes)
     metrics.update({"split": split, "checkpoint": ckpt.name, "epochs_run": len(history)})
@@ -391,6 +515,9 @@ def _finish(run: RunDir, source: Any, classes: list[str], size: tuple, cfg: Fine
     import numpy as np
 
     plots.confusion_matrix(np.asarray(metrics["confusion_matrix"]), classes, run_dir / rd.CONFUSION)
-    log(f"{split} top-1 accuracy {metrics['top1']:.4f}" +
-        (f", top-5 {metrics['top5']:.4f}" if "top5" in metrics else "") + f" ({ckpt.name}); run: {run_dir}")
+    log(
+        f"{split} top-1 accuracy {metrics['top1']:.4f}"
+        + (f", top-5 {metrics['top5']:.4f}" if "top5" in metrics else "")
+        + f" ({ckpt.name}); run: {run_dir}"
+    )
     return metrics

@@ -53,14 +53,14 @@ def check_run_name(name: Any) -> str:
         raise RunDirError(f"--name {name!r} is empty; {accepted}")
     seps = {"/", os.sep} | ({os.altsep} if os.altsep else set())
     if any(s in name for s in seps) or os.path.isabs(name) or "\0" in name:
-        raise RunDirError(f"--name {name!r} is a path, not a run name; {accepted}; "
-                          f"use --runs-dir to choose the parent folder")
+        raise RunDirError(
+            f"--name {name!r} is a path, not a run name; {accepted}; use --runs-dir to choose the parent folder"
+        )
     if name in (".", ".."):
         raise RunDirError(f"--name {name!r} names a folder, not a run; {accepted}")
     if name.startswith("."):
         # Hidden siblings are tlkit's (a run moved aside while --force replaces it).
-        raise RunDirError(f"--name {name!r} starts with '.', which tlkit keeps for its own hidden folders; "
-                          f"{accepted}")
+        raise RunDirError(f"--name {name!r} starts with '.', which tlkit keeps for its own hidden folders; {accepted}")
     return name
 
 
@@ -68,7 +68,6 @@ def is_temp_name(name: str) -> bool:
     """Temporary files of atomic writes: ``.X.tmp`` (fsutil), ``.X.tmp.keras`` (checkpoints),
     ``.X.tmp.png`` (plots)."""
     return name.startswith(".") and (name.endswith(".tmp") or ".tmp." in name)
-
 
 
 class RunLock:
@@ -122,8 +121,9 @@ class RunLock:
                 return False
         # No flock here (some network filesystems): trust the PID when it is on this host.
         pid = info.get("pid")
-        return (isinstance(pid, int) and pid != os.getpid() and info.get("host") == socket.gethostname()
-                and pid_alive(pid))
+        return (
+            isinstance(pid, int) and pid != os.getpid() and info.get("host") == socket.gethostname() and pid_alive(pid)
+        )
 
     def acquire(self) -> dict | None:
         """Take the lock; returns the previous (dead) owner's info when a stale lock was taken over.
@@ -137,7 +137,8 @@ class RunLock:
                 if self._held_by_other(fd, info, probe=False):
                     raise RunDirError(
                         f"{self.path.parent} is in use by another tlkit process ({self.describe(info)}); "
-                        f"wait for it to finish or stop it, or pass --name for another run")
+                        f"wait for it to finish or stop it, or pass --name for another run"
+                    )
                 # The file may have been unlinked (its owner released it) between open and flock.
                 same = os.fstat(fd).st_ino == os.stat(self.path).st_ino
             except FileNotFoundError:
@@ -287,14 +288,18 @@ class RunDir:
             raise RunDirError(f"{p} is a file, not a run directory; pass another --name or --runs-dir")
         owner = self._recover_pending() or self.holder()
         if owner is not None:
-            raise RunDirError(f"{p} is in use by another tlkit process ({RunLock.describe(owner)}); wait for it "
-                              f"to finish or stop it, or pass --name for another run")
+            raise RunDirError(
+                f"{p} is in use by another tlkit process ({RunLock.describe(owner)}); wait for it "
+                f"to finish or stop it, or pass --name for another run"
+            )
         if resume:
             if not p.exists():
                 raise NotFoundError(f"nothing to resume: {p} does not exist; start the run without --resume")
             if not self.is_run():
-                raise RunDirError(f"cannot resume {p}: it is not a tlkit run (no config.json with its data and "
-                                  f"base); start a new run with another --name")
+                raise RunDirError(
+                    f"cannot resume {p}: it is not a tlkit run (no config.json with its data and "
+                    f"base); start a new run with another --name"
+                )
             return "resume"
         entries = self.user_entries()
         if not entries:
@@ -304,12 +309,15 @@ class RunDir:
             raise (RunDirError if force else AlreadyExistsError)(
                 f"{p} exists and is not a tlkit run (it holds {shown}); "
                 + ("--force only replaces tlkit runs or empty folders; " if force else "")
-                + "pass --name for a new run, or move that folder away")
+                + "pass --name for a new run, or move that folder away"
+            )
         if not self.is_started():
             return "replace"  # an earlier attempt that failed before its first epoch: nothing to lose
         if not force:
-            raise AlreadyExistsError(f"run directory {p} already exists; pass --resume to continue it, --force "
-                                     f"to replace it, or --name for a new run")
+            raise AlreadyExistsError(
+                f"run directory {p} already exists; pass --resume to continue it, --force "
+                f"to replace it, or --name for a new run"
+            )
         return "replace"
 
     def _recover_pending(self) -> dict | None:
@@ -365,8 +373,9 @@ class RunDir:
                     p.mkdir()
                 except FileExistsError:
                     backup, self._backup = self._backup, None  # not ours to discard: keep the old run aside
-                    raise RunDirError(f"another process created {p} while this run was replacing it; the old "
-                                      f"run is kept in {backup}") from None
+                    raise RunDirError(
+                        f"another process created {p} while this run was replacing it; the old run is kept in {backup}"
+                    ) from None
             else:
                 p.mkdir(parents=True, exist_ok=True)
             self._lock = RunLock(p / LOCK)
@@ -387,8 +396,9 @@ class RunDir:
         else:  # without --force, only a run that never finished an epoch is replaced
             ok = self.is_run() and (self._force or not self.is_started())
         if not ok:
-            raise RunDirError(f"{self.path} changed while this run was starting (another tlkit process?); "
-                              f"run the command again")
+            raise RunDirError(
+                f"{self.path} changed while this run was starting (another tlkit process?); run the command again"
+            )
 
     def commit(self) -> None:
         """The new run has its first checkpoint: delete the run it replaces. Idempotent."""

@@ -23,8 +23,7 @@ from tlkit._io import atomic_path
 from tlkit.errors import ConfigError
 from tlkit.finetune.rundir import BEST, HISTORY, LAST, RunDir
 
-HISTORY_FIELDS = ["epoch", "stage", "lr", "loss", "accuracy", "top5", "val_loss", "val_accuracy",
-                  "val_top5", "seconds"]
+HISTORY_FIELDS = ["epoch", "stage", "lr", "loss", "accuracy", "top5", "val_loss", "val_accuracy", "val_top5", "seconds"]
 
 
 @dataclass
@@ -101,9 +100,16 @@ class RunRecorder(keras.callbacks.Callback):
     after the last completed epoch (no gaps).
     """
 
-    def __init__(self, run_dir: Path, stage: int, stage_start: int, monitor: str = "val_accuracy",
-                 best_so_far: float | None = None, extra_state: dict | None = None,
-                 checkpoint_model: keras.Model | None = None) -> None:
+    def __init__(
+        self,
+        run_dir: Path,
+        stage: int,
+        stage_start: int,
+        monitor: str = "val_accuracy",
+        best_so_far: float | None = None,
+        extra_state: dict | None = None,
+        checkpoint_model: keras.Model | None = None,
+    ) -> None:
         super().__init__()
         # The model to checkpoint, when training runs on a part of it (a head on cached features).
         self.checkpoint_model = checkpoint_model
@@ -130,8 +136,16 @@ class RunRecorder(keras.callbacks.Callback):
         row = {"epoch": epoch, "stage": self.stage, "lr": lr, "seconds": round(time.time() - self._t0, 3)}
         row.update({k: float(logs[k]) for k in HISTORY_FIELDS if k in logs})
         append_history(self.run_dir / HISTORY, row)
-        write_state(self.run_dir, {**self.extra_state, "stage": self.stage, "next_epoch": epoch + 1,
-                                   "stage_start": self.stage_start, "best": self.best})
+        write_state(
+            self.run_dir,
+            {
+                **self.extra_state,
+                "stage": self.stage,
+                "next_epoch": epoch + 1,
+                "stage_start": self.stage_start,
+                "best": self.best,
+            },
+        )
 
 
 def append_history(path: Path, row: dict) -> None:
@@ -154,8 +168,12 @@ def read_history(path: Path) -> list[dict[str, Any]]:
     out = []
     for r in rows:
         try:
-            out.append({k: (None if v in ("", None) else (int(v) if k in ("epoch", "stage") else float(v)))
-                        for k, v in r.items()})
+            out.append(
+                {
+                    k: (None if v in ("", None) else (int(v) if k in ("epoch", "stage") else float(v)))
+                    for k, v in r.items()
+                }
+            )
         except (TypeError, ValueError):
             continue  # a row cut short by a kill mid-write: the state never vouched for it
     return out
@@ -181,31 +199,56 @@ def read_state(run_dir: Path) -> dict:
     return RunDir(run_dir).read_state()
 
 
-def stage_callbacks(cfg: StageConfig, run_dir: Path, stage_start: int, best: float | None,
-                    extra: Iterable[keras.callbacks.Callback] = (), has_val: bool = True,
-                    extra_state: dict | None = None,
-                    checkpoint_model: keras.Model | None = None) -> list[keras.callbacks.Callback]:
+def stage_callbacks(
+    cfg: StageConfig,
+    run_dir: Path,
+    stage_start: int,
+    best: float | None,
+    extra: Iterable[keras.callbacks.Callback] = (),
+    has_val: bool = True,
+    extra_state: dict | None = None,
+    checkpoint_model: keras.Model | None = None,
+) -> list[keras.callbacks.Callback]:
     """Schedules, early stopping and the run recorder for one stage."""
     cbs: list[keras.callbacks.Callback] = []
     if cfg.schedule in ("step", "cosine"):
-        cbs.append(keras.callbacks.LearningRateScheduler(
-            lambda epoch, lr: schedule_lr(cfg, epoch - stage_start)))
+        cbs.append(keras.callbacks.LearningRateScheduler(lambda epoch, lr: schedule_lr(cfg, epoch - stage_start)))
     elif cfg.schedule == "plateau":
         # Divide by 10 when validation loss stops improving: the AlexNet/ResNet practice.
-        cbs.append(keras.callbacks.ReduceLROnPlateau(monitor="val_loss" if has_val else "loss",
-                                                     factor=0.1, patience=2, min_lr=cfg.lr * 1e-3))
+        cbs.append(
+            keras.callbacks.ReduceLROnPlateau(
+                monitor="val_loss" if has_val else "loss", factor=0.1, patience=2, min_lr=cfg.lr * 1e-3
+            )
+        )
     if cfg.early_stopping:
-        cbs.append(keras.callbacks.EarlyStopping(monitor="val_loss" if has_val else "loss",
-                                                 patience=cfg.early_stopping))
-    cbs.append(RunRecorder(run_dir, cfg.stage, stage_start,
-                           monitor="val_accuracy" if has_val else "accuracy", best_so_far=best,
-                           extra_state=extra_state, checkpoint_model=checkpoint_model))
+        cbs.append(
+            keras.callbacks.EarlyStopping(monitor="val_loss" if has_val else "loss", patience=cfg.early_stopping)
+        )
+    cbs.append(
+        RunRecorder(
+            run_dir,
+            cfg.stage,
+            stage_start,
+            monitor="val_accuracy" if has_val else "accuracy",
+            best_so_far=best,
+            extra_state=extra_state,
+            checkpoint_model=checkpoint_model,
+        )
+    )
     cbs.extend(extra)
     return cbs
 
 
-def lr_range_test(model: keras.Model, dataset: Any, *, min_lr: float = 1e-6, max_lr: float = 1.0,
-                  steps: int = 100, optimizer: str = "adam", num_classes: int = 2) -> dict[str, Any]:
+def lr_range_test(
+    model: keras.Model,
+    dataset: Any,
+    *,
+    min_lr: float = 1e-6,
+    max_lr: float = 1.0,
+    steps: int = 100,
+    optimizer: str = "adam",
+    num_classes: int = 2,
+) -> dict[str, Any]:
     """Leslie Smith's LR range test: one training step per rate, the rate raised
     exponentially from ``min_lr`` to ``max_lr``; the loss of every step is recorded.
 
@@ -222,8 +265,10 @@ def lr_range_test(model: keras.Model, dataset: Any, *, min_lr: float = 1e-6, max
     On a refusal the :class:`~tlkit.errors.ConfigError` carries the curve as ``.curve``.
     """
     if not (0 < min_lr < max_lr) or steps < 2:
-        raise ConfigError(f"the LR range test needs 0 < min_lr < max_lr and steps >= 2, got min_lr={min_lr}, "
-                          f"max_lr={max_lr}, steps={steps}")
+        raise ConfigError(
+            f"the LR range test needs 0 < min_lr < max_lr and steps >= 2, got min_lr={min_lr}, "
+            f"max_lr={max_lr}, steps={steps}"
+        )
     initial = [keras.ops.convert_to_numpy(v) for v in model.weights]
     compile_model(model, StageConfig(stage=1, epochs=1, lr=min_lr, optimizer=optimizer), num_classes)
     factor = (max_lr / min_lr) ** (1 / (steps - 1))
@@ -293,12 +338,18 @@ def _fall(curves: np.ndarray, sigma: float) -> np.ndarray:
     smooth = smooth_curve(curves, sigma)
     m = np.argmin(smooth, axis=1)
     before = np.where(np.arange(smooth.shape[1])[None, :] <= m[:, None], smooth, -np.inf)
-    start = np.median(curves[:, :max(5, curves.shape[1] // 10)], axis=1)
+    start = np.median(curves[:, : max(5, curves.shape[1] // 10)], axis=1)
     return np.minimum(before.max(axis=1), start) - smooth[np.arange(len(smooth)), m]
 
 
-def suggest_lr(lrs: Iterable[float], losses: Iterable[float], *, sigma: float | None = None,
-               diverged_lr: float | None = None, permutations: int = 1000) -> dict[str, Any]:
+def suggest_lr(
+    lrs: Iterable[float],
+    losses: Iterable[float],
+    *,
+    sigma: float | None = None,
+    diverged_lr: float | None = None,
+    permutations: int = 1000,
+) -> dict[str, Any]:
     """The learning rate to train at, from an LR range test's per-step losses.
 
     The rule, on the curve up to the divergence point (where the sweep stopped):
@@ -333,8 +384,10 @@ def suggest_lr(lrs: Iterable[float], losses: Iterable[float], *, sigma: float | 
     n = len(raw)
     if n < 5:
         where = f" (at {lr[-1]:.2g})" if n else ""
-        raise ConfigError(f"--find-lr: the LR range test stopped after {n} step(s){where}: the loss blows up "
-                          f"even at the smallest rates; set the rate with --lr (e.g. 1e-4) instead")
+        raise ConfigError(
+            f"--find-lr: the LR range test stopped after {n} step(s){where}: the loss blows up "
+            f"even at the smallest rates; set the rate with --lr (e.g. 1e-4) instead"
+        )
     sigma = max(2.0, n / 25) if sigma is None else sigma
     # Two passes: a batch far off the curve (more than 3 robust standard deviations) is
     # pulled in to 3 before the final smoothing, so one outlier cannot make a dip or a bump.
@@ -343,44 +396,68 @@ def suggest_lr(lrs: Iterable[float], losses: Iterable[float], *, sigma: float | 
     clipped = first + np.clip(raw - first, -3 * spread, 3 * spread) if spread > 0 else raw
     smooth = smooth_curve(clipped, sigma)
     m = int(np.argmin(smooth))
-    a = int(np.argmax(smooth[:m + 1]))
+    a = int(np.argmax(smooth[: m + 1]))
     top, bottom = float(smooth[a]), float(smooth[m])
     drop = top - bottom
     fall = float(_fall(clipped, sigma)[0])
     # What noise alone does: the residuals around the smoothed curve (scaled up by what the
     # smoothing absorbs of each point), in random order, on a flat curve. Only residuals up
     # to the minimum: past it the curve can rise faster than the smoothing follows.
-    resid = (clipped - smooth)[:max(m + 1, 10)] / (1 - 1 / (math.sqrt(2 * math.pi) * sigma))
+    resid = (clipped - smooth)[: max(m + 1, 10)] / (1 - 1 / (math.sqrt(2 * math.pi) * sigma))
     rng = np.random.default_rng(0)
-    shuffled = (np.stack([rng.permutation(resid) for _ in range(permutations)]) if len(resid) >= n
-                else rng.choice(resid, size=(permutations, n), replace=True))
+    shuffled = (
+        np.stack([rng.permutation(resid) for _ in range(permutations)])
+        if len(resid) >= n
+        else rng.choice(resid, size=(permutations, n), replace=True)
+    )
     chance = float(np.quantile(_fall(shuffled, sigma), 0.999))
     need = max(chance, 0.05 * abs(top))
     if fall <= need:
         stopped = f" (diverged at {diverged_lr:.2g})" if diverged_lr is not None else ""
         raise ConfigError(
             f"--find-lr found no rate where the loss falls: over {lr[0]:.2g}..{lr[-1]:.2g}{stopped} the loss "
-            f"starts at {np.median(clipped[:max(5, n // 10)]):.3g} and its smoothed minimum is {bottom:.3g} at "
+            f"starts at {np.median(clipped[: max(5, n // 10)]):.3g} and its smoothed minimum is {bottom:.3g} at "
             f"{lr[m]:.2g}, a fall of {max(fall, 0.0):.3g}, not more than the {need:.3g} that batch-to-batch "
             f"noise alone can give; set "
-            f"the rate with --lr (default 1e-3) instead, or check the labels with `tlkit check-data`")
-    seg = smooth[a:m + 1]
+            f"the rate with --lr (default 1e-3) instead, or check the labels with `tlkit check-data`"
+        )
+    seg = smooth[a : m + 1]
     # The fall starts where the loss is below the top by more than noise alone moves it.
     start = a + int(np.argmax(seg <= top - max(0.05 * drop, min(chance, 0.5 * drop))))
     end = a + int(np.argmax(seg <= bottom + 0.05 * drop))
     logs = np.log10(lr)
     cap = int(np.searchsorted(logs, logs[m] - 1.0, side="right")) - 1  # the last rate <= lr_min / 10
     pick = max(min(end, cap), start)
-    return {"lr": [float(v) for v in lr], "loss": [float(v) for v in smooth], "raw_loss": [float(v) for v in raw],
-            "suggested_lr": float(lr[pick]), "falling": (float(lr[start]), float(lr[end])),
-            "min_loss_lr": float(lr[m]), "fall": fall, "chance_fall": chance, "sigma": sigma}
+    return {
+        "lr": [float(v) for v in lr],
+        "loss": [float(v) for v in smooth],
+        "raw_loss": [float(v) for v in raw],
+        "suggested_lr": float(lr[pick]),
+        "falling": (float(lr[start]), float(lr[end])),
+        "min_loss_lr": float(lr[m]),
+        "fall": fall,
+        "chance_fall": chance,
+        "sigma": sigma,
+    }
 
 
-def fit_stage(model: keras.Model, train_ds: Any, val_ds: Any, cfg: StageConfig, *, run_dir: Path,
-              initial_epoch: int, stage_start: int, best: float | None, class_weight: dict | None,
-              extra_callbacks: Iterable[keras.callbacks.Callback] = (), verbose: Any = "auto",
-              extra_state: dict | None = None, checkpoint_model: keras.Model | None = None,
-              batch_size: int = 32) -> int:
+def fit_stage(
+    model: keras.Model,
+    train_ds: Any,
+    val_ds: Any,
+    cfg: StageConfig,
+    *,
+    run_dir: Path,
+    initial_epoch: int,
+    stage_start: int,
+    best: float | None,
+    class_weight: dict | None,
+    extra_callbacks: Iterable[keras.callbacks.Callback] = (),
+    verbose: Any = "auto",
+    extra_state: dict | None = None,
+    checkpoint_model: keras.Model | None = None,
+    batch_size: int = 32,
+) -> int:
     """Fit one stage from ``initial_epoch`` (global numbering); returns the next global epoch.
 
     ``train_ds`` / ``val_ds`` are datasets, or ``(x, y)`` arrays (cached features);
@@ -394,16 +471,40 @@ def fit_stage(model: keras.Model, train_ds: Any, val_ds: Any, cfg: StageConfig, 
     with warnings.catch_warnings():
         # Keras warns that shuffle=True is ignored for a tf.data input: ours is shuffled in the pipeline.
         warnings.filterwarnings("ignore", message=".*shuffle=True.*")
-        callbacks = stage_callbacks(cfg, run_dir, stage_start, best, extra_callbacks, has_val=val_ds is not None,
-                                    extra_state=extra_state, checkpoint_model=checkpoint_model)
+        callbacks = stage_callbacks(
+            cfg,
+            run_dir,
+            stage_start,
+            best,
+            extra_callbacks,
+            has_val=val_ds is not None,
+            extra_state=extra_state,
+            checkpoint_model=checkpoint_model,
+        )
         if isinstance(train_ds, tuple):
             x, y = train_ds
-            hist = model.fit(x, y, batch_size=batch_size, shuffle=True, validation_data=val_ds, epochs=end,
-                             initial_epoch=initial_epoch, class_weight=class_weight, verbose=verbose,
-                             callbacks=callbacks)
+            hist = model.fit(
+                x,
+                y,
+                batch_size=batch_size,
+                shuffle=True,
+                validation_data=val_ds,
+                epochs=end,
+                initial_epoch=initial_epoch,
+                class_weight=class_weight,
+                verbose=verbose,
+                callbacks=callbacks,
+            )
         else:
-            hist = model.fit(train_ds, validation_data=val_ds, epochs=end, initial_epoch=initial_epoch,
-                             class_weight=class_weight, verbose=verbose, callbacks=callbacks)
+            hist = model.fit(
+                train_ds,
+                validation_data=val_ds,
+                epochs=end,
+                initial_epoch=initial_epoch,
+                class_weight=class_weight,
+                verbose=verbose,
+                callbacks=callbacks,
+            )
     return initial_epoch + len(hist.epoch)
 
 

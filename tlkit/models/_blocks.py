@@ -30,7 +30,6 @@ BN_EPSILON = 1e-5
 BN_MOMENTUM = 0.9
 
 
-
 def conv_init(mode: str = "fan_out") -> keras.initializers.Initializer:
     """He (Kaiming) normal init, as torchvision initializes ResNet ("fan_out") and
     DenseNet ("fan_in") convs. A fresh instance per layer: Keras warns when one
@@ -43,8 +42,9 @@ def batch_norm(x: Any, name: str) -> Any:
     return layers.BatchNormalization(axis=-1, epsilon=BN_EPSILON, momentum=BN_MOMENTUM, name=name)(x)
 
 
-def conv(x: Any, filters: int, kernel: int, *, name: str, strides: int = 1, groups: int = 1,
-         init_mode: str = "fan_out") -> Any:
+def conv(
+    x: Any, filters: int, kernel: int, *, name: str, strides: int = 1, groups: int = 1, init_mode: str = "fan_out"
+) -> Any:
     """A bias-free conv named ``{name}_conv``.
 
     Kernels larger than 1 get an explicit symmetric ``{name}_pad`` (kernel // 2)
@@ -54,13 +54,29 @@ def conv(x: Any, filters: int, kernel: int, *, name: str, strides: int = 1, grou
     """
     if kernel > 1:
         x = layers.ZeroPadding2D(kernel // 2, name=f"{name}_pad")(x)
-    return layers.Conv2D(filters, kernel, strides=strides, padding="valid", groups=groups,
-                         use_bias=False, kernel_initializer=conv_init(init_mode),
-                         name=f"{name}_conv")(x)
+    return layers.Conv2D(
+        filters,
+        kernel,
+        strides=strides,
+        padding="valid",
+        groups=groups,
+        use_bias=False,
+        kernel_initializer=conv_init(init_mode),
+        name=f"{name}_conv",
+    )(x)
 
 
-def conv_bn(x: Any, filters: int, kernel: int, *, name: str, strides: int = 1, groups: int = 1,
-            relu: bool = True, init_mode: str = "fan_out") -> Any:
+def conv_bn(
+    x: Any,
+    filters: int,
+    kernel: int,
+    *,
+    name: str,
+    strides: int = 1,
+    groups: int = 1,
+    relu: bool = True,
+    init_mode: str = "fan_out",
+) -> Any:
     """Conv, BN (``{name}_bn``) and optionally ReLU (``{name}_relu``): the
     post-activation unit of ResNet v1 (the BN supplies the bias)."""
     x = conv(x, filters, kernel, name=name, strides=strides, groups=groups, init_mode=init_mode)

@@ -6,8 +6,7 @@ from __future__ import annotations
 COMPUTED = "computed from the builder; no exact published count"
 
 # The paper's layer names of the classic nets (pool5, fc6, fc7, fc8) and the generic taps.
-CLASSIC = {"pool5": "pool5", "fc6": "fc6", "fc7": "fc7", "fc8": "fc8",
-           "penultimate": "fc7", "classifier": "fc8"}
+CLASSIC = {"pool5": "pool5", "fc6": "fc6", "fc7": "fc7", "fc8": "fc8", "penultimate": "fc7", "classifier": "fc8"}
 # Unfreezing blocks of the classic nets: one layer per block (conv1, cccp1, fc6, ...).
 LAYER_BLOCKS = r"^(conv\d+|cccp\d+|fc\d+)$"
 # ResNet/DenseNet (tlkit and keras.applications name them alike): conv3_block2_...

@@ -10,8 +10,9 @@ from keras import layers
 from tlkit.models.layers import LocalResponseNormalization
 
 
-def fc_head(x: Any, *, num_classes: int, classifier_activation: str | None, units: int = 4096,
-            dropout: float = 0.5) -> Any:
+def fc_head(
+    x: Any, *, num_classes: int, classifier_activation: str | None, units: int = 4096, dropout: float = 0.5
+) -> Any:
     """The classic fully connected head: flatten, fc6, drop6, fc7, drop7, fc8.
 
     Shared by AlexNet, ZFNet and VGG, which all end in two 4096-unit ReLU layers
@@ -25,9 +26,14 @@ def fc_head(x: Any, *, num_classes: int, classifier_activation: str | None, unit
     return layers.Dense(num_classes, activation=classifier_activation, name="fc8")(x)
 
 
-def alexnet(*, num_classes: int = 1000, input_shape: tuple[int, int, int] = (227, 227, 3),
-            include_top: bool = True, classifier_activation: str | None = "softmax",
-            two_tower: bool = False) -> keras.Model:
+def alexnet(
+    *,
+    num_classes: int = 1000,
+    input_shape: tuple[int, int, int] = (227, 227, 3),
+    include_top: bool = True,
+    classifier_activation: str | None = "softmax",
+    two_tower: bool = False,
+) -> keras.Model:
     """AlexNet (Krizhevsky, Sutskever & Hinton 2012, "ImageNet classification with deep CNNs").
 
     227x227x3 -> conv1 96 11x11/4 (55x55) -> pool1 3x3/2 (27) -> norm1 -> conv2 256 5x5
@@ -64,8 +70,13 @@ def alexnet(*, num_classes: int = 1000, input_shape: tuple[int, int, int] = (227
     return keras.Model(inputs, x, name="alexnet_grouped" if two_tower else "alexnet")
 
 
-def zfnet(*, num_classes: int = 1000, input_shape: tuple[int, int, int] = (224, 224, 3),
-          include_top: bool = True, classifier_activation: str | None = "softmax") -> keras.Model:
+def zfnet(
+    *,
+    num_classes: int = 1000,
+    input_shape: tuple[int, int, int] = (224, 224, 3),
+    include_top: bool = True,
+    classifier_activation: str | None = "softmax",
+) -> keras.Model:
     """ZFNet (Zeiler & Fergus 2014, "Visualizing and understanding convolutional networks").
 
     The paper's Fig. 3 architecture with the wider middle layers of its Table 2

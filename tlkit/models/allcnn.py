@@ -12,10 +12,8 @@ from tlkit.errors import ModelError
 VARIANTS = ("all", "strided", "convpool")
 
 
-def _conv(x: Any, filters: int, kernel: int, name: str, *, strides: int = 1,
-          padding: str = "same") -> Any:
-    return layers.Conv2D(filters, kernel, strides=strides, padding=padding, activation="relu",
-                         name=name)(x)
+def _conv(x: Any, filters: int, kernel: int, name: str, *, strides: int = 1, padding: str = "same") -> Any:
+    return layers.Conv2D(filters, kernel, strides=strides, padding=padding, activation="relu", name=name)(x)
 
 
 def _pool(x: Any, name: str) -> Any:
@@ -30,9 +28,14 @@ def _gap_softmax(x: Any, classifier_activation: str | None) -> Any:
     return layers.Activation(classifier_activation or "linear", name="predictions")(x)
 
 
-def allcnn(*, num_classes: int = 10, input_shape: tuple[int, int, int] = (32, 32, 3),
-           include_top: bool = True, classifier_activation: str | None = "softmax",
-           variant: Literal["all", "strided", "convpool"] = "all") -> keras.Model:
+def allcnn(
+    *,
+    num_classes: int = 10,
+    input_shape: tuple[int, int, int] = (32, 32, 3),
+    include_top: bool = True,
+    classifier_activation: str | None = "softmax",
+    variant: Literal["all", "strided", "convpool"] = "all",
+) -> keras.Model:
     """The model C family of Springenberg et al. 2015 ("Striving for simplicity: the all
     convolutional net", Tables 1 and 2), for 32x32 CIFAR inputs.
 
@@ -83,8 +86,13 @@ def allcnn(*, num_classes: int = 10, input_shape: tuple[int, int, int] = (32, 32
     return keras.Model(inputs, _gap_softmax(x, classifier_activation), name=f"allcnn_{variant}")
 
 
-def nin(*, num_classes: int = 10, input_shape: tuple[int, int, int] = (32, 32, 3),
-        include_top: bool = True, classifier_activation: str | None = "softmax") -> keras.Model:
+def nin(
+    *,
+    num_classes: int = 10,
+    input_shape: tuple[int, int, int] = (32, 32, 3),
+    include_top: bool = True,
+    classifier_activation: str | None = "softmax",
+) -> keras.Model:
     """Network in Network for CIFAR-10 (Lin, Chen & Yan 2014), as in the authors' Caffe model.
 
     conv1 5x5 192, cccp1 1x1 160, cccp2 1x1 96, pool1 3x3/2 max, dropout,

@@ -36,10 +36,18 @@ def _transition(x: Any, compression: float, name: str) -> Any:
     return layers.AveragePooling2D(2, strides=2, name=f"{name}_pool")(x)
 
 
-def densenet(*, blocks: tuple[int, ...], growth_rate: int = 32, num_classes: int = 1000,
-             input_shape: tuple[int, int, int] = (224, 224, 3), include_top: bool = True,
-             classifier_activation: str | None = "softmax", stem_filters: int = 64,
-             bn_size: int = 4, compression: float = 0.5) -> keras.Model:
+def densenet(
+    *,
+    blocks: tuple[int, ...],
+    growth_rate: int = 32,
+    num_classes: int = 1000,
+    input_shape: tuple[int, int, int] = (224, 224, 3),
+    include_top: bool = True,
+    classifier_activation: str | None = "softmax",
+    stem_filters: int = 64,
+    bn_size: int = 4,
+    compression: float = 0.5,
+) -> keras.Model:
     """DenseNet-BC (Huang et al. 2017, "Densely Connected Convolutional Networks").
 
     ``blocks`` gives the dense layers per dense block ((6, 12, 24, 16) is

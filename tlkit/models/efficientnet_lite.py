@@ -71,13 +71,13 @@ def scaled_blocks(width: float = 1.0, depth: float = 1.0) -> Blocks:
     last = len(LITE0_BLOCKS) - 1
     return tuple(
         (e, k, s, round_filters(c, width), r if i in (0, last) else math.ceil(depth * r))
-        for i, (e, k, s, c, r) in enumerate(LITE0_BLOCKS))
+        for i, (e, k, s, c, r) in enumerate(LITE0_BLOCKS)
+    )
 
 
 def block_names(blocks: Blocks = LITE0_BLOCKS) -> list[str]:
     """Keras block prefixes in order (``block1a``, ``block2a``, ``block2b``, ...)."""
-    return [f"block{s + 1}{string.ascii_lowercase[r]}"
-            for s, row in enumerate(blocks) for r in range(row[4])]
+    return [f"block{s + 1}{string.ascii_lowercase[r]}" for s, row in enumerate(blocks) for r in range(row[4])]
 
 
 def _bn(name: str) -> layers.BatchNormalization:
@@ -88,8 +88,17 @@ def _relu6(name: str) -> layers.ReLU:
     return layers.ReLU(max_value=6.0, name=name)
 
 
-def _mbconv(x: keras.KerasTensor, *, prefix: str, filters_in: int, filters_out: int,
-            expand_ratio: int, kernel: int, stride: int, drop_rate: float) -> keras.KerasTensor:
+def _mbconv(
+    x: keras.KerasTensor,
+    *,
+    prefix: str,
+    filters_in: int,
+    filters_out: int,
+    expand_ratio: int,
+    kernel: int,
+    stride: int,
+    drop_rate: float,
+) -> keras.KerasTensor:
     """Inverted residual block without squeeze-excitation (the Lite form)."""
     inputs = x
     filters = filters_in * expand_ratio
@@ -97,8 +106,7 @@ def _mbconv(x: keras.KerasTensor, *, prefix: str, filters_in: int, filters_out: 
         x = layers.Conv2D(filters, 1, padding="same", use_bias=False, name=f"{prefix}_expand_conv")(x)
         x = _bn(f"{prefix}_expand_bn")(x)
         x = _relu6(f"{prefix}_expand_activation")(x)
-    x = layers.DepthwiseConv2D(kernel, strides=stride, padding="same", use_bias=False,
-                               name=f"{prefix}_dwconv")(x)
+    x = layers.DepthwiseConv2D(kernel, strides=stride, padding="same", use_bias=False, name=f"{prefix}_dwconv")(x)
     x = _bn(f"{prefix}_bn")(x)
     x = _relu6(f"{prefix}_activation")(x)
     x = layers.Conv2D(filters_out, 1, padding="same", use_bias=False, name=f"{prefix}_project_conv")(x)
@@ -111,10 +119,18 @@ def _mbconv(x: keras.KerasTensor, *, prefix: str, filters_in: int, filters_out: 
     return x
 
 
-def efficientnet_lite(*, width: float = 1.0, depth: float = 1.0, name: str = "efficientnet_lite0",
-                      num_classes: int = 1000, input_shape: tuple[int, int, int] = (224, 224, 3),
-                      include_top: bool = True, classifier_activation: str | None = "softmax",
-                      dropout_rate: float = 0.2, drop_connect_rate: float = 0.2) -> keras.Model:
+def efficientnet_lite(
+    *,
+    width: float = 1.0,
+    depth: float = 1.0,
+    name: str = "efficientnet_lite0",
+    num_classes: int = 1000,
+    input_shape: tuple[int, int, int] = (224, 224, 3),
+    include_top: bool = True,
+    classifier_activation: str | None = "softmax",
+    dropout_rate: float = 0.2,
+    drop_connect_rate: float = 0.2,
+) -> keras.Model:
     """EfficientNet-Lite with ``width`` / ``depth`` multipliers (Lite0: 1.0/1.0, Lite1: 1.0/1.1,
     Lite2: 1.1/1.2); the stem (32) and head (1280) stay fixed.
 
@@ -134,9 +150,16 @@ def efficientnet_lite(*, width: float = 1.0, depth: float = 1.0, name: str = "ef
     filters_in = STEM_FILTERS
     for expand, kernel, stride, filters_out, repeats in blocks:
         for r in range(repeats):
-            x = _mbconv(x, prefix=next(names), filters_in=filters_in, filters_out=filters_out,
-                        expand_ratio=expand, kernel=kernel, stride=stride if r == 0 else 1,
-                        drop_rate=drop_connect_rate * index / total)
+            x = _mbconv(
+                x,
+                prefix=next(names),
+                filters_in=filters_in,
+                filters_out=filters_out,
+                expand_ratio=expand,
+                kernel=kernel,
+                stride=stride if r == 0 else 1,
+                drop_rate=drop_connect_rate * index / total,
+            )
             filters_in = filters_out
             index += 1
 
@@ -179,23 +202,28 @@ _BN_TORCH = ("weight", "bias", "running_mean", "running_var")
 def _torch_sources(model: keras.Model) -> dict[str, tuple[str, str]]:
     """Keras layer name -> (kind, torch prefix) for every layer that holds weights."""
     src: dict[str, tuple[str, str]] = {
-        "stem_conv": ("conv", "_conv_stem"), "stem_bn": ("bn", "_bn0"),
-        "top_conv": ("conv", "_conv_head"), "top_bn": ("bn", "_bn1"),
+        "stem_conv": ("conv", "_conv_stem"),
+        "stem_bn": ("bn", "_bn0"),
+        "top_conv": ("conv", "_conv_head"),
+        "top_bn": ("bn", "_bn1"),
         "predictions": ("dense", "_fc"),
     }
     # The model's own blocks, in order (block1a, block2a, ...): index i is the state dict's _blocks.i.
-    prefixes = [m.group(1) for layer in model.layers
-                if (m := re.fullmatch(r"(block\d+[a-z])_project_conv", layer.name))]
+    prefixes = [
+        m.group(1) for layer in model.layers if (m := re.fullmatch(r"(block\d+[a-z])_project_conv", layer.name))
+    ]
     for i, prefix in enumerate(prefixes):
         t = f"_blocks.{i}"
-        src.update({
-            f"{prefix}_expand_conv": ("conv", f"{t}._expand_conv"),
-            f"{prefix}_expand_bn": ("bn", f"{t}._bn0"),
-            f"{prefix}_dwconv": ("dwconv", f"{t}._depthwise_conv"),
-            f"{prefix}_bn": ("bn", f"{t}._bn1"),
-            f"{prefix}_project_conv": ("conv", f"{t}._project_conv"),
-            f"{prefix}_project_bn": ("bn", f"{t}._bn2"),
-        })
+        src.update(
+            {
+                f"{prefix}_expand_conv": ("conv", f"{t}._expand_conv"),
+                f"{prefix}_expand_bn": ("bn", f"{t}._bn0"),
+                f"{prefix}_dwconv": ("dwconv", f"{t}._depthwise_conv"),
+                f"{prefix}_bn": ("bn", f"{t}._bn1"),
+                f"{prefix}_project_conv": ("conv", f"{t}._project_conv"),
+                f"{prefix}_project_bn": ("bn", f"{t}._bn2"),
+            }
+        )
     return src
 
 
@@ -240,12 +268,16 @@ def load_torch_state_dict(model: keras.Model, state_dict: Mapping[str, np.ndarra
             values = [take(keys[0]).T, take(keys[1])]
         targets = layer.weights
         if len(targets) != len(values):
-            raise WeightsError(f"{layer.name}: Keras has {len(targets)} variables, the state dict "
-                             f"gives {len(values)} ({', '.join(keys)})")
+            raise WeightsError(
+                f"{layer.name}: Keras has {len(targets)} variables, the state dict "
+                f"gives {len(values)} ({', '.join(keys)})"
+            )
         for key, var, value in zip(keys, targets, values):
             if tuple(var.shape) != value.shape:
-                raise WeightsError(f"{key} {tuple(state_dict[key].shape)} does not fit {var.path} "
-                                 f"{tuple(var.shape)} (after layout change: {value.shape})")
+                raise WeightsError(
+                    f"{key} {tuple(state_dict[key].shape)} does not fit {var.path} "
+                    f"{tuple(var.shape)} (after layout change: {value.shape})"
+                )
             report.used[key] = var.path
         layer.set_weights([v.astype(np.float32) for v in values])
         report.layers.append(layer.name)
@@ -260,6 +292,8 @@ def load_torch_state_dict(model: keras.Model, state_dict: Mapping[str, np.ndarra
         if key.endswith(".num_batches_tracked") and np.asarray(state_dict[key]).size == 1:
             report.ignored.append(key)
         else:
-            raise WeightsError(f"state dict tensor {key!r} {np.asarray(state_dict[key]).shape} has "
-                             "no place in the Keras model (architecture mismatch?)")
+            raise WeightsError(
+                f"state dict tensor {key!r} {np.asarray(state_dict[key]).shape} has "
+                "no place in the Keras model (architecture mismatch?)"
+            )
     return report

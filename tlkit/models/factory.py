@@ -8,8 +8,9 @@ from tlkit.errors import ModelError
 from tlkit.registry import ModelSpec, get_spec, load_builder
 
 
-def resolve_input_shape(spec: ModelSpec, input_shape: tuple[int, ...] | None,
-                        include_top: bool) -> tuple[int, int, int]:
+def resolve_input_shape(
+    spec: ModelSpec, input_shape: tuple[int, ...] | None, include_top: bool
+) -> tuple[int, int, int]:
     """Validate a requested input shape against what the architecture accepts."""
     if input_shape is None:
         return spec.input_shape
@@ -23,16 +24,25 @@ def resolve_input_shape(spec: ModelSpec, input_shape: tuple[int, ...] | None,
         raise ModelError(
             f"{spec.name} has a fully connected head that fixes its input to {h}x{w}; got "
             f"{shape[0]}x{shape[1]}. Use include_top=False for the convolutional body, or "
-            f"tlkit.dense.convert.to_fully_convolutional to evaluate larger images densely.")
+            f"tlkit.dense.convert.to_fully_convolutional to evaluate larger images densely."
+        )
     if min(shape[:2]) < spec.min_input:
         raise ModelError(
-            f"{spec.name} needs inputs of at least {spec.min_input}x{spec.min_input}; got {shape[0]}x{shape[1]}")
+            f"{spec.name} needs inputs of at least {spec.min_input}x{spec.min_input}; got {shape[0]}x{shape[1]}"
+        )
     return shape  # type: ignore[return-value]
 
 
-def build(name: str, *, num_classes: int | None = None, input_shape: tuple[int, ...] | None = None,
-          weights: str | None = None, include_top: bool = True, include_preprocessing: bool = False,
-          **kwargs: Any) -> Any:
+def build(
+    name: str,
+    *,
+    num_classes: int | None = None,
+    input_shape: tuple[int, ...] | None = None,
+    weights: str | None = None,
+    include_top: bool = True,
+    include_preprocessing: bool = False,
+    **kwargs: Any,
+) -> Any:
     """Build ``name`` from the registry.
 
     ``num_classes`` defaults to the spec's (1000 for ImageNet architectures);
@@ -44,8 +54,17 @@ def build(name: str, *, num_classes: int | None = None, input_shape: tuple[int, 
     command feeds such a model, so the preprocessing is applied once, inside the graph.
     """
     if include_preprocessing:
-        return with_preprocessing(build(name, num_classes=num_classes, input_shape=input_shape, weights=weights,
-                                        include_top=include_top, **kwargs), get_spec(name).preprocessing)
+        return with_preprocessing(
+            build(
+                name,
+                num_classes=num_classes,
+                input_shape=input_shape,
+                weights=weights,
+                include_top=include_top,
+                **kwargs,
+            ),
+            get_spec(name).preprocessing,
+        )
     spec = get_spec(name)
     shape = resolve_input_shape(spec, input_shape, include_top)
     classes = int(num_classes) if num_classes is not None else spec.num_classes
@@ -54,11 +73,11 @@ def build(name: str, *, num_classes: int | None = None, input_shape: tuple[int, 
     if weights is not None:
         from tlkit.weights.resolve import build_pretrained
 
-        return build_pretrained(spec, weights=weights, num_classes=classes, input_shape=shape,
-                                include_top=include_top, **kwargs)
+        return build_pretrained(
+            spec, weights=weights, num_classes=classes, input_shape=shape, include_top=include_top, **kwargs
+        )
     builder = load_builder(spec)
-    return builder(num_classes=classes, input_shape=shape, include_top=include_top,
-                   **{**spec.builder_kwargs, **kwargs})
+    return builder(num_classes=classes, input_shape=shape, include_top=include_top, **{**spec.builder_kwargs, **kwargs})
 
 
 def with_preprocessing(model: Any, mode: str, *, name: str | None = None) -> Any:
@@ -73,8 +92,10 @@ def with_preprocessing(model: Any, mode: str, *, name: str | None = None) -> Any
     from tlkit.models.preprocessing import Preprocess
 
     if any(isinstance(layer, Preprocess) for layer in getattr(model, "layers", ())):
-        raise ModelError(f"model {model.name!r} already preprocesses its input (it has a Preprocess layer); "
-                         f"adding {mode!r} preprocessing would apply it twice: feed it raw 0..255 pixels as it is")
+        raise ModelError(
+            f"model {model.name!r} already preprocesses its input (it has a Preprocess layer); "
+            f"adding {mode!r} preprocessing would apply it twice: feed it raw 0..255 pixels as it is"
+        )
 
     inputs = keras.Input(shape=tuple(model.input_shape[1:]), name="image")
     x = Preprocess(mode, name="preprocess")(inputs)

@@ -22,8 +22,17 @@ INCEPTION_TABLE: dict[str, tuple[int, int, int, int, int, int]] = {
     "5b": (384, 192, 384, 48, 128, 128),
 }
 # Table 1's "output size" depth column, which each module must reproduce.
-TABLE_DEPTHS: dict[str, int] = {"3a": 256, "3b": 480, "4a": 512, "4b": 512, "4c": 512,
-                                "4d": 528, "4e": 832, "5a": 832, "5b": 1024}
+TABLE_DEPTHS: dict[str, int] = {
+    "3a": 256,
+    "3b": 480,
+    "4a": 512,
+    "4b": 512,
+    "4c": 512,
+    "4d": 528,
+    "4e": 832,
+    "5a": 832,
+    "5b": 1024,
+}
 
 
 def _lrn(name: str) -> LocalResponseNormalization:
@@ -34,12 +43,20 @@ def _lrn(name: str) -> LocalResponseNormalization:
 
 def _conv(x: Any, filters: int, kernel: int, name: str, strides: int = 1) -> Any:
     # The paper's form: conv + bias + ReLU, no batch normalization.
-    return layers.Conv2D(filters, kernel, strides=strides, padding="same", activation="relu",
-                         name=name)(x)
+    return layers.Conv2D(filters, kernel, strides=strides, padding="same", activation="relu", name=name)(x)
 
 
-def inception_module(x: Any, *, filters_1x1: int, filters_3x3_reduce: int, filters_3x3: int,
-                     filters_5x5_reduce: int, filters_5x5: int, pool_proj: int, name: str) -> Any:
+def inception_module(
+    x: Any,
+    *,
+    filters_1x1: int,
+    filters_3x3_reduce: int,
+    filters_3x3: int,
+    filters_5x5_reduce: int,
+    filters_5x5: int,
+    pool_proj: int,
+    name: str,
+) -> Any:
     """One Inception module (Szegedy et al. 2015, Fig. 2b, "with dimension reductions").
 
     Four parallel branches, concatenated on the channel axis, so the output depth
@@ -60,13 +77,19 @@ def inception_module(x: Any, *, filters_1x1: int, filters_3x3_reduce: int, filte
 
 def _inception(x: Any, key: str) -> Any:
     f1, r3, f3, r5, f5, pp = INCEPTION_TABLE[key]
-    return inception_module(x, filters_1x1=f1, filters_3x3_reduce=r3, filters_3x3=f3,
-                            filters_5x5_reduce=r5, filters_5x5=f5, pool_proj=pp,
-                            name=f"inception_{key}")
+    return inception_module(
+        x,
+        filters_1x1=f1,
+        filters_3x3_reduce=r3,
+        filters_3x3=f3,
+        filters_5x5_reduce=r5,
+        filters_5x5=f5,
+        pool_proj=pp,
+        name=f"inception_{key}",
+    )
 
 
-def _aux_classifier(x: Any, *, num_classes: int, classifier_activation: str | None,
-                    name: str) -> Any:
+def _aux_classifier(x: Any, *, num_classes: int, classifier_activation: str | None, name: str) -> Any:
     """The paper's auxiliary classifier (sec. 5): 5x5/3 average pool (4x4 at 14x14),
     1x1 conv 128 + ReLU, FC 1024 + ReLU, dropout 0.7, linear FC to the classes."""
     x = layers.AveragePooling2D(5, strides=3, padding="valid", name=f"{name}_pool")(x)
@@ -77,9 +100,14 @@ def _aux_classifier(x: Any, *, num_classes: int, classifier_activation: str | No
     return layers.Dense(num_classes, activation=classifier_activation, name=name)(x)
 
 
-def googlenet(*, num_classes: int = 1000, input_shape: tuple[int, int, int] = (224, 224, 3),
-              include_top: bool = True, classifier_activation: str | None = "softmax",
-              aux_classifiers: bool = False) -> keras.Model:
+def googlenet(
+    *,
+    num_classes: int = 1000,
+    input_shape: tuple[int, int, int] = (224, 224, 3),
+    include_top: bool = True,
+    classifier_activation: str | None = "softmax",
+    aux_classifiers: bool = False,
+) -> keras.Model:
     """GoogLeNet (Szegedy et al. 2015, "Going deeper with convolutions"), Table 1.
 
     conv1 7x7/2 (112) -> pool1 3x3/2 (56) -> norm1 -> conv2_reduce 1x1 64 ->
@@ -124,8 +152,10 @@ def googlenet(*, num_classes: int = 1000, input_shape: tuple[int, int, int] = (2
     outputs = layers.Dense(num_classes, activation=classifier_activation, name="predictions")(x)
     if not aux_classifiers:
         return keras.Model(inputs, outputs, name="googlenet")
-    aux1 = _aux_classifier(aux1_input, num_classes=num_classes,
-                           classifier_activation=classifier_activation, name="aux1")
-    aux2 = _aux_classifier(aux2_input, num_classes=num_classes,
-                           classifier_activation=classifier_activation, name="aux2")
+    aux1 = _aux_classifier(
+        aux1_input, num_classes=num_classes, classifier_activation=classifier_activation, name="aux1"
+    )
+    aux2 = _aux_classifier(
+        aux2_input, num_classes=num_classes, classifier_activation=classifier_activation, name="aux2"
+    )
     return keras.Model(inputs, [outputs, aux1, aux2], name="googlenet_aux")

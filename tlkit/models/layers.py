@@ -31,8 +31,7 @@ class LocalResponseNormalization(keras.layers.Layer):
     Channels are the last axis. The layer has no weights.
     """
 
-    def __init__(self, size: int = 5, k: float = 2.0, alpha: float = 1e-4, beta: float = 0.75,
-                 **kwargs: Any) -> None:
+    def __init__(self, size: int = 5, k: float = 2.0, alpha: float = 1e-4, beta: float = 0.75, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         if int(size) != size or size < 1 or size % 2 == 0:
             # An even window has no centre channel; the paper and TF both use odd windows.
@@ -57,7 +56,7 @@ class LocalResponseNormalization(keras.layers.Layer):
         # plain slicing keeps this backend-neutral (no depthwise conv or cumsum tricks).
         window_sum = padded[..., 0:channels]
         for offset in range(1, self.size):
-            window_sum = window_sum + padded[..., offset:offset + channels]
+            window_sum = window_sum + padded[..., offset : offset + channels]
         return inputs / ops.power(self.k + self.alpha * window_sum, self.beta)
 
     def compute_output_shape(self, input_shape: tuple[int | None, ...]) -> tuple[int | None, ...]:

@@ -6,9 +6,14 @@ import keras
 from keras import layers
 
 
-def lenet5(*, num_classes: int = 10, input_shape: tuple[int, int, int] = (32, 32, 1),
-           include_top: bool = True, classifier_activation: str | None = "softmax",
-           activation: str = "tanh") -> keras.Model:
+def lenet5(
+    *,
+    num_classes: int = 10,
+    input_shape: tuple[int, int, int] = (32, 32, 1),
+    include_top: bool = True,
+    classifier_activation: str | None = "softmax",
+    activation: str = "tanh",
+) -> keras.Model:
     """LeNet-5 (LeCun et al. 1998, "Gradient-based learning applied to document recognition").
 
     CONV(6, 5x5) - POOL - CONV(16, 5x5) - POOL - FC(120) - FC(84) - FC(num_classes),
@@ -42,9 +47,13 @@ def lenet5(*, num_classes: int = 10, input_shape: tuple[int, int, int] = (32, 32
     return keras.Model(inputs, x, name="lenet5")
 
 
-def cifar_example(*, num_classes: int = 10, input_shape: tuple[int, int, int] = (32, 32, 3),
-                  include_top: bool = True,
-                  classifier_activation: str | None = "softmax") -> keras.Model:
+def cifar_example(
+    *,
+    num_classes: int = 10,
+    input_shape: tuple[int, int, int] = (32, 32, 3),
+    include_top: bool = True,
+    classifier_activation: str | None = "softmax",
+) -> keras.Model:
     """The CS231n ConvNet example (Karpathy, CS231n notes, "Convolutional Neural Networks").
 
     INPUT[32x32x3] - CONV(12 filters 3x3, pad same) - RELU - POOL(2x2 max) - FC(num_classes).

@@ -99,10 +99,18 @@ def _model_name(depth: int, version: int, width_factor: int, groups: int, width_
     return base + ("v2" if version == 2 else "")
 
 
-def resnet(*, depth: int, version: int = 1, width_factor: int = 1, groups: int = 1,
-           width_per_group: int = 64, num_classes: int = 1000,
-           input_shape: tuple[int, int, int] = (224, 224, 3), include_top: bool = True,
-           classifier_activation: str | None = "softmax") -> keras.Model:
+def resnet(
+    *,
+    depth: int,
+    version: int = 1,
+    width_factor: int = 1,
+    groups: int = 1,
+    width_per_group: int = 64,
+    num_classes: int = 1000,
+    input_shape: tuple[int, int, int] = (224, 224, 3),
+    include_top: bool = True,
+    classifier_activation: str | None = "softmax",
+) -> keras.Model:
     """ResNet of ``depth`` 18, 34, 50, 101 or 152.
 
     * ``version=1``: He et al. 2016, "Deep Residual Learning for Image
@@ -137,8 +145,10 @@ def resnet(*, depth: int, version: int = 1, width_factor: int = 1, groups: int =
     kind, counts = STAGES[depth]
     if kind == "basic" and (width_factor != 1 or groups != 1 or width_per_group != 64):
         # As torchvision: widening and cardinality are defined on the bottleneck.
-        raise ModelError(f"ResNet-{depth} uses basic blocks; width_factor, groups and "
-                         "width_per_group apply to bottleneck depths 50/101/152 only")
+        raise ModelError(
+            f"ResNet-{depth} uses basic blocks; width_factor, groups and "
+            "width_per_group apply to bottleneck depths 50/101/152 only"
+        )
 
     inputs = keras.Input(shape=tuple(input_shape), name="input")
     if version == 1:

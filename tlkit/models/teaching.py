@@ -25,17 +25,32 @@ class TeachingModule:
     description: str
 
 
-MODULES: dict[str, TeachingModule] = {m.name: m for m in (
-    TeachingModule("inception_naive", "inception_naive", (28, 28, 256),
-                   "naive Inception module: 1x1 128, 3x3 192, 5x5 96, 3x3 max pool, concatenated"),
-    TeachingModule("inception_reduced", "inception_reduced", (28, 28, 256),
-                   "Inception module with 64-filter 1x1 bottlenecks before the 3x3 and 5x5 "
-                   "and after the pool"),
-    TeachingModule("three_3x3", "three_3x3", (56, 56, 64),
-                   "three stacked 3x3 convolutions, C channels in and out (C = input depth)"),
-    TeachingModule("one_7x7", "one_7x7", (56, 56, 64),
-                   "one 7x7 convolution, C channels in and out (C = input depth)"),
-)}
+MODULES: dict[str, TeachingModule] = {
+    m.name: m
+    for m in (
+        TeachingModule(
+            "inception_naive",
+            "inception_naive",
+            (28, 28, 256),
+            "naive Inception module: 1x1 128, 3x3 192, 5x5 96, 3x3 max pool, concatenated",
+        ),
+        TeachingModule(
+            "inception_reduced",
+            "inception_reduced",
+            (28, 28, 256),
+            "Inception module with 64-filter 1x1 bottlenecks before the 3x3 and 5x5 and after the pool",
+        ),
+        TeachingModule(
+            "three_3x3",
+            "three_3x3",
+            (56, 56, 64),
+            "three stacked 3x3 convolutions, C channels in and out (C = input depth)",
+        ),
+        TeachingModule(
+            "one_7x7", "one_7x7", (56, 56, 64), "one 7x7 convolution, C channels in and out (C = input depth)"
+        ),
+    )
+}
 
 
 def find_module(name: str) -> TeachingModule | None:
@@ -84,8 +99,16 @@ def inception_reduced(*, input_shape: tuple[int, int, int] = (28, 28, 256)) -> A
     from tlkit.models.googlenet import inception_module
 
     inputs = keras.Input(shape=tuple(input_shape), name="input")
-    outputs = inception_module(inputs, filters_1x1=128, filters_3x3_reduce=64, filters_3x3=192,
-                               filters_5x5_reduce=64, filters_5x5=96, pool_proj=64, name="inception")
+    outputs = inception_module(
+        inputs,
+        filters_1x1=128,
+        filters_3x3_reduce=64,
+        filters_3x3=192,
+        filters_5x5_reduce=64,
+        filters_5x5=96,
+        pool_proj=64,
+        name="inception",
+    )
     return keras.Model(inputs, outputs, name="inception_reduced")
 
 

@@ -20,16 +20,20 @@ CONFIGS: dict[str, list[list[tuple[int, int]]]] = {
     "A": [_B1A, _B2A, [(256, 3)] * 2, [(512, 3)] * 2, [(512, 3)] * 2],
     "A-LRN": [_B1A, _B2A, [(256, 3)] * 2, [(512, 3)] * 2, [(512, 3)] * 2],
     "B": [_B1, _B2, [(256, 3)] * 2, [(512, 3)] * 2, [(512, 3)] * 2],
-    "C": [_B1, _B2, [(256, 3), (256, 3), (256, 1)], [(512, 3), (512, 3), (512, 1)],
-          [(512, 3), (512, 3), (512, 1)]],
+    "C": [_B1, _B2, [(256, 3), (256, 3), (256, 1)], [(512, 3), (512, 3), (512, 1)], [(512, 3), (512, 3), (512, 1)]],
     "D": [_B1, _B2, [(256, 3)] * 3, [(512, 3)] * 3, [(512, 3)] * 3],
     "E": [_B1, _B2, [(256, 3)] * 4, [(512, 3)] * 4, [(512, 3)] * 4],
 }
 
 
-def vgg(*, num_classes: int = 1000, input_shape: tuple[int, int, int] = (224, 224, 3),
-        include_top: bool = True, classifier_activation: str | None = "softmax",
-        config: str = "D") -> keras.Model:
+def vgg(
+    *,
+    num_classes: int = 1000,
+    input_shape: tuple[int, int, int] = (224, 224, 3),
+    include_top: bool = True,
+    classifier_activation: str | None = "softmax",
+    config: str = "D",
+) -> keras.Model:
     """VGG (Simonyan & Zisserman 2015, "Very deep convolutional networks for large-scale
     image recognition"), configuration ``config`` of Table 1: "A", "A-LRN", "B", "C",
     "D" (VGG-16) or "E" (VGG-19).
@@ -49,8 +53,7 @@ def vgg(*, num_classes: int = 1000, input_shape: tuple[int, int, int] = (224, 22
     x = inputs
     for block, convs in enumerate(CONFIGS[key], start=1):
         for i, (filters, kernel) in enumerate(convs, start=1):
-            x = layers.Conv2D(filters, kernel, padding="same", activation="relu",
-                              name=f"conv{block}_{i}")(x)
+            x = layers.Conv2D(filters, kernel, padding="same", activation="relu", name=f"conv{block}_{i}")(x)
             if key == "A-LRN" and block == 1 and i == 1:
                 x = LocalResponseNormalization(name="norm1")(x)
         x = layers.MaxPooling2D(2, strides=2, name=f"pool{block}")(x)

@@ -14,10 +14,20 @@ for _name, _cfg, _params, _aliases in [
     ("vgg16_tlkit", "D", 138_357_544, ("vgg_d",)),
     ("vgg19_tlkit", "E", 143_667_240, ("vgg_e",)),
 ]:
-    register(ModelSpec(
-        name=_name, family="vgg", builder="tlkit.models.vgg:vgg",
-        input_shape=(224, 224, 3), preprocessing="caffe", fixed_input=True, layers=CLASSIC,
-        blocks=r"^(conv\d+)_\d+$",  # conv3_1, conv3_2, ... form block conv3
-        builder_kwargs={"config": _cfg}, params=_params,
-        params_source=f"VGG paper Table 2 (config {_cfg}, in millions); exact count as torchvision",
-        description=f"VGG configuration {_cfg}"), aliases=_aliases)
+    register(
+        ModelSpec(
+            name=_name,
+            family="vgg",
+            builder="tlkit.models.vgg:vgg",
+            input_shape=(224, 224, 3),
+            preprocessing="caffe",
+            fixed_input=True,
+            layers=CLASSIC,
+            blocks=r"^(conv\d+)_\d+$",  # conv3_1, conv3_2, ... form block conv3
+            builder_kwargs={"config": _cfg},
+            params=_params,
+            params_source=f"VGG paper Table 2 (config {_cfg}, in millions); exact count as torchvision",
+            description=f"VGG configuration {_cfg}",
+        ),
+        aliases=_aliases,
+    )

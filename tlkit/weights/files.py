@@ -98,4 +98,5 @@ class WeightsFile:
                 f"{path}: {self.algorithm} checksum {got} does not match the published "
                 f"{self.file_hash} of {self.fname} ({self.base}); the file is corrupt, "
                 "truncated or a different file. Download it again from "
-                f"{self.url}")
+                f"{self.url}"
+            )

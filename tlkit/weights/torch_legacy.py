@@ -84,15 +84,20 @@ class _TensorRef(NamedTuple):
 
 
 def _as_int_tuple(value: Any, what: str) -> tuple[int, ...]:
-    if not isinstance(value, tuple) or not all(isinstance(v, int) and not isinstance(v, bool)
-                                               for v in value):
+    if not isinstance(value, tuple) or not all(isinstance(v, int) and not isinstance(v, bool) for v in value):
         raise LegacyTorchError(f"{what} must be a tuple of ints, got {value!r}")
     return value
 
 
-def _rebuild_tensor_v2(storage: Any, storage_offset: Any, size: Any, stride: Any,
-                       requires_grad: Any = False, backward_hooks: Any = None,
-                       metadata: Any = None) -> _TensorRef:
+def _rebuild_tensor_v2(
+    storage: Any,
+    storage_offset: Any,
+    size: Any,
+    stride: Any,
+    requires_grad: Any = False,
+    backward_hooks: Any = None,
+    metadata: Any = None,
+) -> _TensorRef:
     """Safe stand-in for ``torch._utils._rebuild_tensor_v2``: validates and records."""
     if not isinstance(storage, _StorageRef):
         raise LegacyTorchError(f"_rebuild_tensor_v2 expects a storage, got {type(storage).__name__}")
@@ -164,7 +169,8 @@ class RestrictedUnpickler(pickle.Unpickler):
                 f"{self.source}: refusing to load: the pickle references the global "
                 f"'{module}.{name}', which is not one a tensor state dict needs (allowed: "
                 f"{', '.join(sorted(f'{m}.{n}' for m, n in ALLOWED_GLOBALS))}). "
-                "Nothing from the file was executed.") from None
+                "Nothing from the file was executed."
+            ) from None
 
     def persistent_load(self, pid: Any) -> _StorageRef:
         if not (isinstance(pid, tuple) and len(pid) in (5, 6) and pid[0] == "storage"):
@@ -176,8 +182,13 @@ class RestrictedUnpickler(pickle.Unpickler):
             raise LegacyTorchError(f"{self.source}: persistent id has no storage type: {pid!r:.200}")
         if not isinstance(key, str) or not isinstance(numel, int) or numel < 0:
             raise LegacyTorchError(f"{self.source}: malformed storage id {pid!r:.200}")
-        if view is not None and not (isinstance(view, tuple) and len(view) == 3 and isinstance(view[0], str)
-                                     and isinstance(view[1], int) and isinstance(view[2], int)):
+        if view is not None and not (
+            isinstance(view, tuple)
+            and len(view) == 3
+            and isinstance(view[0], str)
+            and isinstance(view[1], int)
+            and isinstance(view[2], int)
+        ):
             raise LegacyTorchError(f"{self.source}: malformed storage view {view!r:.200}")
         ref = _StorageRef(key, stype, numel, view)
         # The same storage may be shared by several tensors; the first sighting defines it.
@@ -195,15 +206,27 @@ def _load_pickle(unpickler_stream: io.BytesIO, source: str, what: str) -> tuple[
         return up.load(), up
     except LegacyTorchError:
         raise
-    except (EOFError, pickle.UnpicklingError, struct.error, ValueError, TypeError,
-            IndexError, KeyError, AttributeError, RecursionError, MemoryError) as exc:
+    except (
+        EOFError,
+        pickle.UnpicklingError,
+        struct.error,
+        ValueError,
+        TypeError,
+        IndexError,
+        KeyError,
+        AttributeError,
+        RecursionError,
+        MemoryError,
+    ) as exc:
         size = len(unpickler_stream.getbuffer())
         if isinstance(exc, EOFError) or "truncated" in str(exc).lower() or unpickler_stream.tell() >= size:
             raise LegacyTorchError(
                 f"{source}: file is truncated: it ends (at byte {size:,}) inside the {what} "
-                f"pickle that starts at byte {start:,}") from None
-        raise LegacyTorchError(f"{source}: cannot read the {what} pickle at byte {start:,}: "
-                               f"{type(exc).__name__}: {exc}") from None
+                f"pickle that starts at byte {start:,}"
+            ) from None
+        raise LegacyTorchError(
+            f"{source}: cannot read the {what} pickle at byte {start:,}: {type(exc).__name__}: {exc}"
+        ) from None
 
 
 def load_state_dict(path: str | os.PathLike) -> collections.OrderedDict[str, np.ndarray]:
@@ -218,7 +241,8 @@ def load_state_dict(path: str | os.PathLike) -> collections.OrderedDict[str, np.
     if data[:4] == b"PK\x03\x04":
         raise LegacyTorchError(
             f"{source}: this is a zip-format PyTorch file (torch >= 1.6 default); tlkit's reader "
-            "handles only the legacy format (torch.save(..., _use_new_zipfile_serialization=False))")
+            "handles only the legacy format (torch.save(..., _use_new_zipfile_serialization=False))"
+        )
     if not data:
         raise LegacyTorchError(f"{source}: file is empty")
     stream = io.BytesIO(data)
@@ -248,17 +272,18 @@ def load_state_dict(path: str | os.PathLike) -> collections.OrderedDict[str, np.
         if pos + 8 > len(data):
             raise LegacyTorchError(
                 f"{source}: file is truncated: expected the 8-byte size of storage {key} at byte "
-                f"{pos:,}, but the file has {len(data):,} bytes")
-        (count,) = struct.unpack("<q" if little_endian else ">q", data[pos:pos + 8])
+                f"{pos:,}, but the file has {len(data):,} bytes"
+            )
+        (count,) = struct.unpack("<q" if little_endian else ">q", data[pos : pos + 8])
         pos += 8
         nbytes = count * dtype.itemsize
         if count != ref.numel:
-            raise LegacyTorchError(
-                f"{source}: storage {key} declares {ref.numel} elements but its data holds {count}")
+            raise LegacyTorchError(f"{source}: storage {key} declares {ref.numel} elements but its data holds {count}")
         if pos + nbytes > len(data):
             raise LegacyTorchError(
                 f"{source}: file is truncated: storage {key} needs {nbytes:,} bytes from byte "
-                f"{pos:,}, but the file has {len(data):,} bytes")
+                f"{pos:,}, but the file has {len(data):,} bytes"
+            )
         arrays[key] = np.frombuffer(data, dtype=dtype, count=count, offset=pos)
         pos += nbytes
     if pos != len(data):
@@ -274,8 +299,7 @@ def load_state_dict(path: str | os.PathLike) -> collections.OrderedDict[str, np.
     out: collections.OrderedDict[str, np.ndarray] = collections.OrderedDict()
     for name, value in obj.items():
         if not isinstance(name, str) or not isinstance(value, _TensorRef):
-            raise LegacyTorchError(
-                f"{source}: entry {name!r:.80} is {type(value).__name__}, not a tensor")
+            raise LegacyTorchError(f"{source}: entry {name!r:.80} is {type(value).__name__}, not a tensor")
         out[name] = _materialize(value, arrays, source, name)
     return out
 
@@ -283,32 +307,39 @@ def load_state_dict(path: str | os.PathLike) -> collections.OrderedDict[str, np.
 def _materialize(t: _TensorRef, arrays: dict[str, np.ndarray], source: str, name: str) -> np.ndarray:
     # Checked again here, right before memory is touched: whatever the pickle did after
     # _rebuild_tensor_v2, as_strided must only ever see in-bounds, non-negative geometry.
-    if not (type(t) is _TensorRef and type(t.offset) is int and t.offset >= 0
-            and all(type(v) is int and v >= 0 for v in (*t.size, *t.stride))
-            and len(t.size) == len(t.stride)):
+    if not (
+        type(t) is _TensorRef
+        and type(t.offset) is int
+        and t.offset >= 0
+        and all(type(v) is int and v >= 0 for v in (*t.size, *t.stride))
+        and len(t.size) == len(t.stride)
+    ):
         raise LegacyTorchError(f"{source}: tensor {name} has invalid geometry")
     flat = arrays[t.storage.key]
     if t.storage.view is not None:  # very old files: a view into another storage
         view_key, view_offset, view_size = t.storage.view
         base = arrays.get(view_key, flat)
-        flat = base[view_offset:view_offset + view_size]
+        flat = base[view_offset : view_offset + view_size]
     numel = 1
     for n in t.size:
         numel *= n  # Python ints: no overflow on hostile sizes
     if numel > flat.size:
         # A state dict's tensors never need more elements than their storage (no stride-0
         # broadcasting): refuse instead of allocating what a hostile file asks for.
-        raise LegacyTorchError(f"{source}: tensor {name} (size {t.size}) has more elements than its "
-                               f"storage of {flat.size}")
+        raise LegacyTorchError(
+            f"{source}: tensor {name} (size {t.size}) has more elements than its storage of {flat.size}"
+        )
     if numel:
         last = t.offset + sum((n - 1) * s for n, s in zip(t.size, t.stride))
         if last >= flat.size:
             raise LegacyTorchError(
                 f"{source}: tensor {name} (size {t.size}, stride {t.stride}, offset {t.offset}) "
-                f"reads past the end of its storage of {flat.size} elements")
+                f"reads past the end of its storage of {flat.size} elements"
+            )
         item = flat.itemsize
         arr = np.lib.stride_tricks.as_strided(
-            flat[t.offset:], shape=t.size, strides=tuple(s * item for s in t.stride), writeable=False)
+            flat[t.offset :], shape=t.size, strides=tuple(s * item for s in t.stride), writeable=False
+        )
         arr = np.array(arr, copy=True)
     else:
         arr = np.zeros(t.size, dtype=flat.dtype)

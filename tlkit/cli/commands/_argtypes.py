@@ -89,9 +89,16 @@ def byte_size(text: str) -> str:
 def by_kind(kind: str) -> Callable[[str], Any]:
     """The parser named by a config field's ``kind`` metadata (see :mod:`tlkit.finetune.config`)."""
     parsers: dict[str, Callable[[str], Any]] = {
-        "str": str, "int": int, "positive_int": positive_int, "non_negative_int": non_negative_int,
-        "image_side": image_side, "positive_float": positive_float, "non_negative_float": non_negative_float,
-        "fraction": fraction, "byte_size": byte_size}
+        "str": str,
+        "int": int,
+        "positive_int": positive_int,
+        "non_negative_int": non_negative_int,
+        "image_side": image_side,
+        "positive_float": positive_float,
+        "non_negative_float": non_negative_float,
+        "fraction": fraction,
+        "byte_size": byte_size,
+    }
     try:
         return parsers[kind]
     except KeyError:

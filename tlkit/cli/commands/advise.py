@@ -15,16 +15,22 @@ DESCRIPTION = (
     "raw pixels (and, for information, how confident the ImageNet classifier is). Prints the situation "
     "(small/large data x similar/different from ImageNet), the reasons with their numbers, the recipe in "
     "recipes/ and the exact tlkit command. Thresholds: small < 1000 images per class (median); similar "
-    "when the features are at least as good as pixels.")
+    "when the features are at least as good as pixels."
+)
 ORDER = 37
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--data", required=True,
-                   help="folder of class subfolders, a CSV manifest (path,label[,split]), or builtin:digits / "
-                        "builtin:faces")
-    p.add_argument("--base", default="efficientnet_lite0",
-                   help="registry name of a base with ImageNet weights (see `tlkit weights list`)")
+    p.add_argument(
+        "--data",
+        required=True,
+        help="folder of class subfolders, a CSV manifest (path,label[,split]), or builtin:digits / builtin:faces",
+    )
+    p.add_argument(
+        "--base",
+        default="efficientnet_lite0",
+        help="registry name of a base with ImageNet weights (see `tlkit weights list`)",
+    )
     p.add_argument("--sample", type=positive_int, default=200, help="images measured (stratified over classes)")
     p.add_argument("--seed", type=int, default=0, help="seed of the sample and the probes' folds")
     p.add_argument("--cache-dir", help="where builtin datasets are written (default: $TLKIT_HOME or ~/.cache/tlkit)")

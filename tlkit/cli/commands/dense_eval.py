@@ -26,7 +26,8 @@ DESCRIPTION = (
     "probabilities averaged (or max-ed) over positions, then averaged over scales. --stride 16 "
     "on a stride-32 net interleaves 4 passes shifted by 0/16 pixels. Only windows inside the "
     "image are scored. Bounds, checked from the file's header before anything is decoded or "
-    "resized: --max-pixels for the file, --max-scaled-pixels and --max-aspect for the resized image.")
+    "resized: --max-pixels for the file, --max-scaled-pixels and --max-aspect for the resized image."
+)
 ORDER = 55
 
 
@@ -35,26 +36,46 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     src.add_argument("--base", help="registry name of an ImageNet model (see `tlkit models`)")
     src.add_argument("--run", metavar="RUN_DIR", help="a finetuning run directory (best.keras, labels.json)")
     p.add_argument("--image", required=True, help="the image file")
-    p.add_argument("--weights", default="imagenet",
-                   help="with --base: 'imagenet', a weights file, or 'none' (random, for testing)")
+    p.add_argument(
+        "--weights", default="imagenet", help="with --base: 'imagenet', a weights file, or 'none' (random, for testing)"
+    )
     p.add_argument("--scales", default="224,384,512", help="comma-separated shorter-side sizes")
-    p.add_argument("--resize", choices=("shorter", "square"), default="shorter",
-                   help="shorter: shorter side to each scale, aspect kept; square: the whole image to "
-                        "scale x scale (at the model's input size: one window, the map is 1x1)")
-    p.add_argument("--stride", type=positive_int, default=None,
-                   help="output step in pixels; a divisor of the net's stride (default: the net's)")
-    p.add_argument("--aggregate", choices=("mean", "max"), default="mean",
-                   help="how scores are pooled over positions")
+    p.add_argument(
+        "--resize",
+        choices=("shorter", "square"),
+        default="shorter",
+        help="shorter: shorter side to each scale, aspect kept; square: the whole image to "
+        "scale x scale (at the model's input size: one window, the map is 1x1)",
+    )
+    p.add_argument(
+        "--stride",
+        type=positive_int,
+        default=None,
+        help="output step in pixels; a divisor of the net's stride (default: the net's)",
+    )
+    p.add_argument("--aggregate", choices=("mean", "max"), default="mean", help="how scores are pooled over positions")
     p.add_argument("--top", type=positive_int, default=5, help="classes to show")
     p.add_argument("--batch-size", type=positive_int, default=8, help="images per forward pass")
     p.add_argument("--json", action="store_true", help="print JSON instead of tables")
     p.add_argument("--heatmap", metavar="OUT.png", help="write the top class's score map over the image")
-    p.add_argument("--max-pixels", type=positive_int, default=MAX_PIXELS,
-                   help="refuse an image file whose header declares more pixels (as `tlkit predict`)")
-    p.add_argument("--max-scaled-pixels", type=positive_int, default=MAX_SCALED_PIXELS,
-                   help="refuse a scale at which the resized image would have more pixels")
-    p.add_argument("--max-aspect", type=_aspect, default=MAX_ASPECT,
-                   help="refuse an image whose longer side exceeds this many times its shorter side")
+    p.add_argument(
+        "--max-pixels",
+        type=positive_int,
+        default=MAX_PIXELS,
+        help="refuse an image file whose header declares more pixels (as `tlkit predict`)",
+    )
+    p.add_argument(
+        "--max-scaled-pixels",
+        type=positive_int,
+        default=MAX_SCALED_PIXELS,
+        help="refuse a scale at which the resized image would have more pixels",
+    )
+    p.add_argument(
+        "--max-aspect",
+        type=_aspect,
+        default=MAX_ASPECT,
+        help="refuse an image whose longer side exceeds this many times its shorter side",
+    )
 
 
 def _aspect(text: str) -> float:
@@ -84,8 +105,7 @@ def dense_eval(args: argparse.Namespace) -> tuple[dict[str, Any], Any]:
     scales = parse_scales(args.scales)
     if args.top < 1:
         raise ConfigError(f"--top must be >= 1, got {args.top}")
-    limits = {"max_pixels": args.max_pixels, "max_scaled_pixels": args.max_scaled_pixels,
-              "max_aspect": args.max_aspect}
+    limits = {"max_pixels": args.max_pixels, "max_scaled_pixels": args.max_scaled_pixels, "max_aspect": args.max_aspect}
     resize = getattr(args, "resize", "shorter")
     _check_image_early(args.image, scales, limits, resize)
     if args.base:
@@ -96,10 +116,18 @@ def dense_eval(args: argparse.Namespace) -> tuple[dict[str, Any], Any]:
         ev = DenseEvaluator.from_run(args.run, batch_size=args.batch_size, **limits)
         source = {"run": args.run}
     # A line per scale on a terminal: large scales take seconds each on a CPU.
-    progress = ((lambda line: print(f"tlkit dense-eval: {line}", file=sys.stderr, flush=True))
-                if sys.stderr.isatty() else None)
-    result = ev.evaluate(args.image, scales=scales, stride=args.stride, aggregate=args.aggregate,
-                         top=args.top, resize=resize, progress=progress)[0]
+    progress = (
+        (lambda line: print(f"tlkit dense-eval: {line}", file=sys.stderr, flush=True)) if sys.stderr.isatty() else None
+    )
+    result = ev.evaluate(
+        args.image,
+        scales=scales,
+        stride=args.stride,
+        aggregate=args.aggregate,
+        top=args.top,
+        resize=resize,
+        progress=progress,
+    )[0]
     report = {**source, "net_stride": ev.net_stride, "window": list(ev.window), **result.to_dict()}
     if args.heatmap:
         from tlkit.data.images import load_rgb
@@ -107,10 +135,12 @@ def dense_eval(args: argparse.Namespace) -> tuple[dict[str, Any], Any]:
 
         best = result.best_map()
         top = result.top[0]
-        path = score_map_overlay(load_rgb(args.image, max_pixels=args.max_pixels), best.window_map(top.index),
-                                 args.heatmap,
-                                 title=f"{top.name} ({top.score:.3f}) at scale {best.scale}, "
-                                       f"stride {best.stride}")
+        path = score_map_overlay(
+            load_rgb(args.image, max_pixels=args.max_pixels),
+            best.window_map(top.index),
+            args.heatmap,
+            title=f"{top.name} ({top.score:.3f}) at scale {best.scale}, stride {best.stride}",
+        )
         report["heatmap"] = str(path)
     return report, result
 
@@ -138,12 +168,14 @@ def _check_image_early(image: str, scales: list[int], limits: dict[str, Any], re
         load_rgb(image, max_pixels=limits["max_pixels"])
         return
     if w * h > limits["max_pixels"]:
-        raise ImageError(image, "too_large", f"{w}x{h} pixels > {limits['max_pixels']:,}; --max-pixels raises "
-                                             "the limit")
+        raise ImageError(
+            image, "too_large", f"{w}x{h} pixels > {limits['max_pixels']:,}; --max-pixels raises the limit"
+        )
     from tlkit.dense.geometry import check_scales
 
-    check_scales(image, h, w, scales, resize, max_scaled_pixels=limits["max_scaled_pixels"],
-                 max_aspect=limits["max_aspect"])
+    check_scales(
+        image, h, w, scales, resize, max_scaled_pixels=limits["max_scaled_pixels"], max_aspect=limits["max_aspect"]
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -152,15 +184,27 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps(report, indent=2))
         return 0
     h, w = report["image_size"]
-    print(f"image: {report['image']} ({h}x{w}); window {report['window'][0]}x{report['window'][1]}, "
-          f"net stride {report['net_stride']}, scores: {report['aggregate']} over positions, mean over scales")
-    rows = [(str(s["scale"]), f"{s['input_size'][0]}x{s['input_size'][1]}",
-             "x".join(str(v) for v in s["map_shape"]), str(s["stride"]),
-             f"{s['image_stride'][0]:.1f}", str(s["passes"])) for s in report["scales"]]
+    print(
+        f"image: {report['image']} ({h}x{w}); window {report['window'][0]}x{report['window'][1]}, "
+        f"net stride {report['net_stride']}, scores: {report['aggregate']} over positions, mean over scales"
+    )
+    rows = [
+        (
+            str(s["scale"]),
+            f"{s['input_size'][0]}x{s['input_size'][1]}",
+            "x".join(str(v) for v in s["map_shape"]),
+            str(s["stride"]),
+            f"{s['image_stride'][0]:.1f}",
+            str(s["passes"]),
+        )
+        for s in report["scales"]
+    ]
     _table(("scale", "resized", "map", "stride", "stride (image px)", "passes"), rows)
     print()
-    _table(("rank", "class", "name", "score"),
-           [(str(t["rank"]), str(t["index"]), t["name"], f"{t['score']:.4f}") for t in report["top"]])
+    _table(
+        ("rank", "class", "name", "score"),
+        [(str(t["rank"]), str(t["index"]), t["name"], f"{t['score']:.4f}") for t in report["top"]],
+    )
     if report.get("heatmap"):
         print(f"\nheatmap: {report['heatmap']}")
     return 0

@@ -15,11 +15,19 @@ ORDER = 45
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("runs", nargs="+", metavar="RUN_DIR", help="run directories made by `tlkit finetune`")
     p.add_argument("--data", help="dataset to evaluate on (default: the run's own validation split)")
-    p.add_argument("--split", choices=["train", "val", "test", "all"], default=None,
-                   help="split of the data to use; all: every file (default: val; with --data and no "
-                        "train/val/test split in it: all)")
-    p.add_argument("--tta", choices=["none", "flip", "crops"], default="none",
-                   help="average predictions over flips or the 10 standard crops")
+    p.add_argument(
+        "--split",
+        choices=["train", "val", "test", "all"],
+        default=None,
+        help="split of the data to use; all: every file (default: val; with --data and no "
+        "train/val/test split in it: all)",
+    )
+    p.add_argument(
+        "--tta",
+        choices=["none", "flip", "crops"],
+        default="none",
+        help="average predictions over flips or the 10 standard crops",
+    )
     p.add_argument("--ensemble", action="store_true", help="average the runs' probabilities")
     p.add_argument("--batch-size", type=positive_int, default=32)
     p.add_argument("--out", help="write the metrics JSON and confusion.png into this folder")
@@ -29,8 +37,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from tlkit.finetune.evaluation_runs import evaluate_runs
 
-    results = evaluate_runs(args.runs, data=args.data, split=args.split, tta=args.tta, ensemble=args.ensemble,
-                            batch_size=args.batch_size, out=args.out)
+    results = evaluate_runs(
+        args.runs,
+        data=args.data,
+        split=args.split,
+        tta=args.tta,
+        ensemble=args.ensemble,
+        batch_size=args.batch_size,
+        out=args.out,
+    )
     if args.json:
         print(json.dumps(results, indent=2))
         return 0

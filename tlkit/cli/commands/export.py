@@ -26,7 +26,8 @@ DESCRIPTION = (
     "bytes of no supported format, an empty request or undecodable data are refused with a "
     "'tlkit serving: image_bytes[i] ...' message. "
     "The export is verified in a fresh process before it appears; an existing version is "
-    "never overwritten. Progress goes to stderr (--quiet: none). --check PATH verifies any existing export.")
+    "never overwritten. Progress goes to stderr (--quiet: none). --check PATH verifies any existing export."
+)
 ORDER = 60
 
 
@@ -37,20 +38,34 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", help="model directory holding the versions; saved_models/NAME when omitted")
     p.add_argument("--version", type=positive_int, help="version number; the highest existing + 1 when omitted")
     p.add_argument("--top-k", type=positive_int, default=5, help="K of the top_k_* outputs, fixed in the graph")
-    p.add_argument("--resize", choices=("crop", "plain"),
-                   help="in-graph resize (antialiased bilinear, as every tlkit command). crop: centre 87.5%%, "
-                        "as `tlkit predict` (the default for --base); plain: the whole image, as "
-                        "`tlkit finetune`/`evaluate` feed validation images (the default for RUN_DIR)")
-    p.add_argument("--format", action="append", choices=("saved_model", "tflite"), dest="formats",
-                   help="tflite adds N/tflite/ (float32 and dynamic-range int8 models, labels.txt) beside "
-                        "the SavedModel, which is always written; repeatable")
-    p.add_argument("--max-pixels", type=positive_int, default=MAX_PIXELS,
-                   help="the serving graph refuses an image whose header declares more pixels (all frames of "
-                        "a GIF together), before decoding it; the same limit as `tlkit predict --max-pixels`")
+    p.add_argument(
+        "--resize",
+        choices=("crop", "plain"),
+        help="in-graph resize (antialiased bilinear, as every tlkit command). crop: centre 87.5%%, "
+        "as `tlkit predict` (the default for --base); plain: the whole image, as "
+        "`tlkit finetune`/`evaluate` feed validation images (the default for RUN_DIR)",
+    )
+    p.add_argument(
+        "--format",
+        action="append",
+        choices=("saved_model", "tflite"),
+        dest="formats",
+        help="tflite adds N/tflite/ (float32 and dynamic-range int8 models, labels.txt) beside "
+        "the SavedModel, which is always written; repeatable",
+    )
+    p.add_argument(
+        "--max-pixels",
+        type=positive_int,
+        default=MAX_PIXELS,
+        help="the serving graph refuses an image whose header declares more pixels (all frames of "
+        "a GIF together), before decoding it; the same limit as `tlkit predict --max-pixels`",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
-    p.add_argument("--check", metavar="PATH",
-                   help="verify an existing export (a version directory, or the latest version in a model "
-                        "directory) and exit")
+    p.add_argument(
+        "--check",
+        metavar="PATH",
+        help="verify an existing export (a version directory, or the latest version in a model directory) and exit",
+    )
     p.add_argument("--json", action="store_true", help="print the result as JSON")
 
 
@@ -150,9 +165,15 @@ def run(args: argparse.Namespace) -> int:
                 _print_report(report)
             return 0
 
-        kwargs = {"out": args.out, "version": args.version, "top_k": args.top_k, "resize": args.resize,
-                  "formats": tuple(args.formats or ("saved_model",)), "max_pixels": args.max_pixels,
-                  "progress": progress}
+        kwargs = {
+            "out": args.out,
+            "version": args.version,
+            "top_k": args.top_k,
+            "resize": args.resize,
+            "formats": tuple(args.formats or ("saved_model",)),
+            "max_pixels": args.max_pixels,
+            "progress": progress,
+        }
         try:
             if args.base:
                 result = export.export_base(args.base, weights=args.weights, **kwargs)
@@ -162,14 +183,25 @@ def run(args: argparse.Namespace) -> int:
             print(f"tlkit export: {exc}\nnothing was written.")
             return 1
     if args.json:
-        print(json.dumps({"path": str(result.path), "version": result.version, "max_pixels": args.max_pixels,
-                          "verification": result.verification,
-                          "tflite": (result.card.get("tflite") or {}).get("verification")}, indent=2))
+        print(
+            json.dumps(
+                {
+                    "path": str(result.path),
+                    "version": result.version,
+                    "max_pixels": args.max_pixels,
+                    "verification": result.verification,
+                    "tflite": (result.card.get("tflite") or {}).get("verification"),
+                },
+                indent=2,
+            )
+        )
         return 0
     card = result.card
-    print(f"exported {card.get('base') or 'model'} ({card['num_classes']} classes, "
-          f"{card['input_size'][0]}x{card['input_size'][1]}, images up to {card['max_pixels']:,} pixels) "
-          f"to {result.path}")
+    print(
+        f"exported {card.get('base') or 'model'} ({card['num_classes']} classes, "
+        f"{card['input_size'][0]}x{card['input_size'][1]}, images up to {card['max_pixels']:,} pixels) "
+        f"to {result.path}"
+    )
     if result.verification:
         _print_report(result.verification)
     tfl = card.get("tflite")
@@ -187,24 +219,30 @@ def _print_tflite(tfl: dict[str, Any], path: Path) -> None:
     sample = check.get("sample", {})
     parts = ", ".join(f"{sample[k]} {k}" for k in ("validation", "synthetic", "probes") if sample.get(k))
     f32, i8 = check["float32"], check["int8"]
-    print(f"  tflite check on {check['images']} images ({parts}): float32 max abs diff vs Keras "
-          f"{f32['max_abs_diff_vs_keras']:.2g}; int8 top-1 agreement {i8['top1_agreement']:.1%} "
-          f"({i8['top1_disagreements']} of {i8['images']} differ), max score diff {i8['max_abs_diff_vs_keras']:.2g}, "
-          f"mean {i8['mean_abs_diff_vs_keras']:.2g}")
+    print(
+        f"  tflite check on {check['images']} images ({parts}): float32 max abs diff vs Keras "
+        f"{f32['max_abs_diff_vs_keras']:.2g}; int8 top-1 agreement {i8['top1_agreement']:.1%} "
+        f"({i8['top1_disagreements']} of {i8['images']} differ), max score diff {i8['max_abs_diff_vs_keras']:.2g}, "
+        f"mean {i8['mean_abs_diff_vs_keras']:.2g}"
+    )
     from tlkit.export.verify import INT8_AGREEMENT_WARNING
 
     if i8["top1_agreement"] < INT8_AGREEMENT_WARNING:
-        print(f"tlkit export: warning: the int8 TFLite model's top class differs from the float model's on "
-              f"{i8['top1_disagreements']} of {i8['images']} images; use model_float32.tflite where that matters",
-              file=sys.stderr)
+        print(
+            f"tlkit export: warning: the int8 TFLite model's top class differs from the float model's on "
+            f"{i8['top1_disagreements']} of {i8['images']} images; use model_float32.tflite where that matters",
+            file=sys.stderr,
+        )
 
 
 def _print_report(report: dict[str, Any]) -> None:
     keras_diff = report.get("max_abs_diff_vs_keras")
-    print(f"verified {report['path']} in a fresh process: {report['probes']} probe images, "
-          f"serving_default vs predict_pixels max abs diff {report['max_abs_diff_bytes_vs_pixels']:.2g}"
-          + (f", vs Keras {keras_diff:.2g}" if keras_diff is not None else "")
-          + f" (tolerance {report['tolerance']:g})")
+    print(
+        f"verified {report['path']} in a fresh process: {report['probes']} probe images, "
+        f"serving_default vs predict_pixels max abs diff {report['max_abs_diff_bytes_vs_pixels']:.2g}"
+        + (f", vs Keras {keras_diff:.2g}" if keras_diff is not None else "")
+        + f" (tolerance {report['tolerance']:g})"
+    )
     if report.get("top1"):
         t = report["top1"][0]
         print(f"  probe 0 (photo): {t['label']} ({t['score']:.3f})")

@@ -13,26 +13,45 @@ ORDER = 70
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--base", default="efficientnet_lite0", help="registry name of the pretrained net")
-    p.add_argument("--layer", action="append", required=True,
-                   help="layer to tap (alias fc6/fc7/pool5/avg_pool/penultimate or a raw name); repeatable")
+    p.add_argument(
+        "--layer",
+        action="append",
+        required=True,
+        help="layer to tap (alias fc6/fc7/pool5/avg_pool/penultimate or a raw name); repeatable",
+    )
     p.add_argument("--data", required=True, help="folder, CSV manifest, or builtin:NAME")
     p.add_argument("--out", required=True, help="output file, .parquet or .npz")
     p.add_argument("--weights", default="imagenet", help="'imagenet', a weights file, or 'none'")
-    p.add_argument("--pooling", choices=["avg", "max", "none"], default="avg",
-                   help="how convolutional maps become vectors (none = flatten)")
+    p.add_argument(
+        "--pooling",
+        choices=["avg", "max", "none"],
+        default="avg",
+        help="how convolutional maps become vectors (none = flatten)",
+    )
     p.add_argument("--input-size", nargs=2, type=image_side, metavar=("H", "W"))
     p.add_argument("--batch-size", type=positive_int, default=32)
     p.add_argument("--chunk-rows", type=positive_int, default=1024, help="rows per written chunk")
     p.add_argument("--val-split", type=fraction, default=0.2)
-    p.add_argument("--seed", type=int, default=0,
-                   help="seed of the train/val split and, with --weights none, of the random weights (recorded)")
-    p.add_argument("--runner", choices=["local", "beam"], default="local",
-                   help="local: this process (chunked, resumable); beam: an Apache Beam pipeline writing "
-                        "OUT-SSSSS-of-NNNNN.parquet shards (pip install \"tlkit[beam]\")")
-    p.add_argument("--beam-args", default="",
-                   help="Beam pipeline flags, quoted as one string (default: the local FnApiRunner with "
-                        "--direct_num_workers=2; e.g. \"--runner=DataflowRunner --project=P --region=R "
-                        "--temp_location=gs://B/tmp\")")
+    p.add_argument(
+        "--seed",
+        type=int,
+        default=0,
+        help="seed of the train/val split and, with --weights none, of the random weights (recorded)",
+    )
+    p.add_argument(
+        "--runner",
+        choices=["local", "beam"],
+        default="local",
+        help="local: this process (chunked, resumable); beam: an Apache Beam pipeline writing "
+        'OUT-SSSSS-of-NNNNN.parquet shards (pip install "tlkit[beam]")',
+    )
+    p.add_argument(
+        "--beam-args",
+        default="",
+        help="Beam pipeline flags, quoted as one string (default: the local FnApiRunner with "
+        '--direct_num_workers=2; e.g. "--runner=DataflowRunner --project=P --region=R '
+        '--temp_location=gs://B/tmp")',
+    )
     p.add_argument("--resume", action="store_true", help="skip images already in the output")
     p.add_argument("--force", action="store_true", help="replace an existing output")
 
@@ -44,15 +63,28 @@ def _run_beam(args: argparse.Namespace) -> int:
     from tlkit.features.beam_extract import extract_beam
 
     if args.resume:
-        raise ConfigError("--resume is for --runner local; a Beam pipeline reruns whole (--force replaces its "
-                          "shards), and its runner retries failed work itself")
-    res = extract_beam(args.base, args.layer, args.data, args.out,
-                       weights=None if args.weights == "none" else args.weights, pooling=args.pooling,
-                       input_size=tuple(args.input_size) if args.input_size else None, batch_size=args.batch_size,
-                       val_split=args.val_split, seed=args.seed, pipeline_args=shlex.split(args.beam_args),
-                       force=args.force)
-    print(f"wrote {res.rows} rows in {len(res.shards)} shards ({res.seconds:.1f} s) next to {args.out}"
-          + (f"; skipped {res.skipped_files} bad files (see {args.out}.skipped.csv)" if res.skipped_files else ""))
+        raise ConfigError(
+            "--resume is for --runner local; a Beam pipeline reruns whole (--force replaces its "
+            "shards), and its runner retries failed work itself"
+        )
+    res = extract_beam(
+        args.base,
+        args.layer,
+        args.data,
+        args.out,
+        weights=None if args.weights == "none" else args.weights,
+        pooling=args.pooling,
+        input_size=tuple(args.input_size) if args.input_size else None,
+        batch_size=args.batch_size,
+        val_split=args.val_split,
+        seed=args.seed,
+        pipeline_args=shlex.split(args.beam_args),
+        force=args.force,
+    )
+    print(
+        f"wrote {res.rows} rows in {len(res.shards)} shards ({res.seconds:.1f} s) next to {args.out}"
+        + (f"; skipped {res.skipped_files} bad files (see {args.out}.skipped.csv)" if res.skipped_files else "")
+    )
     return 0
 
 
@@ -62,11 +94,24 @@ def run(args: argparse.Namespace) -> int:
     if args.runner == "beam":
         return _run_beam(args)
 
-    res = extract(args.base, args.layer, args.data, args.out, weights=None if args.weights == "none" else args.weights,
-                  pooling=args.pooling, input_size=tuple(args.input_size) if args.input_size else None,
-                  batch_size=args.batch_size, chunk_rows=args.chunk_rows, resume=args.resume, force=args.force,
-                  val_split=args.val_split, seed=args.seed)
+    res = extract(
+        args.base,
+        args.layer,
+        args.data,
+        args.out,
+        weights=None if args.weights == "none" else args.weights,
+        pooling=args.pooling,
+        input_size=tuple(args.input_size) if args.input_size else None,
+        batch_size=args.batch_size,
+        chunk_rows=args.chunk_rows,
+        resume=args.resume,
+        force=args.force,
+        val_split=args.val_split,
+        seed=args.seed,
+    )
     dims = ", ".join(f"{k}: {v}" for k, v in res.dims.items())
-    print(f"wrote {res.rows} rows ({res.new_rows} new, {res.images_per_second:.1f} images/s; {dims}) to {res.path}"
-          + (f"; skipped {res.skipped_files} bad files (see {res.path}.skipped.csv)" if res.skipped_files else ""))
+    print(
+        f"wrote {res.rows} rows ({res.new_rows} new, {res.images_per_second:.1f} images/s; {dims}) to {res.path}"
+        + (f"; skipped {res.skipped_files} bad files (see {res.path}.skipped.csv)" if res.skipped_files else "")
+    )
     return 0

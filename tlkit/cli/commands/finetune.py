@@ -9,8 +9,10 @@ from tlkit.cli.commands._argtypes import by_kind, positive_int
 
 NAME = "finetune"
 HELP = "finetune a pretrained base on a folder, CSV manifest, TFDS or builtin dataset"
-DESCRIPTION = ("Stage 1 trains a new head on the frozen base; stage 2 unfreezes the top blocks at a tenth "
-               "of the learning rate (BatchNorm stays in inference mode). Writes runs/NAME/.")
+DESCRIPTION = (
+    "Stage 1 trains a new head on the frozen base; stage 2 unfreezes the top blocks at a tenth "
+    "of the learning rate (BatchNorm stays in inference mode). Writes runs/NAME/."
+)
 ORDER = 40
 
 
@@ -27,8 +29,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         shown = default_text(f)
         help_text = (m["help"] + (f" (default: {shown})" if shown is not None else "")).replace("%", "%%")
         if m["kind"] == "flag":
-            p.add_argument(option_name(f), dest=f.name, action="store_const", const=not f.default,
-                           default=argparse.SUPPRESS, help=help_text)
+            p.add_argument(
+                option_name(f),
+                dest=f.name,
+                action="store_const",
+                const=not f.default,
+                default=argparse.SUPPRESS,
+                help=help_text,
+            )
             continue
         kw: dict = {"dest": f.name, "type": by_kind(m["kind"]), "help": help_text}
         if m.get("required"):
@@ -43,16 +51,31 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
             kw["nargs"] = len(m["metavar"])
         p.add_argument(option_name(f), **kw)
         if m.get("negate"):
-            p.add_argument(m["negate"], dest=f"{f.name}__none", action="store_true", default=argparse.SUPPRESS,
-                           help=f"no {option_name(f)}: sets it to none")
-    p.add_argument("--workers", type=positive_int, metavar="N",
-                   help="start N local workers on loopback (a multi-worker job on one machine, to try it)")
-    p.add_argument("--resume", action="store_true",
-                   help="continue an interrupted run from its last checkpoint (same --data and --base; the other "
-                        "settings come from the run's config.json)")
-    p.add_argument("--force", action="store_true",
-                   help="replace an existing run (only a tlkit run or an empty folder; the old run is deleted once "
-                        "the new one has its first checkpoint, and put back if it fails before)")
+            p.add_argument(
+                m["negate"],
+                dest=f"{f.name}__none",
+                action="store_true",
+                default=argparse.SUPPRESS,
+                help=f"no {option_name(f)}: sets it to none",
+            )
+    p.add_argument(
+        "--workers",
+        type=positive_int,
+        metavar="N",
+        help="start N local workers on loopback (a multi-worker job on one machine, to try it)",
+    )
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue an interrupted run from its last checkpoint (same --data and --base; the other "
+        "settings come from the run's config.json)",
+    )
+    p.add_argument(
+        "--force",
+        action="store_true",
+        help="replace an existing run (only a tlkit run or an empty folder; the old run is deleted once "
+        "the new one has its first checkpoint, and put back if it fails before)",
+    )
     p.add_argument("--quiet", action="store_true")
 
 
@@ -104,8 +127,9 @@ def _launch(args: argparse.Namespace) -> int:
     cfg = config_from_args(args)
     cfg.distribute = "multi-worker"
     cfg = check_before_start(cfg, resume=args.resume, force=args.force, must_match=_must_match(args))
-    tldata.resolve(cfg.data, val_split=cfg.val_split, seed=cfg.seed, tfds_data_dir=cfg.tfds_data_dir,
-                   cache_dir=cfg.cache_dir)
+    tldata.resolve(
+        cfg.data, val_split=cfg.val_split, seed=cfg.seed, tfds_data_dir=cfg.tfds_data_dir, cache_dir=cfg.cache_dir
+    )
     argv, skip = [], False
     for a in args._argv:
         if skip:
@@ -129,6 +153,7 @@ def run(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, _interrupt_on_sigterm)
     if args.workers and not os.environ.get("TF_CONFIG"):
         return _launch(args)
-    metrics = finetune(config_from_args(args), resume=args.resume, force=args.force, quiet=args.quiet,
-                       must_match=_must_match(args))
+    metrics = finetune(
+        config_from_args(args), resume=args.resume, force=args.force, quiet=args.quiet, must_match=_must_match(args)
+    )
     return 0 if metrics else 1

@@ -15,10 +15,16 @@ ORDER = 20
 def add_arguments(p: argparse.ArgumentParser) -> None:
     from tlkit.models.teaching import MODULES  # no Keras: the names only
 
-    p.add_argument("name", help="a registry name (see `tlkit models`) or one of the lecture notes' "
-                                f"modules: {', '.join(MODULES)}")
-    p.add_argument("--input-size", nargs=2, type=image_side, metavar=("H", "W"),
-                   help="input height and width (default: the model's own)")
+    p.add_argument(
+        "name", help=f"a registry name (see `tlkit models`) or one of the lecture notes' modules: {', '.join(MODULES)}"
+    )
+    p.add_argument(
+        "--input-size",
+        nargs=2,
+        type=image_side,
+        metavar=("H", "W"),
+        help="input height and width (default: the model's own)",
+    )
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
 
 
@@ -39,8 +45,9 @@ def inspect_model(name: str, input_size: tuple[int, int] | None = None) -> dict:
     try:
         spec = get_spec(name)  # unknown names fail here, before TensorFlow loads
     except UnknownModelError as e:
-        raise UnknownModelError(f"{e} `tlkit inspect` also knows the lecture notes' modules: "
-                                f"{', '.join(MODULES)}.") from None
+        raise UnknownModelError(
+            f"{e} `tlkit inspect` also knows the lecture notes' modules: {', '.join(MODULES)}."
+        ) from None
     import tlkit
     from tlkit.inspection import layer_table
 
@@ -48,10 +55,11 @@ def inspect_model(name: str, input_size: tuple[int, int] | None = None) -> dict:
     notes = []
     if input_size and spec.fixed_input and tuple(input_size) != spec.input_shape[:2]:
         include_top = False
-        notes.append(f"{spec.name}'s fully connected head fixes its input to "
-                     f"{spec.input_shape[0]}x{spec.input_shape[1]}; showing the convolutional body only")
-    model = tlkit.build(spec.name, input_shape=tuple(input_size) if input_size else None,
-                        include_top=include_top)
+        notes.append(
+            f"{spec.name}'s fully connected head fixes its input to "
+            f"{spec.input_shape[0]}x{spec.input_shape[1]}; showing the convolutional body only"
+        )
+    model = tlkit.build(spec.name, input_shape=tuple(input_size) if input_size else None, include_top=include_top)
     table = layer_table(model, name=spec.name)
     table["notes"] = notes + table["notes"]
     return table

@@ -24,14 +24,29 @@ def rows(pattern: str = "*", family: str | None = None) -> list[dict]:
 
     if family is not None and family not in families():
         raise ConfigError(f"unknown family {family!r}; known: {', '.join(families())}")
-    return [{
-        "name": s.name, "family": s.family, "input_size": list(s.input_shape),
-        "params": s.params, "imagenet_weights": s.has_imagenet, "preprocessing": s.preprocessing,
-        "weights": [{"name": w.name, "kind": w.kind, "file": w.file.format(rows=s.input_shape[0]),
-                     "source": w.requirement or w.url, "licence": w.licence}
-                    for w in s.weights if not isinstance(w, str)],
-        "description": s.description,
-    } for s in list_models(pattern, family=family)]
+    return [
+        {
+            "name": s.name,
+            "family": s.family,
+            "input_size": list(s.input_shape),
+            "params": s.params,
+            "imagenet_weights": s.has_imagenet,
+            "preprocessing": s.preprocessing,
+            "weights": [
+                {
+                    "name": w.name,
+                    "kind": w.kind,
+                    "file": w.file.format(rows=s.input_shape[0]),
+                    "source": w.requirement or w.url,
+                    "licence": w.licence,
+                }
+                for w in s.weights
+                if not isinstance(w, str)
+            ],
+            "description": s.description,
+        }
+        for s in list_models(pattern, family=family)
+    ]
 
 
 def run(args: argparse.Namespace) -> int:
@@ -43,9 +58,16 @@ def run(args: argparse.Namespace) -> int:
         print(f"no model matches {args.pattern!r}")
         return 1
     header = ("name", "family", "input", "params", "imagenet")
-    table = [(d["name"], d["family"], "x".join(map(str, d["input_size"])),
-              f"{d['params']:,}" if d["params"] else "-", "yes" if d["imagenet_weights"] else "-")
-             for d in data]
+    table = [
+        (
+            d["name"],
+            d["family"],
+            "x".join(map(str, d["input_size"])),
+            f"{d['params']:,}" if d["params"] else "-",
+            "yes" if d["imagenet_weights"] else "-",
+        )
+        for d in data
+    ]
     widths = [max(len(h), *(len(r[i]) for r in table)) for i, h in enumerate(header)]
     print("  ".join(h.ljust(w) for h, w in zip(header, widths)))
     for r in table:

@@ -18,25 +18,33 @@ DESCRIPTION = (
     "RGB). Images are center-cropped to 87.5% of the shorter side and resized (bilinear, "
     "antialiased: the interpolation training and the exported model use) to the model's input, "
     "as in the published ImageNet evaluation; --resize plain resizes the whole image instead. "
-    "The model takes the raw pixels and preprocesses inside (as its export does). Each file's header is checked before decoding (--max-pixels). "
+    "The model takes the raw pixels and preprocesses inside (as its export does). "
+    "Each file's header is checked before decoding (--max-pixels). "
     "Exit status: 0 when every image was answered; 2 when an image could not be read (missing, "
     "not an image, damaged, too large): each such file gets one line on stderr, and the other "
-    "files are still answered on stdout; 1 only for a bug in tlkit.")
+    "files are still answered on stdout; 1 only for a bug in tlkit."
+)
 ORDER = 50
-
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("images", nargs="+", metavar="IMAGE", help="image files")
     p.add_argument("--base", default="efficientnet_lite0", help="registry name of the model")
-    p.add_argument("--weights", default="imagenet",
-                   help="'imagenet' or a weights file with a 1000-class ImageNet head")
+    p.add_argument("--weights", default="imagenet", help="'imagenet' or a weights file with a 1000-class ImageNet head")
     p.add_argument("--top", type=positive_int, default=5, help="classes to show per image")
     p.add_argument("--batch-size", type=positive_int, default=16, help="images per forward pass")
-    p.add_argument("--resize", choices=("crop", "plain"), default="crop",
-                   help="crop: center crop 87.5%% then resize; plain: resize the whole image")
-    p.add_argument("--max-pixels", type=positive_int, default=MAX_PIXELS,
-                   help="refuse an image whose header declares more pixels, before decoding it")
+    p.add_argument(
+        "--resize",
+        choices=("crop", "plain"),
+        default="crop",
+        help="crop: center crop 87.5%% then resize; plain: resize the whole image",
+    )
+    p.add_argument(
+        "--max-pixels",
+        type=positive_int,
+        default=MAX_PIXELS,
+        help="refuse an image whose header declares more pixels, before decoding it",
+    )
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
 
 
@@ -47,9 +55,16 @@ def prepare_image(rgb: Any, size: tuple[int, int], resize: str = "crop") -> Any:
     return resize_numpy(rgb, size, check_policy(resize))
 
 
-def predict_files(paths: list[str], *, base: str = "efficientnet_lite0", weights: str = "imagenet",
-                  top: int = 5, batch_size: int = 16, resize: str = "crop", max_pixels: int = MAX_PIXELS
-                  ) -> tuple[list[dict[str, Any]], list[dict[str, str]]]:
+def predict_files(
+    paths: list[str],
+    *,
+    base: str = "efficientnet_lite0",
+    weights: str = "imagenet",
+    top: int = 5,
+    batch_size: int = 16,
+    resize: str = "crop",
+    max_pixels: int = MAX_PIXELS,
+) -> tuple[list[dict[str, Any]], list[dict[str, str]]]:
     """Classify image files; returns (results, errors), each in input order.
 
     A result is ``{"image", "predictions": [{"rank", "index", "synset", "name", "prob"}]}``;
@@ -69,8 +84,10 @@ def predict_files(paths: list[str], *, base: str = "efficientnet_lite0", weights
         raise ConfigError(f"--batch-size must be >= 1, got {batch_size}")
     spec = get_spec(base)
     if spec.num_classes != 1000 or (weights == "imagenet" and not spec.has_imagenet):
-        raise ConfigError(f"{spec.name} has no ImageNet classifier to predict with; bases that do: "
-                         + ", ".join(s.name for s in tlkit.list_models() if s.has_imagenet))
+        raise ConfigError(
+            f"{spec.name} has no ImageNet classifier to predict with; bases that do: "
+            + ", ".join(s.name for s in tlkit.list_models() if s.has_imagenet)
+        )
 
     size = spec.input_shape[:2]
     ready: list[tuple[str, Any]] = []
@@ -86,32 +103,48 @@ def predict_files(paths: list[str], *, base: str = "efficientnet_lite0", weights
     model = tlkit.build(spec.name, weights=weights, include_preprocessing=True)
     results: list[dict[str, Any]] = []
     for start in range(0, len(ready), batch_size):
-        chunk = ready[start:start + batch_size]
+        chunk = ready[start : start + batch_size]
         x = np.stack([a for _, a in chunk])
         probs = np.asarray(model.predict_on_batch(x), dtype=np.float64)
         if probs.ndim != 2 or probs.shape[1] != 1000:
-            raise ConfigError(f"{spec.name} with weights {weights!r} gives outputs of shape "
-                             f"{probs.shape}, not 1000 ImageNet scores")
+            raise ConfigError(
+                f"{spec.name} with weights {weights!r} gives outputs of shape {probs.shape}, not 1000 ImageNet scores"
+            )
         for (path, _), row in zip(chunk, probs):
             preds = decode_predictions(row, top=top)
-            results.append({"image": path, "predictions": [
-                {"rank": r + 1, "index": p.index, "synset": p.synset, "name": p.name, "prob": p.prob}
-                for r, p in enumerate(preds)]})
+            results.append(
+                {
+                    "image": path,
+                    "predictions": [
+                        {"rank": r + 1, "index": p.index, "synset": p.synset, "name": p.name, "prob": p.prob}
+                        for r, p in enumerate(preds)
+                    ],
+                }
+            )
     return results, errors
 
 
 def run(args: argparse.Namespace) -> int:
-    results, errors = predict_files(args.images, base=args.base, weights=args.weights, top=args.top,
-                                    batch_size=args.batch_size, resize=args.resize, max_pixels=args.max_pixels)
+    results, errors = predict_files(
+        args.images,
+        base=args.base,
+        weights=args.weights,
+        top=args.top,
+        batch_size=args.batch_size,
+        resize=args.resize,
+        max_pixels=args.max_pixels,
+    )
     for e in errors:  # the CLI's one-line error format, one line per unreadable file
         print(f"tlkit predict: error: {' '.join(e['error'].split())}", file=sys.stderr)
     if args.json:
-        print(json.dumps({"base": args.base, "weights": args.weights, "results": results,
-                          "errors": errors}, indent=2))
+        print(json.dumps({"base": args.base, "weights": args.weights, "results": results, "errors": errors}, indent=2))
     else:
         header = ("image", "rank", "class", "name", "prob")
-        rows = [(r["image"], str(p["rank"]), str(p["index"]), p["name"], f"{p['prob']:.4f}")
-                for r in results for p in r["predictions"]]
+        rows = [
+            (r["image"], str(p["rank"]), str(p["index"]), p["name"], f"{p['prob']:.4f}")
+            for r in results
+            for p in r["predictions"]
+        ]
         if rows:
             widths = [max(len(h), *(len(t[i]) for t in rows)) for i, h in enumerate(header)]
             print("  ".join(h.ljust(w) for h, w in zip(header, widths)).rstrip())

