@@ -8,7 +8,7 @@ import keras
 import numpy as np
 
 import tlkit
-from tests.test_pipeline import _shapes_folder
+from test_pipeline import _shapes_folder
 from tlkit import _keras_compat
 from tlkit.finetune import heads
 from tlkit.finetune.pipeline import FinetuneConfig, finetune
