@@ -39,15 +39,15 @@ def decode_need(size: tuple[int, int], augment: str | None = None) -> tuple[int,
     resize of the whole image to ``size`` (then ``PARITY_MARGIN`` times ``size``: the pixels
     stay within the parity tolerance of a full decode).
     """
-    from tlkit.data import augment as aug
+    from tlkit.data import resize as rs
 
     h, w = int(size[0]), int(size[1])
     if augment == "crop":
         # The smallest crop side is sqrt(min area / max aspect) of the image side.
-        frac = math.sqrt(aug.CROP_SCALE[0] / aug.CROP_RATIO[1])
+        frac = math.sqrt(rs.CROP_SCALE[0] / rs.CROP_RATIO[1])
         return math.ceil(h / frac), math.ceil(w / frac)
     if augment == "scale":
-        s_max = math.floor(max(h, w) * aug.VGG_SCALE[1])  # the shorter side is scaled to at most this
+        s_max = math.floor(max(h, w) * rs.VGG_SCALE[1])  # the shorter side is scaled to at most this
         return s_max, s_max
     return PARITY_MARGIN * h, PARITY_MARGIN * w
 
