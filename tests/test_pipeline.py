@@ -308,7 +308,7 @@ def test_run_name_accepts_ordinary_names_and_the_config_default(tmp_path):
 
 def test_lock_refuses_a_second_owner_and_takes_over_a_dead_ones(tmp_path):
     from tlkit.errors import RunDirError
-    from tlkit.finetune.rundir import RunLock
+    from tlkit.finetune.runlock import RunLock
 
     path = tmp_path / ".tlkit.lock"
     first = RunLock(path)

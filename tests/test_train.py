@@ -9,7 +9,7 @@ import pytest
 import tensorflow as tf
 
 from tlkit.errors import ConfigError
-from tlkit.finetune import train
+from tlkit.finetune import lr_finder, recorder, train
 from tlkit.finetune.pipeline import FinetuneConfig, finetune
 
 
@@ -46,7 +46,7 @@ def _toy():
 def test_lr_range_test_suggests_a_rate_below_divergence_and_restores_weights():
     model, ds = _toy()
     before = [np.array(w) for w in model.get_weights()]
-    found = train.lr_range_test(model, ds, min_lr=1e-5, max_lr=10.0, steps=60)
+    found = lr_finder.lr_range_test(model, ds, min_lr=1e-5, max_lr=10.0, steps=60)
     assert all(np.array_equal(a, b) for a, b in zip(before, model.get_weights()))
     lrs, losses = found["lr"], found["loss"]
     assert lrs == sorted(lrs) and len(lrs) == len(losses) > 10
@@ -82,7 +82,7 @@ def test_suggestion_sits_in_the_falling_region_of_noisy_curves(noise):
     for seed in range(10):
         lrs, raw, clean = _falling_curve(seed, noise)
         stop = int(np.argmax(clean > 4 * clean.min())) or len(lrs)  # where the sweep would stop
-        found = train.suggest_lr(lrs[:stop], raw[:stop])
+        found = lr_finder.suggest_lr(lrs[:stop], raw[:stop])
         pick = found["suggested_lr"]
         # The clean loss falls between 1e-4 and 1e-2 (5% to 95% of the fall) and bottoms out near
         # 3e-2: the pick is where the loss really falls, never in the flat noisy start (the old
@@ -99,7 +99,7 @@ def test_suggestion_without_divergence_is_where_the_fall_ends():
     # minimum is a noisy point on the floor, so the pick is where 95% of the fall is done.
     for seed in range(5):
         lrs, raw, _ = _falling_curve(seed, "lognormal", diverge=False)
-        found = train.suggest_lr(lrs, raw)
+        found = lr_finder.suggest_lr(lrs, raw)
         assert 2e-3 <= found["suggested_lr"] <= 5e-2, (seed, found["suggested_lr"])
 
 
@@ -117,7 +117,7 @@ def test_flat_or_rising_curves_are_refused(kind):
             "flat-then-rising": 1.1 * np.exp(0.4 * rng.standard_normal(100)) + np.where(x > -2, (x + 2) * 3, 0),
         }[kind]
         with pytest.raises(ConfigError, match="no rate where the loss falls.*--lr"):
-            train.suggest_lr(lrs, raw)
+            lr_finder.suggest_lr(lrs, raw)
 
 
 def test_lr_range_test_refuses_when_nothing_can_be_learned(tmp_path):
@@ -132,7 +132,7 @@ def test_lr_range_test_refuses_when_nothing_can_be_learned(tmp_path):
     before = [np.array(w) for w in model.get_weights()]
     ds = tf.data.Dataset.from_tensor_slices((x, y)).shuffle(256, seed=0).batch(16)
     with pytest.raises(ConfigError, match="no rate where the loss falls") as err:
-        train.lr_range_test(model, ds, min_lr=1e-5, max_lr=10.0, steps=60)
+        lr_finder.lr_range_test(model, ds, min_lr=1e-5, max_lr=10.0, steps=60)
     assert all(np.array_equal(a, b) for a, b in zip(before, model.get_weights()))
     assert len(err.value.curve["lr"]) == len(err.value.curve["raw_loss"]) > 10
     from tlkit import plots
@@ -145,7 +145,7 @@ def test_lr_range_plot_shows_the_smoothed_curve_the_region_and_the_pick(tmp_path
     from tlkit import plots
 
     lrs, raw, _ = _falling_curve(0, "batchy")
-    found = {**train.suggest_lr(lrs[:80], raw[:80]), "diverged_lr": float(lrs[80])}
+    found = {**lr_finder.suggest_lr(lrs[:80], raw[:80]), "diverged_lr": float(lrs[80])}
     path = plots.lr_range_plot(found, tmp_path / "lr_find.png")
     assert path.stat().st_size > 10_000
     import matplotlib.image
@@ -157,12 +157,12 @@ def test_lr_range_plot_shows_the_smoothed_curve_the_region_and_the_pick(tmp_path
 def test_history_truncation_drops_unvouched_rows(tmp_path):
     path = tmp_path / "history.csv"
     for e in range(4):
-        train.append_history(path, {"epoch": e, "stage": 1, "loss": 1.0 / (e + 1)})
+        recorder.append_history(path, {"epoch": e, "stage": 1, "loss": 1.0 / (e + 1)})
     with open(path, "a") as f:
         f.write("4,1,1e-")  # a row cut short by a kill mid-write
-    train.truncate_history(path, 2)
-    assert [r["epoch"] for r in train.read_history(path)] == [0, 1]
-    assert train.read_history(path)[1]["loss"] == 0.5
+    recorder.truncate_history(path, 2)
+    assert [r["epoch"] for r in recorder.read_history(path)] == [0, 1]
+    assert recorder.read_history(path)[1]["loss"] == 0.5
 
 
 @pytest.fixture(scope="module")
@@ -209,7 +209,7 @@ def test_class_weight_auto_schedule_and_find_lr_in_a_run(tmp_path, imbalanced):
     assert "LR range test: suggested learning rate" in log
     assert (run / "lr_find.png").stat().st_size > 5000
     cfg_saved = json.loads((run / "config.json").read_text())
-    hist = train.read_history(run / "history.csv")
+    hist = recorder.read_history(run / "history.csv")
     # step decay within each stage: stage 1 epoch 1 runs at a tenth of epoch 0; stage 2 starts at lr/10
     assert hist[1]["lr"] == pytest.approx(hist[0]["lr"] / 10)
     assert hist[0]["lr"] == pytest.approx(cfg_saved["lr"])

@@ -166,7 +166,7 @@ def line_plot(
 
 
 def lr_range_plot(found: dict[str, Any], path: str | os.PathLike, *, title: str = "LR range test") -> Path:
-    """The LR range test as :func:`tlkit.finetune.train.lr_range_test` returns it: the loss of every
+    """The LR range test as :func:`tlkit.finetune.lr_finder.lr_range_test` returns it: the loss of every
     step (dots), the smoothed curve the suggestion reads, the falling region (shaded),
     the minimum, the divergence point and the suggested rate. A refused curve (the
     ``curve`` of the error: rates and per-step losses only) is drawn as dots."""

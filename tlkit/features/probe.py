@@ -217,8 +217,8 @@ def attach_head(probe_dir: str | os.PathLike, out: str | os.PathLike) -> Path:
     out = Path(out)
     check_export_target(out)
     out.mkdir(parents=True, exist_ok=True)
+    from tlkit.finetune.recorder import save_checkpoint
     from tlkit.finetune.rundir import BEST
-    from tlkit.finetune.train import save_checkpoint
 
     save_checkpoint(model, out / BEST)  # atomic: a kill never leaves half a checkpoint
     write_json_atomic(out / "labels.json", saved["classes"])

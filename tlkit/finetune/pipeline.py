@@ -6,7 +6,8 @@ A run directory ``runs/NAME/`` holds: ``config.json`` (resolved), ``labels.json`
 ``confusion.png``, ``train.log`` and ``state.json`` (for ``--resume``); :class:`tlkit.finetune.rundir.RunDir`
 owns it. Order of work: cheap checks (flags, run name, run directory, saved config), then
 everything else that can fail (data, preflight, model, weights, checkpoint to resume), and
-only then the run directory is locked, created or replaced.
+only then the run directory is locked, created or replaced. The stages themselves (training,
+the stage switch, evaluation) run in :mod:`tlkit.finetune.stages`.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import shutil
 import sys
 import tempfile
 from collections.abc import Callable, Iterable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -25,12 +26,12 @@ from tlkit.distribute import (
     chief_by_tf_config,
     create_strategy,
     is_chief,
-    is_multi_worker,
 )
 from tlkit.errors import ConfigError, DataError, RunDirError
 from tlkit.finetune import rundir as rd
 from tlkit.finetune.config import RUNS_DIR, FinetuneConfig, check_config, same_data  # noqa: F401  (public here too)
 from tlkit.finetune.rundir import RunDir
+from tlkit.finetune.runlock import RunLock
 from tlkit.finetune.runlog import Log
 
 
@@ -184,7 +185,8 @@ def finetune(
     from tlkit.data import pipeline as tldata
 
     # Imports Keras (and TensorFlow): only once a run really starts.
-    from tlkit.finetune import heads, train
+    from tlkit.finetune import heads, recorder, train
+    from tlkit.finetune.stages import TrainingJob, train_and_finish
 
     # Before TensorFlow runs any op: collective ops are configured at program start-up.
     strategy = create_strategy(cfg.distribute)
@@ -266,7 +268,7 @@ def finetune(
             run = None  # a non-chief worker: saves (saving runs collective ops) where nobody reads
             write_dir = Path(tempfile.mkdtemp(prefix="tlkit-worker-"))
             if state:  # resuming: the worker follows the chief's stage and epoch
-                train.write_state(write_dir, state)
+                recorder.write_state(write_dir, state)
         else:
             run.acquire(plan)
             write_dir = run.path
@@ -274,7 +276,7 @@ def finetune(
             if run is not None:
                 log.attach(run / rd.LOG)
                 if run.took_over:
-                    log(f"took over the lock of {rd.RunLock.describe(run.took_over)}, which is no longer running")
+                    log(f"took over the lock of {RunLock.describe(run.took_over)}, which is no longer running")
                 if state and run.read_state() != state:
                     raise RunDirError(
                         f"{run.path} changed while this resume was starting (another tlkit process?); "
@@ -285,7 +287,7 @@ def finetune(
                 _write_data_report(run, report)
                 if state:
                     log(f"resumed from {run / rd.LAST} at epoch {state.get('next_epoch')}")
-            job = _Job(
+            job = TrainingJob(
                 cfg,
                 run,
                 write_dir,
@@ -302,7 +304,7 @@ def finetune(
                 class_weight,
                 log,
             )
-            metrics = _train_and_finish(job, state, resume=resume, callbacks=callbacks, quiet=quiet)
+            metrics = train_and_finish(job, state, resume=resume, callbacks=callbacks, quiet=quiet)
         finally:
             if run is not None:
                 run.close()  # interrupted before the first checkpoint: a replaced run is put back
@@ -311,213 +313,3 @@ def finetune(
         return metrics
     finally:
         restore_numerics()  # the caller's dtype policy, op determinism and random state, as they were
-
-
-@dataclass
-class _Job:
-    """What the training stages need, all checked and built before the run directory was touched."""
-
-    cfg: FinetuneConfig
-    run: RunDir | None  # None: a non-chief worker, writing to a scratch folder
-    write_dir: Path
-    model: Any
-    strategy: Any
-    stage1: Any
-    stage2: Any
-    train_ds: Any
-    val_ds: Any
-    source: Any
-    classes: list[str]
-    size: tuple
-    channels: int
-    class_weight: Any
-    log: Log
-
-
-def _train_and_finish(job: _Job, state: dict, *, resume: bool, callbacks: Iterable[Any], quiet: bool) -> dict[str, Any]:
-    """Stage 1, the stage switch, stage 2, then evaluation (the chief only)."""
-    from tlkit.finetune import heads, train
-
-    cfg, run, write_dir, model, strategy = job.cfg, job.run, job.write_dir, job.model, job.strategy
-    stage1, stage2, train_ds, val_ds, log = job.stage1, job.stage2, job.train_ds, job.val_ds, job.log
-    source, classes, size, channels, class_weight = job.source, job.classes, job.size, job.channels, job.class_weight
-    n = len(classes)
-    if cfg.find_lr and not state:
-        from tlkit import plots
-
-        with strategy.scope():
-            try:
-                found = train.lr_range_test(model, train_ds, optimizer=cfg.optimizer, num_classes=n)
-            except ConfigError as err:
-                if getattr(err, "curve", None) is not None and run is not None:
-                    # The refused curve, for the user to look at: beside the run folder, which is
-                    # discarded (or put back as it was) when this refusal ends the command.
-                    plot = run.path.parent / f"{run.path.name}.{rd.LR_FIND}"
-                    plots.lr_range_plot(err.curve, plot)
-                    raise ConfigError(f"{err} (plot: {plot})") from None
-                raise
-            train.compile_model(model, stage1, n)
-        plots.lr_range_plot(found, write_dir / rd.LR_FIND)
-        log(f"LR range test: suggested learning rate {found['suggested_lr']:.2g} (plot: {write_dir / rd.LR_FIND})")
-        stage1.lr = found["suggested_lr"]
-        stage2.lr = found["suggested_lr"] / 10
-        with strategy.scope():
-            train.compile_model(model, stage1, n)
-        if run is not None:
-            run.write_json(
-                rd.CONFIG,
-                {**asdict(cfg), "lr": stage1.lr, "finetune_lr": stage2.lr, "tlkit_version": tlkit.__version__},
-            )
-    next_epoch = int(state.get("next_epoch", 0))
-    if resume:
-        # Rows past the state are epochs whose state was never written (a kill in between).
-        train.truncate_history(write_dir / rd.HISTORY, next_epoch)
-    best = state.get("best")
-    stage = int(state.get("stage", 1))
-    # A live progress bar on a terminal; one line per epoch in logs and CI.
-    verbose = 0 if quiet else (1 if sys.stdout.isatty() else 2)
-    fit = train.fit_stage
-    if is_multi_worker(strategy):
-        from tlkit.finetune.distributed_train import fit_stage_distributed
-
-        def fit(m: Any, tr: Any, va: Any, stage_cfg: Any, **kw: Any) -> int:
-            kw.pop("verbose", None)
-            return fit_stage_distributed(m, tr, va, stage_cfg, strategy=strategy, num_classes=n, log=log, **kw)
-
-        # After the recorder's checkpoint of each epoch: the run it replaces can go.
-    extra = [train.EpochEndHook(run.commit), *callbacks] if run is not None else list(callbacks)
-
-    if stage == 1:
-        log(
-            f"stage 1: head only, {cfg.epochs} epochs at lr {stage1.lr:g} ({cfg.optimizer})"
-            + ("; on cached base features (no augmentation)" if cfg.cache_features else "")
-        )
-        if cfg.cache_features:
-            from tlkit.finetune.cached_head import cached_head_data
-
-            with strategy.scope():
-                head, cached_train, cached_val = cached_head_data(
-                    model, source, size, cfg.batch_size, channels, log, skip_undecodable=bool(cfg.check_sample)
-                )
-                train.compile_model(head, stage1, n)
-            next_epoch = train.fit_stage(
-                head,
-                cached_train,
-                cached_val,
-                stage1,
-                run_dir=write_dir,
-                initial_epoch=next_epoch,
-                stage_start=0,
-                best=best,
-                class_weight=class_weight,
-                extra_callbacks=extra,
-                verbose=verbose,
-                checkpoint_model=model,
-                batch_size=cfg.batch_size,
-            )
-        else:
-            next_epoch = fit(
-                model,
-                train_ds,
-                val_ds,
-                stage1,
-                run_dir=write_dir,
-                initial_epoch=next_epoch,
-                stage_start=0,
-                best=best,
-                class_weight=class_weight,
-                extra_callbacks=extra,
-                verbose=verbose,
-            )
-        best = train.read_state(write_dir).get("best", best)
-        stage1_end = next_epoch
-        unfrozen: list[str] = []
-        if cfg.finetune_epochs > 0 and cfg.unfreeze != "0":
-            with strategy.scope():
-                unfrozen = heads.unfreeze_top(model, cfg.unfreeze, train_batchnorm=cfg.train_batchnorm)
-                train.compile_model(model, stage2, n)
-                # Built now, so the checkpoint below holds all its (zero) slots and loads back whole.
-                model.optimizer.build(model.trainable_variables)
-        if unfrozen:
-            # The recompiled model (new trainable set, fresh optimizer) is what a resume must load;
-            # saved before the state that says "stage 2", so a kill in between resumes stage 1's end.
-            train.save_checkpoint(model, write_dir / rd.LAST)
-        train.write_state(
-            write_dir,
-            {"stage": 2, "next_epoch": next_epoch, "stage_start": stage1_end, "best": best, "unfrozen": unfrozen},
-        )
-        if run is not None and unfrozen:
-            run.commit()
-    state = train.read_state(write_dir)
-    stage_start = int(state.get("stage_start", next_epoch))
-    unfrozen = state.get("unfrozen", [])
-    if unfrozen:
-        log(
-            f"stage 2: unfroze {len(unfrozen)} block(s) ({', '.join(unfrozen)}), {cfg.finetune_epochs} epochs "
-            f"at lr {stage2.lr:g}; BatchNorm {'trained' if cfg.train_batchnorm else 'frozen, inference mode'}"
-        )
-        fit(
-            model,
-            train_ds,
-            val_ds,
-            stage2,
-            run_dir=write_dir,
-            initial_epoch=int(state.get("next_epoch", stage_start)),
-            stage_start=stage_start,
-            best=state.get("best"),
-            class_weight=class_weight,
-            extra_callbacks=extra,
-            verbose=verbose,
-            extra_state={"unfrozen": unfrozen},
-        )
-    if is_multi_worker(strategy):
-        from tlkit.features.extract import weights_fingerprint
-
-        log(f"final weights fingerprint {weights_fingerprint(model)}")
-    if run is None:
-        return {"worker": "not the chief: the chief evaluates and writes the run directory"}
-    if run.checkpoint() is None:
-        raise ConfigError(
-            f"nothing was trained: --epochs {cfg.epochs} and stage 2 unfroze no block of "
-            f"{cfg.base} (--unfreeze {cfg.unfreeze}); pass --epochs N or --unfreeze all"
-        )
-    metrics = _finish(run, source, classes, size, cfg, log)
-    train.write_state(run.path, {**train.read_state(run.path), "done": True})
-    return metrics
-
-
-def _finish(run: RunDir, source: Any, classes: list[str], size: tuple, cfg: FinetuneConfig, log: Log) -> dict:
-    """Evaluate the run's checkpoint (best, else last) on the validation split; write metrics and pictures."""
-    from tlkit import evaluate, plots
-    from tlkit.data import pipeline as tldata
-    from tlkit.finetune import train
-
-    run_dir = run.path
-    history = train.read_history(run_dir / rd.HISTORY)
-    if history:
-        plots.training_curves(history, run_dir / rd.CURVES, title=f"{cfg.base} on {cfg.data}")
-    split = "val" if tldata.dataset_size(source, "val") > 0 else "train"
-    ckpt = run.require_checkpoint()
-    model = run.load_checkpoint(ckpt)
-    ds = tldata.make_dataset(
-        source,
-        split,
-        image_size=size,
-        batch_size=cfg.batch_size,
-        training=False,
-        channels=model.input_shape[-1],
-        skip_undecodable=bool(cfg.check_sample),
-    )
-    y, probs = evaluate.predict_dataset(model, ds)
-    metrics = evaluate.metrics_from_probs(y, probs, classes)
-    metrics.update({"split": split, "checkpoint": ckpt.name, "epochs_run": len(history)})
-    run.write_json(rd.METRICS, metrics)
-    import numpy as np
-
-    plots.confusion_matrix(np.asarray(metrics["confusion_matrix"]), classes, run_dir / rd.CONFUSION)
-    log(
-        f"{split} top-1 accuracy {metrics['top1']:.4f}"
-        + (f", top-5 {metrics['top5']:.4f}" if "top5" in metrics else "")
-        + f" ({ckpt.name}); run: {run_dir}"
-    )
-    return metrics
