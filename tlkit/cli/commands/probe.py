@@ -33,7 +33,7 @@ def run(args: argparse.Namespace) -> int:
     kinds = ("logreg", "svm") if args.probe == "both" else (args.probe,)
     if args.export:
         # A head that cannot be exported faithfully is refused before the probe is trained.
-        from tlkit.features.extract import load_features_meta
+        from tlkit.features.store import load_features_meta
         from tlkit.features.probe import check_export_target, check_exportable
 
         check_export_target(args.export)
