@@ -9,7 +9,8 @@ import numpy as np
 from PIL import Image
 
 from tlkit.data import preflight
-from tlkit.features.extract import extract, load_features
+from tlkit.features.extract import extract
+from tlkit.features.store import load_features
 
 
 def test_a_file_the_decoder_refuses_is_listed_and_the_rest_extracted(tmp_path: Path, monkeypatch):

@@ -11,7 +11,8 @@ from PIL import Image
 import tlkit
 from tlkit.cli import main as cli
 from tlkit.errors import DataError, ModelError, WeightsError
-from tlkit.features.extract import build_tap_model, extract, load_features
+from tlkit.features.extract import build_tap_model, extract
+from tlkit.features.store import load_features
 from tlkit.features.taps import extractor
 from tlkit.finetune.heads import build_classifier
 
@@ -175,7 +176,7 @@ def _old_style(features: Path, **changes) -> None:
     """Rewrite a features file's (or part's) metadata as an older tlkit, or another network, would have."""
     import pyarrow.parquet as pq
 
-    from tlkit.features.extract import META_KEY
+    from tlkit.features.store import META_KEY
 
     table = pq.read_table(features)
     meta = json.loads(table.schema.metadata[META_KEY])

@@ -68,7 +68,7 @@ def vgg16_table():
 
 
 # The CS231n VGG16 walk-through, row by row: (output shape, activations, weights), as the notes state it.
-from tlkit.seed_numbers import VGG16_WALKTHROUGH as SEED_VGG16  # noqa: E402
+from tlkit.seed_figures_cases import VGG16_WALKTHROUGH as SEED_VGG16  # noqa: E402
 
 
 def test_inspect_vgg16_reproduces_the_seed_table(vgg16_table):

@@ -115,7 +115,8 @@ def _evaluate(base: str, weights: str, photo: Path, root: Path, top1: int) -> np
 
 
 def _extract(base: str, weights: str, photo: Path, root: Path) -> np.ndarray:
-    from tlkit.features.extract import extract, load_features
+    from tlkit.features.extract import extract
+    from tlkit.features.store import load_features
 
     out = root / f"features_{base}.npz"
     extract(base, ["classifier"], str(photo.parent.parent), str(out), weights=weights, val_split=0.0, progress=False)

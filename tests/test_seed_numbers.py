@@ -14,9 +14,9 @@ from tlkit.cli import main as cli
 from tlkit.errors import ConfigError
 from tlkit.inspection import conv_output_size, layer_table
 from tlkit.models.teaching import MODULES, build_module, find_module
+from tlkit.seed_figures_cases import VGG16_WALKTHROUGH
 from tlkit.seed_numbers import (
     DEFAULT_OUT,
-    VGG16_WALKTHROUGH,
     Tables,
     compute_figures,
     render,

@@ -38,7 +38,7 @@ def _skipped(path: Path) -> list[list[str]]:
 
 
 def test_beam_extraction_equals_the_local_one(tmp_path: Path):
-    from tlkit.features.extract import load_features
+    from tlkit.features.store import load_features
 
     data = make_shapes_folder(tmp_path / "shapes", n=8)
     (data / "dark" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n broken")

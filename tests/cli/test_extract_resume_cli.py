@@ -27,7 +27,7 @@ STREAM = (
 
 
 def test_extraction_killed_and_resumed_equals_an_uninterrupted_one(tmp_path: Path):
-    from tlkit.features.extract import load_features
+    from tlkit.features.store import load_features
 
     data = make_shapes_folder(tmp_path / "shapes", n=20)  # 60 images: 15 parts
     full = tmp_path / "full.parquet"

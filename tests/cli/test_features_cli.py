@@ -44,7 +44,7 @@ def shapes60(tmp_path: Path) -> Path:
 
 
 def _features(path: Path):
-    from tlkit.features.extract import load_features
+    from tlkit.features.store import load_features
 
     feats, rows, meta = load_features(path)
     return feats["penultimate"], rows, meta

@@ -70,6 +70,7 @@ import tlkit
 from tlkit._io import move_into_place
 from tlkit.data.images import CROP_FRACTION, MAX_PIXELS
 from tlkit.errors import ConfigError, ExportError  # noqa: F401  (ExportError re-exported)
+from tlkit.export.probes import png_header_only, probe_images, synthetic_pixels  # noqa: F401  (re-exported)
 from tlkit.export.serving import (  # noqa: F401  (re-exported)
     DEFAULT_TOP_K,
     OUTPUT_KEYS,
@@ -102,17 +103,13 @@ from tlkit.export.verify import (  # noqa: F401  (re-exported: the public surfac
     TOLERANCE,
     VERIFY_TIMEOUT_S,
     VerificationError,
-    _tflite_interpreter,
     card_verification,
     check_export,
-    png_header_only,
-    probe_images,
     read_card,
     resolve_export_dir,
-    synthetic_pixels,
     verify_export,
-    verify_tflite,
 )
+from tlkit.export.verify_tflite import _tflite_interpreter, verify_tflite  # noqa: F401  (re-exported)
 from tlkit.export.versions import (  # noqa: F401  (re-exported)
     TMP_PREFIX,
     check_out_dir,

@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
+from tlkit.export.probes import probe_images, synthetic_pixels
 from tlkit.export.serving import _output_spec
 from tlkit.export.serving_decode import decode_images
 from tlkit.export.verify import (
@@ -20,8 +21,6 @@ from tlkit.export.verify import (
     PIXELS_SIGNATURE,
     TFLITE_DIR,
     TFLITE_VARIANTS,
-    probe_images,
-    synthetic_pixels,
 )
 
 TFLITE_VALIDATION_IMAGES = 256  # validation images in the TFLite check (all of them up to this many)

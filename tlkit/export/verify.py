@@ -1,4 +1,4 @@
-"""Checks of an export: the SavedModel in a fresh process, and the TFLite models on a real sample.
+"""The SavedModel check: an export reloaded in a fresh process that cannot import tlkit.
 
 :func:`verify_export` reloads a SavedModel in a fresh Python process that cannot import
 tlkit (plain TensorFlow, as a server has) and compares it with the Keras model; it also
@@ -8,23 +8,19 @@ and that the next request is still served. The verifying process dies with its p
 (``prctl(PR_SET_PDEATHSIG)`` on Linux, and everywhere a thread that exits when its stdin,
 a pipe from the parent, closes).
 
-:func:`verify_tflite` measures the float32 and int8 TFLite models against the Keras model
-on every image of a sample (the run's validation images, synthetic crops of photos and
-the probes): float32 must match; int8's top-1 agreement and score differences are reported.
+The module also holds an export's names (card, labels, signatures, TFLite variants) and the
+model card readers. The requests it sends are :mod:`tlkit.export.probes`; the TFLite models'
+check is :mod:`tlkit.export.verify_tflite`.
 """
 
 from __future__ import annotations
 
-import io
 import json
-import math
 import os
-import struct
 import subprocess
 import sys
 import tempfile
 import time
-import zlib
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -34,14 +30,8 @@ import tensorflow as tf
 
 from tlkit.data.images import MAX_PIXELS
 from tlkit.errors import ExportError, NotFoundError
-from tlkit.export.serving_decode import (
-    BAD_IMAGE_MESSAGE,
-    BYTES_INPUT,
-    EMPTY_REQUEST_MESSAGE,
-    UNDECODABLE_MESSAGE,
-    decode_images,
-    error_line,
-)
+from tlkit.export.probes import probe_images, refusal_requests
+from tlkit.export.serving_decode import decode_images, error_line
 from tlkit.export.versions import existing_versions
 
 MODEL_CARD = "tlkit.json"
@@ -52,7 +42,6 @@ PIXELS_SIGNATURE = "predict_pixels"
 PIXELS_INPUT = "pixels"
 TOLERANCE = 1e-4  # max abs score difference allowed between SavedModel and Keras model
 VERIFY_TIMEOUT_S = 600
-SYNTHETIC_IMAGES = 96  # seeded crops of scikit-image photos in every TFLite check
 # Below this top-1 agreement the export prints a warning (int8 is reported, never refused:
 # quantisation error is a property of the model, not a fault of the export).
 INT8_AGREEMENT_WARNING = 0.99
@@ -70,62 +59,6 @@ def read_card(path: str | Path) -> dict[str, Any]:
     return json.loads(p.read_text(encoding="utf-8"))
 
 
-def _encode(im: Any, fmt: str, **kw: Any) -> bytes:
-    buf = io.BytesIO()
-    im.save(buf, format=fmt, **kw)
-    return buf.getvalue()
-
-
-def probe_images() -> list[bytes]:
-    """Probe requests for verification: a real photo (JPEG) and small PNG, BMP and GIF images
-    in other sizes and modes (grayscale, RGBA, palette), so every decoder path is exercised."""
-    from PIL import Image
-    from skimage import data
-
-    yy, xx = np.mgrid[0:97, 0:131]
-    gray = ((xx * 2 + yy) % 256).astype(np.uint8)
-    rgba = np.stack([gray, 255 - gray, (xx * 7 % 256).astype(np.uint8), np.full_like(gray, 200)], -1)
-    return [
-        _encode(Image.fromarray(data.chelsea()), "JPEG", quality=95),
-        _encode(Image.fromarray(gray, "L"), "PNG"),
-        _encode(Image.fromarray(rgba, "RGBA"), "PNG"),
-        _encode(Image.fromarray(np.ascontiguousarray(rgba[:60, :80, :3])), "BMP"),
-        _encode(Image.fromarray(np.ascontiguousarray(rgba[:, :, :3])).convert("P"), "GIF"),
-    ]
-
-
-def png_header_only(width: int, height: int) -> bytes:
-    """A PNG whose header declares ``width`` x ``height`` RGB pixels, with one empty IDAT.
-
-    A few dozen bytes; what a decompression bomb looks like to a header check.
-    """
-
-    def chunk(kind: bytes, payload: bytes) -> bytes:
-        return struct.pack(">I", len(payload)) + kind + payload + struct.pack(">I", zlib.crc32(kind + payload))
-
-    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0")) + chunk(b"IEND", b"")
-
-
-def refusal_requests(probes: Sequence[bytes], max_pixels: int | None) -> dict[str, tuple[list[bytes], str]]:
-    """Requests a server must refuse, each with a fragment its ``tlkit serving:`` line must hold.
-
-    ``max_pixels`` is the card's limit; None for exports made before tlkit checked headers in
-    the graph, which are only sent garbage (what they could refuse).
-    """
-    garbage = ([probes[0], b"this is not an image"], f"{BYTES_INPUT}[1] {BAD_IMAGE_MESSAGE}")
-    if not max_pixels:
-        return {"garbage": garbage}
-    side = math.isqrt(int(max_pixels)) + 1  # side * side > max_pixels
-    return {
-        "garbage": garbage,
-        "truncated": ([probes[0][: len(probes[0]) // 3]], f"{BYTES_INPUT}[0] {UNDECODABLE_MESSAGE}"),
-        "too_large": ([png_header_only(side, side)], f"{BYTES_INPUT}[0] is a PNG of {side}x{side} = "),
-        "empty": ([], EMPTY_REQUEST_MESSAGE),
-    }
-
-
-# Runs in a fresh interpreter with plain TensorFlow: tlkit is made unimportable first, so
 # the check proves the SavedModel stands alone. Reads a request JSON, writes results.
 _VERIFY_SCRIPT = r"""
 import os, sys, threading
@@ -420,99 +353,3 @@ def resolve_export_dir(path: str | Path) -> Path:
 def check_export(path: str | Path, **kwargs: Any) -> dict[str, Any]:
     """``tlkit export --check``: verify any tlkit export (no Keras model needed)."""
     return verify_export(resolve_export_dir(path), **kwargs)
-
-
-# --- TFLite ----------------------------------------------------------------------------------------
-
-
-def synthetic_pixels(size: tuple[int, int], n: int = SYNTHETIC_IMAGES, seed: int = 0) -> np.ndarray:
-    """``n`` seeded crops of scikit-image's colour photos (random box, aspect and flip), resized
-    to ``size`` (antialiased bilinear): float32 [n, H, W, 3] in 0..255."""
-    from skimage import data
-
-    photos = [
-        data.astronaut(),
-        data.chelsea(),
-        data.coffee(),
-        data.rocket(),
-        data.hubble_deep_field(),
-        data.immunohistochemistry(),
-        data.retina(),
-    ]
-    rng = np.random.default_rng(seed)
-    out = np.empty((n, *size, 3), np.float32)
-    for i in range(n):
-        img = photos[i % len(photos)]
-        h, w = img.shape[:2]
-        area = rng.uniform(0.1, 1.0) * h * w
-        ratio = np.exp(rng.uniform(np.log(3 / 4), np.log(4 / 3)))
-        ch = int(min(h, max(8, round(np.sqrt(area / ratio)))))
-        cw = int(min(w, max(8, round(np.sqrt(area * ratio)))))
-        top, left = int(rng.integers(0, h - ch + 1)), int(rng.integers(0, w - cw + 1))
-        crop = img[top : top + ch, left : left + cw]
-        if rng.random() < 0.5:
-            crop = crop[:, ::-1]
-        out[i] = tf.image.resize(crop.astype(np.float32), size, method="bilinear", antialias=True).numpy()
-    return np.clip(out, 0, 255)
-
-
-def _tflite_interpreter(path: Path) -> Any:
-    import warnings
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # tf.lite.Interpreter's notice about moving to ai_edge_litert
-        return tf.lite.Interpreter(model_path=str(path))
-
-
-def _run_tflite(path: Path, pixels: np.ndarray, batch: int = 32) -> np.ndarray:
-    runner = _tflite_interpreter(path).get_signature_runner(PIXELS_SIGNATURE)
-    return np.concatenate(
-        [
-            runner(**{PIXELS_INPUT: pixels[i : i + batch].astype(np.float32)})["scores"]
-            for i in range(0, len(pixels), batch)
-        ]
-    )
-
-
-def verify_tflite(
-    export_dir: str | Path,
-    model: Any,
-    pixels: np.ndarray,
-    *,
-    tolerance: float = TOLERANCE,
-    sample: dict[str, Any] | None = None,
-) -> dict[str, Any]:
-    """Run each .tflite model on every image of ``pixels`` and compare with the Keras model.
-
-    float32 must match within ``tolerance`` (else :class:`VerificationError`); int8 is
-    measured: top-1 agreement with the Keras model (rate and count of disagreements) and
-    the max and mean absolute score difference. ``sample`` describes where the images came from.
-    """
-    d = Path(export_dir) / TFLITE_DIR
-    ref = np.concatenate(
-        [np.asarray(model(pixels[i : i + 32], training=False), dtype=np.float32) for i in range(0, len(pixels), 32)]
-    )
-    report: dict[str, Any] = {"images": len(pixels), "sample": sample or {"images": len(pixels)}}
-    problems = []
-    for variant in TFLITE_VARIANTS:
-        got = _run_tflite(d / f"model_{variant}.tflite", pixels)
-        diff = np.abs(got - ref)
-        agree = got.argmax(axis=1) == ref.argmax(axis=1)
-        report[variant] = {
-            "max_abs_diff_vs_keras": float(diff.max()),
-            "mean_abs_diff_vs_keras": float(diff.mean()),
-            "top1_agreement": float(agree.mean()),
-            "top1_disagreements": int((~agree).sum()),
-            "images": len(pixels),
-        }
-        if variant == "float32" and not diff.max() <= tolerance:
-            problems.append(
-                f"TFLite float32 scores differ from the Keras model's by {diff.max():.3g} (limit {tolerance:g})"
-            )
-    labels = (d / LABELS_FILE).read_text(encoding="utf-8")
-    if labels != (Path(export_dir) / "assets" / LABELS_FILE).read_text(encoding="utf-8"):
-        problems.append("tflite/labels.txt differs from the SavedModel's labels asset")
-    if problems:
-        raise VerificationError("TFLite verification failed:\n  - " + "\n  - ".join(problems))
-    report["passed"] = True
-    return report

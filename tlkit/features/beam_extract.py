@@ -169,7 +169,7 @@ def parquet_schema(layers: Sequence[str], dims: dict[str, int], meta: dict) -> A
     """The schema of ``tlkit extract``'s Parquet files: keys, then one fixed-size float32 list per layer."""
     import pyarrow as pa
 
-    from tlkit.features.extract import META_KEY
+    from tlkit.features.store import META_KEY
 
     fields = [
         pa.field("path", pa.string()),

@@ -74,7 +74,7 @@ def probe(
     import joblib
 
     from tlkit import evaluate, plots
-    from tlkit.features.extract import load_features
+    from tlkit.features.store import load_features
 
     feats, rows, meta = load_features(features)
     name = layer or meta["layers"][0]

@@ -33,8 +33,8 @@ def run(args: argparse.Namespace) -> int:
     kinds = ("logreg", "svm") if args.probe == "both" else (args.probe,)
     if args.export:
         # A head that cannot be exported faithfully is refused before the probe is trained.
-        from tlkit.features.extract import load_features_meta
         from tlkit.features.probe import check_export_target, check_exportable
+        from tlkit.features.store import load_features_meta
 
         check_export_target(args.export)
         check_exportable(load_features_meta(args.features), args.features)

@@ -1,0 +1,122 @@
+"""CSV manifests (``path,label[,split]``) as a :class:`~tlkit.data.sources.DataSource`.
+
+Reads the manifest with every value as text, refuses unknown columns, empty values and
+unknown split names with a :class:`DataError` naming the line or column, strips padded
+labels with a warning, resolves paths relative to the manifest, and splits a manifest
+without a split column by a seeded hash (:mod:`tlkit.data.splits`). Images are not opened
+here (the preflight does).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from tlkit.data.sources import (
+    MANIFEST_COLUMNS,
+    SPLIT_ALIASES,
+    DataSource,
+    _check_classes,
+    _finish_items,
+    near_duplicate_classes,
+)
+from tlkit.data.splits import _seeded_split
+from tlkit.errors import DataError
+
+
+def from_csv(csv_path: str | os.PathLike, *, val_split: float = 0.2, seed: int = 0, min_classes: int = 2) -> DataSource:
+    """A CSV manifest with columns ``path``, ``label`` and optionally ``split`` (train/val/test).
+
+    Relative paths are relative to the CSV's folder. Rows whose file is missing are kept
+    (the preflight lists and skips them); a manifest where no file exists is an error.
+    """
+    p = Path(csv_path).expanduser().resolve()
+    if not p.is_file():
+        raise DataError(f"manifest {csv_path} does not exist")
+    try:
+        df = pd.read_csv(p, dtype=str, keep_default_na=False, skipinitialspace=True)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+        raise DataError(f"manifest {p} is not a readable CSV: {exc}") from None
+    df.columns = [str(c).strip().lower() for c in df.columns]
+    accepted = "path, label (required) and split (optional: train/val/test)"
+    unknown = [c for c in df.columns if c not in MANIFEST_COLUMNS]
+    if unknown:
+        raise DataError(
+            f"manifest {p} has unknown column(s) {', '.join(repr(c) for c in unknown)}; accepted columns: {accepted}"
+        )
+    missing = [c for c in ("path", "label") if c not in df.columns]
+    if missing:
+        raise DataError(
+            f"manifest {p} has no {' or '.join(repr(c) for c in missing)} column "
+            f"(columns: {', '.join(df.columns) or 'none'}); accepted columns: {accepted}"
+        )
+    if len(df) == 0:
+        raise DataError(f"manifest {p} has no rows")
+    raw_labels = df["label"].astype(str)
+    padded = np.flatnonzero((raw_labels != raw_labels.str.strip()).to_numpy())
+    for col in df.columns:
+        df[col] = df[col].astype(str).str.strip()
+        blank = np.flatnonzero((df[col] == "").to_numpy())
+        if len(blank):
+            lines = ", ".join(str(i + 2) for i in blank[:10])  # +2: header line, 1-based
+            raise DataError(
+                f"manifest {p}: empty {col!r} on line(s) {lines}"
+                + (f" and {len(blank) - 10} more" if len(blank) > 10 else "")
+            )
+    has_split = "split" in df.columns
+    if has_split:
+        mapped = df["split"].str.lower().map(SPLIT_ALIASES)
+        bad = sorted(set(df["split"][mapped.isna()]))
+        if bad:
+            raise DataError(
+                f"manifest {p}: unknown split value(s) {', '.join(repr(b) for b in bad)}; "
+                f"accepted: {', '.join(sorted(SPLIT_ALIASES))}"
+            )
+        df["split"] = mapped
+        if not (df["split"] == "train").any():
+            raise DataError(f"manifest {p} has a split column but no 'train' rows")
+    given = df["path"].tolist()
+    base = p.parent
+    # Absolute but not resolved: a link stays the path the manifest names (a dangling one is reported as such).
+    abs_paths = [os.path.abspath(base / Path(x).expanduser()) for x in given]
+    if not any(os.path.lexists(a) for a in abs_paths):
+        raise DataError(
+            f"none of the {len(abs_paths)} paths in manifest {p} exists (first: {abs_paths[0]}); "
+            f"relative paths are taken relative to the manifest's folder {base}"
+        )
+    classes = sorted(set(df["label"]))
+    _check_classes(classes, min_classes, f"manifest {p}", "label value")
+    notes = []
+    if len(padded):
+        shown = ", ".join(f"{raw_labels.iloc[i]!r} on line {i + 2}" for i in padded[:5])
+        more = f" and {len(padded) - 5} more" if len(padded) > 5 else ""
+        first = raw_labels.iloc[padded[0]]
+        notes.append(
+            f"{len(padded)} label(s) in manifest {p} had surrounding whitespace ({shown}{more}): stripped, "
+            f"so {first!r} and {first.strip()!r} are one class"
+        )
+    notes += near_duplicate_classes(
+        df["label"],
+        "surrounding whitespace in CSV labels is stripped, case is kept: fix the label column to merge them",
+    )
+    out = pd.DataFrame({"path": abs_paths, "label": df["label"].tolist()})
+    if has_split:
+        out["split"] = df["split"].tolist()
+        method, how = "manifest", "split: from the manifest's split column"
+    else:
+        out["split"], method, how = _seeded_split(given, out["label"].tolist(), val_split, seed)
+    items = _finish_items(out, classes)
+    desc = f"manifest {p}: {len(classes)} classes, {len(items)} rows; {how}"
+    return DataSource(
+        spec=str(csv_path),
+        kind="files",
+        classes=classes,
+        items=items,
+        description=desc,
+        root=str(p),
+        split_method=method,
+        warnings=notes,
+    )
