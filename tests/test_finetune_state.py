@@ -6,9 +6,9 @@ from typing import ClassVar
 
 import keras
 import numpy as np
+from test_pipeline import _shapes_folder
 
 import tlkit
-from test_pipeline import _shapes_folder
 from tlkit import _keras_compat
 from tlkit.finetune import heads
 from tlkit.finetune.pipeline import FinetuneConfig, finetune
