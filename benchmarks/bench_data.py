@@ -115,11 +115,11 @@ def cache_flag(help_text: str | None = None) -> list[str] | None:
     """The ``--cache`` arguments of ``tlkit finetune`` (memory cache) if its help lists the flag, else None.
 
     ``help_text`` is ``tlkit finetune --help``'s output (asked for when not given). ``--cache``
-    alone, ``--cache MODE`` and ``--cache {memory,disk,...}`` are understood; ``--cache-features``
+    alone, ``--cache MODE``, ``--cache mem|DIR`` and ``--cache {memory,disk,...}`` are understood; ``--cache-features``
     is another flag.
     """
     text = _tlkit("finetune", "--help").stdout if help_text is None else help_text
-    m = re.search(r"--cache(?![-\w])(?:[ =](\{[^}]*\}|[A-Z_]+))?", text)
+    m = re.search(r"--cache(?![-\w])(?:[ =](\{[^}]*\}|[\w|]+))?", text)
     if not m:
         return None
     arg = m.group(1)
@@ -129,6 +129,8 @@ def cache_flag(help_text: str | None = None) -> list[str] | None:
         choices = [c.strip() for c in arg.strip("{}").split(",")]
         pick = "memory" if "memory" in choices else next((c for c in choices if c not in ("none", "off")), choices[0])
         return ["--cache", pick]
+    if "mem" in arg.split("|"):  # tlkit's form: --cache mem|DIR
+        return ["--cache", "mem"]
     return ["--cache", "memory"]
 
 

@@ -138,3 +138,4 @@ def test_bench_data_finds_the_cache_flag_in_finetune_help() -> None:
     assert bench_data.cache_flag("[--cache {none,memory,disk}] [--cache-budget GB]") == ["--cache", "memory"]
     assert bench_data.cache_flag("[--cache {off,disk}]") == ["--cache", "disk"]
     assert bench_data.cache_flag("  --cache MODE   where to keep decoded images") == ["--cache", "memory"]
+    assert bench_data.cache_flag("[--cache mem|DIR] [--cache-budget SIZE]") == ["--cache", "mem"]

@@ -106,6 +106,8 @@ NON_DEFAULT = {
     "cache_features": (["--cache-features"], True),
     "check_sample": (["--check-sample", "9"], 9),
     "leaks": (["--leaks", "fail"], "fail"),
+    "cache": (["--cache", "mem"], "mem"),
+    "cache_budget": (["--cache-budget", "500MiB"], "500MiB"),
 }
 
 

@@ -53,4 +53,4 @@ def test_finetune_with_a_disk_cache_and_an_over_budget_cache(tmp_path: Path):
     lines = [ln for ln in small.stderr.splitlines() if "--cache-budget" in ln]
     assert len(lines) == 2 and all("running without the cache" in ln for ln in lines)  # one line per split
     bad = tlkit("finetune", "--data", data, *TINY_RUN, "--cache", "mem", "--cache-budget", "lots", cwd=tmp_path)
-    assert bad.returncode == 2 and "--cache-budget 'lots' is not a size" in bad.stderr
+    assert bad.returncode == 2 and "--cache-budget: 'lots' is not a size" in bad.stderr
