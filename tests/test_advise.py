@@ -54,6 +54,7 @@ def _measurements(**over):
     return m
 
 
+@pytest.mark.slow
 def test_digits_and_faces_land_in_different_situations(advice):
     d, f = advice["digits"], advice["faces"]
     assert d["situation"] == "small-different" and f["situation"] == "small-similar"
@@ -85,6 +86,7 @@ def test_digits_command_is_the_main_job(advice):
     assert advice["faces"]["commands"][1].startswith("tlkit probe ")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["digits", "faces"])
 def test_printed_command_runs(advice, name, tmp_path):
     steps = [c + SMOKE if c.startswith("tlkit finetune ") else c for c in advice[name]["commands"]]

@@ -44,6 +44,9 @@ CACHE_ROWS = {r for r in DATA_ROWS if "--cache" in r}
 BLOCKER = """
 import sys
 
+# Whole CLI runs or training: the full suite runs them, the fast tier (-m 'not slow') does not.
+pytestmark = pytest.mark.slow
+
 class _Blocked:
     def find_spec(self, name, path=None, target=None):
         if name.split(".")[0] in ("tensorflow", "tlkit"):

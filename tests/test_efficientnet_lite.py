@@ -272,6 +272,7 @@ def test_lite12_recognise_the_photos(lite12, name):
     assert int(np.argmax(probs[1])) in (967, 968, 504)  # espresso / cup / coffee mug
 
 
+@pytest.mark.slow
 def test_cli_predict_with_lite1_offline(tmp_path, keras_home):
     """`tlkit predict --base efficientnet_lite1` in a child process, offline: a cat class first."""
     import subprocess

@@ -67,6 +67,7 @@ def _tiny_model(classes: int = 3, seed: int = 0) -> keras.Model:
 # --- layout, card, asset -------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_layout_card_and_labels_asset(lite):
     root = lite.path.parent
     assert lite.version == 1 and lite.path == root / "1"
@@ -108,6 +109,7 @@ def _parse_show(text: str) -> dict:
     return sigs
 
 
+@pytest.mark.slow
 def test_saved_model_cli_show_lists_both_signatures(lite):
     out = subprocess.run(
         [SAVED_MODEL_CLI, "show", "--dir", str(lite.path), "--all"],
@@ -151,6 +153,7 @@ def _cli_run_top_ids(path: Path, signature: str, inputs: str) -> np.ndarray:
     return np.array([[int(v) for v in re.findall(r"-?\d+", row)] for row in m.group(1).split("]")[:-2]])
 
 
+@pytest.mark.slow
 def test_saved_model_cli_run_on_a_photo_agrees_with_keras(lite, chelsea_jpeg, tmp_path):
     pixels = export.decode_images(tf.constant([chelsea_jpeg]), (224, 224)).numpy()
     keras_top = int(np.argmax(lite.model(pixels, training=False)[0]))
@@ -209,6 +212,7 @@ def fresh(lite, chelsea_jpeg, tmp_path_factory):
     return meta
 
 
+@pytest.mark.slow
 def test_fresh_process_without_tlkit_puts_a_cat_first(lite, fresh, chelsea_jpeg):
     assert fresh["tlkit_loaded"] is False
     assert fresh["top_k_ids"][0][0] in CATS, fresh["top_k_labels"]
@@ -316,6 +320,7 @@ _KILLED = textwrap.dedent(r"""
 """)
 
 
+@pytest.mark.slow
 def test_export_killed_midway_leaves_no_version(tmp_path):
     out = tmp_path / "tiny"
     env = {**os.environ, "KERAS_BACKEND": "tensorflow", "TF_CPP_MIN_LOG_LEVEL": "2"}
@@ -346,6 +351,7 @@ def test_export_killed_midway_leaves_no_version(tmp_path):
 # --- a run directory through the CLI, and --check -------------------------------------------------
 
 
+@pytest.mark.slow
 def test_run_dir_export_via_cli_and_check(tmp_path, capsys):
     run = tmp_path / "runs" / "tiny-run"
     run.mkdir(parents=True)
@@ -481,6 +487,7 @@ _EXPORTING = textwrap.dedent(r"""
 """)
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not Path("/proc/self/cmdline").exists(), reason="reads processes from /proc")
 @pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM], ids=["SIGKILL", "SIGTERM"])
 def test_a_killed_export_takes_its_verifier_along(tmp_path, sig):

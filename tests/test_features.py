@@ -59,6 +59,7 @@ def test_taps_reach_into_the_nested_base_of_a_finetuned_model(tmp_path):
         extractor(loaded, ["fc9"])
 
 
+@pytest.mark.slow
 def test_extracted_features_equal_model_predict(tmp_path):
     data = _folder(tmp_path / "data", n=6)
     out = tmp_path / "f.parquet"
@@ -79,6 +80,7 @@ def test_extracted_features_equal_model_predict(tmp_path):
     np.testing.assert_allclose(feats["penultimate"], feats["top"], atol=1e-6)  # avg_pool == pooled top map
 
 
+@pytest.mark.slow
 def test_interrupted_extraction_resumes_to_the_same_file(tmp_path):
     data = _folder(tmp_path / "data", n=10)
     kw = dict(weights=None, input_size=(32, 32), chunk_rows=6, batch_size=4, progress=False)
@@ -105,6 +107,7 @@ def test_npz_output(tmp_path):
     assert feats["avg_pool"].shape == (8, 1280) and list(rows["label"].unique()) == ["blue", "red"]
 
 
+@pytest.mark.slow
 def test_extract_and_probe_digits_reach_93_percent(tmp_path, capsys):
     out = tmp_path / "digits.parquet"
     assert (

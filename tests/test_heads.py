@@ -108,6 +108,7 @@ KERAS_PREPROCESS = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(KERAS_PREPROCESS))
 def test_preprocessing_is_applied_exactly_once(name):
     module, size = KERAS_PREPROCESS[name]

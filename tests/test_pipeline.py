@@ -75,6 +75,7 @@ def _tiny_cfg(data: Path, runs: Path, **kw) -> FinetuneConfig:
     return FinetuneConfig(**defaults)
 
 
+@pytest.mark.slow
 def test_main_job_digits_reaches_95_percent(tmp_path, monkeypatch):
     """The README's main job: EfficientNet-Lite0 (offline ImageNet weights) on builtin:digits."""
     monkeypatch.chdir(tmp_path)
@@ -168,6 +169,7 @@ def test_same_seed_same_split_and_first_epoch(tmp_path):
     assert out[0] == out[1]
 
 
+@pytest.mark.slow
 def test_evaluate_tta_and_ensemble(tmp_path, capsys):
     data = _shapes_folder(tmp_path / "data", n=12)
     for name in ("m1", "m2"):
@@ -187,6 +189,7 @@ def test_evaluate_tta_and_ensemble(tmp_path, capsys):
     _png_ok(tmp_path / "ev" / "confusion_ensemble.png")
 
 
+@pytest.mark.slow
 def test_mirrored_strategy_on_two_logical_cpus(tmp_path):
     data = _shapes_folder(tmp_path / "data", n=12)
     code = textwrap.dedent(f"""
@@ -214,6 +217,7 @@ def test_mirrored_strategy_on_two_logical_cpus(tmp_path):
     assert list(again.values())[0]["top1"] == pytest.approx(top1)
 
 
+@pytest.mark.slow
 def test_cache_features_trains_the_head_on_cached_vectors(tmp_path):
     data = _shapes_folder(tmp_path / "data", n=12)
     m = finetune(

@@ -8,6 +8,9 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
+# Whole CLI runs or training: the full suite runs them, the fast tier (-m 'not slow') does not.
+pytestmark = pytest.mark.slow
+
 RECIPES = Path(__file__).resolve().parents[1] / "recipes"
 
 

@@ -72,6 +72,7 @@ def test_bad_shapes_refused():
         tlkit.build("resnet50", num_classes=0)
 
 
+@pytest.mark.slow
 def test_a_users_spec_registered_first_leaves_every_built_in(tmp_path):
     # In a fresh process, so that nothing has loaded the catalog yet: the user's register() comes first.
     import os

@@ -47,6 +47,7 @@ def _check(f, value, verdict_):
 # --- the generated file -------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_docs_seed_numbers_is_regenerated_unchanged(computed):
     assert DEFAULT_OUT.read_text(encoding="utf-8") == render(computed[1]), (
         "docs/seed_numbers.md is out of date: run `python -m tlkit.seed_numbers`"

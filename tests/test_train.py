@@ -178,6 +178,7 @@ def imbalanced(tmp_path_factory):
     return root
 
 
+@pytest.mark.slow
 def test_class_weight_auto_schedule_and_find_lr_in_a_run(tmp_path, imbalanced):
     cfg = FinetuneConfig(
         data=str(imbalanced),

@@ -31,6 +31,9 @@ FLAGS = (
     "pool1",
 )
 
+# Whole CLI runs or training: the full suite runs them, the fast tier (-m 'not slow') does not.
+pytestmark = pytest.mark.slow
+
 
 def _skipped(path: Path) -> list[list[str]]:
     with open(path, newline="") as f:

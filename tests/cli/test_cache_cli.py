@@ -5,7 +5,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 from conftest import TINY_RUN, make_shapes_folder, tlkit
+
+# Whole CLI runs or training: the full suite runs them, the fast tier (-m 'not slow') does not.
+pytestmark = pytest.mark.slow
 
 
 def test_finetune_with_a_disk_cache_and_an_over_budget_cache(tmp_path: Path):

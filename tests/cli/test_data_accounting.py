@@ -21,6 +21,9 @@ import pytest
 from conftest import TINY_RUN, assert_one_line_error, tlkit
 from PIL import Image
 
+# Whole CLI runs or training: the full suite runs them, the fast tier (-m 'not slow') does not.
+pytestmark = pytest.mark.slow
+
 
 def _pngs(folder: Path, n: int, seed: int, size: int = 16) -> list[Path]:
     rng = np.random.default_rng(seed)

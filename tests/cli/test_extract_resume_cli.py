@@ -7,6 +7,7 @@ import signal
 from pathlib import Path
 
 import numpy as np
+import pytest
 from conftest import make_shapes_folder, start_tlkit, stop, tlkit, wait_for
 
 # Parts of 4 images in batches of 3: each part ends in a short batch, and decoding runs ahead across parts.
@@ -24,6 +25,9 @@ STREAM = (
     "--seed",
     "0",
 )
+
+# Whole CLI runs or training: the full suite runs them, the fast tier (-m 'not slow') does not.
+pytestmark = pytest.mark.slow
 
 
 def test_extraction_killed_and_resumed_equals_an_uninterrupted_one(tmp_path: Path):

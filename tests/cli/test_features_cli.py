@@ -37,6 +37,9 @@ RANDOM_EXTRACT = (
     "0",
 )
 
+# Whole CLI runs or training: the full suite runs them, the fast tier (-m 'not slow') does not.
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture()
 def shapes60(tmp_path: Path) -> Path:

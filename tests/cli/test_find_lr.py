@@ -38,6 +38,9 @@ PHOTO_RUN = (
     "--quiet",
 )
 
+# Whole CLI runs or training: the full suite runs them, the fast tier (-m 'not slow') does not.
+pytestmark = pytest.mark.slow
+
 
 def make_photo_folder(root: Path, n: int = 16, size: int = 64, seed: int = 0) -> Path:
     """Three classes of ``n`` random square crops (half to 90% of the short side) of one photo each."""

@@ -31,6 +31,9 @@ from PIL import Image
 from skimage import data
 from test_limits import tiny_export
 
+# Whole CLI runs or training: the full suite runs them, the fast tier (-m 'not slow') does not.
+pytestmark = pytest.mark.slow
+
 SEED = 1234
 CASES = 240
 FORMATS = {"JPEG": ".jpg", "PNG": ".png", "GIF": ".gif", "BMP": ".bmp"}

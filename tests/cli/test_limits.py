@@ -234,6 +234,7 @@ _CLIENT = textwrap.dedent(r"""
 """)
 
 
+@pytest.mark.slow
 def test_serving_signature_refuses_the_bomb_fast_without_allocating(exported, tmp_path):
     (tmp_path / "bomb.png").write_bytes(big_png(20000, 20000))
     (tmp_path / "control.png").write_bytes(big_png(4000, 4000))  # 16 MP: 48 MB uint8, 192 MB float
@@ -282,6 +283,7 @@ def test_predict_refuses_unreadable_and_oversized_images_with_exit_2(tmp_path):
     assert lines[1].startswith("tlkit predict: error: bomb.png: too_large ("), lines
 
 
+@pytest.mark.slow
 def test_dense_eval_refuses_a_strip_and_a_bomb_before_building_anything(tmp_path):
     Image.fromarray(np.full((2, 4000, 3), 128, np.uint8)).save(tmp_path / "strip.png")
     res = tlkit(
@@ -319,6 +321,7 @@ def test_dense_eval_refuses_a_strip_and_a_bomb_before_building_anything(tmp_path
     assert "bomb.png: too_large (12000x12000 pixels > 100,000,000; --max-pixels raises the limit)" in line
 
 
+@pytest.mark.slow
 def test_dense_eval_stride_16_maps_hold_only_windows_inside_the_image(tmp_path):
     # At scale 224 this 100x320 image is 224x717: one row of 224x224 windows, 31 columns at a
     # stride of 16. "same" padding and the 16 px shifted passes used to add a row and a column

@@ -41,6 +41,9 @@ FLAGS = (
     "--unfreeze",
     "all",
 )
+
+# Whole CLI runs or training: the full suite runs them, the fast tier (-m 'not slow') does not.
+pytestmark = pytest.mark.slow
 TOLERANCE = 1e-5  # relative, per logged value
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import pytest
 from conftest import TLKIT, cli_env, tlkit
 from PIL import Image
 from skimage import data as skdata
@@ -18,6 +19,7 @@ def _user_env() -> dict[str, str]:
     return env
 
 
+@pytest.mark.slow
 def test_predict_prints_no_tensorflow_startup_lines(tmp_path: Path):
     Image.fromarray(skdata.chelsea()).save(tmp_path / "cat.jpg")
     quiet = tlkit("predict", "--base", "efficientnet_lite0", "cat.jpg", cwd=tmp_path, env=_user_env())

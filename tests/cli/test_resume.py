@@ -14,6 +14,7 @@ import json
 import signal
 from pathlib import Path
 
+import pytest
 from conftest import TINY_RUN, start_tlkit, stop, tlkit, wait_for
 
 HEAD_EPOCHS, FT_EPOCHS = 2, 3
@@ -32,6 +33,9 @@ ARGS = (
     "all",
     "--quiet",
 )
+
+# Whole CLI runs or training: the full suite runs them, the fast tier (-m 'not slow') does not.
+pytestmark = pytest.mark.slow
 FINAL_FILES = [
     "best.keras",
     "last.keras",

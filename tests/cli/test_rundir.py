@@ -29,6 +29,9 @@ from conftest import (
     wait_for,
 )
 
+# Whole CLI runs or training: the full suite runs them, the fast tier (-m 'not slow') does not.
+pytestmark = pytest.mark.slow
+
 ONE_EPOCH = (*TINY_RUN, "--epochs", "1", "--finetune-epochs", "0", "--quiet")
 
 

@@ -6,7 +6,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 from conftest import TINY_RUN, make_shapes_folder, tlkit
+
+# Whole CLI runs or training: the full suite runs them, the fast tier (-m 'not slow') does not.
+pytestmark = pytest.mark.slow
 
 
 def test_check_data_sample_counts_and_says_so(tmp_path: Path):
