@@ -40,12 +40,13 @@ DATA_ROWS = [
 ]
 CACHE_ROWS = {r for r in DATA_ROWS if "--cache" in r}
 
+# Whole CLI runs or training: the full suite runs them, the fast tier (-m 'not slow') does not.
+pytestmark = pytest.mark.slow
+
 # Makes `import tensorflow` (and tlkit) fail in any Python started with this folder on PYTHONPATH.
 BLOCKER = """
 import sys
 
-# Whole CLI runs or training: the full suite runs them, the fast tier (-m 'not slow') does not.
-pytestmark = pytest.mark.slow
 
 class _Blocked:
     def find_spec(self, name, path=None, target=None):
