@@ -32,7 +32,6 @@ from __future__ import annotations
 import argparse
 import os
 import re
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -199,8 +198,12 @@ def measure_extract(size: Size, out: Path) -> dict[str, float]:
     return rates
 
 
-def measure_finetune(size: Size) -> dict[str, float]:
-    """Stage 1 and 2 epochs from files (tlkit's training pipeline) and on the same images in memory."""
+def measure_finetune(size: Size, cached: bool = False) -> dict[str, float]:
+    """Stage 1 and 2 epochs from files (tlkit's training pipeline) and on the same images in memory.
+
+    With ``cached``, also an epoch of the same pipeline with ``cache="mem"`` (``--cache mem``) once
+    its cache is full: the images come from memory as uint8, augmentation still runs per epoch.
+    """
     from tlkit.data import pipeline as tldata
     from tlkit.finetune import heads, train
 
@@ -221,58 +224,31 @@ def measure_finetune(size: Size) -> dict[str, float]:
         ds = tldata.make_dataset(src, "train", image_size=(224, 224), batch_size=size.batch, training=True)
         for m in models.values():
             m.fit(ds.take(1), epochs=1, verbose=0)  # trace the dataset's train step
-        st["fit"] = (models, ds, x, y)
-    models, ds, x, y = st["fit"]
+        cds = None
+        if cached:
+            cds = tldata.make_dataset(
+                src,
+                "train",
+                image_size=(224, 224),
+                batch_size=size.batch,
+                training=True,
+                cache="mem",
+                cache_budget="16GiB",
+            )
+            for _ in cds:  # epoch 1 fills the cache; the timed epochs read it
+                pass
+        st["fit"] = (models, ds, x, y, cds)
+    models, ds, x, y, cds = st["fit"]
     rates = {}
     for stage, m in models.items():  # files and memory alternate: both see the same machine load
         rates[f"finetune stage {stage} from files"] = _rate(size.fit_n, lambda m=m: m.fit(ds, epochs=1, verbose=0))
+        if cds is not None:
+            rates[f"finetune stage {stage} from files, --cache (epoch 2)"] = _rate(
+                size.fit_n, lambda m=m: m.fit(cds, epochs=1, verbose=0)
+            )
         rates[f"fit stage {stage} in memory"] = _rate(
             size.fit_n, lambda m=m: m.fit(x, y, batch_size=size.batch, epochs=1, verbose=0, shuffle=False)
         )
-    return rates
-
-
-def measure_cached_finetune(size: Size, flag: list[str], work: Path) -> dict[str, float]:
-    """Epoch 2 of each stage of ``tlkit finetune --cache``: read from its history (seconds per epoch)."""
-    import csv
-
-    from tlkit.data import pipeline as tldata
-
-    runs = work / "cache-runs"
-    shutil.rmtree(runs, ignore_errors=True)
-    val = "0.1" if size.n >= 40 else "0.25"  # a small validation pass (its time is in the epoch's seconds)
-    p = _tlkit(
-        "finetune",
-        "--data",
-        str(size.folder),
-        "--runs-dir",
-        str(runs),
-        "--name",
-        "cached",
-        "--epochs",
-        "2",
-        "--finetune-epochs",
-        "2",
-        "--weights",
-        "none",
-        "--val-split",
-        val,
-        "--batch-size",
-        str(size.batch),
-        "--quiet",
-        *flag,
-    )
-    if p.returncode != 0:
-        raise RuntimeError((p.stderr.strip().splitlines() or ["failed"])[-1])
-    items = tldata.resolve(str(size.folder), val_split=float(val)).items
-    n_train = int((items["split"] == "train").sum())
-    with open(runs / "cached" / "history.csv") as f:
-        hist = list(csv.DictReader(f))
-    rates = {}
-    for stage in ("1", "2"):
-        rows = [r for r in hist if r["stage"] == stage]
-        if len(rows) >= 2:  # epoch 2: decoded images come from the cache; seconds include the small val pass
-            rates[f"finetune stage {stage} from files, --cache (epoch 2)"] = n_train / float(rows[1]["seconds"])
     return rates
 
 
@@ -350,7 +326,7 @@ def measure_round(size: Size, work: Path, loaded: Any, *, smoke: bool) -> dict[s
         DECODE: _phase("decode", lambda: measure_decode(size)),
     }
     got.update(_phase("extract", lambda: measure_extract(size, work / f"features-{size.key}.npz")))
-    got.update(_phase("finetune", lambda: measure_finetune(size)))
+    got.update(_phase("finetune", lambda: measure_finetune(size, cached=cache_flag() is not None)))
     got.update(_phase("evaluate+predict", lambda: measure_evaluate_predict(size, work)))
     got.update(_phase("serve", lambda: measure_serving(size, loaded, tries=2 if smoke else 3)))
     return got
@@ -395,14 +371,6 @@ def main(argv: list[str] | None = None) -> int:
         for r in range(rounds):
             for size in sizes:
                 got = measure_round(size, work, loaded, smoke=args.smoke)
-                if flag is not None and r == rounds - 1:  # a whole finetune run: once, in the last round
-                    try:
-                        got.update(_phase("finetune --cache", lambda s=size: measure_cached_finetune(s, flag, work)))
-                    except Exception as exc:  # noqa: BLE001  (a feature in progress must not sink the table)
-                        for stage in (1, 2):
-                            status[(size.key, f"finetune stage {stage} from files, --cache (epoch 2)")] = (
-                                f"n/a (failed: {str(exc)[:60]})"
-                            )
                 for name, v in got.items():
                     best[(size.key, name)] = max(best.get((size.key, name), 0.0), v)
             print(f"round {r + 1}/{rounds} done at {time.perf_counter() - t_start:.0f} s", flush=True)

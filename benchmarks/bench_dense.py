@@ -45,6 +45,10 @@ def _macs(model: Any, input_hw: tuple[int, int]) -> int:
         _static_shapes,
     )
 
+    # The evaluator's model is Preprocess + the converted network, nested: count the network.
+    inner = [layer for layer in model.layers if isinstance(layer, keras.Model)]
+    if len(inner) == 1:
+        model = inner[0]
     shapes = _static_shapes(model, [(1, *input_hw, model.inputs[0].shape[-1])])
     total = 0
     for node in _nodes_in_order(model):
