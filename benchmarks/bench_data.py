@@ -18,9 +18,11 @@ two classes), EfficientNet-Lite0 at 224x224, batch 32, on this machine's CPU:
   ``tlkit finetune --help`` has it (else the row says n/a).
 * ``evaluate``: ``tlkit.finetune.evaluation_runs.evaluate_runs`` on every file (a run made once by
   ``tlkit finetune --epochs 1``); ``predict``: ``tlkit predict``'s ``predict_files``.
-* ``serve``: a SavedModel exported once with ``tlkit export --base efficientnet_lite0``, loaded with
+* ``serve``: SavedModels exported once with ``tlkit export --base efficientnet_lite0`` (``--resize crop``,
+  the default for a base, and ``--resize plain``, the default for a run), loaded with
   ``tf.saved_model.load``: ``serving_default`` (JPEG bytes of these photos) vs ``predict_pixels``
-  (224x224 float32), batch 1 and 32 (``--smoke``: its batch of 4 stands in for 32).
+  (224x224 float32), batch 1 and 32 (``--smoke``: its batch of 4 stands in for 32). ``plain``
+  decodes large JPEGs at a DCT scale; ``crop`` decodes them in full (see tlkit.data.decode.serving_need).
 
 Each row is images/s and its ratio to the row it is bounded by (``bound``); ``vs_network`` is the ratio
 to the network-only rate. Rounds are interleaved (each round measures every row of both sizes once)
@@ -68,8 +70,10 @@ BOUNDS = {
     "predict (end to end)": "serial bound 1/(1/decode + 1/network)",
     "serve pixels, batch 1": None,
     "serve bytes, batch 1": "serve pixels, batch 1",
+    "serve bytes plain, batch 1": "serve pixels, batch 1",
     "serve pixels, batch 32": None,
     "serve bytes, batch 32": "serve pixels, batch 32",
+    "serve bytes plain, batch 32": "serve pixels, batch 32",
 }
 NETWORK, DECODE, SERIAL = list(BOUNDS)[:3]
 SHORT = {
@@ -288,21 +292,37 @@ def measure_evaluate_predict(size: Size, work: Path) -> dict[str, float]:
 
 
 def export_model(work: Path) -> Any:
+    """Version 1 resizes with ``crop`` (the default of ``--base``), version 2 with ``plain`` (a run's default)."""
     import tensorflow as tf
 
-    if (work / "saved" / "1" / "saved_model.pb").exists():  # --keep: exported by an earlier run
-        return tf.saved_model.load(str(work / "saved" / "1"))
-    p = _tlkit("export", "--base", BASE, "--out", str(work / "saved"), "--version", "1", "--quiet")
-    if p.returncode != 0:
-        raise RuntimeError(f"tlkit export failed: {p.stderr[-800:]}")
-    return tf.saved_model.load(str(work / "saved" / "1"))
+    loaded = []
+    for version, resize in (("1", "crop"), ("2", "plain")):
+        if not (work / "saved" / version / "saved_model.pb").exists():  # else --keep: exported by an earlier run
+            p = _tlkit(
+                "export",
+                "--base",
+                BASE,
+                "--out",
+                str(work / "saved"),
+                "--version",
+                version,
+                "--resize",
+                resize,
+                "--quiet",
+            )
+            if p.returncode != 0:
+                raise RuntimeError(f"tlkit export failed: {p.stderr[-800:]}")
+        loaded.append(tf.saved_model.load(str(work / "saved" / version)))
+    return loaded
 
 
 def measure_serving(size: Size, loaded: Any, tries: int) -> dict[str, float]:
     import numpy as np
     import tensorflow as tf
 
-    serve, pixels_fn = loaded.signatures["serving_default"], loaded.signatures["predict_pixels"]
+    crop, plain = loaded
+    serve, pixels_fn = crop.signatures["serving_default"], crop.signatures["predict_pixels"]
+    serve_plain = plain.signatures["serving_default"]
     rng = np.random.default_rng(0)
     photos = [p.read_bytes() for p in size.paths]
     rates = {}
@@ -313,6 +333,7 @@ def measure_serving(size: Size, loaded: Any, tries: int) -> dict[str, float]:
         for kind, call in (
             ("pixels", lambda pix=pix: pixels_fn(pixels=pix)["scores"].numpy()),
             ("bytes", lambda jpegs=jpegs: serve(image_bytes=jpegs)["scores"].numpy()),
+            ("bytes plain", lambda jpegs=jpegs: serve_plain(image_bytes=jpegs)["scores"].numpy()),
         ):
             call()  # warm-up (first call traces)
             rates[f"serve {kind}, batch {label}"] = max(_rate(b, call) for _ in range(tries))

@@ -35,8 +35,10 @@ DATA_ROWS = [
     "predict (end to end)",
     "serve pixels, batch 1",
     "serve bytes, batch 1",
+    "serve bytes plain, batch 1",
     "serve pixels, batch 32",
     "serve bytes, batch 32",
+    "serve bytes plain, batch 32",
 ]
 CACHE_ROWS = {r for r in DATA_ROWS if "--cache" in r}
 
