@@ -47,6 +47,10 @@ VERIFY_TIMEOUT_S = 600
 INT8_AGREEMENT_WARNING = 0.99
 
 
+# The check's child process: a script run by path in a fresh Python (see its docstring).
+CHILD_SCRIPT = Path(__file__).with_name("verify_child.py")
+
+
 class VerificationError(ExportError):
     """The reloaded SavedModel does not behave like the model it was exported from."""
 
@@ -57,88 +61,6 @@ def read_card(path: str | Path) -> dict[str, Any]:
     if not p.is_file():
         raise NotFoundError(f"{path} has no {MODEL_CARD}: not a tlkit export")
     return json.loads(p.read_text(encoding="utf-8"))
-
-
-# the check proves the SavedModel stands alone. Reads a request JSON, writes results.
-_VERIFY_SCRIPT = r"""
-import os, sys, threading
-
-def _die_with_parent(parent):
-    try:  # Linux: the kernel kills this process when the parent dies, however it dies
-        import ctypes
-        ctypes.CDLL(None, use_errno=True).prctl(1, 9)  # PR_SET_PDEATHSIG, SIGKILL
-    except Exception:
-        pass
-    if os.getppid() != parent:  # the parent died before prctl took effect
-        os._exit(70)
-
-    def watch():  # portable: stdin is a pipe from the parent; EOF means the parent is gone
-        try:  # os.read, not sys.stdin: a buffered reader's lock would block interpreter shutdown
-            while os.read(0, 65536):
-                pass
-        finally:
-            os._exit(70)
-    threading.Thread(target=watch, daemon=True).start()
-
-_die_with_parent(int(sys.argv[3]))
-import json, time
-sys.modules["tlkit"] = None  # any attempt to import tlkit now fails
-import numpy as np
-import tensorflow as tf
-
-path, req_path = sys.argv[1], sys.argv[2]
-req = json.load(open(req_path))
-t0 = time.time()
-m = tf.saved_model.load(path)
-load_s = time.time() - t0
-
-def spec(s):
-    return [s.dtype.name, [-1 if d is None else int(d) for d in s.shape]]
-
-def read(files):
-    return [open(p, "rb").read() for p in files]
-
-sigs = {}
-for name, fn in m.signatures.items():
-    inputs = {k: spec(v) for k, v in fn.structured_input_signature[1].items()}
-    outputs = {k: spec(v) for k, v in fn.structured_outputs.items()}
-    sigs[name] = {"inputs": inputs, "outputs": outputs}
-serve = m.signatures["serving_default"]
-pix = m.signatures["predict_pixels"]
-images = read(req["images"])
-pixels = np.load(req["pixels"])
-a = serve(image_bytes=tf.constant(images))
-b = pix(pixels=tf.constant(pixels))
-refusals = {}
-for name, files in req["refusals"].items():
-    t = time.time()
-    try:
-        serve(image_bytes=tf.constant(read(files), dtype=tf.string))
-        refusals[name] = {"error": None}
-    except tf.errors.InvalidArgumentError as e:
-        refusals[name] = {"error": e.message}
-    refusals[name]["seconds"] = time.time() - t
-after = serve(image_bytes=tf.constant(images[:1]))
-# The way TensorFlow Serving and saved_model_cli run it: a TF1 session on the MetaGraph.
-v1 = {}
-with tf.Graph().as_default(), tf.compat.v1.Session() as sess:
-    mg = tf.compat.v1.saved_model.loader.load(sess, ["serve"], path)
-    for name, feed in (("serving_default", images), ("predict_pixels", pixels)):
-        sd = mg.signature_def[name]
-        (key, tinfo), = sd.inputs.items()
-        v1[name] = sess.run(sd.outputs["scores"].name, {tinfo.name: feed})
-asset = os.path.join(path, "assets", "labels.txt")
-labels = open(asset, encoding="utf-8").read().split("\n")[:-1]
-out = {k + "_bytes": a[k].numpy() for k in a}
-out.update({k + "_pixels": b[k].numpy() for k in b})
-out["scores_after_bad"] = after["scores"].numpy()
-out["scores_v1_bytes"] = v1["serving_default"]
-out["scores_v1_pixels"] = v1["predict_pixels"]
-np.savez(req["out"], **out)
-json.dump({"signatures": sigs, "refusals": refusals, "labels": labels, "load_s": load_s,
-           "tlkit_imported": sys.modules.get("tlkit") is not None},
-          open(req["out"] + ".json", "w"))
-"""
 
 
 def _write_files(scratch: Path, name: str, blobs: Sequence[bytes]) -> list[str]:
@@ -167,7 +89,7 @@ def _run_fresh(
     }
     (scratch / "request.json").write_text(json.dumps(req))
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2")}
-    cmd = [sys.executable, "-c", _VERIFY_SCRIPT, str(path), str(scratch / "request.json"), str(os.getpid())]
+    cmd = [sys.executable, str(CHILD_SCRIPT), str(path), str(scratch / "request.json"), str(os.getpid())]
     with open(scratch / "stdout", "wb") as out, open(scratch / "stderr", "wb") as err:
         # stdin stays open for the child's lifetime: its EOF tells the child that this process is gone.
         proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=out, stderr=err, env=env, cwd=str(scratch))
