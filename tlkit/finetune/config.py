@@ -17,11 +17,6 @@ from tlkit.errors import ConfigError
 from tlkit.finetune.rundir import RunDir
 
 RUNS_DIR = Path("runs")
-# A run's preflight judges JPEGs by their headers and markers (tlkit.data.jpeg_check) and leaves
-# decoding to the input pipeline, so a file that passes those checks and still fails to decode
-# (rare: damage inside a later scan of a progressive JPEG) is skipped there with TensorFlow's
-# warning instead of stopping a run hours in.
-SKIP_UNDECODABLE = True
 
 
 def _opt(

@@ -29,7 +29,7 @@ from tlkit.distribute import (
 )
 from tlkit.errors import ConfigError, DataError, RunDirError
 from tlkit.finetune import rundir as rd
-from tlkit.finetune.config import RUNS_DIR, SKIP_UNDECODABLE, FinetuneConfig, check_config, same_data  # noqa: F401  (public here too)
+from tlkit.finetune.config import RUNS_DIR, FinetuneConfig, check_config, same_data  # noqa: F401  (public here too)
 from tlkit.finetune.rundir import RunDir
 from tlkit.finetune.runlock import RunLock
 from tlkit.finetune.runlog import Log
@@ -204,7 +204,7 @@ def finetune(
             seed=cfg.seed,
             flip=cfg.flip,
             channels=channels,
-            skip_undecodable=SKIP_UNDECODABLE,
+            skip_undecodable=bool(cfg.check_sample),
             cache=cfg.cache or False,
             cache_budget=cfg.cache_budget,
         )
@@ -217,7 +217,7 @@ def finetune(
                 batch_size=cfg.batch_size,
                 training=False,
                 channels=channels,
-                skip_undecodable=SKIP_UNDECODABLE,
+                skip_undecodable=bool(cfg.check_sample),
                 cache=cfg.cache or False,
                 cache_budget=cfg.cache_budget,
             )

@@ -20,7 +20,7 @@ from tlkit.distribute import is_multi_worker
 from tlkit.errors import ConfigError
 from tlkit.finetune import heads, lr_finder, recorder, train
 from tlkit.finetune import rundir as rd
-from tlkit.finetune.config import SKIP_UNDECODABLE, FinetuneConfig
+from tlkit.finetune.config import FinetuneConfig
 from tlkit.finetune.rundir import RunDir
 from tlkit.finetune.runlog import Log
 
@@ -109,7 +109,7 @@ def train_and_finish(
 
             with strategy.scope():
                 head, cached_train, cached_val = cached_head_data(
-                    model, source, size, cfg.batch_size, channels, log, skip_undecodable=SKIP_UNDECODABLE
+                    model, source, size, cfg.batch_size, channels, log, skip_undecodable=bool(cfg.check_sample)
                 )
                 train.compile_model(head, stage1, n)
             next_epoch = train.fit_stage(
@@ -217,7 +217,7 @@ def _finish(run: RunDir, source: Any, classes: list[str], size: tuple, cfg: Fine
         batch_size=cfg.batch_size,
         training=False,
         channels=model.input_shape[-1],
-        skip_undecodable=SKIP_UNDECODABLE,
+        skip_undecodable=bool(cfg.check_sample),
     )
     y, probs = evaluate.predict_dataset(model, ds)
     metrics = evaluate.metrics_from_probs(y, probs, classes)
