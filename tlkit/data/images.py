@@ -7,12 +7,14 @@ whose ``reason`` is a short, stable code a report can group by.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import stat
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 import numpy as np
 
@@ -101,6 +103,19 @@ def decode_rgb(f: BinaryIO, path: str | os.PathLike, *, max_pixels: int = MAX_PI
 
     ``path`` names the file in errors. An empty file is ``empty``; see :func:`load_rgb`.
     """
+    with _checked_image(f, path, max_pixels) as im:
+        mode, fmt = im.mode, im.format or ""
+        im.seek(0)
+        im.load()
+        return _to_rgb(im), mode, fmt
+
+
+@contextlib.contextmanager
+def _checked_image(f: BinaryIO, path: str | os.PathLike, max_pixels: int) -> Iterator[Any]:
+    """The open PIL image once its header passed (format, pixel bound); PIL's errors as :class:`ImageError`.
+
+    What a header shows is judged the same way for a full decode and a header-only read.
+    """
     from PIL import Image, UnidentifiedImageError
 
     p = Path(path)
@@ -116,10 +131,7 @@ def decode_rgb(f: BinaryIO, path: str | os.PathLike, *, max_pixels: int = MAX_PI
                 w, h = im.size
                 if w * h > max_pixels:
                     raise ImageError(p, "too_large", f"{w}x{h} pixels > {max_pixels:,}")
-                mode, fmt = im.mode, im.format or ""
-                im.seek(0)
-                im.load()
-                return _to_rgb(im), mode, fmt
+                yield im
     except ImageError:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
@@ -151,27 +163,6 @@ def read_header(f: BinaryIO, path: str | os.PathLike, *, max_pixels: int = MAX_P
     The same reasons as :func:`decode_rgb` for what a header shows (``empty``,
     ``not_an_image``, ``unsupported_format``, ``too_large``, ``corrupt``); nothing is decoded.
     """
-    from PIL import Image, UnidentifiedImageError
-
-    p = Path(path)
-    if not f.read(1):
-        raise ImageError(p, "empty", "zero bytes")
-    f.seek(0)
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(f) as im:
-                if im.format not in ("JPEG", "PNG", "BMP", "GIF", "MPO"):
-                    raise ImageError(p, "unsupported_format", f"format {im.format}")
-                w, h = im.size
-                if w * h > max_pixels:
-                    raise ImageError(p, "too_large", f"{w}x{h} pixels > {max_pixels:,}")
-                return h, w, im.mode, im.format or ""
-    except ImageError:
-        raise
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        raise ImageError(p, "too_large", str(exc)) from None
-    except UnidentifiedImageError:
-        raise ImageError(p, "not_an_image", "not a JPEG/PNG/BMP/GIF file") from None
-    except (OSError, SyntaxError, ValueError, IndexError) as exc:
-        raise ImageError(p, "corrupt", str(exc)) from None
+    with _checked_image(f, path, max_pixels) as im:
+        w, h = im.size
+        return h, w, im.mode, im.format or ""
