@@ -114,24 +114,12 @@ def test_a_curve_where_the_loss_cannot_fall_is_refused(tmp_path):
             img = np.full((32, 32, 3), 128, np.uint8)
             img[rng.integers(0, 32), rng.integers(0, 32)] = rng.integers(0, 256, 3)
             Image.fromarray(img).save(tmp_path / "grey" / cls / f"{i}.png")
+    # The same run each time; only --find-lr differs.
+    run = ("finetune", "--data", tmp_path / "grey", "--base", "cifar_example", "--weights", "none",
+           "--input-size", "32", "32", "--batch-size", "8", "--no-augment", "--epochs", "1",
+           "--finetune-epochs", "0")  # fmt: skip
     res = tlkit(
-        "finetune",
-        "--data",
-        tmp_path / "grey",
-        "--base",
-        "cifar_example",
-        "--weights",
-        "none",
-        "--input-size",
-        "32",
-        "32",
-        "--batch-size",
-        "8",
-        "--no-augment",
-        "--epochs",
-        "1",
-        "--finetune-epochs",
-        "0",
+        *run,
         "--find-lr",
         "--runs-dir",
         tmp_path / "runs",
@@ -147,23 +135,7 @@ def test_a_curve_where_the_loss_cannot_fall_is_refused(tmp_path):
     assert str(plot.relative_to(tmp_path / "runs")) in line and plot.stat().st_size > 5000
     # Nothing was trained, so nothing blocks the same command without --find-lr.
     again = tlkit(
-        "finetune",
-        "--data",
-        tmp_path / "grey",
-        "--base",
-        "cifar_example",
-        "--weights",
-        "none",
-        "--input-size",
-        "32",
-        "32",
-        "--batch-size",
-        "8",
-        "--no-augment",
-        "--epochs",
-        "1",
-        "--finetune-epochs",
-        "0",
+        *run,
         "--runs-dir",
         tmp_path / "runs",
         "--quiet",
