@@ -82,31 +82,79 @@ def jpeg_ratio(height: Any, width: Any, need: tuple[int, int]) -> Any:
 
 
 def decode_jpeg_scaled(data: Any, need: tuple[int, int] | None) -> Any:
-    """Decode JPEG bytes to uint8 [h, w, 3], at 1/r of the size where ``need`` allows (see :func:`jpeg_ratio`).
+    """Decode JPEG bytes to upright uint8 [h, w, 3], at 1/r of the size where ``need`` allows (see :func:`jpeg_ratio`).
 
     libjpeg's accurate integer IDCT at every scale: the pixels PIL (and so ``tlkit predict``) gives.
+    The EXIF orientation is read from the bytes and applied (:mod:`tlkit.data.orientation`),
+    so ``need`` is a need of the upright image: for orientations 5..8 the stored image's
+    width becomes the height.
     """
     import tensorflow as tf
+
+    from tlkit.data.orientation import tf_jpeg_orientation, tf_upright
 
     def at(r: int) -> Any:
         return lambda: tf.io.decode_jpeg(data, channels=3, ratio=r, dct_method="INTEGER_ACCURATE")
 
+    orientation = tf_jpeg_orientation(data)
     if need is None:
-        return at(1)()
+        return tf_upright(at(1)(), orientation)
     shape = tf.io.extract_jpeg_shape(data)
-    r = jpeg_ratio(shape[0], shape[1], need)
+    turned = orientation >= 5  # the upright height is the stored width
+    r = jpeg_ratio(tf.where(turned, shape[1], shape[0]), tf.where(turned, shape[0], shape[1]), need)
     # ratio is an attribute of the op, not an input: one branch per scale.
     index = tf.cast(tf.math.log(tf.cast(r, tf.float32)) / math.log(2.0) + 0.5, tf.int32)
-    return tf.switch_case(index, [at(1), at(2), at(4), at(8)])
+    return tf_upright(tf.switch_case(index, [at(1), at(2), at(4), at(8)]), orientation)
+
+
+def is_webp(data: Any) -> Any:
+    """True (a bool tensor) for WebP bytes: ``RIFF`` .... ``WEBP``."""
+    import tensorflow as tf
+
+    head = tf.strings.substr(tf.strings.join([data, b"\0" * 12]), 0, 12)
+    return tf.equal(tf.strings.substr(head, 0, 4), b"RIFF") & tf.equal(tf.strings.substr(head, 8, 4), b"WEBP")
+
+
+def decode_webp_rgb(data: Any) -> Any:
+    """WebP bytes to uint8 [h, w, 3]: the first frame, alpha dropped (PIL's ``convert("RGB")``, pixel for pixel).
+
+    ``tf.io.decode_image(channels=3)`` refuses a WebP with alpha (and any animated one):
+    ``decode_webp`` with the file's own channel count reads them all.
+    """
+    import tensorflow as tf
+
+    return tf.ensure_shape(tf.io.decode_webp(data)[0][..., :3], [None, None, 3])
+
+
+def decode_native(data: Any) -> Any:
+    """PNG, GIF (first frame), WebP (first frame) or BMP bytes to uint8 [h, w, 3] with TensorFlow's decoders."""
+    import tensorflow as tf
+
+    return tf.cond(
+        is_webp(data),
+        lambda: decode_webp_rgb(data),
+        lambda: tf.ensure_shape(tf.io.decode_image(data, channels=3, expand_animations=False), [None, None, 3]),
+    )
+
+
+def _is_pil_only(data: Any) -> Any:
+    """True for bytes TensorFlow cannot decode right: BMP (1-bit, palette) and ISO-BMFF images (HEIC/HEIF, AVIF)."""
+    import tensorflow as tf
+
+    head = tf.strings.substr(tf.strings.join([data, b"\0" * 8]), 0, 8)  # padded: substr refuses a start past the end
+    return tf.logical_or(
+        tf.equal(tf.strings.substr(head, 0, 2), b"BM"), tf.equal(tf.strings.substr(head, 4, 4), b"ftyp")
+    )
 
 
 def decode_file(path: Any, need: tuple[int, int] | None = None) -> Any:
-    """Read and decode one file to uint8 (H, W, 3) in the graph; BMP goes through PIL.
+    """Read and decode one file to upright uint8 (H, W, 3) in the graph; BMP, HEIC/HEIF and AVIF go through PIL.
 
     A JPEG is decoded at a DCT scale that keeps at least ``need`` (height, width) pixels
-    (None: full size). TensorFlow's BMP decoder rejects 1-bit files and reads 8-bit
-    palette BMPs as gray (wrong colours, no error), so BMPs use
-    :func:`tlkit.data.images.load_rgb` like the preflight.
+    (None: full size) and turned upright by its EXIF orientation. PNG, GIF and WebP use
+    ``tf.io.decode_image``. TensorFlow's BMP decoder rejects 1-bit files and reads 8-bit
+    palette BMPs as gray (wrong colours, no error), and it has no HEIF or AVIF decoder, so
+    those use :func:`tlkit.data.images.load_rgb` like the preflight.
     """
     import numpy as np
     import tensorflow as tf
@@ -121,14 +169,11 @@ def decode_file(path: Any, need: tuple[int, int] | None = None) -> Any:
 
         return tf.ensure_shape(tf.numpy_function(load, [path], tf.uint8, stateful=False), [None, None, 3])
 
-    def native() -> Any:
-        return tf.io.decode_image(data, channels=3, expand_animations=False)
-
     is_jpeg = tf.strings.substr(data, 0, 3) == b"\xff\xd8\xff"
     img = tf.cond(
-        tf.strings.substr(data, 0, 2) == b"BM",
+        _is_pil_only(data),
         pil,
-        lambda: tf.cond(is_jpeg, lambda: decode_jpeg_scaled(data, need), native),
+        lambda: tf.cond(is_jpeg, lambda: decode_jpeg_scaled(data, need), lambda: decode_native(data)),
     )
     img.set_shape([None, None, 3])
     return img

@@ -24,7 +24,7 @@ from typing import Any
 
 from tlkit._io import write_json_atomic
 
-VERSION = 1  # bump when inspect_file's result changes meaning
+VERSION = 2  # bump when inspect_file's result changes meaning
 RACY_NS = 2_000_000_000  # files modified less than 2 s before their check are not remembered
 
 

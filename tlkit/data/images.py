@@ -1,4 +1,6 @@
-"""Reading user image files safely: JPEG, PNG, BMP, GIF (first frame); any mode becomes RGB.
+"""Reading user image files safely: JPEG, PNG, BMP, GIF and WebP (first frame), HEIC/HEIF (with
+the ``heic`` extra) and AVIF (where Pillow reads it); any mode becomes RGB, and JPEGs are turned
+upright by their EXIF orientation (:mod:`tlkit.data.orientation`).
 
 Used wherever a file must be checked or decoded outside a TensorFlow graph
 (preflight checks, ``tlkit predict``). Every failure is an :class:`ImageError`
@@ -20,11 +22,53 @@ import numpy as np
 
 # The ImageNet evaluation centre crop, 224 / (224 + 32): `tlkit predict` and exports use it.
 CROP_FRACTION = 0.875
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif")
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".heic", ".heif", ".avif")
+# Formats PIL may name (MPO: a multi-picture JPEG, read as its first picture).
+FORMATS = ("JPEG", "MPO", "PNG", "BMP", "GIF", "WEBP", "HEIF", "AVIF")
+HEIC_EXTRA = "heic"  # pyproject's optional extra that installs pillow-heif
+HEIC_INSTALL = f'pip install "tlkit[{HEIC_EXTRA}]"'
+# ISO-BMFF brands (bytes 8..12 of the file) of HEIF images and of AVIF images.
+HEIF_BRANDS = (b"heic", b"heix", b"hevc", b"hevx", b"heim", b"heis", b"mif1", b"msf1", b"heif")
+AVIF_BRANDS = (b"avif", b"avis")
 # Larger than any photo a classifier needs; PIL's own bomb limit is ~179 MP.
 MAX_PIXELS = 64_000_000
 
+from tlkit.data.orientation import SWAPS, exif_orientation, upright_numpy  # noqa: E402
 from tlkit.errors import ImageError  # noqa: E402  (after MAX_PIXELS, which light importers read)
+
+NEEDS_EXTRA = "needs_extra"  # the ImageError reason of a format whose decoder is not installed
+
+
+def heif_support() -> bool:
+    """True if HEIC/HEIF files can be decoded (pillow-heif installed: ``pip install "tlkit[heic]"``).
+
+    Registers pillow-heif's opener with PIL on the first call.
+    """
+    global _HEIF
+    if _HEIF is None:
+        try:
+            import pillow_heif
+
+            pillow_heif.register_heif_opener()
+            _HEIF = True
+        except ImportError:
+            _HEIF = False
+    return _HEIF
+
+
+_HEIF: bool | None = None
+
+
+def bmff_kind(head: bytes) -> str | None:
+    """ "HEIF" or "AVIF" for the first bytes of an ISO-BMFF image file (its ``ftyp`` box), else None."""
+    if head[4:8] != b"ftyp":
+        return None
+    brand = head[8:12]
+    if brand in HEIF_BRANDS:
+        return "HEIF"
+    if brand in AVIF_BRANDS:
+        return "AVIF"
+    return None
 
 
 def is_image_path(path: str | os.PathLike) -> bool:
@@ -98,16 +142,27 @@ def load_rgb(path: str | os.PathLike, *, max_pixels: int = MAX_PIXELS) -> np.nda
         return decode_rgb(f, path, max_pixels=max_pixels)[0]
 
 
-def decode_rgb(f: BinaryIO, path: str | os.PathLike, *, max_pixels: int = MAX_PIXELS) -> tuple[np.ndarray, str, str]:
-    """Decode an open image file fully: (RGB ``uint8`` array, the file's own mode, its format).
+def decode_rgb(
+    f: BinaryIO, path: str | os.PathLike, *, max_pixels: int = MAX_PIXELS
+) -> tuple[np.ndarray, str, str, int]:
+    """Decode an open image file fully: (upright RGB ``uint8`` array, the file's own mode, its
+    format, the EXIF orientation applied: 1 for none).
 
     ``path`` names the file in errors. An empty file is ``empty``; see :func:`load_rgb`.
     """
     with _checked_image(f, path, max_pixels) as im:
         mode, fmt = im.mode, im.format or ""
+        orientation = _orientation(im)
         im.seek(0)
         im.load()
-        return _to_rgb(im), mode, fmt
+        return upright_numpy(_to_rgb(im), orientation), mode, fmt, orientation
+
+
+def _orientation(im: Any) -> int:
+    """The EXIF orientation a JPEG's pixels are turned by (1 for other formats; see tlkit.data.orientation)."""
+    if im.format not in ("JPEG", "MPO"):
+        return 1
+    return exif_orientation(im.info.get("exif"))
 
 
 @contextlib.contextmanager
@@ -119,14 +174,20 @@ def _checked_image(f: BinaryIO, path: str | os.PathLike, max_pixels: int) -> Ite
     from PIL import Image, UnidentifiedImageError
 
     p = Path(path)
-    if not f.read(1):
+    head = f.read(12)
+    if not head:
         raise ImageError(p, "empty", "zero bytes")
     f.seek(0)
+    kind = bmff_kind(head)
+    if kind == "HEIF" and not heif_support():
+        raise ImageError(
+            p, NEEDS_EXTRA, f"a HEIC/HEIF photo: decoding it needs pillow-heif, which is not installed ({HEIC_INSTALL})"
+        )
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(f) as im:
-                if im.format not in ("JPEG", "PNG", "BMP", "GIF", "MPO"):
+                if im.format not in FORMATS:
                     raise ImageError(p, "unsupported_format", f"format {im.format}")
                 w, h = im.size
                 if w * h > max_pixels:
@@ -137,7 +198,11 @@ def _checked_image(f: BinaryIO, path: str | os.PathLike, max_pixels: int) -> Ite
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         raise ImageError(p, "too_large", str(exc)) from None
     except UnidentifiedImageError:
-        raise ImageError(p, "not_an_image", "not a JPEG/PNG/BMP/GIF file") from None
+        if kind == "AVIF":  # a Pillow built without libavif (Pillow >= 11.3 wheels have it)
+            raise ImageError(
+                p, NEEDS_EXTRA, "an AVIF image: this Pillow cannot decode AVIF (pip install -U pillow)"
+            ) from None
+        raise ImageError(p, "not_an_image", "not a JPEG/PNG/BMP/GIF/WebP/HEIC/AVIF file") from None
     except OSError as exc:
         reason = "truncated" if "truncated" in str(exc).lower() else "corrupt"
         raise ImageError(p, reason, str(exc)) from None
@@ -157,12 +222,19 @@ def _to_rgb(im: object) -> np.ndarray:
     return np.asarray(im.convert("RGB"), dtype=np.uint8)  # type: ignore[attr-defined]
 
 
-def read_header(f: BinaryIO, path: str | os.PathLike, *, max_pixels: int = MAX_PIXELS) -> tuple[int, int, str, str]:
-    """(height, width, mode, format) of an open image file from its header alone, or :class:`ImageError`.
+def read_header(
+    f: BinaryIO, path: str | os.PathLike, *, max_pixels: int = MAX_PIXELS
+) -> tuple[int, int, str, str, int]:
+    """(height, width, mode, format, EXIF orientation) of an open image file from its header alone,
+    or :class:`ImageError`. Height and width are the upright image's.
 
     The same reasons as :func:`decode_rgb` for what a header shows (``empty``,
-    ``not_an_image``, ``unsupported_format``, ``too_large``, ``corrupt``); nothing is decoded.
+    ``not_an_image``, ``unsupported_format``, ``needs_extra``, ``too_large``, ``corrupt``);
+    nothing is decoded.
     """
     with _checked_image(f, path, max_pixels) as im:
         w, h = im.size
-        return h, w, im.mode, im.format or ""
+        orientation = _orientation(im)
+        if orientation in SWAPS:
+            h, w = w, h
+        return h, w, im.mode, im.format or "", orientation

@@ -44,7 +44,7 @@ def inspect_file(path: str) -> dict[str, Any]:
     """
     try:
         with open_regular(path) as f:
-            arr, mode, fmt = decode_rgb(f, path)
+            arr, mode, fmt, orientation = decode_rgb(f, path)
             h, w = arr.shape[:2]
             del arr
             f.seek(0)
@@ -55,7 +55,15 @@ def inspect_file(path: str) -> dict[str, Any]:
         return {"ok": False, "reason": exc.reason, "detail": exc.detail}
     except Exception as exc:  # noqa: BLE001  (PIL raises many kinds on garbage: skip the file, do not stop the check)
         return {"ok": False, "reason": "unreadable", "detail": f"{type(exc).__name__}: {exc}"}
-    return {"ok": True, "h": h, "w": w, "mode": mode, "format": fmt, "sha256": digest.hexdigest()}
+    return {
+        "ok": True,
+        "h": h,
+        "w": w,
+        "mode": mode,
+        "format": fmt,
+        "orientation": orientation,
+        "sha256": digest.hexdigest(),
+    }
 
 
 def inspect_header(path: str) -> dict[str, Any]:
@@ -83,7 +91,7 @@ def inspect_header(path: str) -> dict[str, Any]:
             if problem is not None:
                 return {"ok": False, "reason": "truncated" if "truncated" in problem else "corrupt", "detail": problem}
             f.seek(0)
-            h, w, mode, fmt = read_header(f, path)
+            h, w, mode, fmt, orientation = read_header(f, path)
     except ImageError as exc:
         return {"ok": False, "reason": exc.reason, "detail": exc.detail}
     except (OSError, MemoryError) as exc:  # an error while reading: skip the file, do not stop the check
@@ -94,6 +102,7 @@ def inspect_header(path: str) -> dict[str, Any]:
         "w": w,
         "mode": mode,
         "format": fmt,
+        "orientation": orientation,
         "sha256": hashlib.sha256(data).hexdigest(),
         "decoded": False,
     }
@@ -193,6 +202,7 @@ def check(
         }
         report.modes = dict(Counter(r["mode"] or "?" for r in good_results).most_common())
         report.formats = dict(Counter(r["format"] or "?" for r in good_results).most_common())
+        report.n_turned = sum(r.get("orientation", 1) != 1 for r in good_results)
     report.duplicates, report.leaks = _duplicates(
         [(p, s, lab, r["sha256"]) for p, s, lab, r in zip(paths, splits, labels, results) if "sha256" in r]
     )

@@ -74,6 +74,7 @@ class Report:
     image_sizes: dict[str, dict[str, float]] = field(default_factory=dict)
     modes: dict[str, int] = field(default_factory=dict)
     formats: dict[str, int] = field(default_factory=dict)
+    n_turned: int = 0  # usable JPEGs whose EXIF orientation turns them (every tlkit path decodes them upright)
     warnings: list[str] = field(default_factory=list)
     seconds: float = 0.0
     # Set by apply_leak_policy: the policy ("" before), and the leaked copies it left out (split -> class -> n),
@@ -138,6 +139,7 @@ class Report:
             "image_sizes": self.image_sizes,
             "modes": self.modes,
             "formats": self.formats,
+            "n_turned": self.n_turned,
             "warnings": list(self.warnings),
             "leak_note": self.leak_note,
             "seconds": round(self.seconds, 3),
@@ -195,6 +197,12 @@ class Report:
             if self.formats:
                 txt += "; formats " + ", ".join(f"{k} {v}" for k, v in self.formats.items())
             lines.append(txt)
+        if self.n_turned:
+            lines.append(
+                f"{self.n_turned} file(s) turned upright by their EXIF orientation (as photo viewers show them; "
+                "every tlkit command and the exported model decode them so)"
+            )
+        lines += self._needs_extra_lines()
         if self.bad_files:
             lines.append(f"skipped {self.n_skipped} bad file(s):")
             for b in self.bad_files[:TEXT_LIST_LIMIT]:
@@ -228,6 +236,20 @@ class Report:
         if self.leak_note:
             lines.append(self.leak_note)
         return "\n".join(lines)
+
+    def _needs_extra_lines(self) -> list[str]:
+        """The files left out because their decoder is not installed (HEIC without the extra), by name."""
+        from tlkit.data.images import HEIC_INSTALL, NEEDS_EXTRA
+
+        heic = [b for b in self.bad_files if b.reason == NEEDS_EXTRA and "HEIC" in b.detail]
+        if not heic:
+            return []
+        lines = [
+            f"{len(heic)} HEIC/HEIF file(s) left out: decoding them needs pillow-heif; install it with "
+            f"{HEIC_INSTALL} and run again:"
+        ]
+        lines += [f"  {b.path}" for b in heic[:TEXT_LIST_LIMIT]]
+        return lines + _more(len(heic))
 
     def write_skipped_csv(self, path: str | os.PathLike) -> None:
         """Write the bad files (path, reason, detail, split, label) as CSV; header only when none."""

@@ -6,14 +6,19 @@ It works in three steps, each in the graph (plain TensorFlow ops, no tlkit at lo
 1. **Headers** (string and integer ops only; nothing here can fail): the format from the
    signature bytes, the image size from the header - JPEG: the first SOF segment, found by
    walking the marker segments as libjpeg does; PNG: IHDR; GIF: the logical screen, times
-   the number of frames (TensorFlow's GIF decoder decodes every frame); BMP: the DIB header.
+   the number of frames (TensorFlow's GIF decoder decodes every frame); BMP: the DIB header;
+   WebP: the VP8, VP8L or VP8X header.
 2. **Refusal**: the request fails, before anything is decoded, when it holds no images,
-   or an image is no JPEG/PNG/BMP/GIF, has a header without a usable size, or has more
+   or an image is no JPEG/PNG/WebP/BMP/GIF, has a header without a usable size, or has more
    pixels than ``max_pixels`` (``tlkit export --max-pixels``; default
-   :data:`tlkit.data.images.MAX_PIXELS`, the limit ``tlkit predict`` applies).
+   :data:`tlkit.data.images.MAX_PIXELS`, the limit ``tlkit predict`` applies). HEIC/HEIF
+   and AVIF images (TensorFlow has no decoder for them) and animated WebP are refused by
+   name: clients send JPEG, PNG, WebP, BMP or GIF.
 3. **Decoding** in a ``tf.data`` pipeline with ``ignore_errors``: an image the decoder
    rejects (truncated or damaged data) is dropped there instead of failing with the
-   decoder's own text, and the request then fails naming it. Each decoded image is resized
+   decoder's own text, and the request then fails naming it. A JPEG is turned upright by
+   its EXIF orientation (:mod:`tlkit.data.orientation`, read from the bytes in the graph),
+   as every tlkit command decodes it. Each decoded image is resized
    by :func:`tlkit.data.resize.apply` (policy ``crop`` or ``plain``), the function every
    tlkit command resizes with, so a served image reaches the model as the same pixels.
 
@@ -30,22 +35,25 @@ from typing import Any
 import tensorflow as tf
 
 from tlkit.data import resize as rs
-from tlkit.data.images import MAX_PIXELS
+from tlkit.data.images import AVIF_BRANDS, HEIF_BRANDS, MAX_PIXELS
 
 BYTES_INPUT = "image_bytes"
 RESIZE_MODES = rs.POLICIES  # "crop" | "plain": tlkit.data.resize, as every command resizes
 PREFIX = "tlkit serving: "
-BAD_IMAGE_MESSAGE = "is not a JPEG, PNG, BMP or GIF image"
+BAD_IMAGE_MESSAGE = "is not a JPEG, PNG, WebP, BMP or GIF image"
+UNSUPPORTED_MESSAGE = (
+    "which the serving graph cannot decode: send JPEG, PNG, WebP, BMP or GIF (convert it on the client)"
+)
 EMPTY_REQUEST_MESSAGE = "the request holds no images"
 TOO_LARGE_MESSAGE = "pixels, more than the limit of"
 UNDECODABLE_MESSAGE = "could not be decoded"
 MAX_PIXELS_FLAG = "tlkit export --max-pixels"
 
 # Format codes (index into FORMAT_NAMES).
-JPEG, PNG, GIF, BMP = 1, 2, 3, 4
-FORMAT_NAMES = ("unknown", "JPEG", "PNG", "GIF", "BMP")
-# Problem codes of the header step.
-OK, NOT_IMAGE, BAD_HEADER, TOO_LARGE = 0, 1, 2, 3
+JPEG, PNG, GIF, BMP, WEBP, HEIF, AVIF = 1, 2, 3, 4, 5, 6, 7
+FORMAT_NAMES = ("unknown", "JPEG", "PNG", "GIF", "BMP", "WebP", "HEIC/HEIF", "AVIF")
+# Problem codes of the header step (UNSUPPORTED: a known format the graph does not decode).
+OK, NOT_IMAGE, BAD_HEADER, TOO_LARGE, UNSUPPORTED = 0, 1, 2, 3, 4
 # JPEG markers whose segment holds the frame size (SOF0..SOF15 without DHT, JPG, DAC).
 _SOF = (0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF)
 _MAX_JPEG_SEGMENTS = 4096  # segments before the frame header; real files have a few dozen
@@ -115,6 +123,32 @@ def _jpeg_size(b: tf.Tensor, length: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor, t
     return found, h, w
 
 
+def _webp_size(b: tf.Tensor, data: tf.Tensor, length: tf.Tensor) -> tuple[tf.Tensor, ...]:
+    """(readable, height, width, frames) of a WebP from its first chunk: VP8 (lossy), VP8L
+    (lossless) or VP8X (extended: the canvas; frames 0 when its animation flag is set)."""
+    chunk = tf.strings.substr(tf.strings.join([data, b"\0" * _PAD]), 12, 4)
+    one = tf.constant(1, tf.int64)
+    lossy = (length >= 30) & tf.equal(_be(b, 23, 3), 0x9D012A)
+    bits = _le(b, 21, 4)
+    lossless = (length >= 25) & tf.equal(_at(b, 20), 0x2F)
+    animated = tf.bitwise.bitwise_and(_at(b, 20), 2) > 0
+    sizes = [
+        (tf.equal(chunk, b"VP8 ") & lossy, _le(b, 28, 2) % 16384, _le(b, 26, 2) % 16384, one),
+        (tf.equal(chunk, b"VP8L") & lossless, (bits // 16384) % 16384 + 1, bits % 16384 + 1, one),
+        (
+            tf.equal(chunk, b"VP8X") & (length >= 30),
+            _le(b, 27, 3) + 1,
+            _le(b, 24, 3) + 1,
+            tf.where(animated, tf.constant(0, tf.int64), one),
+        ),
+    ]
+    ok, h, w, frames = tf.constant(False), tf.constant(0, tf.int64), tf.constant(0, tf.int64), one
+    for flag, fh, fw, ff in reversed(sizes):
+        ok, h, w = tf.where(flag, True, ok), tf.where(flag, fh, h), tf.where(flag, fw, w)
+        frames = tf.where(flag, ff, frames)
+    return ok, h, w, frames
+
+
 def _gif_frames(b: tf.Tensor, length: tf.Tensor) -> tf.Tensor:
     """Number of image descriptors, walking the GIF's blocks as giflib does (at least 1).
 
@@ -164,13 +198,21 @@ def header_info(data: tf.Tensor, max_pixels: int = MAX_PIXELS) -> dict[str, tf.T
     """
     b, length = _read_bytes(data)
     length = tf.cast(length, tf.int64)
-    head = tf.strings.substr(data, 0, 8)
+    head = tf.strings.substr(tf.strings.join([data, b"\0" * _PAD]), 0, _PAD)  # padded: fixed offsets never fail
     is_jpeg = tf.equal(tf.strings.substr(head, 0, 3), b"\xff\xd8\xff")
-    is_png = tf.equal(head, b"\x89PNG\r\n\x1a\n")
+    is_png = tf.equal(tf.strings.substr(head, 0, 8), b"\x89PNG\r\n\x1a\n")
     is_gif = tf.equal(tf.strings.substr(head, 0, 4), b"GIF8")
     is_bmp = tf.equal(tf.strings.substr(head, 0, 2), b"BM")
-    fmt = tf.where(is_jpeg, JPEG, tf.where(is_png, PNG, tf.where(is_gif, GIF, tf.where(is_bmp, BMP, 0))))
-    fmt = tf.cast(fmt, tf.int64)
+    is_webp = tf.equal(tf.strings.substr(head, 0, 4), b"RIFF") & tf.equal(tf.strings.substr(head, 8, 4), b"WEBP")
+    brand = tf.strings.substr(head, 8, 4)
+    is_bmff = tf.equal(tf.strings.substr(head, 4, 4), b"ftyp")
+    is_heif = is_bmff & tf.reduce_any(tf.equal(brand, tf.constant([b.decode() for b in HEIF_BRANDS])))
+    is_avif = is_bmff & tf.reduce_any(tf.equal(brand, tf.constant([b.decode() for b in AVIF_BRANDS])))
+    fmt = tf.constant(0, tf.int64)
+    for flag, code in ((is_avif, AVIF), (is_heif, HEIF), (is_webp, WEBP), (is_bmp, BMP), (is_gif, GIF)):
+        fmt = tf.where(flag, tf.constant(code, tf.int64), fmt)
+    fmt = tf.where(is_png, tf.constant(PNG, tf.int64), fmt)
+    fmt = tf.where(is_jpeg, tf.constant(JPEG, tf.int64), fmt)
     zero = tf.constant(0, tf.int64)
 
     def jpeg():
@@ -191,16 +233,30 @@ def header_info(data: tf.Tensor, max_pixels: int = MAX_PIXELS) -> dict[str, tf.T
         h = tf.where(h >= 2**31, h - 2**32, h)
         return (length >= 26) & (w > 0), tf.abs(h), w, tf.constant(1, tf.int64)
 
+    def webp():
+        return _webp_size(b, data, length)
+
     def unknown():
         return tf.constant(False), zero, zero, zero
 
-    readable, h, w, frames = tf.switch_case(tf.cast(fmt, tf.int32), [unknown, jpeg, png, gif, bmp])
+    def unsupported():  # HEIC/HEIF, AVIF: known, not decodable here
+        return tf.constant(True), tf.constant(1, tf.int64), tf.constant(1, tf.int64), tf.constant(1, tf.int64)
+
+    readable, h, w, frames = tf.switch_case(
+        tf.cast(fmt, tf.int32), [unknown, jpeg, png, gif, bmp, webp, unsupported, unsupported]
+    )
     readable = readable & (h > 0) & (w > 0)
     pixels = tf.cast(h, tf.float64) * tf.cast(w, tf.float64) * tf.cast(frames, tf.float64)
+    # An animated WebP (frames 0 marks it) is refused: TensorFlow decodes its frames only as RGBA video.
+    not_served = (fmt >= HEIF) | (tf.equal(fmt, WEBP) & tf.equal(frames, 0))
     problem = tf.where(
         tf.equal(fmt, 0),
         NOT_IMAGE,
-        tf.where(~readable, BAD_HEADER, tf.where(pixels > float(max_pixels), TOO_LARGE, OK)),
+        tf.where(
+            not_served,
+            UNSUPPORTED,
+            tf.where(~readable, BAD_HEADER, tf.where(pixels > float(max_pixels), TOO_LARGE, OK)),
+        ),
     )
     return {
         "format": fmt,
@@ -258,22 +314,32 @@ def _problem_message(i: tf.Tensor, info: dict[str, tf.Tensor], n_bytes: tf.Tenso
                 info["pixels"],
                 " " + TOO_LARGE_MESSAGE + f" {max_pixels} set at export ({MAX_PIXELS_FLAG}); it was not decoded",
             ),
+            _text(
+                where,
+                i,
+                "] is ",
+                tf.where(
+                    tf.equal(info["format"], WEBP), "an animated WebP", _text("an image in the ", name, " format")
+                ),
+                ", " + UNSUPPORTED_MESSAGE,
+            ),
         ]
     )
     return tf.gather(messages, info["problem"])
 
 
 def _decode_one(data: tf.Tensor, need: tuple[int, int] | None = None) -> tf.Tensor:
-    from tlkit.data.decode import decode_jpeg_scaled
+    from tlkit.data.decode import decode_jpeg_scaled, decode_native
 
     image = tf.cond(
         tf.equal(tf.strings.substr(data, 0, 3), b"\xff\xd8\xff"),
         # libjpeg's accurate integer IDCT, as PIL and tlkit's data pipeline decode:
         # decode_image's default (fast IDCT) differs by up to ~10 levels. At a DCT
-        # scale where the photo is large enough (tlkit.data.decode.serving_need).
+        # scale where the photo is large enough (tlkit.data.decode.serving_need), and
+        # turned upright by its EXIF orientation.
         lambda: decode_jpeg_scaled(data, need),
-        # GIFs give their first frame; grayscale and RGBA become RGB (alpha dropped).
-        lambda: tf.io.decode_image(data, channels=3, expand_animations=False, dtype=tf.uint8),
+        # GIFs give their first frame; grayscale and RGBA become RGB (alpha dropped); WebP too.
+        lambda: decode_native(data),
     )
     return tf.ensure_shape(image, [None, None, 3])
 
