@@ -165,7 +165,7 @@ def decode_file(path: Any, need: tuple[int, int] | None = None) -> Any:
         def load(p: bytes) -> np.ndarray:
             from tlkit.data.images import load_rgb
 
-            return load_rgb(p.decode())
+            return load_rgb((p.item() if isinstance(p, np.ndarray) else p).decode())  # a 0-d array when eager
 
         return tf.ensure_shape(tf.numpy_function(load, [path], tf.uint8, stateful=False), [None, None, 3])
 
