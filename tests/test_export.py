@@ -225,7 +225,7 @@ def test_fresh_process_without_tlkit_puts_a_cat_first(lite, fresh, chelsea_jpeg)
 
 def test_corrupt_request_fails_clearly_and_the_model_keeps_serving(fresh):
     garbage, truncated = fresh["errors"]
-    assert garbage is not None and "image_bytes[1] is not a JPEG, PNG, BMP or GIF image" in garbage
+    assert garbage is not None and "image_bytes[1] is not a JPEG, PNG, WebP, BMP or GIF image" in garbage
     # Was the decoder's own "Invalid JPEG data ..."; now tlkit's line naming the image.
     assert (
         truncated is not None
@@ -450,7 +450,7 @@ def test_decode_refuses_with_a_readable_line_and_without_allocating():
         "(tlkit export --max-pixels); it was not decoded": [ok, bomb],
         "the request holds no images": [],
         "image_bytes[0] could not be decoded: damaged or truncated PNG data": [ok[:200], ok],
-        "image_bytes[2] is not a JPEG, PNG, BMP or GIF image (0 bytes)": [ok, ok, b""],
+        "image_bytes[2] is not a JPEG, PNG, WebP, BMP or GIF image (0 bytes)": [ok, ok, b""],
     }
     for expected, batch in cases.items():
         started = time.monotonic()

@@ -226,3 +226,19 @@ def test_path_helpers():
     assert images.bmff_kind(b"\0\0\0\x18ftypheic") == "HEIF"
     assert images.bmff_kind(b"\0\0\0\x18ftypavif") == "AVIF"
     assert images.bmff_kind(b"\0\0\0\x18ftypisom") is None
+
+
+def test_avif_is_decoded_through_pil_and_refused_by_the_serving_graph(cat, tmp_path):
+    from PIL import features
+
+    if not features.check("avif"):
+        pytest.skip("this Pillow was built without AVIF")
+    buf = io.BytesIO()
+    Image.fromarray(cat).save(buf, "AVIF", quality=90)
+    path = tmp_path / "cat.avif"
+    path.write_bytes(buf.getvalue())
+    got = images.load_rgb(path)
+    np.testing.assert_array_equal(got, np.asarray(Image.open(path).convert("RGB")))
+    np.testing.assert_array_equal(decode_file(tf.constant(str(path))).numpy(), got)
+    with pytest.raises(tf.errors.InvalidArgumentError, match=r"image_bytes\[0\] is an image in the AVIF format"):
+        sd.decode_images(tf.constant([buf.getvalue()]), (32, 32), "plain")

@@ -1,7 +1,8 @@
 """The images an export's checks send: probe requests, requests a server must refuse, and photo crops.
 
-:func:`probe_images` are real encoded files (JPEG, PNG, BMP, GIF in several modes) so every
-decoder path of the serving graph runs; :func:`refusal_requests` are the garbage, truncated,
+:func:`probe_images` are real encoded files (JPEG, PNG, BMP, GIF in several modes; for exports
+that decode them, a WebP with alpha and a JPEG stored sideways under EXIF orientation 6) so
+every decoder path of the serving graph runs; :func:`refusal_requests` are the garbage, truncated,
 over-the-pixel-limit and empty requests a server must refuse with a ``tlkit serving:`` line
 (:func:`png_header_only` makes the over-the-limit one in a few dozen bytes);
 :func:`synthetic_pixels` are seeded crops of scikit-image photos that every TFLite check runs on.
@@ -35,21 +36,38 @@ def _encode(im: Any, fmt: str, **kw: Any) -> bytes:
     return buf.getvalue()
 
 
-def probe_images() -> list[bytes]:
+def probe_images(phone: bool = True) -> list[bytes]:
     """Probe requests for verification: a real photo (JPEG) and small PNG, BMP and GIF images
-    in other sizes and modes (grayscale, RGBA, palette), so every decoder path is exercised."""
+    in other sizes and modes (grayscale, RGBA, palette), so every decoder path is exercised.
+
+    ``phone``: add a WebP with alpha and a JPEG tagged with EXIF orientation 6 (stored
+    sideways), for exports whose card says they decode them (``preprocessing.exif_orientation``);
+    an older export would refuse the WebP and serve the JPEG sideways.
+    """
     from PIL import Image
     from skimage import data
+
+    from tlkit.data.orientation import stored_numpy
 
     yy, xx = np.mgrid[0:97, 0:131]
     gray = ((xx * 2 + yy) % 256).astype(np.uint8)
     rgba = np.stack([gray, 255 - gray, (xx * 7 % 256).astype(np.uint8), np.full_like(gray, 200)], -1)
+    extra = []
+    if phone:
+        exif = Image.Exif()
+        exif[0x0112] = 6
+        sideways = Image.fromarray(stored_numpy(data.astronaut()[::4, 64:448:3], 6))
+        extra = [
+            _encode(Image.fromarray(rgba, "RGBA"), "WEBP", quality=90),
+            _encode(sideways, "JPEG", exif=exif.tobytes()),
+        ]
     return [
         _encode(Image.fromarray(data.chelsea()), "JPEG", quality=95),
         _encode(Image.fromarray(gray, "L"), "PNG"),
         _encode(Image.fromarray(rgba, "RGBA"), "PNG"),
         _encode(Image.fromarray(np.ascontiguousarray(rgba[:60, :80, :3])), "BMP"),
         _encode(Image.fromarray(np.ascontiguousarray(rgba[:, :, :3])).convert("P"), "GIF"),
+        *extra,
     ]
 
 

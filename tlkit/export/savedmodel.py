@@ -267,9 +267,11 @@ def make_card(labels: Sequence[str], facts: dict[str, Any], extra: dict[str, Any
     pre = {
         "mode": extra.pop("preprocessing_mode", None),
         "in_graph": True,
-        "decode": "JPEG: tf.io.decode_jpeg(dct_method='INTEGER_ACCURATE'); PNG, BMP, GIF (first frame): "
-        "tf.io.decode_image; grayscale and RGBA become RGB; headers checked first "
-        "(tlkit.export.serving_decode)",
+        "decode": "JPEG: tf.io.decode_jpeg(dct_method='INTEGER_ACCURATE'), turned upright by its EXIF "
+        "orientation; WebP (first frame): tf.io.decode_webp; PNG, BMP, GIF (first frame): "
+        "tf.io.decode_image; grayscale and RGBA become RGB; headers checked first; HEIC/HEIF and AVIF "
+        "are refused (clients send JPEG, PNG, WebP, BMP or GIF) (tlkit.export.serving_decode)",
+        "exif_orientation": True,
         "resize": facts["resize"],
         "crop_fraction": CROP_FRACTION if facts["resize"] == "crop" else None,
         "interpolation": "bilinear, antialiased, unrounded (tlkit.data.resize, as every tlkit command)",

@@ -156,7 +156,8 @@ def verify_export(
     size = tuple(card["input_size"])
     resize = card["preprocessing"]["resize"]
     max_pixels = card.get("max_pixels")
-    probes = list(probes) if probes is not None else probe_images()
+    phone = bool(card["preprocessing"].get("exif_orientation"))  # WebP and EXIF orientation in the graph
+    probes = list(probes) if probes is not None else probe_images(phone)
     pixels = decode_images(tf.constant(probes), size, resize, max_pixels=max_pixels or MAX_PIXELS).numpy()
     refusals = refusal_requests(probes, max_pixels)
     with tempfile.TemporaryDirectory(prefix="tlkit-verify-") as scratch:

@@ -14,8 +14,9 @@ from tlkit.errors import ConfigError
 NAME = "predict"
 HELP = "classify images with an ImageNet-pretrained base (top-K classes)"
 DESCRIPTION = (
-    "Top-K ImageNet classes for each image (JPEG, PNG, BMP, GIF; grayscale and RGBA become "
-    "RGB). Images are center-cropped to 87.5% of the shorter side and resized (bilinear, "
+    "Top-K ImageNet classes for each image (JPEG, PNG, BMP, GIF, WebP, AVIF, and HEIC with "
+    'pip install "tlkit[heic]"; grayscale and RGBA become RGB; a JPEG is turned upright by its '
+    "EXIF orientation). Images are center-cropped to 87.5% of the shorter side and resized (bilinear, "
     "antialiased: the interpolation training and the exported model use) to the model's input, "
     "as in the published ImageNet evaluation; --resize plain resizes the whole image instead. "
     "The model takes the raw pixels and preprocesses inside (as its export does). "
