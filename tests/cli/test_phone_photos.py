@@ -192,7 +192,7 @@ def eight(tmp_path_factory) -> dict:
     assert res.returncode == 0, res.stderr[-3000:]
     out: dict = {"predict": {}}
     for r in json.loads(res.stdout)["results"]:
-        key = Path(r["path"]).parent.name + "/" + Path(r["path"]).name
+        key = Path(r["image"]).parent.name + "/" + Path(r["image"]).name
         out["predict"][key] = {p["index"]: p["prob"] for p in r["predictions"]}
 
     feats = work / "feats.npz"

@@ -120,79 +120,76 @@ def tf_jpeg_orientation(data: Any) -> Any:
     """:func:`jpeg_orientation` in the graph: int32 scalar 1..8 from a scalar string of JPEG bytes.
 
     Walks the marker segments with a bounded ``tf.while_loop`` (as the serving header check
-    does), then reads IFD0's entries with one ``tf.gather`` over at most
-    :data:`MAX_IFD_ENTRIES`. No op here fails: anything unexpected gives 1.
+    does), reading a few bytes per step with ``substr`` (the file is never copied whole: a
+    camera photo has megabytes after a header of a few kilobytes), then reads IFD0's entries
+    at once, vectorised over at most :data:`MAX_IFD_ENTRIES`. No op here fails: anything
+    unexpected gives 1, as in the Python reader.
     """
     import tensorflow as tf
 
-    pad = 16
-    b = tf.cast(tf.io.decode_raw(tf.strings.join([data, b"\0" * pad]), tf.uint8), tf.int32)
-    n = tf.strings.length(data)
-    last = tf.shape(b)[0] - 1
+    n = tf.cast(tf.strings.length(data), tf.int64)
 
-    def at(pos: Any) -> Any:
-        return tf.gather(b, tf.clip_by_value(pos, 0, last))
+    def piece(pos: Any, k: int) -> Any:
+        """Bytes pos..pos+k as int64 [k]; zeros past the end of the data."""
+        s = tf.strings.substr(data, tf.clip_by_value(pos, 0, n), k)
+        s = tf.strings.substr(tf.strings.join([s, b"\0" * k]), 0, k)
+        return tf.reshape(tf.cast(tf.io.decode_raw(s, tf.uint8), tf.int64), [k])
+
+    exif_header = tf.constant(list(EXIF_HEADER), tf.int64)
 
     def cond(pos, found, done, steps):
         return tf.logical_and(tf.logical_not(done), steps < MAX_SEGMENTS)
 
     def body(pos, found, done, steps):
-        lead, marker = at(pos), at(pos + 1)
-        seg_len = at(pos + 2) * 256 + at(pos + 3)
+        h = piece(pos, 10)
+        lead, marker, seg_len = h[0], h[1], h[2] * 256 + h[3]
         fill = tf.equal(marker, 0xFF)
         standalone = tf.equal(marker, 0x01) | ((marker >= 0xD0) & (marker <= 0xD8))
-        exif = (
-            tf.equal(marker, 0xE1)
-            & (seg_len >= 8)
-            & tf.equal(tf.strings.substr(data, tf.minimum(pos + 4, n), 6), EXIF_HEADER)
-        )
+        exif = tf.equal(marker, 0xE1) & (pos + 10 <= n) & tf.reduce_all(tf.equal(h[4:10], exif_header))
         bad = (pos + 4 > n) | tf.not_equal(lead, 0xFF) | tf.equal(marker, 0xD9) | tf.equal(marker, 0xDA)
         bad = bad | (~fill & ~standalone & (seg_len < 2))
-        stop = bad | (exif & ~fill)
+        hit = ~bad & ~fill & ~standalone & exif
         nxt = tf.where(fill, pos + 1, tf.where(standalone, pos + 2, pos + 2 + seg_len))
-        return nxt, tf.where(stop & ~bad, pos, found), stop, steps + 1
+        return nxt, tf.where(hit, pos, found), bad | hit, steps + 1
 
+    zero = tf.constant(0, tf.int64)
     _, seg, _, _ = tf.while_loop(
-        cond, body, (tf.constant(2), tf.constant(-1), tf.constant(False), tf.constant(0)), parallel_iterations=1
+        cond, body, (zero + 2, zero - 1, tf.constant(False), tf.constant(0)), parallel_iterations=1
     )
     is_jpeg = tf.equal(tf.strings.substr(data, 0, 3), b"\xff\xd8\xff")
-    seg_end = seg + 2 + (at(seg + 2) * 256 + at(seg + 3))  # the TIFF block ends with its segment
-    t = seg + 10  # the TIFF header, after the marker, the length and Exif\0\0
+    seg_head = piece(seg, 4)
+    t = seg + 10  # the TIFF block: after the marker, the length and Exif\0\0
+    end = tf.minimum(seg + 2 + seg_head[2] * 256 + seg_head[3], n)  # it ends with its segment (or the file)
 
-    def read(pos: Any, nbytes: int, little: Any) -> Any:
-        """Unsigned ``nbytes`` at ``pos`` (a tensor of positions); -1 where they pass the segment's end."""
-        vals = [at(pos + k) for k in range(nbytes)]
-        le = tf.zeros_like(vals[0])
-        be = tf.zeros_like(vals[0])
-        for k in range(nbytes):
-            le = le + vals[k] * (256**k)
-            be = be * 256 + vals[k]
-        # int32 holds 4 bytes only below 2**31: larger offsets are beyond any segment anyway.
-        value = tf.where(little, le, be)
-        return tf.where((pos >= t) & (pos + nbytes <= seg_end) & (value >= 0), value, -1)
+    hdr = piece(t, 8)
+    little = tf.reduce_all(tf.equal(hdr[:4], [0x49, 0x49, 0x2A, 0]))
+    big = tf.reduce_all(tf.equal(hdr[:4], [0x4D, 0x4D, 0, 0x2A]))
 
-    little = tf.equal(tf.strings.substr(data, tf.minimum(t, n), 4), b"II*\x00")
-    big = tf.equal(tf.strings.substr(data, tf.minimum(t, n), 4), b"MM\x00*")
-    ifd = read(t + 4, 4, little)
-    ifd_at = t + tf.where(ifd >= 0, tf.minimum(ifd, 1 << 20), 0)
-    count = read(ifd_at, 2, little)
-    k = tf.range(MAX_IFD_ENTRIES)
-    entry = ifd_at + 2 + 12 * k
-    tags = read(entry, 2, little)
-    kinds = read(entry + 2, 2, little)
-    hit = (k < count) & tf.equal(tags, TAG) & ((kinds == 3) | (kinds == 4))
-    # Entries past the segment end stop the walk (as the Python reader does): only those before count.
-    before_bad = tf.cumsum(tf.cast(tags < 0, tf.int32)) == 0
-    hit = hit & before_bad
-    first = tf.argmax(tf.cast(hit, tf.int32), output_type=tf.int32)
-    value = tf.where(
-        tf.gather(kinds, first) == 3,
-        read(tf.gather(entry, first) + 8, 2, little),
-        read(tf.gather(entry, first) + 8, 4, little),
-    )
-    ok = is_jpeg & (seg >= 0) & (little | big) & (ifd >= 0) & (count >= 0) & tf.reduce_any(hit)
-    ok = ok & (value >= 1) & (value <= 8)
-    return tf.where(ok, value, 1)
+    def number(b: Any) -> Any:
+        """Unsigned integers from the last axis of ``b`` in the block's byte order."""
+        k = b.shape[-1]
+        weights_le = tf.constant([256**i for i in range(k)], tf.int64)
+        return tf.reduce_sum(b * tf.where(little, weights_le, tf.reverse(weights_le, [0])), axis=-1)
+
+    ifd = number(hdr[4:8])
+    ifd_at = t + tf.minimum(ifd, 1 << 40)
+    block = piece(ifd_at, 2 + 12 * MAX_IFD_ENTRIES)
+    count = number(block[:2])
+    entries = tf.reshape(block[2:], [MAX_IFD_ENTRIES, 12])
+    at = ifd_at + 2 + 12 * tf.range(MAX_IFD_ENTRIES, dtype=tf.int64)
+    tags, kinds = number(entries[:, 0:2]), number(entries[:, 2:4])
+    k = tf.range(MAX_IFD_ENTRIES, dtype=tf.int64)
+    # As the Python reader: entries in order, up to count; an entry cut by the end stops the search.
+    readable = tf.cumsum(tf.cast(at + 4 > end, tf.int32)) == 0
+    hits = (k < count) & readable & tf.equal(tags, TAG)
+    first = tf.argmax(tf.cast(hits, tf.int32), output_type=tf.int32)
+    kind = tf.gather(kinds, first)
+    short = tf.equal(kind, 3)
+    value = tf.where(short, number(tf.gather(entries, first)[8:10]), number(tf.gather(entries, first)[8:12]))
+    value_fits = tf.gather(at, first) + 8 + tf.where(short, zero + 2, zero + 4) <= end
+    ok = is_jpeg & (seg >= 0) & (little | big) & (t + 8 <= end) & (ifd_at + 2 <= end) & tf.reduce_any(hits)
+    ok = ok & ((kind == 3) | (kind == 4)) & value_fits & (value >= 1) & (value <= 8)
+    return tf.cast(tf.where(ok, value, 1), tf.int32)
 
 
 def tf_upright(image: Any, orientation: Any) -> Any:
