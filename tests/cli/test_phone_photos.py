@@ -22,6 +22,12 @@ from skimage import data
 from tests.cli.conftest import TINY_RUN, cli_env, tlkit
 from tlkit.data.orientation import stored_numpy
 
+try:
+    import pillow_heif  # noqa: F401
+
+    HAVE_HEIF = True
+except ImportError:
+    HAVE_HEIF = False
 RTOL = 1e-3  # the pixel-parity tests' tolerance on scores (tests/test_pixel_parity.py)
 TURNED = {"six.jpg": 6, "eight.jpg": 8, "three.jpg": 3}
 
@@ -164,6 +170,20 @@ def test_webp_and_heic_train_and_webp_is_served(tmp_path):
 # --- all eight orientations through predict, extract and the SavedModel ------------------------------
 
 
+@pytest.fixture()
+def eight_files(tmp_path):
+    """A function: orientation -> (folder, the cat stored under it as a tagged JPEG, its upright view as PNG)."""
+
+    def make(value: int) -> tuple[Path, Path, Path]:
+        blob = tagged(data.chelsea(), value)
+        tagged_file, ref = tmp_path / f"o{value}.jpg", tmp_path / f"o{value}.png"
+        tagged_file.write_bytes(blob)
+        Image.fromarray(np.asarray(ImageOps.exif_transpose(Image.open(io.BytesIO(blob))).convert("RGB"))).save(ref)
+        return tmp_path, tagged_file, ref
+
+    return make
+
+
 @pytest.fixture(scope="module")
 def eight(tmp_path_factory) -> dict:
     """The cat stored under each orientation (``cat/o{v}.jpg``), with its upright view as PNG
@@ -182,6 +202,15 @@ def eight(tmp_path_factory) -> dict:
         assert view.shape == upright.shape
         Image.fromarray(view).save(work / "photos" / "ref" / f"o{v}.png")
         names += [f"cat/o{v}.jpg", f"ref/o{v}.png"]
+    # The other formats, each beside a PNG of the pixels PIL decodes from it (HEIC: with the extra).
+    (work / "photos" / "fmt").mkdir()
+    formats = {"webp": encode(upright, "WEBP", quality=90)}
+    if HAVE_HEIF:
+        formats["heic"] = heic(upright)
+    for ext, blob in formats.items():
+        (work / "photos" / "fmt" / f"cat.{ext}").write_bytes(blob)
+        Image.open(io.BytesIO(blob)).convert("RGB").save(work / "photos" / "fmt" / f"{ext}.png")
+        names += [f"fmt/cat.{ext}", f"fmt/{ext}.png"]
     files = [work / "photos" / n for n in names]
     raw = work / "raw" / "o6.png"  # the pixels as stored under tag 6, untagged: what was read before
     raw.parent.mkdir()
@@ -213,8 +242,9 @@ def eight(tmp_path_factory) -> dict:
     )
     assert res.returncode == 0, res.stderr[-3000:]
     served = tf.saved_model.load(str(work / "model" / "1")).signatures["serving_default"]
-    scores = served(image_bytes=tf.constant([f.read_bytes() for f in files]))["scores"].numpy()
-    out["saved_model"] = dict(zip(names, scores))
+    servable = [n for n in names if not n.endswith(".heic")]  # the serving graph refuses HEIC (tested above)
+    scores = served(image_bytes=tf.constant([(work / "photos" / n).read_bytes() for n in servable]))["scores"]
+    out["saved_model"] = dict(zip(servable, scores.numpy()))
     return out
 
 
@@ -238,6 +268,21 @@ def test_each_orientation_gives_the_upright_photos_top5_and_scores(eight, path, 
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("ext", ["webp", "heic"])
+@pytest.mark.parametrize("path", ["predict", "extract", "saved_model"])
+def test_each_format_gives_its_pixels_top5_and_scores(eight, path, ext):
+    """WebP (and HEIC with the extra) through every path: the scores of the same pixels sent as PNG."""
+    if ext == "heic" and not HAVE_HEIF:
+        pytest.skip('the heic extra is not installed: pip install "tlkit[heic]"')
+    if ext == "heic" and path == "saved_model":
+        pytest.skip("the serving graph refuses HEIC by name (test_webp_and_heic_train_and_webp_is_served)")
+    got, want = eight[path][f"fmt/cat.{ext}"], eight[path][f"fmt/{ext}.png"]
+    ids = _top5(want)
+    assert _top5(got) == ids
+    np.testing.assert_allclose([got[i] for i in ids], [want[i] for i in ids], rtol=RTOL)
+
+
+@pytest.mark.slow
 def test_the_comparison_can_tell_a_sideways_photo(eight):
     """The photo read as stored (the tag ignored, as before) scores outside the tolerance, so the
     test above would see a missed or wrong turn."""
@@ -245,3 +290,63 @@ def test_the_comparison_can_tell_a_sideways_photo(eight):
     ids = _top5(upright)
     differs = [i for i in ids if i not in sideways or abs(sideways[i] - upright[i]) > RTOL * upright[i]]
     assert differs, "the sideways pixels gave the upright photo's top-5 scores"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("value", [6, 7])  # a rotation and a mirrored one
+def test_dense_eval_reads_the_photo_upright(eight_files, value):
+    """``tlkit dense-eval`` (aspect kept: a sideways photo would give a transposed map) on a tagged
+    JPEG gives the scores of its upright view."""
+    work, tagged_file, ref = eight_files(value)
+    got, want = (
+        json.loads(
+            tlkit(
+                "dense-eval",
+                "--base",
+                "efficientnet_lite0",
+                "--image",
+                f,
+                "--scales",
+                "256",
+                "--top",
+                "5",
+                "--json",
+                cwd=work,
+                timeout=300,
+            ).stdout  # fmt: skip
+        )
+        for f in (tagged_file, ref)
+    )
+    assert got["image_size"] == want["image_size"] == [300, 451]
+    assert got["scales"][0]["map_shape"] == want["scales"][0]["map_shape"]
+    assert [p["index"] for p in got["top"]] == [p["index"] for p in want["top"]]
+    np.testing.assert_allclose([p["score"] for p in got["top"]], [p["score"] for p in want["top"]], rtol=RTOL)
+
+
+@pytest.mark.slow
+def test_beam_extraction_reads_photos_upright(tmp_path):
+    """``tlkit extract --runner beam``: each tagged JPEG gives the features of its upright view."""
+    pytest.importorskip("apache_beam", reason='the beam extra is not installed: pip install "tlkit[beam]"')
+    from tlkit.features.store import load_features
+
+    upright = data.chelsea()[::3, ::3]
+    root = tmp_path / "photos"
+    for v in (2, 5, 6, 8):
+        for d in ("cat", "ref"):
+            (root / d).mkdir(parents=True, exist_ok=True)
+        blob = tagged(upright, v)
+        (root / "cat" / f"o{v}.jpg").write_bytes(blob)
+        Image.fromarray(np.asarray(ImageOps.exif_transpose(Image.open(io.BytesIO(blob))).convert("RGB"))).save(
+            root / "ref" / f"o{v}.png"
+        )
+    flags = ("--base", "cifar_example", "--weights", "none", "--seed", "3", "--input-size", "32", "32")
+    res = tlkit(
+        "extract", *flags, "--layer", "penultimate", "--data", root, "--val-split", "0", "--out", "f.parquet",
+        "--runner", "beam", cwd=tmp_path, timeout=400,
+    )  # fmt: skip
+    assert res.returncode == 0, res.stderr[-3000:]
+    feats, rows, _ = load_features(tmp_path / "f.parquet")
+    by_name = {Path(p).parent.name + "/" + Path(p).stem: feats["penultimate"][i] for i, p in enumerate(rows["path"])}
+    for v in (2, 5, 6, 8):
+        np.testing.assert_allclose(by_name[f"cat/o{v}"], by_name[f"ref/o{v}"], rtol=1e-3, atol=1e-4)
+    assert not np.allclose(by_name["cat/o6"], by_name["cat/o8"], rtol=1e-3, atol=1e-4)  # they are not all one

@@ -114,9 +114,10 @@ def cache_filename(where: str, paths: list[str], hw: tuple[int, int]) -> str:
     """tf.data's cache file prefix in folder ``where`` for these files at this size ("" for memory)."""
     if where == MEM:
         return ""
+    from tlkit.data.decode import DECODER_VERSION
     from tlkit.data.file_checks import file_identity
 
-    digest = hashlib.sha256(repr(hw).encode())
+    digest = hashlib.sha256(repr((hw, DECODER_VERSION)).encode())
     for p in paths:
         digest.update(f"{p}\0{file_identity(p)}\n".encode())
     folder = Path(where)

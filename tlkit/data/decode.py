@@ -28,6 +28,9 @@ import math
 import os
 from typing import Any
 
+# Bump when decode_file gives other pixels for the same file (2: EXIF orientation applied, WebP
+# read): tlkit.data.cache names its files by it, so no cache of older pixels is served.
+DECODER_VERSION = 2
 RATIOS = (8, 4, 2, 1)  # the scales libjpeg's IDCT offers, largest first
 PARITY_MARGIN = 4  # decoded side / target side at least this for a plain resize (see the module doc)
 
