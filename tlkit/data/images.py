@@ -60,7 +60,7 @@ _HEIF: bool | None = None
 
 
 def bmff_kind(head: bytes) -> str | None:
-    """ "HEIF" or "AVIF" for the first bytes of an ISO-BMFF image file (its ``ftyp`` box), else None."""
+    """The kind of image an ISO-BMFF file holds, from its first bytes (the ``ftyp`` box): HEIF, AVIF or None."""
     if head[4:8] != b"ftyp":
         return None
     brand = head[8:12]
