@@ -55,11 +55,11 @@ def figures(monkeypatch):
     kept = []
     save = plots._save
 
-    def keep(fig, path):
+    def keep(fig, path, title=""):
         from matplotlib.backends.backend_agg import FigureCanvasAgg
 
         kept.append(fig)
-        out = save(fig, path)
+        out = save(fig, path, title)
         FigureCanvasAgg(fig)  # closing left a bare canvas: give it a renderer again for measuring
         return out
 
@@ -90,6 +90,8 @@ def test_heatmap_title_gives_the_max_of_the_drawn_map(tmp_path, figures):
     shown_max = float(np.ma.masked_invalid(drawn).max())
     assert shown_max == pytest.approx(np.nanmax(grid))
     assert ax.get_title() == f"tabby at scale 512 (stride 32)\nmax {shown_max:.3f} on this map"
+    with Image.open(tmp_path / "heat.png") as im:
+        assert im.info["Title"] == ax.get_title()  # what a person reads, for a program to read
     # The colour scale is the map's own: its top is the value the title names.
     assert ax.images[1].norm.vmax == pytest.approx(shown_max)
 

@@ -26,12 +26,14 @@ def _pyplot() -> Any:
     return plt
 
 
-def _save(fig: Any, path: str | os.PathLike) -> Path:
+def _save(fig: Any, path: str | os.PathLike, title: str = "") -> Path:
+    """Write ``fig`` as PNG; ``title`` (the words the picture states: a score, an accuracy) is also
+    stored as the PNG's ``Title`` text, so a program can read what a person reads."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     try:
         with atomic_path(path, suffix=".png") as tmp:
-            fig.savefig(tmp, dpi=110, bbox_inches="tight")
+            fig.savefig(tmp, dpi=110, bbox_inches="tight", metadata={"Title": title} if title else None)
     finally:
         _pyplot().close(fig)
     return path
@@ -93,7 +95,8 @@ def training_curves(
         ax.legend(fontsize=8)
     if title:
         fig.suptitle(title)
-    return _save(fig, path)
+    legend = f"kept checkpoint: epoch {kept}" if kept is not None and kept in epochs else ""
+    return _save(fig, path, "\n".join(t for t in (title, legend) if t))
 
 
 def confusion_matrix(
@@ -145,7 +148,7 @@ def confusion_matrix(
                         color="white" if norm[i, j] > 0.5 else "black",
                     )
     ax.set_title(title)
-    return _save(fig, path)
+    return _save(fig, path, title)
 
 
 NO_DATA_COLOR = "#b0b0b0"  # opaque grey: positions no window covers are not a score of 0
@@ -218,7 +221,7 @@ def score_map_overlay(
         axes[1].legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, 0.0), fontsize=8, frameon=False)
     head = textwrap.fill(title or "class score", 48)
     axes[1].set_title(f"{head}\nmax {top:.3f} on this map")
-    return _save(fig, path)
+    return _save(fig, path, axes[1].get_title())
 
 
 def line_plot(

@@ -45,8 +45,12 @@ def test_heatmap_marks_the_strip_no_window_covers(tmp_path: Path):
     drawn = report["heatmap_map"]
     assert drawn["scale"] == 224 and drawn["class"] == report["top"][0]["name"]
     assert drawn["no_data_cells"] == 7  # one column of 32-pixel cells, 224 / 32 rows
-    # The number the title gives is a value on the map, not the score averaged over positions.
+    # The number the title gives is the map's highest value (the picture stores its title as the
+    # PNG's Title text), not the score averaged over positions and scales.
     assert 0 < drawn["max"] <= 1
+    with Image.open(tmp_path / "heat.png") as im:
+        title = im.info["Title"]
+    assert title == f"{drawn['class']} at scale 224 (stride 32)\nmax {drawn['max']:.3f} on this map"
 
     from scipy import ndimage
 
