@@ -67,8 +67,12 @@ def main(argv: list[str]) -> None:
     halves = {}
     for c in result.top[:2]:
         grid = best.window_map(c.index)  # image-aligned, one cell per 32 pixels
-        out = score_map_overlay(
-            rgb, grid, workdir / f"heatmap_{c.name.replace(' ', '_')}.png", title=f"{c.name} at scale {best.scale}"
+        out = score_map_overlay(  # cells no window covers drawn as no data, not as 0
+            rgb,
+            best.window_map(c.index, fill=np.nan),
+            workdir / f"heatmap_{c.name.replace(' ', '_')}.png",
+            title=f"{c.name} at scale {best.scale}",
+            extent=best.grid_extent(rgb.shape[:2]),
         )
         half = grid.shape[1] // 2
         halves[c.name] = (float(grid[:, :half].mean()), float(grid[:, half:].mean()))

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 from PIL import Image
+from test_readme_figures import check_advise_block, check_fresh_history, read_history
 
 from tlkit.cli import main as cli
 
@@ -86,9 +87,13 @@ def test_readme_commands_run_in_order(tmp_path):
             if key in step:
                 for want in wants:
                     assert want in proc.stdout, f"{key!r}: {want!r} not in output:\n{proc.stdout[-3000:]}"
+        if step.strip() == "tlkit advise --data builtin:digits":
+            check_advise_block(proc.stdout)  # the README shows what advise prints, figures included
         done.append(step)
         outputs[step] = proc.stdout
     assert (tmp_path / MAIN_JOB_RUN / "metrics.json").is_file()
+    # The README's curves (docs/images/curves.png) are the ones this fresh main job draws.
+    check_fresh_history(read_history(tmp_path / MAIN_JOB_RUN / "history.csv"))
     with Image.open(tmp_path / "heatmap.png") as im:
         im.load()
     assert (tmp_path / "saved_models" / "digits" / "1" / "saved_model.pb").is_file()

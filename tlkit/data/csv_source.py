@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from tlkit.data.class_names import check_exportable, merged_spellings, normalise
 from tlkit.data.sources import (
     MANIFEST_COLUMNS,
     SPLIT_ALIASES,
@@ -66,6 +67,12 @@ def from_csv(csv_path: str | os.PathLike, *, val_split: float = 0.2, seed: int =
                 f"manifest {p}: empty {col!r} on line(s) {lines}"
                 + (f" and {len(blank) - 10} more" if len(blank) > 10 else "")
             )
+    # Refused before anything else: a run would train, then its export would refuse the name.
+    check_exportable(
+        sorted(set(df["label"])), f"manifest {p}", "change that label in the manifest's label column to a one-line name"
+    )
+    raw_counts = df["label"].value_counts()
+    df["label"] = df["label"].map(normalise)  # NFC: 'café' from macOS and from Linux is one class
     has_split = "split" in df.columns
     if has_split:
         mapped = df["split"].str.lower().map(SPLIT_ALIASES)
@@ -98,6 +105,7 @@ def from_csv(csv_path: str | os.PathLike, *, val_split: float = 0.2, seed: int =
             f"{len(padded)} label(s) in manifest {p} had surrounding whitespace ({shown}{more}): stripped, "
             f"so {first!r} and {first.strip()!r} are one class"
         )
+    notes += merged_spellings(((str(k), int(v)) for k, v in raw_counts.items()), f"labels in manifest {p}")
     notes += near_duplicate_classes(
         df["label"],
         "surrounding whitespace in CSV labels is stripped, case is kept: fix the label column to merge them",

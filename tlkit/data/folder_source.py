@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from tlkit.data.class_names import check_exportable, merged_spellings, normalise
 from tlkit.data.images import IMAGE_EXTENSIONS, is_image_path
 from tlkit.data.sources import (
     SPLIT_ALIASES,
@@ -146,15 +147,21 @@ def from_folder(
     rows: list[tuple[str, str, str]] = []  # (path, label, split or "")
     keys: list[str] = []
     tops = [(SPLIT_ALIASES[d.name.lower()], d) for d in subdirs] if by_split else [("", root)]
+    spellings: dict[str, int] = {}  # each class folder name as written -> its image files
     for split, top in tops:
         for cdir in _subdirs(top):
+            # Refused before anything is walked: a run would train, then its export would refuse the name.
+            check_exportable(
+                [cdir.name], f"data folder {root}", f"rename the class folder {ascii(str(cdir))} to a one-line name"
+            )
+            label = normalise(cdir.name)  # NFC: 'café' from macOS and from Linux is one class
             n_before = len(rows)
             others = []
             found, not_followed = _walk_class(cdir, root)
             ignored += not_followed
             for f in found:
                 if is_image_path(f):
-                    rows.append((str(f), cdir.name, split))
+                    rows.append((str(f), label, split))
                     keys.append(f.relative_to(root).as_posix())
                 else:
                     others.append(f)
@@ -165,13 +172,15 @@ def from_folder(
                     f"class folder {cdir} has no image files{what}; accepted extensions: "
                     f"{' '.join(IMAGE_EXTENSIONS)}. Remove the folder or add images."
                 )
+            spellings[cdir.name] = spellings.get(cdir.name, 0) + len(rows) - n_before
         if by_split:
             loose_in_split = [p for p in sorted(top.iterdir()) if p.is_file() and not p.name.startswith(".")]
             ignored += [{"path": str(p), "why": "not inside a class folder"} for p in loose_in_split]
     classes = sorted({r[1] for r in rows})
     _check_classes(classes, min_classes, f"data folder {root}", "class subfolder")
     df = pd.DataFrame(rows, columns=["path", "label", "split"])
-    notes = near_duplicate_classes(
+    notes = merged_spellings(spellings.items(), "class folders")
+    notes += near_duplicate_classes(
         df["label"], "folder names are the class names as they are: rename the folders to merge them"
     )
     if by_split:

@@ -41,11 +41,14 @@ class ScaleMap:
     def map_shape(self) -> tuple[int, int, int]:
         return tuple(int(v) for v in self.scores_map.shape)  # type: ignore[return-value]
 
-    def window_map(self, class_index: int) -> np.ndarray:
+    def window_map(self, class_index: int, fill: float = 0.0) -> np.ndarray:
         """Image-aligned map of one class on a grid of ``stride``-pixel cells.
 
-        Each cell holds the mean score of the windows that contain it, so the map
-        covers the resized image exactly (cells no window reaches hold 0).
+        Each cell holds the mean score of the windows that contain it; the grid has
+        ``ceil(side / stride)`` cells a side, so it covers the resized image (the last
+        cell may reach past its edge: :meth:`grid_extent`). Cells no window reaches (a
+        strip at the right and bottom edges where no whole window fits) hold ``fill``:
+        pass ``np.nan`` to tell them from a score of 0.
         """
         h, w = self.input_size
         s = self.stride
@@ -58,7 +61,15 @@ class ScaleMap:
             for j in range(values.shape[1]):
                 acc[i : i + wh, j : j + ww] += values[i, j]
                 cnt[i : i + wh, j : j + ww] += 1
-        return np.divide(acc, cnt, out=np.zeros_like(acc), where=cnt > 0)
+        return np.divide(acc, cnt, out=np.full_like(acc, fill), where=cnt > 0)
+
+    def grid_extent(self, image_size: tuple[int, int]) -> tuple[float, float, float, float]:
+        """Where :meth:`window_map`'s grid lies on the original image of ``image_size`` (h, w):
+        (left, right, bottom, top) in its pixels, for drawing."""
+        h, w = self.input_size
+        s = self.stride
+        rows, cols = -(-h // s), -(-w // s)
+        return (0.0, cols * s * image_size[1] / w, rows * s * image_size[0] / h, 0.0)
 
     def to_dict(self) -> dict[str, Any]:
         return {

@@ -137,6 +137,10 @@ def evaluate_runs(
         write_json_atomic(out_dir / "evaluation.json", results)
         for name, m in results.items():
             plots.confusion_matrix(
-                np.asarray(m["confusion_matrix"]), labels, out_dir / f"confusion_{Path(name).name}.png"
+                np.asarray(m["confusion_matrix"]),
+                labels,
+                out_dir / f"confusion_{Path(name).name}.png",
+                split=m["split"],
+                about=f"{Path(name).name}, tta={m['tta']}",
             )
     return results

@@ -225,7 +225,13 @@ def _finish(run: RunDir, source: Any, classes: list[str], size: tuple, cfg: Fine
     run.write_json(rd.METRICS, metrics)
     import numpy as np
 
-    plots.confusion_matrix(np.asarray(metrics["confusion_matrix"]), classes, run_dir / rd.CONFUSION)
+    plots.confusion_matrix(
+        np.asarray(metrics["confusion_matrix"]),
+        classes,
+        run_dir / rd.CONFUSION,
+        split=split,
+        about=f"{cfg.base} on {cfg.data}, {ckpt.name}",
+    )
     log(
         f"{split} top-1 accuracy {metrics['top1']:.4f}"
         + (f", top-5 {metrics['top5']:.4f}" if "top5" in metrics else "")

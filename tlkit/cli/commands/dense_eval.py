@@ -57,7 +57,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--top", type=positive_int, default=5, help="classes to show")
     p.add_argument("--batch-size", type=positive_int, default=8, help="images per forward pass")
     p.add_argument("--json", action="store_true", help="print JSON instead of tables")
-    p.add_argument("--heatmap", metavar="OUT.png", help="write the top class's score map over the image")
+    p.add_argument(
+        "--heatmap",
+        metavar="OUT.png",
+        help="write the top class's score map at the largest scale over the image; its title gives the "
+        "highest value on that map, and the edge strip no window covers is drawn grey as no data",
+    )
     p.add_argument(
         "--max-pixels",
         type=positive_int,
@@ -130,18 +135,31 @@ def dense_eval(args: argparse.Namespace) -> tuple[dict[str, Any], Any]:
     )[0]
     report = {**source, "net_stride": ev.net_stride, "window": list(ev.window), **result.to_dict()}
     if args.heatmap:
+        import numpy as np
+
         from tlkit.data.images import load_rgb
         from tlkit.plots import score_map_overlay
 
         best = result.best_map()
         top = result.top[0]
+        rgb = load_rgb(args.image, max_pixels=args.max_pixels)
+        # The title gives the value on this map (the largest scale), not the score averaged over
+        # scales; cells no window covers are drawn as no data, not as 0.
+        grid = best.window_map(top.index, fill=np.nan)
         path = score_map_overlay(
-            load_rgb(args.image, max_pixels=args.max_pixels),
-            best.window_map(top.index),
+            rgb,
+            grid,
             args.heatmap,
-            title=f"{top.name} ({top.score:.3f}) at scale {best.scale}, stride {best.stride}",
+            title=f"{top.name} at scale {best.scale} (stride {best.stride})",
+            extent=best.grid_extent(rgb.shape[:2]),
         )
         report["heatmap"] = str(path)
+        report["heatmap_map"] = {
+            "class": top.name,
+            "scale": best.scale,
+            "max": round(float(np.nanmax(grid)), 6),
+            "no_data_cells": int(np.isnan(grid).sum()),
+        }
     return report, result
 
 
@@ -206,7 +224,8 @@ def run(args: argparse.Namespace) -> int:
         [(str(t["rank"]), str(t["index"]), t["name"], f"{t['score']:.4f}") for t in report["top"]],
     )
     if report.get("heatmap"):
-        print(f"\nheatmap: {report['heatmap']}")
+        m = report["heatmap_map"]
+        print(f"\nheatmap: {report['heatmap']} ({m['class']} at scale {m['scale']}: max {m['max']:.3f} on the map)")
     return 0
 
 
