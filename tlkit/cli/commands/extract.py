@@ -89,10 +89,16 @@ def _run_beam(args: argparse.Namespace) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-    from tlkit.features.extract import extract
+    from tlkit._lock import output_lock
 
-    if args.runner == "beam":
-        return _run_beam(args)
+    # The output's lock first, before TensorFlow or a model is loaded: a second process on the same
+    # --out is refused at once, naming the holder's PID.
+    with output_lock(args.out):
+        return _run_beam(args) if args.runner == "beam" else _run_local(args)
+
+
+def _run_local(args: argparse.Namespace) -> int:
+    from tlkit.features.extract import extract
 
     res = extract(
         args.base,
