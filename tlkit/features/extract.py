@@ -115,18 +115,21 @@ def _seeded(seed: int | None) -> Iterator[None]:
         np.random.set_state(np_state)
 
 
-def _refuse_repeated_taps(spec: Any, layers: Sequence[str], taps: Sequence[str]) -> None:
-    """Refuse a layer named twice, or two names (aliases or a raw name) for one layer: the file
-    would hold the same features twice under two column names."""
+def _refuse_repeated_taps(spec: Any, layers: Sequence[str], taps: Sequence[str], size: Sequence[int]) -> None:
+    """Refuse a layer named twice, or two names (aliases or a raw name) for one layer (at a
+    non-native size ``avg_pool``/``penultimate`` are the pooled ``top`` map): the file would hold
+    the same features twice under two column names."""
     seen: dict[str, str] = {}
+    native = tuple(size) == tuple(spec.input_shape[:2])
     for name, tap in zip(layers, taps):
         concrete = spec.resolve_layer(tap)
         if concrete in seen:
             first = seen[concrete]
+            at = "" if native else f" at --input-size {size[0]} {size[1]}"
             what = (
                 f"--layer {name} is given twice"
                 if first == name
-                else f"--layer {first} and --layer {name} are the same layer ({concrete}) of {spec.name}"
+                else f"--layer {first} and --layer {name} are the same layer ({concrete}) of {spec.name}{at}"
             )
             raise ModelError(f"{what}; name each layer once")
         seen[concrete] = name
@@ -168,7 +171,7 @@ def build_tap_model(
             taps.append(spec.layers["top"])  # average-pooled below: what avg_pool computes
         else:
             taps.append(tap)
-    _refuse_repeated_taps(spec, layers, taps)  # before the network is built: a typo costs nothing
+    _refuse_repeated_taps(spec, layers, taps, size)  # before the network is built: a typo costs nothing
     with _seeded(weights_seed):
         net = tlkit.build(spec.name, weights=weights, include_top=native, input_shape=(*size, spec.input_shape[2]))
     try:
