@@ -26,7 +26,10 @@ DESCRIPTION = (
     "bytes of no supported format, an empty request or undecodable data are refused with a "
     "'tlkit serving: image_bytes[i] ...' message. "
     "The export is verified in a fresh process before it appears; an existing version is "
-    "never overwritten. Progress goes to stderr (--quiet: none). --check PATH verifies any existing export."
+    "never overwritten. OUT is locked while export runs: a second export into it is refused at "
+    "once, and the version number is picked under the lock. A write that finds no room (a full "
+    "disk, ulimit -f) is one line and leaves no version. "
+    "Progress goes to stderr (--quiet: none). --check PATH verifies any existing export."
 )
 ORDER = 60
 
