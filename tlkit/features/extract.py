@@ -315,9 +315,6 @@ def _extract_locked(
     parts.mkdir(parents=True, exist_ok=True)
     done = _done_paths(parts) if resume else set()
     todo = items[~items["path"].isin(done)].reset_index(drop=True)
-    skipped = len(report.bad_files)
-    if skipped:
-        report.write_skipped_csv(out.with_name(out.name + ".skipped.csv"))
     t0 = time.time()
     index = len(existing)
     show = sys.stderr.isatty() if progress is None else progress
@@ -383,12 +380,16 @@ def _extract_locked(
             flush(c)
     bar.close()
     seconds = time.time() - t0
-    if failed:  # met by the decoder, not by the preflight: listed with the preflight's bad files
-        report.bad_files += [preflight.BadFile(**f) for f in failed]
-        report.write_skipped_csv(out.with_name(out.name + ".skipped.csv"))
-        skipped = len(report.bad_files)
+    # Met by the decoder, not by the preflight: listed with the preflight's bad files.
+    report.bad_files += [preflight.BadFile(**f) for f in failed]
+    skipped = len(report.bad_files)
     finished = not stopped
-    if finished:
+    if finished:  # the list of skipped files goes with the output it describes: replaced with it
+        skipped_csv = out.with_name(out.name + ".skipped.csv")
+        if skipped:
+            report.write_skipped_csv(skipped_csv)
+        else:
+            skipped_csv.unlink(missing_ok=True)  # an earlier extraction's list, not this one's
         _assemble(parts, out, fmt)
     dims = {name: int(np.prod(model.output[name].shape[1:])) for name in layers}  # outputs are keyed
     return ExtractResult(
