@@ -138,3 +138,17 @@ def test_export_that_finds_no_room_is_one_line_and_leaves_no_version(tmp_path: P
     assert f"cannot write the export to {out.resolve()} (File too large" in line, line
     assert "ulimit -f" in line and "free space" in line and "no version was written" in line, line
     assert snapshot(tmp_path) == before  # no version 2, no temporary folder, no lock file
+
+
+def test_a_version_that_appears_meanwhile_is_not_blamed_on_version(tmp_path: Path):
+    """Only a writer that skips the lock can take N while an export runs; the message does not tell
+    the user to omit a --version they did not give."""
+    from tlkit.errors import AlreadyExistsError
+    from tlkit.export.versions import refuse_existing
+
+    (tmp_path / "1").mkdir()
+    with pytest.raises(AlreadyExistsError, match="appeared while this export ran") as err:
+        refuse_existing(tmp_path / "1", tmp_path, explicit=False)
+    assert "omit --version" not in str(err.value) and "(2)" in str(err.value)
+    with pytest.raises(AlreadyExistsError, match="omit --version for the next free one"):
+        refuse_existing(tmp_path / "1", tmp_path)

@@ -242,7 +242,8 @@ def export_model(
                             tmp, model, pixels, tolerance=tolerance, sample=sample
                         )
                     _write_card(tmp, model_card)
-                refuse_existing(target, out)  # a writer that does not take the lock may have taken N meanwhile
+                # A writer that does not take the lock may have taken N meanwhile.
+                refuse_existing(target, out, explicit=version is not None)
                 os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes it private; a server may run as another user
                 # Same directory, same file system: the rename is atomic, so a watcher (TF Serving)
                 # sees either no version N or a complete, verified one.
