@@ -155,7 +155,7 @@ def run(args: argparse.Namespace) -> int:
         return _run(args)
     # The model directory's lock before TensorFlow loads: a second export into it is refused at once,
     # naming the holder; the version number is picked under this lock.
-    with output_lock(_check_early(args).resolve(), inside=True):
+    with output_lock(_check_early(args), inside=True):
         return _run(args)
 
 
