@@ -227,7 +227,8 @@ def extract(
     probe's export rebuild exactly the same network, or refuse).
     ``out`` ends in ``.parquet`` or ``.npz``. Bad files are skipped and listed in
     ``OUT.skipped.csv``. ``stop_after_chunks`` stops early (as an interruption would),
-    leaving the completed parts for ``resume``.
+    leaving the completed parts for ``resume``. ``out`` is locked for the run (a second process
+    is refused); an existing ``out`` is replaced only once the new file is complete.
     """
     out = Path(out)
     fmt = out.suffix.lstrip(".").lower()
