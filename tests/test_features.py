@@ -63,21 +63,22 @@ def test_taps_reach_into_the_nested_base_of_a_finetuned_model(tmp_path):
 def test_extracted_features_equal_model_predict(tmp_path):
     data = _folder(tmp_path / "data", n=6)
     out = tmp_path / "f.parquet"
-    res = extract("efficientnet_lite0", ["penultimate", "top"], str(data), out, input_size=(64, 64), progress=False)
-    assert res.rows == 12 and res.dims == {"penultimate": 1280, "top": 1280}
+    res = extract("efficientnet_lite0", ["penultimate"], str(data), out, input_size=(64, 64), progress=False)
+    assert res.rows == 12 and res.dims == {"penultimate": 1280}
     feats, rows, meta = load_features(out)
     assert meta["model"] == "efficientnet_lite0" and meta["preprocessing"] == "lite"
     assert meta["input_size"] == [64, 64] and meta["tlkit_version"] == tlkit.__version__
-    model, _ = build_tap_model("efficientnet_lite0", ["penultimate", "top"], input_size=(64, 64))
+    # At 64x64 penultimate is the pooled top map: asking for both names one layer twice.
+    with pytest.raises(ModelError, match="penultimate and --layer top are the same layer .* at --input-size 64 64"):
+        build_tap_model("efficientnet_lite0", ["penultimate", "top"], input_size=(64, 64))
+    model, _ = build_tap_model("efficientnet_lite0", ["top"], input_size=(64, 64))
     from tlkit.data.pipeline import images_dataset
 
     images = np.concatenate(
         [np.asarray(b) for b in images_dataset(rows["path"].tolist(), image_size=(64, 64), batch_size=5)]
     )
     want = model.predict(images, verbose=0)
-    for name in ("penultimate", "top"):
-        assert np.abs(feats[name] - want[name]).max() <= 1e-5
-    np.testing.assert_allclose(feats["penultimate"], feats["top"], atol=1e-6)  # avg_pool == pooled top map
+    assert np.abs(feats["penultimate"] - want["top"]).max() <= 1e-5  # avg_pool == pooled top map
 
 
 @pytest.mark.slow

@@ -10,6 +10,7 @@ removed on any failure or interrupt; one left by a kill is recognised by
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import secrets
@@ -74,6 +75,28 @@ def move_into_place(src: str | os.PathLike, target: str | os.PathLike) -> Path:
     """
     os.replace(src, target)
     return Path(target)
+
+
+# What the operating system says when a write finds no room: a full disk, a quota, a file-size limit.
+_NO_ROOM_ERRNOS = {errno.ENOSPC, errno.EFBIG, errno.EDQUOT}
+_NO_ROOM_TEXTS = tuple(os.strerror(e) for e in sorted(_NO_ROOM_ERRNOS))
+
+
+def no_room(exc: BaseException) -> str | None:
+    """The operating system's reason when ``exc`` is a write that found no room (``No space left on
+    device``, ``File too large``, ``Disk quota exceeded``), else None.
+
+    Also for errors that carry the reason only as text, such as TensorFlow's ``SaveV2 ... File too
+    large``, which are not ``OSError``.
+    """
+    if isinstance(exc, OSError) and exc.errno in _NO_ROOM_ERRNOS:
+        return os.strerror(exc.errno)
+    if isinstance(exc, Exception):
+        text = str(exc)
+        for reason in _NO_ROOM_TEXTS:
+            if reason in text:
+                return reason
+    return None
 
 
 def pid_alive(pid: int) -> bool:

@@ -70,3 +70,7 @@ class ConversionError(TlkitError, ValueError):
 
 class ExportError(TlkitError, RuntimeError):
     """An export that cannot be written (bad model, labels or target)."""
+
+
+class OutputInUseError(TlkitError, RuntimeError):
+    """An output (run directory, features file, model directory) locked by another live tlkit process."""

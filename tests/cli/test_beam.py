@@ -28,7 +28,7 @@ FLAGS = (
     "--layer",
     "penultimate",
     "--layer",
-    "pool1",
+    "conv1",  # a second layer (pool1 is what penultimate names: one layer twice is refused)
 )
 
 # Whole CLI runs or training: the full suite runs them, the fast tier (-m 'not slow') does not.
@@ -73,7 +73,7 @@ def test_beam_extraction_equals_the_local_one(tmp_path: Path):
     ib, il = rb.sort_values("path").index, rl.sort_values("path").index
     for col in ("path", "label", "label_id", "split"):
         assert list(rb.loc[ib, col]) == list(rl.loc[il, col])
-    for layer in ("penultimate", "pool1"):
+    for layer in ("penultimate", "conv1"):
         np.testing.assert_allclose(fb[layer][ib], fl[layer][il], rtol=0, atol=1e-5)
     skipped = _skipped(tmp_path / "beam" / "f.parquet.skipped.csv")
     assert skipped == _skipped(tmp_path / "local" / "f.parquet.skipped.csv")

@@ -50,3 +50,22 @@ def test_extraction_killed_and_resumed_equals_an_uninterrupted_one(tmp_path: Pat
     b, rows_b, _ = load_features(out)
     assert list(rows_a["path"]) == list(rows_b["path"]) and len(rows_b) == 60
     np.testing.assert_array_equal(b["penultimate"], a["penultimate"])  # bit for bit
+
+
+def test_a_replacing_run_killed_midway_leaves_the_old_file_byte_identical(tmp_path: Path):
+    """--force (and --resume) replace the output only once the new one is complete: killed before
+    that, the old file is exactly as it was (it used to be deleted at the start)."""
+    data = make_shapes_folder(tmp_path / "shapes", n=20)  # 60 images: 15 parts
+    out, parts = tmp_path / "feats.parquet", tmp_path / "feats.parquet.parts"
+    res = tlkit("extract", *STREAM, "--data", data, "--out", out, cwd=tmp_path, timeout=180)
+    assert res.returncode == 0, res.stderr[-2000:]
+    old = out.read_bytes()
+    other = [a if a != "0" else "1" for a in STREAM]  # --seed 1: other weights, so other features
+    proc = start_tlkit("extract", *other, "--data", data, "--out", out, "--force", cwd=tmp_path, log=tmp_path / "k.log")
+    wait_for(lambda: len(list(parts.glob("part-*.parquet"))) >= 2, timeout=180, proc=proc, every=0.02)
+    assert stop(proc, signal.SIGKILL) == -signal.SIGKILL
+    assert out.read_bytes() == old
+    # Resuming the replacement continues it (not the old file), and only then is the file replaced.
+    res = tlkit("extract", *other, "--data", data, "--out", out, "--resume", cwd=tmp_path, timeout=180)
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert "wrote 60 rows" in res.stdout and out.read_bytes() != old and not parts.exists()

@@ -1,4 +1,5 @@
-"""Misuse from the shell: every case exits 2 with one line on stderr and no traceback.
+"""Misuse from the shell: every case exits 2 with one line on stderr and no traceback, and
+changes nothing: the whole working folder (every name, every byte) is as it was.
 
 Each row is what a user might type (a bad flag, a missing or wrong file, a bad name);
 the expected fragment is what the one line must say so that the user can fix it.
@@ -6,6 +7,7 @@ the expected fragment is what the one line must say so that the user can fix it.
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 import pytest
@@ -13,7 +15,7 @@ from conftest import assert_one_line_error, tlkit
 
 # (id, argv, fragment expected in the error line). "{tmp}" is the test's folder, which holds:
 # shapes/ (a tiny image folder), notes.txt (a text file), fake.jpg (text named .jpg),
-# empty/ (an empty folder), run_as_file (a plain file).
+# empty/ (an empty folder), run_as_file (a plain file), feats.parquet (features of shapes/ at 32x32).
 CASES = [
     ("batch-size-0", ["finetune", "--data", "{tmp}/shapes", "--batch-size", "0"], "--batch-size"),
     ("lr-nan", ["finetune", "--data", "{tmp}/shapes", "--lr", "nan"], "--lr"),
@@ -148,10 +150,50 @@ CASES = [
         ],
         "--chunk-rows",
     ),
+    (
+        "extract-resume-other-size",  # it once deleted feats.parquet, leaving only feats.parquet.parts/
+        [
+            "extract",
+            *("--base", "cifar_example", "--weights", "none", "--layer", "penultimate"),
+            *("--data", "{tmp}/shapes", "--out", "{tmp}/feats.parquet", "--resume", "--input-size", "48", "48"),
+        ],
+        "input_size: file has [32, 32], this run asks [48, 48]",
+    ),
+    (
+        "extract-layer-twice",
+        [
+            "extract",
+            *("--base", "cifar_example", "--weights", "none", "--layer", "penultimate", "--layer", "penultimate"),
+            *("--data", "{tmp}/shapes", "--out", "{tmp}/twice.parquet"),
+        ],
+        "--layer penultimate is given twice",
+    ),
+    (
+        "extract-two-names-one-layer",
+        [
+            "extract",
+            *("--base", "efficientnet_lite0", "--weights", "none", "--layer", "avg_pool", "--layer", "penultimate"),
+            *("--data", "{tmp}/shapes", "--out", "{tmp}/twice.parquet"),
+        ],
+        "--layer avg_pool and --layer penultimate are the same layer (avg_pool)",
+    ),
     ("probe-missing", ["probe", "{tmp}/nothere.parquet", "--out", "{tmp}/p"], "nothere.parquet"),
     ("probe-not-features", ["probe", "{tmp}/notes.txt", "--out", "{tmp}/p"], "notes.txt"),
     ("advise-missing", ["advise", "--data", "{tmp}/typo"], "typo"),
 ]
+
+
+def snapshot(root: Path) -> dict[str, str]:
+    """Every folder and file under ``root``, hidden ones included: relative path -> SHA-256 of the
+    bytes ("dir" for a folder, the target for a link)."""
+    out = {}
+    for p in sorted(root.rglob("*")):
+        rel = str(p.relative_to(root))
+        if p.is_symlink():
+            out[rel] = f"link -> {p.readlink()}"
+        else:
+            out[rel] = "dir" if p.is_dir() else hashlib.sha256(p.read_bytes()).hexdigest()
+    return out
 
 
 @pytest.fixture(scope="module")
@@ -164,7 +206,29 @@ def workdir(tmp_path_factory) -> Path:
     (tmp / "fake.jpg").write_text("this is not a JPEG\n")
     (tmp / "empty").mkdir()
     (tmp / "run_as_file").write_text("a file, not a folder\n")
+    res = tlkit(
+        "extract",
+        *("--base", "cifar_example", "--weights", "none", "--layer", "penultimate"),
+        *("--data", tmp / "shapes", "--out", tmp / "feats.parquet"),
+        cwd=tmp,
+        timeout=180,
+    )
+    assert res.returncode == 0 and (tmp / "feats.parquet").is_file(), res.stderr[-2000:]
     return tmp
+
+
+@pytest.fixture(autouse=True)
+def folder_unchanged(request):
+    """Every case that uses the working folder leaves it byte-identical: a refusal changes nothing."""
+    if "workdir" not in request.fixturenames:
+        yield
+        return
+    root = request.getfixturevalue("workdir")
+    before = snapshot(root)
+    yield
+    after = snapshot(root)
+    changed = sorted(k for k in before.keys() | after.keys() if before.get(k) != after.get(k))
+    assert after == before, f"the refused command changed {changed}"
 
 
 def test_at_least_25_cases():
@@ -173,10 +237,8 @@ def test_at_least_25_cases():
 
 @pytest.mark.parametrize("argv,fragment", [c[1:] for c in CASES], ids=[c[0] for c in CASES])
 def test_misuse_is_one_line_exit_2(workdir: Path, argv: list[str], fragment: str):
-    before = sorted(p.relative_to(workdir) for p in workdir.rglob("*"))
     result = tlkit(*[a.replace("{tmp}", str(workdir)) for a in argv], cwd=workdir, timeout=120)
     line = assert_one_line_error(result)
     assert fragment in line, line
     assert line.startswith("tlkit"), line
-    # A refused command creates nothing (no run folder, no output file).
-    assert sorted(p.relative_to(workdir) for p in workdir.rglob("*")) == before
+    # The folder is checked byte for byte by folder_unchanged, after this test.

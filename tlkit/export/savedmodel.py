@@ -67,9 +67,10 @@ import numpy as np
 import tensorflow as tf
 
 import tlkit
-from tlkit._io import move_into_place
+from tlkit._io import move_into_place, no_room
+from tlkit._lock import output_lock
 from tlkit.data.images import CROP_FRACTION, MAX_PIXELS
-from tlkit.errors import ConfigError, ExportError  # noqa: F401  (ExportError re-exported)
+from tlkit.errors import ConfigError, ExportError
 from tlkit.export.probes import png_header_only, probe_images, synthetic_pixels  # noqa: F401  (re-exported)
 from tlkit.export.serving import (  # noqa: F401  (re-exported)
     DEFAULT_TOP_K,
@@ -206,46 +207,57 @@ def export_model(
         raise ConfigError(f"unknown export format(s) {sorted(unknown)}; known: {', '.join(FORMATS)}")
     max_pixels = check_max_pixels(max_pixels)
     out = check_out_dir(Path(out).resolve())  # resolved: the verifying process runs in another directory
-    out.mkdir(parents=True, exist_ok=True)
-    for stale in clean_stale_temp_dirs(out):
-        say(f"removed {stale.name}, left by an export that no longer runs")
-    n = resolve_version(out, version)
-    target = out / str(n)
-    refuse_existing(target, out)
-    with _sigterm_as_interrupt():
-        tmp = Path(tempfile.mkdtemp(prefix=tmp_name(n), dir=out))
-        try:
-            say(f"writing the SavedModel (version {n})")
-            facts = save_serving_model(
-                model, labels, tmp, top_k=top_k, resize=resize, input_size=input_size, max_pixels=max_pixels
-            )
-            model_card = make_card(labels, facts, card or {}, version=n)
-            _write_card(tmp, model_card)
-            report = None
-            if verify:
-                say("verifying the SavedModel in a fresh Python process (plain TensorFlow, no tlkit)")
-                report = verify_export(tmp, model=model, probes=probes, tolerance=tolerance)
-                model_card["verification"] = card_verification(report)
+    # One export per model directory at a time, and the version is picked under the lock: a second
+    # export into OUT is refused at once (``tlkit export`` takes this lock before loading TensorFlow).
+    with output_lock(out, inside=True):
+        out.mkdir(parents=True, exist_ok=True)
+        for stale in clean_stale_temp_dirs(out):
+            say(f"removed {stale.name}, left by an export that no longer runs")
+        n = resolve_version(out, version)
+        target = out / str(n)
+        refuse_existing(target, out)
+        with _sigterm_as_interrupt():
+            tmp = Path(tempfile.mkdtemp(prefix=tmp_name(n), dir=out))
+            try:
+                say(f"writing the SavedModel (version {n})")
+                facts = save_serving_model(
+                    model, labels, tmp, top_k=top_k, resize=resize, input_size=input_size, max_pixels=max_pixels
+                )
+                model_card = make_card(labels, facts, card or {}, version=n)
                 _write_card(tmp, model_card)
-            if "tflite" in formats:
-                say("converting to TFLite (float32 and int8)")
-                size = tuple(facts["input_size"])
-                model_card["tflite"] = save_tflite(model, tmp, size=size, top_k=facts["top_k"])
+                report = None
                 if verify:
-                    pixels, sample = tflite_check_pixels(size, resize, probes, validation, validation_source)
-                    say(f"checking the TFLite models on {len(pixels)} images")
-                    model_card["tflite"]["verification"] = verify_tflite(
-                        tmp, model, pixels, tolerance=tolerance, sample=sample
-                    )
-                _write_card(tmp, model_card)
-            refuse_existing(target, out)  # another export may have taken N meanwhile
-            os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes it private; a server may run as another user
-            # Same directory, same file system: the rename is atomic, so a watcher (TF Serving)
-            # sees either no version N or a complete, verified one.
-            move_into_place(tmp, target)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
+                    say("verifying the SavedModel in a fresh Python process (plain TensorFlow, no tlkit)")
+                    report = verify_export(tmp, model=model, probes=probes, tolerance=tolerance)
+                    model_card["verification"] = card_verification(report)
+                    _write_card(tmp, model_card)
+                if "tflite" in formats:
+                    say("converting to TFLite (float32 and int8)")
+                    size = tuple(facts["input_size"])
+                    model_card["tflite"] = save_tflite(model, tmp, size=size, top_k=facts["top_k"])
+                    if verify:
+                        pixels, sample = tflite_check_pixels(size, resize, probes, validation, validation_source)
+                        say(f"checking the TFLite models on {len(pixels)} images")
+                        model_card["tflite"]["verification"] = verify_tflite(
+                            tmp, model, pixels, tolerance=tolerance, sample=sample
+                        )
+                    _write_card(tmp, model_card)
+                # A writer that does not take the lock may have taken N meanwhile.
+                refuse_existing(target, out, explicit=version is not None)
+                os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes it private; a server may run as another user
+                # Same directory, same file system: the rename is atomic, so a watcher (TF Serving)
+                # sees either no version N or a complete, verified one.
+                move_into_place(tmp, target)
+            except BaseException as exc:
+                shutil.rmtree(tmp, ignore_errors=True)
+                why = no_room(exc)
+                if why:
+                    raise ExportError(
+                        f"cannot write the export to {out} ({why}: the disk is full or a file-size limit, "
+                        f"`ulimit -f`, was reached); free space or raise the limit, or pass --out on a disk "
+                        f"with room; no version was written"
+                    ) from None
+                raise
     if report is not None:
         report["path"] = str(target)
     say(f"done: {target}")

@@ -103,8 +103,14 @@ def check_out_dir(out: str | Path) -> Path:
     return out
 
 
-def refuse_existing(target: Path, out: Path) -> None:
-    """Refuse to write over an existing version."""
+def refuse_existing(target: Path, out: Path, *, explicit: bool = True) -> None:
+    """Refuse to write over an existing version; ``explicit``: the user chose its number (--version)."""
+    if target.exists() and not explicit:
+        # The number was picked as the next free one under the lock: something that does not take it wrote N.
+        raise AlreadyExistsError(
+            f"{target} appeared while this export ran (written by a program that does not take {out}'s lock); "
+            f"run the export again for the next free version ({next_version(out)})"
+        )
     if target.exists():
         raise AlreadyExistsError(
             f"{target} already exists and versions are never overwritten; omit --version for the next free "

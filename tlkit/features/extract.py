@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shutil
 import sys
 import time
 from collections.abc import Iterator, Sequence
@@ -22,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from tlkit._lock import output_lock
 from tlkit.errors import AlreadyExistsError, DataError, ModelError
 from tlkit.features.store import (
     FORMATS,
@@ -115,6 +115,26 @@ def _seeded(seed: int | None) -> Iterator[None]:
         np.random.set_state(np_state)
 
 
+def _refuse_repeated_taps(spec: Any, layers: Sequence[str], taps: Sequence[str], size: Sequence[int]) -> None:
+    """Refuse a layer named twice, or two names (aliases or a raw name) for one layer (at a
+    non-native size ``avg_pool``/``penultimate`` are the pooled ``top`` map): the file would hold
+    the same features twice under two column names."""
+    seen: dict[str, str] = {}
+    native = tuple(size) == tuple(spec.input_shape[:2])
+    for name, tap in zip(layers, taps):
+        concrete = spec.resolve_layer(tap)
+        if concrete in seen:
+            first = seen[concrete]
+            at = "" if native else f" at --input-size {size[0]} {size[1]}"
+            what = (
+                f"--layer {name} is given twice"
+                if first == name
+                else f"--layer {first} and --layer {name} are the same layer ({concrete}) of {spec.name}{at}"
+            )
+            raise ModelError(f"{what}; name each layer once")
+        seen[concrete] = name
+
+
 def build_tap_model(
     base: str,
     layers: Sequence[str],
@@ -145,14 +165,15 @@ def build_tap_model(
     size = tuple(input_size) if input_size else tuple(spec.input_shape[:2])
     native = size == tuple(spec.input_shape[:2])
     weights_seed = seed if weights is None else None
-    with _seeded(weights_seed):
-        net = tlkit.build(spec.name, weights=weights, include_top=native, input_shape=(*size, spec.input_shape[2]))
     taps = []
     for tap in layers:
         if not native and tap in ("avg_pool", "penultimate") and "top" in spec.layers:
             taps.append(spec.layers["top"])  # average-pooled below: what avg_pool computes
         else:
             taps.append(tap)
+    _refuse_repeated_taps(spec, layers, taps, size)  # before the network is built: a typo costs nothing
+    with _seeded(weights_seed):
+        net = tlkit.build(spec.name, weights=weights, include_top=native, input_shape=(*size, spec.input_shape[2]))
     try:
         tapped = extractor(net, taps, pooling=pooling, base=spec.name)
     except ModelError:
@@ -206,20 +227,65 @@ def extract(
     probe's export rebuild exactly the same network, or refuse).
     ``out`` ends in ``.parquet`` or ``.npz``. Bad files are skipped and listed in
     ``OUT.skipped.csv``. ``stop_after_chunks`` stops early (as an interruption would),
-    leaving the completed parts for ``resume``.
+    leaving the completed parts for ``resume``. ``out`` is locked for the run (a second process
+    is refused); an existing ``out`` is replaced only once the new file is complete.
     """
+    out = Path(out)
+    fmt = out.suffix.lstrip(".").lower()
+    if fmt not in FORMATS:
+        raise DataError(f"output must end in .parquet or .npz, got {out.name!r}")
+    if out.exists() and not (resume or force):
+        raise AlreadyExistsError(f"{out} exists; pass --resume to add missing images or --force to replace it")
+    # One process per output: a second one is refused here, before any model work.
+    with output_lock(out):
+        return _extract_locked(
+            base,
+            layers,
+            data,
+            out,
+            fmt,
+            weights=weights,
+            pooling=pooling,
+            input_size=input_size,
+            batch_size=batch_size,
+            chunk_rows=chunk_rows,
+            resume=resume,
+            force=force,
+            val_split=val_split,
+            seed=seed,
+            cache_dir=cache_dir,
+            progress=progress,
+            stop_after_chunks=stop_after_chunks,
+        )
+
+
+def _extract_locked(
+    base: str,
+    layers: Sequence[str],
+    data: str,
+    out: Path,
+    fmt: str,
+    *,
+    weights: str | None,
+    pooling: str,
+    input_size: tuple[int, int] | None,
+    batch_size: int,
+    chunk_rows: int,
+    resume: bool,
+    force: bool,
+    val_split: float,
+    seed: int,
+    cache_dir: str | None,
+    progress: bool | None,
+    stop_after_chunks: int | None,
+) -> ExtractResult:
+    """:func:`extract` with the output's lock held."""
     from tqdm import tqdm
 
     from tlkit.data import pipeline as tldata
     from tlkit.data import preflight
 
-    out = Path(out)
-    fmt = out.suffix.lstrip(".").lower()
-    if fmt not in FORMATS:
-        raise DataError(f"output must end in .parquet or .npz, got {out.name!r}")
     parts = out.with_name(out.name + ".parts")
-    if out.exists() and not (resume or force):
-        raise AlreadyExistsError(f"{out} exists; pass --resume to add missing images or --force to replace it")
     # The model first: a layer that does not exist fails before the images are read.
     model, meta = build_tap_model(base, layers, weights=weights, input_size=input_size, pooling=pooling, seed=seed)
     source = tldata.resolve(data, val_split=val_split, seed=seed, cache_dir=cache_dir)
@@ -231,24 +297,25 @@ def extract(
     report = preflight.check(source, progress=False)
     items = report.clean_items().sort_values("path", kind="stable").reset_index(drop=True)
     meta.update({"data": data, "classes": list(source.classes), "seed": seed, "val_split": val_split})
-    if force and not resume:  # only now, with the model built and the data checked: a typo loses nothing
-        out.unlink(missing_ok=True)
-        shutil.rmtree(parts, ignore_errors=True)
-    parts.mkdir(parents=True, exist_ok=True)
-    if resume and out.exists():
-        _adopt_finished(out, parts, fmt)
-    existing = sorted(parts.glob("part-*.parquet"))
-    if resume and existing:
-        _check_same_extraction(existing[0], meta)
-    done = _done_paths(parts) if resume else set()
-    if not resume:
+    # Every refusal comes before anything is written, and the old output stays until the new one is
+    # complete (_assemble renames it into place): a refused or interrupted run leaves the file as it was.
+    existing = sorted(parts.glob("part-*.parquet")) if parts.is_dir() else []
+    if resume:
+        # Parts left by an interrupted run already hold the finished file's rows (copied first) or
+        # belong to the run that is replacing it; otherwise the finished file is the starting point.
+        if existing:
+            _check_same_extraction(existing[0], meta)
+        elif out.exists():
+            _check_same_extraction(out, meta)
+            _adopt_finished(out, parts, fmt)
+            existing = sorted(parts.glob("part-*.parquet"))
+    else:  # a plain run or --force: parts of an earlier interrupted run are not reused
         for p in existing:
             p.unlink()
         existing = []
+    parts.mkdir(parents=True, exist_ok=True)
+    done = _done_paths(parts) if resume else set()
     todo = items[~items["path"].isin(done)].reset_index(drop=True)
-    skipped = len(report.bad_files)
-    if skipped:
-        report.write_skipped_csv(out.with_name(out.name + ".skipped.csv"))
     t0 = time.time()
     index = len(existing)
     show = sys.stderr.isatty() if progress is None else progress
@@ -314,12 +381,16 @@ def extract(
             flush(c)
     bar.close()
     seconds = time.time() - t0
-    if failed:  # met by the decoder, not by the preflight: listed with the preflight's bad files
-        report.bad_files += [preflight.BadFile(**f) for f in failed]
-        report.write_skipped_csv(out.with_name(out.name + ".skipped.csv"))
-        skipped = len(report.bad_files)
+    # Met by the decoder, not by the preflight: listed with the preflight's bad files.
+    report.bad_files += [preflight.BadFile(**f) for f in failed]
+    skipped = len(report.bad_files)
     finished = not stopped
-    if finished:
+    if finished:  # the list of skipped files goes with the output it describes: replaced with it
+        skipped_csv = out.with_name(out.name + ".skipped.csv")
+        if skipped:
+            report.write_skipped_csv(skipped_csv)
+        else:
+            skipped_csv.unlink(missing_ok=True)  # an earlier extraction's list, not this one's
         _assemble(parts, out, fmt)
     dims = {name: int(np.prod(model.output[name].shape[1:])) for name in layers}  # outputs are keyed
     return ExtractResult(

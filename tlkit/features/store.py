@@ -56,16 +56,20 @@ def _chunk_table(rows: Any, feats: dict[str, np.ndarray], meta: dict) -> Any:
     return table.replace_schema_metadata({META_KEY: json.dumps(meta, sort_keys=True).encode()})
 
 
-def _check_same_extraction(part: Path, meta: dict) -> None:
+def _check_same_extraction(source: Path, meta: dict) -> None:
     """Refuse to resume with another model, layer set, pooling, size or weights: one file,
-    one feature space."""
+    one feature space. ``source`` is a part or a finished features file; nothing is written."""
     import pyarrow.parquet as pq
 
-    schema_meta = pq.read_schema(part).metadata or {}
-    old = json.loads(schema_meta.get(META_KEY, b"{}"))
+    if source.parent.name.endswith(".parts"):
+        schema_meta = pq.read_schema(source).metadata or {}
+        old = json.loads(schema_meta.get(META_KEY, b"{}"))
+        where = source.parent
+    else:
+        old, where = load_features_meta(source), source
     if old.get("weights", "imagenet") is None and old.get("weights_seed") is None:
         raise DataError(
-            f"cannot resume {part.parent}: its rows come from random weights (--weights none) whose "
+            f"cannot resume {where}: its rows come from random weights (--weights none) whose "
             f"seed was not recorded, so no run can rebuild that network; use --force to start over"
         )
     keys = ("model", "layers", "pooling", "input_size", "weights", "weights_seed", "preprocessing", "data")
@@ -75,7 +79,8 @@ def _check_same_extraction(part: Path, meta: dict) -> None:
     if diff:
         detail = "; ".join(f"{k}: file has {a!r}, this run asks {b!r}" for k, (a, b) in diff.items())
         raise DataError(
-            f"cannot resume {part.parent}: it was extracted differently ({detail}); use --force to start over"
+            f"cannot resume {where}: it was extracted differently ({detail}); use --force to start over "
+            f"(the file is kept until the new one is complete)"
         )
 
 
@@ -89,15 +94,21 @@ def _done_paths(parts: Path) -> set[str]:
 
 
 def _adopt_finished(out: Path, parts: Path, fmt: str) -> None:
-    """Turn a finished file back into parts so new images can be appended in order."""
+    """Copy a finished file into parts so new images can be appended in order.
+
+    ``out`` itself stays until the new file replaces it (:func:`_assemble`), and the parts
+    folder appears complete or not at all: an interruption here loses nothing.
+    """
+    import pyarrow as pa
     import pyarrow.parquet as pq
 
     table = pq.read_table(out) if fmt == "parquet" else _npz_to_table(out)
-    for i, batch in enumerate(table.to_batches(max_chunksize=1 << 30)):
-        import pyarrow as pa
-
-        _write_part(pa.Table.from_batches([batch], schema=table.schema), _part_path(parts, i))
-    out.unlink()
+    if parts.is_dir():  # holds no complete part (the caller checked): at most a killed writer's temporary
+        shutil.rmtree(parts)
+    with atomic_path(parts) as tmp:
+        tmp.mkdir()
+        for i, batch in enumerate(table.to_batches(max_chunksize=1 << 30)):
+            _write_part(pa.Table.from_batches([batch], schema=table.schema), _part_path(tmp, i))
 
 
 def _assemble(parts: Path, out: Path, fmt: str) -> None:

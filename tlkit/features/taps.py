@@ -164,8 +164,14 @@ def extractor(
         raise ModelError("name at least one layer to tap")
     inputs = keras.Input(shape=model.input_shape[1:], name="image")
     outputs = []
+    seen: dict[str, str] = {}
     for tap in layers:
         concrete = resolve_tap(model, tap, base=base)
+        if concrete in seen:  # one layer twice: the same features under two names (and clashing layer names)
+            first = seen[concrete]
+            same = f"{tap!r} is named twice" if first == tap else f"{first!r} and {tap!r} are the same layer"
+            raise ModelError(f"layer {same} ({concrete!r} of {model.name!r}); name each layer once")
+        seen[concrete] = tap
         path, layer = _find_layer(model, concrete)  # type: ignore[misc]
         y = _tensor_in_graph(model, inputs, path, layer)
         outputs.append(_pool(y, pooling, f"tap_{tap}"))

@@ -27,7 +27,10 @@ DESCRIPTION = (
     "bytes of no supported format, an empty request or undecodable data are refused with a "
     "'tlkit serving: image_bytes[i] ...' message. "
     "The export is verified in a fresh process before it appears; an existing version is "
-    "never overwritten. Progress goes to stderr (--quiet: none). --check PATH verifies any existing export."
+    "never overwritten. OUT is locked while export runs: a second export into it is refused at "
+    "once, and the version number is picked under the lock. A write that finds no room (a full "
+    "disk, ulimit -f) is one line and leaves no version. "
+    "Progress goes to stderr (--quiet: none). --check PATH verifies any existing export."
 )
 ORDER = 60
 
@@ -131,23 +134,33 @@ class _Progress:
         self._out = None
 
 
-def _check_early(args: argparse.Namespace) -> None:
-    """Refusals that need no TensorFlow (target directory, version, run directory): instant."""
+def _check_early(args: argparse.Namespace) -> Path:
+    """Refusals that need no TensorFlow (target directory, version, run directory): instant.
+    Returns the model directory."""
     from tlkit.errors import NotFoundError
     from tlkit.export.versions import check_target, default_out
 
     if args.run_dir and not Path(args.run_dir).is_dir():
         raise NotFoundError(f"run directory {args.run_dir} does not exist (a folder made by `tlkit finetune`)")
     out = Path(args.out) if args.out else default_out(base=args.base, run_dir=args.run_dir)
-    check_target(out, args.version)
+    return check_target(out, args.version)
 
 
 def run(args: argparse.Namespace) -> int:
+    from tlkit._lock import output_lock
+
     sources = [bool(args.run_dir), bool(args.base), bool(args.check)]
     if sum(sources) != 1:
         raise _fail("give exactly one of RUN_DIR, --base NAME or --check PATH")
-    if not args.check:
-        _check_early(args)
+    if args.check:
+        return _run(args)
+    # The model directory's lock before TensorFlow loads: a second export into it is refused at once,
+    # naming the holder; the version number is picked under this lock.
+    with output_lock(_check_early(args), inside=True):
+        return _run(args)
+
+
+def _run(args: argparse.Namespace) -> int:
     with _Progress(not args.quiet) as progress:  # stderr: --json output on stdout stays clean
         progress("loading TensorFlow")
         from tlkit.export import savedmodel as export

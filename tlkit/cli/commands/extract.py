@@ -20,7 +20,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="layer to tap (alias fc6/fc7/pool5/avg_pool/penultimate or a raw name); repeatable",
     )
     p.add_argument("--data", required=True, help="folder, CSV manifest, or builtin:NAME")
-    p.add_argument("--out", required=True, help="output file, .parquet or .npz")
+    p.add_argument(
+        "--out",
+        required=True,
+        help="output file, .parquet or .npz; locked while extract runs (a second process on it is refused)",
+    )
     p.add_argument("--weights", default="imagenet", help="'imagenet', a weights file, or 'none'")
     p.add_argument(
         "--pooling",
@@ -53,7 +57,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         '--temp_location=gs://B/tmp")',
     )
     p.add_argument("--resume", action="store_true", help="skip images already in the output")
-    p.add_argument("--force", action="store_true", help="replace an existing output")
+    p.add_argument(
+        "--force",
+        action="store_true",
+        help="replace an existing output (the old file stays until the new one is complete)",
+    )
 
 
 def _run_beam(args: argparse.Namespace) -> int:
@@ -89,10 +97,16 @@ def _run_beam(args: argparse.Namespace) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-    from tlkit.features.extract import extract
+    from tlkit._lock import output_lock
 
-    if args.runner == "beam":
-        return _run_beam(args)
+    # The output's lock first, before TensorFlow or a model is loaded: a second process on the same
+    # --out is refused at once, naming the holder's PID.
+    with output_lock(args.out):
+        return _run_beam(args) if args.runner == "beam" else _run_local(args)
+
+
+def _run_local(args: argparse.Namespace) -> int:
+    from tlkit.features.extract import extract
 
     res = extract(
         args.base,
