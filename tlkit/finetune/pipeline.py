@@ -147,6 +147,20 @@ def _write_data_report(run: RunDir, report: Any) -> None:
     report.write_skipped_csv(run / rd.SKIPPED)
 
 
+def _record_interruption(run: RunDir, log: Log) -> None:
+    """train.log's line for a SIGINT or SIGTERM: what is kept and how to go on."""
+    from tlkit import _signals
+
+    try:
+        done = int(run.read_state().get("next_epoch", 0))
+    except (OSError, ValueError):
+        done = 0
+    log.record(
+        f"interrupted by {_signals.interrupting_name()} after {done} finished epoch(s); "
+        + ("they are kept: continue with --resume" if done else "no epoch finished, so none is kept")
+    )
+
+
 def finetune(
     cfg: FinetuneConfig,
     *,
@@ -304,7 +318,12 @@ def finetune(
                 class_weight,
                 log,
             )
-            metrics = train_and_finish(job, state, resume=resume, callbacks=callbacks, quiet=quiet)
+            try:
+                metrics = train_and_finish(job, state, resume=resume, callbacks=callbacks, quiet=quiet)
+            except KeyboardInterrupt:
+                if run is not None:
+                    _record_interruption(run, log)
+                raise
         finally:
             if run is not None:
                 run.close()  # interrupted before the first checkpoint: a replaced run is put back

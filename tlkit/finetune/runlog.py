@@ -25,6 +25,14 @@ class Log:
         with open(self.path, "a") as f:
             f.write(line)
 
+    def record(self, msg: str) -> None:
+        """A line for ``train.log`` only (the console gets the command's own line)."""
+        quiet, self.quiet = self.quiet, True
+        try:
+            self(msg)
+        finally:
+            self.quiet = quiet
+
     def attach(self, path: Path) -> None:
         self.path = path
         with open(path, "a") as f:
