@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import time
 from pathlib import Path
 
@@ -32,6 +33,11 @@ class Log:
             self(msg)
         finally:
             self.quiet = quiet
+
+    def warn(self, msg: str) -> None:
+        """A line on stderr (``--quiet`` too: it is not progress) and in ``train.log``."""
+        print(f"warning: {msg}", file=sys.stderr, flush=True)
+        self.record(f"warning: {msg}")
 
     def attach(self, path: Path) -> None:
         self.path = path
