@@ -268,11 +268,14 @@ def finetune(
         # A kill before the first state.json leaves no epoch to resume from: start over.
         if not (state and any((run / n).exists() for n in rd.CHECKPOINTS)):
             state = {}
+        resumed_from = rd.LAST
         recorded_state = state  # what state.json says; a fallback to best.keras resumes from an earlier epoch
         with strategy.scope():
             if state:
                 # Verified before any training: last.keras, else best.keras (saying so).
-                model, state = run_files.load_resume_checkpoint(run.path, state, run.load_checkpoint, log.warn)
+                model, state, resumed_from = run_files.load_resume_checkpoint(
+                    run.path, state, run.load_checkpoint, log.warn
+                )
             else:
                 model = heads.build_classifier(
                     cfg.base,
@@ -312,8 +315,7 @@ def finetune(
                 if state is not recorded_state:
                     run.write_state(state)  # the epoch best.keras holds: training goes on from there
                 if state:
-                    ckpt = rd.LAST if state is recorded_state else rd.BEST
-                    log(f"resumed from {run / ckpt} at epoch {state.get('next_epoch')}")
+                    log(f"resumed from {run / resumed_from} at epoch {state.get('next_epoch')}")
             job = TrainingJob(
                 cfg,
                 run,

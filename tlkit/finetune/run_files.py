@@ -280,8 +280,9 @@ def resume_from_best(run: Path, state: dict) -> dict | None:
 
 def load_resume_checkpoint(
     run: Path, state: dict, load: Callable[[Path], Any], log: Callable[[str], None]
-) -> tuple[Any, dict]:
-    """(model, state to resume from): ``last.keras``, else the newest checkpoint that loads.
+) -> tuple[Any, dict, str]:
+    """(model, state to resume from, its checkpoint's name): ``last.keras``, else the newest
+    checkpoint that loads.
 
     Each is verified before any training. When ``last.keras`` is damaged or missing and
     ``best.keras`` loads, the run resumes right after the epoch ``best.keras`` holds (the later
@@ -299,7 +300,7 @@ def load_resume_checkpoint(
         if state.get("best") is not None and not (run / BEST).is_file():
             log(f"{run / BEST} is missing: the epochs still to train choose a new one")
             state = {**state, "best": None}
-        return model, state
+        return model, state, LAST
     fallback = resume_from_best(run, state) if (run / BEST).is_file() else None
     if fallback is not None:
         try:
@@ -311,7 +312,7 @@ def load_resume_checkpoint(
                 f"{problems[0]}: resuming from {BEST} instead, after epoch {fallback['next_epoch'] - 1} "
                 f"(the epochs after it are trained again)"
             )
-            return model, fallback
+            return model, fallback, BEST
     raise DamagedFileError(
         f"no checkpoint of {run} can be resumed from: {', and '.join(problems)}"
         + ("" if fallback is not None or not (run / BEST).is_file() else f"; {BEST}'s epoch is not in history.csv"),
