@@ -14,6 +14,9 @@ A run directory cannot lose work:
   (:class:`tlkit.finetune.runlock.RunLock`);
 * temporary files (``.NAME.tmp``, ``.NAME.tmp.keras``) never survive: removed on
   interrupt and, after a kill, by the next run or resume.
+* ``state.json`` keeps the size and SHA-256 of the checkpoints, ``config.json``,
+  ``labels.json`` and ``history.csv`` it vouches for; a damaged file is named when it is
+  read, before any training (:mod:`tlkit.finetune.run_files`).
 
 No Keras or TensorFlow at import (the CLI checks a run directory before starting them).
 """
