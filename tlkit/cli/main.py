@@ -13,6 +13,7 @@ from types import ModuleType
 from typing import NoReturn
 
 import tlkit
+from tlkit import _signals
 from tlkit._quiet_tf import install_quiet_import_hook
 from tlkit.cli import commands as _commands_pkg
 from tlkit.errors import ConfigError, TlkitError
@@ -38,6 +39,16 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
+EXIT_STATUS = """exit status:
+  0    done
+  1    a bug in tlkit (traceback shown), or a check that ran and found problems
+  2    a usage, input or damaged-file error: one line on stderr naming the file or value and the fix
+  130  interrupted by Ctrl-C (SIGINT)
+  143  interrupted by SIGTERM (kill, a scheduler): handled as Ctrl-C is. Either way one line is
+       printed, temporary files are removed, and the work done so far is kept: finetune and
+       extract continue with --resume (finetune's train.log records the interruption)"""
+
+
 def _command_modules() -> list[ModuleType]:
     mods = [
         importlib.import_module(f"tlkit.cli.commands.{m.name}")
@@ -52,6 +63,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="tlkit",
         description="Don't be a hero: take an ImageNet-pretrained model and finetune it on your images.",
+        epilog=EXIT_STATUS,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"tlkit {tlkit.__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
@@ -85,7 +98,9 @@ def main(argv: list[str] | None = None) -> int:
 
     Exit status: 0 done; 2 a usage or input error (one line on stderr); 1 a bug (traceback
     shown), or a check that ran and found problems (``check-data --strict``, a failed export
-    verification, no model matching a pattern); 130 interrupted.
+    verification, no model matching a pattern); 130 interrupted by SIGINT (Ctrl-C), 143 by
+    SIGTERM (``kill``): 128 + the signal's number, as a shell reports it. Both take the same path
+    (work kept for ``--resume``, temporary files removed) and print one line.
     """
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -97,6 +112,7 @@ def main(argv: list[str] | None = None) -> int:
     if verbose:
         os.environ["TLKIT_VERBOSE"] = "1"  # for library code and the processes it starts
     try:
+        _signals.sigterm_as_sigint()
         install_quiet_import_hook(verbose)
         return int(args._run(args) or 0)
     except BrokenPipeError:
@@ -115,8 +131,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"tlkit {args.command}: error: {_os_error_text(exc)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print(f"tlkit {args.command}: interrupted", file=sys.stderr)
-        return 130
+        hint = "; run the same command with --resume to continue" if getattr(args, "resume", None) is not None else ""
+        print(f"tlkit {args.command}: interrupted ({_signals.interrupting_name()}){hint}", file=sys.stderr)
+        return _signals.interrupted_exit_code()
     except Exception:
         traceback.print_exc()
         print(

@@ -370,8 +370,7 @@ def export_run(run_dir: str | Path, out: str | Path | None = None, **kwargs: Any
     out = check_target(Path(out) if out else default_out(run_dir=run), kwargs.get("version"))
     (kwargs.get("progress") or _quiet)(f"loading the run {run}")
     model, labels, config = load_run(run)
-    metrics_path = run / "metrics.json"
-    metrics = json.loads(metrics_path.read_text()) if metrics_path.is_file() else None
+    metrics = RunDir(run).read_json("metrics.json")  # a damaged one is named, not a traceback
     base = config.get("base")
     mode = None
     try:

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from tlkit.errors import DataError, NotFoundError
+from tlkit.finetune import run_files
 from tlkit.finetune.rundir import RunDir
 
 
@@ -16,22 +16,33 @@ def load_run(run_dir: str | Path) -> tuple[Any, list[str], dict]:
 
     The checkpoint is ``best.keras`` (else ``last.keras``); class names come from
     ``labels.json`` (a JSON list) or ``labels.txt`` (one per line); ``config.json``
-    is optional (``{}`` when absent).
+    is optional (``{}`` when absent). A damaged checkpoint or JSON file, or labels that do
+    not match the checkpoint's outputs, raise
+    :class:`~tlkit.finetune.run_files.DamagedFileError` naming the file and the fix.
     """
     run = Path(run_dir)
     if not run.is_dir():
         raise NotFoundError(f"run directory {run} does not exist")
-    ckpt = RunDir(run).require_checkpoint()  # best.keras, else last.keras
+    rd = RunDir(run)
+    ckpt = rd.require_checkpoint()  # best.keras, else last.keras
     if (run / "labels.json").exists():
-        labels = json.loads((run / "labels.json").read_text(encoding="utf-8"))
-        if not isinstance(labels, list):
-            raise DataError(f"{run / 'labels.json'}: expected a JSON list of class names")
+        run_files.check_labels(run)  # not JSON, or not what the run wrote: blamed, not the data
+        labels = rd.read_json("labels.json")
     elif (run / "labels.txt").exists():
         labels = [ln.strip() for ln in (run / "labels.txt").read_text(encoding="utf-8").splitlines() if ln.strip()]
     else:
         raise NotFoundError(f"{run} has no labels.json or labels.txt")
-    config = json.loads((run / "config.json").read_text()) if (run / "config.json").exists() else {}
-    return RunDir(run).load_checkpoint(ckpt, compile=False), [str(v) for v in labels], config
+    config = rd.read_json("config.json", {}) or {}
+    model = rd.load_checkpoint(ckpt, compile=False)
+    outputs = int(model.output_shape[-1])
+    if outputs != len(labels):
+        name = "labels.json" if (run / "labels.json").exists() else "labels.txt"
+        raise run_files.DamagedFileError(
+            f"{run / name} names {len(labels)} classes, but {ckpt.name} outputs {outputs}",
+            f"{name} was damaged or edited: restore it from a copy (the class names in the order the run was "
+            f"trained on)",
+        )
+    return model, [str(v) for v in labels], config
 
 
 def evaluate_runs(

@@ -28,6 +28,7 @@ from tlkit.distribute import (
     is_chief,
 )
 from tlkit.errors import ConfigError, DataError, RunDirError
+from tlkit.finetune import run_files
 from tlkit.finetune import rundir as rd
 from tlkit.finetune.config import RUNS_DIR, FinetuneConfig, check_config, same_data  # noqa: F401  (public here too)
 from tlkit.finetune.rundir import RunDir
@@ -128,8 +129,15 @@ def _prepare(
             }
         )
         check_config(cfg)
-        if run.read_state().get("done"):
+        state = run.read_state()
+        if state.get("done"):
             plan = "done"
+        else:
+            # Damage is found now, before any data is read or any epoch trained.
+            run_files.check_labels(run.path)
+            run_files.check_history(run.path, state)
+            if (run / rd.BEST).is_file():  # read only at the end: checked now, not after the epochs
+                run_files.check_checkpoint(run / rd.BEST, run_files.BEST_FIX)
     return cfg, run, plan
 
 
@@ -145,6 +153,20 @@ def _write_data_report(run: RunDir, report: Any) -> None:
     run.write_json(rd.DATA_REPORT_JSON, report.to_dict())
     run.write_text(rd.DATA_REPORT_TXT, report.to_text())
     report.write_skipped_csv(run / rd.SKIPPED)
+
+
+def _record_interruption(run: RunDir, log: Log) -> None:
+    """train.log's line for a SIGINT or SIGTERM: what is kept and how to go on."""
+    from tlkit import _signals
+
+    try:
+        done = int(run.read_state().get("next_epoch", 0))
+    except (OSError, ValueError):
+        done = 0
+    log.record(
+        f"interrupted by {_signals.interrupting_name()} after {done} finished epoch(s); "
+        + ("they are kept: continue with --resume" if done else "no epoch finished, so none is kept")
+    )
 
 
 def finetune(
@@ -244,11 +266,16 @@ def finetune(
         stage2 = dataclasses.replace(stage1, stage=2, epochs=cfg.finetune_epochs, lr=cfg.finetune_lr)
         log(f"distribution: {type(strategy).__name__}, {strategy.num_replicas_in_sync} replica(s) in sync")
         # A kill before the first state.json leaves no epoch to resume from: start over.
-        if not (state and (run / rd.LAST).exists()):
+        if not (state and any((run / n).exists() for n in rd.CHECKPOINTS)):
             state = {}
+        resumed_from = rd.LAST
+        recorded_state = state  # what state.json says; a fallback to best.keras resumes from an earlier epoch
         with strategy.scope():
             if state:
-                model = run.load_checkpoint(run / rd.LAST)
+                # Verified before any training: last.keras, else best.keras (saying so).
+                model, state, resumed_from = run_files.load_resume_checkpoint(
+                    run.path, state, run.load_checkpoint, log.warn
+                )
             else:
                 model = heads.build_classifier(
                     cfg.base,
@@ -277,7 +304,7 @@ def finetune(
                 log.attach(run / rd.LOG)
                 if run.took_over:
                     log(f"took over the lock of {RunLock.describe(run.took_over)}, which is no longer running")
-                if state and run.read_state() != state:
+                if state and run.read_state() != recorded_state:
                     raise RunDirError(
                         f"{run.path} changed while this resume was starting (another tlkit process?); "
                         f"run the command again"
@@ -285,8 +312,10 @@ def finetune(
                 run.write_json(rd.CONFIG, {**asdict(cfg), "tlkit_version": tlkit.__version__})
                 run.write_json(rd.LABELS, classes)
                 _write_data_report(run, report)
+                if state is not recorded_state:
+                    run.write_state(state)  # the epoch best.keras holds: training goes on from there
                 if state:
-                    log(f"resumed from {run / rd.LAST} at epoch {state.get('next_epoch')}")
+                    log(f"resumed from {run / resumed_from} at epoch {state.get('next_epoch')}")
             job = TrainingJob(
                 cfg,
                 run,
@@ -304,7 +333,12 @@ def finetune(
                 class_weight,
                 log,
             )
-            metrics = train_and_finish(job, state, resume=resume, callbacks=callbacks, quiet=quiet)
+            try:
+                metrics = train_and_finish(job, state, resume=resume, callbacks=callbacks, quiet=quiet)
+            except KeyboardInterrupt:
+                if run is not None:
+                    _record_interruption(run, log)
+                raise
         finally:
             if run is not None:
                 run.close()  # interrupted before the first checkpoint: a replaced run is put back

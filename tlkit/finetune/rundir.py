@@ -14,6 +14,9 @@ A run directory cannot lose work:
   (:class:`tlkit.finetune.runlock.RunLock`);
 * temporary files (``.NAME.tmp``, ``.NAME.tmp.keras``) never survive: removed on
   interrupt and, after a kill, by the next run or resume.
+* ``state.json`` keeps the size and SHA-256 of the checkpoints, ``config.json``,
+  ``labels.json`` and ``history.csv`` it vouches for; a damaged file is named when it is
+  read, before any training (:mod:`tlkit.finetune.run_files`).
 
 No Keras or TensorFlow at import (the CLI checks a run directory before starting them).
 """
@@ -29,6 +32,7 @@ from typing import Any
 
 from tlkit._io import move_into_place, write_json_atomic, write_text_atomic
 from tlkit.errors import AlreadyExistsError, NotFoundError, RunDirError
+from tlkit.finetune import run_files
 from tlkit.finetune.runlock import RunLock
 
 LOCK = ".tlkit.lock"
@@ -107,22 +111,36 @@ class RunDir:
         return ckpt
 
     def load_checkpoint(self, path: Path | None = None, **kwargs: Any) -> Any:
-        """Load a checkpoint (default: :meth:`checkpoint`) with tlkit's custom layers registered."""
-        from tlkit._keras_objects import register
+        """Load a checkpoint (default: :meth:`checkpoint`) with tlkit's custom layers registered.
 
-        register()
-        import keras
-
-        return keras.saving.load_model(path or self.require_checkpoint(), **kwargs)
+        One that is damaged raises :class:`~tlkit.finetune.run_files.DamagedFileError` naming it."""
+        path = Path(path or self.require_checkpoint())
+        if not path.is_file():
+            raise NotFoundError(f"{path} does not exist")
+        return run_files.load_checkpoint(path, **kwargs)
 
     # -- files --
 
     def read_json(self, name: str, default: Any = None) -> Any:
+        """A JSON file of the run (``default`` if absent); one that is not JSON raises
+        :class:`~tlkit.finetune.run_files.DamagedFileError` naming it and the fix."""
         p = self.path / name
-        return json.loads(p.read_text(encoding="utf-8")) if p.is_file() else default
+        return run_files.load_json(p) if p.is_file() else default
 
     def write_json(self, name: str, data: Any) -> Path:
-        return write_json_atomic(self.path / name, data)
+        path = write_json_atomic(self.path / name, data)
+        if name in run_files.CHECKSUMMED and name != STATE:
+            self._refresh_checksums()
+        return path
+
+    def _refresh_checksums(self) -> None:
+        """state.json's checksums again, after a file it records was rewritten (config, labels)."""
+        try:
+            state = json.loads((self.path / STATE).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return  # no state yet (the first epoch writes it), or a damaged one (its reader says so)
+        if isinstance(state, dict) and "files" in state:
+            self.write_state(state)
 
     def write_text(self, name: str, text: str) -> Path:
         return write_text_atomic(self.path / name, text)
@@ -134,7 +152,14 @@ class RunDir:
         return self.read_json(STATE, {}) or {}
 
     def write_state(self, state: dict) -> Path:
-        return self.write_json(STATE, state)
+        """``state.json``, with the size and SHA-256 of the files it vouches for
+        (:data:`~tlkit.finetune.run_files.CHECKSUMMED`), taken now that they are complete."""
+        try:
+            previous = json.loads((self.path / STATE).read_text(encoding="utf-8")).get("files")
+        except (OSError, ValueError, AttributeError):
+            previous = None
+        files = run_files.digests(self.path, previous)
+        return write_json_atomic(self.path / STATE, {**state, "files": files})
 
     def read_labels(self) -> list | None:
         return self.read_json(LABELS)
@@ -195,6 +220,8 @@ class RunDir:
             if not p.exists():
                 raise NotFoundError(f"nothing to resume: {p} does not exist; start the run without --resume")
             if not self.is_run():
+                if (p / CONFIG).is_file():
+                    self.read_config()  # a damaged config.json is named as such
                 raise RunDirError(
                     f"cannot resume {p}: it is not a tlkit run (no config.json with its data and "
                     f"base); start a new run with another --name"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import time
 from pathlib import Path
 
@@ -24,6 +25,19 @@ class Log:
             return
         with open(self.path, "a") as f:
             f.write(line)
+
+    def record(self, msg: str) -> None:
+        """A line for ``train.log`` only (the console gets the command's own line)."""
+        quiet, self.quiet = self.quiet, True
+        try:
+            self(msg)
+        finally:
+            self.quiet = quiet
+
+    def warn(self, msg: str) -> None:
+        """A line on stderr (``--quiet`` too: it is not progress) and in ``train.log``."""
+        print(f"warning: {msg}", file=sys.stderr, flush=True)
+        self.record(f"warning: {msg}")
 
     def attach(self, path: Path) -> None:
         self.path = path

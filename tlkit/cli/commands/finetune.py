@@ -109,10 +109,6 @@ def _must_match(args: argparse.Namespace) -> tuple[str, ...]:
     return ("data", "base") if getattr(args, "base", None) else ("data",)
 
 
-def _interrupt_on_sigterm(signum: int, frame: object) -> None:
-    raise KeyboardInterrupt
-
-
 def _launch(args: argparse.Namespace) -> int:
     """``--workers N``: the same command as N processes of one multi-worker job."""
     from tlkit.distribute import launch_local_workers
@@ -144,13 +140,10 @@ def _launch(args: argparse.Namespace) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-    import signal
-
     from tlkit.finetune.pipeline import finetune
 
-    # `kill` and schedulers send SIGTERM: handled like Ctrl-C, so the run directory is released
+    # SIGTERM is handled as Ctrl-C by tlkit.cli.main, so the run directory is released
     # (lock removed, temporary files deleted, a replaced run put back) before the exit.
-    signal.signal(signal.SIGTERM, _interrupt_on_sigterm)
     if args.workers and not os.environ.get("TF_CONFIG"):
         return _launch(args)
     metrics = finetune(
