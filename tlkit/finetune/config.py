@@ -135,8 +135,9 @@ class FinetuneConfig:
         True,
         "bit-reproducible ops on CPU: the same seed and data give the same metrics, and a one-process run "
         "stopped (Ctrl-C, SIGTERM, SIGKILL) and continued with --resume gives the uninterrupted run's history "
-        "and weights, except with --cache, tfds: data or in stage 1 of --cache-features, whose shuffle "
-        "restarts on resume; --no-deterministic trades exactness for speed",
+        "and weights, except with --cache, tfds: data or in stage 1 of --cache-features (their shuffle "
+        "restarts) and with --schedule plateau or --early-stopping (their patience counts restart); "
+        "--no-deterministic trades exactness for speed",
         kind="flag",
         flag="--no-deterministic",
     )
