@@ -72,6 +72,7 @@ def make_dataset(
     channels: int = 3,
     skip_undecodable: bool = False,
     cache_budget: int | str | None = None,
+    epoch: Any = None,
 ) -> Any:
     """A batched, prefetched ``tf.data.Dataset`` of ``(float32 [B,H,W,3] in 0..255, int32 [B])``.
 
@@ -88,6 +89,12 @@ def make_dataset(
     models such as LeNet-5 that take one channel). ``skip_undecodable`` drops a file that
     does not decode, with TensorFlow's warning, instead of failing: for files a sampled
     preflight (``--check-sample``) did not check.
+
+    ``epoch`` (training on files without ``cache``): an int64 ``tf.Variable`` holding the epoch
+    number (:func:`epoch_variable`). Each iteration then reads it when it starts, and the epoch's
+    shuffle order and every augmentation seed are a pure function of (``seed``, epoch): a resumed
+    run replays epoch 5 exactly as an uninterrupted one, whichever process or iteration count.
+    Without it, the order changes with each iteration of the dataset (epoch 0 again after a restart).
     """
     import tensorflow as tf
 
@@ -129,12 +136,30 @@ def make_dataset(
             if ds is not None:
                 return ds
             cache = False
-        ds = tf.data.Dataset.from_tensor_slices(
-            (items["path"].astype(str).tolist(), items["label_id"].to_numpy(dtype=np.int32))
-        )
+        paths, labels = items["path"].astype(str).tolist(), items["label_id"].to_numpy(dtype=np.int32)
+        need = decode_need(size, augment if training and augment not in (None, "none") else None)
+        if training and not cache and epoch is not None:
+            keyed = _epoch_keyed(paths, labels, seed, epoch)
+            keyed = keyed.map(lambda p, y, k: (_decode_file(p, need), y, k), num_parallel_calls=auto)
+            if skip_undecodable:
+                keyed = keyed.ignore_errors(log_warning=True)
+            if augment in (None, "none"):
+                ds = keyed.map(lambda x, y, k: (rs.resize(x, size), y), num_parallel_calls=auto)
+            else:
+                seed64, mode = tf.constant(int(seed), tf.int64), str(augment)
+                ds = keyed.map(
+                    lambda x, y, k: (
+                        aug.augment_image(x, size, tf.stack([k, seed64]), mode=mode, flip=flip, color=color),
+                        y,
+                    ),
+                    num_parallel_calls=auto,
+                )
+            if channels == 1:
+                ds = ds.map(lambda x, y: (tf.image.rgb_to_grayscale(x), y), num_parallel_calls=auto)
+            return with_threading(ds.batch(batch_size).prefetch(auto))
+        ds = tf.data.Dataset.from_tensor_slices((paths, labels))
         if training and not cache:
             ds = ds.shuffle(max(n, 1), seed=seed, reshuffle_each_iteration=True)
-        need = decode_need(size, augment if training and augment not in (None, "none") else None)
         ds = ds.map(lambda p, y: (_decode_file(p, need), y), num_parallel_calls=auto)
         if skip_undecodable:
             ds = ds.ignore_errors(log_warning=True)
@@ -169,3 +194,33 @@ def make_dataset(
     if channels == 1:
         ds = ds.map(lambda x, y: (tf.image.rgb_to_grayscale(x), y), num_parallel_calls=auto)
     return with_threading(ds.batch(batch_size).prefetch(auto))
+
+
+def epoch_variable() -> Any:
+    """The int64 ``tf.Variable`` a training pipeline reads its epoch from (see :func:`make_dataset`)."""
+    import tensorflow as tf
+
+    with tf.device("/cpu:0"):
+        return tf.Variable(0, dtype=tf.int64, trainable=False, name="tlkit_data_epoch")
+
+
+def _epoch_keyed(paths: list[str], labels: np.ndarray, seed: int, epoch: Any) -> Any:
+    """``(path, label, key)`` in the order of the epoch that ``epoch`` holds when an iteration starts.
+
+    The order is a stateless shuffle seeded by (seed, epoch); ``key`` (epoch * 2**32 + position)
+    seeds the element's augmentation. Nothing depends on how often the dataset was iterated
+    before, so a resume at epoch e sees what an uninterrupted run sees at epoch e.
+    """
+    import tensorflow as tf
+
+    paths_t, labels_t = tf.constant(paths, tf.string), tf.constant(labels, tf.int32)
+    n, seed64 = len(paths), tf.constant(int(seed), tf.int64)
+
+    def one_epoch(_: Any) -> Any:
+        e = tf.cast(epoch.read_value(), tf.int64)
+        order = tf.random.experimental.stateless_shuffle(tf.range(n, dtype=tf.int64), seed=tf.stack([seed64, e]))
+        keys = e * (2**32) + tf.range(n, dtype=tf.int64)
+        return tf.data.Dataset.from_tensor_slices((tf.gather(paths_t, order), tf.gather(labels_t, order), keys))
+
+    # flat_map hides the length; Keras wants it (progress bar, no "ran out of data" warning).
+    return tf.data.Dataset.range(1).flat_map(one_epoch).apply(tf.data.experimental.assert_cardinality(n))

@@ -113,7 +113,11 @@ class FinetuneConfig:
     class_weight: str | None = _opt(
         None, "auto: loss weights inversely proportional to class counts", choices=("auto", "none")
     )
-    train_batchnorm: bool = _opt(False, "also train BatchNorm scale/offset in stage 2", kind="flag")
+    train_batchnorm: bool = _opt(
+        False,
+        "also train BatchNorm in stage 2: scale/offset, on batch statistics (synchronized over --workers)",
+        kind="flag",
+    )
     find_lr: bool = _opt(False, "run an LR range test first, plot it, and train at the suggested rate", kind="flag")
     distribute: str | None = _opt(
         None,
@@ -129,7 +133,11 @@ class FinetuneConfig:
     )
     deterministic: bool = _opt(
         True,
-        "bit-reproducible ops on CPU (same seed, same data, same metrics); --no-deterministic trades that for speed",
+        "bit-reproducible ops on CPU: the same seed and data give the same metrics, and a one-process run "
+        "stopped (Ctrl-C, SIGTERM, SIGKILL) and continued with --resume gives the uninterrupted run's history "
+        "and weights, except with --cache, tfds: data or in stage 1 of --cache-features (their shuffle "
+        "restarts) and with --schedule plateau or --early-stopping (their patience counts restart); "
+        "--no-deterministic trades exactness for speed",
         kind="flag",
         flag="--no-deterministic",
     )

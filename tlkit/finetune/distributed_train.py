@@ -154,6 +154,25 @@ def distribute(dataset: Any, strategy: Any) -> Any:
     return strategy.experimental_distribute_dataset(dataset.with_options(options))
 
 
+def synchronize_batchnorm(model: keras.Model) -> int:
+    """Make every BatchNormalization layer of ``model`` compute its batch statistics over the global batch.
+
+    A BatchNorm layer that trains (``--train-batchnorm`` in stage 2: Keras 3 runs it in training
+    mode) normalises each batch by that batch's mean and variance. Unsynchronised, each worker
+    would use the statistics of its own slice of the global batch, and train something else than
+    one process does; synchronised (Keras' ``synchronized=True``), the workers all-reduce sums and
+    counts, so every worker normalises by the global batch's statistics, as one process does.
+    Frozen BatchNorm layers (inference mode) compute no statistics and are unaffected.
+    Returns how many layers were switched.
+    """
+    count = 0
+    for layer in model._flatten_layers(include_self=False, recursive=True):
+        if isinstance(layer, keras.layers.BatchNormalization) and not layer.synchronized:
+            layer.synchronized = True
+            count += 1
+    return count
+
+
 def fit_stage_distributed(
     model: keras.Model,
     train_ds: Any,
@@ -182,6 +201,7 @@ def fit_stage_distributed(
         return initial_epoch
     with strategy.scope():
         model.optimizer.build(model.trainable_variables)
+    synchronize_batchnorm(model)
     if cfg.schedule in ("step", "cosine"):
         model.optimizer.learning_rate.assign(train.schedule_lr(cfg, initial_epoch - stage_start))
     train_ds = distribute(train_ds, strategy)

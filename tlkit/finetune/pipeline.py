@@ -216,6 +216,9 @@ def finetune(
     try:
         size = tuple(cfg.input_size)
         channels = spec.input_shape[-1]
+        # The epoch the training pipeline shuffles and augments for, set as each epoch begins:
+        # a resumed epoch replays what an uninterrupted run trains on.
+        data_epoch = tldata.epoch_variable()
         train_ds = tldata.make_dataset(
             source,
             "train",
@@ -229,6 +232,7 @@ def finetune(
             skip_undecodable=bool(cfg.check_sample),
             cache=cfg.cache or False,
             cache_budget=cfg.cache_budget,
+            epoch=data_epoch,
         )
         has_val = tldata.dataset_size(source, "val") > 0
         val_ds = (
@@ -332,6 +336,7 @@ def finetune(
                 channels,
                 class_weight,
                 log,
+                data_epoch,
             )
             try:
                 metrics = train_and_finish(job, state, resume=resume, callbacks=callbacks, quiet=quiet)

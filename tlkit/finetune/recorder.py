@@ -1,7 +1,7 @@
 """What a run records per epoch: checkpoints, ``history.csv`` rows and ``state.json``.
 
-:class:`RunRecorder` is the callback that writes them in an order a kill cannot break (last
-checkpoint, best checkpoint, history row, then the state that vouches for them); the history
+:class:`RunRecorder` is the callback that writes them in an order a kill cannot break (best
+checkpoint, history row, last checkpoint, then the state that vouches for them); the history
 and state helpers read them back for a resume, and :func:`save_checkpoint` writes any ``.keras``
 file atomically. The training loop (:mod:`tlkit.finetune.train`) adds the recorder to each stage.
 """
@@ -45,7 +45,7 @@ class EpochEndHook(keras.callbacks.Callback):
 
 
 class RunRecorder(keras.callbacks.Callback):
-    """Per epoch, in this order: last checkpoint, best checkpoint, history row, state.
+    """Per epoch, in this order: best checkpoint, history row, last checkpoint, state.
 
     The state file is written last, so after a kill at any point the state never
     claims an epoch whose checkpoint or history row is missing; on resume, history
@@ -80,7 +80,6 @@ class RunRecorder(keras.callbacks.Callback):
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         logs = dict(logs or {})
         ckpt = self.checkpoint_model or self.model
-        save_checkpoint(ckpt, self.run_dir / LAST)
         value = logs.get(self.monitor)
         if value is not None and (self.best is None or value > self.best):
             self.best = float(value)
@@ -89,6 +88,9 @@ class RunRecorder(keras.callbacks.Callback):
         row = {"epoch": epoch, "stage": self.stage, "lr": lr, "seconds": round(time.time() - self._t0, 3)}
         row.update({k: float(logs[k]) for k in HISTORY_FIELDS if k in logs})
         append_history(self.run_dir / HISTORY, row)
+        # last.keras just before the state: a kill between the two leaves last.keras an epoch ahead of
+        # the state, which a resume cannot replay exactly; a kill before it replays the epoch exactly.
+        save_checkpoint(ckpt, self.run_dir / LAST)
         write_state(
             self.run_dir,
             {

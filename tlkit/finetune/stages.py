@@ -44,6 +44,7 @@ class TrainingJob:
     channels: int
     class_weight: Any
     log: Log
+    data_epoch: Any = None  # the tf.Variable the training pipeline reads its epoch from
 
 
 def train_and_finish(
@@ -98,6 +99,8 @@ def train_and_finish(
 
         # After the recorder's checkpoint of each epoch: the run it replaces can go.
     extra = [recorder.EpochEndHook(run.commit), *callbacks] if run is not None else list(callbacks)
+    # Shuffle, augmentation and dropout of epoch e: a function of (seed, e), so a resume replays them.
+    extra.insert(0, train.EpochRandomness(job.data_epoch, cfg.seed))
 
     if stage == 1:
         log(

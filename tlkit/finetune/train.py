@@ -36,6 +36,44 @@ class StageConfig:
     early_stopping: int = 0  # patience in epochs; 0 = off
 
 
+class EpochRandomness(keras.callbacks.Callback):
+    """Makes an epoch's randomness a function of (seed, epoch), set as the epoch begins.
+
+    The training pipeline reads its epoch from ``variable`` (its shuffle order and augmentation
+    follow, :func:`tlkit.data.pipeline.make_dataset`), and every Keras ``SeedGenerator`` of the
+    model (dropout) is put at a state made of the seed, its place in the model and the epoch.
+    A ``.keras`` checkpoint does not save those generator states, and the pipeline's own
+    per-iteration reshuffling would restart at epoch 0: with this, epoch e trains on the same
+    batches with the same dropout masks whether the run got there uninterrupted or by ``--resume``.
+    """
+
+    def __init__(self, variable: Any, seed: int) -> None:
+        super().__init__()
+        self.variable = variable
+        self.seed = int(seed)
+
+    def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
+        if self.variable is not None:
+            self.variable.assign(int(epoch))
+        reseed(self.model, self.seed, epoch)
+
+
+def seed_generators(model: keras.Model) -> list[Any]:
+    """The model's ``SeedGenerator`` objects (dropout's), in layer order, nested models included."""
+    found: list[Any] = []
+    for layer in model._flatten_layers(include_self=True, recursive=True):
+        found.extend(getattr(layer, "_seed_generators", []))
+    return found
+
+
+def reseed(model: keras.Model, seed: int, epoch: int) -> None:
+    """Put every generator at (seed and its index, epoch in the high bits of its counter)."""
+    import numpy as np
+
+    for i, gen in enumerate(seed_generators(model)):
+        gen.state.assign(np.array([(int(seed) << 16) + i, int(epoch) << 32], dtype="int64"))
+
+
 def make_optimizer(cfg: StageConfig) -> keras.optimizers.Optimizer:
     """SGD with momentum (the AlexNet/ResNet recipe) or Adam, with decoupled weight decay."""
     wd = cfg.weight_decay or None
