@@ -7,9 +7,11 @@ The finetuning model is::
       -> base (nested keras.Model, include_top=False), called with training=False
       -> GlobalAveragePooling2D "avg_pool" -> Dropout -> [Dense hidden] -> Dense "predictions"
 
-Calling the base with ``training=False`` keeps its BatchNorm layers in inference
-mode (moving statistics used and never updated) even after they are unfrozen: a
-small finetuning batch would otherwise wreck statistics learned on ImageNet.
+Calling the base with ``training=False`` keeps its frozen BatchNorm layers in inference
+mode (moving statistics used and never updated): a small finetuning batch would otherwise
+wreck statistics learned on ImageNet. With ``train_batchnorm`` the unfrozen BatchNorm layers
+train, and Keras 3's outer ``training=True`` then reaches them: they normalise by batch
+statistics and update their moving averages (synchronized over workers under multi-worker).
 """
 
 from __future__ import annotations
@@ -167,8 +169,8 @@ def freeze_base(model: keras.Model) -> None:
 def unfreeze_top(model: keras.Model, n: int | str, *, train_batchnorm: bool = False) -> list[str]:
     """Stage 2: make the top ``n`` blocks of the base trainable (``"all"`` for every block).
 
-    BatchNorm layers stay frozen unless ``train_batchnorm`` (they also stay in
-    inference mode through ``training=False``). Returns the unfrozen block names.
+    BatchNorm layers stay frozen, in inference mode, unless ``train_batchnorm`` (then they
+    train on batch statistics, see the module doc). Returns the unfrozen block names.
     Recompile the model afterwards: Keras fixes the trainable set at compile time.
     """
     base = get_base(model)

@@ -11,7 +11,7 @@ NAME = "finetune"
 HELP = "finetune a pretrained base on a folder, CSV manifest, TFDS or builtin dataset"
 DESCRIPTION = (
     "Stage 1 trains a new head on the frozen base; stage 2 unfreezes the top blocks at a tenth "
-    "of the learning rate (BatchNorm stays in inference mode). Writes runs/NAME/."
+    "of the learning rate (BatchNorm stays in inference mode unless --train-batchnorm). Writes runs/NAME/."
 )
 ORDER = 40
 
