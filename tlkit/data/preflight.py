@@ -55,15 +55,12 @@ def inspect_file(path: str) -> dict[str, Any]:
         return {"ok": False, "reason": exc.reason, "detail": exc.detail}
     except Exception as exc:  # noqa: BLE001  (PIL raises many kinds on garbage: skip the file, do not stop the check)
         return {"ok": False, "reason": "unreadable", "detail": f"{type(exc).__name__}: {exc}"}
-    return {
-        "ok": True,
-        "h": h,
-        "w": w,
-        "mode": mode,
-        "format": fmt,
-        "orientation": orientation,
-        "sha256": digest.hexdigest(),
-    }
+    return _usable(h, w, mode, fmt, orientation, digest.hexdigest())
+
+
+def _usable(h: int, w: int, mode: str, fmt: str, orientation: int, sha256: str) -> dict[str, Any]:
+    """The record of a file the run can use: upright size, mode, format, EXIF orientation, content hash."""
+    return {"ok": True, "h": h, "w": w, "mode": mode, "format": fmt, "orientation": orientation, "sha256": sha256}
 
 
 def inspect_header(path: str) -> dict[str, Any]:
@@ -96,16 +93,7 @@ def inspect_header(path: str) -> dict[str, Any]:
         return {"ok": False, "reason": exc.reason, "detail": exc.detail}
     except (OSError, MemoryError) as exc:  # an error while reading: skip the file, do not stop the check
         return {"ok": False, "reason": "unreadable", "detail": f"{type(exc).__name__}: {exc}"}
-    return {
-        "ok": True,
-        "h": h,
-        "w": w,
-        "mode": mode,
-        "format": fmt,
-        "orientation": orientation,
-        "sha256": hashlib.sha256(data).hexdigest(),
-        "decoded": False,
-    }
+    return {**_usable(h, w, mode, fmt, orientation, hashlib.sha256(data).hexdigest()), "decoded": False}
 
 
 def check(
