@@ -16,10 +16,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import TINY_RUN, cli_env, tlkit
 from PIL import Image, ImageOps
 from skimage import data
 
-from tests.cli.conftest import TINY_RUN, cli_env, tlkit
 from tlkit.data.orientation import stored_numpy
 
 try:
