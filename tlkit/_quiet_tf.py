@@ -52,7 +52,10 @@ def import_tensorflow_quietly(verbose: bool = False) -> None:
     if _done:
         return
     _done = True
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "0" if verbose else "2")
+    # 3 outside --verbose: TensorFlow's C++ runtime also logs benign ERROR lines while it runs (a
+    # oneDNN note for every uint8 transpose, which the EXIF turn uses; graph rewrites), which would
+    # break the CLI's one-line errors. tlkit reports every failure itself, from the Python exception.
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "0" if verbose else "3")
     with captured_stderr(not verbose):
         import keras  # noqa: F401
         import tensorflow as tf

@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 
 import pytest
-from conftest import TLKIT, cli_env, tlkit
+from conftest import TLKIT, cli_env, make_shapes_folder, tlkit
 from PIL import Image
 from skimage import data as skdata
 
@@ -29,6 +29,24 @@ def test_predict_prints_no_tensorflow_startup_lines(tmp_path: Path):
     verbose = tlkit("predict", "--base", "efficientnet_lite0", "cat.jpg", "--verbose", cwd=tmp_path, env=_user_env())
     assert verbose.returncode == 0
     assert verbose.stdout == quiet.stdout  # the same answer; only the logging differs
+
+
+@pytest.mark.slow
+def test_training_on_sideways_photos_prints_nothing_with_quiet(tmp_path: Path):
+    # The training pipeline as a user's shell runs it (oneDNN on, no log level set): the EXIF turn's
+    # uint8 transpose made oneDNN log an ERROR line, and reading the epoch variable upstream of the
+    # parallel maps made tf.data log its rewrite under --deterministic. Neither may reach the user.
+    data = make_shapes_folder(tmp_path / "shapes")
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    Image.fromarray(skdata.chelsea()[:64, :48]).save(data / "bright" / "turned.jpg", exif=exif)
+    res = tlkit(
+        "finetune", "--data", data, "--base", "cifar_example", "--weights", "none", "--input-size", "32", "32",
+        "--batch-size", "8", "--epochs", "1", "--finetune-epochs", "0", "--quiet",
+        cwd=tmp_path, env=_user_env(), timeout=240,
+    )  # fmt: skip
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert res.stderr == ""
 
 
 def test_help_never_imports_tensorflow(tmp_path: Path):

@@ -199,15 +199,19 @@ def tf_upright(image: Any, orientation: Any) -> Any:
     def transpose(x: Any) -> Any:
         return tf.transpose(x, [1, 0, 2])
 
+    # Only transposes and reverses: tf.image.rot90 adds Assert ops, which make the decode function
+    # stateful, and under op determinism (--deterministic) tf.data then runs the whole decode map
+    # sequentially (and logs a NodeDef error line for the rewrite).
+
     branches = [
         lambda: image,  # 1
         lambda: tf.reverse(image, [1]),  # 2: mirrored left-right
         lambda: tf.reverse(image, [0, 1]),  # 3: 180 degrees
         lambda: tf.reverse(image, [0]),  # 4: mirrored top-bottom
         lambda: transpose(image),  # 5: transpose
-        lambda: tf.image.rot90(image, 3),  # 6: 90 degrees clockwise
+        lambda: tf.reverse(transpose(image), [1]),  # 6: 90 degrees clockwise
         lambda: transpose(tf.reverse(image, [0, 1])),  # 7: transverse
-        lambda: tf.image.rot90(image, 1),  # 8: 90 degrees counter-clockwise
+        lambda: tf.reverse(transpose(image), [0]),  # 8: 90 degrees counter-clockwise
     ]
     index = tf.clip_by_value(tf.cast(orientation, tf.int32) - 1, 0, 7)
     out = tf.switch_case(index, branches)

@@ -139,23 +139,27 @@ def make_dataset(
         paths, labels = items["path"].astype(str).tolist(), items["label_id"].to_numpy(dtype=np.int32)
         need = decode_need(size, augment if training and augment not in (None, "none") else None)
         if training and not cache and epoch is not None:
-            keyed = _epoch_keyed(paths, labels, seed, epoch)
-            keyed = keyed.map(lambda p, y, k: (_decode_file(p, need), y, k), num_parallel_calls=auto)
-            if skip_undecodable:
-                keyed = keyed.ignore_errors(log_warning=True)
-            if augment in (None, "none"):
-                ds = keyed.map(lambda x, y, k: (rs.resize(x, size), y), num_parallel_calls=auto)
-            else:
-                seed64, mode = tf.constant(int(seed), tf.int64), str(augment)
-                ds = keyed.map(
-                    lambda x, y, k: (
-                        aug.augment_image(x, size, tf.stack([k, seed64]), mode=mode, flip=flip, color=color),
-                        y,
-                    ),
-                    num_parallel_calls=auto,
-                )
-            if channels == 1:
-                ds = ds.map(lambda x, y: (tf.image.rgb_to_grayscale(x), y), num_parallel_calls=auto)
+
+            def to_pixels(keyed: Any) -> Any:
+                keyed = keyed.map(lambda p, y, k: (_decode_file(p, need), y, k), num_parallel_calls=auto)
+                if skip_undecodable:
+                    keyed = keyed.ignore_errors(log_warning=True)
+                if augment in (None, "none"):
+                    out = keyed.map(lambda x, y, k: (rs.resize(x, size), y), num_parallel_calls=auto)
+                else:
+                    seed64, mode = tf.constant(int(seed), tf.int64), str(augment)
+                    out = keyed.map(
+                        lambda x, y, k: (
+                            aug.augment_image(x, size, tf.stack([k, seed64]), mode=mode, flip=flip, color=color),
+                            y,
+                        ),
+                        num_parallel_calls=auto,
+                    )
+                if channels == 1:
+                    out = out.map(lambda x, y: (tf.image.rgb_to_grayscale(x), y), num_parallel_calls=auto)
+                return out
+
+            ds = _epoch_keyed(paths, labels, seed, epoch, to_pixels, known_length=not skip_undecodable)
             return with_threading(ds.batch(batch_size).prefetch(auto))
         ds = tf.data.Dataset.from_tensor_slices((paths, labels))
         if training and not cache:
@@ -204,12 +208,20 @@ def epoch_variable() -> Any:
         return tf.Variable(0, dtype=tf.int64, trainable=False, name="tlkit_data_epoch")
 
 
-def _epoch_keyed(paths: list[str], labels: np.ndarray, seed: int, epoch: Any) -> Any:
-    """``(path, label, key)`` in the order of the epoch that ``epoch`` holds when an iteration starts.
+def _epoch_keyed(
+    paths: list[str], labels: np.ndarray, seed: int, epoch: Any, to_pixels: Any, *, known_length: bool
+) -> Any:
+    """``to_pixels`` of ``(path, label, key)`` in the order of the epoch that ``epoch`` holds when an
+    iteration starts.
 
     The order is a stateless shuffle seeded by (seed, epoch); ``key`` (epoch * 2**32 + position)
     seeds the element's augmentation. Nothing depends on how often the dataset was iterated
     before, so a resume at epoch e sees what an uninterrupted run sees at epoch e.
+
+    ``to_pixels`` (the decode and augmentation maps) runs inside the epoch's own dataset: the
+    variable read is stateful, and under op determinism (``--deterministic``) tf.data turns every
+    parallel map downstream of a stateful op into a sequential one (logging a NodeDef error line
+    for the rewrite); nested, the maps stay parallel.
     """
     import tensorflow as tf
 
@@ -220,7 +232,11 @@ def _epoch_keyed(paths: list[str], labels: np.ndarray, seed: int, epoch: Any) ->
         e = tf.cast(epoch.read_value(), tf.int64)
         order = tf.random.experimental.stateless_shuffle(tf.range(n, dtype=tf.int64), seed=tf.stack([seed64, e]))
         keys = e * (2**32) + tf.range(n, dtype=tf.int64)
-        return tf.data.Dataset.from_tensor_slices((tf.gather(paths_t, order), tf.gather(labels_t, order), keys))
+        return to_pixels(
+            tf.data.Dataset.from_tensor_slices((tf.gather(paths_t, order), tf.gather(labels_t, order), keys))
+        )
 
-    # flat_map hides the length; Keras wants it (progress bar, no "ran out of data" warning).
-    return tf.data.Dataset.range(1).flat_map(one_epoch).apply(tf.data.experimental.assert_cardinality(n))
+    ds = tf.data.Dataset.range(1).flat_map(one_epoch)
+    # flat_map hides the length; Keras wants it (progress bar, no "ran out of data" warning). With
+    # skipped files the length is not known before the epoch runs.
+    return ds.apply(tf.data.experimental.assert_cardinality(n)) if known_length else ds
