@@ -122,3 +122,15 @@ def test_no_other_module_reaches_into_keras_privates():
         if pattern.search(line) and not line.lstrip().startswith(("#", "``"))
     ]
     assert hits == []
+
+
+def test_seed_generators_finds_dropout_state_in_nested_models():
+    import keras
+
+    from tlkit._keras_compat import seed_generators
+
+    inner = keras.Sequential([keras.Input((4,)), keras.layers.Dropout(0.5), keras.layers.Dense(2)])
+    outer = keras.Sequential([keras.Input((4,)), inner, keras.layers.Dropout(0.2)])
+    gens = seed_generators(outer)
+    assert len(gens) == 2  # one per Dropout, the nested model's included
+    assert all(tuple(g.state.shape) == (2,) for g in gens)

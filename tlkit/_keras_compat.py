@@ -40,6 +40,18 @@ def all_sublayers(model: Any) -> list[Any]:
     return list(_attr(model, "_flatten_layers")(include_self=False, recursive=True))
 
 
+def seed_generators(model: Any) -> list[Any]:
+    """The ``SeedGenerator`` objects (dropout's) of ``model`` and every layer inside it, in layer order.
+
+    Keras keeps them in each layer's private ``_seed_generators`` list and saves their state in no
+    ``.keras`` file, so a resumed run re-derives it (:func:`tlkit.finetune.train.reseed`).
+    """
+    found: list[Any] = []
+    for layer in [model, *all_sublayers(model)]:
+        found.extend(getattr(layer, "_seed_generators", []))
+    return found
+
+
 def inbound_nodes(layer: Any) -> list[Any]:
     """The nodes where ``layer`` was called, one per call, in call order."""
     return list(_attr(layer, "_inbound_nodes"))

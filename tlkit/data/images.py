@@ -13,6 +13,7 @@ import contextlib
 import errno
 import os
 import stat
+import threading
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -45,18 +46,20 @@ def heif_support() -> bool:
     Registers pillow-heif's opener with PIL on the first call.
     """
     global _HEIF
-    if _HEIF is None:
-        try:
-            import pillow_heif
+    with _HEIF_LOCK:  # the preflight checks files in threads: one import, one registration
+        if _HEIF is None:
+            try:
+                import pillow_heif
 
-            pillow_heif.register_heif_opener()
-            _HEIF = True
-        except ImportError:
-            _HEIF = False
+                pillow_heif.register_heif_opener()
+                _HEIF = True
+            except ImportError:
+                _HEIF = False
     return _HEIF
 
 
 _HEIF: bool | None = None
+_HEIF_LOCK = threading.Lock()
 
 
 def bmff_kind(head: bytes) -> str | None:

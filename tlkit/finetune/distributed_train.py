@@ -166,7 +166,9 @@ def synchronize_batchnorm(model: keras.Model) -> int:
     Returns how many layers were switched.
     """
     count = 0
-    for layer in model._flatten_layers(include_self=False, recursive=True):
+    from tlkit._keras_compat import all_sublayers
+
+    for layer in all_sublayers(model):
         if isinstance(layer, keras.layers.BatchNormalization) and not layer.synchronized:
             layer.synchronized = True
             count += 1

@@ -58,17 +58,11 @@ class EpochRandomness(keras.callbacks.Callback):
         reseed(self.model, self.seed, epoch)
 
 
-def seed_generators(model: keras.Model) -> list[Any]:
-    """The model's ``SeedGenerator`` objects (dropout's), in layer order, nested models included."""
-    found: list[Any] = []
-    for layer in model._flatten_layers(include_self=True, recursive=True):
-        found.extend(getattr(layer, "_seed_generators", []))
-    return found
-
-
 def reseed(model: keras.Model, seed: int, epoch: int) -> None:
     """Put every generator at (seed and its index, epoch in the high bits of its counter)."""
     import numpy as np
+
+    from tlkit._keras_compat import seed_generators
 
     for i, gen in enumerate(seed_generators(model)):
         gen.state.assign(np.array([(int(seed) << 16) + i, int(epoch) << 32], dtype="int64"))
