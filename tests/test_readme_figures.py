@@ -193,11 +193,11 @@ def test_readme_main_job_accuracy_is_the_recorded_runs():
 def check_fresh_history(history: list[dict]) -> None:
     """A fresh main job draws the curves the README shows.
 
-    In a user's shell on the machine that made them the history is bit-identical. The tests run
-    TensorFlow with oneDNN off (tests/conftest.py), which rounds differently: stage 1 (the new
-    head) stays within 1%, and stage 2, where every block is unfrozen at once, amplifies the
-    rounding (measured: validation loss 0.149 vs 0.266 after its first epoch) while accuracies
-    stay within 0.03 and losses within a factor of 2.
+    The recorded run and the tests both run TensorFlow with oneDNN off (tests/conftest.py), so on
+    the machine kind that made them the history is identical. The tolerance is for other machines,
+    whose rounding differs: stage 1 (the new head) within 1%; stage 2, where every block is
+    unfrozen at once, amplifies rounding (oneDNN on vs off, measured: validation loss 0.149 vs 0.266
+    after its first epoch), so accuracies within 0.03 and losses within a factor of 2.
     """
     recorded = recorded_history()
     assert [(r["epoch"], r["stage"]) for r in history] == [(r["epoch"], r["stage"]) for r in recorded]
