@@ -96,13 +96,23 @@ def changed(path: Path, recorded: dict | None) -> str | None:
     return None
 
 
-def recorded(run: Path, name: str) -> dict | None:
-    """The record of ``name`` in the run's ``state.json`` (``None`` if none or unreadable)."""
+def stored_state(run: Path) -> dict | None:
+    """The run's ``state.json`` as it is, or ``None`` if it is absent or not a JSON object.
+
+    For the writers and the checksum lookups, which go on without one; readers that must refuse
+    a damaged state use :func:`load_json`, whose message names the file and the fix.
+    """
     try:
         state = json.loads((Path(run) / STATE).read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
-    return ((state.get("files") or {}).get(name)) if isinstance(state, dict) else None
+    return state if isinstance(state, dict) else None
+
+
+def recorded(run: Path, name: str) -> dict | None:
+    """The record of ``name`` in the run's ``state.json`` (``None`` if none or unreadable)."""
+    state = stored_state(run)
+    return (state.get("files") or {}).get(name) if state is not None else None
 
 
 # -- JSON --

@@ -24,7 +24,6 @@ No Keras or TensorFlow at import (the CLI checks a run directory before starting
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import shutil
 from pathlib import Path
@@ -135,11 +134,8 @@ class RunDir:
 
     def _refresh_checksums(self) -> None:
         """state.json's checksums again, after a file it records was rewritten (config, labels)."""
-        try:
-            state = json.loads((self.path / STATE).read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            return  # no state yet (the first epoch writes it), or a damaged one (its reader says so)
-        if isinstance(state, dict) and "files" in state:
+        state = run_files.stored_state(self.path)  # none before the first epoch; a damaged one: its reader says so
+        if state is not None and "files" in state:
             self.write_state(state)
 
     def write_text(self, name: str, text: str) -> Path:
@@ -154,10 +150,7 @@ class RunDir:
     def write_state(self, state: dict) -> Path:
         """``state.json``, with the size and SHA-256 of the files it vouches for
         (:data:`~tlkit.finetune.run_files.CHECKSUMMED`), taken now that they are complete."""
-        try:
-            previous = json.loads((self.path / STATE).read_text(encoding="utf-8")).get("files")
-        except (OSError, ValueError, AttributeError):
-            previous = None
+        previous = (run_files.stored_state(self.path) or {}).get("files")
         files = run_files.digests(self.path, previous)
         return write_json_atomic(self.path / STATE, {**state, "files": files})
 
