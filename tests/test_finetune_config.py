@@ -98,6 +98,7 @@ NON_DEFAULT = {
     "class_weight": (["--class-weight", "auto"], "auto"),
     "train_batchnorm": (["--train-batchnorm"], True),
     "find_lr": (["--find-lr"], True),
+    "tensorboard": (["--tensorboard"], True),
     "distribute": (["--distribute", "mirrored"], "mirrored"),
     "mixed_precision": (["--mixed-precision", "off"], "off"),
     "tfds_data_dir": (["--tfds-data-dir", "t"], "t"),

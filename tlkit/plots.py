@@ -114,6 +114,28 @@ def confusion_matrix(
     diagonal over its total: the top-1 accuracy of the predictions it counts) and, when
     given, the ``split`` it was measured on.
     """
+    fig, title = _confusion_figure(matrix, class_names, title=title, split=split, about=about)
+    return _save(fig, path, title)
+
+
+def confusion_matrix_png(
+    matrix: np.ndarray, class_names: Sequence[str], *, split: str | None = None, about: str = ""
+) -> bytes:
+    """The picture :func:`confusion_matrix` draws, as PNG bytes (for TensorBoard's image summaries)."""
+    import io
+
+    fig, title = _confusion_figure(matrix, class_names, title=None, split=split, about=about)
+    buf = io.BytesIO()
+    try:
+        fig.savefig(buf, format="png", dpi=110, bbox_inches="tight", metadata={"Title": title})
+    finally:
+        _pyplot().close(fig)
+    return buf.getvalue()
+
+
+def _confusion_figure(
+    matrix: np.ndarray, class_names: Sequence[str], *, title: str | None, split: str | None, about: str
+) -> tuple[Any, str]:
     plt = _pyplot()
     matrix = np.asarray(matrix)
     n = len(class_names)
@@ -148,7 +170,7 @@ def confusion_matrix(
                         color="white" if norm[i, j] > 0.5 else "black",
                     )
     ax.set_title(title)
-    return _save(fig, path, title)
+    return fig, title
 
 
 NO_DATA_COLOR = "#b0b0b0"  # opaque grey: positions no window covers are not a score of 0

@@ -119,6 +119,13 @@ class FinetuneConfig:
         kind="flag",
     )
     find_lr: bool = _opt(False, "run an LR range test first, plot it, and train at the suggested rate", kind="flag")
+    tensorboard: bool = _opt(
+        False,
+        "write TensorBoard logs to RUN/tensorboard/ (kept on --resume): per epoch the loss, accuracy, "
+        "validation metrics and learning rate, and the validation confusion matrix as an image "
+        "(one more pass over the validation split per epoch); view with: tensorboard --logdir RUN/tensorboard",
+        kind="flag",
+    )
     distribute: str | None = _opt(
         None,
         "tf.distribute strategy: mirrored (this machine's GPUs) or multi-worker "

@@ -191,6 +191,7 @@ def fit_stage_distributed(
     extra_callbacks: Iterable[Any] = (),
     extra_state: dict | None = None,
     log: Callable[[str], None] = print,
+    loggers: Iterable[Any] = (),
 ) -> int:
     """Train one stage from ``initial_epoch`` (global numbering) under ``strategy``; returns the next epoch.
 
@@ -210,7 +211,14 @@ def fit_stage_distributed(
     val_ds = distribute(val_ds, strategy) if val_ds is not None else None
     train_step, eval_step = _step_fns(model, strategy, num_classes, class_weight)
     callbacks = train.stage_callbacks(
-        cfg, run_dir, stage_start, best, extra_callbacks, has_val=val_ds is not None, extra_state=extra_state
+        cfg,
+        run_dir,
+        stage_start,
+        best,
+        extra_callbacks,
+        has_val=val_ds is not None,
+        extra_state=extra_state,
+        loggers=loggers,
     )
     cbl = keras.callbacks.CallbackList(callbacks, model=model, add_history=False, add_progbar=False)
     model.stop_training = False

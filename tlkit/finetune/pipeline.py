@@ -126,6 +126,8 @@ def _prepare(
                 "runs_dir": cfg.runs_dir,
                 "name": run.path.name,
                 "distribute": cfg.distribute,
+                # Logging never switches off on resume; --tensorboard switches it on from the resumed epoch.
+                "tensorboard": bool(saved.get("tensorboard")) or cfg.tensorboard,
             }
         )
         check_config(cfg)

@@ -85,6 +85,10 @@ def train_and_finish(
     if resume:
         # Rows past the state are epochs whose state was never written (a kill in between).
         recorder.truncate_history(write_dir / rd.HISTORY, next_epoch)
+        if run is not None and (write_dir / rd.TENSORBOARD).is_dir():
+            from tlkit.finetune import tensorboard_log
+
+            tensorboard_log.truncate(write_dir / rd.TENSORBOARD, next_epoch)  # the same epochs as history.csv
     best = state.get("best")
     stage = int(state.get("stage", 1))
     # A live progress bar on a terminal; one line per epoch in logs and CI.
@@ -101,6 +105,23 @@ def train_and_finish(
     extra = [recorder.EpochEndHook(run.commit), *callbacks] if run is not None else list(callbacks)
     # Shuffle, augmentation and dropout of epoch e: a function of (seed, e), so a resume replays them.
     extra.insert(0, train.EpochRandomness(job.data_epoch, cfg.seed))
+
+    def loggers(val: Any) -> list:
+        """--tensorboard's callbacks for a stage validated on ``val``: the chief's only (one writer)."""
+        if not cfg.tensorboard or run is None:
+            return []
+        from tlkit.finetune import tensorboard_log
+
+        # Multi-worker: the confusion image's prediction would run on the chief alone, outside the
+        # workers' collective steps; scalars only.
+        val = None if is_multi_worker(strategy) else val
+        return tensorboard_log.callbacks(write_dir / rd.TENSORBOARD, val, classes, cfg.batch_size)
+
+    if cfg.tensorboard and run is not None:
+        log(
+            f"TensorBoard logs: {write_dir / rd.TENSORBOARD}"
+            + (" (scalars only: no confusion image with multi-worker)" if is_multi_worker(strategy) else "")
+        )
 
     if stage == 1:
         log(
@@ -129,6 +150,7 @@ def train_and_finish(
                 verbose=verbose,
                 checkpoint_model=model,
                 batch_size=cfg.batch_size,
+                loggers=loggers(cached_val),
             )
         else:
             next_epoch = fit(
@@ -143,6 +165,7 @@ def train_and_finish(
                 class_weight=class_weight,
                 extra_callbacks=extra,
                 verbose=verbose,
+                loggers=loggers(val_ds),
             )
         best = recorder.read_state(write_dir).get("best", best)
         stage1_end = next_epoch
@@ -184,6 +207,7 @@ def train_and_finish(
             extra_callbacks=extra,
             verbose=verbose,
             extra_state={"unfrozen": unfrozen},
+            loggers=loggers(val_ds),
         )
     if is_multi_worker(strategy):
         from tlkit.features.extract import weights_fingerprint

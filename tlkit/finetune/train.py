@@ -106,8 +106,13 @@ def stage_callbacks(
     has_val: bool = True,
     extra_state: dict | None = None,
     checkpoint_model: keras.Model | None = None,
+    loggers: Iterable[keras.callbacks.Callback] = (),
 ) -> list[keras.callbacks.Callback]:
-    """Schedules, early stopping and the run recorder for one stage."""
+    """Schedules, early stopping, ``loggers`` and the run recorder for one stage.
+
+    The loggers (TensorBoard) come after the schedules, so they log the rate history.csv records,
+    and before the recorder, so what they wrote of an epoch is flushed before its state.json.
+    """
     cbs: list[keras.callbacks.Callback] = []
     if cfg.schedule in ("step", "cosine"):
         cbs.append(keras.callbacks.LearningRateScheduler(lambda epoch, lr: schedule_lr(cfg, epoch - stage_start)))
@@ -122,6 +127,7 @@ def stage_callbacks(
         cbs.append(
             keras.callbacks.EarlyStopping(monitor="val_loss" if has_val else "loss", patience=cfg.early_stopping)
         )
+    cbs.extend(loggers)
     cbs.append(
         RunRecorder(
             run_dir,
@@ -153,6 +159,7 @@ def fit_stage(
     extra_state: dict | None = None,
     checkpoint_model: keras.Model | None = None,
     batch_size: int = 32,
+    loggers: Iterable[keras.callbacks.Callback] = (),
 ) -> int:
     """Fit one stage from ``initial_epoch`` (global numbering); returns the next global epoch.
 
@@ -176,6 +183,7 @@ def fit_stage(
             has_val=val_ds is not None,
             extra_state=extra_state,
             checkpoint_model=checkpoint_model,
+            loggers=loggers,
         )
         if isinstance(train_ds, tuple):
             x, y = train_ds
