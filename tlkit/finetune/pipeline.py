@@ -3,8 +3,9 @@
 A run directory ``runs/NAME/`` holds: ``config.json`` (resolved), ``labels.json``,
 ``data_report.json`` / ``data_report.txt`` / ``skipped.csv`` (bad files left out and why),
 ``history.csv``, ``best.keras`` and ``last.keras``, ``metrics.json``, ``curves.png``,
-``confusion.png``, ``train.log`` and ``state.json`` (for ``--resume``); :class:`tlkit.finetune.rundir.RunDir`
-owns it. Order of work: cheap checks (flags, run name, run directory, saved config), then
+``confusion.png``, ``train.log``, ``state.json`` (for ``--resume``) and, with ``--tensorboard``,
+``tensorboard/``; :class:`tlkit.finetune.rundir.RunDir` owns it. Order of work: cheap checks (flags,
+run name, run directory, saved config), then
 everything else that can fail (data, preflight, model, weights, checkpoint to resume), and
 only then the run directory is locked, created or replaced. The stages themselves (training,
 the stage switch, evaluation) run in :mod:`tlkit.finetune.stages`.
