@@ -133,3 +133,30 @@ TINY_RUN = (
     "--lr",
     "1e-2",
 )
+
+
+def tensorboard_logs(log_dir: Path) -> dict[str, dict[str, list]]:
+    """``{"train"|"validation": {tag: [(step, value)]}}`` of ``finetune --tensorboard``'s logs, read with
+    TensorBoard's own reader; scalars as floats, images as their PNG bytes."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    from tensorboard.util import tensor_util
+
+    out: dict[str, dict[str, list]] = {}
+    for sub in ("train", "validation"):
+        acc = EventAccumulator(str(log_dir / sub), size_guidance={"tensors": 0})
+        acc.Reload()
+        out[sub] = {}
+        for tag in acc.Tags()["tensors"]:
+            events = acc.Tensors(tag)
+            values = [tensor_util.make_ndarray(e.tensor_proto) for e in events]
+            out[sub][tag] = [(e.step, v[2] if v.dtype == object else float(v)) for e, v in zip(events, values)]
+    return out
+
+
+def png_title(png: bytes) -> list[str]:
+    """The lines of a PNG's ``Title`` text (tlkit's pictures store the title they show there)."""
+    import io
+
+    with Image.open(io.BytesIO(png)) as im:
+        assert im.format == "PNG"
+        return im.info["Title"].splitlines()

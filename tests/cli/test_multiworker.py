@@ -16,7 +16,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import TLKIT, cli_env, make_shapes_folder, stop, tlkit, wait_for
+from conftest import TLKIT, cli_env, make_shapes_folder, png_title, stop, tensorboard_logs, tlkit, wait_for
 
 from tlkit.distribute import free_ports, tf_config
 
@@ -115,7 +115,7 @@ PARITY_FLAGS = (
 
 def test_two_workers_train_what_one_process_trains(tmp_path: Path):
     data = make_shapes_folder(tmp_path / "shapes", n=20)  # 60 images: 48 to train, 12 to validate
-    args = ["--data", str(data), *PARITY_FLAGS, "--name", "mw"]
+    args = ["--data", str(data), *PARITY_FLAGS, "--name", "mw", "--tensorboard"]
     procs = _start_workers(tmp_path, args)
     assert _wait_all(procs, timeout=400) == [0, 0], [
         (tmp_path / f"worker-{i}.log").read_text()[-2000:] for i in range(2)
@@ -143,6 +143,19 @@ def test_two_workers_train_what_one_process_trains(tmp_path: Path):
     for a, b in zip(two, one):
         for key in ("loss", "accuracy", "val_loss", "val_accuracy"):
             assert float(a[key]) == pytest.approx(float(b[key]), rel=TOLERANCE), (a["epoch"], key, a[key], b[key])
+    # --tensorboard: the chief alone logs; each epoch once, with its history's values; the confusion
+    # image counts the whole validation split (summed over the workers' slices of each batch).
+    assert sorted(p.name for p in (run / "tensorboard").iterdir()) == ["train", "validation"]
+    tb = tensorboard_logs(run / "tensorboard")
+    assert [s for s, _ in tb["train"]["epoch_loss"]] == [0, 1, 2, 3]
+    assert [v for _, v in tb["train"]["epoch_loss"]] == pytest.approx([float(r["loss"]) for r in two], rel=1e-6)
+    images = tb["validation"]["confusion_matrix"]
+    assert [s for s, _ in images] == [0, 1, 2, 3]
+    for (step, png), row in zip(images, two):
+        assert png_title(png)[:2] == [
+            f"epoch {step + 1}",
+            f"accuracy {float(row['val_accuracy']):.4f} (val split, 12 images)",
+        ]
 
 
 def test_a_killed_worker_fails_the_job_clearly_and_resume_finishes_it(tmp_path: Path, data: Path):

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import TINY_RUN, make_shapes_folder, start_tlkit, stop, tlkit, wait_for
+from conftest import TINY_RUN, make_shapes_folder, png_title, start_tlkit, stop, tensorboard_logs, tlkit, wait_for
 from PIL import Image
 
 pytestmark = pytest.mark.slow
@@ -71,23 +71,6 @@ def _add_stale_epoch(log_dir: Path, step: int) -> None:
     writer.close()
 
 
-def _read(log_dir: Path) -> dict[str, dict[str, list]]:
-    """{run: {tag: [(step, value)]}} with TensorBoard's reader; images as PNG bytes."""
-    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-    from tensorboard.util import tensor_util
-
-    out: dict[str, dict[str, list]] = {}
-    for sub in ("train", "validation"):
-        acc = EventAccumulator(str(log_dir / sub), size_guidance={"tensors": 0})
-        acc.Reload()
-        out[sub] = {}
-        for tag in acc.Tags()["tensors"]:
-            events = acc.Tensors(tag)
-            values = [tensor_util.make_ndarray(e.tensor_proto) for e in events]
-            out[sub][tag] = [(e.step, v[2] if tag == "confusion_matrix" else float(v)) for e, v in zip(events, values)]
-    return out
-
-
 @pytest.fixture(scope="module")
 def resumed_run(tmp_path_factory) -> tuple[Path, dict]:
     tmp = tmp_path_factory.mktemp("tb")
@@ -102,7 +85,7 @@ def resumed_run(tmp_path_factory) -> tuple[Path, dict]:
     _add_stale_epoch(run / "tensorboard", stopped_at)
     r = tlkit(*ARGS, "--resume", cwd=tmp, timeout=300)  # no --tensorboard: the run's own setting is kept
     assert r.returncode == 0, r.stderr[-3000:]
-    return run, _read(run / "tensorboard")
+    return run, tensorboard_logs(run / "tensorboard")
 
 
 def test_scalars_are_the_history_once_per_epoch_across_stages_and_resume(resumed_run):
@@ -133,7 +116,7 @@ def test_confusion_matrix_image_per_epoch_states_its_val_accuracy(resumed_run):
         assert png.startswith(b"\x89PNG\r\n\x1a\n")
         with Image.open(io.BytesIO(png)) as im:
             assert im.format == "PNG" and im.size[0] > 100 and im.size[1] > 100
-            title = im.info["Title"].splitlines()
+        title = png_title(png)
         # The matrix counts the 6 validation images of that epoch: its accuracy is Keras' val_accuracy.
         assert title[0] == f"epoch {step + 1}"
         assert title[1] == f"accuracy {float(row['val_accuracy']):.4f} (val split, 6 images)"

@@ -71,10 +71,14 @@ def _step_fns(
         model.optimizer.apply_gradients(zip(grads, variables))
         return tf.reduce_sum(per_example), correct, top5, n
 
-    def replica_eval(x: Any, y: Any) -> tuple[Any, Any, Any, Any]:
+    def replica_eval(x: Any, y: Any) -> tuple[Any, Any, Any, Any, Any]:
         x, y, mask = _padded(x, y)
-        per_example, correct, top5, n = _sums(y, model(x, training=False), mask)
-        return tf.reduce_sum(per_example), correct, top5, n
+        probs = model(x, training=False)
+        per_example, correct, top5, n = _sums(y, probs, mask)
+        # The confusion matrix too (summed over the workers: the whole split's), for --tensorboard's image.
+        pred = tf.argmax(probs, -1, output_type=tf.int32)
+        confusion = tf.math.confusion_matrix(y, pred, num_classes, weights=mask, dtype=tf.float32)
+        return tf.reduce_sum(per_example), correct, top5, n, confusion
 
     def reduced(fn: Callable) -> Callable:
         @tf.function
@@ -87,13 +91,18 @@ def _step_fns(
     return reduced(replica_train), reduced(replica_eval)
 
 
-def _run_epoch(step: Callable, dataset: Any) -> np.ndarray:
+def _run_epoch(step: Callable, dataset: Any) -> tuple[np.ndarray, np.ndarray | None]:
+    """The epoch's sums (loss, correct, top5, count), and the eval step's confusion matrix (else None)."""
     import tensorflow as tf
 
-    totals = np.zeros(4)
+    totals, confusion = np.zeros(4), None
     try:
         for x, y in dataset:
-            totals += np.asarray([float(v) for v in step(x, y)])
+            out = step(x, y)
+            totals += np.asarray([float(v) for v in out[:4]])
+            if len(out) > 4:
+                matrix = np.asarray(out[4], dtype=np.float64)
+                confusion = matrix if confusion is None else confusion + matrix
     except tf.errors.OpError as exc:
         if not _lost_peer(exc):
             raise
@@ -104,7 +113,7 @@ def _run_epoch(step: Callable, dataset: Any) -> np.ndarray:
             f"every worker with the same command and --resume to continue from the last "
             f"completed epoch"
         ) from None
-    return totals
+    return totals, (None if confusion is None else np.rint(confusion).astype(np.int64))
 
 
 def _lost_peer(exc: Exception) -> bool:
@@ -202,6 +211,7 @@ def fit_stage_distributed(
     end = stage_start + cfg.epochs
     if initial_epoch >= end:
         return initial_epoch
+    loggers = list(loggers)
     with strategy.scope():
         model.optimizer.build(model.trainable_variables)
     synchronize_batchnorm(model)
@@ -227,9 +237,13 @@ def fit_stage_distributed(
     for epoch in range(initial_epoch, end):
         cbl.on_epoch_begin(epoch)
         t0 = time.time()
-        logs = _logs(_run_epoch(train_step, train_ds), "", num_classes)
+        logs = _logs(_run_epoch(train_step, train_ds)[0], "", num_classes)
         if val_ds is not None:
-            logs.update(_logs(_run_epoch(eval_step, val_ds), "val_", num_classes))
+            sums, confusion = _run_epoch(eval_step, val_ds)
+            logs.update(_logs(sums, "val_", num_classes))
+            for cb in loggers:
+                if hasattr(cb, "set_confusion"):  # the image's matrix: no prediction on the chief alone
+                    cb.set_confusion(confusion)
         cbl.on_epoch_end(epoch, logs)
         log(
             f"epoch {epoch + 1}/{end} ({time.time() - t0:.1f} s): " + ", ".join(f"{k} {v:.4f}" for k, v in logs.items())

@@ -112,16 +112,12 @@ def train_and_finish(
             return []
         from tlkit.finetune import tensorboard_log
 
-        # Multi-worker: the confusion image's prediction would run on the chief alone, outside the
-        # workers' collective steps; scalars only.
+        # Multi-worker: the distributed loop's evaluation step hands the image its confusion matrix.
         val = None if is_multi_worker(strategy) else val
         return tensorboard_log.callbacks(write_dir / rd.TENSORBOARD, val, classes, cfg.batch_size)
 
     if cfg.tensorboard and run is not None:
-        log(
-            f"TensorBoard logs: {write_dir / rd.TENSORBOARD}"
-            + (" (scalars only: no confusion image with multi-worker)" if is_multi_worker(strategy) else "")
-        )
+        log(f"TensorBoard logs: {write_dir / rd.TENSORBOARD}")
 
     if stage == 1:
         log(

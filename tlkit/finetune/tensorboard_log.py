@@ -94,7 +94,10 @@ class ConfusionImages(keras.callbacks.Callback):
     Predicts the validation data again after Keras' validation (Keras does not keep its
     predictions), as evaluation does (:func:`tlkit.evaluate.predict_dataset`), and draws it with
     :func:`tlkit.plots.confusion_matrix_png`. ``val_data`` is a dataset of (images, labels), or
-    ``(x, y)`` arrays (stage 1 on cached features: the head's inputs).
+    ``(x, y)`` arrays (stage 1 on cached features: the head's inputs). A multi-worker stage
+    computes the matrix in its collective evaluation step and hands it over with
+    :meth:`set_confusion` (``val_data`` None): the chief predicting alone would step out of the
+    workers' collective operations.
     """
 
     def __init__(self, log_dir: str | Path, val_data: Any, classes: Sequence[str], batch_size: int = 32) -> None:
@@ -104,6 +107,11 @@ class ConfusionImages(keras.callbacks.Callback):
         self.classes = list(classes)
         self.batch_size = int(batch_size)
         self._writer: Any = None
+        self._confusion: np.ndarray | None = None
+
+    def set_confusion(self, matrix: np.ndarray | None) -> None:
+        """The coming epoch end's matrix, computed elsewhere (rows: true class, columns: predicted)."""
+        self._confusion = None if matrix is None else np.asarray(matrix)
 
     def _predict(self) -> tuple[np.ndarray, np.ndarray]:
         from tlkit import evaluate
@@ -122,8 +130,13 @@ class ConfusionImages(keras.callbacks.Callback):
 
         from tlkit import evaluate, plots
 
-        y, probs = self._predict()
-        matrix = np.asarray(evaluate.metrics_from_probs(y, probs, self.classes)["confusion_matrix"])
+        if self._confusion is not None:
+            matrix, self._confusion = self._confusion, None
+        elif self.val_data is not None:
+            y, probs = self._predict()
+            matrix = np.asarray(evaluate.metrics_from_probs(y, probs, self.classes)["confusion_matrix"])
+        else:
+            return
         png = plots.confusion_matrix_png(matrix, self.classes, split="val", about=f"epoch {epoch + 1}")
         if self._writer is None:
             self._writer = tf.summary.create_file_writer(str(self.log_dir / "validation"))
@@ -138,11 +151,8 @@ class ConfusionImages(keras.callbacks.Callback):
 
 
 def callbacks(log_dir: Path, val_data: Any, classes: Sequence[str], batch_size: int) -> list[keras.callbacks.Callback]:
-    """The callbacks of one stage: scalars, and the confusion image when there is validation data."""
-    cbs: list[keras.callbacks.Callback] = [EpochTensorBoard(log_dir)]
-    if val_data is not None:
-        cbs.append(ConfusionImages(log_dir, val_data, classes, batch_size))
-    return cbs
+    """The callbacks of one stage: scalars, and the confusion image (none without validation data)."""
+    return [EpochTensorBoard(log_dir), ConfusionImages(log_dir, val_data, classes, batch_size)]
 
 
 def truncate(log_dir: Path, next_epoch: int) -> int:
