@@ -123,7 +123,8 @@ class FinetuneConfig:
         False,
         "write TensorBoard logs to RUN/tensorboard/ (kept on --resume): per epoch the loss, accuracy, "
         "validation metrics and learning rate, and the validation confusion matrix as an image "
-        "(one more pass over the validation split per epoch); view with: tensorboard --logdir RUN/tensorboard",
+        "(one more prediction pass over the validation split per epoch, except multi-worker); "
+        "view with: tensorboard --logdir RUN/tensorboard",
         kind="flag",
     )
     distribute: str | None = _opt(

@@ -1,8 +1,8 @@
 """``--tensorboard``: TensorBoard logs of a run under ``RUN/tensorboard/``, one step per epoch.
 
 Scalars come from Keras' own :class:`keras.callbacks.TensorBoard` (``train/`` and ``validation/``:
-``epoch_loss``, ``epoch_accuracy``, ``epoch_top5`` with more than 5 classes, and
-``epoch_learning_rate``); :class:`ConfusionImages` adds the validation split's confusion matrix as
+``epoch_loss``, ``epoch_accuracy``, the run's other metrics, and ``epoch_learning_rate`` in
+``train/``); :class:`ConfusionImages` adds the validation split's confusion matrix as
 a PNG image per epoch (``validation/``, tag ``confusion_matrix``), drawn as the run's
 ``confusion.png`` is. The step is the run's global epoch (0-based, as in ``history.csv``), so
 stage 2 continues where stage 1 ended, and :func:`truncate` drops on ``--resume`` the epochs the
