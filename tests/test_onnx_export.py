@@ -17,6 +17,7 @@ from tlkit.errors import ConfigError
 from tlkit.export import onnx_export
 from tlkit.export import savedmodel as export
 from tlkit.export.probes import synthetic_pixels
+from tlkit.export.serving import save_serving_model
 from tlkit.models.preprocessing import Preprocess
 
 LABELS = ["bright", "dark", "stripes", "dots", "waves", "noise"]  # 6 > top-k 5: the top-k is a real choice
@@ -81,20 +82,24 @@ def test_onnx_runtime_matches_keras_and_the_saved_model_on_raw_pixels(tiny_onnx)
     assert ids.dtype == np.int32 and len(set(ids[:, 0])) > 1  # not a constant model
 
 
-def test_a_converted_model_that_differs_is_refused_and_nothing_is_written(tmp_path, monkeypatch):
-    """A converter bug (here: the ONNX file made from other weights) fails the check; no version appears."""
-    real = onnx_export.save_onnx
-    other = _tiny_model(seed=1)
-    monkeypatch.setattr(onnx_export, "save_onnx", lambda model, d, **kw: real(other, d, **kw))
-    with pytest.raises(export.VerificationError, match="ONNX Runtime scores differ from the Keras model's"):
-        export.export_model(_tiny_model(), LABELS, tmp_path / "m", verify=True, formats=("onnx",))
-    assert not (tmp_path / "m").exists() or list((tmp_path / "m").iterdir()) == []
+def test_a_converted_model_that_differs_is_refused(tmp_path):
+    """A converter bug (here: the ONNX file made from other weights) fails the check in ONNX Runtime."""
+    model, other = _tiny_model(), _tiny_model(seed=1)
+    save_serving_model(model, LABELS, tmp_path, resize="plain")
+    onnx_export.save_onnx(other, tmp_path, size=(32, 32), top_k=5)
+    pixels = synthetic_pixels((32, 32), n=16)
+    with pytest.raises(export.VerificationError, match="ONNX Runtime scores differ from the Keras model's") as exc:
+        onnx_export.verify_onnx(tmp_path, model, pixels, photos=16, tolerance=export.TOLERANCE)
+    assert "top-5 differs from the SavedModel's on" in str(exc.value)
+    # The same file passes against the model it was made from: the check compares, it does not just fail.
+    report = onnx_export.verify_onnx(tmp_path, other, pixels, photos=0, tolerance=export.TOLERANCE)
+    assert report["passed"] and report["max_abs_diff_vs_keras"] <= export.TOLERANCE
 
 
 def test_without_the_deploy_extra_onnx_is_refused_before_any_work(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "onnxruntime", None)  # what find_spec sees for a package not installed
     assert onnx_export.missing_onnx_packages() == ["onnxruntime"]
-    with pytest.raises(ConfigError, match=r'needs onnxruntime, which is not installed: pip install "tlkit\[deploy\]"'):
+    with pytest.raises(ConfigError, match=r'needs onnxruntime, not installed here: pip install "tlkit\[deploy\]"'):
         export.export_model(_tiny_model(), LABELS, tmp_path / "m", formats=("saved_model", "onnx"))
     assert not (tmp_path / "m").exists()
 
