@@ -24,7 +24,6 @@ from __future__ import annotations
 import contextlib
 import importlib.util
 import shutil
-import tempfile
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -116,9 +115,7 @@ def save_onnx(model: Any, export_dir: str | Path, *, size: tuple[int, int], top_
     proto.doc_string = f"tlkit predict_pixels: {PIXELS_INPUT} float32 RGB 0..255 [batch, {h}, {w}, 3]; labels.txt"
     onnx.checker.check_model(proto)
     path = d / ONNX_FILE
-    with tempfile.NamedTemporaryFile(dir=d, suffix=".part", delete=False) as f:
-        f.write(proto.SerializeToString())
-    Path(f.name).replace(path)
+    path.write_bytes(proto.SerializeToString())  # export_dir is the export's temporary folder: no partial file shows
     outputs = {k: v for k, v in _output_spec(int(model.output_shape[-1]), top_k).items() if k != "top_k_labels"}
     return {
         "file": f"{ONNX_DIR}/{ONNX_FILE}",
