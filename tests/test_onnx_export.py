@@ -110,3 +110,32 @@ def test_top_k_ties_within_the_tolerance_are_not_differences():
     swapped = np.array([[0, 1, 2], [0, 1, 2]])
     assert onnx_export._top_k_mismatches(swapped, ref_ids, scores, 1e-4) == 1  # only row 1 really differs
     assert onnx_export._top_k_mismatches(ref_ids, ref_ids, scores, 1e-4) == 0
+
+
+def test_constants_a_layer_keeps_become_part_of_the_graph(tmp_path):
+    """Keras' Normalization keeps mean and variance as tensors (as EfficientNet-B0 does): tf2onnx leaves
+    them as graph inputs a caller would have to feed; the export makes them constants, so ``pixels``
+    is the one input and the scores are the Keras model's."""
+    keras.utils.set_random_seed(0)
+    inp = keras.Input((32, 32, 3))
+    x = keras.layers.Normalization(mean=[120.0, 110.0, 100.0], variance=[3600.0, 3000.0, 2500.0])(inp)
+    x = keras.layers.GlobalAveragePooling2D()(keras.layers.Conv2D(8, 3, activation="relu")(x))
+    model = keras.Model(inp, keras.layers.Dense(len(LABELS), activation="softmax")(x))
+    (tmp_path / "assets").mkdir()
+    (tmp_path / "assets" / "labels.txt").write_text("\n".join(LABELS) + "\n")
+    onnx_export.save_onnx(model, tmp_path, size=(32, 32), top_k=5)
+    session = ort.InferenceSession(str(tmp_path / "onnx" / "model.onnx"), providers=["CPUExecutionProvider"])
+    assert [i.name for i in session.get_inputs()] == ["pixels"]
+    pixels = synthetic_pixels((32, 32), n=8)
+    ref = np.asarray(model(pixels))
+    assert ref.std() > 0.01  # the scores vary: the comparison can fail
+    report = onnx_export.verify_onnx(tmp_path, model, pixels, photos=0, tolerance=export.TOLERANCE)
+    assert report["max_abs_diff_vs_keras"] <= 1e-5
+
+
+def test_a_file_onnx_runtime_cannot_run_is_a_verification_error(tmp_path):
+    save_serving_model(_tiny_model(), LABELS, tmp_path, resize="plain")
+    (tmp_path / "onnx").mkdir()
+    (tmp_path / "onnx" / "model.onnx").write_bytes(b"not an onnx model")
+    with pytest.raises(export.VerificationError, match="ONNX Runtime cannot run the converted model"):
+        onnx_export.verify_onnx(tmp_path, _tiny_model(), synthetic_pixels((32, 32), n=2), photos=2, tolerance=1e-4)

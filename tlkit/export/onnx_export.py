@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from tlkit.errors import ConfigError
+from tlkit.errors import ConfigError, ExportError
 
 ONNX_DIR = "onnx"
 ONNX_FILE = "model.onnx"
@@ -40,6 +40,10 @@ ONNX_OPSET = 17
 ONNX_PACKAGES = ("onnxruntime", "tf2onnx", "onnx")  # import names, all in the deploy extra
 DEPLOY_INSTALL = 'pip install "tlkit[deploy]"'
 BATCH_DIM = "batch"
+
+
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).strip().splitlines() or [""])[0][:300]
 
 
 def missing_onnx_packages() -> list[str]:
@@ -79,6 +83,42 @@ def _quiet_conversion() -> Iterator[None]:
             lg.setLevel(level)
 
 
+def _inline_captured_constants(proto: Any, fn: Any) -> None:
+    """Make the tensors the traced function captured (not variables) constants of the ONNX graph.
+
+    tf2onnx freezes variables, but a tensor a layer computed once and kept (Keras 3's
+    ``Normalization`` keeps its mean and variance so: EfficientNet-B0..B7) stays a graph input
+    of the converted model (used or not), which ONNX Runtime then asks the caller to feed. Its
+    value is known: it becomes an initializer (or goes, if no node reads it), and ``pixels`` the
+    one input.
+    """
+    import tensorflow as tf
+    from onnx import numpy_helper
+
+    values = {
+        inner.name: outer.numpy()
+        for outer, inner in zip(fn.captured_inputs, fn.graph.internal_captures)
+        if outer.dtype != tf.resource
+    }
+    used = _consumed(proto.graph)
+    for value in list(proto.graph.input):
+        if value.name in values:
+            proto.graph.input.remove(value)
+            if value.name in used:  # an unused one is only dropped (ONNX Runtime would warn about it)
+                proto.graph.initializer.append(numpy_helper.from_array(values[value.name], value.name))
+
+
+def _consumed(graph: Any) -> set[str]:
+    """Every tensor name a node of ``graph`` (or of a subgraph in its attributes) reads."""
+    names: set[str] = set()
+    for node in graph.node:
+        names.update(node.input)
+        for attr in node.attribute:
+            for sub in [attr.g] if attr.HasField("g") else list(attr.graphs):
+                names |= _consumed(sub)
+    return names
+
+
 def save_onnx(model: Any, export_dir: str | Path, *, size: tuple[int, int], top_k: int) -> dict[str, Any]:
     """``export_dir/onnx/``: ``model.onnx`` (pixels in, scores and top-K out) and a copy of labels.txt.
 
@@ -102,10 +142,17 @@ def save_onnx(model: Any, export_dir: str | Path, *, size: tuple[int, int], top_
         top_scores, top_ids = tf.math.top_k(scores, k=top_k)
         return {"scores": scores, "top_k_ids": top_ids, "top_k_scores": top_scores}
 
-    with _quiet_conversion():
-        proto, _ = tf2onnx.convert.from_function(
-            predict_pixels, input_signature=predict_pixels.input_signature, opset=ONNX_OPSET
-        )
+    try:
+        with _quiet_conversion():
+            proto, _ = tf2onnx.convert.from_function(
+                predict_pixels, input_signature=predict_pixels.input_signature, opset=ONNX_OPSET
+            )
+    except Exception as exc:  # tf2onnx raises many kinds (unsupported op, shape, freezing): one line for all
+        raise ExportError(
+            f"tf2onnx {tf2onnx.__version__} cannot convert this model to ONNX opset {ONNX_OPSET} "
+            f"({type(exc).__name__}: {_first_line(exc)}); export it without --format onnx"
+        ) from exc
+    _inline_captured_constants(proto, predict_pixels.get_concrete_function())
     # tf2onnx names the unknown batch dimension unk__N, a different N on each tensor: one name
     # says they are the same dimension.
     for value in [*proto.graph.input, *proto.graph.output]:
@@ -170,7 +217,13 @@ def verify_onnx(
     from tlkit.export.verify import LABELS_FILE, PIXELS_INPUT, PIXELS_SIGNATURE, VerificationError
 
     d = Path(export_dir) / ONNX_DIR
-    got = run_onnx(d / ONNX_FILE, pixels)
+    try:
+        got = run_onnx(d / ONNX_FILE, pixels)
+    except Exception as exc:  # onnxruntime's own exception types, ValueError for a missing input, ...
+        raise VerificationError(
+            f"ONNX verification failed: ONNX Runtime cannot run the converted model "
+            f"({type(exc).__name__}: {_first_line(exc)})"
+        ) from exc
     ref = np.concatenate(
         [np.asarray(model(pixels[i : i + 32], training=False), np.float32) for i in range(0, len(pixels), 32)]
     )
