@@ -397,11 +397,8 @@ def export_run(run_dir: str | Path, out: str | Path | None = None, **kwargs: Any
         **kwargs.pop("card", {}),
     }
     input_size = kwargs.pop("input_size", None) or config.get("input_size")
-    if (
-        {"tflite", "onnx"} & set(kwargs.get("formats", ()))
-        and kwargs.get("verify", True)
-        and "validation" not in kwargs
-    ):
+    checked = {"tflite", "onnx"} & set(kwargs.get("formats", ()))  # formats whose check runs on a sample
+    if checked and kwargs.get("verify", True) and "validation" not in kwargs:
         kwargs["validation"], kwargs["validation_source"] = validation_pixels(
             config, tuple(input_size or model.input_shape[1:3]), kwargs.get("progress") or _quiet
         )
