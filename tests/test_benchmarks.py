@@ -145,3 +145,31 @@ def test_bench_data_finds_the_cache_flag_in_finetune_help() -> None:
     assert bench_data.cache_flag("[--cache {off,disk}]") == ["--cache", "disk"]
     assert bench_data.cache_flag("  --cache MODE   where to keep decoded images") == ["--cache", "memory"]
     assert bench_data.cache_flag("[--cache mem|DIR] [--cache-budget SIZE]") == ["--cache", "mem"]
+
+
+def test_bench_deploy_tiny_measures_every_exported_file(tmp_path: Path) -> None:
+    """Every format the export wrote is a row (each .tflite file its card lists, ONNX), with ratios
+    that are the quotients they claim to be and scores that agree with the SavedModel's."""
+    out = tmp_path / "deploy.json"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
+    cmd = [sys.executable, str(BENCH / "bench_deploy.py"), "--tiny", "--work", str(tmp_path), "--out", str(out)]
+    p = _run(cmd, env, timeout=900)
+    assert "CPU:" in p.stdout and "cores" in p.stdout
+    result = json.loads(out.read_text())
+    assert result["tiny"] is True and result["batches"] == [1, 8]
+    card = json.loads(next((tmp_path / "models" / "deploy").glob("*/tlkit.json")).read_text())
+    expected = ["saved_model", *(f"tflite {v}" for v in card["tflite"]["models"]), "onnx"]
+    rows = {r["format"]: r for r in result["rows"]}
+    assert list(rows) == expected and len(expected) >= 4
+    held = result["held_out"]["images"]
+    assert held == 40  # builtin:faces: 200 images, 20% held out
+    for name, r in rows.items():
+        assert r["bytes"] > 0 and r["batch1_median_ms"] > 0, r
+        for b in (1, 8):
+            assert r[f"batch{b}_ratio"] == pytest.approx(
+                r[f"batch{b}_images_per_s"] / rows["saved_model"][f"batch{b}_images_per_s"], rel=1e-9
+            )
+        assert r["top1_accuracy"] * held == pytest.approx(round(r["top1_accuracy"] * held))  # a count of 40
+        if name in ("tflite float32", "onnx"):  # float formats: the same model, to float precision
+            assert r["max_abs_score_diff_vs_saved_model"] <= 1e-4 and r["top1_agreement_with_saved_model"] == 1.0
+    assert rows["saved_model"]["batch1_ratio"] == 1.0

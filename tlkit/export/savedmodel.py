@@ -39,7 +39,9 @@ same directory once its process is gone (:mod:`tlkit.export.versions`).
 and dynamic-range int8 models of ``predict_pixels`` with a copy of labels.txt. Both are
 measured against the Keras model on a sample (the run's validation images, up to
 :data:`TFLITE_VALIDATION_IMAGES`, plus synthetic crops of photos and the probes): float32
-must match, int8's top-1 agreement and score differences go into the card.
+must match, int8's top-1 agreement and score differences go into the card. ``"onnx"``
+(``--format onnx``, the deploy extra) adds ``N/onnx/model.onnx`` checked in ONNX Runtime
+(:mod:`tlkit.export.onnx_export`).
 
 ``progress`` (a callable taking one line) is told each step: building or loading the
 model, writing, verifying, done.
@@ -71,6 +73,7 @@ from tlkit._io import move_into_place, no_room
 from tlkit._lock import output_lock
 from tlkit.data.images import CROP_FRACTION, MAX_PIXELS
 from tlkit.errors import ConfigError, ExportError
+from tlkit.export.onnx_export import export_onnx, require_onnx
 from tlkit.export.probes import png_header_only, probe_images, synthetic_pixels  # noqa: F401  (re-exported)
 from tlkit.export.serving import (  # noqa: F401  (re-exported)
     DEFAULT_TOP_K,
@@ -124,7 +127,7 @@ from tlkit.export.versions import (  # noqa: F401  (re-exported)
     tmp_name,
 )
 
-FORMATS = ("saved_model", "tflite")
+FORMATS = ("saved_model", "tflite", "onnx")
 
 Progress = Callable[[str], None]
 
@@ -143,8 +146,6 @@ class ExportResult:
     verification: dict[str, Any] | None = None
     model: Any = field(default=None, repr=False)  # the Keras model that was exported
 
-
-# --- export ---------------------------------------------------------------------------------------
 
 # --- export ---------------------------------------------------------------------------------------
 
@@ -199,12 +200,15 @@ def export_model(
     graph's limit on an image's pixels, read from its header before decoding. ``formats``
     may add ``"tflite"``: ``N/tflite/`` then holds float32 and dynamic-range int8 models and
     the same labels.txt (the SavedModel is always written: it is what TF Serving loads and
-    the reference); ``validation`` (float32 [N, H, W, 3] at the model's size) joins their check.
+    the reference), and/or ``"onnx"``: ``N/onnx/model.onnx`` (:mod:`tlkit.export.onnx_export`);
+    ``validation`` (float32 [N, H, W, 3] at the model's size) joins their checks.
     """
     say = progress or _quiet
     unknown = set(formats) - set(FORMATS)
     if unknown:
         raise ConfigError(f"unknown export format(s) {sorted(unknown)}; known: {', '.join(FORMATS)}")
+    if "onnx" in formats:
+        require_onnx()  # before any work: the deploy extra's packages, looked up
     max_pixels = check_max_pixels(max_pixels)
     out = check_out_dir(Path(out).resolve())  # resolved: the verifying process runs in another directory
     # One export per model directory at a time, and the version is picked under the lock: a second
@@ -241,6 +245,13 @@ def export_model(
                         model_card["tflite"]["verification"] = verify_tflite(
                             tmp, model, pixels, tolerance=tolerance, sample=sample
                         )
+                    _write_card(tmp, model_card)
+                if "onnx" in formats:  # tlkit.export.onnx_export: N/onnx/model.onnx, checked in ONNX Runtime
+                    kw = {"probes": probes, "validation": validation, "validation_source": validation_source}
+                    model_card["onnx"] = export_onnx(
+                        model, tmp, size=tuple(facts["input_size"]), top_k=facts["top_k"], resize=resize,
+                        verify=verify, tolerance=tolerance, say=say, **kw,
+                    )  # fmt: skip
                     _write_card(tmp, model_card)
                 # A writer that does not take the lock may have taken N meanwhile.
                 refuse_existing(target, out, explicit=version is not None)
@@ -386,7 +397,8 @@ def export_run(run_dir: str | Path, out: str | Path | None = None, **kwargs: Any
         **kwargs.pop("card", {}),
     }
     input_size = kwargs.pop("input_size", None) or config.get("input_size")
-    if "tflite" in kwargs.get("formats", ()) and kwargs.get("verify", True) and "validation" not in kwargs:
+    checked = {"tflite", "onnx"} & set(kwargs.get("formats", ()))  # formats whose check runs on a sample
+    if checked and kwargs.get("verify", True) and "validation" not in kwargs:
         kwargs["validation"], kwargs["validation_source"] = validation_pixels(
             config, tuple(input_size or model.input_shape[1:3]), kwargs.get("progress") or _quiet
         )

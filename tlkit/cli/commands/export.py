@@ -52,10 +52,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--format",
         action="append",
-        choices=("saved_model", "tflite"),
+        choices=("saved_model", "tflite", "onnx"),
         dest="formats",
         help="tflite adds N/tflite/ (float32 and dynamic-range int8 models, labels.txt) beside "
-        "the SavedModel, which is always written; repeatable",
+        "the SavedModel, which is always written; onnx adds N/onnx/model.onnx (float32 RGB pixels 0..255 "
+        'in, scores and top-k out; labels.txt), checked in ONNX Runtime (pip install "tlkit[deploy]"); '
+        "repeatable",
     )
     p.add_argument(
         "--max-pixels",
@@ -154,6 +156,10 @@ def run(args: argparse.Namespace) -> int:
         raise _fail("give exactly one of RUN_DIR, --base NAME or --check PATH")
     if args.check:
         return _run(args)
+    if "onnx" in (args.formats or ()):
+        from tlkit.export.onnx_export import require_onnx  # looks the packages up: no TensorFlow yet
+
+        require_onnx()
     # The model directory's lock before TensorFlow loads: a second export into it is refused at once,
     # naming the holder; the version number is picked under this lock.
     with output_lock(_check_early(args), inside=True):
@@ -205,6 +211,7 @@ def _run(args: argparse.Namespace) -> int:
                     "max_pixels": args.max_pixels,
                     "verification": result.verification,
                     "tflite": (result.card.get("tflite") or {}).get("verification"),
+                    "onnx": (result.card.get("onnx") or {}).get("verification"),
                 },
                 indent=2,
             )
@@ -221,7 +228,21 @@ def _run(args: argparse.Namespace) -> int:
     tfl = card.get("tflite")
     if tfl:
         _print_tflite(tfl, result.path)
+    if card.get("onnx"):
+        _print_onnx(card["onnx"], result.path)
     return 0
+
+
+def _print_onnx(entry: dict[str, Any], path: Path) -> None:
+    print(f"  onnx: {entry['bytes'] / 1e6:.2f} MB, opset {entry['opset']}, in {path / entry['file']}")
+    check = entry.get("verification")
+    if check:
+        top = check["top_k_vs_saved_model"]
+        print(
+            f"  onnx check in {check['runtime'].split(' (')[0]} on {check['images']} images: max abs diff vs Keras "
+            f"{check['max_abs_diff_vs_keras']:.2g} (tolerance {check['tolerance']:g}); top-{top['k']} as the "
+            f"SavedModel's on {top['photos'] - top['mismatches']} of {top['photos']} photos"
+        )
 
 
 def _print_tflite(tfl: dict[str, Any], path: Path) -> None:
