@@ -270,7 +270,8 @@ def _print_tflite(tfl: dict[str, Any], path: Path) -> None:
     if not check:
         return
     sample = check.get("sample", {})
-    parts = ", ".join(f"{sample[k]} {k}" for k in ("validation", "calibration_data", "synthetic", "probes") if sample.get(k))
+    kinds = ("validation", "calibration_data", "synthetic", "probes")
+    parts = ", ".join(f"{sample[k]} {k}" for k in kinds if sample.get(k))
     f32 = check["float32"]
     agree = "; ".join(
         f"{v} {check[v]['top1_agreement']:.1%} ({check[v]['top1_disagreements']} of {check[v]['images']} differ)"
