@@ -161,3 +161,19 @@ def test_accuracy_report_per_file(converted):
     int8 = acc.run_tflite(d / "model_int8.tflite", pixels)
     assert report["int8"] == float((int8.argmax(1) == labels).mean())
     json.dumps(report)  # plain floats and ints: it goes into the model card
+
+
+def test_validation_sample_shrinks_for_large_inputs(tmp_path, monkeypatch):
+    from tlkit.export import tflite
+
+    config = {"data": str(_folder(tmp_path / "imgs")), "val_split": 0.2, "seed": 0}
+    pixels, labels, where = tflite.validation_pixels(config, (16, 16), print)
+    assert len(pixels) == len(labels) == 6 and "val, all" in where
+    # Room for 4 images of 16x16 float32: 4 of the 6, evenly spaced (classes 0, 1 and 2 all in).
+    monkeypatch.setattr(tflite, "ACCURACY_BYTES", 4 * 16 * 16 * 3 * 4)
+    monkeypatch.setattr(tflite, "ACCURACY_MIN_IMAGES", 2)
+    pixels, labels, where = tflite.validation_pixels(config, (16, 16), print)
+    assert len(pixels) == 4 and sorted(set(labels.tolist())) == [0, 1, 2] and "4 evenly spaced of 6" in where
+    said = []
+    assert tflite.validation_pixels({"data": str(tmp_path / "gone")}, (16, 16), said.append) == (None, None, None)
+    assert len(said) == 1 and "measures no accuracy" in said[0]

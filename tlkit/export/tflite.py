@@ -29,6 +29,8 @@ from tlkit.export.verify import (
 
 TFLITE_VALIDATION_IMAGES = 256  # validation images in the TFLite agreement check (all of them up to this many)
 ACCURACY_IMAGES = 1000  # validation images top-1 is measured on per TFLite file (evenly spaced beyond this)
+ACCURACY_BYTES = 640 << 20  # ...and fewer for large inputs: their float32 pixels held at once (1000 at 224x224)
+ACCURACY_MIN_IMAGES = 64  # ...but never fewer than this many (if the split has them)
 
 
 @dataclass
@@ -190,6 +192,10 @@ def add_tflite(
         drops = accuracy_drops(acc, data.max_accuracy_drop)
         line = drop_line(acc, drops, data.max_accuracy_drop) if drops else None
     else:
+        card["accuracy_unmeasured"] = (
+            "no labelled images (a --base export, or the run's validation images are unreadable): "
+            "see verification's top1_agreement with the Keras model"
+        )
         check = card["verification"]
         agreement = {"split": "check sample (no labels)", "images": check["images"], "float32": 1.0}
         agreement.update({v: check[v]["top1_agreement"] for v in TFLITE_VARIANTS if v != "float32"})
@@ -231,8 +237,9 @@ def tflite_check_pixels(
 def validation_pixels(
     config: dict[str, Any], size: tuple[int, int], say: Callable[[str], None], limit: int = ACCURACY_IMAGES
 ) -> tuple[np.ndarray | None, np.ndarray | None, str | None]:
-    """Up to ``limit`` of the run's validation images (evenly spaced), resized as its evaluation fed
-    them, with their label ids and a description: (pixels, labels, source).
+    """Up to ``limit`` of the run's validation images (evenly spaced; fewer, down to
+    :data:`ACCURACY_MIN_IMAGES`, where their float32 pixels would pass :data:`ACCURACY_BYTES`),
+    resized as its evaluation fed them, with their label ids and a description: (pixels, labels, source).
 
     For the TFLite accuracy and check only: when the data is gone or unreadable, the check uses
     its synthetic images and the probes, and says so (the export does not fail for it).
@@ -242,6 +249,7 @@ def validation_pixels(
 
     if not config.get("data"):
         return None, None, None
+    limit = min(limit, max(ACCURACY_MIN_IMAGES, ACCURACY_BYTES // (size[0] * size[1] * 3 * 4)))
     try:
         return split_pixels(config, "val", size, limit)
     except LookupError:

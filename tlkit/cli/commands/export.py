@@ -57,8 +57,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="tflite adds N/tflite/ beside the SavedModel (which is always written): model_float32, "
         "model_float16, model_dynamic_int8 (int8 weights, float activations) and model_int8 (full integer: "
         "uint8 pixels in, uint8 scores out; calibrated on up to 200 of the run's training images) .tflite files "
-        "and labels.txt; each file's top-1 on the run's validation images (up to 1000) goes into the model "
-        "card and is printed; repeatable",
+        "and labels.txt; each file's top-1 on the run's validation images (up to 1000, fewer for inputs over "
+        "224x224) goes into the model card and is printed; repeatable",
     )
     p.add_argument(
         "--max-accuracy-drop",
