@@ -69,6 +69,7 @@ def save_tflite(
     labels.txt (line i = class i), as TFLite apps expect. ``calibration`` (float32 pixels) sets
     model_int8.tflite's activation ranges (:mod:`tlkit.export.quantize`).
     """
+    from tlkit._quiet_tf import captured_stderr
     from tlkit.export.quantize import VARIANT_DESCRIPTIONS, configure
 
     d = Path(export_dir) / TFLITE_DIR
@@ -95,7 +96,9 @@ def save_tflite(
             converter = tf.lite.TFLiteConverter.from_saved_model(scratch, signature_keys=[PIXELS_SIGNATURE])
             configure(converter, variant, calibration)
             path = d / f"model_{variant}.tflite"
-            path.write_bytes(converter.convert())
+            with captured_stderr():  # the converter's C++ notes ("fully_quantize: 0, ..."); replayed if it fails
+                model_bytes = converter.convert()
+            path.write_bytes(model_bytes)
             files[variant] = {
                 "file": f"{TFLITE_DIR}/{path.name}",
                 "bytes": path.stat().st_size,

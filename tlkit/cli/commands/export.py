@@ -67,7 +67,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         metavar="POINTS",
         help="with --format tflite: warn (one line on stderr) when a quantised file's top-1 is more than this "
         "many percentage points below model_float32.tflite's; for --base (no labels): when its top class "
-        "differs from the float model's on more than this percentage of the check images (default 2.0)",
+        "differs from the float model's on more than this percentage of the check images",
     )
     p.add_argument(
         "--strict",
@@ -78,7 +78,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--calibration-data",
         metavar="DIR",
         help="with --format tflite: calibrate model_int8.tflite on up to 200 images of this folder "
-        "(for --base: else on synthetic photo crops; for RUN_DIR: instead of the run's training images)",
+        "(for --base: else on synthetic photo crops and the probe images; for RUN_DIR: instead of the run's "
+        "training images)",
     )
     p.add_argument(
         "--max-pixels",
