@@ -177,3 +177,42 @@ def test_validation_sample_shrinks_for_large_inputs(tmp_path, monkeypatch):
     said = []
     assert tflite.validation_pixels({"data": str(tmp_path / "gone")}, (16, 16), said.append) == (None, None, None)
     assert len(said) == 1 and "measures no accuracy" in said[0]
+
+
+def _tied_model() -> keras.Model:
+    """Scores 1/3 + ~1e-4 for class 1 on every image: float picks class 1, uint8 scores tie (class 0)."""
+    inp = keras.Input((24, 24, 3))
+    x = keras.layers.GlobalAveragePooling2D()(inp)
+    logits = keras.layers.Dense(3, kernel_initializer="zeros", bias_initializer=keras.initializers.Constant([0, 1, 0]))
+    out = keras.layers.Softmax()(keras.layers.Rescaling(1e-4)(logits(x)))
+    return keras.Model(inp, out)
+
+
+def test_base_without_labels_judges_by_agreement_and_strict_refuses(tmp_path):
+    from tlkit.export import tflite
+
+    folder = _folder(tmp_path / "calib")
+    kwargs = {"formats": ("saved_model", "tflite"), "calibration_data": str(folder), "strict": True}
+    data = tflite.tflite_data(kwargs, size=(24, 24), resize="crop")
+    assert "calibration_data" not in kwargs and "strict" not in kwargs  # popped: export_model does not take them
+    assert data.calibration.shape == (30, 24, 24, 3) and data.validation_labels is None and data.strict
+    assert data.sample_kind == "calibration_data" and data.calibration_source.startswith("--calibration-data")
+    assert tflite.tflite_data({"formats": ("saved_model",), "strict": True}, size=(24, 24), resize="crop") is None
+
+    def export_dir(name):
+        d = tmp_path / name
+        (d / "assets").mkdir(parents=True)
+        (d / "assets" / "labels.txt").write_text("a\nb\nc\n")
+        return d
+
+    args = {"size": (24, 24), "top_k": 2, "resize": "crop", "verify": True, "probes": None, "tolerance": 1e-4}
+    with pytest.raises(tflite.AccuracyDropError, match="changes the top class .* model_int8.tflite 0.0%"):
+        tflite.add_tflite(_tied_model(), export_dir("strict"), data=data, say=print, **args)
+    data.strict = False
+    card = tflite.add_tflite(_tied_model(), export_dir("warn"), data=data, say=print, **args)
+    assert card["accuracy"] is None and "no labelled images" in card["accuracy_unmeasured"]
+    assert card["verification"]["sample"]["calibration_data"] == 30
+    assert card["verification"]["int8"]["top1_agreement"] == 0.0
+    assert card["verification"]["dynamic_int8"]["top1_agreement"] == 1.0
+    assert card["accuracy_warning"].endswith("model_int8.tflite 0.0% (-100.0 points)")
+    assert card["int8_calibration"] == {"images": 31, "source": data.calibration_source, "range_image": True}
