@@ -155,7 +155,7 @@ def add_tflite(
     (top-1; without labels, its disagreement with the Keras model, an upper bound on what it
     loses); ``data.strict`` raises :class:`AccuracyDropError` instead.
     """
-    from tlkit.export.tflite_accuracy import accuracy_drops, accuracy_report, drop_line
+    from tlkit.export.tflite_accuracy import accuracy_drops, accuracy_report, agreement_line, drop_line
     from tlkit.export.verify_tflite import verify_tflite
 
     labelled = data.validation_labels is not None and data.validation is not None and len(data.validation) > 0
@@ -200,14 +200,12 @@ def add_tflite(
             "see verification's top1_agreement with the Keras model"
         )
         check = card["verification"]
-        agreement = {"split": "check sample (no labels)", "images": check["images"], "float32": 1.0}
+        agreement = {"images": check["images"], "float32": 1.0}
         agreement.update({v: check[v]["top1_agreement"] for v in TFLITE_VARIANTS if v != "float32"})
         drops = accuracy_drops(agreement, data.max_accuracy_drop)
-        line = None
-        if drops:
-            line = drop_line(agreement, drops, data.max_accuracy_drop).replace(
-                "costs more than", "changes the top class (no labels: an upper bound on top-1 lost) on more than"
-            )
+        kinds = ("validation", "calibration_data", "synthetic", "probes")
+        sample_text = ", ".join(f"{sample[k]} {k.replace('_', ' ')}" for k in kinds if sample.get(k))
+        line = agreement_line(agreement, drops, data.max_accuracy_drop, sample_text) if drops else None
     card["max_accuracy_drop"] = data.max_accuracy_drop
     card["accuracy_warning"] = line
     if line and data.strict:

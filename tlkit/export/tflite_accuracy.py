@@ -114,3 +114,13 @@ def drop_line(accuracy: dict[str, Any], drops: dict[str, float], max_drop: float
         f"quantisation costs more than {max_drop:g} points of top-1 on {accuracy['images']} {accuracy['split']} "
         f"images against model_float32.tflite's {100 * accuracy['float32']:.1f}%: {parts}"
     )
+
+
+def agreement_line(agreement: dict[str, Any], drops: dict[str, float], max_drop: float, sample: str) -> str:
+    """One line for an export without labels: the files whose top class differs from the float model's
+    on more than ``max_drop`` % of the check images (an upper bound on the top-1 they cost)."""
+    parts = ", ".join(f"model_{v}.tflite on {d:.1f}%" for v, d in sorted(drops.items()))
+    return (
+        f"quantisation changes the top class on more than {max_drop:g}% of {agreement['images']} check images "
+        f"({sample}; no labels, so this bounds the top-1 it costs): {parts}"
+    )
