@@ -59,7 +59,7 @@ class AccuracyDropError(VerificationError):
 
 
 def save_tflite(
-    model: Any, export_dir: str | Path, *, size: tuple[int, int], top_k: int, calibration: np.ndarray
+    model: Any, export_dir: str | Path, *, size: tuple[int, int], top_k: int, calibration: np.ndarray | None = None
 ) -> dict[str, Any]:
     """``export_dir/tflite/``: the models of :data:`TFLITE_VARIANTS` and a copy of labels.txt.
 
@@ -67,11 +67,13 @@ def save_tflite(
     ``predict_pixels``: ``pixels`` [B, H, W, 3] RGB 0..255 (float32; uint8 in model_int8.tflite)
     -> ``scores`` (uint8 in model_int8.tflite), ``top_k_ids``, ``top_k_scores``; names come from
     labels.txt (line i = class i), as TFLite apps expect. ``calibration`` (float32 pixels) sets
-    model_int8.tflite's activation ranges (:mod:`tlkit.export.quantize`).
+    model_int8.tflite's activation ranges (:mod:`tlkit.export.quantize`; default: synthetic photo crops).
     """
     from tlkit._quiet_tf import captured_stderr
     from tlkit.export.quantize import VARIANT_DESCRIPTIONS, configure
 
+    if calibration is None:
+        calibration = synthetic_pixels(size)
     d = Path(export_dir) / TFLITE_DIR
     d.mkdir()
     shutil.copyfile(Path(export_dir) / "assets" / LABELS_FILE, d / LABELS_FILE)
