@@ -219,3 +219,19 @@ def test_base_without_labels_judges_by_agreement_and_strict_refuses(tmp_path):
         "7 probes; no labels, so this bounds the top-1 it costs): model_int8.tflite on 100.0%"
     )
     assert card["int8_calibration"] == {"images": 31, "source": data.calibration_source, "range_image": True}
+
+
+def test_run_calibrates_on_its_training_images_unless_given_a_folder(tmp_path):
+    from tlkit.export import tflite
+
+    config = {"data": str(_folder(tmp_path / "imgs")), "val_split": 0.2, "seed": 0}
+    tfl = ("saved_model", "tflite")
+    data = tflite.tflite_data({"formats": tfl, "max_accuracy_drop": 0.5}, size=(16, 16), resize="plain", config=config)
+    assert data.max_accuracy_drop == 0.5 and not data.strict
+    assert data.calibration.shape == (24, 16, 16, 3) and "(train, all: 24 images)" in data.calibration_source
+    assert data.validation_labels.tolist() == [0, 0, 1, 1, 2, 2] and data.sample_kind == "validation"
+    other = _folder(tmp_path / "other", n_per_class=2)
+    kwargs = {"formats": tfl, "calibration_data": str(other)}
+    data = tflite.tflite_data(kwargs, size=(16, 16), resize="plain", config=config)
+    assert len(data.calibration) == 6 and data.calibration_source.startswith(f"--calibration-data {other}")
+    assert len(data.validation) == 6 and data.validation_labels is not None  # top-1 still on the run's val split
