@@ -152,8 +152,6 @@ class ExportResult:
 
 # --- export ---------------------------------------------------------------------------------------
 
-# --- export ---------------------------------------------------------------------------------------
-
 
 @contextlib.contextmanager
 def _sigterm_as_interrupt() -> Iterator[None]:
@@ -242,18 +240,11 @@ def export_model(
                     _write_card(tmp, model_card)
                 if "tflite" in formats:
                     data = tflite or TFLiteData(validation=validation, validation_source=validation_source)
+                    size, k = tuple(facts["input_size"]), facts["top_k"]
                     model_card["tflite"] = add_tflite(
-                        model,
-                        tmp,
-                        size=tuple(facts["input_size"]),
-                        top_k=facts["top_k"],
-                        resize=resize,
-                        data=data,
-                        verify=verify,
-                        probes=probes,
-                        tolerance=tolerance,
-                        say=say,
-                    )
+                        model, tmp, size=size, top_k=k, resize=resize, data=data, verify=verify, probes=probes,
+                        tolerance=tolerance, say=say,
+                    )  # fmt: skip
                     _write_card(tmp, model_card)
                 # A writer that does not take the lock may have taken N meanwhile.
                 refuse_existing(target, out, explicit=version is not None)
