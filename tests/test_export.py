@@ -369,8 +369,14 @@ def test_run_dir_export_via_cli_and_check(tmp_path, capsys):
     assert card["top_k"] == 2 and card["preprocessing"]["resize"] == "plain"  # a run's default
     assert card["source"]["kind"] == "run" and card["source"]["checkpoint"] == "best.keras"
 
-    # TFLite: float32 and int8 models beside the SavedModel, the same labels, verified at export.
+    # TFLite: four models beside the SavedModel, the same labels, verified at export.
     tfl = card["tflite"]
+    assert sorted(tfl["models"]) == ["dynamic_int8", "float16", "float32", "int8"]
+    assert all((out / "1" / m["file"]).is_file() and m["what"] for m in tfl["models"].values())
+    # The run's data is gone: full-integer int8 calibrated on the synthetic crops and the probes, no accuracy.
+    assert tfl["int8_calibration"]["source"].startswith("synthetic photo crops") and tfl["accuracy"] is None
+    assert tfl["int8_io"]["pixels"] == {"dtype": "uint8", "scale": pytest.approx(1.0, abs=1e-6), "zero_point": 0}
+    assert tfl["int8_io"]["scores"]["dtype"] == "uint8"
     assert tfl["verification"]["passed"] and tfl["verification"]["float32"]["max_abs_diff_vs_keras"] <= 1e-4
     # Measured on a sample large enough to mean something (the run's data "bugs/" is gone here:
     # synthetic crops and the probes), int8 reported as an agreement rate, not a pass/fail on 5 probes.
@@ -382,7 +388,8 @@ def test_run_dir_export_via_cli_and_check(tmp_path, capsys):
     assert i8["top1_agreement"] == pytest.approx(1 - i8["top1_disagreements"] / check["images"])
     assert 0 < i8["max_abs_diff_vs_keras"] < 1 and i8["mean_abs_diff_vs_keras"] <= i8["max_abs_diff_vs_keras"]
     assert (out / "1" / "tflite" / "labels.txt").read_text() == "ant\nbee\ncicada\n"
-    assert tfl["models"]["int8"]["bytes"] < tfl["models"]["float32"]["bytes"]
+    sizes = {v: m["bytes"] for v, m in tfl["models"].items()}
+    assert sizes["dynamic_int8"] < sizes["float16"] < sizes["float32"]
     pixels = export.decode_images(tf.constant(export.probe_images()[:2]), (32, 32), "plain").numpy()
     runner = export._tflite_interpreter(out / "1" / "tflite" / "model_float32.tflite").get_signature_runner(
         "predict_pixels"

@@ -6,7 +6,7 @@
   strip that its scales would blow up to 224x448000 (exit 2, one line, before any model);
 * ``dense-eval --stride 16`` maps hold only windows inside the image at every scale;
 * ``tlkit export`` tells what it does on stderr, never silent for long, and reports the
-  int8 TFLite model's agreement on a real sample.
+  quantised TFLite models' agreement on a real sample.
 
 :func:`tiny_export` is shared with ``test_fuzz.py``: one export per test session.
 """
@@ -88,25 +88,43 @@ def test_big_png_is_a_real_image():
 _RUN_SCRIPT = textwrap.dedent(r"""
     import json, sys
     from pathlib import Path
-    import keras
+    import keras, numpy as np
+    from tlkit.data import pipeline as tldata
     from tlkit.models.preprocessing import Preprocess
     run, data = Path(sys.argv[1]), sys.argv[2]
+    config = {"base": "cifar_example", "data": data, "input_size": [32, 32], "val_split": 0.2, "seed": 0}
+    source = tldata.resolve(data, val_split=0.2, seed=0)
+    def split(name):
+        xs, ys = zip(*tldata.make_dataset(source, name, image_size=(32, 32), batch_size=64, training=False))
+        return np.concatenate(xs), np.concatenate(ys)
+    (xt, yt), (xv, yv) = split("train"), split("val")
     keras.utils.set_random_seed(0)
     inp = keras.Input((32, 32, 3), name="image")
     x = Preprocess("tf", name="preprocess")(inp)
     x = keras.layers.Conv2D(48, 3, activation="relu")(x)  # > 1024 weights: int8 quantises it
     x = keras.layers.GlobalAveragePooling2D()(x)
-    out = keras.layers.Dense(3, activation="softmax", name="predictions")(x)
+    logits = keras.layers.Dense(3, name="logits")(x)
+    trainer = keras.Model(inp, logits)
+    trainer.compile(keras.optimizers.Adam(1e-2), keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    trainer.fit(xt, yt, epochs=40, batch_size=8, shuffle=False, verbose=0)
+    # Softmax of logits x 1e-4: the float model ranks classes as trained, but its scores all lie within
+    # ~1e-3 of 1/3, which full-integer int8's uint8 scores (steps of 1/256) cannot tell apart: they tie
+    # and the top class becomes class 0. A deterministic quantisation loss for the accuracy checks.
+    out = keras.layers.Softmax(name="predictions")(keras.layers.Rescaling(1e-4)(logits))
+    model = keras.Model(inp, out)
     run.mkdir(parents=True)
-    keras.Model(inp, out).save(run / "best.keras")
+    model.save(run / "best.keras")
     (run / "labels.json").write_text(json.dumps(["bright", "dark", "stripes"]))
-    (run / "config.json").write_text(json.dumps({"base": "cifar_example", "data": data, "input_size": [32, 32],
-                                                 "val_split": 0.2, "seed": 0}))
+    (run / "config.json").write_text(json.dumps(config))
+    val = source.items[source.items["split"] == "val"]
+    top1 = float((model.predict(xv, verbose=0).argmax(1) == yv).mean())
+    (run / "val.json").write_text(json.dumps({"paths": val["path"].tolist(), "labels": yv.tolist(), "top1": top1}))
 """)
 
 
 def tiny_export(tmp_path_factory: pytest.TempPathFactory) -> dict:
-    """A tiny run (a 32x32 3-class model saved as a run directory, its data a shapes folder)
+    """A tiny run (a 32x32 3-class model trained for seconds on a shapes folder, its softmax flattened
+    so that full-integer int8 loses accuracy; ``val.json``: its validation files, labels and top-1)
     exported once per session with ``tlkit export --format tflite --max-pixels 50000000``."""
     root = tmp_path_factory.getbasetemp() / "tiny_export"
     done = root / "result.json"
@@ -141,6 +159,8 @@ def tiny_export(tmp_path_factory: pytest.TempPathFactory) -> dict:
         "stdout": res.stdout,
         "stderr": res.stderr,
         "data": str(data),
+        "run": str(root / "runs" / "tiny"),
+        "returncode": res.returncode,
     }
     done.write_text(json.dumps(result))
     return result
@@ -175,24 +195,27 @@ def test_export_prints_progress_and_is_never_silent_for_long(exported):
     assert max(np.diff(times)) < 10, list(zip(times, text))
 
 
-def test_export_records_the_limit_and_reports_int8_agreement(exported):
+def test_export_records_the_limit_and_reports_quantised_agreement(exported):
     card = json.loads((Path(exported["path"]) / "tlkit.json").read_text())
     assert card["max_pixels"] == MAX_PIXELS_AT_EXPORT
     assert f"images up to {MAX_PIXELS_AT_EXPORT:,} pixels" in exported["stdout"]
     check = card["tflite"]["verification"]
     # The run's validation images (its shapes folder, 20%) + synthetic crops + probes, not 5 probes.
     assert check["sample"]["validation"] >= 6 and check["images"] >= 100
-    i8 = check["int8"]
-    assert 0 <= i8["top1_agreement"] <= 1 and i8["images"] == check["images"]
+    assert set(card["tflite"]["models"]) == {"float32", "float16", "dynamic_int8", "int8"}
     m = re.search(
-        r"tflite check on (\d+) images \((\d+) validation, (\d+) synthetic, (\d+) probes\): .*int8 "
-        r"top-1 agreement ([\d.]+)% \((\d+) of (\d+) differ\), max score diff",
+        r"tflite check on (\d+) images \((\d+) validation, (\d+) synthetic, (\d+) probes\): .*top-1 agreement "
+        r"with Keras: float16 ([\d.]+)% \((\d+) of (\d+) differ\); dynamic_int8 ([\d.]+)% \((\d+) of (\d+) "
+        r"differ\); int8 ([\d.]+)% \((\d+) of (\d+) differ\)",
         exported["stdout"],
     )
     assert m, exported["stdout"]
-    assert int(m.group(1)) == check["images"] == int(m.group(7))
-    assert int(m.group(6)) == i8["top1_disagreements"]
-    assert float(m.group(5)) == pytest.approx(100 * i8["top1_agreement"], abs=0.06)
+    assert int(m.group(1)) == check["images"]
+    for i, variant in enumerate(("float16", "dynamic_int8", "int8")):
+        v = check[variant]
+        assert 0 <= v["top1_agreement"] <= 1 and v["images"] == check["images"] == int(m.group(7 + 3 * i))
+        assert int(m.group(6 + 3 * i)) == v["top1_disagreements"]
+        assert float(m.group(5 + 3 * i)) == pytest.approx(100 * v["top1_agreement"], abs=0.06)
 
 
 def test_export_refuses_a_file_as_out_with_a_real_message(tmp_path):

@@ -35,11 +35,13 @@ behind, and an existing version is never overwritten. A temporary directory left
 killed export is ignored by the version numbering and removed by the next export into the
 same directory once its process is gone (:mod:`tlkit.export.versions`).
 
-``formats=("saved_model", "tflite")`` (``--format tflite``) adds ``N/tflite/``: float32
-and dynamic-range int8 models of ``predict_pixels`` with a copy of labels.txt. Both are
-measured against the Keras model on a sample (the run's validation images, up to
-:data:`TFLITE_VALIDATION_IMAGES`, plus synthetic crops of photos and the probes): float32
-must match, int8's top-1 agreement and score differences go into the card. ``"onnx"``
+``formats=("saved_model", "tflite")`` (``--format tflite``) adds ``N/tflite/``: float32, float16,
+dynamic-range int8 and full-integer int8 models of ``predict_pixels`` with a copy of labels.txt
+(:mod:`tlkit.export.quantize`; full-integer int8 calibrated on the run's training images). All are
+compared with the Keras model on a sample (the run's validation images, up to
+:data:`TFLITE_VALIDATION_IMAGES`, plus synthetic crops of photos and the probes): float32 must
+match; and each file's top-1 on the run's validation images goes into the card, with a warning
+(``strict``: a refusal) when a quantised file loses more than a threshold (:mod:`tlkit.export.tflite`). ``"onnx"``
 (``--format onnx``, the deploy extra) adds ``N/onnx/model.onnx`` checked in ONNX Runtime
 (:mod:`tlkit.export.onnx_export`).
 
@@ -93,8 +95,12 @@ from tlkit.export.serving_decode import (  # noqa: F401  (re-exported)
 )
 from tlkit.export.tflite import (  # noqa: F401  (re-exported)
     TFLITE_VALIDATION_IMAGES,
+    AccuracyDropError,
+    TFLiteData,
+    add_tflite,
     save_tflite,
     tflite_check_pixels,
+    tflite_data,
     validation_pixels,
 )
 from tlkit.export.verify import (  # noqa: F401  (re-exported: the public surface of tlkit.export.savedmodel)
@@ -189,6 +195,7 @@ def export_model(
     max_pixels: int = MAX_PIXELS,
     validation: np.ndarray | None = None,
     validation_source: str | None = None,
+    tflite: TFLiteData | None = None,
     progress: Progress | None = None,
 ) -> ExportResult:
     """Export a Keras classifier taking raw 0..255 RGB pixels to ``out/N``; see the module docstring.
@@ -198,10 +205,12 @@ def export_model(
     with ``model`` on ``probes`` (default: :func:`probe_images`); a mismatch raises
     :class:`VerificationError` and nothing is left behind. ``max_pixels`` is the serving
     graph's limit on an image's pixels, read from its header before decoding. ``formats``
-    may add ``"tflite"``: ``N/tflite/`` then holds float32 and dynamic-range int8 models and
-    the same labels.txt (the SavedModel is always written: it is what TF Serving loads and
-    the reference), and/or ``"onnx"``: ``N/onnx/model.onnx`` (:mod:`tlkit.export.onnx_export`);
-    ``validation`` (float32 [N, H, W, 3] at the model's size) joins their checks.
+    may add ``"tflite"``: ``N/tflite/`` then holds float32, float16, dynamic-range and
+    full-integer int8 models and the same labels.txt (the SavedModel is always written: it is
+    what TF Serving loads and the reference), and/or ``"onnx"``: ``N/onnx/model.onnx``
+    (:mod:`tlkit.export.onnx_export`); ``tflite`` (:class:`TFLiteData`) holds their
+    calibration and validation images and the accuracy threshold (``validation``, float32
+    [N, H, W, 3] at the model's size, unlabelled, is the older way to join their check).
     """
     say = progress or _quiet
     unknown = set(formats) - set(FORMATS)
@@ -236,15 +245,12 @@ def export_model(
                     model_card["verification"] = card_verification(report)
                     _write_card(tmp, model_card)
                 if "tflite" in formats:
-                    say("converting to TFLite (float32 and int8)")
-                    size = tuple(facts["input_size"])
-                    model_card["tflite"] = save_tflite(model, tmp, size=size, top_k=facts["top_k"])
-                    if verify:
-                        pixels, sample = tflite_check_pixels(size, resize, probes, validation, validation_source)
-                        say(f"checking the TFLite models on {len(pixels)} images")
-                        model_card["tflite"]["verification"] = verify_tflite(
-                            tmp, model, pixels, tolerance=tolerance, sample=sample
-                        )
+                    data = tflite or TFLiteData(validation=validation, validation_source=validation_source)
+                    size, k = tuple(facts["input_size"]), facts["top_k"]
+                    model_card["tflite"] = add_tflite(
+                        model, tmp, size=size, top_k=k, resize=resize, data=data, verify=verify, probes=probes,
+                        tolerance=tolerance, say=say,
+                    )  # fmt: skip
                     _write_card(tmp, model_card)
                 if "onnx" in formats:  # tlkit.export.onnx_export: N/onnx/model.onnx, checked in ONNX Runtime
                     kw = {"probes": probes, "validation": validation, "validation_source": validation_source}
@@ -363,6 +369,8 @@ def export_base(name: str, out: str | Path | None = None, *, weights: str = "ima
         "source": {"kind": "pretrained", "base": spec.name, "weights": str(weights)},
         **kwargs.pop("card", {}),
     }
+    size = tuple(kwargs.get("input_size") or model.input_shape[1:3])
+    kwargs["tflite"] = tflite_data(kwargs, size=size, resize=kwargs["resize"])
     return export_model(model, class_names(), out, card=card, **kwargs)
 
 
@@ -397,9 +405,15 @@ def export_run(run_dir: str | Path, out: str | Path | None = None, **kwargs: Any
         **kwargs.pop("card", {}),
     }
     input_size = kwargs.pop("input_size", None) or config.get("input_size")
-    checked = {"tflite", "onnx"} & set(kwargs.get("formats", ()))  # formats whose check runs on a sample
-    if checked and kwargs.get("verify", True) and "validation" not in kwargs:
-        kwargs["validation"], kwargs["validation_source"] = validation_pixels(
-            config, tuple(input_size or model.input_shape[1:3]), kwargs.get("progress") or _quiet
-        )
+    size = tuple(input_size or model.input_shape[1:3])
+    kwargs["tflite"] = tflite_data(kwargs, size=size, resize=kwargs["resize"], config=config)
+    if "onnx" in kwargs.get("formats", ()) and kwargs.get("verify", True) and "validation" not in kwargs:
+        # ONNX's check runs on the run's validation images too: the TFLite step's, or read for it alone.
+        data = kwargs["tflite"]
+        if data is not None and data.validation is not None:
+            kwargs["validation"], kwargs["validation_source"] = data.validation, data.validation_source
+        else:
+            kwargs["validation"], _, kwargs["validation_source"] = validation_pixels(
+                config, size, kwargs.get("progress") or _quiet
+            )
     return export_model(model, labels, out, card=card, input_size=input_size, **kwargs)

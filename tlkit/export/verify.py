@@ -37,14 +37,13 @@ from tlkit.export.versions import existing_versions
 MODEL_CARD = "tlkit.json"
 LABELS_FILE = "labels.txt"
 TFLITE_DIR = "tflite"
-TFLITE_VARIANTS = ("float32", "int8")  # int8: dynamic-range quantised weights, float activations
+# model_<variant>.tflite: float32, float16 weights, dynamic-range int8 (int8 weights, float activations)
+# and full-integer int8 (uint8 in and out); see tlkit.export.quantize.
+TFLITE_VARIANTS = ("float32", "float16", "dynamic_int8", "int8")
 PIXELS_SIGNATURE = "predict_pixels"
 PIXELS_INPUT = "pixels"
 TOLERANCE = 1e-4  # max abs score difference allowed between SavedModel and Keras model
 VERIFY_TIMEOUT_S = 600
-# Below this top-1 agreement the export prints a warning (int8 is reported, never refused:
-# quantisation error is a property of the model, not a fault of the export).
-INT8_AGREEMENT_WARNING = 0.99
 
 
 # The check's child process: a script run by path in a fresh Python (see its docstring).

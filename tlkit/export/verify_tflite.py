@@ -1,7 +1,8 @@
 """The TFLite check: each exported ``.tflite`` model run on a sample and compared with the Keras model.
 
-float32 must match the Keras model within the tolerance; int8 (dynamic-range quantised) is
-measured, never refused: top-1 agreement and score differences go into the model card.
+float32 must match the Keras model within the tolerance; float16 and the int8 files are
+measured here, not refused: top-1 agreement and score differences go into the model card (their
+top-1 on labelled images, and the threshold, are :mod:`tlkit.export.tflite_accuracy`).
 The SavedModel's own check in a fresh process is :mod:`tlkit.export.verify`.
 """
 
@@ -13,10 +14,9 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
+from tlkit.export.tflite_accuracy import run_tflite
 from tlkit.export.verify import (
     LABELS_FILE,
-    PIXELS_INPUT,
-    PIXELS_SIGNATURE,
     TFLITE_DIR,
     TFLITE_VARIANTS,
     TOLERANCE,
@@ -32,16 +32,6 @@ def _tflite_interpreter(path: Path) -> Any:
         return tf.lite.Interpreter(model_path=str(path))
 
 
-def _run_tflite(path: Path, pixels: np.ndarray, batch: int = 32) -> np.ndarray:
-    runner = _tflite_interpreter(path).get_signature_runner(PIXELS_SIGNATURE)
-    return np.concatenate(
-        [
-            runner(**{PIXELS_INPUT: pixels[i : i + batch].astype(np.float32)})["scores"]
-            for i in range(0, len(pixels), batch)
-        ]
-    )
-
-
 def verify_tflite(
     export_dir: str | Path,
     model: Any,
@@ -52,7 +42,7 @@ def verify_tflite(
 ) -> dict[str, Any]:
     """Run each .tflite model on every image of ``pixels`` and compare with the Keras model.
 
-    float32 must match within ``tolerance`` (else :class:`VerificationError`); int8 is
+    float32 must match within ``tolerance`` (else :class:`VerificationError`); the others are
     measured: top-1 agreement with the Keras model (rate and count of disagreements) and
     the max and mean absolute score difference. ``sample`` describes where the images came from.
     """
@@ -63,7 +53,7 @@ def verify_tflite(
     report: dict[str, Any] = {"images": len(pixels), "sample": sample or {"images": len(pixels)}}
     problems = []
     for variant in TFLITE_VARIANTS:
-        got = _run_tflite(d / f"model_{variant}.tflite", pixels)
+        got = run_tflite(d / f"model_{variant}.tflite", pixels)  # full-integer: quantised in, dequantised out
         diff = np.abs(got - ref)
         agree = got.argmax(axis=1) == ref.argmax(axis=1)
         report[variant] = {
