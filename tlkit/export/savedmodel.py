@@ -234,7 +234,7 @@ def export_model(
                 if "tflite" in formats:
                     say("converting to TFLite (float32 and int8)")
                     size = tuple(facts["input_size"])
-                    model_card["tflite"] = save_tflite(model, tmp, size=size, top_k=facts["top_k"])
+                    model_card["tflite"] = save_tflite(model, tmp, size=size)
                     if verify:
                         pixels, sample = tflite_check_pixels(size, resize, probes, validation, validation_source)
                         say(f"checking the TFLite models on {len(pixels)} images")

@@ -1,5 +1,5 @@
-"""TFLite beside the SavedModel: float32 and dynamic-range int8 models of ``predict_pixels``, and the
-sample their check runs on."""
+"""TFLite beside the SavedModel: float32 and dynamic-range int8 models of ``predict_pixels`` with
+image-classifier metadata (:mod:`tlkit.export.tflite_metadata`), and the sample their check runs on."""
 
 from __future__ import annotations
 
@@ -13,8 +13,8 @@ import numpy as np
 import tensorflow as tf
 
 from tlkit.export.probes import probe_images, synthetic_pixels
-from tlkit.export.serving import _output_spec
 from tlkit.export.serving_decode import decode_images
+from tlkit.export.tflite_metadata import metadata_for
 from tlkit.export.verify import (
     LABELS_FILE,
     PIXELS_INPUT,
@@ -26,23 +26,24 @@ from tlkit.export.verify import (
 TFLITE_VALIDATION_IMAGES = 256  # validation images in the TFLite check (all of them up to this many)
 
 
-def save_tflite(model: Any, export_dir: str | Path, *, size: tuple[int, int], top_k: int) -> dict[str, Any]:
+def save_tflite(model: Any, export_dir: str | Path, *, size: tuple[int, int]) -> dict[str, Any]:
     """``export_dir/tflite/``: float32 and int8 (dynamic-range) models and a copy of labels.txt.
 
     TFLite has no image decoders and limited string support, so its one signature is
-    ``predict_pixels``: ``pixels`` float32 [B, H, W, 3] 0..255 -> ``scores``, ``top_k_ids``,
-    ``top_k_scores``; names come from labels.txt (line i = class i), as TFLite apps expect.
+    ``predict_pixels``: ``pixels`` float32 [B, H, W, 3] RGB 0..255 -> ``scores`` [B, classes]
+    (one image input, one scores output: the layout MediaPipe's ImageClassifier takes; it and
+    apps compute their own top-k). With the ``deploy`` extra each model embeds image-classifier
+    metadata (labels, normalisation, RGB); names are also in labels.txt (line i = class i).
     """
     d = Path(export_dir) / TFLITE_DIR
     d.mkdir()
     shutil.copyfile(Path(export_dir) / "assets" / LABELS_FILE, d / LABELS_FILE)
     h, w = size
+    embed_metadata, metadata = metadata_for((d / LABELS_FILE).read_text(encoding="utf-8").splitlines(), size)
 
     @tf.function(input_signature=[tf.TensorSpec([None, h, w, 3], tf.float32, name=PIXELS_INPUT)])
     def predict_pixels(pixels: tf.Tensor) -> dict[str, tf.Tensor]:
-        scores = tf.cast(model(pixels, training=False), tf.float32)
-        top_scores, top_ids = tf.math.top_k(scores, k=top_k)
-        return {"scores": scores, "top_k_ids": top_ids, "top_k_scores": top_scores}
+        return {"scores": tf.cast(model(pixels, training=False), tf.float32)}
 
     fn = predict_pixels.get_concrete_function()
     module = tf.Module()
@@ -58,14 +59,14 @@ def save_tflite(model: Any, export_dir: str | Path, *, size: tuple[int, int], to
             if variant == "int8":
                 converter.optimizations = [tf.lite.Optimize.DEFAULT]
             path = d / f"model_{variant}.tflite"
-            path.write_bytes(converter.convert())
+            path.write_bytes(embed_metadata(converter.convert()))
             files[variant] = {"file": f"{TFLITE_DIR}/{path.name}", "bytes": path.stat().st_size}
-    outputs = {k: v for k, v in _output_spec(int(model.output_shape[-1]), top_k).items() if k != "top_k_labels"}
     return {
         "signature": PIXELS_SIGNATURE,
         "inputs": {PIXELS_INPUT: ["float32", [-1, h, w, 3]]},
-        "outputs": outputs,
+        "outputs": {"scores": ["float32", [-1, int(model.output_shape[-1])]]},
         "labels": f"{TFLITE_DIR}/{LABELS_FILE}",
+        "metadata": metadata,
         "models": files,
         "int8": "dynamic-range quantisation: int8 weights, float32 activations",
     }

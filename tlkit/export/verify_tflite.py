@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
+from tlkit.export.tflite_metadata import embedded_label_problems
 from tlkit.export.verify import (
     LABELS_FILE,
     PIXELS_INPUT,
@@ -25,11 +26,17 @@ from tlkit.export.verify import (
 
 
 def _tflite_interpreter(path: Path) -> Any:
-    import warnings
+    """LiteRT's interpreter (ai_edge_litert, the deploy extra), the maintained successor of
+    tf.lite.Interpreter, which is the fallback without it."""
+    try:
+        from ai_edge_litert.interpreter import Interpreter
+    except ImportError:
+        import warnings
 
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # tf.lite.Interpreter's notice about moving to ai_edge_litert
-        return tf.lite.Interpreter(model_path=str(path))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # tf.lite.Interpreter's notice about moving to ai_edge_litert
+            return tf.lite.Interpreter(model_path=str(path))
+    return Interpreter(model_path=str(path))
 
 
 def _run_tflite(path: Path, pixels: np.ndarray, batch: int = 32) -> np.ndarray:
@@ -80,6 +87,7 @@ def verify_tflite(
     labels = (d / LABELS_FILE).read_text(encoding="utf-8")
     if labels != (Path(export_dir) / "assets" / LABELS_FILE).read_text(encoding="utf-8"):
         problems.append("tflite/labels.txt differs from the SavedModel's labels asset")
+    problems += embedded_label_problems(d, labels.splitlines())
     if problems:
         raise VerificationError("TFLite verification failed:\n  - " + "\n  - ".join(problems))
     report["passed"] = True

@@ -55,7 +55,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         choices=("saved_model", "tflite"),
         dest="formats",
         help="tflite adds N/tflite/ (float32 and dynamic-range int8 models, labels.txt) beside "
-        "the SavedModel, which is always written; repeatable",
+        "the SavedModel, which is always written; with the deploy extra the models embed labels and "
+        "input metadata, so MediaPipe's ImageClassifier runs them as they are; repeatable",
     )
     p.add_argument(
         "--max-pixels",
@@ -226,7 +227,11 @@ def _run(args: argparse.Namespace) -> int:
 
 def _print_tflite(tfl: dict[str, Any], path: Path) -> None:
     sizes = ", ".join(f"{v} {m['bytes'] / 1e6:.2f} MB" for v, m in tfl["models"].items())
-    print(f"  tflite: {sizes} in {path / 'tflite'}")
+    meta = tfl.get("metadata") or {}
+    embedded = " (with image-classifier metadata: labels, RGB 0..255 input; MediaPipe runs them as they are)"
+    print(f"  tflite: {sizes} in {path / 'tflite'}" + (embedded if meta.get("embedded") else ""))
+    if meta and not meta.get("embedded"):
+        print(f"tlkit export: TFLite metadata skipped: {meta.get('reason')}", file=sys.stderr)
     check = tfl.get("verification")
     if not check:
         return
