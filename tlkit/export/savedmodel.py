@@ -36,7 +36,9 @@ killed export is ignored by the version numbering and removed by the next export
 same directory once its process is gone (:mod:`tlkit.export.versions`).
 
 ``formats=("saved_model", "tflite")`` (``--format tflite``) adds ``N/tflite/``: float32
-and dynamic-range int8 models of ``predict_pixels`` with a copy of labels.txt. Both are
+and dynamic-range int8 models of ``predict_pixels`` (pixels in, ``scores`` out) with a copy of
+labels.txt; with the ``deploy`` extra each embeds image-classifier metadata
+(:mod:`tlkit.export.tflite_metadata`) so MediaPipe's ImageClassifier runs it as it is. Both are
 measured against the Keras model on a sample (the run's validation images, up to
 :data:`TFLITE_VALIDATION_IMAGES`, plus synthetic crops of photos and the probes): float32
 must match, int8's top-1 agreement and score differences go into the card.
