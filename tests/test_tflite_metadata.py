@@ -195,3 +195,20 @@ def test_without_mediapipe_the_export_writes_plain_models_and_says_why(tmp_path,
     out, err = capsys.readouterr()
     assert "with image-classifier metadata" not in out
     assert err.splitlines() == [f"tlkit export: TFLite metadata skipped: {meta['reason']}"]
+
+
+def test_the_check_runs_litert_and_falls_back_to_tf_lite_without_it(converted, tmp_path, monkeypatch):
+    from ai_edge_litert.interpreter import Interpreter
+
+    from tlkit.export.verify_tflite import _tflite_interpreter
+
+    path = tmp_path / "m.tflite"
+    path.write_bytes(converted["float32"])
+    x = converted["photo"][None].astype(np.float32)
+    litert = _tflite_interpreter(path)
+    assert isinstance(litert, Interpreter)
+    monkeypatch.setitem(sys.modules, "ai_edge_litert.interpreter", None)  # as without the deploy extra
+    fallback = _tflite_interpreter(path)
+    assert isinstance(fallback, tf.lite.Interpreter) and not isinstance(fallback, Interpreter)
+    a, b = (i.get_signature_runner("predict_pixels")(pixels=x)["scores"] for i in (litert, fallback))
+    np.testing.assert_allclose(a, b, atol=1e-6)
