@@ -212,3 +212,14 @@ def test_the_check_runs_litert_and_falls_back_to_tf_lite_without_it(converted, t
     assert isinstance(fallback, tf.lite.Interpreter) and not isinstance(fallback, Interpreter)
     a, b = (i.get_signature_runner("predict_pixels")(pixels=x)["scores"] for i in (litert, fallback))
     np.testing.assert_allclose(a, b, atol=1e-6)
+
+
+def test_the_check_catches_embedded_labels_that_are_not_labels_txt(converted, tmp_path):
+    (tmp_path / "model_float32.tflite").write_bytes(
+        tm.add_metadata(converted["float32"], LABELS, name="t", description="d")
+    )
+    (tmp_path / "model_int8.tflite").write_bytes(converted["float32"])  # no metadata: nothing to compare
+    assert tm.embedded_label_problems(tmp_path, LABELS) == []
+    assert tm.embedded_label_problems(tmp_path, ["ant", "cicada", "bee"]) == [
+        "model_float32.tflite's embedded labels differ from labels.txt"
+    ]
