@@ -27,6 +27,7 @@ from tlkit.data.images import MAX_PIXELS
 from tlkit.errors import ConfigError
 from tlkit.export import savedmodel as export
 from tlkit.export import serving_decode
+from tlkit.export.tflite_metadata import embedded_labels
 from tlkit.imagenet import class_names
 from tlkit.models.preprocessing import Preprocess
 
@@ -396,7 +397,9 @@ def test_run_dir_export_via_cli_and_check(tmp_path, capsys):
     )
     got = runner(pixels=pixels)
     np.testing.assert_allclose(got["scores"], model(pixels, training=False), atol=1e-4)
-    assert got["top_k_ids"].shape == (2, 2)
+    assert sorted(got) == ["scores"]  # one image input, one scores output: what MediaPipe's ImageClassifier takes
+    raw = (out / "1" / "tflite" / "model_int8.tflite").read_bytes()
+    assert embedded_labels(raw) == ["ant", "bee", "cicada"] and tfl["metadata"]["embedded"]
 
     assert cli.main(["export", "--check", str(out), "--json"]) == 0  # model dir: checks the latest
     report = json.loads(capsys.readouterr().out)

@@ -37,7 +37,9 @@ same directory once its process is gone (:mod:`tlkit.export.versions`).
 
 ``formats=("saved_model", "tflite")`` (``--format tflite``) adds ``N/tflite/``: float32, float16,
 dynamic-range int8 and full-integer int8 models of ``predict_pixels`` with a copy of labels.txt
-(:mod:`tlkit.export.quantize`; full-integer int8 calibrated on the run's training images). All are
+(:mod:`tlkit.export.quantize`; full-integer int8 calibrated on the run's training images), pixels in and
+``scores`` out; with the ``deploy`` extra each embeds image-classifier metadata
+(:mod:`tlkit.export.tflite_metadata`) so MediaPipe's ImageClassifier runs it as it is. All are
 compared with the Keras model on a sample (the run's validation images, up to
 :data:`TFLITE_VALIDATION_IMAGES`, plus synthetic crops of photos and the probes): float32 must
 match; and each file's top-1 on the run's validation images goes into the card, with a warning
@@ -55,8 +57,6 @@ signatures is :mod:`tlkit.export.serving`, the TFLite models :mod:`tlkit.export.
 from __future__ import annotations
 
 import contextlib
-import datetime
-import json
 import os
 import shutil
 import signal
@@ -68,13 +68,14 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import tensorflow as tf
 
 import tlkit
 from tlkit._io import move_into_place, no_room
 from tlkit._lock import output_lock
-from tlkit.data.images import CROP_FRACTION, MAX_PIXELS
+from tlkit.data.images import MAX_PIXELS
 from tlkit.errors import ConfigError, ExportError
+from tlkit.export.card import make_card  # noqa: F401  (make_card re-exported)
+from tlkit.export.card import write_card as _write_card
 from tlkit.export.onnx_export import export_onnx, require_onnx
 from tlkit.export.probes import png_header_only, probe_images, synthetic_pixels  # noqa: F401  (re-exported)
 from tlkit.export.serving import (  # noqa: F401  (re-exported)
@@ -285,63 +286,6 @@ def _umask() -> int:
     mask = os.umask(0o022)
     os.umask(mask)
     return mask
-
-
-def make_card(labels: Sequence[str], facts: dict[str, Any], extra: dict[str, Any], *, version: int) -> dict:
-    """The model card written as ``tlkit.json`` (``extra`` overrides and adds fields)."""
-    import keras
-
-    extra = dict(extra)
-    h, w = facts["input_size"]
-    pre = {
-        "mode": extra.pop("preprocessing_mode", None),
-        "in_graph": True,
-        "decode": "JPEG: tf.io.decode_jpeg(dct_method='INTEGER_ACCURATE'), turned upright by its EXIF "
-        "orientation; WebP (first frame): tf.io.decode_webp; PNG, BMP, GIF (first frame): "
-        "tf.io.decode_image; grayscale and RGBA become RGB; headers checked first; HEIC/HEIF and AVIF "
-        "are refused (clients send JPEG, PNG, WebP, BMP or GIF) (tlkit.export.serving_decode)",
-        "exif_orientation": True,
-        "resize": facts["resize"],
-        "crop_fraction": CROP_FRACTION if facts["resize"] == "crop" else None,
-        "interpolation": "bilinear, antialiased, unrounded (tlkit.data.resize, as every tlkit command)",
-        "model_input": f"float32 RGB 0..255, {h}x{w}",
-    }
-    card = {
-        "format": "tlkit-saved-model/1",
-        "version": version,
-        "base": extra.pop("base", None),
-        "classes": list(labels),
-        "num_classes": len(labels),
-        "input_size": [h, w],
-        "preprocessing": pre,
-        "top_k": facts["top_k"],
-        # The serving graph refuses an image whose header declares more pixels (all GIF frames
-        # together), before decoding it.
-        "max_pixels": facts["max_pixels"],
-        "signatures": {
-            SERVING_SIGNATURE: {
-                "inputs": {BYTES_INPUT: ["string", [-1]]},
-                "outputs": _output_spec(len(labels), facts["top_k"]),
-            },
-            PIXELS_SIGNATURE: {
-                "inputs": {PIXELS_INPUT: ["float32", [-1, h, w, 3]]},
-                "outputs": _output_spec(len(labels), facts["top_k"]),
-            },
-        },
-        "labels_asset": f"assets/{LABELS_FILE}",
-        "metrics": extra.pop("metrics", None),
-        "source": extra.pop("source", None),
-        "tlkit_version": tlkit.__version__,
-        "tensorflow_version": tf.__version__,
-        "keras_version": keras.__version__,
-        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-    }
-    card.update(extra)
-    return card
-
-
-def _write_card(path: Path, card: dict[str, Any]) -> None:
-    (path / MODEL_CARD).write_text(json.dumps(card, indent=2, default=str) + "\n", encoding="utf-8")
 
 
 def export_base(name: str, out: str | Path | None = None, *, weights: str = "imagenet", **kwargs: Any) -> ExportResult:

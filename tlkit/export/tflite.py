@@ -1,6 +1,7 @@
 """TFLite beside the SavedModel: float32, float16, dynamic-range int8 and full-integer int8 models of
 ``predict_pixels`` (:mod:`tlkit.export.quantize`), the sample their check runs on, and top-1 per file
-on the run's validation images (:mod:`tlkit.export.tflite_accuracy`)."""
+on the run's validation images (:mod:`tlkit.export.tflite_accuracy`), each with image-classifier
+metadata (:mod:`tlkit.export.tflite_metadata`)."""
 
 from __future__ import annotations
 
@@ -15,9 +16,9 @@ import numpy as np
 import tensorflow as tf
 
 from tlkit.export.probes import probe_images, synthetic_pixels
-from tlkit.export.serving import _output_spec
 from tlkit.export.serving_decode import decode_images
 from tlkit.export.tflite_accuracy import DEFAULT_MAX_ACCURACY_DROP
+from tlkit.export.tflite_metadata import metadata_for
 from tlkit.export.verify import (
     LABELS_FILE,
     PIXELS_INPUT,
@@ -59,14 +60,16 @@ class AccuracyDropError(VerificationError):
 
 
 def save_tflite(
-    model: Any, export_dir: str | Path, *, size: tuple[int, int], top_k: int, calibration: np.ndarray | None = None
+    model: Any, export_dir: str | Path, *, size: tuple[int, int], calibration: np.ndarray | None = None
 ) -> dict[str, Any]:
     """``export_dir/tflite/``: the models of :data:`TFLITE_VARIANTS` and a copy of labels.txt.
 
     TFLite has no image decoders and limited string support, so its one signature is
     ``predict_pixels``: ``pixels`` [B, H, W, 3] RGB 0..255 (float32; uint8 in model_int8.tflite)
-    -> ``scores`` (uint8 in model_int8.tflite), ``top_k_ids``, ``top_k_scores``; names come from
-    labels.txt (line i = class i), as TFLite apps expect. ``calibration`` (float32 pixels) sets
+    -> ``scores`` [B, classes] (uint8 in model_int8.tflite): one image input, one scores output,
+    the layout MediaPipe's ImageClassifier takes (it and apps compute their own top-k). With the
+    ``deploy`` extra each model embeds image-classifier metadata (labels, normalisation, RGB);
+    names are also in labels.txt (line i = class i). ``calibration`` (float32 pixels) sets
     model_int8.tflite's activation ranges (:mod:`tlkit.export.quantize`; default: synthetic photo crops).
     """
     from tlkit._quiet_tf import captured_stderr
@@ -78,12 +81,11 @@ def save_tflite(
     d.mkdir()
     shutil.copyfile(Path(export_dir) / "assets" / LABELS_FILE, d / LABELS_FILE)
     h, w = size
+    embed_metadata, metadata = metadata_for((d / LABELS_FILE).read_text(encoding="utf-8").splitlines(), size)
 
     @tf.function(input_signature=[tf.TensorSpec([None, h, w, 3], tf.float32, name=PIXELS_INPUT)])
     def predict_pixels(pixels: tf.Tensor) -> dict[str, tf.Tensor]:
-        scores = tf.cast(model(pixels, training=False), tf.float32)
-        top_scores, top_ids = tf.math.top_k(scores, k=top_k)
-        return {"scores": scores, "top_k_ids": top_ids, "top_k_scores": top_scores}
+        return {"scores": tf.cast(model(pixels, training=False), tf.float32)}
 
     fn = predict_pixels.get_concrete_function()
     module = tf.Module()
@@ -100,18 +102,18 @@ def save_tflite(
             path = d / f"model_{variant}.tflite"
             with captured_stderr():  # the converter's C++ notes ("fully_quantize: 0, ..."); replayed if it fails
                 model_bytes = converter.convert()
-            path.write_bytes(model_bytes)
+            path.write_bytes(embed_metadata(model_bytes))
             files[variant] = {
                 "file": f"{TFLITE_DIR}/{path.name}",
                 "bytes": path.stat().st_size,
                 "what": VARIANT_DESCRIPTIONS[variant],
             }
-    outputs = {k: v for k, v in _output_spec(int(model.output_shape[-1]), top_k).items() if k != "top_k_labels"}
     return {
         "signature": PIXELS_SIGNATURE,
         "inputs": {PIXELS_INPUT: ["float32", [-1, h, w, 3]]},
-        "outputs": outputs,
+        "outputs": {"scores": ["float32", [-1, int(model.output_shape[-1])]]},
         "labels": f"{TFLITE_DIR}/{LABELS_FILE}",
+        "metadata": metadata,
         "models": files,
         "int8_io": _int8_io(d / "model_int8.tflite"),
     }
@@ -174,7 +176,7 @@ def add_tflite(
         calibration = check_pixels[-(sample["synthetic"] + sample["probes"]) :]
         calibration_source = f"synthetic photo crops ({sample['synthetic']}) and the probes ({sample['probes']})"
     say("converting to TFLite (float32, float16, dynamic-range int8, full-integer int8)")
-    card = save_tflite(model, export_dir, size=size, top_k=top_k, calibration=calibration)
+    card = save_tflite(model, export_dir, size=size, calibration=calibration)
     card["int8_calibration"] = {"images": len(calibration) + 1, "source": calibration_source, "range_image": True}
     if not verify:
         return card

@@ -39,15 +39,25 @@ def _quantized(details: dict[str, Any]) -> tuple[float, int] | None:
     return (float(scale), int(zero)) if scale else None
 
 
+def tflite_interpreter(path: str | Path) -> Any:
+    """LiteRT's interpreter (ai_edge_litert, the deploy extra), the maintained successor of
+    tf.lite.Interpreter, which is the fallback without it (its deprecation notice silenced)."""
+    try:
+        from ai_edge_litert.interpreter import Interpreter
+    except ImportError:
+        import warnings
+
+        import tensorflow as tf
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # tf.lite.Interpreter's notice about moving to ai_edge_litert
+            return tf.lite.Interpreter(model_path=str(path))
+    return Interpreter(model_path=str(path))
+
+
 def tflite_runner(path: str | Path, signature: str = "predict_pixels") -> Any:
-    """The signature runner of a ``.tflite`` file (TensorFlow's interpreter, its deprecation notice silenced)."""
-    import warnings
-
-    import tensorflow as tf
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # tf.lite.Interpreter's notice about moving to ai_edge_litert
-        return tf.lite.Interpreter(model_path=str(path)).get_signature_runner(signature)
+    """The signature runner of a ``.tflite`` file (:func:`tflite_interpreter`)."""
+    return tflite_interpreter(path).get_signature_runner(signature)
 
 
 def run_tflite(path: str | Path, pixels: np.ndarray, *, batch: int = 32, input_name: str = "pixels") -> np.ndarray:

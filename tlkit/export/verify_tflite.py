@@ -12,9 +12,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import tensorflow as tf
 
-from tlkit.export.tflite_accuracy import run_tflite
+from tlkit.export.tflite_accuracy import run_tflite, tflite_interpreter
+from tlkit.export.tflite_metadata import embedded_label_problems
 from tlkit.export.verify import (
     LABELS_FILE,
     TFLITE_DIR,
@@ -25,11 +25,9 @@ from tlkit.export.verify import (
 
 
 def _tflite_interpreter(path: Path) -> Any:
-    import warnings
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # tf.lite.Interpreter's notice about moving to ai_edge_litert
-        return tf.lite.Interpreter(model_path=str(path))
+    """LiteRT's interpreter where the deploy extra is installed, else tf.lite.Interpreter (one chooser:
+    :func:`tlkit.export.tflite_accuracy.tflite_interpreter`)."""
+    return tflite_interpreter(path)
 
 
 def verify_tflite(
@@ -70,6 +68,7 @@ def verify_tflite(
     labels = (d / LABELS_FILE).read_text(encoding="utf-8")
     if labels != (Path(export_dir) / "assets" / LABELS_FILE).read_text(encoding="utf-8"):
         problems.append("tflite/labels.txt differs from the SavedModel's labels asset")
+    problems += embedded_label_problems(d, labels.splitlines())
     if problems:
         raise VerificationError("TFLite verification failed:\n  - " + "\n  - ".join(problems))
     report["passed"] = True

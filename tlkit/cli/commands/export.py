@@ -59,7 +59,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "uint8 pixels in, uint8 scores out; calibrated on up to 200 of the run's training images) .tflite files "
         "and labels.txt; each file's top-1 on the run's validation images (up to 1000, fewer for inputs over "
         "224x224) goes into the model card and is printed; onnx adds N/onnx/model.onnx (float32 RGB pixels 0..255 "
-        'in, scores and top-k out; labels.txt), checked in ONNX Runtime (pip install "tlkit[deploy]"); repeatable',
+        'in, scores and top-k out; labels.txt), checked in ONNX Runtime (pip install "tlkit[deploy]"); '
+        "with the deploy extra the .tflite files embed labels and input metadata, so MediaPipe's ImageClassifier "
+        "runs them as they are; repeatable",
     )
     p.add_argument(
         "--max-accuracy-drop",
@@ -286,7 +288,11 @@ def _print_onnx(entry: dict[str, Any], path: Path) -> None:
 
 def _print_tflite(tfl: dict[str, Any], path: Path) -> None:
     sizes = ", ".join(f"{v} {m['bytes'] / 1e6:.2f} MB" for v, m in tfl["models"].items())
-    print(f"  tflite: {sizes} in {path / 'tflite'}")
+    meta = tfl.get("metadata") or {}
+    embedded = " (with image-classifier metadata: labels, RGB 0..255 input; MediaPipe runs them as they are)"
+    print(f"  tflite: {sizes} in {path / 'tflite'}" + (embedded if meta.get("embedded") else ""))
+    if meta and not meta.get("embedded"):
+        print(f"tlkit export: TFLite metadata skipped: {meta.get('reason')}", file=sys.stderr)
     check = tfl.get("verification")
     if not check:
         return
