@@ -30,7 +30,7 @@ EXPECT = {
     "tlkit evaluate": ["top-1"],
     "tlkit predict --base efficientnet_lite0 chelsea.jpg": ["cat"],
     "tlkit probe": ["held-out accuracy"],
-    "tlkit export": ["verified"],
+    "tlkit export": ["verified", "tflite check on", "top-1 on", "(with image-classifier metadata"],
     "saved_model_cli show": ["image_bytes", "top_k_labels"],
     "--resume": ["nothing to resume"],
     "--force": ["refused: no such data", "the finished run is untouched"],
@@ -72,7 +72,9 @@ def steps() -> list[str]:
 def test_setup_blocks_are_the_two_ci_commands():
     bash = [b for lang, b, _ in fenced_blocks(README.read_text()) if lang == "bash"]
     assert bash[0].startswith("python3 -m venv .venv && .venv/bin/pip install -e . && .venv/bin/tlkit finetune")
-    assert bash[1] == 'python3 -m venv .venv && .venv/bin/pip install -e ".[test,beam,heic,deploy]" && .venv/bin/pytest -q'
+    assert (
+        bash[1] == 'python3 -m venv .venv && .venv/bin/pip install -e ".[test,beam,heic,deploy]" && .venv/bin/pytest -q'
+    )
 
 
 def test_readme_commands_run_in_order(tmp_path):

@@ -126,7 +126,7 @@ def converted(tmp_path_factory):
     (d / "assets").mkdir()
     (d / "assets" / "labels.txt").write_text("a\nb\nc\nd\n")
     pixels = np.round(synthetic_pixels((24, 24), n=40))  # integer 0..255, as decoded images are
-    card = save_tflite(model, d, size=(24, 24), top_k=2, calibration=pixels[:20])
+    card = save_tflite(model, d, size=(24, 24), calibration=pixels[:20])
     return {"dir": d, "card": card, "model": model, "pixels": pixels}
 
 

@@ -65,13 +65,19 @@ _CLIENTS = textwrap.dedent(r"""
     export, photo = sys.argv[1], sys.argv[2]
     pixels = np.asarray(Image.open(photo).convert("RGB"), np.float32)[None]
     out = {}
-    for variant in ("float32", "int8"):
+    for variant in ("float32", "dynamic_int8", "int8"):
         path = f"{export}/tflite/model_{variant}.tflite"
         raw = open(path, "rb").read()
         labels = zipfile.ZipFile(io.BytesIO(raw)).read("labels.txt").decode().split("\n")
         runner = Interpreter(model_path=path).get_signature_runner("predict_pixels")
-        res = runner(pixels=pixels)
-        out[variant] = {"labels": labels, "outputs": sorted(res), "scores": res["scores"][0].tolist()}
+        dtype = runner.get_input_details()["pixels"]["dtype"]
+        res = runner(pixels=pixels.astype(dtype))  # full-integer int8 takes the uint8 pixels as they are
+        scale, zero = runner.get_output_details()["scores"]["quantization"]
+        scores = res["scores"][0].astype(np.float32)
+        if res["scores"].dtype != np.float32:
+            scores = (scores - zero) * scale  # as an app dequantises uint8 scores
+        out[variant] = {"labels": labels, "outputs": sorted(res), "input": np.dtype(dtype).name,
+                        "scores": scores.tolist()}
     out["litert_needs_tensorflow"] = "tensorflow" in sys.modules
     import tensorflow as tf
     served = tf.saved_model.load(export)
@@ -131,13 +137,17 @@ def test_litert_runs_both_models_with_their_embedded_labels(clients):
     assert not clients["litert_needs_tensorflow"]
     ref = np.array(clients["saved_model"])
     assert ref.shape == (3,) and abs(ref.sum() - 1) < 1e-5
-    for variant in ("float32", "int8"):
+    for variant in ("float32", "dynamic_int8", "int8"):
         got = clients[variant]
         assert got["labels"] == LABELS and got["outputs"] == ["scores"]
+    assert [clients[v]["input"] for v in ("float32", "dynamic_int8", "int8")] == ["float32", "float32", "uint8"]
     np.testing.assert_allclose(clients["float32"]["scores"], ref, atol=TOLERANCE)
     # Dynamic-range int8: weights quantised, so only close; the photo's top class is kept.
-    assert np.argmax(clients["int8"]["scores"]) == np.argmax(ref)
-    assert np.abs(np.array(clients["int8"]["scores"]) - ref).max() < 0.1
+    assert np.argmax(clients["dynamic_int8"]["scores"]) == np.argmax(ref)
+    assert np.abs(np.array(clients["dynamic_int8"]["scores"]) - ref).max() < 0.1
+    # Full-integer int8, raw uint8 pixels in: its uint8 scores (steps of 1/256) dequantised are close to the
+    # float model's (the tiny run's scores are nearly flat on purpose, so its top class is not compared).
+    assert np.abs(np.array(clients["int8"]["scores"]) - ref).max() < 0.02
 
 
 def test_readme_block_is_three_lines():
