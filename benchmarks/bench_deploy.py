@@ -52,7 +52,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _bench_util import machine, write_json  # noqa: E402
+from _bench_util import call_times, machine, write_json  # noqa: E402
 
 SAVED_MODEL_PARTS = ("saved_model.pb", "fingerprint.pb", "variables", "assets")  # what TF Serving loads
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -222,14 +222,7 @@ def engines(export_dir: Path, card: dict[str, Any], threads: int) -> dict[str, d
 
 
 def _median_s(fn: Callable[[], Any], warmup: int, repeats: int) -> float:
-    for _ in range(warmup):
-        fn()
-    runs = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        fn()
-        runs.append(time.perf_counter() - t)
-    return statistics.median(runs)
+    return statistics.median(call_times(fn, warmup, repeats))
 
 
 def all_scores(eng: dict[str, Any], pixels: Any, batch: int) -> Any:

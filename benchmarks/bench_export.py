@@ -24,6 +24,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _bench_util import call_times  # noqa: E402
+
 
 def _photos(n: int) -> list[bytes]:
     """``n`` JPEGs of real photos at their own sizes (skimage samples, cycled)."""
@@ -44,13 +47,7 @@ def _photos(n: int) -> list[bytes]:
 
 
 def _time(fn: Callable[[], Any], warmup: int, repeats: int) -> dict[str, Any]:
-    for _ in range(warmup):
-        fn()
-    runs = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        fn()
-        runs.append(time.perf_counter() - t)
+    runs = call_times(fn, warmup, repeats)
     runs_sorted = sorted(runs)
     p90 = runs_sorted[min(len(runs) - 1, int(round(0.9 * (len(runs) - 1))))]
     return {
