@@ -29,3 +29,24 @@ def free_models(frozen_gc):
     yield
     keras.backend.clear_session()
     gc.collect()
+
+
+@pytest.fixture(scope="session")
+def object_stores(tmp_path_factory):
+    """A GCS-API emulator and an S3-API server on loopback for the whole session (see tests/object_stores.py);
+    the clients in this process are pointed at them too. Skips where the servers are not installed."""
+    from object_stores import start_object_stores
+
+    try:
+        stores = start_object_stores(tmp_path_factory.mktemp("object-store-logs"))
+    except FileNotFoundError as e:
+        pytest.skip(f"{e} (pip install the cloud extra's test servers)")
+    saved = {k: os.environ.get(k) for k in stores.env}
+    stores.apply()
+    yield stores
+    stores.stop()
+    for key, value in saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
