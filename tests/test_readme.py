@@ -73,7 +73,8 @@ def test_setup_blocks_are_the_two_ci_commands():
     bash = [b for lang, b, _ in fenced_blocks(README.read_text()) if lang == "bash"]
     assert bash[0].startswith("python3 -m venv .venv && .venv/bin/pip install -e . && .venv/bin/tlkit finetune")
     assert (
-        bash[1] == 'python3 -m venv .venv && .venv/bin/pip install -e ".[test,beam,heic,deploy,cloud]" && .venv/bin/pytest -q'
+        bash[1] == "python3 -m venv .venv && "
+        '.venv/bin/pip install -e ".[test,beam,heic,deploy,cloud]" && .venv/bin/pytest -q'
     )
 
 
