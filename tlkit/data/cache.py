@@ -90,14 +90,16 @@ def cached_size(size: tuple[int, int], augment: str | None) -> tuple[int, int]:
     return math.ceil(h * PRE_CROP), math.ceil(w * PRE_CROP)
 
 
-def prepare(path: Any, hw: tuple[int, int]) -> Any:
-    """The cached stage of one file: decoded, resized to ``hw`` and rounded to uint8 [h, w, 3]."""
+def prepare(path: Any, hw: tuple[int, int], *, data: bool = False) -> Any:
+    """The cached stage of one file: decoded, resized to ``hw`` and rounded to uint8 [h, w, 3].
+
+    ``data``: ``path`` holds the file's bytes already fetched (objects on a bucket)."""
     import tensorflow as tf
 
     from tlkit.data import resize as rs
-    from tlkit.data.decode import decode_file, decode_need
+    from tlkit.data.decode import decode_bytes, decode_file, decode_need
 
-    x = rs.resize(decode_file(path, decode_need(hw)), hw)
+    x = rs.resize((decode_bytes if data else decode_file)(path, decode_need(hw)), hw)
     return tf.cast(tf.round(tf.clip_by_value(x, 0.0, 255.0)), tf.uint8)
 
 
@@ -105,8 +107,14 @@ def prepared_dataset(paths: list[str], labels: Any, hw: tuple[int, int], *, skip
     """(uint8 image, label) for each file, in order: what the cache holds (uncached here)."""
     import tensorflow as tf
 
+    from tlkit.data.remote_read import any_remote, fetch_first
+
     ds = tf.data.Dataset.from_tensor_slices((paths, labels))
-    ds = ds.map(lambda p, y: (prepare(p, hw), y), num_parallel_calls=tf.data.AUTOTUNE)
+    if any_remote(paths):  # objects on a bucket: fetched in batches, decoded in the graph
+        ds = fetch_first(ds, skip_missing=skip_undecodable)
+        ds = ds.map(lambda d, y: (prepare(d, hw, data=True), y), num_parallel_calls=tf.data.AUTOTUNE)
+    else:
+        ds = ds.map(lambda p, y: (prepare(p, hw), y), num_parallel_calls=tf.data.AUTOTUNE)
     return ds.ignore_errors(log_warning=True) if skip_undecodable else ds
 
 

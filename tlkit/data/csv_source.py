@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -26,19 +27,30 @@ from tlkit.data.sources import (
 )
 from tlkit.data.splits import _seeded_split
 from tlkit.errors import DataError
+from tlkit.storage.remote import is_remote
 
 
 def from_csv(csv_path: str | os.PathLike, *, val_split: float = 0.2, seed: int = 0, min_classes: int = 2) -> DataSource:
     """A CSV manifest with columns ``path``, ``label`` and optionally ``split`` (train/val/test).
 
-    Relative paths are relative to the CSV's folder. Rows whose file is missing are kept
+    Relative paths are relative to the CSV's folder (its bucket folder for a manifest on ``gs://`` or
+    ``s3://``); ``gs://`` and ``s3://`` URLs are taken as they are. Rows whose file is missing are kept
     (the preflight lists and skips them); a manifest where no file exists is an error.
     """
-    p = Path(csv_path).expanduser().resolve()
-    if not p.is_file():
-        raise DataError(f"manifest {csv_path} does not exist")
+    remote = is_remote(csv_path)
+    if remote:  # a manifest on a bucket: read once, its rows name objects (tlkit.data.remote_source)
+        import io
+
+        from tlkit.storage.objects import read_one
+
+        p: Any = str(csv_path)
+        text: Any = io.BytesIO(read_one(p))
+    else:
+        p = text = Path(csv_path).expanduser().resolve()
+        if not p.is_file():
+            raise DataError(f"manifest {csv_path} does not exist")
     try:
-        df = pd.read_csv(p, dtype=str, keep_default_na=False, skipinitialspace=True)
+        df = pd.read_csv(text, dtype=str, keep_default_na=False, skipinitialspace=True)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
         raise DataError(f"manifest {p} is not a readable CSV: {exc}") from None
     df.columns = [str(c).strip().lower() for c in df.columns]
@@ -86,10 +98,19 @@ def from_csv(csv_path: str | os.PathLike, *, val_split: float = 0.2, seed: int =
         if not (df["split"] == "train").any():
             raise DataError(f"manifest {p} has a split column but no 'train' rows")
     given = df["path"].tolist()
-    base = p.parent
-    # Absolute but not resolved: a link stays the path the manifest names (a dangling one is reported as such).
-    abs_paths = [os.path.abspath(base / Path(x).expanduser()) for x in given]
-    if not any(os.path.lexists(a) for a in abs_paths):
+    if remote:
+        from tlkit.data.remote_source import existing, manifest_paths
+
+        base: Any = p.rsplit("/", 1)[0]
+        abs_paths = manifest_paths(given, base)
+        found = existing(abs_paths)
+        some = any(a in found for a in abs_paths)
+    else:
+        base = p.parent
+        # Absolute but not resolved: a link stays the path the manifest names (a dangling one is reported as such).
+        abs_paths = [x if is_remote(x) else os.path.abspath(base / Path(x).expanduser()) for x in given]
+        some = any(os.path.lexists(a) for a in abs_paths if not is_remote(a)) or any(is_remote(a) for a in abs_paths)
+    if not some:
         raise DataError(
             f"none of the {len(abs_paths)} paths in manifest {p} exists (first: {abs_paths[0]}); "
             f"relative paths are taken relative to the manifest's folder {base}"

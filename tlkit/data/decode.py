@@ -172,6 +172,32 @@ def decode_file(path: Any, need: tuple[int, int] | None = None) -> Any:
 
         return tf.ensure_shape(tf.numpy_function(load, [path], tf.uint8, stateful=False), [None, None, 3])
 
+    return _decode_data(data, need, pil)
+
+
+def decode_bytes(data: Any, need: tuple[int, int] | None = None) -> Any:
+    """:func:`decode_file` of a file's bytes already read (objects on a bucket: :mod:`tlkit.data.remote_read`)."""
+    import numpy as np
+    import tensorflow as tf
+
+    def pil() -> Any:
+        def load(d: bytes) -> np.ndarray:
+            import io
+
+            from tlkit.data.images import decode_rgb
+
+            raw = d.item() if isinstance(d, np.ndarray) else d
+            return decode_rgb(io.BytesIO(raw), "object")[0]
+
+        return tf.ensure_shape(tf.numpy_function(load, [data], tf.uint8, stateful=False), [None, None, 3])
+
+    return _decode_data(data, need, pil)
+
+
+def _decode_data(data: Any, need: tuple[int, int] | None, pil: Any) -> Any:
+    """Bytes to upright uint8 (H, W, 3): JPEG at a DCT scale, PNG/GIF/WebP by TensorFlow, ``pil()`` for the rest."""
+    import tensorflow as tf
+
     is_jpeg = tf.strings.substr(data, 0, 3) == b"\xff\xd8\xff"
     img = tf.cond(
         _is_pil_only(data),

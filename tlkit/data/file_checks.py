@@ -23,13 +23,22 @@ from pathlib import Path
 from typing import Any
 
 from tlkit._io import write_json_atomic
+from tlkit.storage.remote import is_remote
 
 VERSION = 2  # bump when inspect_file's result changes meaning
 RACY_NS = 2_000_000_000  # files modified less than 2 s before their check are not remembered
 
 
-def file_identity(path: str) -> list[int] | None:
-    """(size, mtime_ns, ctime_ns, inode) of a regular file; None for anything else (never cached)."""
+def file_identity(path: str) -> list | None:
+    """(size, mtime_ns, ctime_ns, inode) of a regular file; None for anything else (never cached).
+
+    An object on a bucket (``gs://``, ``s3://``) is (size, version) as listed: its generation or
+    ETag, which every write changes (:func:`tlkit.storage.objects.identity`).
+    """
+    if is_remote(path):
+        from tlkit.storage.objects import identity
+
+        return identity(path)
     try:
         st = os.stat(path)
     except OSError:
@@ -80,7 +89,8 @@ class CheckCache:
             return
         # "Racily clean" files (as git calls them): written within the clock's granularity of now, a
         # second write could keep size and times. Only files older than that are remembered.
-        if time.time_ns() - max(ident[1], ident[2]) < RACY_NS:
+        # An object's version changes with every write, so objects are never racy.
+        if len(ident) > 2 and time.time_ns() - max(ident[1], ident[2]) < RACY_NS:
             return
         self._new[path] = {"id": ident, "result": result}
 
@@ -120,6 +130,10 @@ def check_files(
             todo.append(int(i))
         else:
             results[i] = hit
+    # Objects on a bucket are fetched many at a time (tlkit.data.remote_checks), not opened one by one.
+    remote = [i for i in todo if is_remote(paths[i])]
+    if remote:
+        todo = [i for i in todo if not is_remote(paths[i])]
 
     def _check(path: str) -> tuple[dict[str, Any], list[int] | None]:
         ident = file_identity(path)  # before the read: a file changed while it is read is not remembered
@@ -128,7 +142,7 @@ def check_files(
     with (
         ThreadPoolExecutor(max_workers=workers) as pool,
         tqdm(
-            total=len(todo),
+            total=len(todo) + len(remote),
             unit="files",
             desc="checking images",
             file=sys.stderr,
@@ -145,6 +159,16 @@ def check_files(
                 if remembered is not None:
                     remembered.put(paths[i], r, ident)
                 bar.update(1)
+        if remote:
+            from tlkit.data.remote_checks import check_objects
+
+            def done(i: int, r: dict[str, Any]) -> None:
+                results[i] = r
+                if remembered is not None:
+                    remembered.put(paths[i], r, file_identity(paths[i]))
+                bar.update(1)
+
+            check_objects(paths, remote, pool, thorough=need_decoded, done=done)
     if remembered is None:
         return 0
     remembered.save()
@@ -152,7 +176,10 @@ def check_files(
 
 
 def source_key(spec: str) -> str:
-    """A data source's cache key: its resolved path where it is one, else the spec as given."""
+    """A data source's cache key: its resolved path where it is one, else the spec as given (a URL without
+    its trailing ``/``)."""
+    if is_remote(spec):
+        return spec.rstrip("/")
     try:
         p = Path(spec)
         return str(p.resolve()) if p.exists() else spec

@@ -16,7 +16,6 @@ import stat
 import threading
 import warnings
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any, BinaryIO
 
 import numpy as np
@@ -139,10 +138,31 @@ def load_rgb(path: str | os.PathLike, *, max_pixels: int = MAX_PIXELS) -> np.nda
     Grayscale, palette and RGBA images become RGB (alpha dropped, as TensorFlow does);
     animated GIFs give their first frame. Checks the header's size before
     decoding, so a decompression bomb is refused without allocating it. Only regular
-    files are opened (see :func:`open_regular`).
+    files are opened (see :func:`open_regular`). A ``gs://`` or ``s3://`` path is read from its
+    bucket (a missing object is ``missing``; a refusal of the store is a one-line tlkit error).
     """
+    if "://" in os.fspath(path):
+        return _load_object(os.fspath(path), max_pixels)
     with open_regular(path) as f:
         return decode_rgb(f, path, max_pixels=max_pixels)[0]
+
+
+def _load_object(url: str, max_pixels: int) -> np.ndarray:
+    """:func:`load_rgb` of an object on a bucket (``file://`` URLs: the local file)."""
+    import io
+
+    from tlkit.storage.objects import read_many
+    from tlkit.storage.remote import check_scheme, is_remote, local_path, storage_error
+
+    check_scheme(url)
+    if not is_remote(url):
+        return load_rgb(local_path(url), max_pixels=max_pixels)
+    data = read_many([url])[0]
+    if isinstance(data, FileNotFoundError):
+        raise ImageError(url, "missing", "no such object")
+    if isinstance(data, BaseException):
+        raise storage_error(url, data, "read") from data
+    return decode_rgb(io.BytesIO(data), url, max_pixels=max_pixels)[0]
 
 
 def decode_rgb(
@@ -176,7 +196,7 @@ def _checked_image(f: BinaryIO, path: str | os.PathLike, max_pixels: int) -> Ite
     """
     from PIL import Image, UnidentifiedImageError
 
-    p = Path(path)
+    p = os.fspath(path)  # not Path(): that would turn gs://b/x into gs:/b/x in the messages
     head = f.read(12)
     if not head:
         raise ImageError(p, "empty", "zero bytes")

@@ -14,7 +14,8 @@ from typing import Any
 
 import numpy as np
 
-from tlkit.data.decode import decode_need, with_threading
+from tlkit.data.decode import decode_bytes, decode_need, with_threading
+from tlkit.data.remote_read import any_remote, fetch_first
 from tlkit.data.sources import SPLITS, DataSource, dataset_size, resolve  # noqa: F401  (re-exported)
 from tlkit.data.splits import class_weights, stratified_split  # noqa: F401  (re-exported)
 from tlkit.data.tfds_source import tfds_class_counts  # noqa: F401  (re-exported)
@@ -50,7 +51,10 @@ def images_dataset(paths: Sequence[str], *, image_size: tuple[int, int], batch_s
     size = (int(image_size[0]), int(image_size[1]))
     auto = tf.data.AUTOTUNE
     ds = tf.data.Dataset.from_tensor_slices([str(p) for p in paths])
-    ds = ds.map(lambda p: rs.resize(_decode_file(p, decode_need(size)), size), num_parallel_calls=auto)
+    if any_remote(paths):  # objects on a bucket: fetched in batches through fsspec, decoded in the graph
+        ds = fetch_first(ds).map(lambda d: rs.resize(decode_bytes(d, decode_need(size)), size), num_parallel_calls=auto)
+    else:
+        ds = ds.map(lambda p: rs.resize(_decode_file(p, decode_need(size)), size), num_parallel_calls=auto)
     if channels == 1:
         ds = ds.map(tf.image.rgb_to_grayscale, num_parallel_calls=auto)
     return with_threading(ds.batch(batch_size).prefetch(auto))
@@ -138,10 +142,15 @@ def make_dataset(
             cache = False
         paths, labels = items["path"].astype(str).tolist(), items["label_id"].to_numpy(dtype=np.int32)
         need = decode_need(size, augment if training and augment not in (None, "none") else None)
+        # Objects on a bucket are fetched in batches (tlkit.data.remote_read), then decoded as files are.
+        remote = any_remote(paths)
+        decode = decode_bytes if remote else _decode_file
         if training and not cache and epoch is not None:
 
             def to_pixels(keyed: Any) -> Any:
-                keyed = keyed.map(lambda p, y, k: (_decode_file(p, need), y, k), num_parallel_calls=auto)
+                if remote:
+                    keyed = fetch_first(keyed, skip_missing=skip_undecodable)
+                keyed = keyed.map(lambda p, y, k: (decode(p, need), y, k), num_parallel_calls=auto)
                 if skip_undecodable:
                     keyed = keyed.ignore_errors(log_warning=True)
                 if augment in (None, "none"):
@@ -164,7 +173,9 @@ def make_dataset(
         ds = tf.data.Dataset.from_tensor_slices((paths, labels))
         if training and not cache:
             ds = ds.shuffle(max(n, 1), seed=seed, reshuffle_each_iteration=True)
-        ds = ds.map(lambda p, y: (_decode_file(p, need), y), num_parallel_calls=auto)
+        if remote:
+            ds = fetch_first(ds, skip_missing=skip_undecodable)
+        ds = ds.map(lambda p, y: (decode(p, need), y), num_parallel_calls=auto)
         if skip_undecodable:
             ds = ds.ignore_errors(log_warning=True)
     else:

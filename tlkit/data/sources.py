@@ -104,7 +104,8 @@ def resolve(
     """Resolve a data argument to a :class:`DataSource`, or raise :class:`DataError`.
 
     ``source`` is a folder of class subfolders (optionally under ``train/``, ``val/``,
-    ``test/``), a ``.csv`` manifest (``path,label[,split]``), ``tfds:NAME[:VERSION][:TRAIN[:VAL[:TEST]]]``
+    ``test/``; local, ``file://``, ``gs://`` or ``s3://``), a ``.csv`` manifest (``path,label[,split]``),
+    ``tfds:NAME[:VERSION][:TRAIN[:VAL[:TEST]]]``
     (prepared in ``tfds_data_dir``; nothing is downloaded) or ``builtin:digits`` /
     ``builtin:faces``. Without a given split, ``val_split`` of each class goes to
     validation, chosen by a seeded hash of each file's relative path (see :func:`stratified_split`).
@@ -132,7 +133,14 @@ def resolve(
         from tlkit.data.tfds_source import from_tfds
 
         return from_tfds(spec, data_dir=tfds_data_dir, val_split=val_split, min_classes=min_classes)
-    path = Path(spec).expanduser()
+    from tlkit.storage.remote import check_scheme, is_remote, local_path
+
+    check_scheme(spec)
+    if is_remote(spec):  # gs:// and s3://: one listing, no walk (tlkit.data.remote_source)
+        from tlkit.data.remote_source import from_remote
+
+        return from_remote(spec, val_split=val_split, seed=seed, min_classes=min_classes)
+    path = Path(local_path(spec)).expanduser()
     if not path.exists():
         hint = ""
         if ":" in spec.split("/")[0] and not spec.startswith(("tfds:", "builtin:")):

@@ -219,6 +219,8 @@ def same_data(a: str, b: str) -> bool:
     """Whether two ``--data`` values name the same source (``shapes``, ``./shapes`` and ``shapes/`` do)."""
     if a == b:
         return True
+    if "://" in a or "://" in b:  # URLs (gs://, s3://) are compared as written, less a trailing /
+        return a.rstrip("/") == b.rstrip("/")
     try:
         return Path(a).resolve() == Path(b).resolve()
     except (OSError, ValueError):
@@ -234,6 +236,11 @@ def check_config(cfg: FinetuneConfig) -> None:
         raise ConfigError(f"--unfreeze must be a number of blocks or 'all', got {cfg.unfreeze!r}")
     if cfg.class_weight not in (None, "none", "auto"):
         raise ConfigError(f"--class-weight must be 'auto' or 'none', got {cfg.class_weight!r}")
+    if cfg.cache and "://" in str(cfg.cache) and not str(cfg.cache).startswith("file://"):
+        raise ConfigError(
+            f"--cache {cfg.cache}: the decoded-image cache is a local folder (tf.data reads its cache files "
+            "back every epoch); pass a local folder, or --cache mem, also with --data on gs:// or s3://"
+        )
     if cfg.distribute == "multi-worker" and (cfg.find_lr or cfg.cache_features):
         flag = "--find-lr" if cfg.find_lr else "--cache-features"
         raise ConfigError(

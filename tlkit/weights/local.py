@@ -142,6 +142,13 @@ def import_weights(file: str | os.PathLike, base: str | None = None) -> Path:
     given), or else by its checksum. A checksum mismatch is refused
     (:class:`ChecksumError`, expected vs got). Returns the installed path.
     """
+    if "://" in str(file):  # gs://, s3:// (or file://): fetched first, then checked as a local file is
+        from tlkit.storage.remote import check_scheme, is_remote, local_path
+
+        check_scheme(file)
+        if is_remote(file):
+            return _import_object(str(file), base)
+        file = local_path(file)
     src = Path(file).expanduser()
     if not src.is_file():
         raise NotFoundError(f"{src}: no such file")
@@ -186,6 +193,20 @@ def import_weights(file: str | os.PathLike, base: str | None = None) -> Path:
     finally:
         if tmpdir:
             shutil.rmtree(tmpdir, ignore_errors=True)
+
+
+def _import_object(url: str, base: str | None) -> Path:
+    """:func:`import_weights` of a file on a bucket: downloaded under its own name into a temporary folder."""
+    from tlkit.storage.objects import read_one
+
+    name = url.rstrip("/").rsplit("/", 1)[-1]
+    with tempfile.TemporaryDirectory(prefix="tlkit-import-") as tmp:
+        local = Path(tmp) / name
+        local.write_bytes(read_one(url))  # the name identifies the file; a missing object is one line
+        try:
+            return import_weights(local, base)
+        except (ChecksumError, WeightsError) as e:  # name the URL the user gave, not the temporary copy
+            raise type(e)(str(e).replace(str(local), url)) from None
 
 
 def _wheel_entry(wheel: Path, base: str | None) -> tuple[ModelSpec, WeightsEntry]:
