@@ -19,7 +19,7 @@ from pathlib import Path
 from tlkit.errors import AlreadyExistsError
 from tlkit.storage.outputs import remote_output_lock
 from tlkit.storage.remote import filesystem, join, storage_error
-from tlkit.storage.transfer import download_tree, upload_tree
+from tlkit.storage.transfer import upload_tree
 
 MARKER = "saved_model.pb"
 
@@ -55,24 +55,3 @@ def staged_export(url: str, version: int | None) -> Iterator[tuple[Path, int]]:
             yield local, n
             if (local / str(n) / MARKER).is_file():  # a refused export (verification, --strict) wrote nothing
                 upload_tree(local / str(n), join(url, str(n)), last=[MARKER])
-
-
-def fetch_version(url: str, dest: str | Path) -> tuple[Path, str]:
-    """Download a version (``URL/N``, or the highest complete one of model directory ``URL``) into ``dest``;
-    returns the local folder and the version's URL."""
-    url = url.rstrip("/")
-    fs = filesystem(url)
-    try:
-        is_version = fs.exists(join(url, MARKER))
-    except OSError as e:
-        raise storage_error(url, e, "reach") from e
-    if not is_version:
-        complete = [v for v in remote_versions(url) if fs.exists(join(url, str(v), MARKER))]
-        if not complete:
-            from tlkit.errors import NotFoundError
-
-            raise NotFoundError(f"{url} is neither a SavedModel version nor holds complete numbered versions")
-        url = join(url, str(complete[-1]))
-    target = Path(dest) / url.rsplit("/", 1)[-1]
-    download_tree(url, target)
-    return target, url

@@ -191,19 +191,6 @@ def _check_early(args: argparse.Namespace) -> Path:
     return check_target(out, args.version)
 
 
-def _check_remote(args: argparse.Namespace) -> int:
-    """``--check gs://...``: the version (or the model directory's highest complete one) is downloaded to a
-    temporary folder and verified there."""
-    import tempfile
-
-    from tlkit.export.remote_out import fetch_version
-
-    with tempfile.TemporaryDirectory(prefix="tlkit-check-") as tmp:
-        local, args.shown_check = fetch_version(args.check, tmp)
-        args.check = str(local)
-        return _run(args)
-
-
 def _run_remote(args: argparse.Namespace) -> int:
     """``--out gs://...`` / ``s3://...``: the version is built and verified in a local staging folder as
     always, then uploaded with saved_model.pb last (:mod:`tlkit.export.remote_out`). The lock object and
@@ -225,7 +212,9 @@ def run(args: argparse.Namespace) -> int:
     if sum(sources) != 1:
         raise _fail("give exactly one of RUN_DIR, --base NAME or --check PATH")
     if args.check:
-        return _check_remote(args) if is_remote(args.check) else _run(args)
+        if is_remote(args.check):
+            raise _fail(f"--check reads a local export; download {args.check} and pass the local folder")
+        return _run(args)
     if "onnx" in (args.formats or ()):
         from tlkit.export.onnx_export import require_onnx  # looks the packages up: no TensorFlow yet
 
@@ -253,8 +242,6 @@ def _run(args: argparse.Namespace) -> int:
                 print(f"tlkit export: FAILED: {exc}")
                 return 1
             progress("done")
-            if getattr(args, "shown_check", None):
-                report["path"] = args.shown_check
             if args.json:
                 print(json.dumps(report, indent=2))
             else:
