@@ -228,3 +228,13 @@ def test_a_held_lock_object_refuses_a_second_writer_and_a_dead_holders_is_taken_
     with remote_output_lock(url):
         assert json.loads(fs.cat_file(lock))["pid"] == os.getpid()
     assert not fs.exists(lock)
+
+
+def test_beam_on_a_cluster_runner_refuses_a_store_out_before_any_work(object_stores, shapes, tmp_path):
+    res = tlkit(
+        "extract", *FLAGS, "--data", shapes, "--out", "gs://wte-features/x/f.parquet", "--runner", "beam",
+        "--beam-args=--runner=FlinkRunner --flink_master=localhost:8081",
+        cwd=tmp_path, env=cli_env(**object_stores.env), timeout=120,
+    )  # fmt: skip
+    line = assert_one_line_error(res)
+    assert "not FlinkRunner" in line and "staging folder" in line, line

@@ -9,6 +9,7 @@ from tlkit.cli.commands._argtypes import fraction, image_side, positive_int
 NAME = "extract"
 HELP = "extract FC7 / penultimate features to Parquet or NPZ for a downstream classifier"
 ORDER = 70
+LOCAL_BEAM_RUNNERS = ("FnApiRunner", "DirectRunner", "PrismRunner")
 BEAM_RESUME = (
     "--resume is for --runner local; a Beam pipeline reruns whole (--force replaces its "
     "shards), and its runner retries failed work itself"
@@ -121,6 +122,17 @@ def _run_remote(args: argparse.Namespace) -> int:
     url = args.out
     if args.resume and args.runner == "beam":
         raise ConfigError(BEAM_RESUME)
+    if args.runner == "beam":
+        import shlex
+
+        runner = next((a.split("=", 1)[1] for a in shlex.split(args.beam_args) if a.startswith("--runner=")), None)
+        if runner not in (None, *LOCAL_BEAM_RUNNERS):
+            # The shards are staged in this machine's temporary folder: a cluster's workers cannot write there.
+            raise ConfigError(
+                f"--out {url} with --runner beam works with Beam's local runners ({', '.join(LOCAL_BEAM_RUNNERS)}), "
+                f"not {runner}: its workers cannot write into this machine's staging folder; write --out to a "
+                "folder every worker mounts, then copy it to the bucket"
+            )
     with staged_extract_out(url, beam=args.runner == "beam", resume=args.resume, force=args.force) as local:
         args.out = str(local)
         args.shown_out = url
