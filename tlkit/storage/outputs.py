@@ -34,7 +34,7 @@ def check_bucket(url: str) -> Any:
     fs = filesystem(url)
     bucket = bucket_of(url)
     try:
-        fs.ls(bucket, detail=False)  # one listing call: the bucket exists and we may read it
+        fs.info(bucket)  # one call (GCS: the bucket's metadata, else a listing; S3: HEAD bucket), not a listing
     except FileNotFoundError as e:
         raise NotFoundError(f"{url}: bucket {bucket} does not exist (or is not visible to these credentials)") from e
     except OSError as e:
