@@ -125,7 +125,10 @@ def _run_remote(args: argparse.Namespace) -> int:
     if args.runner == "beam":
         import shlex
 
-        runner = next((a.split("=", 1)[1] for a in shlex.split(args.beam_args) if a.startswith("--runner=")), None)
+        flags = shlex.split(args.beam_args)
+        runner = next((a.split("=", 1)[1] for a in flags if a.startswith("--runner=")), None)
+        if "--runner" in flags[:-1]:  # "--runner NAME", two words
+            runner = flags[flags.index("--runner") + 1]
         if runner not in (None, *LOCAL_BEAM_RUNNERS):
             # The shards are staged in this machine's temporary folder: a cluster's workers cannot write there.
             raise ConfigError(
