@@ -39,7 +39,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("run_dir", nargs="?", metavar="RUN_DIR", help="run directory made by `tlkit finetune`")
     p.add_argument("--base", help="export this registry model's pretrained ImageNet classifier instead")
     p.add_argument("--weights", default="imagenet", help="with --base: 'imagenet' or a weights file")
-    p.add_argument("--out", help="model directory holding the versions; saved_models/NAME when omitted")
+    p.add_argument(
+        "--out",
+        help="model directory holding the versions; saved_models/NAME when omitted; gs://BUCKET/PATH or "
+        "s3://BUCKET/PATH: the version is built and verified locally, then uploaded with saved_model.pb last "
+        "(its number: the highest on the store + 1)",
+    )
     p.add_argument("--version", type=positive_int, help="version number; the highest existing + 1 when omitted")
     p.add_argument("--top-k", type=positive_int, default=5, help="K of the top_k_* outputs, fixed in the graph")
     p.add_argument(
