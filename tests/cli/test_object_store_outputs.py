@@ -238,3 +238,13 @@ def test_beam_on_a_cluster_runner_refuses_a_store_out_before_any_work(object_sto
     )  # fmt: skip
     line = assert_one_line_error(res)
     assert "not FlinkRunner" in line and "staging folder" in line, line
+
+
+def test_file_urls_are_local_paths(shapes, tmp_path):
+    (tmp_path / "models" / "m" / "1").mkdir(parents=True)
+    (tmp_path / "f.parquet").write_bytes(b"x")
+    export = tlkit("export", "--base", "efficientnet_lite0", "--out", f"file://{tmp_path}/models/m", "--version", "1",
+                   cwd=tmp_path, timeout=120)  # fmt: skip
+    assert f"{tmp_path}/models/m/1 already exists" in assert_one_line_error(export)
+    extract = tlkit("extract", *FLAGS, "--data", shapes, "--out", f"file://{tmp_path}/f.parquet", cwd=tmp_path)
+    assert f"{tmp_path}/f.parquet exists; pass --resume" in assert_one_line_error(extract)

@@ -211,7 +211,7 @@ def _run_remote(args: argparse.Namespace) -> int:
 
 def run(args: argparse.Namespace) -> int:
     from tlkit._lock import output_lock
-    from tlkit.storage.remote import check_scheme, is_remote
+    from tlkit.storage.remote import check_scheme, is_remote, local_path
 
     sources = [bool(args.run_dir), bool(args.base), bool(args.check)]
     if sum(sources) != 1:
@@ -228,6 +228,8 @@ def run(args: argparse.Namespace) -> int:
         check_scheme(args.out)
     if args.out and is_remote(args.out):
         return _run_remote(args)
+    if args.out:
+        args.out = local_path(args.out)  # file:///a/b is /a/b
     # The model directory's lock before TensorFlow loads: a second export into it is refused at once,
     # naming the holder; the version number is picked under this lock.
     with output_lock(_check_early(args), inside=True):

@@ -102,11 +102,12 @@ def _run_beam(args: argparse.Namespace) -> int:
 
 def run(args: argparse.Namespace) -> int:
     from tlkit._lock import output_lock
-    from tlkit.storage.remote import check_scheme, is_remote
+    from tlkit.storage.remote import check_scheme, is_remote, local_path
 
     check_scheme(args.out)
     if is_remote(args.out):
         return _run_remote(args)
+    args.out = local_path(args.out)  # file:///a/b is /a/b
     # The output's lock first, before TensorFlow or a model is loaded: a second process on the same
     # --out is refused at once, naming the holder's PID.
     with output_lock(args.out):
