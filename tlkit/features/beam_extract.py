@@ -18,9 +18,12 @@ Install the extra first: ``pip install "tlkit[beam]"``. The pipeline:
 Runner flags go to Beam untouched (``--runner``, ``--direct_num_workers``, Dataflow's
 ``--project``/``--region``/``--temp_location``, Flink's ``--flink_master``, Spark's
 ``--spark_master_url``...). Locally, ``tlkit extract --runner beam`` uses Beam's
-``FnApiRunner`` with ``--direct_num_workers`` worker processes. Paths are local paths: on a
+``FnApiRunner`` with ``--direct_num_workers`` worker processes. Paths here are local paths: on a
 cluster runner (Flink, Spark) the images and the output folder must be on a filesystem
-every worker mounts at the same path; object-store paths (``gs://``) are not handled yet.
+every worker mounts at the same path. ``tlkit extract --runner beam --out gs://...`` (or
+``s3://``) stages the shards in a local temporary folder and uploads them when the pipeline is
+done (:mod:`tlkit.features.remote_out`): for Beam's local runners only, since a cluster's
+workers cannot write into that folder (refused in one line).
 """
 
 from __future__ import annotations

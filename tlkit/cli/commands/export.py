@@ -39,7 +39,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("run_dir", nargs="?", metavar="RUN_DIR", help="run directory made by `tlkit finetune`")
     p.add_argument("--base", help="export this registry model's pretrained ImageNet classifier instead")
     p.add_argument("--weights", default="imagenet", help="with --base: 'imagenet' or a weights file")
-    p.add_argument("--out", help="model directory holding the versions; saved_models/NAME when omitted")
+    p.add_argument(
+        "--out",
+        help="model directory holding the versions; saved_models/NAME when omitted; gs://BUCKET/PATH or "
+        "s3://BUCKET/PATH: the version is built and verified locally, then uploaded with saved_model.pb last "
+        "(its number: the highest on the store + 1)",
+    )
     p.add_argument("--version", type=positive_int, help="version number; the highest existing + 1 when omitted")
     p.add_argument("--top-k", type=positive_int, default=5, help="K of the top_k_* outputs, fixed in the graph")
     p.add_argument(
@@ -171,32 +176,60 @@ class _Progress:
         self._out = None
 
 
-def _check_early(args: argparse.Namespace) -> Path:
-    """Refusals that need no TensorFlow (target directory, version, run directory): instant.
-    Returns the model directory."""
+def _check_sources(args: argparse.Namespace) -> None:
+    """Refusals about the inputs that need no TensorFlow (run directory, calibration folder): instant."""
     from tlkit.errors import NotFoundError
-    from tlkit.export.versions import check_target, default_out
 
     if args.run_dir and not Path(args.run_dir).is_dir():
         raise NotFoundError(f"run directory {args.run_dir} does not exist (a folder made by `tlkit finetune`)")
     if args.calibration_data and not Path(args.calibration_data).is_dir():
         raise NotFoundError(f"--calibration-data {args.calibration_data} is not a folder (give a folder of images)")
+
+
+def _check_early(args: argparse.Namespace) -> Path:
+    """Refusals that need no TensorFlow (target directory, version, run directory): instant.
+    Returns the model directory."""
+    from tlkit.export.versions import check_target, default_out
+
+    _check_sources(args)
     out = Path(args.out) if args.out else default_out(base=args.base, run_dir=args.run_dir)
     return check_target(out, args.version)
 
 
+def _run_remote(args: argparse.Namespace) -> int:
+    """``--out gs://...`` / ``s3://...``: the version is built and verified in a local staging folder as
+    always, then uploaded with saved_model.pb last (:mod:`tlkit.export.remote_out`). The lock object and
+    the bucket check come first, before TensorFlow loads."""
+    from tlkit.export.remote_out import staged_export
+
+    _check_sources(args)
+    url = args.out.rstrip("/")
+    with staged_export(url, args.version) as (local, n):
+        args.out, args.version, args.shown_out = str(local), n, url
+        return _run(args)
+
+
 def run(args: argparse.Namespace) -> int:
     from tlkit._lock import output_lock
+    from tlkit.storage.remote import check_scheme, is_remote, local_path
 
     sources = [bool(args.run_dir), bool(args.base), bool(args.check)]
     if sum(sources) != 1:
         raise _fail("give exactly one of RUN_DIR, --base NAME or --check PATH")
     if args.check:
+        if is_remote(args.check):
+            raise _fail(f"--check reads a local export; download {args.check} and pass the local folder")
         return _run(args)
     if "onnx" in (args.formats or ()):
         from tlkit.export.onnx_export import require_onnx  # looks the packages up: no TensorFlow yet
 
         require_onnx()
+    if args.out:
+        check_scheme(args.out)
+    if args.out and is_remote(args.out):
+        return _run_remote(args)
+    if args.out:
+        args.out = local_path(args.out)  # file:///a/b is /a/b
     # The model directory's lock before TensorFlow loads: a second export into it is refused at once,
     # naming the holder; the version number is picked under this lock.
     with output_lock(_check_early(args), inside=True):
@@ -242,11 +275,16 @@ def _run(args: argparse.Namespace) -> int:
         except export.VerificationError as exc:
             print(f"tlkit export: {exc}\nnothing was written.")
             return 1
+    where = result.path
+    if getattr(args, "shown_out", None):  # published to a store: name the URL, not the staging folder
+        where = f"{args.shown_out}/{result.version}"
+        if result.verification:
+            result.verification["path"] = where
     if args.json:
         print(
             json.dumps(
                 {
-                    "path": str(result.path),
+                    "path": str(where),
                     "version": result.version,
                     "max_pixels": args.max_pixels,
                     "verification": result.verification,
@@ -262,20 +300,20 @@ def _run(args: argparse.Namespace) -> int:
     print(
         f"exported {card.get('base') or 'model'} ({card['num_classes']} classes, "
         f"{card['input_size'][0]}x{card['input_size'][1]}, images up to {card['max_pixels']:,} pixels) "
-        f"to {result.path}"
+        f"to {where}"
     )
     if result.verification:
         _print_report(result.verification)
     tfl = card.get("tflite")
     if tfl:
-        _print_tflite(tfl, result.path)
+        _print_tflite(tfl, where)
     if card.get("onnx"):
-        _print_onnx(card["onnx"], result.path)
+        _print_onnx(card["onnx"], where)
     return 0
 
 
-def _print_onnx(entry: dict[str, Any], path: Path) -> None:
-    print(f"  onnx: {entry['bytes'] / 1e6:.2f} MB, opset {entry['opset']}, in {path / entry['file']}")
+def _print_onnx(entry: dict[str, Any], path: Path | str) -> None:
+    print(f"  onnx: {entry['bytes'] / 1e6:.2f} MB, opset {entry['opset']}, in {path}/{entry['file']}")
     check = entry.get("verification")
     if check:
         top = check["top_k_vs_saved_model"]
@@ -286,11 +324,11 @@ def _print_onnx(entry: dict[str, Any], path: Path) -> None:
         )
 
 
-def _print_tflite(tfl: dict[str, Any], path: Path) -> None:
+def _print_tflite(tfl: dict[str, Any], path: Path | str) -> None:
     sizes = ", ".join(f"{v} {m['bytes'] / 1e6:.2f} MB" for v, m in tfl["models"].items())
     meta = tfl.get("metadata") or {}
     embedded = " (with image-classifier metadata: labels, RGB 0..255 input; MediaPipe runs them as they are)"
-    print(f"  tflite: {sizes} in {path / 'tflite'}" + (embedded if meta.get("embedded") else ""))
+    print(f"  tflite: {sizes} in {path}/tflite" + (embedded if meta.get("embedded") else ""))
     if meta and not meta.get("embedded"):
         print(f"tlkit export: TFLite metadata skipped: {meta.get('reason')}", file=sys.stderr)
     check = tfl.get("verification")

@@ -9,6 +9,11 @@ from tlkit.cli.commands._argtypes import fraction, image_side, positive_int
 NAME = "extract"
 HELP = "extract FC7 / penultimate features to Parquet or NPZ for a downstream classifier"
 ORDER = 70
+LOCAL_BEAM_RUNNERS = ("FnApiRunner", "DirectRunner", "PrismRunner")
+BEAM_RESUME = (
+    "--resume is for --runner local; a Beam pipeline reruns whole (--force replaces its "
+    "shards), and its runner retries failed work itself"
+)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -23,7 +28,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--out",
         required=True,
-        help="output file, .parquet or .npz; locked while extract runs (a second process on it is refused)",
+        help="output file, .parquet or .npz, local or gs://BUCKET/... / s3://BUCKET/... (built locally, uploaded "
+        "whole when complete); locked while extract runs (a second process on it is refused)",
     )
     p.add_argument("--weights", default="imagenet", help="'imagenet', a weights file, or 'none'")
     p.add_argument(
@@ -71,10 +77,7 @@ def _run_beam(args: argparse.Namespace) -> int:
     from tlkit.features.beam_extract import extract_beam
 
     if args.resume:
-        raise ConfigError(
-            "--resume is for --runner local; a Beam pipeline reruns whole (--force replaces its "
-            "shards), and its runner retries failed work itself"
-        )
+        raise ConfigError(BEAM_RESUME)
     res = extract_beam(
         args.base,
         args.layer,
@@ -89,19 +92,54 @@ def _run_beam(args: argparse.Namespace) -> int:
         pipeline_args=shlex.split(args.beam_args),
         force=args.force,
     )
+    shown = getattr(args, "shown_out", args.out)
     print(
-        f"wrote {res.rows} rows in {len(res.shards)} shards ({res.seconds:.1f} s) next to {args.out}"
-        + (f"; skipped {res.skipped_files} bad files (see {args.out}.skipped.csv)" if res.skipped_files else "")
+        f"wrote {res.rows} rows in {len(res.shards)} shards ({res.seconds:.1f} s) next to {shown}"
+        + (f"; skipped {res.skipped_files} bad files (see {shown}.skipped.csv)" if res.skipped_files else "")
     )
     return 0
 
 
 def run(args: argparse.Namespace) -> int:
     from tlkit._lock import output_lock
+    from tlkit.storage.remote import check_scheme, is_remote, local_path
 
+    check_scheme(args.out)
+    if is_remote(args.out):
+        return _run_remote(args)
+    args.out = local_path(args.out)  # file:///a/b is /a/b
     # The output's lock first, before TensorFlow or a model is loaded: a second process on the same
     # --out is refused at once, naming the holder's PID.
     with output_lock(args.out):
+        return _run_beam(args) if args.runner == "beam" else _run_local(args)
+
+
+def _run_remote(args: argparse.Namespace) -> int:
+    """``--out gs://...`` or ``s3://...``: extracted into a local staging folder, then published whole
+    (:mod:`tlkit.features.remote_out`); the lock object and the bucket check come before any model work."""
+    from tlkit.errors import ConfigError
+    from tlkit.features.remote_out import staged_extract_out
+
+    url = args.out
+    if args.resume and args.runner == "beam":
+        raise ConfigError(BEAM_RESUME)
+    if args.runner == "beam":
+        import shlex
+
+        flags = shlex.split(args.beam_args)
+        runner = next((a.split("=", 1)[1] for a in flags if a.startswith("--runner=")), None)
+        if "--runner" in flags[:-1]:  # "--runner NAME", two words
+            runner = flags[flags.index("--runner") + 1]
+        if runner not in (None, *LOCAL_BEAM_RUNNERS):
+            # The shards are staged in this machine's temporary folder: a cluster's workers cannot write there.
+            raise ConfigError(
+                f"--out {url} with --runner beam works with Beam's local runners ({', '.join(LOCAL_BEAM_RUNNERS)}), "
+                f"not {runner}: its workers cannot write into this machine's staging folder; write --out to a "
+                "folder every worker mounts, then copy it to the bucket"
+            )
+    with staged_extract_out(url, beam=args.runner == "beam", resume=args.resume, force=args.force) as local:
+        args.out = str(local)
+        args.shown_out = url
         return _run_beam(args) if args.runner == "beam" else _run_local(args)
 
 
@@ -124,8 +162,9 @@ def _run_local(args: argparse.Namespace) -> int:
         seed=args.seed,
     )
     dims = ", ".join(f"{k}: {v}" for k, v in res.dims.items())
+    shown = getattr(args, "shown_out", None) or res.path
     print(
-        f"wrote {res.rows} rows ({res.new_rows} new, {res.images_per_second:.1f} images/s; {dims}) to {res.path}"
-        + (f"; skipped {res.skipped_files} bad files (see {res.path}.skipped.csv)" if res.skipped_files else "")
+        f"wrote {res.rows} rows ({res.new_rows} new, {res.images_per_second:.1f} images/s; {dims}) to {shown}"
+        + (f"; skipped {res.skipped_files} bad files (see {shown}.skipped.csv)" if res.skipped_files else "")
     )
     return 0
