@@ -75,3 +75,25 @@ def test_beam_shards_replace_the_old_set_only_with_force(object_stores):
         "other.parquet",
     ]
     assert fs.cat_file(f"{bucket}/b/f-00001-of-00002.parquet") == b"new"
+
+
+@pytest.mark.parametrize("scheme", ["gs", "s3"])
+def test_export_versions_count_up_on_the_store_and_a_refused_export_uploads_nothing(object_stores, scheme):
+    """The export itself is stood in for by files in the staging folder (the CLI test exports for real)."""
+    from tlkit.export.remote_out import remote_versions, staged_export
+
+    url = f"{object_stores.make_bucket(f'{scheme}://wte-versions')}/models/m"
+    assert remote_versions(url) == []
+    for want in (1, 2):
+        with staged_export(url, None) as (local, n):
+            assert n == want
+            (local / str(n) / "variables").mkdir(parents=True)
+            (local / str(n) / "variables" / "v.data").write_bytes(b"w")
+            (local / str(n) / "saved_model.pb").write_bytes(b"pb")
+    assert remote_versions(url) == [1, 2]
+    with staged_export(url, None) as (local, n):  # refused (verification, --strict): no saved_model.pb staged
+        assert n == 3
+    assert remote_versions(url) == [1, 2]
+    with pytest.raises(AlreadyExistsError, match="never overwritten"), staged_export(url, 2):
+        pass
+    assert _names(url) == ["1/saved_model.pb", "1/variables/v.data", "2/saved_model.pb", "2/variables/v.data"]

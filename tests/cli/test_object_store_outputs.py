@@ -172,16 +172,6 @@ def test_export_to_s3_is_the_local_export_and_loads_back_with_the_same_predictio
     assert (got["top_k_labels"] == want["top_k_labels"]).all()
 
 
-def test_a_second_export_to_s3_is_version_2(s3_export, tmp_path):
-    url, env = s3_export["url"], s3_export["env"]
-    assert s3_export["res"].returncode == 0
-    res = tlkit("export", s3_export["local"]["run"], "--out", url, "--quiet", cwd=tmp_path, env=env, timeout=600)
-    assert res.returncode == 0, res.stderr[-3000:]
-    assert f"to {url}/2" in res.stdout
-    assert {n.split("/")[0] for n in _objects(url)} == {"1", "2"}
-    assert list(tmp_path.iterdir()) == []  # staged in a temporary folder, gone
-
-
 def test_a_missing_bucket_is_one_line_before_any_work_and_nothing_is_written(object_stores, shapes, tmp_path):
     env = cli_env(**object_stores.env)
     work = tmp_path / "work"
