@@ -52,7 +52,7 @@ class DataSource:
     """
 
     spec: str
-    kind: str  # "files" | "tfds"
+    kind: str  # "files" | "tfds" | "records" (a folder written by tlkit prepare: tlkit.data.records_source)
     classes: list[str]
     items: pd.DataFrame | None = field(default=None, compare=False)
     description: str = ""
@@ -117,6 +117,10 @@ def resolve(
     # The readers import DataSource from here: imported when used, like the TFDS one.
     from tlkit.data.csv_source import from_csv
     from tlkit.data.folder_source import from_folder
+    from tlkit.data.records_source import from_prepared, is_prepared
+
+    if is_prepared(spec):  # a folder written by tlkit prepare (local or on gs:// / s3://): its own splits
+        return from_prepared(spec, min_classes=min_classes)
 
     if spec.startswith("builtin:"):
         from tlkit.data import builtins as builtin_data
