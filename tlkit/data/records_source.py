@@ -124,17 +124,24 @@ def _remote_records(url: bytes) -> Any:
         raise remote.storage_error(name, e, "read") from e
 
 
-def records_dataset(source: DataSource, split: str, *, training: bool, seed: int = 0) -> Any:
-    """``(uint8 image [H, W, 3], int32 label)`` for the rows of ``source.items`` in ``split``.
+def records_dataset(
+    source: DataSource, split: str, *, training: bool, seed: int = 0, ordered: bool = False, with_key: bool = False
+) -> Any:
+    """``(uint8 image [H, W, 3], int32 label)`` for the rows of ``source.items`` in ``split``
+    (``with_key``: and the int64 key).
 
     Training reads the shard files in a seeded order that changes every epoch, interleaved;
-    evaluation reads them in order (records within a shard in prepared order).
+    evaluation interleaves them in a fixed order. ``ordered``: one shard after another, in key order
+    (the records then come in ascending key order).
     """
     import tensorflow as tf
 
     assert source.items is not None
     rows = source.items[source.items["split"] == split]
     files = shard_files(source, split)
+    if ordered:
+        first = rows.groupby("shard")["key"].min()
+        files = [remote.join(source.root, name) for name in first.sort_values().index]
     size = int(source.items["key"].max()) + 1
     keep = np.zeros(size, dtype=bool)
     keep[rows["key"].to_numpy()] = True
@@ -156,15 +163,18 @@ def records_dataset(source: DataSource, split: str, *, training: bool, seed: int
         def read(f: Any) -> Any:
             return tf.data.TFRecordDataset(f, buffer_size=4 << 20)
 
-    ds = ds.interleave(read, cycle_length=min(len(files), 8), num_parallel_calls=auto, deterministic=True)
+    cycle = 1 if ordered else min(len(files), 8)
+    ds = ds.interleave(read, cycle_length=cycle, num_parallel_calls=auto, deterministic=True)
     spec = {"image": tf.io.FixedLenFeature([], tf.string), "key": tf.io.FixedLenFeature([], tf.int64)}
     ds = ds.map(lambda r: tf.io.parse_single_example(r, spec), num_parallel_calls=auto)
     ds = ds.filter(lambda ex: tf.gather(keep_t, ex["key"]))
-    ds = ds.map(
-        lambda ex: (tf.ensure_shape(tf.io.decode_jpeg(ex["image"], channels=3), [None, None, 3]),
-                    tf.gather(labels_t, ex["key"])),
-        num_parallel_calls=auto,
-    )
+
+    def decoded(ex: Any) -> Any:
+        image = tf.ensure_shape(tf.io.decode_jpeg(ex["image"], channels=3), [None, None, 3])
+        label = tf.gather(labels_t, ex["key"])
+        return (image, label, ex["key"]) if with_key else (image, label)
+
+    ds = ds.map(decoded, num_parallel_calls=auto)
     return ds.apply(tf.data.experimental.assert_cardinality(len(rows)))
 
 

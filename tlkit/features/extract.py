@@ -289,13 +289,16 @@ def _extract_locked(
     # The model first: a layer that does not exist fails before the images are read.
     model, meta = build_tap_model(base, layers, weights=weights, input_size=input_size, pooling=pooling, seed=seed)
     source = tldata.resolve(data, val_split=val_split, seed=seed, cache_dir=cache_dir)
-    if source.kind != "files":
+    if source.kind not in ("files", "records"):
         raise DataError(
-            "feature extraction reads image files (a folder, CSV or builtin:); for TFDS data, "
-            "export the images to a folder first"
+            "feature extraction reads image files (a folder, CSV or builtin:) or a tlkit prepare folder; "
+            "for TFDS data, export the images to a folder first"
         )
     report = preflight.check(source, progress=False)
-    items = report.clean_items().sort_values("path", kind="stable").reset_index(drop=True)
+    if source.kind == "records":  # in the order the shards hold them (prepared: every image usable)
+        items = source.items.sort_values("key", kind="stable").reset_index(drop=True)
+    else:
+        items = report.clean_items().sort_values("path", kind="stable").reset_index(drop=True)
     meta.update({"data": data, "classes": list(source.classes), "seed": seed, "val_split": val_split})
     # Every refusal comes before anything is written, and the old output stays until the new one is
     # complete (_assemble renames it into place): a refused or interrupted run leaves the file as it was.
@@ -328,9 +331,16 @@ def _extract_locked(
     # (which starts at a part boundary) computes every batch exactly as an uninterrupted run does.
     from tlkit.features.stream import chunked_images
 
-    ds = chunked_images(
-        todo["path"].tolist(), chunk_rows=chunk_rows, batch_size=batch_size, size=size, channels=channels
-    )
+    if source.kind == "records":
+        from tlkit.features.records_stream import chunked_records
+
+        ds = chunked_records(
+            source, todo, chunk_rows=chunk_rows, batch_size=batch_size, size=size, channels=channels
+        )
+    else:
+        ds = chunked_images(
+            todo["path"].tolist(), chunk_rows=chunk_rows, batch_size=batch_size, size=size, channels=channels
+        )
     feats: dict[str, list[np.ndarray]] = {name: [] for name in layers}
     got: list[str] = []
     failed: list[dict[str, str]] = []
