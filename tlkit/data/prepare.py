@@ -110,7 +110,7 @@ def _example(jpeg: bytes, label: int, key: int, path: str) -> bytes:
                 "path": f(bytes_list=tf.train.BytesList(value=[path.encode()])),
             }
         )
-    ).SerializeToString()
+    ).SerializeToString(deterministic=True)  # map fields in a fixed order: the same bytes every run
 
 
 def _sha256(path: Path) -> str:

@@ -242,4 +242,3 @@ def records_report(source: DataSource, *, thorough: bool = False) -> Any:
         }
     report.seconds = time.perf_counter() - t0
     return report
-

@@ -334,9 +334,7 @@ def _extract_locked(
     if source.kind == "records":
         from tlkit.features.records_stream import chunked_records
 
-        ds = chunked_records(
-            source, todo, chunk_rows=chunk_rows, batch_size=batch_size, size=size, channels=channels
-        )
+        ds = chunked_records(source, todo, chunk_rows=chunk_rows, batch_size=batch_size, size=size, channels=channels)
     else:
         ds = chunked_images(
             todo["path"].tolist(), chunk_rows=chunk_rows, batch_size=batch_size, size=size, channels=channels
