@@ -295,10 +295,9 @@ def _extract_locked(
             "for TFDS data, export the images to a folder first"
         )
     report = preflight.check(source, progress=False)
-    if source.kind == "records":  # in the order the shards hold them (prepared: every image usable)
-        items = source.items.sort_values("key", kind="stable").reset_index(drop=True)
-    else:
-        items = report.clean_items().sort_values("path", kind="stable").reset_index(drop=True)
+    from tlkit.features.records_stream import extraction_batches, extraction_items
+
+    items = extraction_items(source, report)
     meta.update({"data": data, "classes": list(source.classes), "seed": seed, "val_split": val_split})
     # Every refusal comes before anything is written, and the old output stays until the new one is
     # complete (_assemble renames it into place): a refused or interrupted run leaves the file as it was.
@@ -329,16 +328,7 @@ def _extract_locked(
     # One dataset for the whole job (decoding runs ahead across chunks) and one predict function; each
     # part is written as soon as its rows are in. Batches never straddle parts, so a resumed run
     # (which starts at a part boundary) computes every batch exactly as an uninterrupted run does.
-    from tlkit.features.stream import chunked_images
-
-    if source.kind == "records":
-        from tlkit.features.records_stream import chunked_records
-
-        ds = chunked_records(source, todo, chunk_rows=chunk_rows, batch_size=batch_size, size=size, channels=channels)
-    else:
-        ds = chunked_images(
-            todo["path"].tolist(), chunk_rows=chunk_rows, batch_size=batch_size, size=size, channels=channels
-        )
+    ds = extraction_batches(source, todo, chunk_rows=chunk_rows, batch_size=batch_size, size=size, channels=channels)
     feats: dict[str, list[np.ndarray]] = {name: [] for name in layers}
     got: list[str] = []
     failed: list[dict[str, str]] = []

@@ -1,5 +1,5 @@
-"""Feature extraction's batches from prepared records (``tlkit prepare``), as
-:func:`tlkit.features.stream.chunked_images` gives them from files."""
+"""Feature extraction's rows and batches for files and for prepared records (``tlkit prepare``):
+records come as :func:`tlkit.features.stream.chunked_images` gives files."""
 
 from __future__ import annotations
 
@@ -49,3 +49,20 @@ def chunked_records(
         current = c
     if batch:
         yield tf.constant(np.stack(batch)), tf.constant(names), tf.fill([len(batch)], current)
+
+
+def extraction_items(source: Any, report: Any) -> pd.DataFrame:
+    """The rows to extract, in the order they are read: files sorted by path (bad ones left out);
+    records in the order the shards hold them (key; prepare left the bad files out)."""
+    if source.kind == "records":
+        return source.items.sort_values("key", kind="stable").reset_index(drop=True)
+    return report.clean_items().sort_values("path", kind="stable").reset_index(drop=True)
+
+
+def extraction_batches(source: Any, todo: pd.DataFrame, **kw: Any) -> Any:
+    """:func:`chunked_records` for records, else :func:`tlkit.features.stream.chunked_images` of the paths."""
+    if source.kind == "records":
+        return chunked_records(source, todo, **kw)
+    from tlkit.features.stream import chunked_images
+
+    return chunked_images(todo["path"].tolist(), **kw)
