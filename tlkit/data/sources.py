@@ -106,7 +106,9 @@ def resolve(
     ``source`` is a folder of class subfolders (optionally under ``train/``, ``val/``,
     ``test/``), a ``.csv`` manifest (``path,label[,split]``), ``tfds:NAME[:VERSION][:TRAIN[:VAL[:TEST]]]``
     (prepared in ``tfds_data_dir``; nothing is downloaded) or ``builtin:digits`` /
-    ``builtin:faces``. Without a given split, ``val_split`` of each class goes to
+    ``builtin:faces``, or a folder written by ``tlkit prepare`` (local, ``gs://`` or ``s3://``;
+    recognised by its manifest; its splits are the prepared ones, ``val_split`` and ``seed`` unused:
+    :mod:`tlkit.data.records_source`). Without a given split, ``val_split`` of each class goes to
     validation, chosen by a seeded hash of each file's relative path (see :func:`stratified_split`).
     ``min_classes`` is 2 for training; evaluation of one class may pass 1.
     """
