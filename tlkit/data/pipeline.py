@@ -178,6 +178,12 @@ def make_dataset(
         ds = ds.map(lambda p, y: (decode(p, need), y), num_parallel_calls=auto)
         if skip_undecodable:
             ds = ds.ignore_errors(log_warning=True)
+    elif source.kind == "records":  # prepared shards: decoded, upright and resized once (tlkit prepare)
+        from tlkit.data.records_source import records_dataset
+
+        ds = records_dataset(source, split, training=training and not cache, seed=seed)
+        if training and not cache:
+            ds = ds.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
     else:
         ds = source.builder().as_dataset(split=source.tfds_splits[split], shuffle_files=False)
         ik, lk = source.image_key, source.label_key

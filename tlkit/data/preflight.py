@@ -124,6 +124,10 @@ def check(
     """
     if source.kind == "tfds":
         return _check_tfds(source)
+    if source.kind == "records":  # checked when prepared; thorough verifies each shard's checksum
+        from tlkit.data.records_source import records_report
+
+        return records_report(source, thorough=thorough)
     assert source.items is not None
     t0 = time.perf_counter()
     items = source.items
@@ -312,6 +316,8 @@ def apply_leak_policy(
     if policy not in LEAK_POLICIES:
         raise ConfigError(f"--leaks must be one of {', '.join(LEAK_POLICIES)}, got {policy!r}")
     report.leak_policy = policy
+    if report.kind == "records":  # leaks were handled when prepared (tlkit prepare --leaks)
+        return report._items, ""
     if report.kind != "files":
         return None, ""
     assert report._items is not None and report._ok is not None

@@ -168,6 +168,11 @@ class Report:
                 )
                 + (f"; {self.n_reused} unchanged since an earlier check (not read again)" if self.n_reused else "")
             )
+        elif self.kind == "records":
+            lines.append(
+                f"{self.n_files} prepared images; files were checked and decoded by tlkit prepare "
+                "(tlkit check-data verifies each shard's checksum)"
+            )
         else:
             lines.append(
                 f"{self.n_files} examples; file checks skipped for a TFDS source "

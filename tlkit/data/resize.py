@@ -102,6 +102,18 @@ def to_scale(image: Any, scale: int, mode: str = "shorter") -> tf.Tensor:
     return resize(image, scaled_size(h, w, scale, mode))
 
 
+def to_shorter(image: Any, side: int) -> tf.Tensor:
+    """``image`` resized in the graph so that its shorter side is ``side`` (aspect kept, as
+    :func:`scaled_size` rounds); for images whose size is only known when the graph runs."""
+    shape = tf.cast(tf.shape(image)[:2], tf.float64)
+    h, w = shape[0], shape[1]
+    s = tf.constant(float(side), tf.float64)
+    long_h = tf.maximum(tf.round(h * s / w), 1.0)
+    long_w = tf.maximum(tf.round(w * s / h), 1.0)
+    hw = tf.cond(h <= w, lambda: tf.stack([s, long_w]), lambda: tf.stack([long_h, s]))
+    return tf.image.resize(tf.cast(image, tf.float32), tf.cast(hw, tf.int32), method=METHOD, antialias=True)
+
+
 def resize_numpy(image: np.ndarray, size: tuple[int, int], policy: str = "plain") -> np.ndarray:
     """:func:`apply` run eagerly on a numpy image; float32 numpy out."""
     return apply(tf.constant(np.asarray(image)), size, policy).numpy()

@@ -52,7 +52,7 @@ class DataSource:
     """
 
     spec: str
-    kind: str  # "files" | "tfds"
+    kind: str  # "files" | "tfds" | "records" (a folder written by tlkit prepare: tlkit.data.records_source)
     classes: list[str]
     items: pd.DataFrame | None = field(default=None, compare=False)
     description: str = ""
@@ -107,7 +107,9 @@ def resolve(
     ``test/``; local, ``file://``, ``gs://`` or ``s3://``), a ``.csv`` manifest (``path,label[,split]``),
     ``tfds:NAME[:VERSION][:TRAIN[:VAL[:TEST]]]``
     (prepared in ``tfds_data_dir``; nothing is downloaded) or ``builtin:digits`` /
-    ``builtin:faces``. Without a given split, ``val_split`` of each class goes to
+    ``builtin:faces``, or a folder written by ``tlkit prepare`` (local, ``gs://`` or ``s3://``;
+    recognised by its manifest; its splits are the prepared ones, ``val_split`` and ``seed`` unused:
+    :mod:`tlkit.data.records_source`). Without a given split, ``val_split`` of each class goes to
     validation, chosen by a seeded hash of each file's relative path (see :func:`stratified_split`).
     ``min_classes`` is 2 for training; evaluation of one class may pass 1.
     """
@@ -118,6 +120,10 @@ def resolve(
     # The readers import DataSource from here: imported when used, like the TFDS one.
     from tlkit.data.csv_source import from_csv
     from tlkit.data.folder_source import from_folder
+    from tlkit.data.records_source import from_prepared, is_prepared
+
+    if is_prepared(spec):  # a folder written by tlkit prepare (local or on gs:// / s3://): its own splits
+        return from_prepared(spec, min_classes=min_classes)
 
     if spec.startswith("builtin:"):
         from tlkit.data import builtins as builtin_data

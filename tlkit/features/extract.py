@@ -289,13 +289,15 @@ def _extract_locked(
     # The model first: a layer that does not exist fails before the images are read.
     model, meta = build_tap_model(base, layers, weights=weights, input_size=input_size, pooling=pooling, seed=seed)
     source = tldata.resolve(data, val_split=val_split, seed=seed, cache_dir=cache_dir)
-    if source.kind != "files":
+    if source.kind not in ("files", "records"):
         raise DataError(
-            "feature extraction reads image files (a folder, CSV or builtin:); for TFDS data, "
-            "export the images to a folder first"
+            "feature extraction reads image files (a folder, CSV or builtin:) or a tlkit prepare folder; "
+            "for TFDS data, export the images to a folder first"
         )
     report = preflight.check(source, progress=False)
-    items = report.clean_items().sort_values("path", kind="stable").reset_index(drop=True)
+    from tlkit.features.records_stream import extraction_batches, extraction_items
+
+    items = extraction_items(source, report)
     meta.update({"data": data, "classes": list(source.classes), "seed": seed, "val_split": val_split})
     # Every refusal comes before anything is written, and the old output stays until the new one is
     # complete (_assemble renames it into place): a refused or interrupted run leaves the file as it was.
@@ -326,11 +328,7 @@ def _extract_locked(
     # One dataset for the whole job (decoding runs ahead across chunks) and one predict function; each
     # part is written as soon as its rows are in. Batches never straddle parts, so a resumed run
     # (which starts at a part boundary) computes every batch exactly as an uninterrupted run does.
-    from tlkit.features.stream import chunked_images
-
-    ds = chunked_images(
-        todo["path"].tolist(), chunk_rows=chunk_rows, batch_size=batch_size, size=size, channels=channels
-    )
+    ds = extraction_batches(source, todo, chunk_rows=chunk_rows, batch_size=batch_size, size=size, channels=channels)
     feats: dict[str, list[np.ndarray]] = {name: [] for name in layers}
     got: list[str] = []
     failed: list[dict[str, str]] = []

@@ -59,7 +59,7 @@ class FinetuneConfig:
     data: str = field(
         metadata={
             "help": "folder of class subfolders, a CSV manifest (path,label[,split]), "
-            "tfds:NAME, or builtin:digits / builtin:faces",
+            "tfds:NAME, builtin:digits / builtin:faces, or a folder written by tlkit prepare",
             "kind": "str",
             "required": True,
         }

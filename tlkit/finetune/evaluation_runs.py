@@ -92,7 +92,7 @@ def evaluate_runs(
     items, leak_note = preflight.apply_leak_policy(report, cfg.get("leaks") or "drop", context="this evaluation")
     if leak_note:
         notes.append(leak_note)
-    if source.kind == "files":
+    if source.kind in ("files", "records"):
         import dataclasses
 
         items = items.copy()

@@ -27,7 +27,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "data",
         help="folder of class subfolders, a CSV manifest (path,label[,split]), tfds:NAME, "
-        "or builtin:digits / builtin:faces",
+        "builtin:digits / builtin:faces, or a tlkit prepare folder (its shards' checksums are verified)",
     )
     p.add_argument(
         "--val-split",

@@ -24,7 +24,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         required=True,
         help="layer to tap (alias fc6/fc7/pool5/avg_pool/penultimate or a raw name); repeatable",
     )
-    p.add_argument("--data", required=True, help="folder, CSV manifest, or builtin:NAME")
+    p.add_argument("--data", required=True, help="folder, CSV manifest, builtin:NAME, or a tlkit prepare folder")
     p.add_argument(
         "--out",
         required=True,
