@@ -65,6 +65,22 @@ def is_chief(strategy: Any) -> bool:
     return _is_chief_task(task_type, resolver.task_id, resolver.cluster_spec().as_dict() if resolver else {})
 
 
+def input_shard(strategy: Any) -> Any:
+    """This worker's :class:`tlkit.data.sharding.Shard` under a multi-worker strategy (None otherwise):
+    its input pipeline's place as tf.distribute numbers them (a chief first, then the workers)."""
+    from tlkit.data.sharding import Shard
+
+    resolver = getattr(strategy, "cluster_resolver", None)
+    task_type = getattr(resolver, "task_type", None)
+    if not task_type:
+        return None
+    cluster = resolver.cluster_spec().as_dict()
+    chiefs = len(cluster.get("chief", []))
+    count = chiefs + len(cluster.get("worker", []))
+    index = 0 if task_type == "chief" else chiefs + int(resolver.task_id or 0)
+    return Shard(index, count)
+
+
 def _is_chief_task(task_type: str | None, task_id: Any, cluster: dict) -> bool:
     if not task_type or task_type == "chief":
         return True

@@ -116,7 +116,9 @@ PARITY_FLAGS = (
 def test_two_workers_train_what_one_process_trains(tmp_path: Path):
     data = make_shapes_folder(tmp_path / "shapes", n=20)  # 60 images: 48 to train, 12 to validate
     args = ["--data", str(data), *PARITY_FLAGS, "--name", "mw", "--tensorboard"]
-    procs = _start_workers(tmp_path, args)
+    opened = tmp_path / "opened"
+    opened.mkdir()
+    procs = _start_workers(tmp_path, args, TLKIT_DEBUG_OPENED=str(opened))
     assert _wait_all(procs, timeout=400) == [0, 0], [
         (tmp_path / f"worker-{i}.log").read_text()[-2000:] for i in range(2)
     ]
@@ -128,6 +130,22 @@ def test_two_workers_train_what_one_process_trains(tmp_path: Path):
     assert "BatchNorm trained" in (run / "train.log").read_text()
     report = json.loads((run / "data_report.json").read_text())
     assert sum(report["class_counts"]["train"].values()) == 48  # 3 steps of 16 per epoch
+    # Each worker opened its own half of the training files every epoch, together each file once,
+    # and its own half of the validation files (in the same place of every global batch each epoch).
+    lines = {i: (opened / f"opened-worker-{i}.txt").read_text().splitlines() for i in range(2)}
+    by = {(i, tag): [] for i in range(2) for tag in ("0", "1", "2", "3", "val")}
+    for i, rows in lines.items():
+        for row in rows:
+            tag, path = row.split("\t")
+            by[i, tag].append(path)
+    # After training, the chief alone evaluates the whole validation split once more (metrics.json).
+    final = by[0, "val"][24:]
+    by[0, "val"] = by[0, "val"][:24]
+    assert {k: len(v) for k, v in by.items()} == {(i, tag): 24 for i in range(2) for tag in ("0", "1", "2", "3", "val")}
+    for e in "0123":
+        assert len(set(by[0, e]) | set(by[1, e])) == 48 and not set(by[0, e]) & set(by[1, e])
+    assert len(set(by[0, "val"])) == len(set(by[1, "val"])) == 6 and not set(by[0, "val"]) & set(by[1, "val"])
+    assert sorted(final) == sorted(set(by[0, "val"]) | set(by[1, "val"]))
     # Every worker ends with the same weights.
     prints = [re.findall(r"final weights fingerprint (\w+)", log) for log in logs]
     assert prints[0] and prints[0] == prints[1], prints

@@ -90,7 +90,7 @@ def cached_size(size: tuple[int, int], augment: str | None) -> tuple[int, int]:
     return math.ceil(h * PRE_CROP), math.ceil(w * PRE_CROP)
 
 
-def prepare(path: Any, hw: tuple[int, int], *, data: bool = False) -> Any:
+def prepare(path: Any, hw: tuple[int, int], tag: str = "cache", *, data: bool = False) -> Any:
     """The cached stage of one file: decoded, resized to ``hw`` and rounded to uint8 [h, w, 3].
 
     ``data``: ``path`` holds the file's bytes already fetched (objects on a bucket)."""
@@ -98,8 +98,10 @@ def prepare(path: Any, hw: tuple[int, int], *, data: bool = False) -> Any:
 
     from tlkit.data import resize as rs
     from tlkit.data.decode import decode_bytes, decode_file, decode_need
+    from tlkit.data.sharding import traced
 
-    x = rs.resize((decode_bytes if data else decode_file)(path, decode_need(hw)), hw)
+    need = decode_need(hw)
+    x = rs.resize(decode_bytes(path, need) if data else decode_file(traced(path, tag), need), hw)
     return tf.cast(tf.round(tf.clip_by_value(x, 0.0, 255.0)), tf.uint8)
 
 
@@ -155,19 +157,30 @@ def cached_dataset(
     where: str | None,
     budget: int | str | None = None,
     log: Callable[[str], None] | None = None,
+    shard: Any = None,
 ) -> Any:
     """A :func:`tlkit.data.pipeline.make_dataset` pipeline over ``items`` (path, label_id) that caches
     the prepared images in ``where`` (``mem``, a folder, or None: the same pipeline uncached);
-    None when they do not fit ``budget`` (``log`` has said so: the caller goes on uncached)."""
+    None when they do not fit ``budget`` (``log`` has said so: the caller goes on uncached).
+
+    ``shard`` (multi-worker, :mod:`tlkit.data.sharding`): the worker caches a fixed share of the
+    files (its positions of the listed order, the same every epoch, so its cache is reused) and
+    shuffles within it; each global batch is then made of the workers' shuffled shares, not the
+    batch one process would draw from its own shuffle buffer (``--cache`` epochs are not replayed
+    exactly in any case)."""
     import numpy as np
     import tensorflow as tf
 
     from tlkit.data import augment as aug
+    from tlkit.data import sharding
     from tlkit.data.decode import with_threading
 
     size = (int(image_size[0]), int(image_size[1]))
     mode = None if not training or augment in (None, "none") else str(augment)
     hw = cached_size(size, mode)
+    n = len(items)
+    if shard is not None:
+        items = items.iloc[sharding.positions(n, batch_size, shard)]  # the budget is then per worker
     paths = items["path"].astype(str).tolist()
     need = len(paths) * hw[0] * hw[1] * 3
     limit = parse_budget(DEFAULT_BUDGET if budget is None else budget)
@@ -199,7 +212,8 @@ def cached_dataset(
         ds = ds.map(_aug, num_parallel_calls=auto)
     if channels == 1:
         ds = ds.map(lambda x, y: (tf.image.rgb_to_grayscale(x), y), num_parallel_calls=auto)
-    return with_threading(ds.batch(batch_size).prefetch(auto))
+    ds = ds.batch(batch_size) if shard is None else sharding.batch(ds, n, batch_size, shard, (*size, channels))
+    return with_threading(ds.prefetch(auto))
 
 
 def _stderr(line: str) -> None:

@@ -77,6 +77,7 @@ def make_dataset(
     skip_undecodable: bool = False,
     cache_budget: int | str | None = None,
     epoch: Any = None,
+    shard: Any = None,
 ) -> Any:
     """A batched, prefetched ``tf.data.Dataset`` of ``(float32 [B,H,W,3] in 0..255, int32 [B])``.
 
@@ -99,11 +100,16 @@ def make_dataset(
     shuffle order and every augmentation seed are a pure function of (``seed``, epoch): a resumed
     run replays epoch 5 exactly as an uninterrupted one, whichever process or iteration count.
     Without it, the order changes with each iteration of the dataset (epoch 0 again after a restart).
+
+    ``shard`` (a :class:`tlkit.data.sharding.Shard`, file sources only): this worker's part of every
+    global batch of ``batch_size`` (:mod:`tlkit.data.sharding`): it opens only its share of the
+    files, and runs the same number of steps as every other worker.
     """
     import tensorflow as tf
 
     from tlkit.data import augment as aug
     from tlkit.data import resize as rs
+    from tlkit.data import sharding
 
     if split not in SPLITS:
         raise DataError(f"split must be one of {SPLITS}, got {split!r}")
@@ -116,6 +122,16 @@ def make_dataset(
     n = dataset_size(source, split)
     if n == 0:
         raise DataError(f"{source.spec} has no images in split {split!r} (splits: {', '.join(source.splits())})")
+    if shard is not None and source.kind != "files":
+        raise DataError(f"sharding by file needs a folder or manifest of files, not {source.spec}")
+
+    def batched(ds: Any) -> Any:
+        if shard is None:
+            ds = ds.batch(batch_size)
+        else:
+            ds = sharding.batch(ds, n, batch_size, shard, (*size, channels))
+        return with_threading(ds.prefetch(auto))
+
     if source.kind == "files":
         assert source.items is not None
         items = source.items[source.items["split"] == split]
@@ -136,6 +152,7 @@ def make_dataset(
                 skip_undecodable=skip_undecodable,
                 where=cache,
                 budget=cache_budget,
+                shard=shard,
             )
             if ds is not None:
                 return ds
@@ -150,7 +167,10 @@ def make_dataset(
             def to_pixels(keyed: Any) -> Any:
                 if remote:
                     keyed = fetch_first(keyed, skip_missing=skip_undecodable)
-                keyed = keyed.map(lambda p, y, k: (decode(p, need), y, k), num_parallel_calls=auto)
+                keyed = keyed.map(
+                    lambda p, y, k: (decode(p if remote else sharding.traced(p, k // 2**32), need), y, k),
+                    num_parallel_calls=auto,
+                )
                 if skip_undecodable:
                     keyed = keyed.ignore_errors(log_warning=True)
                 if augment in (None, "none"):
@@ -168,14 +188,18 @@ def make_dataset(
                     out = out.map(lambda x, y: (tf.image.rgb_to_grayscale(x), y), num_parallel_calls=auto)
                 return out
 
-            ds = _epoch_keyed(paths, labels, seed, epoch, to_pixels, known_length=not skip_undecodable)
-            return with_threading(ds.batch(batch_size).prefetch(auto))
+            mine = None if shard is None else sharding.positions(n, batch_size, shard)
+            ds = _epoch_keyed(paths, labels, seed, epoch, to_pixels, known_length=not skip_undecodable, mine=mine)
+            return batched(ds)
         ds = tf.data.Dataset.from_tensor_slices((paths, labels))
         if training and not cache:
             ds = ds.shuffle(max(n, 1), seed=seed, reshuffle_each_iteration=True)
+        if shard is not None:  # the same (seeded) order on every worker, then this worker's positions
+            keep = tf.constant(np.isin(np.arange(n), sharding.positions(n, batch_size, shard)))
+            ds = ds.enumerate().filter(lambda i, py: tf.gather(keep, i)).map(lambda i, py: py)
         if remote:
             ds = fetch_first(ds, skip_missing=skip_undecodable)
-        ds = ds.map(lambda p, y: (decode(p, need), y), num_parallel_calls=auto)
+        ds = ds.map(lambda p, y: (decode(p if remote else sharding.traced(p, split), need), y), num_parallel_calls=auto)
         if skip_undecodable:
             ds = ds.ignore_errors(log_warning=True)
     elif source.kind == "records":  # prepared shards: decoded, upright and resized once (tlkit prepare)
@@ -214,7 +238,7 @@ def make_dataset(
         ds = ds.map(_aug, num_parallel_calls=auto)
     if channels == 1:
         ds = ds.map(lambda x, y: (tf.image.rgb_to_grayscale(x), y), num_parallel_calls=auto)
-    return with_threading(ds.batch(batch_size).prefetch(auto))
+    return batched(ds)
 
 
 def epoch_variable() -> Any:
@@ -226,14 +250,23 @@ def epoch_variable() -> Any:
 
 
 def _epoch_keyed(
-    paths: list[str], labels: np.ndarray, seed: int, epoch: Any, to_pixels: Any, *, known_length: bool
+    paths: list[str],
+    labels: np.ndarray,
+    seed: int,
+    epoch: Any,
+    to_pixels: Any,
+    *,
+    known_length: bool,
+    mine: np.ndarray | None = None,
 ) -> Any:
     """``to_pixels`` of ``(path, label, key)`` in the order of the epoch that ``epoch`` holds when an
     iteration starts.
 
     The order is a stateless shuffle seeded by (seed, epoch); ``key`` (epoch * 2**32 + position)
     seeds the element's augmentation. Nothing depends on how often the dataset was iterated
-    before, so a resume at epoch e sees what an uninterrupted run sees at epoch e.
+    before, so a resume at epoch e sees what an uninterrupted run sees at epoch e. ``mine`` (a
+    worker's :func:`tlkit.data.sharding.positions`) keeps those positions of the epoch's order, with
+    the keys they have there: the workers' union is the one-process epoch, augmentation included.
 
     ``to_pixels`` (the decode and augmentation maps) runs inside the epoch's own dataset: the
     variable read is stateful, and under op determinism (``--deterministic``) tf.data turns every
@@ -249,6 +282,8 @@ def _epoch_keyed(
         e = tf.cast(epoch.read_value(), tf.int64)
         order = tf.random.experimental.stateless_shuffle(tf.range(n, dtype=tf.int64), seed=tf.stack([seed64, e]))
         keys = e * (2**32) + tf.range(n, dtype=tf.int64)
+        if mine is not None:
+            order, keys = tf.gather(order, mine), tf.gather(keys, mine)
         return to_pixels(
             tf.data.Dataset.from_tensor_slices((tf.gather(paths_t, order), tf.gather(labels_t, order), keys))
         )
@@ -256,4 +291,4 @@ def _epoch_keyed(
     ds = tf.data.Dataset.range(1).flat_map(one_epoch)
     # flat_map hides the length; Keras wants it (progress bar, no "ran out of data" warning). With
     # skipped files the length is not known before the epoch runs.
-    return ds.apply(tf.data.experimental.assert_cardinality(n)) if known_length else ds
+    return ds.apply(tf.data.experimental.assert_cardinality(n if mine is None else len(mine))) if known_length else ds

@@ -146,21 +146,38 @@ def _logs(totals: np.ndarray, prefix: str, num_classes: int) -> dict[str, float]
     return logs
 
 
-def distribute(dataset: Any, strategy: Any) -> Any:
-    """Split each global batch of ``dataset`` over the workers (auto-shard by DATA).
+def distribute(dataset: Any, strategy: Any, shard: Any = None) -> Any:
+    """``dataset`` over the workers.
 
-    Every worker runs the same input pipeline and keeps its slice of each global batch,
-    so every worker takes the same number of steps (a collective never waits for a
-    worker that ran out of data), and a step's global batch is exactly the batch a
-    single process would train on. The price: each worker decodes every image. Sharding
-    by file would decode each image once, but gives workers unequal step counts on
-    uneven splits; correctness first.
+    ``shard`` given (file sources): ``dataset`` is already this worker's share, made by
+    :func:`tlkit.data.pipeline.make_dataset` with that ``shard`` (:mod:`tlkit.data.sharding`): the
+    worker reads and decodes only its ~1/N of the files, takes offsets ``i, i+N, ...`` of every
+    global batch of the epoch's (seed, epoch)-shuffled list, and runs ``ceil(n / batch)`` steps like
+    every other worker. Nothing is dropped or repeated: a worker with no item in the last global batch
+    gets an empty batch and runs one zero image with weight 0 (see ``_step_fns``), so the loss,
+    gradients and metrics count every image once, and a step's global batch is the one a single
+    process trains on.
+
+    Without ``shard`` (TFDS datasets), every worker runs the whole pipeline and keeps its slice
+    of each global batch (auto-shard by DATA): the same batches, but every worker decodes everything.
     """
     import tensorflow as tf
 
     options = tf.data.Options()
-    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
-    return strategy.experimental_distribute_dataset(dataset.with_options(options))
+    if shard is None:
+        options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+        return strategy.experimental_distribute_dataset(dataset.with_options(options))
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.OFF
+
+    def this_worker(ctx: Any) -> Any:
+        if (ctx.input_pipeline_id, ctx.num_input_pipelines) != (shard.index, shard.count):
+            raise RuntimeError(
+                f"input pipeline {ctx.input_pipeline_id} of {ctx.num_input_pipelines} was built as shard "
+                f"{shard.index} of {shard.count}"
+            )
+        return dataset.with_options(options)
+
+    return strategy.distribute_datasets_from_function(this_worker)
 
 
 def synchronize_batchnorm(model: keras.Model) -> int:
@@ -201,12 +218,13 @@ def fit_stage_distributed(
     extra_state: dict | None = None,
     log: Callable[[str], None] = print,
     loggers: Iterable[Any] = (),
+    shard: Any = None,
 ) -> int:
     """Train one stage from ``initial_epoch`` (global numbering) under ``strategy``; returns the next epoch.
 
     ``train_ds``/``val_ds`` are the batched datasets a single process would use (global
-    batch size); see :func:`distribute`. The model must have been built and compiled
-    inside ``strategy.scope()``.
+    batch size), or, with ``shard``, this worker's share of them; see :func:`distribute`. The
+    model must have been built and compiled inside ``strategy.scope()``.
     """
     end = stage_start + cfg.epochs
     if initial_epoch >= end:
@@ -217,8 +235,8 @@ def fit_stage_distributed(
     synchronize_batchnorm(model)
     if cfg.schedule in ("step", "cosine"):
         model.optimizer.learning_rate.assign(train.schedule_lr(cfg, initial_epoch - stage_start))
-    train_ds = distribute(train_ds, strategy)
-    val_ds = distribute(val_ds, strategy) if val_ds is not None else None
+    train_ds = distribute(train_ds, strategy, shard)
+    val_ds = distribute(val_ds, strategy, shard) if val_ds is not None else None
     train_step, eval_step = _step_fns(model, strategy, num_classes, class_weight)
     callbacks = train.stage_callbacks(
         cfg,

@@ -26,6 +26,7 @@ import tlkit
 from tlkit.distribute import (
     chief_by_tf_config,
     create_strategy,
+    input_shard,
     is_chief,
 )
 from tlkit.errors import ConfigError, DataError, RunDirError
@@ -222,6 +223,8 @@ def finetune(
         # The epoch the training pipeline shuffles and augments for, set as each epoch begins:
         # a resumed epoch replays what an uninterrupted run trains on.
         data_epoch = tldata.epoch_variable()
+        # Multi-worker on files: each worker reads and decodes only its share (tlkit.data.sharding).
+        shard = input_shard(strategy) if source.kind == "files" else None
         train_ds = tldata.make_dataset(
             source,
             "train",
@@ -236,6 +239,7 @@ def finetune(
             cache=cfg.cache or False,
             cache_budget=cfg.cache_budget,
             epoch=data_epoch,
+            shard=shard,
         )
         has_val = tldata.dataset_size(source, "val") > 0
         val_ds = (
@@ -249,6 +253,7 @@ def finetune(
                 skip_undecodable=bool(cfg.check_sample),
                 cache=cfg.cache or False,
                 cache_budget=cfg.cache_budget,
+                shard=shard,
             )
             if has_val
             else None
@@ -340,6 +345,7 @@ def finetune(
                 class_weight,
                 log,
                 data_epoch,
+                shard,
             )
             try:
                 metrics = train_and_finish(job, state, resume=resume, callbacks=callbacks, quiet=quiet)

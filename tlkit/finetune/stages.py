@@ -45,6 +45,7 @@ class TrainingJob:
     class_weight: Any
     log: Log
     data_epoch: Any = None  # the tf.Variable the training pipeline reads its epoch from
+    shard: Any = None  # multi-worker: the share of the files train_ds/val_ds hold (tlkit.data.sharding)
 
 
 def train_and_finish(
@@ -99,7 +100,9 @@ def train_and_finish(
 
         def fit(m: Any, tr: Any, va: Any, stage_cfg: Any, **kw: Any) -> int:
             kw.pop("verbose", None)
-            return fit_stage_distributed(m, tr, va, stage_cfg, strategy=strategy, num_classes=n, log=log, **kw)
+            return fit_stage_distributed(
+                m, tr, va, stage_cfg, strategy=strategy, num_classes=n, log=log, shard=job.shard, **kw
+            )
 
         # After the recorder's checkpoint of each epoch: the run it replaces can go.
     extra = [recorder.EpochEndHook(run.commit), *callbacks] if run is not None else list(callbacks)
