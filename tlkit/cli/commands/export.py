@@ -193,6 +193,14 @@ def run(args: argparse.Namespace) -> int:
         raise _fail("give exactly one of RUN_DIR, --base NAME or --check PATH")
     if args.check:
         return _run(args)
+    from tlkit.storage.remote import is_remote
+
+    if is_remote(args.run_dir or ""):
+        from tlkit.finetune.store_runs import fetched_run
+
+        with fetched_run(args.run_dir) as local:  # a run on gs:// or s3://: read from a downloaded copy
+            args.run_dir = local
+            return run(args)
     if "onnx" in (args.formats or ()):
         from tlkit.export.onnx_export import require_onnx  # looks the packages up: no TensorFlow yet
 
