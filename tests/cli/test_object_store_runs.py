@@ -60,7 +60,9 @@ def gs_full(object_stores, data, tmp_path_factory) -> tuple[str, dict[str, bytes
     return f"{runs}/g", _objects(filesystem(runs), f"{runs}/g"), r.stdout
 
 
-def test_gs_run_is_published_and_evaluate_reads_it_from_its_url(object_stores, gs_full, tmp_path):
+def test_gs_run_is_published_and_evaluate_reads_it_from_its_url(object_stores, data, gs_full, tmp_path):
+    from tlkit.storage.remote import filesystem
+
     url, store, stdout = gs_full
     assert f"published to {url}" in stdout
     assert set(store) == {
@@ -73,6 +75,11 @@ def test_gs_run_is_published_and_evaluate_reads_it_from_its_url(object_stores, g
         assert state["files"][name]["sha256"] == hashlib.sha256(store[name]).hexdigest()
     assert json.loads(store["config.json"])["runs_dir"] == url.rsplit("/", 1)[0]  # the URL, not the staging copy
     env = cli_env(**object_stores.env, TLKIT_HOME=str(tmp_path / "home"))
+    # The run exists: a new finetune on its name is refused, naming the URL, and the store stays as it was.
+    again = tlkit(*ARGS, "--data", str(data), "--runs-dir", url.rsplit("/", 1)[0], "--name", "g", cwd=tmp_path, env=env)
+    line = assert_one_line_error(again)
+    assert f"run directory {url} already exists; pass --resume" in line
+    assert _objects(filesystem(url), url) == store
     ev = tlkit("evaluate", url, "--json", cwd=tmp_path, env=env, timeout=300)
     assert ev.returncode == 0, ev.stderr[-2000:]
     result = json.loads(ev.stdout)[url]

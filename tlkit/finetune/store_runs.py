@@ -5,7 +5,8 @@ Keras to a local file, so the run trains in a local *staging* copy and *publishe
 
 * staging folder: ``<cache>/store-runs/<hash of the runs URL>/NAME`` (``<cache>``: ``--cache-dir``,
   else ``$TLKIT_HOME``, else ``~/.cache/tlkit``). It is emptied and filled from the store at the
-  start of every command, under the lock, so the store is always the run's only truth;
+  start of every command, under the lock, and removed once the command's last publish is done,
+  so the store is always the run's only truth;
 * the lock: the object ``NAME/.tlkit.lock``, created only if absent (the store's conditional
   write, :class:`tlkit.storage.store_lock.StoreLock`), taken before anything is read;
 * publishing: at the end of every epoch (after the local ``state.json``) and at the end of the
@@ -31,7 +32,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from tlkit.errors import ConfigError, NotFoundError
+from tlkit.errors import ConfigError, NotFoundError, TlkitError
 from tlkit.finetune.rundir import LOCK, STATE, is_temp_name
 from tlkit.storage.remote import filesystem, is_remote, join, storage_error
 from tlkit.storage.store_lock import StoreLock
@@ -153,7 +154,7 @@ def store_session(
     runs_url: str, name: str, local: Path, *, break_lock: bool = False, log: Callable[[str], None] = print
 ) -> Iterator[Publisher]:
     """Lock the run at ``runs_url/name``, fill ``local`` from it, yield the publisher; at the end
-    publish a last time (when a state exists) and release the lock."""
+    publish a last time (when a state exists), remove the local copy and release the lock."""
     url = join(runs_url, name)
     lock = StoreLock(join(url, LOCK), url)
     took_over = lock.acquire(break_lock=break_lock)
@@ -170,6 +171,8 @@ def store_session(
             yield publish
         finally:
             publish()
+            # Everything is on the store (the next command downloads it again): the copy is not kept.
+            _clear_staging(local)
     finally:
         lock.release()
 
@@ -189,14 +192,38 @@ def finetune_on_store(
     """``run(cfg, **kwargs)`` (the local finetune) on the staging copy of a run on a store."""
     check_store_config(cfg)
     local = Path(cfg.run_dir())  # the staging copy (FinetuneConfig.run_dir maps a store URL there)
-    from tlkit.finetune.recorder import EpochEndHook  # imports Keras: only once a run is to be trained
-
+    url = join(cfg.runs_dir, local.name)
     say = (lambda m: None) if quiet else (lambda m: print(m, flush=True))
-    with store_session(cfg.runs_dir, local.name, local, break_lock=break_lock, log=say) as publish:
-        callbacks = [*kwargs.pop("callbacks", ()), EpochEndHook(publish)]
-        metrics = run(cfg, quiet=quiet, callbacks=callbacks, **kwargs)
-    say(f"published to {join(cfg.runs_dir, local.name)}")
+    try:
+        with store_session(cfg.runs_dir, local.name, local, break_lock=break_lock, log=say) as publish:
+            callbacks = _WithPublish(list(kwargs.pop("callbacks", ())), publish)
+            metrics = run(cfg, quiet=quiet, callbacks=callbacks, **kwargs)
+    except TlkitError as exc:
+        _name_url(exc, local, url)
+        raise
+    say(f"published to {url}")
     return metrics
+
+
+class _WithPublish:
+    """The caller's callbacks, then one that publishes at each epoch's end (after the run recorder's
+    state.json). Made when training starts: Keras is imported only if a run is trained at all."""
+
+    def __init__(self, callbacks: list, publish: Publisher) -> None:
+        self.callbacks, self.publish = callbacks, publish
+
+    def __iter__(self) -> Iterator[Any]:
+        from tlkit.finetune.recorder import EpochEndHook
+
+        return iter([*self.callbacks, EpochEndHook(self.publish)])
+
+
+def _name_url(exc: TlkitError, local: Path, url: str) -> None:
+    """Make an error about the staging copy name the run's URL, which is what the user gave."""
+    exc.args = tuple(a.replace(str(local), url) if isinstance(a, str) else a for a in exc.args)
+    for attr in ("problem", "fix"):
+        if isinstance(getattr(exc, attr, None), str):
+            setattr(exc, attr, getattr(exc, attr).replace(str(local), url))
 
 
 @contextlib.contextmanager
