@@ -80,6 +80,9 @@ def test_gs_run_is_published_and_evaluate_reads_it_from_its_url(object_stores, d
     line = assert_one_line_error(again)
     assert f"run directory {url} already exists; pass --resume" in line
     assert _objects(filesystem(url), url) == store
+    # export reads a run URL the same way; a URL with no run under it is one line.
+    missing = tlkit("export", url + "-nope", cwd=tmp_path, env=env, timeout=120)
+    assert f"run directory {url}-nope does not exist" in assert_one_line_error(missing)
     ev = tlkit("evaluate", url, "--json", cwd=tmp_path, env=env, timeout=300)
     assert ev.returncode == 0, ev.stderr[-2000:]
     result = json.loads(ev.stdout)[url]
