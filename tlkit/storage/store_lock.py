@@ -6,10 +6,11 @@ creates it. It records the holder's host, PID, start time and a random token; th
 it when it is done. A process killed with SIGKILL (or a lost machine) leaves it behind, and
 nothing on the store can tell that its holder died, so:
 
-* a lock left by a process *on this host* whose PID is gone is taken over (deleted, then created
-  again conditionally: of two processes taking it over at once, one gets it);
-* a lock from *another host* is refused, naming host, PID and time; ``--break-lock`` deletes it
-  (the user says that process is gone).
+* a lock left by a process *on this host* whose PID is gone is taken over by compare-and-swap
+  (overwritten only if still at the version read: S3 ``If-Match``, GCS ``ifGenerationMatch``),
+  so of two processes taking it over at once, one gets it;
+* a lock from *another host* is refused, naming host, PID and time; ``--break-lock`` takes it
+  over the same way (the user says that process is gone).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import uuid
 
 from tlkit._io import pid_alive
 from tlkit.errors import RunDirError
-from tlkit.storage.conditional import create_if_absent, delete_object, read_object
+from tlkit.storage.conditional import create_if_absent, delete_object, read_versioned, replace_if_unchanged
 
 
 def describe(info: dict) -> str:
@@ -42,14 +43,19 @@ class StoreLock:
 
     def holder(self) -> dict | None:
         """The lock's record, or None when there is no lock object (a damaged one reads as ``{}``)."""
-        raw = read_object(self.url)
-        if raw is None:
+        found = self._read()
+        return None if found is None else found[0]
+
+    def _read(self) -> tuple[dict, str] | None:
+        found = read_versioned(self.url)
+        if found is None:
             return None
+        raw, version = found
         try:
             info = json.loads(raw.decode("utf-8"))
         except (UnicodeDecodeError, ValueError):
-            return {}
-        return info if isinstance(info, dict) else {}
+            info = {}
+        return (info if isinstance(info, dict) else {}), version
 
     @staticmethod
     def is_stale(info: dict) -> bool:
@@ -64,21 +70,24 @@ class StoreLock:
         """
         record = {"pid": os.getpid(), "host": socket.gethostname(), "time": time.time(), "token": uuid.uuid4().hex}
         data = json.dumps(record).encode()
-        took_over = None
         for _ in range(3):
             if create_if_absent(self.url, data):
                 self.token = record["token"]
-                return took_over
-            info = self.holder()
-            if info is None:
+                return None
+            found = self._read()
+            if found is None:
                 continue  # released between our create and our read: try again
+            info, version = found
             if not (break_lock or self.is_stale(info)):
                 raise RunDirError(
                     f"{self.what} is in use by another tlkit process ({describe(info)}; lock object "
                     f"{self.url}); wait for it to finish, or if that process is gone pass --break-lock"
                 )
-            delete_object(self.url)
-            took_over = info
+            # Taken over by compare-and-swap, not delete-then-create: of two processes taking over
+            # the same stale lock at once, only the first replaces the version both read.
+            if replace_if_unchanged(self.url, data, version):
+                self.token = record["token"]
+                return info
         raise RunDirError(f"could not lock {self.what}: {self.url} keeps changing; is another tlkit process starting?")
 
     def release(self) -> None:
