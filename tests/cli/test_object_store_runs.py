@@ -42,6 +42,11 @@ def _history(raw: bytes) -> list[dict[str, str]]:
     return [{k: v for k, v in r.items() if k != "seconds"} for r in csv.DictReader(io.StringIO(raw.decode()))]
 
 
+def _write(path: Path, text: str) -> Path:
+    path.write_text(text)
+    return path
+
+
 @pytest.fixture(scope="module")
 def data(tmp_path_factory) -> Path:
     return make_shapes_folder(tmp_path_factory.mktemp("store-runs") / "shapes", n=8)
@@ -64,7 +69,7 @@ def test_gs_run_is_published_and_evaluate_reads_it_from_its_url(object_stores, d
     from tlkit.storage.remote import filesystem
 
     url, store, stdout = gs_full
-    assert f"published to {url}" in stdout
+    assert f"published to {url}" in stdout and f"(best.keras); run: {url}\n" in stdout
     assert set(store) == {
         "best.keras", "last.keras", "history.csv", "metrics.json", "state.json", "config.json", "labels.json",
         "train.log", "curves.png", "confusion.png", "data_report.json", "data_report.txt", "skipped.csv",
@@ -124,3 +129,17 @@ def test_s3_run_killed_after_its_first_epoch_resumes_to_the_uninterrupted_one(ob
     assert json.loads(two["metrics.json"]) == json.loads(one["metrics.json"])
     assert json.loads(two["state.json"])["done"] is True
     assert two["train.log"].decode().count("resumed from") == 1
+    # A lock left by a process on another machine: refused (nothing here can tell it is dead) until --break-lock.
+    foreign = {"pid": 1, "host": "another-machine", "time": 0.0, "token": "t"}
+    object_stores.upload(_write(tmp_path / "lock", json.dumps(foreign)), f"{url}/.tlkit.lock")
+    locked = tlkit(*ARGS, "--data", str(data), "--runs-dir", runs, "--name", "cut", "--resume",
+                   cwd=tmp_path, env=env)  # fmt: skip
+    line = assert_one_line_error(locked)
+    assert "in use by another tlkit process (PID 1 on another-machine, since 1970-01-01" in line
+    assert "--break-lock" in line
+    broken = tlkit(*ARGS, "--data", str(data), "--runs-dir", runs, "--name", "cut", "--resume",
+                   "--break-lock", cwd=tmp_path, env=env)  # fmt: skip
+    assert broken.returncode == 0, broken.stderr[-2000:]
+    assert "took over the lock of PID 1 on another-machine" in broken.stdout
+    assert f"{url} is complete; nothing to resume" in broken.stdout
+    assert _objects(fs, url) == two  # the lock is gone, the run as it was

@@ -196,6 +196,13 @@ class FinetuneConfig:
         return RunDir.at(self.runs_dir, name).path
 
 
+def shown_run(cfg: FinetuneConfig, path: str | Path) -> str:
+    """The run as the user named it: its URL for a run on an object store (trained in a staging copy)."""
+    from tlkit.storage.remote import is_remote, join
+
+    return join(cfg.runs_dir, Path(path).name) if is_remote(cfg.runs_dir) else str(path)
+
+
 def cli_fields() -> list[dataclasses.Field]:
     """The fields in flag order (all of them: every setting is reachable from ``tlkit finetune``)."""
     return list(dataclasses.fields(FinetuneConfig))

@@ -31,7 +31,7 @@ from tlkit.distribute import (
 from tlkit.errors import ConfigError, DataError, RunDirError
 from tlkit.finetune import run_files
 from tlkit.finetune import rundir as rd
-from tlkit.finetune.config import RUNS_DIR, FinetuneConfig, check_config, same_data  # noqa: F401  (public here too)
+from tlkit.finetune.config import RUNS_DIR, FinetuneConfig, check_config, same_data, shown_run  # noqa: F401  (public here too)
 from tlkit.finetune.rundir import RunDir
 from tlkit.finetune.runlock import RunLock
 from tlkit.finetune.runlog import Log
@@ -223,7 +223,7 @@ def _finetune_local(
     cfg, run, plan = _prepare(cfg, resume, force, tuple(must_match))
     if plan == "done":
         if not quiet:
-            print(f"{run.path} is complete; nothing to resume", flush=True)
+            print(f"{shown_run(cfg, run.path)} is complete; nothing to resume", flush=True)
         return run.read_json(rd.METRICS, {})
     log = Log(quiet=quiet)
     spec = tlkit.get_spec(cfg.base)
