@@ -186,7 +186,21 @@ class FinetuneConfig:
     def run_dir(self) -> Path:
         """``runs_dir/name`` (default name: BASE-DATA); raises RunDirError for a name that is not one folder."""
         name = self.name if self.name is not None else f"{self.base}-{_slug(self.data)}"
+        from tlkit.storage.remote import is_remote
+
+        if is_remote(self.runs_dir):  # trained in a local staging copy, published to the store
+            from tlkit.finetune.rundir import check_run_name
+            from tlkit.finetune.store_runs import staging_root
+
+            return staging_root(self.runs_dir, self.cache_dir) / check_run_name(name)
         return RunDir.at(self.runs_dir, name).path
+
+
+def shown_run(cfg: FinetuneConfig, path: str | Path) -> str:
+    """The run as the user named it: its URL for a run on an object store (trained in a staging copy)."""
+    from tlkit.storage.remote import is_remote, join
+
+    return join(cfg.runs_dir, Path(path).name) if is_remote(cfg.runs_dir) else str(path)
 
 
 def cli_fields() -> list[dataclasses.Field]:

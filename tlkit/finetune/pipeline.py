@@ -32,10 +32,11 @@ from tlkit.distribute import (
 from tlkit.errors import ConfigError, DataError, RunDirError
 from tlkit.finetune import run_files
 from tlkit.finetune import rundir as rd
-from tlkit.finetune.config import RUNS_DIR, FinetuneConfig, check_config, same_data  # noqa: F401  (public here too)
+from tlkit.finetune.config import RUNS_DIR, FinetuneConfig, check_config, same_data, shown_run  # noqa: F401  (public here too)
 from tlkit.finetune.rundir import RunDir
 from tlkit.finetune.runlock import RunLock
 from tlkit.finetune.runlog import Log
+from tlkit.storage.remote import is_remote
 
 
 def _setup_numerics(cfg: FinetuneConfig, log: Log) -> Callable[[], None]:
@@ -101,6 +102,10 @@ def _prepare(
         raise ConfigError("--resume continues a run and --force replaces it: pass one of them")
     cfg = dataclasses.replace(cfg)  # defaults get filled in: the caller's config stays as it was
     check_config(cfg)
+    if is_remote(cfg.runs_dir):
+        from tlkit.finetune.store_runs import check_store_config
+
+        check_store_config(cfg)
     run = RunDir(cfg.run_dir())
     chief = cfg.distribute != "multi-worker" or chief_by_tf_config()
     plan = run.plan(resume=resume, force=force) if chief else "worker"
@@ -181,16 +186,45 @@ def finetune(
     quiet: bool = False,
     callbacks: Iterable[Any] = (),
     must_match: Iterable[str] = ("data", "base"),
+    break_lock: bool = False,
 ) -> dict[str, Any]:
     """Run (or resume) a staged finetuning; returns the final metrics. See the module docstring.
 
     ``must_match``: on ``resume``, the fields of ``cfg`` that must equal the saved run's
     (the CLI leaves out ``base`` when ``--base`` was not given); the others come from the run.
+    A ``runs_dir`` on an object store (gs://, s3://) trains in a local staging copy published to
+    the store (:mod:`tlkit.finetune.store_runs`); ``break_lock`` deletes its lock left by another host.
     """
+    if is_remote(cfg.runs_dir):
+        from tlkit.finetune.store_runs import finetune_on_store
+
+        return finetune_on_store(
+            _finetune_local,
+            cfg,
+            break_lock=break_lock,
+            quiet=quiet,
+            resume=resume,
+            force=force,
+            callbacks=callbacks,
+            must_match=must_match,
+        )
+    return _finetune_local(cfg, resume=resume, force=force, quiet=quiet, callbacks=callbacks, must_match=must_match)
+
+
+def _finetune_local(
+    cfg: FinetuneConfig,
+    *,
+    resume: bool,
+    force: bool,
+    quiet: bool,
+    callbacks: Iterable[Any],
+    must_match: Iterable[str],
+) -> dict[str, Any]:
+    """:func:`finetune` in the run directory ``cfg.run_dir()`` (local, or a store run's staging copy)."""
     cfg, run, plan = _prepare(cfg, resume, force, tuple(must_match))
     if plan == "done":
         if not quiet:
-            print(f"{run.path} is complete; nothing to resume", flush=True)
+            print(f"{shown_run(cfg, run.path)} is complete; nothing to resume", flush=True)
         return run.read_json(rd.METRICS, {})
     log = Log(quiet=quiet)
     spec = tlkit.get_spec(cfg.base)

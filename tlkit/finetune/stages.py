@@ -20,7 +20,7 @@ from tlkit.distribute import is_multi_worker
 from tlkit.errors import ConfigError
 from tlkit.finetune import heads, lr_finder, recorder, train
 from tlkit.finetune import rundir as rd
-from tlkit.finetune.config import FinetuneConfig
+from tlkit.finetune.config import FinetuneConfig, shown_run
 from tlkit.finetune.rundir import RunDir
 from tlkit.finetune.runlog import Log
 
@@ -261,6 +261,6 @@ def _finish(run: RunDir, source: Any, classes: list[str], size: tuple, cfg: Fine
     log(
         f"{split} top-1 accuracy {metrics['top1']:.4f}"
         + (f", top-5 {metrics['top5']:.4f}" if "top5" in metrics else "")
-        + f" ({ckpt.name}); run: {run_dir}"
+        + f" ({ckpt.name}); run: {shown_run(cfg, run_dir)}"
     )
     return metrics

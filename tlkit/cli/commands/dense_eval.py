@@ -118,7 +118,10 @@ def dense_eval(args: argparse.Namespace) -> tuple[dict[str, Any], Any]:
         ev = DenseEvaluator.from_name(args.base, weights=weights, batch_size=args.batch_size, **limits)
         source = {"base": args.base, "weights": weights}
     else:
-        ev = DenseEvaluator.from_run(args.run, batch_size=args.batch_size, **limits)
+        from tlkit.finetune.store_runs import fetched_run
+
+        with fetched_run(args.run) as local:  # a run on gs:// or s3:// is read from a downloaded copy
+            ev = DenseEvaluator.from_run(local, batch_size=args.batch_size, **limits)
         source = {"run": args.run}
     # A line per scale on a terminal: large scales take seconds each on a CPU.
     progress = (

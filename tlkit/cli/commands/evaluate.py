@@ -35,17 +35,27 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from tlkit.finetune.evaluation_runs import evaluate_runs
+    import contextlib
 
-    results = evaluate_runs(
-        args.runs,
-        data=args.data,
-        split=args.split,
-        tta=args.tta,
-        ensemble=args.ensemble,
-        batch_size=args.batch_size,
-        out=args.out,
-    )
+    from tlkit.finetune.evaluation_runs import evaluate_runs
+    from tlkit.finetune.store_runs import fetched_run
+
+    with contextlib.ExitStack() as stack:
+        # A run on gs:// or s3:// is read from a downloaded copy; results keep the name given.
+        local = [stack.enter_context(fetched_run(r)) for r in args.runs]
+        results = evaluate_runs(
+            local,
+            data=args.data,
+            split=args.split,
+            tta=args.tta,
+            ensemble=args.ensemble,
+            batch_size=args.batch_size,
+            out=args.out,
+        )
+    given = dict(zip(map(str, local), args.runs))
+    results = {given.get(k, k): v for k, v in results.items()}
+    if "members" in results.get("ensemble", {}):
+        results["ensemble"]["members"] = [given.get(m, m) for m in results["ensemble"]["members"]]
     if args.json:
         print(json.dumps(results, indent=2))
         return 0

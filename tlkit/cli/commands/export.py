@@ -220,6 +220,14 @@ def run(args: argparse.Namespace) -> int:
         if is_remote(args.check):
             raise _fail(f"--check reads a local export; download {args.check} and pass the local folder")
         return _run(args)
+    from tlkit.storage.remote import is_remote
+
+    if is_remote(args.run_dir or ""):
+        from tlkit.finetune.store_runs import fetched_run
+
+        with fetched_run(args.run_dir) as local:  # a run on gs:// or s3://: read from a downloaded copy
+            args.run_dir = local
+            return run(args)
     if "onnx" in (args.formats or ()):
         from tlkit.export.onnx_export import require_onnx  # looks the packages up: no TensorFlow yet
 

@@ -76,6 +76,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="replace an existing run (only a tlkit run or an empty folder; the old run is deleted once "
         "the new one has its first checkpoint, and put back if it fails before)",
     )
+    p.add_argument(
+        "--break-lock",
+        action="store_true",
+        help="--runs-dir on gs:// or s3://: delete the run's lock left by a process on another machine that "
+        "is gone (a lock from a dead process on this machine is taken over without it)",
+    )
     p.add_argument("--quiet", action="store_true")
 
 
@@ -147,6 +153,11 @@ def run(args: argparse.Namespace) -> int:
     if args.workers and not os.environ.get("TF_CONFIG"):
         return _launch(args)
     metrics = finetune(
-        config_from_args(args), resume=args.resume, force=args.force, quiet=args.quiet, must_match=_must_match(args)
+        config_from_args(args),
+        resume=args.resume,
+        force=args.force,
+        quiet=args.quiet,
+        must_match=_must_match(args),
+        break_lock=args.break_lock,
     )
     return 0 if metrics else 1
