@@ -36,9 +36,17 @@ def describe(info: dict) -> str:
 class StoreLock:
     """The lock object at ``url``; :meth:`acquire`, then :meth:`release` (idempotent)."""
 
-    def __init__(self, url: str, what: str) -> None:
+    def __init__(
+        self,
+        url: str,
+        what: str,
+        *,
+        error: type[Exception] = RunDirError,
+        advice: str = "wait for it to finish, or if that process is gone pass --break-lock",
+    ) -> None:
         self.url = url
-        self.what = what  # the locked thing, for messages (the run's URL)
+        self.what = what  # the locked thing, for messages (the run's or the output's URL)
+        self.error, self.advice = error, advice  # what a refusal raises and tells the user to do
         self.token: str | None = None
 
     def holder(self) -> dict | None:
@@ -66,29 +74,35 @@ class StoreLock:
     def acquire(self, *, break_lock: bool = False) -> dict | None:
         """Take the lock; returns the record of a stale (or broken) lock that was taken over.
 
-        Raises :class:`RunDirError` (one line: holder, what to do) when another process holds it.
+        Raises ``error`` (:class:`RunDirError` unless given; one line: holder, what to do) when another
+        process holds it.
         """
         record = {"pid": os.getpid(), "host": socket.gethostname(), "time": time.time(), "token": uuid.uuid4().hex}
         data = json.dumps(record).encode()
         for _ in range(3):
-            if create_if_absent(self.url, data):
-                self.token = record["token"]
-                return None
+            # Looking first costs one request and keeps a store that ignores the precondition (the
+            # GCS emulator) from overwriting a lock that is already there; the conditional create
+            # still decides a race between processes that both saw none.
             found = self._read()
             if found is None:
-                continue  # released between our create and our read: try again
+                if create_if_absent(self.url, data):
+                    self.token = record["token"]
+                    return None
+                found = self._read()
+                if found is None:
+                    continue  # released between our create and our read: try again
             info, version = found
             if not (break_lock or self.is_stale(info)):
-                raise RunDirError(
+                raise self.error(
                     f"{self.what} is in use by another tlkit process ({describe(info)}; lock object "
-                    f"{self.url}); wait for it to finish, or if that process is gone pass --break-lock"
+                    f"{self.url}); {self.advice}"
                 )
             # Taken over by compare-and-swap, not delete-then-create: of two processes taking over
             # the same stale lock at once, only the first replaces the version both read.
             if replace_if_unchanged(self.url, data, version):
                 self.token = record["token"]
                 return info
-        raise RunDirError(f"could not lock {self.what}: {self.url} keeps changing; is another tlkit process starting?")
+        raise self.error(f"could not lock {self.what}: {self.url} keeps changing; is another tlkit process starting?")
 
     def release(self) -> None:
         """Delete the lock object if it is still ours (not broken and taken by another process)."""
