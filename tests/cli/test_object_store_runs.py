@@ -1,9 +1,10 @@
 """``tlkit finetune --runs-dir s3://...`` (and gs://): published each epoch, locked, resumed after SIGKILL.
 
 One uninterrupted run on the GCS emulator, read back by ``evaluate`` from its URL; and one run on
-the S3 server that is frozen (SIGSTOP) once its first epoch is on the store, refused a second
-process while frozen, killed with SIGKILL, and resumed: its history (every value but the
-seconds) and metrics must equal the uninterrupted run's.
+the S3 server, reading its images from the GCS emulator, that is frozen (SIGSTOP) once its first
+epoch is on the store, refused a second process while frozen, killed with SIGKILL, and resumed:
+its history (every value but the seconds) and metrics must equal the uninterrupted run's on the
+local copy of the images.
 """
 
 from __future__ import annotations
@@ -94,13 +95,17 @@ def test_gs_run_is_published_and_evaluate_reads_it_from_its_url(object_stores, d
     assert result["count"] == 6 and result["top1"] == pytest.approx(json.loads(store["metrics.json"])["top1"])
 
 
-def test_s3_run_killed_after_its_first_epoch_resumes_to_the_uninterrupted_one(object_stores, data, gs_full, tmp_path):
+def test_s3_run_on_gs_data_killed_after_its_first_epoch_resumes_to_the_uninterrupted_local_data_one(
+    object_stores, data, gs_full, tmp_path
+):
     from tlkit.storage.remote import filesystem
 
+    # The images on one store (gs://), the run on the other (s3://): the issue's cluster case.
+    photos = object_stores.upload(data, object_stores.make_bucket("gs://b-photos") + "/shapes")
     runs = object_stores.make_bucket("s3://b-runs") + "/runs"
     fs = filesystem(runs)
     env = cli_env(**object_stores.env, TLKIT_HOME=str(tmp_path / "home"))
-    args = (*ARGS, "--quiet", "--data", str(data), "--runs-dir", runs, "--name", "cut")
+    args = (*ARGS, "--quiet", "--data", photos, "--runs-dir", runs, "--name", "cut")
     url = f"{runs}/cut"
     proc = start_tlkit(*args, cwd=tmp_path, env=env, log=tmp_path / "cut.log")
     try:
@@ -132,12 +137,12 @@ def test_s3_run_killed_after_its_first_epoch_resumes_to_the_uninterrupted_one(ob
     # A lock left by a process on another machine: refused (nothing here can tell it is dead) until --break-lock.
     foreign = {"pid": 1, "host": "another-machine", "time": 0.0, "token": "t"}
     object_stores.upload(_write(tmp_path / "lock", json.dumps(foreign)), f"{url}/.tlkit.lock")
-    locked = tlkit(*ARGS, "--data", str(data), "--runs-dir", runs, "--name", "cut", "--resume",
+    locked = tlkit(*ARGS, "--data", photos, "--runs-dir", runs, "--name", "cut", "--resume",
                    cwd=tmp_path, env=env)  # fmt: skip
     line = assert_one_line_error(locked)
     assert "in use by another tlkit process (PID 1 on another-machine, since 1970-01-01" in line
     assert "--break-lock" in line
-    broken = tlkit(*ARGS, "--data", str(data), "--runs-dir", runs, "--name", "cut", "--resume",
+    broken = tlkit(*ARGS, "--data", photos, "--runs-dir", runs, "--name", "cut", "--resume",
                    "--break-lock", cwd=tmp_path, env=env)  # fmt: skip
     assert broken.returncode == 0, broken.stderr[-2000:]
     assert "took over the lock of PID 1 on another-machine" in broken.stdout
