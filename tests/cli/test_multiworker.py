@@ -213,11 +213,15 @@ def test_a_killed_worker_fails_the_job_clearly_and_resume_finishes_it(tmp_path: 
     assert [int(r["stage"]) for r in rows] == [1] * 2 + [2] * 38
 
 
-def test_workers_flag_runs_a_local_job(tmp_path: Path, data: Path):
+def test_workers_flag_runs_a_local_job_on_images_in_a_bucket(tmp_path: Path, data: Path, object_stores):
+    # The images on the GCS emulator: each worker fetches only its own share of the objects.
+    photos = object_stores.upload(data, object_stores.make_bucket("gs://mw-photos") + "/shapes")
+    opened = tmp_path / "opened"
+    opened.mkdir()
     out = tlkit(
         "finetune",
         "--data",
-        data,
+        photos,
         *FLAGS,
         "--epochs",
         "2",
@@ -229,7 +233,16 @@ def test_workers_flag_runs_a_local_job(tmp_path: Path, data: Path):
         "2",
         cwd=tmp_path,
         timeout=300,
+        env=cli_env(**object_stores.env, TLKIT_DEBUG_OPENED=str(opened)),
     )
     assert out.returncode == 0, out.stderr[-2000:]
-    assert [int(r["epoch"]) for r in _history(tmp_path / "runs" / "local")] == [0, 1]
-    assert "2 replica(s) in sync" in (tmp_path / "runs" / "local" / "train.log").read_text()
+    run = tmp_path / "runs" / "local"
+    assert [int(r["epoch"]) for r in _history(run)] == [0, 1]
+    assert "2 replica(s) in sync" in (run / "train.log").read_text()
+    n_train = sum(json.loads((run / "data_report.json").read_text())["class_counts"]["train"].values())
+    logs = {i: [r.split("\t") for r in (opened / f"opened-worker-{i}.txt").read_text().splitlines()] for i in range(2)}
+    for epoch in ("0", "1"):
+        got = [[p for t, p in logs[i] if t == epoch] for i in range(2)]
+        assert all(p.startswith(photos + "/") for p in got[0] + got[1])
+        assert abs(len(got[0]) - len(got[1])) <= 1 and not set(got[0]) & set(got[1])
+        assert len(got[0]) + len(got[1]) == len(set(got[0]) | set(got[1])) == n_train

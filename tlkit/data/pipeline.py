@@ -165,7 +165,8 @@ def make_dataset(
         if training and not cache and epoch is not None:
 
             def to_pixels(keyed: Any) -> Any:
-                if remote:
+                if remote:  # each object logged as it is fetched (TLKIT_DEBUG_OPENED), as a file as it is opened
+                    keyed = keyed.map(lambda p, y, k: (sharding.traced(p, k // 2**32), y, k))
                     keyed = fetch_first(keyed, skip_missing=skip_undecodable)
                 keyed = keyed.map(
                     lambda p, y, k: (decode(p if remote else sharding.traced(p, k // 2**32), need), y, k),
@@ -196,9 +197,9 @@ def make_dataset(
             ds = ds.shuffle(max(n, 1), seed=seed, reshuffle_each_iteration=True)
         if shard is not None:  # the same (seeded) order on every worker, then this worker's positions
             keep = tf.constant(np.isin(np.arange(n), sharding.positions(n, batch_size, shard)))
-            ds = ds.enumerate().filter(lambda i, py: tf.gather(keep, i)).map(lambda i, py: py)
+            ds = ds.enumerate().filter(lambda i, py: tf.gather(keep, i)).map(lambda j, pair: pair)
         if remote:
-            ds = fetch_first(ds, skip_missing=skip_undecodable)
+            ds = fetch_first(ds.map(lambda p, y: (sharding.traced(p, split), y)), skip_missing=skip_undecodable)
         ds = ds.map(lambda p, y: (decode(p if remote else sharding.traced(p, split), need), y), num_parallel_calls=auto)
         if skip_undecodable:
             ds = ds.ignore_errors(log_warning=True)

@@ -12,8 +12,11 @@ pipeline reads with ``tf.io.read_file`` as before.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from typing import Any
+
+from tlkit.data.sharding import OPENED_ENV
 
 FETCH_BATCH = 32  # objects per request batch: enough to hide a round trip, small enough to keep decoding fed
 
@@ -54,6 +57,12 @@ def fetch_first(ds: Any, *, skip_missing: bool = False) -> Any:
         return data if len(xs) == 1 else (data, *xs[1:])
 
     n = tf.get_static_value(ds.cardinality())  # None inside a flat_map's function
+    if os.environ.get(OPENED_ENV):
+        # The file log's map before the batch: fused with it (map_and_batch_fusion), the multi-worker
+        # iterator's graph rewrite fails ("can't delete node(s) with retained fanouts"); only when logging.
+        options = tf.data.Options()
+        options.experimental_optimization.map_and_batch_fusion = False
+        ds = ds.with_options(options)
     out = ds.batch(FETCH_BATCH).map(one_batch, num_parallel_calls=tf.data.AUTOTUNE).unbatch()
     if n is None or int(n) < 0:
         return out
