@@ -133,16 +133,18 @@ def test_extract_to_gs_refuses_to_replace_and_resume_adds_only_new_images(featur
 
 @pytest.fixture(scope="module")
 def s3_export(object_stores, tmp_path_factory) -> dict:
-    """The shared tiny run exported locally (test_limits.tiny_export) and to s3:// with the same flags."""
+    """The shared tiny run exported locally (test_limits.tiny_export), and the same run copied to s3:// and
+    exported from its URL to s3:// with the same flags."""
     local = tiny_export(tmp_path_factory)
     bucket = object_stores.make_bucket("s3://wte-models")
     env = cli_env(**object_stores.env)
+    run_url = object_stores.upload(Path(local["run"]), f"{bucket}/runs/tiny")  # the run itself on the store too
     res = tlkit(
-        "export", local["run"], "--out", f"{bucket}/tiny", "--format", "tflite",
+        "export", run_url, "--out", f"{bucket}/tiny", "--format", "tflite",
         "--max-pixels", str(MAX_PIXELS_AT_EXPORT), "--quiet",
         cwd=tmp_path_factory.mktemp("s3_export"), env=env, timeout=600,
     )  # fmt: skip
-    return {"local": local, "bucket": bucket, "env": env, "res": res, "url": f"{bucket}/tiny"}
+    return {"local": local, "bucket": bucket, "env": env, "res": res, "url": f"{bucket}/tiny", "run_url": run_url}
 
 
 def _serve(version_dir: Path, images: list[bytes]) -> dict[str, np.ndarray]:
@@ -165,6 +167,7 @@ def test_export_to_s3_is_the_local_export_and_loads_back_with_the_same_predictio
     )
     download_tree(f"{url}/1", tmp_path / "1")
     card = json.loads((tmp_path / "1" / "tlkit.json").read_text())
+    assert card["source"]["run_dir"] == s3_export["run_url"]  # the run's URL, not its downloaded copy
     assert card["version"] == 1 and card["classes"] == json.loads((local / "tlkit.json").read_text())["classes"]
     images = [p.read_bytes() for p in sorted(Path(s3_export["local"]["data"]).rglob("*.png"))[::5]]
     got, want = _serve(tmp_path / "1", images), _serve(local, images)

@@ -322,12 +322,15 @@ def export_run(run_dir: str | Path, out: str | Path | None = None, **kwargs: Any
     """Export a finetuning run's best checkpoint with its labels and metrics (``tlkit export RUN_DIR``).
 
     ``resize`` defaults to ``"plain"``: images are resized as the run's validation images
-    were, so the export reproduces the run's metrics.
+    were, so the export reproduces the run's metrics. ``run_url``: the store URL ``run_dir`` was
+    downloaded from, recorded in the card instead.
     """
     from tlkit.finetune.evaluation_runs import load_run
     from tlkit.finetune.rundir import RunDir
 
     kwargs["resize"] = kwargs.get("resize") or "plain"
+    # A run read from a store (a downloaded copy): the card names the URL, not the temporary copy.
+    run_url = kwargs.pop("run_url", None)
 
     run = Path(run_dir)
     out = check_target(Path(out) if out else default_out(run_dir=run), kwargs.get("version"))
@@ -345,7 +348,12 @@ def export_run(run_dir: str | Path, out: str | Path | None = None, **kwargs: Any
         "base": base,
         "preprocessing_mode": mode,
         "metrics": metrics,
-        "source": {"kind": "run", "run_dir": str(run.resolve()), "checkpoint": checkpoint, "data": config.get("data")},
+        "source": {
+            "kind": "run",
+            "run_dir": run_url or str(run.resolve()),
+            "checkpoint": checkpoint,
+            "data": config.get("data"),
+        },
         **kwargs.pop("card", {}),
     }
     input_size = kwargs.pop("input_size", None) or config.get("input_size")

@@ -226,7 +226,7 @@ def run(args: argparse.Namespace) -> int:
         from tlkit.finetune.store_runs import fetched_run
 
         with fetched_run(args.run_dir) as local:  # a run on gs:// or s3://: read from a downloaded copy
-            args.run_dir = local
+            args.run_url, args.run_dir = args.run_dir, local
             return run(args)
     if "onnx" in (args.formats or ()):
         from tlkit.export.onnx_export import require_onnx  # looks the packages up: no TensorFlow yet
@@ -279,7 +279,7 @@ def _run(args: argparse.Namespace) -> int:
             if args.base:
                 result = export.export_base(args.base, weights=args.weights, **kwargs)
             else:
-                result = export.export_run(args.run_dir, **kwargs)
+                result = export.export_run(args.run_dir, run_url=getattr(args, "run_url", None), **kwargs)
         except export.VerificationError as exc:
             print(f"tlkit export: {exc}\nnothing was written.")
             return 1
