@@ -71,3 +71,8 @@ def test_every_worker_runs_the_steps_of_the_one_with_most_items_then_empty_batch
         sizes[i] = [int(y.shape[0]) for _, y in steps]
         assert sorted(int(v) for _, y in steps for v in y) == list(range(n))
     assert sizes == {0: [3, 3, 3, 3], 1: [3, 3, 2, 0]}
+    # Training on more workers than train shards is refused before any file is read.
+    from tlkit.data import pipeline as tldata
+
+    with pytest.raises(DataError, match=r"5 train shard\(s\) for 6 workers; .*tlkit prepare --shards 6"):
+        tldata.make_dataset(src, "train", image_size=(8, 8), batch_size=6, training=True, shard=sharding.Shard(0, 6))
