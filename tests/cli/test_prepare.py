@@ -9,7 +9,18 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import TINY_RUN, assert_one_line_error, cli_env, make_shapes_folder, start_tlkit, stop, tlkit, wait_for
+from conftest import (
+    TINY_RUN,
+    assert_one_line_error,
+    cli_env,
+    make_shapes_folder,
+    png_title,
+    start_tlkit,
+    stop,
+    tensorboard_logs,
+    tlkit,
+    wait_for,
+)
 from PIL import Image
 
 pytestmark = pytest.mark.slow
@@ -219,3 +230,50 @@ def test_store_round_trip(object_stores, prepared, scheme):
         assert len(got[0][1]) == local["splits"][split]["images"]
         np.testing.assert_array_equal(got[0][0], got[1][0])
         np.testing.assert_array_equal(got[0][1], got[1][1])
+
+
+def test_two_workers_each_read_their_own_shard_files_and_count_every_image_once(prepared):
+    """--workers 2 on records prepared with --shards 4: worker i opens only shard files i and i+2 of
+    each split every epoch, both run the same steps, and each epoch's validation counts every image once."""
+    root, src, _, _ = prepared
+    prep = root / "prep4"
+    r = tlkit("prepare", "--data", src, "--out", prep, "--size", "24", "--shards", "4", cwd=root)
+    assert r.returncode == 0, r.stderr[-3000:]
+    m = json.loads((prep / MANIFEST).read_text())
+    names = {s: [sh["file"] for sh in e["shards"]] for s, e in m["splits"].items()}
+    assert [len(names[s]) for s in ("train", "val")] == [4, 4]
+    opened = root / "opened4"
+    opened.mkdir()
+    args = ["--data", prep, "--runs-dir", root / "runs4", "--name", "w", "--epochs", "2", "--finetune-epochs", "0"]
+    out = tlkit(
+        "finetune",
+        *args,
+        *TINY_RUN,
+        "--tensorboard",
+        "--workers",
+        "2",
+        cwd=root,
+        env=cli_env(TLKIT_DEBUG_OPENED=str(opened)),
+        timeout=300,
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    run = root / "runs4" / "w"
+    assert "2 replica(s) in sync" in (run / "train.log").read_text()
+    seen = {}
+    for i in range(2):
+        for row in (opened / f"opened-worker-{i}.txt").read_text().splitlines():
+            tag, path = row.split("\t")
+            seen.setdefault((i, tag), []).append(Path(path).name)
+    # Each epoch (2), worker i opens its own train shards once; validation too, and after training the
+    # chief alone evaluates the whole validation split once more (metrics.json).
+    for i in range(2):
+        assert sorted(seen[i, "train"]) == sorted(names["train"][i::2] * 2)
+    assert sorted(seen[1, "val"]) == sorted(names["val"][1::2] * 2)
+    assert sorted(seen[0, "val"]) == sorted(names["val"][0::2] * 2 + names["val"])
+    assert set(seen) == {(i, t) for i in range(2) for t in ("train", "val")}
+    # Every epoch's validation (summed over the workers) counts each validation image once.
+    images = tensorboard_logs(run / "tensorboard")["validation"]["confusion_matrix"]
+    assert [s for s, _ in images] == [0, 1]
+    for _, png in images:
+        assert f"(val split, {m['splits']['val']['images']} images)" in png_title(png)[1]
+    assert json.loads((run / "metrics.json").read_text())["count"] == m["splits"]["val"]["images"]

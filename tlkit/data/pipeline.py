@@ -101,9 +101,12 @@ def make_dataset(
     run replays epoch 5 exactly as an uninterrupted one, whichever process or iteration count.
     Without it, the order changes with each iteration of the dataset (epoch 0 again after a restart).
 
-    ``shard`` (a :class:`tlkit.data.sharding.Shard`, file sources only): this worker's part of every
+    ``shard`` (a :class:`tlkit.data.sharding.Shard`): for files, this worker's part of every
     global batch of ``batch_size`` (:mod:`tlkit.data.sharding`): it opens only its share of the
-    files, and runs the same number of steps as every other worker.
+    files, and runs the same number of steps as every other worker. For prepared records, this
+    worker's own shard files (every N-th; the training split needs at least N), batched by its part
+    of ``batch_size`` and padded with empty batches to the steps of the worker that has the most
+    (:func:`tlkit.data.sharding.batch_own`).
     """
     import tensorflow as tf
 
@@ -122,12 +125,21 @@ def make_dataset(
     n = dataset_size(source, split)
     if n == 0:
         raise DataError(f"{source.spec} has no images in split {split!r} (splits: {', '.join(source.splits())})")
-    if shard is not None and source.kind != "files":
-        raise DataError(f"sharding by file needs a folder or manifest of files, not {source.spec}")
+    if shard is not None and source.kind not in ("files", "records"):
+        raise DataError(f"sharding by file needs a folder, a manifest of files or prepared records, not {source.spec}")
+    counts = None
+    if shard is not None and source.kind == "records":
+        from tlkit.data.records_source import for_worker, worker_counts
+
+        # Validation may have fewer shards than workers (a small split): those workers validate nothing.
+        counts = worker_counts(source, split, shard.count)
+        source = for_worker(source, shard.index, shard.count, split, need_all=split == "train")
 
     def batched(ds: Any) -> Any:
         if shard is None:
             ds = ds.batch(batch_size)
+        elif counts is not None:
+            ds = sharding.batch_own(ds, counts, batch_size, shard, (*size, channels))
         else:
             ds = sharding.batch(ds, n, batch_size, shard, (*size, channels))
         return with_threading(ds.prefetch(auto))

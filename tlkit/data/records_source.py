@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from tlkit.data import sharding
 from tlkit.data.prepare import FORMAT, MANIFEST
 from tlkit.data.sources import SPLITS, DataSource
 from tlkit.errors import DataError
@@ -97,19 +98,35 @@ def shard_files(source: DataSource, split: str | None = None) -> list[str]:
     return [remote.join(source.root, name) for name in sorted(set(items["shard"]))]
 
 
-def for_worker(source: DataSource, index: int, count: int, split: str = "train") -> DataSource:
-    """``source`` with ``split`` narrowed to worker ``index`` of ``count``'s share: every ``count``-th
-    shard file from ``index`` (other splits unchanged). Needs at least ``count`` shards in the split."""
+def _worker_shards(source: DataSource, split: str, count: int, need_all: bool) -> list[list[str]]:
+    """Each worker's shard-file names of ``split``: every ``count``-th, from the worker's index."""
     assert source.items is not None
     names = sorted(set(source.items.loc[source.items["split"] == split, "shard"]))
-    if len(names) < count:
+    if need_all and len(names) < count:
         raise DataError(
             f"{source.spec} has {len(names)} {split} shard(s) for {count} workers; prepare it again with "
-            f"--shards {count} (or more) so that each worker reads its own files"
+            f"tlkit prepare --shards {count} (or more) so that each worker reads its own files"
         )
-    mine = set(names[index::count])
+    return [names[i::count] for i in range(count)]
+
+
+def for_worker(
+    source: DataSource, index: int, count: int, split: str = "train", *, need_all: bool = True
+) -> DataSource:
+    """``source`` with ``split`` narrowed to worker ``index`` of ``count``'s share: every ``count``-th
+    shard file from ``index`` (other splits unchanged). Needs at least ``count`` shards in the split
+    (``need_all`` False: a worker past the last shard gets no item of the split)."""
+    assert source.items is not None
+    mine = set(_worker_shards(source, split, count, need_all)[index])
     keep = (source.items["split"] != split) | source.items["shard"].isin(mine)
     return dataclasses.replace(source, items=source.items[keep].reset_index(drop=True))
+
+
+def worker_counts(source: DataSource, split: str, count: int) -> list[int]:
+    """The number of ``split`` items in each of ``count`` workers' shares (:func:`for_worker`)."""
+    assert source.items is not None
+    per_shard = source.items.loc[source.items["split"] == split, "shard"].value_counts()
+    return [int(per_shard[names].sum()) for names in _worker_shards(source, split, count, need_all=False)]
 
 
 def _remote_records(url: bytes) -> Any:
@@ -149,9 +166,9 @@ def records_dataset(
     labels[rows["key"].to_numpy()] = rows["label_id"].to_numpy(dtype=np.int32)
     keep_t, labels_t = tf.constant(keep), tf.constant(labels)
     auto = tf.data.AUTOTUNE
-    ds = tf.data.Dataset.from_tensor_slices(files)
+    ds = tf.data.Dataset.from_tensor_slices(tf.constant(files, tf.string, shape=[len(files)]))
     if training:
-        ds = ds.shuffle(len(files), seed=seed, reshuffle_each_iteration=True)
+        ds = ds.shuffle(max(1, len(files)), seed=seed, reshuffle_each_iteration=True)
     if remote.is_remote(source.root):
 
         def read(f: Any) -> Any:
@@ -163,7 +180,9 @@ def records_dataset(
         def read(f: Any) -> Any:
             return tf.data.TFRecordDataset(f, buffer_size=4 << 20)
 
-    cycle = 1 if ordered else min(len(files), 8)
+    # TLKIT_DEBUG_OPENED: each shard file opened, tagged with the split (tlkit.data.sharding.traced).
+    ds = ds.map(lambda f: sharding.traced(f, split))
+    cycle = 1 if ordered else max(1, min(len(files), 8))
     ds = ds.interleave(read, cycle_length=cycle, num_parallel_calls=auto, deterministic=True)
     spec = {"image": tf.io.FixedLenFeature([], tf.string), "key": tf.io.FixedLenFeature([], tf.int64)}
     ds = ds.map(lambda r: tf.io.parse_single_example(r, spec), num_parallel_calls=auto)

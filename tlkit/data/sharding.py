@@ -15,8 +15,14 @@ training, in order for evaluation) is cut into global batches of ``batch_size``,
   (:mod:`tlkit.finetune.distributed_train`), so it joins the step's collectives and adds
   nothing to the loss, the gradients or the metrics: every validation image counts once.
 
-The functions take positions in any list, so a list of record-shard files can be split the
-same way (:func:`share`). ``TLKIT_DEBUG_OPENED=DIR`` makes each process append to
+Prepared records (``tlkit prepare``) are split by shard file instead (:func:`batch_own`): worker
+``i`` reads only every ``N``-th shard file from ``i``
+(:func:`tlkit.data.records_source.for_worker`), shuffled within its files (seeded, so the same
+every run), in batches of its part of a global batch (at least one image). Every worker runs
+:func:`own_steps` steps, the most any worker needs, and a worker that runs out first gets empty
+batches (weight 0, as above): every training and validation image still counts once per
+epoch, but a step's global batch is not the one a single process would train on, and the
+last steps can hold fewer images. ``TLKIT_DEBUG_OPENED=DIR`` makes each process append to
 ``DIR/opened-<worker>.txt`` one line ``<tag>\\t<path>`` per file its pipeline opens (for the
 tests that count each worker's files); unset, nothing is added to the graph.
 """
@@ -70,20 +76,40 @@ def share(items: Sequence[T], batch_size: int, shard: Shard) -> list[T]:
     return [items[int(i)] for i in positions(len(items), batch_size, shard)]
 
 
+def _padded_to(ds: Any, b: int, total: int, image_shape: Sequence[int]) -> Any:
+    """``ds`` in batches of ``b`` (none when ``b`` is 0), then empty batches: exactly ``total``."""
+    import tensorflow as tf
+
+    empty = tf.data.Dataset.from_tensors(
+        (tf.zeros([0, *[int(d) for d in image_shape]], tf.float32), tf.zeros([0], tf.int32))
+    ).repeat()
+    if b == 0:  # fewer items per global batch than workers: this one never has any
+        return empty.take(total)
+    return ds.batch(b).concatenate(empty).take(total)
+
+
 def batch(ds: Any, n: int, batch_size: int, shard: Shard, image_shape: Sequence[int]) -> Any:
     """Batch ``shard``'s elements ``(image, label)`` of an ``n``-item epoch into exactly
     :func:`steps` batches: its part of each global batch, then empty batches for any step it
     has nothing for (an empty share of the last batch, or skipped undecodable files)."""
-    import tensorflow as tf
+    return _padded_to(ds, worker_batch_size(batch_size, shard), steps(n, batch_size), image_shape)
 
-    total = steps(n, batch_size)
-    empty = tf.data.Dataset.from_tensors(
-        (tf.zeros([0, *[int(d) for d in image_shape]], tf.float32), tf.zeros([0], tf.int32))
-    ).repeat()
-    b = worker_batch_size(batch_size, shard)
-    if b == 0:  # fewer items per global batch than workers: this one never has any
-        return empty.take(total)
-    return ds.batch(b).concatenate(empty).take(total)
+
+def own_batch_size(batch_size: int, shard: Shard) -> int:
+    """Items per step of a worker reading its own shard files: its part of a global batch, at least one."""
+    return max(1, worker_batch_size(batch_size, shard))
+
+
+def own_steps(counts: Sequence[int], batch_size: int) -> int:
+    """Steps of an epoch where worker ``w`` holds ``counts[w]`` items: the most any worker needs."""
+    return max(math.ceil(c / own_batch_size(batch_size, Shard(w, len(counts)))) for w, c in enumerate(counts))
+
+
+def batch_own(ds: Any, counts: Sequence[int], batch_size: int, shard: Shard, image_shape: Sequence[int]) -> Any:
+    """Batch ``shard``'s own items ``(image, label)`` (``counts[shard.index]`` of them; worker ``w``
+    holds ``counts[w]``) into exactly :func:`own_steps` batches of :func:`own_batch_size`, the
+    steps it has nothing for filled with empty batches."""
+    return _padded_to(ds, own_batch_size(batch_size, shard), own_steps(counts, batch_size), image_shape)
 
 
 def worker_label() -> str:

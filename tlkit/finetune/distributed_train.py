@@ -156,7 +156,9 @@ def distribute(dataset: Any, strategy: Any, shard: Any = None) -> Any:
     every other worker. Nothing is dropped or repeated: a worker with no item in the last global batch
     gets an empty batch and runs one zero image with weight 0 (see ``_step_fns``), so the loss,
     gradients and metrics count every image once, and a step's global batch is the one a single
-    process trains on.
+    process trains on. For prepared records, ``dataset`` holds this worker's own shard files
+    (:func:`tlkit.data.sharding.batch_own`): every image still counts once per epoch and every worker
+    runs the same number of steps, but the global batches are not a single process's.
 
     Without ``shard`` (TFDS datasets), every worker runs the whole pipeline and keeps its slice
     of each global batch (auto-shard by DATA): the same batches, but every worker decodes everything.

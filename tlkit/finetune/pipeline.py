@@ -257,8 +257,9 @@ def _finetune_local(
         # The epoch the training pipeline shuffles and augments for, set as each epoch begins:
         # a resumed epoch replays what an uninterrupted run trains on.
         data_epoch = tldata.epoch_variable()
-        # Multi-worker on files: each worker reads and decodes only its share (tlkit.data.sharding).
-        shard = input_shard(strategy) if source.kind == "files" else None
+        # Multi-worker on files or prepared records: each worker reads and decodes only its share
+        # (tlkit.data.sharding); TFDS datasets are read whole by every worker.
+        shard = input_shard(strategy) if source.kind in ("files", "records") else None
         train_ds = tldata.make_dataset(
             source,
             "train",
