@@ -19,7 +19,7 @@ cost per file, not the disk's.
 exit, peak memory = the process' RSS high-water mark, ``ru_maxrss`` from ``os.wait4``), with
 ``TLKIT_HOME`` (where the preflight remembers its checks) a fresh folder per data folder:
 
-* ``preflight 1st``: what ``tlkit finetune`` runs before TensorFlow starts (``tlkit.finetune.pipeline.load_data``:
+* ``preflight 1st``: what ``tlkit finetune`` runs before TensorFlow starts (as ``tlkit.finetune.pipeline.load_data``:
   list the folder and split it, check every file (JPEGs by their header and markers, each file hashed),
   apply the leak policy, the report's text), in ``python -c``; nothing remembered yet.
 * ``preflight 2nd``: the same again: every file's check is remembered (same size, times and inode).
@@ -69,6 +69,8 @@ ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")  # Keras colours its progress bar on
 PREFLIGHT_CHILD = """
 import json, sys, time
 t0 = time.perf_counter()
+from tlkit.cli.main import use_system_allocator_for_arrow
+use_system_allocator_for_arrow()  # as the tlkit command does
 from tlkit.data import pipeline as tldata
 from tlkit.data import preflight
 t1 = time.perf_counter()
