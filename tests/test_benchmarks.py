@@ -173,3 +173,43 @@ def test_bench_deploy_tiny_measures_every_exported_file(tmp_path: Path) -> None:
         if name in ("tflite float32", "onnx"):  # float formats: the same model, to float precision
             assert r["max_abs_score_diff_vs_saved_model"] <= 1e-4 and r["top1_agreement_with_saved_model"] == 1.0
     assert rows["saved_model"]["batch1_ratio"] == 1.0
+
+
+def test_bench_scale_tiny_measures_every_row_at_every_size(tmp_path: Path) -> None:
+    """bench_scale.py at 200 and 400 files of 10 classes: every row at both sizes, with the counts each
+    command reported (the second preflight and check-data remember every file), per-file costs that
+    are the quotients they claim to be, and a peak memory for each command."""
+    out = tmp_path / "scale.json"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
+    cmd = [sys.executable, str(BENCH / "bench_scale.py"), "--sizes", "200,400", "--classes", "10"]
+    p = _run([*cmd, "--root", str(tmp_path / "data"), "--out", str(out)], env, timeout=600)
+    assert "CPU:" in p.stdout and "cores" in p.stdout
+    result = json.loads(out.read_text())
+    assert result["sizes"] == [200, 400] and result["classes"] == [10]
+    assert result["image"]["duplicate_bytes"] is False
+    rows = {(r["row"], r["files"]): r for r in result["rows"]}
+    names = ["preflight 1st", "preflight 2nd", "check-data", "check-data 2nd", "finetune to step 1"]
+    assert set(rows) == {(name, n) for name in names for n in (200, 400)}
+    for (name, n), r in rows.items():
+        assert r["classes"] == 10 and r["wall_s"] > 0 and 30 < r["peak_mb"] < 4000, r
+        assert r["us_per_file"] == pytest.approx(r["wall_s"] / n * 1e6, rel=1e-9)
+        assert r["parts"]["n_usable"] == n, r
+        reused = {"preflight 1st": 0, "check-data": 0}.get(name, n)  # header-only checks do not count for check-data
+        assert r["parts"]["n_reused"] == reused, r
+        small = rows[(name, 200)]
+        if n == 400:
+            assert r["marginal_us_per_file"] == pytest.approx((r["wall_s"] - small["wall_s"]) / 200 * 1e6, rel=1e-9)
+        else:
+            assert r["marginal_us_per_file"] is None
+    for n in (200, 400):
+        pre = rows[("preflight 1st", n)]["parts"]
+        assert pre["n_files"] == n and pre["classes"] == 10 and pre["duplicates"] == 0 and pre["leaks"] == 0
+        ft = rows[("finetune to step 1", n)]
+        # 80% of n for training (seeded stratified split), batch 8: the progress bar's step count.
+        assert ft["steps_per_epoch"] == n * 8 // 10 // 8
+        assert 0 < ft["to_report_s"] < ft["to_stage1_s"] < ft["wall_s"]
+    # Every file has its own bytes: the data folder holds n distinct files.
+    import hashlib
+
+    files = sorted((tmp_path / "data" / "n400_c10").rglob("*.jpg"))
+    assert len(files) == 400 and len({hashlib.sha256(f.read_bytes()).hexdigest() for f in files}) == 400

@@ -69,3 +69,21 @@ def test_unknown_family_names_known_ones(capsys):
     assert cli.main(["models", "--family", "transformers"]) == 2
     err = capsys.readouterr().err
     assert "transformers" in err and "vgg" in err
+
+
+@pytest.mark.parametrize(("given", "expected"), [(None, "system"), ("mimalloc", "mimalloc")])
+def test_the_command_gives_arrow_the_system_allocator_unless_the_user_chose(given, expected):
+    """Pandas' Arrow columns allocate with malloc in a tlkit command (mimalloc kept ~58 MB of a
+    200,000-file listing resident, bench_scale.py); a user's ARROW_DEFAULT_MEMORY_POOL wins."""
+    import os
+
+    env = {k: v for k, v in os.environ.items() if k != "ARROW_DEFAULT_MEMORY_POOL"}
+    if given:
+        env["ARROW_DEFAULT_MEMORY_POOL"] = given
+    code = (
+        "from tlkit.cli.main import main; import contextlib, io\n"
+        "with contextlib.redirect_stdout(io.StringIO()): main(['models'])\n"
+        "import pyarrow; print(pyarrow.default_memory_pool().backend_name)"
+    )
+    p = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120, check=True)
+    assert p.stdout.strip().splitlines()[-1] == expected

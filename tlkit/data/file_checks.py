@@ -22,7 +22,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from tlkit._io import write_json_atomic
+from tlkit._io import write_text_atomic
 from tlkit.storage.remote import is_remote
 
 VERSION = 2  # bump when inspect_file's result changes meaning
@@ -59,11 +59,13 @@ class CheckCache:
         self.source_key = source_key
         self._old: dict[str, Any] = {}
         self._new: dict[str, Any] = {}
+        self._read = False  # the file held this source's checks (then an unchanged set is not written again)
         self.reused = 0
         try:
             data = json.loads(self.path.read_text())
             if data.get("version") == VERSION and data.get("source") == source_key:
                 self._old = data.get("files", {})
+                self._read = True
         except (OSError, ValueError, AttributeError):
             pass  # no cache, or an unreadable one: check everything
 
@@ -95,9 +97,15 @@ class CheckCache:
         self._new[path] = {"id": ident, "result": result}
 
     def save(self) -> None:
+        """Write the checks of this source's current files (not when they are the ones read: nothing changed)."""
+        if self._read and self._new == self._old:
+            return
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            write_json_atomic(self.path, {"version": VERSION, "source": self.source_key, "files": self._new})
+            # Compact: one line per source, written by json's C encoder (indenting 200,000 entries
+            # goes through its Python encoder, about 10 times slower).
+            data = {"version": VERSION, "source": self.source_key, "files": self._new}
+            write_text_atomic(self.path, json.dumps(data, separators=(",", ":")))
         except OSError:
             pass  # a read-only cache folder: the next check reads the files again, nothing else changes
 

@@ -104,7 +104,8 @@ def _walk_class(folder: Path, root: Path) -> tuple[list[Path], list[dict[str, st
         if len(group) > 1 and not os.path.exists(real):  # dangling links to one target: each is its own file
             kept += group
             continue
-        group.sort(key=lambda f: (os.path.islink(f), str(f)))
+        if len(group) > 1:  # (a sort key that asks the file system, only where there is a choice)
+            group.sort(key=lambda f: (os.path.islink(f), str(f)))
         kept.append(group[0])
         ignored += [
             {"path": str(f), "why": f"same file as {group[0]} (reached again through a symbolic link): counted once"}

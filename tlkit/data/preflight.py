@@ -161,11 +161,9 @@ def check(
         if not r["ok"]
     ]
 
-    present = [s for s in SPLITS if s in set(splits)]
-    good = items[ok]
-    class_counts = {
-        s: {c: int(((good["split"] == s) & (good["label"] == c)).sum()) for c in source.classes} for s in present
-    }
+    in_splits = set(splits)
+    present = [s for s in SPLITS if s in in_splits]
+    class_counts = _count_table(items[ok], present, source.classes)
     _fail_on_empty(source, class_counts, bad)
 
     report = Report(
@@ -206,11 +204,15 @@ def check(
 _UNCHECKED: dict[str, Any] = {"ok": True, "unchecked": True}  # outside a --check-sample: assumed usable
 
 
+def _count_table(items: pd.DataFrame, splits: list[str], classes: list[str]) -> dict[str, dict[str, int]]:
+    """``{split: {class: files}}`` for every split and class given (0 where none), in one pass over
+    the items: comparing every row with every class would cost (classes x files)."""
+    n = Counter(zip(items["split"].tolist(), items["label"].tolist()))
+    return {s: {c: n.get((s, c), 0) for c in classes} for s in splits}
+
+
 def _counts(items: pd.DataFrame, report: Report) -> dict[str, dict[str, int]]:
-    return {
-        s: {c: int(((items["split"] == s) & (items["label"] == c)).sum()) for c in report.classes}
-        for s in report.class_counts
-    }
+    return _count_table(items, list(report.class_counts), report.classes)
 
 
 def _fail_on_empty(source: DataSource, counts: dict[str, dict[str, int]], bad: list[BadFile]) -> None:
