@@ -36,6 +36,14 @@ def _data_row(size: str, row: str) -> dict:
     return next(r for r in _json("data.json")["rows"] if r["size"] == size and r["row"] == row)
 
 
+def _prepare_row(row: str) -> dict:
+    return next(r for r in _json("prepare.json")["rows"] if r["row"] == row)
+
+
+def _scale_row(row: str, files: int = 200_000, classes: int = 1000) -> dict:
+    return next(r for r in _json("scale.json")["rows"] if (r["files"], r["classes"], r["row"]) == (files, classes, row))
+
+
 def _same_digits(quoted: str, value: float) -> str:
     """``value`` printed with as many decimals as ``quoted`` has."""
     decimals = len(quoted.split(".", 1)[1]) if "." in quoted else 0
@@ -68,6 +76,29 @@ QUOTED: list[tuple[str, str, Callable[[], list[float]]]] = [
         lambda: [
             _data_row("3000x2250", "finetune stage 1 from files")["ratio"],
             _data_row("3000x2250", "finetune stage 1 from files, --cache (epoch 2)")["ratio"],
+        ],
+    ),
+    (
+        "prepared shards vs files",
+        r"an epoch of camera photos ran ([\d.]+) times faster from shards than from the original files, and "
+        r"`--cache mem`'s second epoch ([\d.]+) times \(`benchmarks/bench_prepare\.py`, "
+        r"`benchmarks/results/prepare\.json`",
+        lambda: [_prepare_row("prepared shards")["vs_files"], _prepare_row("--cache mem, epoch 2")["vs_files"]],
+    ),
+    (
+        "cost at 200k files",
+        r"`benchmarks/results/scale\.json`, 200k files in 1,000 classes\): the first preflight costs (\d+) µs per "
+        r"file, a second one \(checks remembered in `\$TLKIT_HOME/preflight/`\) (\d+) µs, `check-data` (\d+) µs, and "
+        r"`finetune` reaches its first step in ([\d.]+) s\. Peak memory: (\d+) MB for the preflight, (\d+) MB for "
+        r"`check-data`, (\d+) MB for `finetune`",
+        lambda: [
+            _scale_row("preflight 1st")["us_per_file"],
+            _scale_row("preflight 2nd")["us_per_file"],
+            _scale_row("check-data")["us_per_file"],
+            _scale_row("finetune to step 1")["wall_s"],
+            _scale_row("preflight 1st")["peak_mb"],
+            _scale_row("check-data")["peak_mb"],
+            _scale_row("finetune to step 1")["peak_mb"],
         ],
     ),
     (
