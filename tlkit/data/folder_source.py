@@ -177,6 +177,28 @@ def from_folder(
         if by_split:
             loose_in_split = [p for p in sorted(top.iterdir()) if p.is_file() and not p.name.startswith(".")]
             ignored += [{"path": str(p), "why": "not inside a class folder"} for p in loose_in_split]
+    return folder_source(
+        str(folder), str(root), rows, keys, spellings, by_split=by_split, ignored=ignored,
+        val_split=val_split, seed=seed, min_classes=min_classes,
+    )  # fmt: skip
+
+
+def folder_source(
+    spec: str,
+    root: str,
+    rows: list[tuple[str, str, str]],
+    keys: list[str],
+    spellings: dict[str, int],
+    *,
+    by_split: bool,
+    ignored: list[dict[str, str]],
+    val_split: float,
+    seed: int,
+    min_classes: int,
+) -> DataSource:
+    """The :class:`DataSource` of a listed folder, local or on a bucket (:mod:`tlkit.data.remote_source`):
+    ``rows`` (path, label, split), ``keys`` (each file's name relative to ``root``, what the seeded
+    split hashes, so a bucket copy splits as the local folder does), class-folder ``spellings``."""
     classes = sorted({r[1] for r in rows})
     _check_classes(classes, min_classes, f"data folder {root}", "class subfolder")
     df = pd.DataFrame(rows, columns=["path", "label", "split"])
@@ -185,19 +207,17 @@ def from_folder(
         df["label"], "folder names are the class names as they are: rename the folders to merge them"
     )
     if by_split:
-        method = "folders"
-        how = "split: given by the train/val/test folders"
+        method, how = "folders", "split: given by the train/val/test folders"
     else:
         df["split"], method, how = _seeded_split(keys, df["label"].tolist(), val_split, seed)
     items = _finish_items(df, classes)
-    desc = f"folder {root}: {len(classes)} classes, {len(items)} images; {how}"
     return DataSource(
-        spec=str(folder),
+        spec=spec,
         kind="files",
         classes=classes,
         items=items,
-        description=desc,
-        root=str(root),
+        description=f"folder {root}: {len(classes)} classes, {len(items)} images; {how}",
+        root=root,
         split_method=method,
         ignored=ignored,
         warnings=notes,

@@ -16,12 +16,10 @@ import os
 import posixpath
 from collections import defaultdict
 
-import pandas as pd
-
-from tlkit.data.class_names import check_exportable, merged_spellings, normalise
+from tlkit.data.class_names import check_exportable, normalise
+from tlkit.data.folder_source import folder_source
 from tlkit.data.images import IMAGE_EXTENSIONS, is_image_path
-from tlkit.data.sources import SPLIT_ALIASES, DataSource, _check_classes, _finish_items, near_duplicate_classes
-from tlkit.data.splits import _seeded_split
+from tlkit.data.sources import SPLIT_ALIASES, DataSource
 from tlkit.errors import DataError
 from tlkit.storage.objects import list_tree
 
@@ -96,29 +94,10 @@ def from_remote_folder(url: str, *, val_split: float = 0.2, seed: int = 0, min_c
                 rows.append((f"{cdir}/{f}", label, split))
                 keys.append(f"{cdir}/{f}"[len(root) + 1 :])
             spellings[name] = spellings.get(name, 0) + len(images)
-    classes = sorted({r[1] for r in rows})
-    _check_classes(classes, min_classes, f"data folder {root}", "class subfolder")
-    df = pd.DataFrame(rows, columns=["path", "label", "split"])
-    notes = merged_spellings(spellings.items(), "class folders")
-    notes += near_duplicate_classes(
-        df["label"], "folder names are the class names as they are: rename the folders to merge them"
-    )
-    if by_split:
-        method, how = "folders", "split: given by the train/val/test folders"
-    else:
-        df["split"], method, how = _seeded_split(keys, df["label"].tolist(), val_split, seed)
-    items = _finish_items(df, classes)
-    return DataSource(
-        spec=url,
-        kind="files",
-        classes=classes,
-        items=items,
-        description=f"folder {root}: {len(classes)} classes, {len(items)} images; {how}",
-        root=root,
-        split_method=method,
-        ignored=ignored,
-        warnings=notes,
-    )
+    return folder_source(
+        url, root, rows, keys, spellings, by_split=by_split, ignored=ignored,
+        val_split=val_split, seed=seed, min_classes=min_classes,
+    )  # fmt: skip
 
 
 def manifest_paths(given: list[str], base: str) -> list[str]:
