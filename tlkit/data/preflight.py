@@ -25,6 +25,7 @@ from tlkit.data.images import ImageError, decode_rgb, open_regular, read_header
 from tlkit.data.jpeg_check import jpeg_structure_problem
 from tlkit.data.pipeline import SPLITS, DataSource, tfds_class_counts
 from tlkit.data.report import TEXT_LIST_LIMIT, BadFile, DuplicateGroup, Leak, Report  # noqa: F401  (re-exported)
+from tlkit.data.sources import count_table
 from tlkit.errors import ConfigError, DataError
 
 # What a run does with validation/test files identical to earlier-split files (see apply_leak_policy).
@@ -163,7 +164,7 @@ def check(
 
     in_splits = set(splits)
     present = [s for s in SPLITS if s in in_splits]
-    class_counts = _count_table(items[ok], present, source.classes)
+    class_counts = count_table(items[ok], present, source.classes)
     _fail_on_empty(source, class_counts, bad)
 
     report = Report(
@@ -204,15 +205,8 @@ def check(
 _UNCHECKED: dict[str, Any] = {"ok": True, "unchecked": True}  # outside a --check-sample: assumed usable
 
 
-def _count_table(items: pd.DataFrame, splits: list[str], classes: list[str]) -> dict[str, dict[str, int]]:
-    """``{split: {class: files}}`` for every split and class given (0 where none), in one pass over
-    the items: comparing every row with every class would cost (classes x files)."""
-    n = Counter(zip(items["split"].tolist(), items["label"].tolist()))
-    return {s: {c: n.get((s, c), 0) for c in classes} for s in splits}
-
-
 def _counts(items: pd.DataFrame, report: Report) -> dict[str, dict[str, int]]:
-    return _count_table(items, list(report.class_counts), report.classes)
+    return count_table(items, list(report.class_counts), report.classes)
 
 
 def _fail_on_empty(source: DataSource, counts: dict[str, dict[str, int]], bad: list[BadFile]) -> None:

@@ -23,7 +23,7 @@ import pandas as pd
 
 from tlkit.data import sharding
 from tlkit.data.prepare import FORMAT, MANIFEST
-from tlkit.data.sources import SPLITS, DataSource
+from tlkit.data.sources import SPLITS, DataSource, count_table
 from tlkit.errors import DataError
 from tlkit.storage import remote
 
@@ -239,9 +239,7 @@ def records_report(source: DataSource, *, thorough: bool = False) -> Any:
         )
     items = source.items
     present = [s for s in SPLITS if s in set(items["split"])]
-    counts = {
-        s: {c: int(((items["split"] == s) & (items["label"] == c)).sum()) for c in source.classes} for s in present
-    }
+    counts = count_table(items, present, list(source.classes))
     report = Report(
         spec=source.spec,
         description=source.description,
