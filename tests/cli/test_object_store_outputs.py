@@ -276,7 +276,7 @@ def test_beam_cluster_path_reads_and_writes_gs_with_beams_own_file_system(featur
     assert skipped[1].startswith(f"{bucket}/shapes/dark/broken.png,")
 
 
-def test_beam_on_a_cluster_runner_refuses_an_s3_out_before_any_work(object_stores, shapes, tmp_path):
+def test_beam_on_a_cluster_runner_refuses_s3_and_takes_gs(object_stores, shapes, tmp_path):
     res = tlkit(
         "extract", *FLAGS, "--data", shapes, "--out", "s3://wte-features/x/f.parquet", "--runner", "beam",
         "--beam-args=--runner=FlinkRunner --flink_master=localhost:8081",
@@ -284,6 +284,14 @@ def test_beam_on_a_cluster_runner_refuses_an_s3_out_before_any_work(object_store
     )  # fmt: skip
     line = assert_one_line_error(res)
     assert "not FlinkRunner on s3://" in line and "staging folder" in line and "gs://" in line, line
+    # gs:// is that runner's cluster path: the lock object's bucket check runs (one line), no refusal.
+    res = tlkit(
+        "extract", *FLAGS, "--data", shapes, "--out", "gs://wte-no-such-bucket/f.parquet", "--runner", "beam",
+        "--beam-args=--runner=DataflowRunner --project=p --region=r --temp_location=gs://wte-no-such-bucket/tmp",
+        cwd=tmp_path, env=cli_env(**object_stores.env), timeout=120,
+    )  # fmt: skip
+    line = assert_one_line_error(res)
+    assert "gs://wte-no-such-bucket" in line and "does not exist" in line, line
 
 
 def test_file_urls_are_local_paths(shapes, tmp_path):

@@ -21,9 +21,12 @@ Runner flags go to Beam untouched (``--runner``, ``--direct_num_workers``, Dataf
 ``FnApiRunner`` with ``--direct_num_workers`` worker processes. Paths here are local paths: on a
 cluster runner (Flink, Spark) the images and the output folder must be on a filesystem
 every worker mounts at the same path. ``tlkit extract --runner beam --out gs://...`` (or
-``s3://``) stages the shards in a local temporary folder and uploads them when the pipeline is
-done (:mod:`tlkit.features.remote_out`): for Beam's local runners only, since a cluster's
-workers cannot write into that folder (refused in one line).
+``s3://``) with a local runner stages the shards in a local temporary folder and uploads them when
+the pipeline is done (:mod:`tlkit.features.remote_out`). With a cluster runner (Dataflow) and
+``--out gs://...``, nothing goes through the driver's disk: the weights travel as a hidden object
+beside the output, the workers read ``gs://`` images themselves and Beam's sinks write the shards
+and ``OUT.skipped.csv`` to the bucket (:mod:`tlkit.features.beam_store_io`; ``tlkit[dataflow]``).
+A cluster runner with ``s3://`` is refused in one line.
 """
 
 from __future__ import annotations
