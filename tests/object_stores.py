@@ -47,6 +47,7 @@ class ObjectStores:
     gcs_endpoint: str
     s3_endpoint: str
     procs: list = field(default_factory=list)
+    log_dir: Path | None = None  # gcs.log / s3.log: the servers' request logs
 
     @property
     def env(self) -> dict[str, str]:
@@ -111,7 +112,7 @@ def start_object_stores(log_dir: Path) -> ObjectStores:
             stderr=subprocess.STDOUT,
         ),
     ]
-    stores = ObjectStores(f"http://127.0.0.1:{gcs_port}", f"http://127.0.0.1:{s3_port}", procs)
+    stores = ObjectStores(f"http://127.0.0.1:{gcs_port}", f"http://127.0.0.1:{s3_port}", procs, log_dir)
     try:
         _wait_http(f"{stores.gcs_endpoint}/storage/v1/b", procs[0])
         _wait_http(f"{stores.s3_endpoint}/", procs[1])

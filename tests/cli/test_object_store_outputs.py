@@ -223,14 +223,78 @@ def test_a_held_lock_object_refuses_a_second_writer_and_a_dead_holders_is_taken_
     assert not fs.exists(lock)
 
 
-def test_beam_on_a_cluster_runner_refuses_a_store_out_before_any_work(object_stores, shapes, tmp_path):
+def _fake_adc(root: Path) -> Path:
+    """Application default credentials for the emulator: a user's token that never expires. Beam's GCS
+    client asks google.auth for credentials (without any it retries for ~25 s, then goes anonymous);
+    the emulator ignores the token, so none is ever refreshed."""
+    path = root / "adc.json"
+    info = {"type": "authorized_user", "client_id": "x", "client_secret": "x", "refresh_token": "x"}
+    path.write_text(json.dumps({**info, "token": "emulator", "expiry": "2099-01-01T00:00:00Z"}))
+    return path
+
+
+def test_beam_cluster_path_reads_and_writes_gs_with_beams_own_file_system(features, object_stores, tmp_path):
+    """The Dataflow path (TLKIT_BEAM_REMOTE_IO=1 runs it on the local FnApiRunner, two worker processes):
+    images read from gs:// by the workers, weights fetched from a hidden object, shards and the skipped
+    list written by Beam's WriteToParquet/WriteToText to gs://; the rows are the local extraction's."""
+    pytest.importorskip("apache_beam.io.gcp.gcsfilesystem", reason='needs pip install "tlkit[dataflow]"')
+    bucket, root = features["bucket"], features["root"]
+    object_stores.upload(features["data"], f"{bucket}/shapes")
+    assert len(_objects(f"{bucket}/shapes")) == 20  # 18 images, new.png and broken.png
+    env = {**features["env"], "TLKIT_BEAM_REMOTE_IO": "1", "GOOGLE_APPLICATION_CREDENTIALS": str(_fake_adc(tmp_path))}
+    out = f"{bucket}/cluster/f.parquet"
+    args = ("extract", *FLAGS, "--data", f"{bucket}/shapes", "--out", out, "--runner", "beam",
+            "--beam-args", "--direct_num_workers=2 --direct_running_mode=multi_processing")  # fmt: skip
+    res = tlkit(*args, cwd=tmp_path, env=env, timeout=400)
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert "wrote 19 rows" in res.stdout and "skipped 1 bad files" in res.stdout, res.stdout
+    names = _objects(f"{bucket}/cluster")
+    shards = [n for n in names if n.startswith("f-")]
+    assert shards and all(n.endswith(f"-of-{len(shards):05d}.parquet") for n in shards), names
+    assert names == [*shards, "f.parquet.skipped.csv"]  # no beam-temp files, no weights object, no lock
+    # Written by Beam's sink on the bucket (temporaries renamed), not staged here and uploaded by tlkit; the
+    # weights object was read back by the workers.
+    log = [ln for ln in (object_stores.log_dir / "gcs.log").read_text().splitlines() if "cluster%2F" in ln]
+    assert any("cluster%2Fbeam-temp-f-" in ln and "/upload/" in ln for ln in log), log[:20]
+    assert any(ln.startswith('"GET') and "cluster%2F.f.parquet.tap_model.weights.h5" in ln for ln in log), log
+    for s in shards:
+        _download(f"{bucket}/cluster/{s}", tmp_path / "got" / s)
+    from tlkit.features.store import load_features
+
+    fg, rg, mg = load_features(tmp_path / "got" / "f.parquet")
+    fl, rl, ml = load_features(root / "local" / "f.parquet")
+    assert mg.pop("data") == f"{bucket}/shapes" and ml.pop("data") == str(features["data"])
+    assert mg == ml
+    rg["path"] = rg["path"].str.replace(f"{bucket}/shapes/", "", regex=False)
+    rl["path"] = rl["path"].str.replace(f"{features['data']}/", "", regex=False)
+    ig, il = rg.sort_values("path").index, rl.sort_values("path").index
+    for col in ("path", "label", "label_id", "split"):
+        assert list(rg.loc[ig, col]) == list(rl.loc[il, col])
+    assert len(ig) == 19
+    np.testing.assert_allclose(fg["penultimate"][ig], fl["penultimate"][il], rtol=0, atol=1e-5)
+    skipped = _download(f"{out}.skipped.csv", tmp_path / "skipped.csv").read_text().splitlines()
+    local_skipped = (root / "local" / "f.parquet.skipped.csv").read_text().splitlines()
+    assert skipped[0] == local_skipped[0] and len(skipped) == len(local_skipped) == 2
+    assert skipped[1].split(",")[1:] == local_skipped[1].split(",")[1:]  # reason, detail, split, label
+    assert skipped[1].startswith(f"{bucket}/shapes/dark/broken.png,")
+
+
+def test_beam_on_a_cluster_runner_refuses_s3_and_takes_gs(object_stores, shapes, tmp_path):
     res = tlkit(
-        "extract", *FLAGS, "--data", shapes, "--out", "gs://wte-features/x/f.parquet", "--runner", "beam",
+        "extract", *FLAGS, "--data", shapes, "--out", "s3://wte-features/x/f.parquet", "--runner", "beam",
         "--beam-args=--runner=FlinkRunner --flink_master=localhost:8081",
         cwd=tmp_path, env=cli_env(**object_stores.env), timeout=120,
     )  # fmt: skip
     line = assert_one_line_error(res)
-    assert "not FlinkRunner" in line and "staging folder" in line, line
+    assert "not FlinkRunner on s3://" in line and "staging folder" in line and "gs://" in line, line
+    # gs:// is that runner's cluster path: the lock object's bucket check runs (one line), no refusal.
+    res = tlkit(
+        "extract", *FLAGS, "--data", shapes, "--out", "gs://wte-no-such-bucket/f.parquet", "--runner", "beam",
+        "--beam-args=--runner=DataflowRunner --project=p --region=r --temp_location=gs://wte-no-such-bucket/tmp",
+        cwd=tmp_path, env=cli_env(**object_stores.env), timeout=120,
+    )  # fmt: skip
+    line = assert_one_line_error(res)
+    assert "gs://wte-no-such-bucket" in line and "does not exist" in line, line
 
 
 def test_file_urls_are_local_paths(shapes, tmp_path):

@@ -21,9 +21,12 @@ Runner flags go to Beam untouched (``--runner``, ``--direct_num_workers``, Dataf
 ``FnApiRunner`` with ``--direct_num_workers`` worker processes. Paths here are local paths: on a
 cluster runner (Flink, Spark) the images and the output folder must be on a filesystem
 every worker mounts at the same path. ``tlkit extract --runner beam --out gs://...`` (or
-``s3://``) stages the shards in a local temporary folder and uploads them when the pipeline is
-done (:mod:`tlkit.features.remote_out`): for Beam's local runners only, since a cluster's
-workers cannot write into that folder (refused in one line).
+``s3://``) with a local runner stages the shards in a local temporary folder and uploads them when
+the pipeline is done (:mod:`tlkit.features.remote_out`). With a cluster runner (Dataflow) and
+``--out gs://...``, nothing goes through the driver's disk: the weights travel as a hidden object
+beside the output, the workers read ``gs://`` images themselves and Beam's sinks write the shards
+and ``OUT.skipped.csv`` to the bucket (:mod:`tlkit.features.beam_store_io`; ``tlkit[dataflow]``).
+A cluster runner with ``s3://`` is refused in one line.
 """
 
 from __future__ import annotations
@@ -58,7 +61,7 @@ def require_beam() -> Any:
 class BeamExtractResult:
     """What a Beam extraction wrote."""
 
-    shards: list[Path]
+    shards: list[Path] | list[str]  # URLs when --out is on a bucket
     rows: int
     skipped_files: int
     seconds: float
@@ -101,7 +104,10 @@ class TapModelHandler:  # a ModelHandler; the base class is attached in _model_h
             pooling=self.recipe["pooling"],
             seed=0,
         )
-        model.load_weights(self.weights_path)
+        from tlkit.features.beam_store_io import local_weights
+
+        with local_weights(self.weights_path) as path:  # a gs:// object: downloaded to this worker first
+            model.load_weights(path)
         return model
 
     def run_inference(self, batch: Sequence[np.ndarray], model: Any, inference_args: Any = None) -> Iterable[Any]:
@@ -141,8 +147,15 @@ class _CheckAndDecode:  # a beam.DoFn; the base class is attached in _check_and_
         from tlkit.data import resize as rs
         from tlkit.data.decode import decode_need
         from tlkit.data.preflight import inspect_file
+        from tlkit.storage.remote import is_remote
 
-        info = inspect_file(row["path"])
+        remote = is_remote(row["path"])
+        if remote:  # a cluster's worker reads its objects from the bucket
+            from tlkit.features.beam_store_io import read_image
+
+            info, data = read_image(row["path"])
+        else:
+            info = inspect_file(row["path"])
         if not info["ok"]:
             yield beam.pvalue.TaggedOutput(
                 "bad",
@@ -155,7 +168,12 @@ class _CheckAndDecode:  # a beam.DoFn; the base class is attached in _check_and_
                 },
             )
             return
-        img = rs.resize(tldata._decode_file(tf.constant(row["path"]), decode_need(self.size)), self.size)
+        if remote:
+            from tlkit.data.decode import decode_bytes
+
+            img = rs.resize(decode_bytes(tf.constant(data), decode_need(self.size)), self.size)
+        else:
+            img = rs.resize(tldata._decode_file(tf.constant(row["path"]), decode_need(self.size)), self.size)
         if self.channels == 1:
             img = tf.image.rgb_to_grayscale(img)
         yield (json.dumps(row, sort_keys=True), np.asarray(img, dtype=np.float32))
@@ -225,15 +243,25 @@ def extract_beam(
     the local multi-process ``FnApiRunner`` with two workers is used.
     """
     from tlkit.data import pipeline as tldata
+    from tlkit.features import beam_store_io as store_io
     from tlkit.features.extract import build_tap_model
+    from tlkit.storage.remote import is_remote
 
+    remote = is_remote(os.fspath(out))  # gs://: a cluster's workers write there with Beam's file system
+    url = os.fspath(out)
     out = Path(out)
     if out.suffix.lower() != ".parquet":
         raise ConfigError(f"the Beam runner writes Parquet shards: --out must end in .parquet, got {out.name!r}")
     prefix = out.with_suffix("")
-    existing = sorted(out.parent.glob(f"{prefix.name}-*-of-*.parquet"))
+    if remote:
+        from tlkit.features.remote_out import remote_shards
+
+        store_io.require_beam_gcs()
+        existing: list = remote_shards(url)
+    else:
+        existing = sorted(out.parent.glob(f"{prefix.name}-*-of-*.parquet"))
     if existing and not force:
-        raise ConfigError(f"{existing[0]} exists; pass --force to replace the shards of {out}")
+        raise ConfigError(f"{existing[0]} exists; pass --force to replace the shards of {url}")
     quiet = not os.environ.get("TLKIT_VERBOSE")
     with captured_stderr(quiet):  # Beam warns at import about optional cloud clients
         beam = require_beam()
@@ -255,13 +283,22 @@ def extract_beam(
     dims = {name: int(np.prod(model.output[name].shape[1:])) for name in layers}
     size = tuple(meta["input_size"])
     channels = int(model.input_shape[-1])
-    out.parent.mkdir(parents=True, exist_ok=True)
-    weights_path = out.with_name(f".{out.name}.tap_model.weights.h5")
-    model.save_weights(weights_path)
+    if remote:
+        weights_ref = store_io.weights_url(url)
+        store_io.upload_weights(model, weights_ref)
+        # Straight to the final names: Beam's sinks write temporaries and rename them once every bundle is done.
+        write_prefix, skipped_ref = url[: -len(".parquet")], url + ".skipped.csv"
+    else:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        weights_path = out.with_name(f".{out.name}.tap_model.weights.h5")
+        model.save_weights(weights_path)
+        weights_ref = str(weights_path)
     recipe = {"base": base, "layers": list(layers), "input_size": list(size), "pooling": pooling}
     del model
     # Written under a temporary prefix, then renamed: a failed run leaves the previous shards whole.
     tmp_prefix = out.parent / f".{prefix.name}.tmp-{os.getpid()}"
+    if not remote:
+        write_prefix, skipped_ref = str(tmp_prefix), str(out.with_name(out.name + ".skipped.csv"))
     args = list(pipeline_args)
     if not any(a.startswith("--runner") for a in args):
         # Beam's DirectRunner would try to download a runner binary; the FnApiRunner runs in-process.
@@ -269,7 +306,6 @@ def extract_beam(
     workers = next((int(a.split("=", 1)[1]) for a in args if a.startswith("--direct_num_workers=")), 1)
     threads = max(1, (os.cpu_count() or 1) // max(1, workers))
     t0 = time.time()
-    skipped_path = out.with_name(out.name + ".skipped.csv")
     try:
         # Beam's workers are processes that start TensorFlow and log at INFO: quiet unless --verbose.
         with captured_stderr(quiet), beam.Pipeline(options=PipelineOptions(args)) as p:
@@ -280,11 +316,11 @@ def extract_beam(
             )
             (
                 checked.ok
-                | "features" >> RunInference(_model_handler(recipe, str(weights_path), batch_size, threads))
+                | "features" >> RunInference(_model_handler(recipe, weights_ref, batch_size, threads))
                 | "records" >> beam.Map(_to_record, layers)
                 | "write"
                 >> beam.io.WriteToParquet(
-                    str(tmp_prefix),
+                    write_prefix,
                     parquet_schema(layers, dims, meta),
                     file_name_suffix=".parquet",
                     num_shards=num_shards,
@@ -294,12 +330,25 @@ def extract_beam(
                 checked.bad
                 | "bad lines" >> beam.Map(_skipped_line)
                 | "skipped"
-                >> beam.io.WriteToText(str(skipped_path), shard_name_template="", header=",".join(SKIPPED_COLUMNS))
+                >> beam.io.WriteToText(skipped_ref, shard_name_template="", header=",".join(SKIPPED_COLUMNS))
             )
     finally:
-        weights_path.unlink(missing_ok=True)
-        written = sorted(out.parent.glob(f"{tmp_prefix.name}-*-of-*.parquet"))
+        if remote:
+            store_io.delete_quietly(weights_ref)
+        else:
+            Path(weights_ref).unlink(missing_ok=True)
+            written = sorted(out.parent.glob(f"{tmp_prefix.name}-*-of-*.parquet"))
     seconds = time.time() - t0
+    if remote:
+        shards = remote_shards(url)
+        for stale in set(existing) - set(shards):  # --force: old shards the new set did not overwrite
+            store_io.delete_quietly(stale)
+        return BeamExtractResult(
+            shards=shards,
+            rows=store_io.count_rows(shards),
+            skipped_files=store_io.count_skipped(skipped_ref),
+            seconds=seconds,
+        )
     for shard in existing:
         shard.unlink()
     for shard in written:
@@ -308,5 +357,6 @@ def extract_beam(
     import pyarrow.parquet as pq
 
     n_rows = sum(pq.read_metadata(s).num_rows for s in shards)
+    skipped_path = Path(skipped_ref)
     n_bad = max(0, len(skipped_path.read_text().splitlines()) - 1) if skipped_path.exists() else 0
     return BeamExtractResult(shards=shards, rows=n_rows, skipped_files=n_bad, seconds=seconds)

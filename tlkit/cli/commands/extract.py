@@ -130,12 +130,23 @@ def _run_remote(args: argparse.Namespace) -> int:
         runner = next((a.split("=", 1)[1] for a in flags if a.startswith("--runner=")), None)
         if "--runner" in flags[:-1]:  # "--runner NAME", two words
             runner = flags[flags.index("--runner") + 1]
-        if runner not in (None, *LOCAL_BEAM_RUNNERS):
+        from tlkit.features.beam_store_io import forced
+
+        cluster = runner not in (None, *LOCAL_BEAM_RUNNERS)
+        if (cluster or forced()) and url.startswith("gs://"):
+            # A cluster's workers share no disk with this machine: weights, images and shards go through the
+            # bucket itself, the shards written by Beam's own GCS file system (tlkit.features.beam_store_io).
+            from tlkit.storage.outputs import remote_output_lock
+
+            with remote_output_lock(url):
+                args.shown_out = url
+                return _run_beam(args)
+        if cluster:
             # The shards are staged in this machine's temporary folder: a cluster's workers cannot write there.
             raise ConfigError(
-                f"--out {url} with --runner beam works with Beam's local runners ({', '.join(LOCAL_BEAM_RUNNERS)}), "
-                f"not {runner}: its workers cannot write into this machine's staging folder; write --out to a "
-                "folder every worker mounts, then copy it to the bucket"
+                f"--out {url} with --runner beam works with Beam's local runners ({', '.join(LOCAL_BEAM_RUNNERS)}) "
+                f"or with gs:// paths, not {runner} on {url.split('://')[0]}://: its workers cannot write into this "
+                "machine's staging folder; write --out to gs:// or to a folder every worker mounts"
             )
     with staged_extract_out(url, beam=args.runner == "beam", resume=args.resume, force=args.force) as local:
         args.out = str(local)
