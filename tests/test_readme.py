@@ -74,7 +74,7 @@ def test_setup_blocks_are_the_two_ci_commands():
     assert bash[0].startswith("python3 -m venv .venv && .venv/bin/pip install -e . && .venv/bin/tlkit finetune")
     assert (
         bash[1] == "python3 -m venv .venv && "
-        '.venv/bin/pip install -e ".[test,beam,heic,deploy,cloud,dataflow]" && .venv/bin/pytest -q'
+        '.venv/bin/pip install -e ".[test,beam,heic,deploy,cloud,dataflow]" && .venv/bin/pytest -q -n 2 --dist loadfile'
     )
 
 

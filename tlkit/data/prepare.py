@@ -31,6 +31,7 @@ from typing import Any
 
 import numpy as np
 
+from tlkit._io import move_into_place, write_text_atomic
 from tlkit.data.sources import SPLITS
 from tlkit.errors import AlreadyExistsError, ConfigError, DataError
 from tlkit.storage import remote
@@ -194,8 +195,8 @@ def _publish(tmp: Path, out: str, replace: bool) -> None:
     dest = Path(out)
     old = dest.parent / f".{dest.name}.old-{os.getpid()}"
     if dest.exists():
-        dest.rename(old)
-    tmp.rename(dest)
+        move_into_place(dest, old)  # readers see the old folder, then (after a moment with none) the new one
+    move_into_place(tmp, dest)
     shutil.rmtree(old, ignore_errors=True)
 
 
@@ -282,8 +283,6 @@ def prepare(
         manifest["num_shards"] = sum(len(e["shards"]) for e in manifest["splits"].values())
         manifest["images"] = sum(e["images"] for e in manifest["splits"].values())
         manifest["seconds"] = round(time.perf_counter() - t0, 3)
-        tmp_manifest = tmp / (MANIFEST + ".tmp")
-        tmp_manifest.write_text(json.dumps(manifest, indent=1))
-        tmp_manifest.rename(tmp / MANIFEST)  # last: only a complete folder has a manifest
+        write_text_atomic(tmp / MANIFEST, json.dumps(manifest, indent=1))  # last: only a complete folder has one
         _publish(tmp, out, replace=state != "absent")
     return manifest
