@@ -1,13 +1,13 @@
 """Reading objects on a bucket inside a ``tf.data`` pipeline, with decoding left in the graph.
 
-TensorFlow's file system reads neither ``s3://`` (that moved to tensorflow-io) nor a GCS emulator,
-so objects are fetched through fsspec (:func:`tlkit.storage.objects.read_many`): the paths are
-batched, one ``tf.numpy_function`` per batch fetches the batch's objects concurrently (one
-round trip's wait for :data:`FETCH_BATCH` objects, not one each), and the batch is unbatched
-back into single files' bytes for the pipeline's own decode
-(:func:`tlkit.data.decode.decode_bytes`), which stays parallel and in the graph. Several
-batches are in flight at once (``num_parallel_calls``). Local paths never come here: their
-pipeline reads with ``tf.io.read_file`` as before.
+TensorFlow's file system does not read ``s3://`` (that moved to tensorflow-io), and one client
+for both stores keeps one code path (:mod:`tlkit.storage.remote`), so objects are fetched
+through fsspec (:func:`tlkit.storage.objects.read_many`): the paths are batched, one
+``tf.numpy_function`` per batch fetches the batch's objects concurrently (one round trip's wait
+for :data:`FETCH_BATCH` objects, not one each), and the batch is unbatched back into single
+files' bytes for the pipeline's own decode (:func:`tlkit.data.decode.decode_bytes`), which stays
+parallel and in the graph. Several batches are in flight at once (``num_parallel_calls``).
+Local paths never come here: their pipeline reads with ``tf.io.read_file`` as before.
 """
 
 from __future__ import annotations
