@@ -78,31 +78,19 @@ def _opened(folder: Path) -> dict[str, dict[str, int]]:
     return out
 
 
+def _train_args(data: Path, epochs: int) -> list[str]:
+    """A tiny finetune on ``data`` (the model is cheap, so the epoch's time is the input's)."""
+    return [
+        "finetune", "--data", str(data), "--base", "cifar_example", "--weights", "none", "--input-size", "32", "32",
+        "--batch-size", "32", "--no-augment", "--epochs", str(epochs), "--finetune-epochs", "0", "--quiet", "--force",
+    ]  # fmt: skip
+
+
 def decode_share(work: Path, rounds: int, photos: int, photo_size: tuple[int, int], epochs: int = 2) -> dict:
     """One epoch as decode work per worker, 1 process against --workers 2 (see the module's docstring)."""
     data = work / "photos"
     util.write_photos(data, photos, photo_size, classes=2)
-    train = [
-        "finetune",
-        "--data",
-        str(data),
-        "--base",
-        "cifar_example",
-        "--weights",
-        "none",
-        "--input-size",
-        "32",
-        "32",
-        "--batch-size",
-        "32",
-        "--no-augment",
-        "--epochs",
-        str(epochs),
-        "--finetune-epochs",
-        "0",
-        "--quiet",
-        "--force",
-    ]
+    train = _train_args(data, epochs)
     rows = {}
     for _ in range(rounds):
         for workers in (1, 2):
@@ -167,27 +155,7 @@ def main(argv: list[str] | None = None) -> int:
             return 0
     work = Path(tempfile.mkdtemp(prefix="tlkit-bench-dist-"))
     data = _folder(work / "data", args.images)
-    train = [
-        "finetune",
-        "--data",
-        str(data),
-        "--base",
-        "cifar_example",
-        "--weights",
-        "none",
-        "--input-size",
-        "32",
-        "32",
-        "--batch-size",
-        "32",
-        "--no-augment",
-        "--epochs",
-        "3",
-        "--finetune-epochs",
-        "0",
-        "--quiet",
-        "--force",
-    ]
+    train = _train_args(data, 3)
     extract = [
         "extract",
         "--base",
