@@ -36,6 +36,7 @@ from tlkit.errors import ConfigError, NotFoundError, TlkitError
 from tlkit.finetune.rundir import LOCK, STATE, is_temp_name
 from tlkit.storage.remote import filesystem, is_remote, join, storage_error
 from tlkit.storage.store_lock import StoreLock
+from tlkit.storage.transfer import download_names, relative_names
 
 
 def staging_root(runs_url: str, cache_dir: str | os.PathLike | None = None) -> Path:
@@ -62,24 +63,7 @@ def _local_files(root: Path) -> dict[str, Path]:
 
 def _remote_names(url: str) -> list[str]:
     """Relative names of the objects under ``url`` (the lock left out)."""
-    fs = filesystem(url)
-    prefix = url.rstrip("/")
-    with contextlib.suppress(Exception):
-        fs.invalidate_cache(prefix)
-    try:
-        found = fs.find(prefix)
-    except FileNotFoundError:
-        return []
-    except OSError as e:
-        raise storage_error(url, e, "list") from e
-    scheme = prefix.split("://", 1)[0]
-    names = []
-    for path in found:
-        full = path if "://" in path else f"{scheme}://{path}"
-        rel = full[len(prefix) :].lstrip("/")
-        if rel and rel != LOCK and full.startswith(prefix + "/"):
-            names.append(rel)
-    return sorted(names)
+    return [n for n in relative_names(url, missing_ok=True) if n != LOCK]
 
 
 def download_run(url: str, local: Path) -> list[str]:
@@ -87,16 +71,9 @@ def download_run(url: str, local: Path) -> list[str]:
 
     ``state.json`` first: a run published while this reads has its later files at least as new
     as the state read, never older (a checkpoint older than its state cannot come down)."""
-    fs = filesystem(url)
     names = _remote_names(url)
     names = [n for n in names if n == STATE] + [n for n in names if n != STATE]
-    for rel in names:
-        dest = local / rel
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            fs.get_file(join(url, rel), str(dest))
-        except OSError as e:
-            raise storage_error(join(url, rel), e, "read") from e
+    download_names(url, names, local)
     return names
 
 

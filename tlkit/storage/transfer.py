@@ -8,6 +8,7 @@ file is uploaded first, and the one file a reader looks for to know the folder i
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -33,26 +34,47 @@ def upload_tree(local_dir: str | os.PathLike, url: str, *, last: Sequence[str] =
     return done
 
 
-def download_tree(url: str, local_dir: str | os.PathLike) -> list[Path]:
-    """Download every object under ``url`` into ``local_dir`` (same relative names); returns the local files."""
+def relative_names(url: str, *, missing_ok: bool = False) -> list[str]:
+    """Names, relative to ``url``, of every object under it (a fresh listing), sorted.
+
+    A missing bucket or prefix raises the one-line :func:`storage_error`, or gives ``[]`` with ``missing_ok``.
+    """
     fs = filesystem(url)
     prefix = url.rstrip("/")
+    with contextlib.suppress(Exception):
+        fs.invalidate_cache(prefix)  # another process may have written since this one last listed
     try:
-        remote = sorted(fs.find(prefix))
+        found = fs.find(prefix)
+    except FileNotFoundError as e:
+        if missing_ok:
+            return []
+        raise storage_error(url, e, "list") from e
     except OSError as e:
         raise storage_error(url, e, "list") from e
     scheme = prefix.split("://", 1)[0]
-    out = []
-    for path in remote:
+    names = []
+    for path in found:
         full = path if "://" in path else f"{scheme}://{path}"
-        rel = full[len(prefix) :].lstrip("/")
-        if not rel:
-            continue
+        if full.startswith(prefix + "/") and full != prefix + "/":
+            names.append(full[len(prefix) + 1 :])
+    return sorted(names)
+
+
+def download_names(url: str, names: Sequence[str], local_dir: str | os.PathLike) -> list[Path]:
+    """Download the objects ``url/NAME`` for each name, in that order, to ``local_dir/NAME``."""
+    fs = filesystem(url)
+    out = []
+    for rel in names:
         dest = Path(local_dir) / rel
         dest.parent.mkdir(parents=True, exist_ok=True)
         try:
-            fs.get_file(full, str(dest))
+            fs.get_file(join(url, rel), str(dest))
         except OSError as e:
-            raise storage_error(full, e, "read") from e
+            raise storage_error(join(url, rel), e, "read") from e
         out.append(dest)
     return out
+
+
+def download_tree(url: str, local_dir: str | os.PathLike) -> list[Path]:
+    """Download every object under ``url`` into ``local_dir`` (same relative names); returns the local files."""
+    return download_names(url, relative_names(url), local_dir)
