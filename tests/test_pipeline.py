@@ -157,6 +157,33 @@ def test_interrupted_run_resumes_without_gaps(tmp_path):
     assert json.loads((run / "state.json").read_text())["done"] is True
 
 
+def test_a_ctrl_c_swallowed_in_a_destructor_still_stops_the_run(tmp_path):
+    """Python loses a KeyboardInterrupt raised inside ``__del__`` ("Exception ignored"); TensorFlow's
+    objects have destructors, so a signal can land there. The run stops at its next step anyway."""
+    import signal
+
+    data = _shapes_folder(tmp_path / "data", n=12)
+
+    class Swallows:
+        def __del__(self):
+            os.kill(os.getpid(), signal.SIGINT)
+            for _ in range(100_000):  # the handler runs here, between bytecodes, and raises in __del__
+                pass
+
+    class SignalInDestructor(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            if epoch == 0:
+                obj = Swallows()
+                del obj  # KeyboardInterrupt raised and ignored inside __del__: training would go on
+
+    cfg = _tiny_cfg(data, tmp_path / "runs", name="r", epochs=2, finetune_epochs=2)
+    with pytest.raises(KeyboardInterrupt):
+        finetune(cfg, quiet=True, callbacks=[SignalInDestructor()])
+    run = tmp_path / "runs" / "r"
+    assert [int(r["epoch"]) for r in csv.DictReader(open(run / "history.csv"))] == [0]
+    assert json.loads((run / "state.json").read_text())["next_epoch"] == 1
+
+
 def test_same_seed_same_split_and_first_epoch(tmp_path):
     data = _shapes_folder(tmp_path / "data", n=12)
     out = []

@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from tlkit._lock import output_lock
+from tlkit._signals import interrupts_noted
 from tlkit.errors import AlreadyExistsError, DataError, ModelError
 from tlkit.features.store import (
     FORMATS,
@@ -62,34 +63,6 @@ def weights_fingerprint(model: Any) -> str:
         digest.update(f"{arr.dtype}{arr.shape}".encode())
         digest.update(arr.tobytes() if arr.ndim == 0 else memoryview(arr).cast("B"))
     return digest.hexdigest()[:16]
-
-
-@contextlib.contextmanager
-def _ctrl_c_noted() -> Iterator[Any]:
-    """Note every SIGINT while the block runs (then raise as before); restores the handler after.
-
-    Python raises KeyboardInterrupt wherever the main thread is: inside a garbage-collection
-    callback (JAX registers one) it is printed as "Exception ignored" and lost, and the job
-    would run on. The extraction loop checks the note after each batch and stops there.
-    """
-    import signal
-    import threading
-
-    seen: list[int] = []
-    previous = signal.getsignal(signal.SIGINT)
-    if threading.current_thread() is not threading.main_thread() or not callable(previous):
-        yield lambda: False
-        return
-
-    def note(signum: int, frame: Any) -> None:
-        seen.append(signum)
-        previous(signum, frame)
-
-    signal.signal(signal.SIGINT, note)
-    try:
-        yield lambda: bool(seen)
-    finally:
-        signal.signal(signal.SIGINT, previous)
 
 
 @contextlib.contextmanager
@@ -358,9 +331,9 @@ def _extract_locked(
         feats, got = {name: [] for name in layers}, []
 
     current, stopped = 0, False
-    with _ctrl_c_noted() as interrupted:
+    with interrupts_noted() as interrupted:
         for batch, paths, chunk in ds:
-            if interrupted():  # a Ctrl-C whose KeyboardInterrupt was swallowed (see _ctrl_c_noted)
+            if interrupted():  # a Ctrl-C whose KeyboardInterrupt was swallowed (see tlkit._signals)
                 raise KeyboardInterrupt
             c = int(chunk[0])
             while current < c:  # chunk `current` is complete (every batch of a chunk comes before the next one's)

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import tlkit
+from tlkit._signals import interrupts_noted
 from tlkit.distribute import (
     chief_by_tf_config,
     create_strategy,
@@ -383,7 +384,11 @@ def _finetune_local(
                 shard,
             )
             try:
-                metrics = train_and_finish(job, state, resume=resume, callbacks=callbacks, quiet=quiet)
+                with interrupts_noted() as interrupted:
+                    stop_check = train.StopOnInterrupt(interrupted)
+                    metrics = train_and_finish(
+                        job, state, resume=resume, callbacks=[stop_check, *callbacks], quiet=quiet
+                    )
             except KeyboardInterrupt:
                 if run is not None:
                     _record_interruption(run, log)

@@ -58,6 +58,27 @@ class EpochRandomness(keras.callbacks.Callback):
         reseed(self.model, self.seed, epoch)
 
 
+class StopOnInterrupt(keras.callbacks.Callback):
+    """Raise KeyboardInterrupt at the next step once ``interrupted()`` says a signal arrived.
+
+    For the Ctrl-C or SIGTERM whose KeyboardInterrupt was swallowed where it landed (a ``__del__``
+    or garbage-collection callback, see :mod:`tlkit._signals`): the run stops within a batch as
+    an ordinary interrupt does, instead of training on to its end. Not at an epoch's end, so the
+    recorder and the callbacks after it (a store run's publishing) finish the epoch they began.
+    """
+
+    def __init__(self, interrupted: Callable[[], bool]) -> None:
+        super().__init__()
+        self.interrupted = interrupted
+
+    def _check(self, *args: Any, **kwargs: Any) -> None:
+        if self.interrupted():
+            raise KeyboardInterrupt
+
+    on_train_begin = on_epoch_begin = on_train_batch_begin = on_train_batch_end = _check
+    on_test_begin = on_test_batch_end = _check
+
+
 def reseed(model: keras.Model, seed: int, epoch: int) -> None:
     """Put every generator at (seed and its index, epoch in the high bits of its counter)."""
     import numpy as np
