@@ -19,7 +19,7 @@ import sys
 from typing import Any
 
 # Every module with a @keras.saving.register_keras_serializable object (grep for it when adding one).
-MODULES = ("tlkit.models.preprocessing", "tlkit.models.layers", "tlkit.dense.convert")
+MODULES = ("tlkit.models.preprocessing", "tlkit.models.layers", "tlkit.dense.convert", "tlkit.finetune.ema")
 
 
 def register() -> None:

@@ -149,6 +149,15 @@ class FinetuneConfig:
         kind="flag",
         flag="--no-deterministic",
     )
+    ema: float | None = _opt(
+        None,
+        "keep an exponential moving average of the weights with this decay (e.g. 0.999; warmed up as "
+        "min(DECAY, (1+t)/(10+t)) after t steps): validation, best.keras, evaluate and export use the "
+        "averaged weights; last.keras keeps the raw ones and the average for --resume",
+        kind="positive_float",
+        metavar="DECAY",
+        shown="off",
+    )
     cache_features: bool = _opt(
         False, "stage 1 on the frozen base's features computed once (no augmentation in stage 1)", kind="flag"
     )
@@ -254,6 +263,13 @@ def check_config(cfg: FinetuneConfig) -> None:
         raise ConfigError(
             f"--cache {cfg.cache}: the decoded-image cache is a local folder (tf.data reads its cache files "
             "back every epoch); pass a local folder, or --cache mem, also with --data on gs:// or s3://"
+        )
+    if cfg.ema is not None and not 0 < cfg.ema < 1:
+        raise ConfigError(f"--ema takes a decay strictly between 0 and 1, e.g. 0.999, got {cfg.ema}")
+    if cfg.ema is not None and cfg.cache_features:
+        raise ConfigError(
+            "--ema with --cache-features: the head trained on cached features keeps its optimizer (and so its "
+            "average) outside the checkpoints, so a resume would lose it; drop one of them"
         )
     if cfg.distribute == "multi-worker" and (cfg.find_lr or cfg.cache_features):
         flag = "--find-lr" if cfg.find_lr else "--cache-features"

@@ -25,6 +25,7 @@ import numpy as np
 
 from tlkit.distribute import WorkerFailedError
 from tlkit.finetune import train
+from tlkit.finetune.ema import ema_weights, finalize
 
 
 def _step_fns(
@@ -259,7 +260,8 @@ def fit_stage_distributed(
         t0 = time.time()
         logs = _logs(_run_epoch(train_step, train_ds)[0], "", num_classes)
         if val_ds is not None:
-            sums, confusion = _run_epoch(eval_step, val_ds)
+            with ema_weights(model):  # --ema: the averaged weights are validated, as fit does (EmaValidation)
+                sums, confusion = _run_epoch(eval_step, val_ds)
             logs.update(_logs(sums, "val_", num_classes))
             for cb in loggers:
                 if hasattr(cb, "set_confusion"):  # the image's matrix: no prediction on the chief alone
@@ -270,5 +272,6 @@ def fit_stage_distributed(
         )
         if model.stop_training:
             break
+    finalize(model)  # --ema: the stage ends on its EMA weights, as fit's finalize_variable_values does
     cbl.on_train_end()
     return epoch + 1

@@ -310,6 +310,7 @@ def _finetune_local(
             schedule=cfg.schedule,
             step_epochs=cfg.step_epochs,
             early_stopping=cfg.early_stopping,
+            ema=cfg.ema,
         )
         stage2 = dataclasses.replace(stage1, stage=2, epochs=cfg.finetune_epochs, lr=cfg.finetune_lr)
         log(f"distribution: {type(strategy).__name__}, {strategy.num_replicas_in_sync} replica(s) in sync")

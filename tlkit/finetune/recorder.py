@@ -83,7 +83,10 @@ class RunRecorder(keras.callbacks.Callback):
         value = logs.get(self.monitor)
         if value is not None and (self.best is None or value > self.best):
             self.best = float(value)
-            save_checkpoint(ckpt, self.run_dir / BEST)
+            from tlkit.finetune.ema import ema_weights
+
+            with ema_weights(self.model):  # --ema: best.keras holds the averaged weights as its weights
+                save_checkpoint(ckpt, self.run_dir / BEST)
         lr = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
         row = {"epoch": epoch, "stage": self.stage, "lr": lr, "seconds": round(time.time() - self._t0, 3)}
         row.update({k: float(logs[k]) for k in HISTORY_FIELDS if k in logs})

@@ -171,10 +171,17 @@ def train_and_finish(
         unfrozen: list[str] = []
         if cfg.finetune_epochs > 0 and cfg.unfreeze != "0":
             with strategy.scope():
+                from tlkit.finetune import ema
+
+                # --ema: stage 2 starts from the EMA weights (also when a resume skipped fit's own
+                # finalize), and its average from them, counting on (one EMA across the run).
+                ema.finalize(model)
+                count = ema.updates(model)
                 unfrozen = heads.unfreeze_top(model, cfg.unfreeze, train_batchnorm=cfg.train_batchnorm)
                 train.compile_model(model, stage2, n)
                 # Built now, so the checkpoint below holds all its (zero) slots and loads back whole.
                 model.optimizer.build(model.trainable_variables)
+                ema.carry_count(model, count)
         if unfrozen:
             # The recompiled model (new trainable set, fresh optimizer) is what a resume must load;
             # saved before the state that says "stage 2", so a kill in between resumes stage 1's end.

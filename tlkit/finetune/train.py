@@ -34,6 +34,7 @@ class StageConfig:
     schedule: str = "none"  # "none" | "step" | "plateau" | "cosine"
     step_epochs: int = 10  # step decay: divide by 10 every step_epochs
     early_stopping: int = 0  # patience in epochs; 0 = off
+    ema: float | None = None  # decay of the weights' moving average (tlkit.finetune.ema); None = off
 
 
 class EpochRandomness(keras.callbacks.Callback):
@@ -92,10 +93,17 @@ def reseed(model: keras.Model, seed: int, epoch: int) -> None:
 def make_optimizer(cfg: StageConfig) -> keras.optimizers.Optimizer:
     """SGD with momentum (the AlexNet/ResNet recipe) or Adam, with decoupled weight decay."""
     wd = cfg.weight_decay or None
+    kw: dict[str, Any] = {}
+    sgd, adam = keras.optimizers.SGD, keras.optimizers.Adam
+    if cfg.ema is not None:  # Keras' EMA option, warmed up (tlkit.finetune.ema)
+        from tlkit.finetune import ema
+
+        kw = {"use_ema": True, "ema_momentum": cfg.ema}
+        sgd, adam = ema.EmaSGD, ema.EmaAdam
     if cfg.optimizer == "sgd":
-        return keras.optimizers.SGD(learning_rate=cfg.lr, momentum=cfg.momentum, weight_decay=wd)
+        return sgd(learning_rate=cfg.lr, momentum=cfg.momentum, weight_decay=wd, **kw)
     if cfg.optimizer == "adam":
-        return keras.optimizers.Adam(learning_rate=cfg.lr, weight_decay=wd)
+        return adam(learning_rate=cfg.lr, weight_decay=wd, **kw)
     raise ConfigError(f"unknown optimizer {cfg.optimizer!r}; use 'sgd' or 'adam'")
 
 
@@ -149,6 +157,10 @@ def stage_callbacks(
             keras.callbacks.EarlyStopping(monitor="val_loss" if has_val else "loss", patience=cfg.early_stopping)
         )
     cbs.extend(loggers)
+    if cfg.ema is not None:  # validation on the EMA weights, the raw ones back for the recorder
+        from tlkit.finetune.ema import EmaValidation
+
+        cbs.append(EmaValidation())
     cbs.append(
         RunRecorder(
             run_dir,
