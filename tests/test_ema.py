@@ -198,3 +198,19 @@ def test_stage_switch_starts_from_the_average_and_counts_on():
     for kept, want in zip(ema.averages(model), expected):
         np.testing.assert_allclose(kept, want, rtol=1e-6, atol=1e-7)
     json.dumps(model.optimizer.get_config())  # the config a checkpoint writes
+
+
+def test_batchnorm_moving_statistics_are_not_averaged():
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential(
+        [keras.Input((4,)), keras.layers.Dense(3), keras.layers.BatchNormalization(), keras.layers.Softmax()]
+    )
+    train.compile_model(model, train.StageConfig(stage=1, epochs=1, lr=0.1, ema=0.9), 3)
+    model.optimizer.build(model.trainable_variables)
+    x, _ = _data()
+    model.train_on_batch(x[:8], np.arange(8) % 3)
+    assert len(ema.averages(model)) == len(model.trainable_variables) == 4  # kernel, bias, gamma, beta
+    moving = _values(model.non_trainable_variables)
+    assert len(moving) == 2 and np.abs(moving[0]).max() > 0  # the running mean moved, unaveraged
+    with ema.ema_weights(model):
+        assert all(np.array_equal(a, b) for a, b in zip(_values(model.non_trainable_variables), moving))
