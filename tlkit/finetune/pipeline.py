@@ -33,7 +33,14 @@ from tlkit.distribute import (
 from tlkit.errors import ConfigError, DataError, RunDirError
 from tlkit.finetune import run_files
 from tlkit.finetune import rundir as rd
-from tlkit.finetune.config import RUNS_DIR, FinetuneConfig, check_config, same_data, shown_run  # noqa: F401  (public here too)
+from tlkit.finetune.config import (  # noqa: F401  (public here too)
+    RUNS_DIR,
+    FinetuneConfig,
+    check_config,
+    parse_randaugment,
+    same_data,
+    shown_run,
+)
 from tlkit.finetune.rundir import RunDir
 from tlkit.finetune.runlock import RunLock
 from tlkit.finetune.runlog import Log
@@ -276,6 +283,7 @@ def _finetune_local(
             cache_budget=cfg.cache_budget,
             epoch=data_epoch,
             shard=shard,
+            randaugment=parse_randaugment(cfg.randaugment),
         )
         has_val = tldata.dataset_size(source, "val") > 0
         val_ds = (
