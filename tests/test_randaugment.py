@@ -151,3 +151,21 @@ def test_validation_data_are_byte_identical_with_randaugment(source):
         plain = _batch(_dataset(source, "val", training=False, **extra))
         other = _batch(_dataset(source, "val", training=False, randaugment=(3, 30), **extra))
         np.testing.assert_array_equal(plain, other)
+
+
+def test_two_workers_shares_are_the_one_process_epoch(source):
+    from tlkit.data.sharding import Shard
+
+    epoch = data.epoch_variable()
+    epoch.assign(2)
+    kw = dict(training=True, epoch=epoch, randaugment=(2, 9))
+
+    def images(ds) -> list[bytes]:
+        return sorted(x.tobytes() for xs, _ in ds for x in xs.numpy())
+
+    one = images(data.make_dataset(source, "train", image_size=(12, 12), batch_size=4, seed=3, **kw))
+    shares = [
+        data.make_dataset(source, "train", image_size=(12, 12), batch_size=4, seed=3, shard=Shard(i, 2), **kw)
+        for i in range(2)
+    ]
+    assert len(one) == 6 and sorted(images(shares[0]) + images(shares[1])) == one
