@@ -58,6 +58,8 @@ def test_killed_and_resumed_run_equals_the_uninterrupted_one(tmp_path: Path):
     assert full.returncode == 0, full.stderr[-2000:]
     saved = json.loads((tmp_path / "runs" / "full" / "config.json").read_text())
     assert saved["randaugment"] == "2,9" and saved["augment"] == "crop"
+    log = (tmp_path / "runs" / "full" / "train.log").read_text()
+    assert "augmentation: crop, flip on, RandAugment 2,9 (N,M) for colour jitter" in log
 
     run = tmp_path / "runs" / "stopped"
 
@@ -73,7 +75,8 @@ def test_killed_and_resumed_run_equals_the_uninterrupted_one(tmp_path: Path):
     # Resumed without the flag: the run's own config.json brings --randaugment 2,9 back.
     r = tlkit(*args[:-2], "--name", "stopped", "--resume", cwd=tmp_path, timeout=300)
     assert r.returncode == 0, r.stderr[-2000:]
-    assert "resumed from" in (run / "train.log").read_text()
+    resumed = (run / "train.log").read_text()
+    assert "resumed from" in resumed and resumed.count("RandAugment 2,9") == 2
     one, two = _history(tmp_path / "runs" / "full"), _history(run)
     assert [r["epoch"] for r in one] == ["0", "1"]
     assert two == one  # every loss and accuracy, to the last printed digit
