@@ -54,13 +54,6 @@ def test_killed_and_resumed_run_equals_the_uninterrupted_one(tmp_path: Path):
     tiny = [a for a in TINY_RUN if a != "--no-augment"]
     args = ("finetune", *tiny, "--data", str(data), "--epochs", "2", "--finetune-epochs", "0", "--quiet")
     args = (*args, "--randaugment", "2,9")
-    full = tlkit(*args, "--name", "full", cwd=tmp_path, timeout=300)
-    assert full.returncode == 0, full.stderr[-2000:]
-    saved = json.loads((tmp_path / "runs" / "full" / "config.json").read_text())
-    assert saved["randaugment"] == "2,9" and saved["augment"] == "crop"
-    log = (tmp_path / "runs" / "full" / "train.log").read_text()
-    assert "augmentation: crop, flip on, RandAugment 2,9 (N,M) for colour jitter" in log
-
     run = tmp_path / "runs" / "stopped"
 
     def epochs_done() -> int:
@@ -69,9 +62,21 @@ def test_killed_and_resumed_run_equals_the_uninterrupted_one(tmp_path: Path):
         except (FileNotFoundError, ValueError):
             return 0
 
+    # The uninterrupted run and the one to kill start together: each is mostly TensorFlow's start-up.
+    full = start_tlkit(*args, "--name", "full", cwd=tmp_path, env=cli_env(), log=tmp_path / "full.log")
     proc = start_tlkit(*args, "--name", "stopped", cwd=tmp_path, env=cli_env(), log=tmp_path / "0.log")
-    wait_for(lambda: epochs_done() >= 1, 240, proc, every=0.02)
-    assert stop(proc, signal.SIGKILL) == -9 and epochs_done() == 1
+    try:
+        wait_for(lambda: epochs_done() >= 1, 240, proc, every=0.02)
+        assert stop(proc, signal.SIGKILL) == -9 and epochs_done() == 1
+        assert full.wait(timeout=300) == 0, (tmp_path / "full.log").read_text()[-2000:]
+    finally:
+        for p in (full, proc):
+            if p.poll() is None:
+                stop(p, signal.SIGKILL)
+    saved = json.loads((tmp_path / "runs" / "full" / "config.json").read_text())
+    assert saved["randaugment"] == "2,9" and saved["augment"] == "crop"
+    log = (tmp_path / "runs" / "full" / "train.log").read_text()
+    assert "augmentation: crop, flip on, RandAugment 2,9 (N,M) for colour jitter" in log
     # Resumed without the flag: the run's own config.json brings --randaugment 2,9 back.
     r = tlkit(*args[:-2], "--name", "stopped", "--resume", cwd=tmp_path, timeout=300)
     assert r.returncode == 0, r.stderr[-2000:]
