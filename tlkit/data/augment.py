@@ -55,11 +55,22 @@ def color_jitter(
 
 
 def augment_image(
-    image: Any, size: tuple[int, int], seed: Any, *, mode: str = "crop", flip: bool = True, color: bool = True
+    image: Any,
+    size: tuple[int, int],
+    seed: Any,
+    *,
+    mode: str = "crop",
+    flip: bool = True,
+    color: bool = True,
+    randaugment: tuple[int, int] | None = None,
 ) -> Any:
     """The training augmentation of one image: crop or scale jitter, then flip and colour jitter.
 
     ``seed`` is an int tensor of shape [2]; the output is float32 (H, W, 3) in 0..255.
+    ``randaugment`` (N ops, magnitude M: :mod:`tlkit.data.randaugment`) replaces the colour jitter
+    after the crop and flip, as timm does: its brightness, contrast and color ops are the jitter's
+    (stronger) kin. Its seed is folded from ``seed``, so the crop and flip stay those of the same seed
+    without it.
     """
     if mode not in AUGMENTATIONS:
         raise ConfigError(f"unknown augmentation {mode!r}; use one of {', '.join(AUGMENTATIONS)}")
@@ -71,6 +82,10 @@ def augment_image(
         x = scale_jitter(image, size, g_seed)
     if flip:
         x = random_flip(x, f_seed)
-    if color:
+    if randaugment is not None:
+        from tlkit.data.randaugment import rand_augment
+
+        x = rand_augment(x, tf.random.experimental.stateless_fold_in(seed, 0x5241), *randaugment)
+    elif color:
         x = color_jitter(x, c_seed)
     return tf.ensure_shape(tf.cast(x, tf.float32), [size[0], size[1], 3])

@@ -158,6 +158,7 @@ def cached_dataset(
     budget: int | str | None = None,
     log: Callable[[str], None] | None = None,
     shard: Any = None,
+    randaugment: tuple[int, int] | None = None,
 ) -> Any:
     """A :func:`tlkit.data.pipeline.make_dataset` pipeline over ``items`` (path, label_id) that caches
     the prepared images in ``where`` (``mem``, a folder, or None: the same pipeline uncached);
@@ -206,7 +207,13 @@ def cached_dataset(
         def _aug(xy: Any, r: Any) -> Any:
             x, y = xy
             return aug.augment_image(
-                tf.cast(x, tf.float32), size, tf.stack([r, seed64]), mode=mode, flip=flip, color=color
+                tf.cast(x, tf.float32),
+                size,
+                tf.stack([r, seed64]),
+                mode=mode,
+                flip=flip,
+                color=color,
+                randaugment=randaugment,
             ), y
 
         ds = ds.map(_aug, num_parallel_calls=auto)

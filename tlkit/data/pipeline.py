@@ -78,6 +78,7 @@ def make_dataset(
     cache_budget: int | str | None = None,
     epoch: Any = None,
     shard: Any = None,
+    randaugment: tuple[int, int] | None = None,
 ) -> Any:
     """A batched, prefetched ``tf.data.Dataset`` of ``(float32 [B,H,W,3] in 0..255, int32 [B])``.
 
@@ -107,6 +108,10 @@ def make_dataset(
     worker's own shard files (every N-th; the training split needs at least N), batched by its part
     of ``batch_size`` and padded with empty batches to the steps of the worker that has the most
     (:func:`tlkit.data.sharding.batch_own`).
+
+    ``randaugment`` (N, M): training images get RandAugment (:mod:`tlkit.data.randaugment`) after
+    the crop and flip, instead of the colour jitter, seeded per element as the rest; validation and
+    unaugmented datasets never do.
     """
     import tensorflow as tf
 
@@ -165,6 +170,7 @@ def make_dataset(
                 where=cache,
                 budget=cache_budget,
                 shard=shard,
+                randaugment=randaugment,
             )
             if ds is not None:
                 return ds
@@ -189,10 +195,12 @@ def make_dataset(
                 if augment in (None, "none"):
                     out = keyed.map(lambda x, y, k: (rs.resize(x, size), y), num_parallel_calls=auto)
                 else:
-                    seed64, mode = tf.constant(int(seed), tf.int64), str(augment)
+                    seed64, mode, ra = tf.constant(int(seed), tf.int64), str(augment), randaugment
                     out = keyed.map(
                         lambda x, y, k: (
-                            aug.augment_image(x, size, tf.stack([k, seed64]), mode=mode, flip=flip, color=color),
+                            aug.augment_image(
+                                x, size, tf.stack([k, seed64]), mode=mode, flip=flip, color=color, randaugment=ra
+                            ),
                             y,
                         ),
                         num_parallel_calls=auto,
@@ -246,7 +254,7 @@ def make_dataset(
         def _aug(xy: Any, r: Any) -> Any:
             x, y = xy
             s = tf.stack([r, seed64])
-            return aug.augment_image(x, size, s, mode=mode, flip=flip, color=color), y
+            return aug.augment_image(x, size, s, mode=mode, flip=flip, color=color, randaugment=randaugment), y
 
         ds = ds.map(_aug, num_parallel_calls=auto)
     if channels == 1:

@@ -108,6 +108,15 @@ class FinetuneConfig:
         kind="flag",
         flag="--no-flip",
     )
+    randaugment: str | None = _opt(
+        None,
+        "RandAugment in training, after the crop and flip and instead of colour jitter: N ops per image "
+        "at magnitude M on torchvision's 0..30 scale (timm's rand-m9-n2 is 2,27; torchvision's "
+        "magnitude=9 is 2,9)",
+        kind="randaugment",
+        metavar="N,M",
+        shown="off",
+    )
     val_split: float = _opt(0.2, "fraction of the data held out for validation when it has no split", kind="fraction")
     seed: int = _opt(0, "seed of splits, augmentation, initialisation and sampling", kind="int")
     class_weight: str | None = _opt(
@@ -250,6 +259,22 @@ def same_data(a: str, b: str) -> bool:
         return False
 
 
+def parse_randaugment(text: str | None) -> tuple[int, int] | None:
+    """``--randaugment N,M`` as (N, M): N ops per image (1..10), magnitude M (0..30); None stays None."""
+    if text is None:
+        return None
+    parts = str(text).replace(" ", "").split(",")
+    try:
+        n, m = (int(p) for p in parts)
+    except ValueError:
+        n = m = -1
+    if len(parts) != 2 or not 1 <= n <= 10 or not 0 <= m <= 30:
+        raise ConfigError(
+            f"--randaugment {text}: expected N,M with N ops per image in 1..10 and magnitude M in 0..30, e.g. 2,9"
+        )
+    return n, m
+
+
 def check_config(cfg: FinetuneConfig) -> None:
     """Flag values that make a run impossible, refused before anything starts."""
     import tlkit
@@ -271,6 +296,9 @@ def check_config(cfg: FinetuneConfig) -> None:
             "--ema with --cache-features: the head trained on cached features keeps its optimizer (and so its "
             "average) outside the checkpoints, so a resume would lose it; drop one of them"
         )
+    if parse_randaugment(cfg.randaugment) is not None and (cfg.augment in (None, "none") or cfg.cache_features):
+        flag = "--cache-features (stage 1 trains on fixed features)" if cfg.cache_features else "--no-augment"
+        raise ConfigError(f"--randaugment augments training images: it cannot run with {flag}; drop one of them")
     if cfg.distribute == "multi-worker" and (cfg.find_lr or cfg.cache_features):
         flag = "--find-lr" if cfg.find_lr else "--cache-features"
         raise ConfigError(

@@ -246,7 +246,7 @@ def _finetune_local(
     from tlkit.data import pipeline as tldata
 
     # Imports Keras (and TensorFlow): only once a run really starts.
-    from tlkit.finetune import heads, recorder, train
+    from tlkit.finetune import config, heads, recorder, train
     from tlkit.finetune.stages import TrainingJob, train_and_finish
 
     # Before TensorFlow runs any op: collective ops are configured at program start-up.
@@ -276,7 +276,11 @@ def _finetune_local(
             cache_budget=cfg.cache_budget,
             epoch=data_epoch,
             shard=shard,
+            randaugment=config.parse_randaugment(cfg.randaugment),
         )
+        if cfg.randaugment:
+            flip = "on" if cfg.flip else "off"
+            log(f"augmentation: {cfg.augment}, flip {flip}, RandAugment {cfg.randaugment} (N,M) for colour jitter")
         has_val = tldata.dataset_size(source, "val") > 0
         val_ds = (
             tldata.make_dataset(

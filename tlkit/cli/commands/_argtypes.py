@@ -86,6 +86,18 @@ def byte_size(text: str) -> str:
     return text
 
 
+def randaugment(text: str) -> str:
+    """``N,M`` for --randaugment (kept as ``N,M``; :func:`tlkit.finetune.config.parse_randaugment` reads it)."""
+    from tlkit.errors import ConfigError
+    from tlkit.finetune.config import parse_randaugment
+
+    try:
+        n, m = parse_randaugment(text)  # type: ignore[misc]
+    except ConfigError as exc:
+        raise argparse.ArgumentTypeError(str(exc).replace(f"--randaugment {text}: ", "")) from None
+    return f"{n},{m}"
+
+
 def by_kind(kind: str) -> Callable[[str], Any]:
     """The parser named by a config field's ``kind`` metadata (see :mod:`tlkit.finetune.config`)."""
     parsers: dict[str, Callable[[str], Any]] = {
@@ -98,6 +110,7 @@ def by_kind(kind: str) -> Callable[[str], Any]:
         "non_negative_float": non_negative_float,
         "fraction": fraction,
         "byte_size": byte_size,
+        "randaugment": randaugment,
     }
     try:
         return parsers[kind]
