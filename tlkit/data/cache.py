@@ -158,6 +158,7 @@ def cached_dataset(
     budget: int | str | None = None,
     log: Callable[[str], None] | None = None,
     shard: Any = None,
+    labels: Any = None,
 ) -> Any:
     """A :func:`tlkit.data.pipeline.make_dataset` pipeline over ``items`` (path, label_id) that caches
     the prepared images in ``where`` (``mem``, a folder, or None: the same pipeline uncached);
@@ -167,7 +168,8 @@ def cached_dataset(
     files (its positions of the listed order, the same every epoch, so its cache is reused) and
     shuffles within it; each global batch is then made of the workers' shuffled shares, not the
     batch one process would draw from its own shuffle buffer (``--cache`` epochs are not replayed
-    exactly in any case)."""
+    exactly in any case). ``labels``: one per item (multi-hot rows for multi-label data); default
+    the items' ``label_id``."""
     import numpy as np
     import tensorflow as tf
 
@@ -179,8 +181,10 @@ def cached_dataset(
     mode = None if not training or augment in (None, "none") else str(augment)
     hw = cached_size(size, mode)
     n = len(items)
+    labels = items["label_id"].to_numpy(dtype=np.int32) if labels is None else np.asarray(labels)
     if shard is not None:
-        items = items.iloc[sharding.positions(n, batch_size, shard)]  # the budget is then per worker
+        mine = sharding.positions(n, batch_size, shard)
+        items, labels = items.iloc[mine], labels[mine]  # the budget is then per worker
     paths = items["path"].astype(str).tolist()
     need = len(paths) * hw[0] * hw[1] * 3
     limit = parse_budget(DEFAULT_BUDGET if budget is None else budget)
@@ -190,7 +194,7 @@ def cached_dataset(
             f"{human(limit)}; running without the cache (raise --cache-budget to cache them)"
         )
         return None
-    ds = prepared_dataset(paths, items["label_id"].to_numpy(dtype=np.int32), hw, skip_undecodable=skip_undecodable)
+    ds = prepared_dataset(paths, labels, hw, skip_undecodable=skip_undecodable)
     if where is not None:
         ds = ds.cache(cache_filename(where, paths, hw))
     auto = tf.data.AUTOTUNE

@@ -167,6 +167,13 @@ class FinetuneConfig:
         "training images inflate validation accuracy), keep keeps them, fail stops (exit 2)",
         choices=("drop", "keep", "fail"),
     )
+    multi_label: bool = _opt(
+        False,
+        "multi-label data from folders: one folder per label; an image in several label folders (a hard "
+        "link, a symlink or the same bytes) is one image with all those labels (a CSV with a 'labels' "
+        "column is multi-label without this flag)",
+        kind="flag",
+    )
     cache: str | None = _opt(
         None,
         "keep the decoded, resized images (uint8, before augmentation) after the first "

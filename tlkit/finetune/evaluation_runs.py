@@ -82,6 +82,7 @@ def evaluate_runs(
         seed=cfg.get("seed", 0),
         tfds_data_dir=cfg.get("tfds_data_dir"),
         min_classes=1,
+        multi_label=bool(cfg.get("multi_label", False)),
     )
     unknown = sorted(set(source.classes) - set(labels))
     if unknown:

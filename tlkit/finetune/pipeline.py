@@ -81,7 +81,12 @@ def load_data(cfg: FinetuneConfig, log: Log) -> tuple[Any, Any]:
     from tlkit.data import preflight
 
     source = tldata.resolve(
-        cfg.data, val_split=cfg.val_split, seed=cfg.seed, tfds_data_dir=cfg.tfds_data_dir, cache_dir=cfg.cache_dir
+        cfg.data,
+        val_split=cfg.val_split,
+        seed=cfg.seed,
+        tfds_data_dir=cfg.tfds_data_dir,
+        cache_dir=cfg.cache_dir,
+        multi_label=cfg.multi_label,
     )
     report = preflight.check(source, progress=sys.stderr.isatty(), sample=cfg.check_sample or None, seed=cfg.seed)
     # The leak policy sets the counts the run uses, so it comes before the report is written and printed
