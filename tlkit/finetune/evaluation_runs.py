@@ -99,6 +99,10 @@ def evaluate_runs(
         items = items.copy()
         # Class ids follow the run's labels, not the new data's own (possibly smaller) class list.
         items["label_id"] = items["label"].map({c: i for i, c in enumerate(labels)})
+        if source.multi_label:  # tlkit.finetune.multilabel_eval: every label's id, in the run's order
+            from tlkit.finetune.multilabel_eval import run_label_ids
+
+            items = run_label_ids(items, labels)
         if data and not split and source.split_method == "none":
             split = "all"  # new data without a train/val/test split: every file is evaluation data
         if split == "all":
@@ -115,6 +119,11 @@ def evaluate_runs(
         )
     sp = split or ("val" if tldata.dataset_size(source, "val") > 0 else "train")
     ds_split = "train" if sp == "all" else sp
+    multi = bool(getattr(source, "multi_label", False))
+    if multi:
+        from tlkit.finetune.multilabel_eval import check_multi_label_runs, multi_label_results
+
+        thresholds = check_multi_label_runs(loaded, runs)
     results: dict[str, dict] = {}
     probs_all = []
     y = None
@@ -125,6 +134,8 @@ def evaluate_runs(
         )
         y, probs = evaluate.predict_dataset(model, ds, tta=None if tta == "none" else tta)
         probs_all.append(probs)
+        if multi:
+            continue
         if not ensemble:
             results[str(name)] = {
                 **evaluate.metrics_from_probs(y, probs, labels),
@@ -132,7 +143,9 @@ def evaluate_runs(
                 "tta": tta,
                 "notes": list(notes),
             }
-    if ensemble:
+    if multi:
+        results = multi_label_results(y, probs_all, runs, labels, thresholds, ensemble, sp, tta, notes, out)
+    elif ensemble:
         probs = evaluate.ensemble(probs_all)
         results["ensemble"] = {
             **evaluate.metrics_from_probs(y, probs, labels),
@@ -141,7 +154,7 @@ def evaluate_runs(
             "members": [str(r) for r in runs],
             "notes": list(notes),
         }
-    if out:
+    if out and not multi:
         out_dir = Path(out)
         out_dir.mkdir(parents=True, exist_ok=True)
         from tlkit._io import write_json_atomic
