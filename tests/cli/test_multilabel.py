@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import TINY_RUN, tlkit
+from conftest import TINY_RUN, assert_one_line_error, tlkit
 from multilabel_data import LABELS, make_multilabel_csv, make_multilabel_image
 from PIL import Image
 
@@ -97,3 +97,10 @@ def test_predict_and_export_answer_the_labels_above_threshold(run):
     for p, row, mask in zip(images, scores, want):
         expected = [LABELS[i] for i in np.argsort(-row, kind="stable") if mask[i]] or ["(none)"]
         assert printed[p.name] == expected  # predict's labels: the model's scores at the stored thresholds
+
+
+def test_class_weight_auto_is_refused_for_a_multi_label_run(tmp_path):
+    csv_path = make_multilabel_csv(tmp_path / "data", n=8, seed=1)
+    r = tlkit("finetune", "--data", csv_path, "--name", "cw", *TINY_RUN, "--class-weight", "auto", cwd=tmp_path)
+    assert "--class-weight auto" in assert_one_line_error(r)
+    assert not (tmp_path / "runs" / "cw").exists()
