@@ -237,7 +237,7 @@ def test_preflight_reports_positives_label_counts_pairs_and_a_label_missing_from
     assert "most frequent label pairs: a+b 2, b+c 1" in text
 
 
-def test_prepare_tfds_and_bucket_folders_refuse_multi_label_in_one_line(tmp_path, made):
+def test_prepare_and_tfds_refuse_multi_label_in_one_line(tmp_path, made):
     from tlkit.data.prepare import prepare
 
     p, _ = made
