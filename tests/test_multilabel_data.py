@@ -123,6 +123,10 @@ def test_split_folders_keep_a_copy_in_two_splits_apart_and_the_preflight_calls_i
     report = preflight.check(src, progress=False, cache=False)
     assert len(report.leaks) == 1 and report.leaks[0].path_b.endswith("a_copy.png")
     assert not any("labelled twice" in w for w in report.warnings)
+    items, _ = preflight.apply_leak_policy(report, "drop")
+    assert len(items) == 3 and report.n_dropped == 1 and report.n_usable == 3
+    assert report.multilabel["images"] == {"train": 2, "val": 1} and report.multilabel["dropped_images"] == {"val": 1}
+    assert "  dropped       0       1  (leaked copies" in report.to_text()
 
 
 def test_multilabel_split_keeps_labels_in_val_and_is_seeded():
@@ -233,7 +237,7 @@ def test_preflight_reports_positives_label_counts_pairs_and_a_label_missing_from
     assert "most frequent label pairs: a+b 2, b+c 1" in text
 
 
-def test_prepare_tfds_and_bucket_folders_refuse_multi_label_in_one_line(tmp_path, made):
+def test_prepare_and_tfds_refuse_multi_label_in_one_line(tmp_path, made):
     from tlkit.data.prepare import prepare
 
     p, _ = made
@@ -241,3 +245,13 @@ def test_prepare_tfds_and_bucket_folders_refuse_multi_label_in_one_line(tmp_path
         prepare(str(p), str(tmp_path / "out"), size=[16, 16], progress=False)
     with pytest.raises(DataError, match="does not work with tfds"):
         resolve("tfds:mnist", multi_label=True)
+
+
+def test_remap_gives_ids_of_a_runs_longer_label_list(tmp_path):
+    from tlkit.data.multilabel import remap
+
+    p = _csv(tmp_path, "path,labels\n0.png,cat|dog\n1.png,\n2.png,dog\n")
+    src = resolve(str(p), val_split=0)
+    out = remap(src.items, src.classes, ["bird", "cat", "dog"])
+    assert out["label_ids"].tolist() == [(1, 2), (), (2,)] and out["label_id"].tolist() == [1, -1, 2]
+    assert src.items["label_ids"].tolist() == [(0, 1), (), (1,)]  # the source's own items unchanged

@@ -38,7 +38,9 @@ def test_sigmoid_head_compiles_to_binary_cross_entropy(model, tmp_path):
 def test_monitor_is_pr_auc():
     from tlkit.finetune import train
 
-    cbs = train.stage_callbacks(train.StageConfig(stage=1, epochs=1, lr=1e-3, multi_label=True), "/nonexistent", 0, None)
+    cbs = train.stage_callbacks(
+        train.StageConfig(stage=1, epochs=1, lr=1e-3, multi_label=True), "/nonexistent", 0, None
+    )
     assert cbs[-1].monitor == "val_pr_auc"
 
 

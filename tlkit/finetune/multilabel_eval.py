@@ -18,19 +18,6 @@ import numpy as np
 from tlkit.errors import DataError
 
 
-def run_label_ids(items: Any, labels: Sequence[str]) -> Any:
-    """``items`` with ``label_ids`` in the run's class order; a label the run never saw is refused."""
-    from tlkit.data.multilabel import split_cell
-
-    ids = {c: i for i, c in enumerate(labels)}
-    unknown = sorted({c for cell in items["label"] for c in split_cell(cell)} - set(ids))
-    if unknown:
-        raise DataError(f"the data has labels the run never saw: {unknown}; known: {list(labels)}")
-    items = items.copy()
-    items["label_ids"] = [tuple(sorted(ids[c] for c in split_cell(cell))) for cell in items["label"]]
-    return items
-
-
 def check_multi_label_runs(loaded: Sequence[tuple], runs: Sequence[str]) -> list[list[float]]:
     """The stored thresholds of each run, all of which must be multi-label (a sigmoid head)."""
     from tlkit.finetune.multilabel import is_multi_label, read_thresholds
