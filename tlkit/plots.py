@@ -42,8 +42,9 @@ def _save(fig: Any, path: str | os.PathLike, title: str = "") -> Path:
 def kept_epoch(history: Sequence[dict[str, Any]]) -> int | None:
     """The 1-based epoch whose weights a run keeps as ``best.keras``: the first epoch with the
     highest ``val_accuracy`` (``accuracy`` when there is no validation), as the run's recorder
-    chooses it (a later epoch replaces the best only when strictly better)."""
-    for key in ("val_accuracy", "accuracy"):
+    chooses it (a later epoch replaces the best only when strictly better); a multi-label run's
+    ``val_pr_auc`` (``pr_auc``) when the history has it."""
+    for key in ("val_pr_auc", "pr_auc", "val_accuracy", "accuracy"):
         values = [r.get(key) for r in history]
         scored = [(float(v), int(r["epoch"]) + 1) for v, r in zip(values, history) if v is not None and v == v]
         if scored:
@@ -68,7 +69,9 @@ def training_curves(
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.8), layout="constrained")
     epochs = [int(r["epoch"]) + 1 for r in history]
     kept = kept_epoch(history) if kept is None else int(kept)
-    for ax, key, label in ((axes[0], "loss", "loss"), (axes[1], "accuracy", "accuracy")):
+    # A multi-label run (no accuracy) draws the PR AUC that chooses its checkpoint.
+    score = "pr_auc" if any(r.get("pr_auc") is not None for r in history) else "accuracy"
+    for ax, key, label in ((axes[0], "loss", "loss"), (axes[1], score, score.replace("pr_auc", "PR AUC"))):
         drawn = {}
         for prefix, style in (("", "-o"), ("val_", "-s")):
             values = [r.get(prefix + key) for r in history]

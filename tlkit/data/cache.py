@@ -111,7 +111,8 @@ def prepared_dataset(paths: list[str], labels: Any, hw: tuple[int, int], *, skip
 
     from tlkit.data.remote_read import any_remote, fetch_first
 
-    ds = tf.data.Dataset.from_tensor_slices((paths, labels))
+    # Typed: an empty share (a worker with no files, tlkit.data.sharding) would be float32.
+    ds = tf.data.Dataset.from_tensor_slices((tf.constant(paths, tf.string), labels))
     if any_remote(paths):  # objects on a bucket: fetched in batches, decoded in the graph
         ds = fetch_first(ds, skip_missing=skip_undecodable)
         ds = ds.map(lambda d, y: (prepare(d, hw, data=True), y), num_parallel_calls=tf.data.AUTOTUNE)
@@ -159,6 +160,7 @@ def cached_dataset(
     log: Callable[[str], None] | None = None,
     shard: Any = None,
     randaugment: tuple[int, int] | None = None,
+    labels: Any = None,
 ) -> Any:
     """A :func:`tlkit.data.pipeline.make_dataset` pipeline over ``items`` (path, label_id) that caches
     the prepared images in ``where`` (``mem``, a folder, or None: the same pipeline uncached);
@@ -168,7 +170,8 @@ def cached_dataset(
     files (its positions of the listed order, the same every epoch, so its cache is reused) and
     shuffles within it; each global batch is then made of the workers' shuffled shares, not the
     batch one process would draw from its own shuffle buffer (``--cache`` epochs are not replayed
-    exactly in any case)."""
+    exactly in any case). ``labels``: one per item (multi-hot rows for multi-label data); default
+    the items' ``label_id``."""
     import numpy as np
     import tensorflow as tf
 
@@ -180,8 +183,10 @@ def cached_dataset(
     mode = None if not training or augment in (None, "none") else str(augment)
     hw = cached_size(size, mode)
     n = len(items)
+    labels = items["label_id"].to_numpy(dtype=np.int32) if labels is None else np.asarray(labels)
     if shard is not None:
-        items = items.iloc[sharding.positions(n, batch_size, shard)]  # the budget is then per worker
+        mine = sharding.positions(n, batch_size, shard)
+        items, labels = items.iloc[mine], labels[mine]  # the budget is then per worker
     paths = items["path"].astype(str).tolist()
     need = len(paths) * hw[0] * hw[1] * 3
     limit = parse_budget(DEFAULT_BUDGET if budget is None else budget)
@@ -191,7 +196,7 @@ def cached_dataset(
             f"{human(limit)}; running without the cache (raise --cache-budget to cache them)"
         )
         return None
-    ds = prepared_dataset(paths, items["label_id"].to_numpy(dtype=np.int32), hw, skip_undecodable=skip_undecodable)
+    ds = prepared_dataset(paths, labels, hw, skip_undecodable=skip_undecodable)
     if where is not None:
         ds = ds.cache(cache_filename(where, paths, hw))
     auto = tf.data.AUTOTUNE

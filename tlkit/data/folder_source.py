@@ -115,13 +115,14 @@ def _walk_class(folder: Path, root: Path) -> tuple[list[Path], list[dict[str, st
 
 
 def from_folder(
-    folder: str | os.PathLike, *, val_split: float = 0.2, seed: int = 0, min_classes: int = 2
+    folder: str | os.PathLike, *, val_split: float = 0.2, seed: int = 0, min_classes: int = 2, multi_label: bool = False
 ) -> DataSource:
     """A folder of class subfolders (``root/cat/1.jpg``), or ``root/{train,val,test}/cat/1.jpg``.
 
     Files below a class folder (at any depth) belong to that class; files whose extension is
     not an image's are left out and listed in ``ignored``. Hidden files and folders (``.name``,
-    e.g. macOS ``._photo.jpg`` resource forks) are skipped silently.
+    e.g. macOS ``._photo.jpg`` resource forks) are skipped silently. ``multi_label``: one folder per
+    label, an image in several of them one image with all their labels (:mod:`tlkit.data.multilabel_folders`).
     """
     root = Path(folder).expanduser().resolve()
     if not root.is_dir():
@@ -179,7 +180,7 @@ def from_folder(
             ignored += [{"path": str(p), "why": "not inside a class folder"} for p in loose_in_split]
     return folder_source(
         str(folder), str(root), rows, keys, spellings, by_split=by_split, ignored=ignored,
-        val_split=val_split, seed=seed, min_classes=min_classes,
+        val_split=val_split, seed=seed, min_classes=min_classes, multi_label=multi_label,
     )  # fmt: skip
 
 
@@ -195,6 +196,7 @@ def folder_source(
     val_split: float,
     seed: int,
     min_classes: int,
+    multi_label: bool = False,
 ) -> DataSource:
     """The :class:`DataSource` of a listed folder, local or on a bucket (:mod:`tlkit.data.remote_source`):
     ``rows`` (path, label, split), ``keys`` (each file's name relative to ``root``, what the seeded
@@ -206,6 +208,18 @@ def folder_source(
     notes += near_duplicate_classes(
         df["label"], "folder names are the class names as they are: rename the folders to merge them"
     )
+    if multi_label:
+        from tlkit.data.multilabel_folders import multilabel_items
+
+        items, method, how, merged = multilabel_items(
+            rows, keys, classes, by_split=by_split, val_split=val_split, seed=seed
+        )
+        return DataSource(
+            spec=spec, kind="files", classes=classes, items=items, root=root, split_method=method,
+            description=f"folder {root}: {len(classes)} labels, {len(items)} images ({merged} more entries "
+            f"in other label folders are the same images), multi-label; {how}",
+            ignored=ignored, warnings=notes, multi_label=True,
+        )  # fmt: skip
     if by_split:
         method, how = "folders", "split: given by the train/val/test folders"
     else:

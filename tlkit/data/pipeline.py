@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from tlkit.data.decode import decode_bytes, decode_need, with_threading
+from tlkit.data.multilabel import label_array
 from tlkit.data.remote_read import any_remote, fetch_first
 from tlkit.data.sources import SPLITS, DataSource, dataset_size, resolve  # noqa: F401  (re-exported)
 from tlkit.data.splits import class_weights, stratified_split  # noqa: F401  (re-exported)
@@ -80,7 +81,8 @@ def make_dataset(
     shard: Any = None,
     randaugment: tuple[int, int] | None = None,
 ) -> Any:
-    """A batched, prefetched ``tf.data.Dataset`` of ``(float32 [B,H,W,3] in 0..255, int32 [B])``.
+    """A batched, prefetched ``tf.data.Dataset`` of ``(float32 [B,H,W,3] in 0..255, int32 [B])``; the
+    labels are float32 multi-hot ``[B, C]`` for a multi-label source (:mod:`tlkit.data.multilabel`).
 
     ``training`` shuffles (seeded; a new, reproducible order every epoch) and, with
     ``augment`` ``"crop"`` (random resized crop) or ``"scale"`` (VGG scale jitter), augments
@@ -171,11 +173,12 @@ def make_dataset(
                 budget=cache_budget,
                 shard=shard,
                 randaugment=randaugment,
+                labels=label_array(source, items),
             )
             if ds is not None:
                 return ds
             cache = False
-        paths, labels = items["path"].astype(str).tolist(), items["label_id"].to_numpy(dtype=np.int32)
+        paths, labels = items["path"].astype(str).tolist(), label_array(source, items)  # ids, or multi-hot
         need = decode_need(size, augment if training and augment not in (None, "none") else None)
         # Objects on a bucket are fetched in batches (tlkit.data.remote_read), then decoded as files are.
         remote = any_remote(paths)
@@ -296,7 +299,7 @@ def _epoch_keyed(
     """
     import tensorflow as tf
 
-    paths_t, labels_t = tf.constant(paths, tf.string), tf.constant(labels, tf.int32)
+    paths_t, labels_t = tf.constant(paths, tf.string), tf.constant(labels)  # int32 ids, or float32 multi-hot
     n, seed64 = len(paths), tf.constant(int(seed), tf.int64)
 
     def one_epoch(_: Any) -> Any:

@@ -235,6 +235,10 @@ def prepare(
     source = resolve(src, val_split=val_split, seed=seed, cache_dir=cache_dir)
     if source.kind != "files":
         raise DataError(f"{src} is not a folder, CSV manifest or builtin: dataset; tlkit prepare reads image files")
+    if source.multi_label:
+        from tlkit.data.multilabel import refuse
+
+        refuse("tlkit prepare (prepared records hold one label per image)")
     lock = contextlib.nullcontext() if remote.is_remote(out) else output_lock(out)
     with lock, _workspace(out) as tmp:
         t0 = time.perf_counter()

@@ -24,12 +24,19 @@ from tlkit.errors import DataError
 from tlkit.storage.objects import list_tree
 
 
-def from_remote(url: str, *, val_split: float = 0.2, seed: int = 0, min_classes: int = 2) -> DataSource:
-    """A ``gs://`` / ``s3://`` folder of class subfolders, or a ``.csv`` manifest object."""
+def from_remote(
+    url: str, *, val_split: float = 0.2, seed: int = 0, min_classes: int = 2, multi_label: bool = False
+) -> DataSource:
+    """A ``gs://`` / ``s3://`` folder of class subfolders, or a ``.csv`` manifest object. Multi-label data on
+    a bucket is a manifest (a bucket has no links to put one object in several label folders)."""
     if url.lower().endswith(".csv"):
         from tlkit.data.csv_source import from_csv
 
-        return from_csv(url, val_split=val_split, seed=seed, min_classes=min_classes)
+        return from_csv(url, val_split=val_split, seed=seed, min_classes=min_classes, multi_label=multi_label)
+    if multi_label:
+        from tlkit.data.multilabel import refuse
+
+        refuse("a folder on a bucket (--multi-label groups linked files, and a bucket has no links)")
     return from_remote_folder(url, val_split=val_split, seed=seed, min_classes=min_classes)
 
 

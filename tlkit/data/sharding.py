@@ -77,11 +77,15 @@ def share(items: Sequence[T], batch_size: int, shard: Shard) -> list[T]:
 
 
 def _padded_to(ds: Any, b: int, total: int, image_shape: Sequence[int]) -> Any:
-    """``ds`` in batches of ``b`` (none when ``b`` is 0), then empty batches: exactly ``total``."""
+    """``ds`` in batches of ``b`` (none when ``b`` is 0), then empty batches: exactly ``total``.
+
+    An empty batch's labels have the shape and type of ``ds``'s (int32 ``[0]``, or float32 multi-hot ``[0, C]``)."""
     import tensorflow as tf
 
+    spec = ds.element_spec[1]
+    label_shape = [int(d) for d in spec.shape] if spec.shape.rank else []
     empty = tf.data.Dataset.from_tensors(
-        (tf.zeros([0, *[int(d) for d in image_shape]], tf.float32), tf.zeros([0], tf.int32))
+        (tf.zeros([0, *[int(d) for d in image_shape]], tf.float32), tf.zeros([0, *label_shape], spec.dtype))
     ).repeat()
     if b == 0:  # fewer items per global batch than workers: this one never has any
         return empty.take(total)

@@ -38,7 +38,7 @@ SPLIT_ALIASES = {
     "test": "test",
     "testing": "test",
 }
-MANIFEST_COLUMNS = ("path", "label", "split")  # split is optional
+MANIFEST_COLUMNS = ("path", "label", "labels", "split")  # split is optional; labels: multi-label (one of the two)
 DEFAULT_TFDS_DATA_DIR = "~/tensorflow_datasets"
 
 
@@ -65,6 +65,8 @@ class DataSource:
     tfds_splits: dict[str, str] = field(default_factory=dict)
     image_key: str = ""
     label_key: str = ""
+    # Several labels per image (tlkit.data.multilabel): items has label_ids, the pipeline yields multi-hot labels.
+    multi_label: bool = False
     _builder: Any = field(default=None, repr=False, compare=False)
 
     @property
@@ -101,6 +103,7 @@ def resolve(
     tfds_data_dir: str | None = None,
     cache_dir: str | None = None,
     min_classes: int = 2,
+    multi_label: bool = False,
 ) -> DataSource:
     """Resolve a data argument to a :class:`DataSource`, or raise :class:`DataError`.
 
@@ -112,7 +115,9 @@ def resolve(
     recognised by its manifest; its splits are the prepared ones, ``val_split`` and ``seed`` unused:
     :mod:`tlkit.data.records_source`). Without a given split, ``val_split`` of each class goes to
     validation, chosen by a seeded hash of each file's relative path (see :func:`stratified_split`).
-    ``min_classes`` is 2 for training; evaluation of one class may pass 1.
+    ``min_classes`` is 2 for training; evaluation of one class may pass 1. ``multi_label``: label
+    folders where an image in several of them is one image with all those labels
+    (:mod:`tlkit.data.multilabel_folders`); a CSV with a ``labels`` column is multi-label without it.
     """
     _check_val_split(val_split)
     spec = str(source).strip()
@@ -124,6 +129,10 @@ def resolve(
     from tlkit.data.records_source import from_prepared, is_prepared
 
     if is_prepared(spec):  # a folder written by tlkit prepare (local or on gs:// / s3://): its own splits
+        if multi_label:
+            from tlkit.data.multilabel import refuse
+
+            refuse("a tlkit prepare folder (prepared records hold one label per image)")
         return from_prepared(spec, min_classes=min_classes)
 
     if spec.startswith("builtin:"):
@@ -131,13 +140,18 @@ def resolve(
 
         name = spec.split(":", 1)[1]
         folder = builtin_data.ensure(name, cache_dir=cache_dir)
-        src = from_folder(folder, val_split=val_split, seed=seed, min_classes=min_classes)
+        src = from_folder(folder, val_split=val_split, seed=seed, min_classes=min_classes, multi_label=multi_label)
         src.spec = spec
         about = builtin_data.BUILTINS[name]["description"]
         src.description = src.description.replace(f"folder {src.root}", f"{spec} ({about}) at {src.root}", 1)
         return src
     if spec.startswith("tfds:"):
         from tlkit.data.tfds_source import from_tfds
+
+        if multi_label:
+            from tlkit.data.multilabel import refuse
+
+            refuse("tfds: sources (a TFDS ClassLabel is one label per image)")
 
         return from_tfds(spec, data_dir=tfds_data_dir, val_split=val_split, min_classes=min_classes)
     from tlkit.storage.remote import check_scheme, is_remote, local_path
@@ -146,7 +160,7 @@ def resolve(
     if is_remote(spec):  # gs:// and s3://: one listing, no walk (tlkit.data.remote_source)
         from tlkit.data.remote_source import from_remote
 
-        return from_remote(spec, val_split=val_split, seed=seed, min_classes=min_classes)
+        return from_remote(spec, val_split=val_split, seed=seed, min_classes=min_classes, multi_label=multi_label)
     path = Path(local_path(spec)).expanduser()
     if not path.exists():
         hint = ""
@@ -159,8 +173,8 @@ def resolve(
                 f"{spec} is a file but not a .csv manifest; pass a folder of class subfolders "
                 f"or a CSV with columns path,label[,split]"
             )
-        return from_csv(path, val_split=val_split, seed=seed, min_classes=min_classes)
-    return from_folder(path, val_split=val_split, seed=seed, min_classes=min_classes)
+        return from_csv(path, val_split=val_split, seed=seed, min_classes=min_classes, multi_label=multi_label)
+    return from_folder(path, val_split=val_split, seed=seed, min_classes=min_classes, multi_label=multi_label)
 
 
 def _subdirs(folder: Path) -> list[Path]:
@@ -212,6 +226,11 @@ def dataset_size(source: DataSource, split: str) -> int:
 
 def count_table(items: pd.DataFrame, splits: list[str], classes: list[str]) -> dict[str, dict[str, int]]:
     """``{split: {class: files}}`` for every split and class given (0 where none), in one pass over
-    the items: comparing every row with every class would cost (classes x files)."""
+    the items: comparing every row with every class would cost (classes x files). Multi-label items
+    (with ``label_ids``) count each image once under every label it carries (positives per label)."""
+    if "label_ids" in items.columns:
+        pairs = zip(items["split"].tolist(), items["label_ids"].tolist())
+        n = Counter((s, classes[j]) for s, ids in pairs for j in ids)
+        return {s: {c: n.get((s, c), 0) for c in classes} for s in splits}
     n = Counter(zip(items["split"].tolist(), items["label"].tolist()))
     return {s: {c: n.get((s, c), 0) for c in classes} for s in splits}

@@ -24,6 +24,8 @@ def make_card(labels: Sequence[str], facts: dict[str, Any], extra: dict[str, Any
 
     extra = dict(extra)
     h, w = facts["input_size"]
+    thresholds = facts.get("thresholds")
+    multi = thresholds is not None
     pre = {
         "mode": extra.pop("preprocessing_mode", None),
         "in_graph": True,
@@ -52,11 +54,11 @@ def make_card(labels: Sequence[str], facts: dict[str, Any], extra: dict[str, Any
         "signatures": {
             SERVING_SIGNATURE: {
                 "inputs": {BYTES_INPUT: ["string", [-1]]},
-                "outputs": _output_spec(len(labels), facts["top_k"]),
+                "outputs": _output_spec(len(labels), facts["top_k"], multi),
             },
             PIXELS_SIGNATURE: {
                 "inputs": {PIXELS_INPUT: ["float32", [-1, h, w, 3]]},
-                "outputs": _output_spec(len(labels), facts["top_k"]),
+                "outputs": _output_spec(len(labels), facts["top_k"], multi),
             },
         },
         "labels_asset": f"assets/{LABELS_FILE}",
@@ -67,6 +69,13 @@ def make_card(labels: Sequence[str], facts: dict[str, Any], extra: dict[str, Any
         "keras_version": keras.__version__,
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
     }
+    if multi:  # a multi-label run (tlkit.finetune.multilabel): its thresholds, chosen on validation for F1
+        card["multi_label"] = {
+            "thresholds": {str(c): float(t) for c, t in zip(labels, thresholds)},
+            "rule": "a label is predicted when its score >= its threshold",
+            "outputs": "scores: sigmoid per class (independent, not summing to 1); above_threshold: bool [B, C]; "
+            "labels_above_threshold: string [B, C], the class name where above_threshold, '' elsewhere",
+        }
     card.update(extra)
     return card
 

@@ -63,6 +63,7 @@ def split_pixels(
         seed=config.get("seed", 0),
         tfds_data_dir=config.get("tfds_data_dir"),
         min_classes=1,
+        multi_label=bool(config.get("multi_label", False)),
     )
     n = tldata.dataset_size(source, split)
     if n == 0:

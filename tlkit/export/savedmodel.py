@@ -14,6 +14,10 @@ Signatures:
   ``top_k_scores`` float32 [B, K].
 * ``predict_pixels``: ``pixels`` (float32 [B, H, W, 3], RGB 0..255 at the model's input size)
   -> the same four outputs.
+* A multi-label run (:mod:`tlkit.finetune.multilabel`): ``scores`` are per-class sigmoids, and both
+  signatures add ``above_threshold`` (bool [B, C]: score >= the class's threshold from the run's
+  ``thresholds.json``) and ``labels_above_threshold`` (string [B, C]: the class name there, ``""``
+  elsewhere); the card's ``multi_label`` holds the thresholds. TFLite and ONNX are refused for it.
 
 Decoding, resizing and normalisation are in the graph (the Keras model carries its
 :class:`tlkit.models.preprocessing.Preprocess` layer), so a client sends only the bytes it
@@ -198,6 +202,7 @@ def export_model(
     validation_source: str | None = None,
     tflite: TFLiteData | None = None,
     progress: Progress | None = None,
+    thresholds: Sequence[float] | None = None,
 ) -> ExportResult:
     """Export a Keras classifier taking raw 0..255 RGB pixels to ``out/N``; see the module docstring.
 
@@ -235,8 +240,9 @@ def export_model(
             try:
                 say(f"writing the SavedModel (version {n})")
                 facts = save_serving_model(
-                    model, labels, tmp, top_k=top_k, resize=resize, input_size=input_size, max_pixels=max_pixels
-                )
+                    model, labels, tmp, top_k=top_k, resize=resize, input_size=input_size, max_pixels=max_pixels,
+                    thresholds=thresholds,
+                )  # fmt: skip
                 model_card = make_card(labels, facts, card or {}, version=n)
                 _write_card(tmp, model_card)
                 report = None
@@ -336,6 +342,16 @@ def export_run(run_dir: str | Path, out: str | Path | None = None, **kwargs: Any
     out = check_target(Path(out) if out else default_out(run_dir=run), kwargs.get("version"))
     (kwargs.get("progress") or _quiet)(f"loading the run {run}")
     model, labels, config = load_run(run)
+    from tlkit.finetune.multilabel import is_multi_label, read_thresholds
+
+    if is_multi_label(model):  # scores per class plus the labels at or above the run's thresholds
+        extra = sorted(set(kwargs.get("formats", ())) - {"saved_model"})
+        if extra:
+            raise ConfigError(
+                f"--format {extra[0]} is not available for a multi-label run (its accuracy checks are single-label); "
+                f"export the SavedModel alone"
+            )
+        kwargs["thresholds"] = read_thresholds(run, labels)
     metrics = RunDir(run).read_json("metrics.json")  # a damaged one is named, not a traceback
     base = config.get("base")
     mode = None

@@ -24,6 +24,8 @@ from tlkit.export.verify import LABELS_FILE, PIXELS_INPUT, PIXELS_SIGNATURE
 
 SERVING_SIGNATURE = "serving_default"
 OUTPUT_KEYS = ("scores", "top_k_ids", "top_k_labels", "top_k_scores")
+# A multi-label run's export adds these (tlkit.finetune.multilabel): the label at or above its class's threshold.
+MULTI_LABEL_KEYS = ("above_threshold", "labels_above_threshold")
 DEFAULT_TOP_K = 5
 
 
@@ -62,8 +64,11 @@ class ServingModule(tf.Module):
         top_k: int,
         resize: str,
         max_pixels: int = MAX_PIXELS,
+        thresholds: Sequence[float] | None = None,
     ) -> None:
         super().__init__(name="tlkit_serving")
+        # Multi-label: one threshold per class; the outputs add MULTI_LABEL_KEYS.
+        self.thresholds = None if thresholds is None else tf.constant(np.asarray(thresholds, np.float32))
         self.size = size
         self.top_k = top_k
         self.resize = resize
@@ -87,12 +92,18 @@ class ServingModule(tf.Module):
     def _outputs(self, pixels: tf.Tensor) -> dict[str, tf.Tensor]:
         scores = tf.cast(self._model.obj(pixels, training=False), tf.float32)
         top_scores, top_ids = tf.math.top_k(scores, k=self.top_k)
-        return {
+        out = {
             "scores": scores,
             "top_k_ids": top_ids,
             "top_k_labels": self.labels.lookup(tf.cast(top_ids, tf.int64)),
             "top_k_scores": top_scores,
         }
+        if self.thresholds is not None:
+            above = scores >= self.thresholds[None, :]
+            names = self.labels.lookup(tf.range(tf.shape(self.thresholds, out_type=tf.int64)[0]))
+            out["above_threshold"] = above
+            out["labels_above_threshold"] = tf.where(above, tf.broadcast_to(names[None, :], tf.shape(above)), "")
+        return out
 
     def _serve_bytes(self, image_bytes: tf.Tensor) -> dict[str, tf.Tensor]:
         return self._outputs(decode_images(image_bytes, self.size, self.resize, self.max_pixels))
@@ -133,8 +144,13 @@ def save_serving_model(
     resize: str = "crop",
     input_size: Sequence[int] | None = None,
     max_pixels: int = MAX_PIXELS,
+    thresholds: Sequence[float] | None = None,
 ) -> dict[str, Any]:
-    """Write the SavedModel (no card, no verification) to ``path``; returns its facts."""
+    """Write the SavedModel (no card, no verification) to ``path``; returns its facts.
+
+    ``thresholds`` (a multi-label run's, one per class) add ``above_threshold`` (bool [B, C]:
+    score >= threshold) and ``labels_above_threshold`` (string [B, C]: the class name there, ``""``
+    elsewhere) to both signatures."""
     labels = _check_labels(labels)
     max_pixels = check_max_pixels(max_pixels)
     size = _model_size(model, input_size)
@@ -146,11 +162,15 @@ def save_serving_model(
     if top_k < 1:
         raise ExportError(f"top_k must be >= 1, got {top_k}")
     k = min(int(top_k), len(labels))
+    if thresholds is not None and len(thresholds) != len(labels):
+        raise ExportError(f"{len(thresholds)} thresholds for {len(labels)} classes")
     with tempfile.TemporaryDirectory(prefix="tlkit-labels-") as scratch:
         labels_path = os.path.join(scratch, LABELS_FILE)
         with open(labels_path, "w", encoding="utf-8", newline="\n") as f:
             f.write("".join(c + "\n" for c in labels))
-        module = ServingModule(model, labels_path, size=size, top_k=k, resize=resize, max_pixels=max_pixels)
+        module = ServingModule(
+            model, labels_path, size=size, top_k=k, resize=resize, max_pixels=max_pixels, thresholds=thresholds
+        )
         tf.saved_model.save(module, str(path), signatures=module.signatures())
     return {
         "input_size": list(size),
@@ -158,6 +178,7 @@ def save_serving_model(
         "resize": resize,
         "num_classes": len(labels),
         "max_pixels": max_pixels,
+        "thresholds": None if thresholds is None else [float(np.float32(t)) for t in thresholds],
     }
 
 
@@ -168,10 +189,13 @@ def check_max_pixels(max_pixels: int) -> int:
     return int(max_pixels)
 
 
-def _output_spec(c: int, k: int) -> dict[str, list]:
-    return {
+def _output_spec(c: int, k: int, multi_label: bool = False) -> dict[str, list]:
+    spec = {
         "scores": ["float32", [-1, c]],
         "top_k_ids": ["int32", [-1, k]],
         "top_k_labels": ["string", [-1, k]],
         "top_k_scores": ["float32", [-1, k]],
     }
+    if multi_label:
+        spec.update({"above_threshold": ["bool", [-1, c]], "labels_above_threshold": ["string", [-1, c]]})
+    return spec

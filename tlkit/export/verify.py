@@ -186,6 +186,8 @@ def verify_export(
                 f"the SavedModel's scores differ from the Keras model's by {diff_keras:.3g} (tolerance {tolerance:g})"
             )
     problems += _check_top_k(res, labels, int(card["top_k"]), len(probes))
+    if card.get("multi_label"):
+        problems += _check_above_threshold(res, labels, card["multi_label"]["thresholds"])
     refused = {}
     for name, (_, expected) in refusals.items():
         got = meta["refusals"].get(name, {})
@@ -242,6 +244,23 @@ def _check_top_k(res: dict[str, np.ndarray], labels: list[str], k: int, n: int) 
     got = np.vectorize(lambda b: b.decode("utf-8"), otypes=[object])(res["top_k_labels_bytes"])
     if not (want == got).all():
         problems.append("top_k_labels do not name the classes at top_k_ids")
+    return problems
+
+
+def _check_above_threshold(res: dict[str, np.ndarray], labels: list[str], thresholds: dict[str, float]) -> list[str]:
+    """A multi-label export: above_threshold is scores >= the card's thresholds, and
+    labels_above_threshold names those classes ("" elsewhere), on both signatures."""
+    t = np.asarray([thresholds[c] for c in labels], dtype=np.float32)
+    problems = []
+    for via in ("bytes", "pixels"):
+        want = res[f"scores_{via}"] >= t[None, :]
+        if not np.array_equal(res.get(f"above_threshold_{via}"), want):
+            problems.append(f"above_threshold ({via}) is not scores >= the card's thresholds")
+            continue
+        names = np.where(want, np.asarray(labels, dtype=object)[None, :], "")
+        got = np.vectorize(lambda b: b.decode("utf-8"), otypes=[object])(res[f"labels_above_threshold_{via}"])
+        if not (names == got).all():
+            problems.append(f"labels_above_threshold ({via}) does not name the classes above threshold")
     return problems
 
 

@@ -58,7 +58,8 @@ class FinetuneConfig:
 
     data: str = field(
         metadata={
-            "help": "folder of class subfolders, a CSV manifest (path,label[,split]), "
+            "help": "folder of class subfolders, a CSV manifest (path,label[,split]; path,labels[,split] "
+            "for multi-label data, names separated by |), "
             "tfds:NAME, builtin:digits / builtin:faces, or a folder written by tlkit prepare",
             "kind": "str",
             "required": True,
@@ -184,6 +185,13 @@ class FinetuneConfig:
         "validation/test files identical to training files: drop leaves them out (copies of "
         "training images inflate validation accuracy), keep keeps them, fail stops (exit 2)",
         choices=("drop", "keep", "fail"),
+    )
+    multi_label: bool = _opt(
+        False,
+        "multi-label data from folders: one folder per label; an image in several label folders (a hard "
+        "link, a symlink or the same bytes) is one image with all those labels (a CSV with a 'labels' "
+        "column is multi-label without this flag)",
+        kind="flag",
     )
     cache: str | None = _opt(
         None,

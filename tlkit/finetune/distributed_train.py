@@ -31,9 +31,17 @@ from tlkit.finetune.ema import ema_weights, finalize
 def _step_fns(
     model: keras.Model, strategy: Any, num_classes: int, class_weight: dict[int, float] | None
 ) -> tuple[Callable, Callable]:
-    """Compiled train and eval steps; each returns global sums (loss, correct, top5, count)."""
+    """Compiled train and eval steps; each returns global sums (loss, correct, top5, count).
+
+    A multi-label model (sigmoid head) sums (loss, true positives at 0.5, false positives and
+    negatives at 0.5, count) instead, and both steps add the counts that PR AUC needs
+    (:func:`_multi_label_sums`)."""
     import tensorflow as tf
 
+    from tlkit.finetune.multilabel import is_multi_label
+
+    if is_multi_label(model):
+        return _multi_label_step_fns(model, strategy, num_classes)
     weights = None
     if class_weight:
         weights = tf.constant([float(class_weight.get(i, 1.0)) for i in range(num_classes)], tf.float32)
@@ -92,6 +100,88 @@ def _step_fns(
     return reduced(replica_train), reduced(replica_eval)
 
 
+def _pr_auc_metric(num_classes: int) -> Any:
+    """The Keras metric ``fit`` logs as ``pr_auc`` for a multi-label run (its thresholds, its formula)."""
+    return keras.metrics.AUC(curve="PR", multi_label=True, num_labels=num_classes, name="pr_auc")
+
+
+def _multi_label_step_fns(model: keras.Model, strategy: Any, num_classes: int) -> tuple[Callable, Callable]:
+    """:func:`_step_fns` for a multi-label model: binary cross-entropy on multi-hot labels [B, C]."""
+    import tensorflow as tf
+
+    thresholds = tf.constant(np.asarray(_pr_auc_metric(num_classes).thresholds, dtype=np.float32))
+
+    def _padded(x: Any, y: Any) -> tuple[Any, Any, Any]:
+        # As in _step_fns: an empty share of the last global batch runs one zero image with weight 0.
+        pad = tf.cast(tf.equal(tf.shape(x)[0], 0), tf.int32)
+        x = tf.concat([x, tf.zeros(tf.concat([[pad], tf.shape(x)[1:]], 0), x.dtype)], 0)
+        y = tf.reshape(tf.cast(y, tf.float32), [-1, num_classes])
+        y = tf.concat([y, tf.zeros([pad, num_classes], tf.float32)], 0)
+        mask = tf.concat([tf.ones([tf.shape(y)[0] - pad]), tf.zeros([pad])], 0)
+        return x, y, mask
+
+    def _sums(y: Any, probs: Any, mask: Any) -> tuple[Any, ...]:
+        probs = tf.cast(probs, tf.float32)
+        per_example = keras.losses.binary_crossentropy(y, probs) * mask
+        m = mask[:, None]
+        hit = tf.cast(probs > 0.5, tf.float32)  # as keras.metrics.F1Score(threshold=0.5) counts
+        tp = tf.reduce_sum(hit * y * m)
+        wrong = tf.reduce_sum(hit * (1 - y) * m) + tf.reduce_sum((1 - hit) * y * m)
+        # PR AUC's confusion counts [4, T, C] at keras.metrics.AUC's thresholds (it predicts score > t).
+        pos = tf.cast(probs[None] > thresholds[:, None, None], tf.float32) * m[None]
+        lab = y[None]
+        counts = tf.stack(
+            [
+                tf.reduce_sum(pos * lab, 1),
+                tf.reduce_sum(pos * (1 - lab), 1),
+                tf.reduce_sum((m[None] - pos) * (1 - lab), 1),
+                tf.reduce_sum((m[None] - pos) * lab, 1),
+            ]
+        )
+        return per_example, tp, wrong, tf.reduce_sum(mask), counts
+
+    def replica_train(x: Any, y: Any) -> tuple[Any, ...]:
+        ctx = tf.distribute.get_replica_context()
+        n_global = ctx.all_reduce("SUM", tf.cast(tf.shape(x)[0], tf.float32))
+        x, y, mask = _padded(x, y)
+        with tf.GradientTape() as tape:
+            probs = model(x, training=True)
+            per_example, tp, wrong, n, counts = _sums(y, probs, mask)
+            loss = tf.reduce_sum(per_example) / n_global
+        variables = model.trainable_variables
+        model.optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables))
+        return tf.reduce_sum(per_example), tp, wrong, n, counts
+
+    def replica_eval(x: Any, y: Any) -> tuple[Any, ...]:
+        x, y, mask = _padded(x, y)
+        per_example, tp, wrong, n, counts = _sums(y, model(x, training=False), mask)
+        return tf.reduce_sum(per_example), tp, wrong, n, counts
+
+    def reduced(fn: Callable) -> Callable:
+        @tf.function
+        def step(x: Any, y: Any) -> Any:
+            out = strategy.run(fn, args=(x, y))
+            return [strategy.reduce("SUM", v, axis=None) for v in out]
+
+        return step
+
+    return reduced(replica_train), reduced(replica_eval)
+
+
+def _multi_label_logs(totals: np.ndarray, counts: np.ndarray | None, prefix: str, num_classes: int) -> dict:
+    """loss, f1 (micro, at 0.5) and pr_auc of an epoch's sums, as ``fit`` logs them."""
+    loss, tp, wrong, n = totals
+    logs = {f"{prefix}loss": loss / max(n, 1.0), f"{prefix}f1": 2 * tp / (2 * tp + wrong) if tp + wrong else 0.0}
+    if counts is not None:
+        auc = _pr_auc_metric(num_classes)
+        for var, value in zip(
+            (auc.true_positives, auc.false_positives, auc.true_negatives, auc.false_negatives), counts
+        ):
+            var.assign(value.astype("float32"))
+        logs[f"{prefix}pr_auc"] = float(auc.result())
+    return logs
+
+
 def _run_epoch(step: Callable, dataset: Any) -> tuple[np.ndarray, np.ndarray | None]:
     """The epoch's sums (loss, correct, top5, count), and the eval step's confusion matrix (else None)."""
     import tensorflow as tf
@@ -114,7 +204,7 @@ def _run_epoch(step: Callable, dataset: Any) -> tuple[np.ndarray, np.ndarray | N
             f"every worker with the same command and --resume to continue from the last "
             f"completed epoch"
         ) from None
-    return totals, (None if confusion is None else np.rint(confusion).astype(np.int64))
+    return totals, (None if confusion is None else np.rint(confusion).astype(np.int64))  # multi-label: PR AUC counts
 
 
 def _lost_peer(exc: Exception) -> bool:
@@ -241,6 +331,13 @@ def fit_stage_distributed(
     train_ds = distribute(train_ds, strategy, shard)
     val_ds = distribute(val_ds, strategy, shard) if val_ds is not None else None
     train_step, eval_step = _step_fns(model, strategy, num_classes, class_weight)
+    from tlkit.finetune.multilabel import is_multi_label
+
+    multi = is_multi_label(model)
+
+    def epoch_logs(out: tuple, prefix: str) -> dict[str, float]:
+        return _multi_label_logs(out[0], out[1], prefix, num_classes) if multi else _logs(out[0], prefix, num_classes)
+
     callbacks = train.stage_callbacks(
         cfg,
         run_dir,
@@ -258,12 +355,12 @@ def fit_stage_distributed(
     for epoch in range(initial_epoch, end):
         cbl.on_epoch_begin(epoch)
         t0 = time.time()
-        logs = _logs(_run_epoch(train_step, train_ds)[0], "", num_classes)
+        logs = epoch_logs(_run_epoch(train_step, train_ds), "")
         if val_ds is not None:
             with ema_weights(model):  # --ema: the averaged weights are validated, as fit does (EmaValidation)
                 sums, confusion = _run_epoch(eval_step, val_ds)
-            logs.update(_logs(sums, "val_", num_classes))
-            for cb in loggers:
+            logs.update(epoch_logs((sums, confusion), "val_"))
+            for cb in loggers if not multi else ():
                 if hasattr(cb, "set_confusion"):  # the image's matrix: no prediction on the chief alone
                     cb.set_confusion(confusion)
         cbl.on_epoch_end(epoch, logs)

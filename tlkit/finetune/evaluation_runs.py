@@ -82,6 +82,7 @@ def evaluate_runs(
         seed=cfg.get("seed", 0),
         tfds_data_dir=cfg.get("tfds_data_dir"),
         min_classes=1,
+        multi_label=bool(cfg.get("multi_label", False)),
     )
     unknown = sorted(set(source.classes) - set(labels))
     if unknown:
@@ -97,7 +98,12 @@ def evaluate_runs(
 
         items = items.copy()
         # Class ids follow the run's labels, not the new data's own (possibly smaller) class list.
-        items["label_id"] = items["label"].map({c: i for i, c in enumerate(labels)})
+        if source.multi_label:  # label_ids (and label_id, the first) by the run's labels
+            from tlkit.data.multilabel import remap
+
+            items = remap(items, source.classes, list(labels))
+        else:
+            items["label_id"] = items["label"].map({c: i for i, c in enumerate(labels)})
         if data and not split and source.split_method == "none":
             split = "all"  # new data without a train/val/test split: every file is evaluation data
         if split == "all":
@@ -114,6 +120,11 @@ def evaluate_runs(
         )
     sp = split or ("val" if tldata.dataset_size(source, "val") > 0 else "train")
     ds_split = "train" if sp == "all" else sp
+    multi = bool(getattr(source, "multi_label", False))
+    if multi:
+        from tlkit.finetune.multilabel_eval import check_multi_label_runs, multi_label_results
+
+        thresholds = check_multi_label_runs(loaded, runs)
     results: dict[str, dict] = {}
     probs_all = []
     y = None
@@ -124,6 +135,8 @@ def evaluate_runs(
         )
         y, probs = evaluate.predict_dataset(model, ds, tta=None if tta == "none" else tta)
         probs_all.append(probs)
+        if multi:
+            continue
         if not ensemble:
             results[str(name)] = {
                 **evaluate.metrics_from_probs(y, probs, labels),
@@ -131,7 +144,9 @@ def evaluate_runs(
                 "tta": tta,
                 "notes": list(notes),
             }
-    if ensemble:
+    if multi:
+        results = multi_label_results(y, probs_all, runs, labels, thresholds, ensemble, sp, tta, notes, out)
+    elif ensemble:
         probs = evaluate.ensemble(probs_all)
         results["ensemble"] = {
             **evaluate.metrics_from_probs(y, probs, labels),
@@ -140,7 +155,7 @@ def evaluate_runs(
             "members": [str(r) for r in runs],
             "notes": list(notes),
         }
-    if out:
+    if out and not multi:
         out_dir = Path(out)
         out_dir.mkdir(parents=True, exist_ok=True)
         from tlkit._io import write_json_atomic

@@ -103,11 +103,13 @@ def build_classifier(
     dropout: float = 0.2,
     hidden_units: int = 0,
     base_model: keras.Model | None = None,
+    multi_label: bool = False,
 ) -> keras.Model:
     """A finetuning model: preprocessing + pretrained body (frozen) + a new head.
 
     ``base_model`` may be given to reuse an already built body (it must take
-    preprocessed input and have ``include_top=False``).
+    preprocessed input and have ``include_top=False``). ``multi_label``: the head ends in a
+    sigmoid (independent scores per class, :mod:`tlkit.finetune.multilabel`), else a softmax.
     """
     import tlkit
     from tlkit.models.preprocessing import Preprocess
@@ -136,7 +138,8 @@ def build_classifier(
         if dropout > 0:
             x = keras.layers.Dropout(dropout, name="head_hidden_dropout")(x)
     # float32 output even under mixed precision: softmax in float16 loses small probabilities.
-    outputs = keras.layers.Dense(num_classes, activation="softmax", dtype="float32", name="predictions")(x)
+    activation = "sigmoid" if multi_label else "softmax"
+    outputs = keras.layers.Dense(num_classes, activation=activation, dtype="float32", name="predictions")(x)
     return keras.Model(inputs, outputs, name=f"{spec.name}_finetune")
 
 

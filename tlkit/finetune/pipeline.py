@@ -81,7 +81,12 @@ def load_data(cfg: FinetuneConfig, log: Log) -> tuple[Any, Any]:
     from tlkit.data import preflight
 
     source = tldata.resolve(
-        cfg.data, val_split=cfg.val_split, seed=cfg.seed, tfds_data_dir=cfg.tfds_data_dir, cache_dir=cfg.cache_dir
+        cfg.data,
+        val_split=cfg.val_split,
+        seed=cfg.seed,
+        tfds_data_dir=cfg.tfds_data_dir,
+        cache_dir=cfg.cache_dir,
+        multi_label=cfg.multi_label,
     )
     report = preflight.check(source, progress=sys.stderr.isatty(), sample=cfg.check_sample or None, seed=cfg.seed)
     # The leak policy sets the counts the run uses, so it comes before the report is written and printed
@@ -236,6 +241,9 @@ def _finetune_local(
     # The data first: a typo or a broken folder fails in a second, before TensorFlow starts.
     source, report = load_data(cfg, log)
     classes = list(source.classes)
+    multi_label = bool(getattr(source, "multi_label", False))  # tlkit.finetune.multilabel
+    if multi_label and cfg.class_weight == "auto":
+        raise ConfigError("--class-weight auto weighs one class per image; a multi-label run has several: leave it out")
     state = run.read_state() if resume else {}
     if resume and run.read_labels() not in (None, classes):
         raise DataError(
@@ -315,6 +323,7 @@ def _finetune_local(
             step_epochs=cfg.step_epochs,
             early_stopping=cfg.early_stopping,
             ema=cfg.ema,
+            multi_label=multi_label,
         )
         stage2 = dataclasses.replace(stage1, stage=2, epochs=cfg.finetune_epochs, lr=cfg.finetune_lr)
         log(f"distribution: {type(strategy).__name__}, {strategy.num_replicas_in_sync} replica(s) in sync")
@@ -337,6 +346,7 @@ def _finetune_local(
                     input_size=size,
                     dropout=cfg.dropout,
                     hidden_units=cfg.hidden_units,
+                    multi_label=multi_label,
                 )
                 train.compile_model(model, stage1, len(classes))
                 # Slots built now: a checkpoint saved before the optimizer's first step (cached features
@@ -362,7 +372,9 @@ def _finetune_local(
                         f"{run.path} changed while this resume was starting (another tlkit process?); "
                         f"run the command again"
                     )
-                run.write_json(rd.CONFIG, {**asdict(cfg), "tlkit_version": tlkit.__version__})
+                run.write_json(
+                    rd.CONFIG, {**asdict(cfg), "multi_label": multi_label, "tlkit_version": tlkit.__version__}
+                )
                 run.write_json(rd.LABELS, classes)
                 _write_data_report(run, report)
                 if state is not recorded_state:

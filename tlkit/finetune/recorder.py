@@ -21,6 +21,19 @@ from tlkit._io import atomic_path
 from tlkit.finetune.rundir import BEST, HISTORY, LAST, RunDir
 
 HISTORY_FIELDS = ["epoch", "stage", "lr", "loss", "accuracy", "top5", "val_loss", "val_accuracy", "val_top5", "seconds"]
+# A multi-label run's columns (tlkit.finetune.multilabel), after the others; absent from a single-label history.
+MULTI_LABEL_FIELDS = ["f1", "pr_auc", "val_f1", "val_pr_auc"]
+
+
+def _fields(path: Path, row: dict | None = None) -> list[str]:
+    """The columns of ``path`` (its header), else those of a new file for ``row``."""
+    if path.exists():
+        with open(path, newline="") as f:
+            header = next(csv.reader(f), None)
+        if header:
+            return header
+    extra = [k for k in MULTI_LABEL_FIELDS if row and row.get(k) is not None]
+    return HISTORY_FIELDS + extra
 
 
 def save_checkpoint(model: keras.Model, path: Path) -> None:
@@ -89,7 +102,7 @@ class RunRecorder(keras.callbacks.Callback):
                 save_checkpoint(ckpt, self.run_dir / BEST)
         lr = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
         row = {"epoch": epoch, "stage": self.stage, "lr": lr, "seconds": round(time.time() - self._t0, 3)}
-        row.update({k: float(logs[k]) for k in HISTORY_FIELDS if k in logs})
+        row.update({k: float(logs[k]) for k in HISTORY_FIELDS + MULTI_LABEL_FIELDS if k in logs})
         append_history(self.run_dir / HISTORY, row)
         # last.keras just before the state: a kill between the two leaves last.keras an epoch ahead of
         # the state, which a resume cannot replay exactly; a kill before it replays the epoch exactly.
@@ -108,11 +121,12 @@ class RunRecorder(keras.callbacks.Callback):
 
 def append_history(path: Path, row: dict) -> None:
     new = not path.exists()
+    fields = _fields(path, row)
     with open(path, "a", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=HISTORY_FIELDS)
+        w = csv.DictWriter(f, fieldnames=fields)
         if new:
             w.writeheader()
-        w.writerow({k: row.get(k, "") for k in HISTORY_FIELDS})
+        w.writerow({k: row.get(k, "") for k in fields})
         f.flush()
         os.fsync(f.fileno())
 
@@ -141,11 +155,12 @@ def truncate_history(path: Path, next_epoch: int) -> None:
     """Drop rows of epochs that the state does not vouch for (killed between row and state)."""
     path = Path(path)
     rows = [r for r in read_history(path) if r["epoch"] < next_epoch]
+    fields = _fields(path)
     with atomic_path(path) as tmp, open(tmp, "w", newline="") as f:  # a kill leaves the old history
-        w = csv.DictWriter(f, fieldnames=HISTORY_FIELDS)
+        w = csv.DictWriter(f, fieldnames=fields)
         w.writeheader()
         for r in rows:
-            w.writerow({k: ("" if r.get(k) is None else r.get(k)) for k in HISTORY_FIELDS})
+            w.writerow({k: ("" if r.get(k) is None else r.get(k)) for k in fields})
 
 
 def write_state(run_dir: Path, state: dict) -> None:

@@ -264,7 +264,7 @@ def _best_epoch(run: Path, state: dict) -> tuple[int, int] | None:
             rows = list(csv.DictReader(f))
     except OSError:
         return None
-    for key in ("val_accuracy", "accuracy"):
+    for key in ("val_pr_auc", "pr_auc", "val_accuracy", "accuracy"):  # multi-label runs keep by PR AUC
         for r in rows:
             try:
                 if r.get(key) and float(r[key]) == float(best) and int(r["epoch"]) < int(state["next_epoch"]):

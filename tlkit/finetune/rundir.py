@@ -39,6 +39,7 @@ CONFIG, LABELS, STATE, HISTORY = "config.json", "labels.json", "state.json", "hi
 BEST, LAST, METRICS, LOG = "best.keras", "last.keras", "metrics.json", "train.log"
 DATA_REPORT_JSON, DATA_REPORT_TXT, SKIPPED = "data_report.json", "data_report.txt", "skipped.csv"
 CURVES, CONFUSION, LR_FIND = "curves.png", "confusion.png", "lr_find.png"
+THRESHOLDS, PER_CLASS = "thresholds.json", "per_class.png"  # multi-label runs (tlkit.finetune.multilabel)
 TENSORBOARD = "tensorboard"  # --tensorboard: the event files (tlkit.finetune.tensorboard_log)
 CHECKPOINTS = (BEST, LAST)  # the order a loader prefers them in
 # Any of these means epochs were trained: the run is worth resuming and only --force replaces it.

@@ -80,7 +80,8 @@ def train_and_finish(
         if run is not None:
             run.write_json(
                 rd.CONFIG,
-                {**asdict(cfg), "lr": stage1.lr, "finetune_lr": stage2.lr, "tlkit_version": tlkit.__version__},
+                {**asdict(cfg), "lr": stage1.lr, "finetune_lr": stage2.lr, "multi_label": stage1.multi_label}
+                | {"tlkit_version": tlkit.__version__},
             )
     next_epoch = int(state.get("next_epoch", 0))
     if resume:
@@ -116,7 +117,8 @@ def train_and_finish(
         from tlkit.finetune import tensorboard_log
 
         # Multi-worker: the distributed loop's evaluation step hands the image its confusion matrix.
-        val = None if is_multi_worker(strategy) else val
+        # Multi-label: no confusion matrix (an image has several labels).
+        val = None if is_multi_worker(strategy) or stage1.multi_label else val
         return tensorboard_log.callbacks(write_dir / rd.TENSORBOARD, val, classes, cfg.batch_size)
 
     if cfg.tensorboard and run is not None:
@@ -240,6 +242,10 @@ def _finish(run: RunDir, source: Any, classes: list[str], size: tuple, cfg: Fine
     history = recorder.read_history(run_dir / rd.HISTORY)
     if history:
         plots.training_curves(history, run_dir / rd.CURVES, title=f"{cfg.base} on {cfg.data}")
+    if getattr(source, "multi_label", False):  # thresholds, AP and F1 per class: tlkit.finetune.multilabel
+        from tlkit.finetune import multilabel
+
+        return multilabel.finish(run, source, classes, size, cfg, log)
     split = "val" if tldata.dataset_size(source, "val") > 0 else "train"
     ckpt = run.require_checkpoint()
     model = run.load_checkpoint(ckpt)

@@ -35,6 +35,7 @@ class StageConfig:
     step_epochs: int = 10  # step decay: divide by 10 every step_epochs
     early_stopping: int = 0  # patience in epochs; 0 = off
     ema: float | None = None  # decay of the weights' moving average (tlkit.finetune.ema); None = off
+    multi_label: bool = False  # sigmoid head: best.keras chosen by PR AUC (tlkit.finetune.multilabel)
 
 
 class EpochRandomness(keras.callbacks.Callback):
@@ -108,7 +109,16 @@ def make_optimizer(cfg: StageConfig) -> keras.optimizers.Optimizer:
 
 
 def compile_model(model: keras.Model, cfg: StageConfig, num_classes: int) -> None:
-    """(Re)compile after changing ``trainable``: Keras fixes the trainable set at compile time."""
+    """(Re)compile after changing ``trainable``: Keras fixes the trainable set at compile time.
+
+    A multi-label model (sigmoid head, :func:`tlkit.finetune.multilabel.is_multi_label`) gets
+    binary cross-entropy and its own metrics."""
+    from tlkit.finetune import multilabel
+
+    if multilabel.is_multi_label(model):
+        loss, ml_metrics = multilabel.compile_args()
+        model.compile(optimizer=make_optimizer(cfg), loss=loss, metrics=ml_metrics)
+        return
     metrics: list[Any] = [keras.metrics.SparseCategoricalAccuracy(name="accuracy")]
     if num_classes > 5:
         metrics.append(keras.metrics.SparseTopKCategoricalAccuracy(k=5, name="top5"))
@@ -161,12 +171,13 @@ def stage_callbacks(
         from tlkit.finetune.ema import EmaValidation
 
         cbs.append(EmaValidation())
+    score = "pr_auc" if cfg.multi_label else "accuracy"  # what chooses best.keras
     cbs.append(
         RunRecorder(
             run_dir,
             cfg.stage,
             stage_start,
-            monitor="val_accuracy" if has_val else "accuracy",
+            monitor=f"val_{score}" if has_val else score,
             best_so_far=best,
             extra_state=extra_state,
             checkpoint_model=checkpoint_model,

@@ -26,7 +26,8 @@ ORDER = 35
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "data",
-        help="folder of class subfolders, a CSV manifest (path,label[,split]), tfds:NAME, "
+        help="folder of class subfolders, a CSV manifest (path,label[,split]; or path,labels[,split] for "
+        "multi-label data, names separated by |), tfds:NAME, "
         "builtin:digits / builtin:faces, or a tlkit prepare folder (its shards' checksums are verified)",
     )
     p.add_argument(
@@ -50,6 +51,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         metavar="N",
         help="decode only a seeded sample of N files (what finetune --check-sample N checks)",
     )
+    p.add_argument(
+        "--multi-label",
+        action="store_true",
+        help="multi-label data from folders: one folder per label; an image in several label folders (a hard "
+        "link, a symlink or the same bytes) is one image with all those labels (a CSV with a 'labels' column "
+        "is multi-label without this flag)",
+    )
     p.add_argument("--json", action="store_true", help="print the full report as JSON")
     p.add_argument("--strict", action="store_true", help="exit 1 when there are bad files or leakage")
     p.add_argument("--tfds-data-dir", help="folder with prepared TFDS datasets (nothing is downloaded)")
@@ -62,7 +70,12 @@ def run(args: argparse.Namespace) -> int:
     from tlkit.data import preflight
 
     source = data.resolve(
-        args.data, val_split=args.val_split, seed=args.seed, tfds_data_dir=args.tfds_data_dir, cache_dir=args.cache_dir
+        args.data,
+        val_split=args.val_split,
+        seed=args.seed,
+        tfds_data_dir=args.tfds_data_dir,
+        cache_dir=args.cache_dir,
+        multi_label=args.multi_label,
     )
     report = preflight.check(source, progress=sys.stderr.isatty(), sample=args.sample, seed=args.seed, thorough=True)
     if args.skipped_csv:

@@ -59,6 +59,11 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(results, indent=2))
         return 0
+    if any(m.get("multi_label") for m in results.values()):
+        from tlkit.finetune.multilabel_eval import print_results
+
+        print_results(results)  # per-class AP and F1 at the run's thresholds, macro/micro figures
+        return 0
     for name, m in results.items():
         line = f"{name}: top-1 {m['top1']:.4f}"
         if "top5" in m:

@@ -130,7 +130,12 @@ def _launch(args: argparse.Namespace) -> int:
     cfg.distribute = "multi-worker"
     cfg = check_before_start(cfg, resume=args.resume, force=args.force, must_match=_must_match(args))
     tldata.resolve(
-        cfg.data, val_split=cfg.val_split, seed=cfg.seed, tfds_data_dir=cfg.tfds_data_dir, cache_dir=cfg.cache_dir
+        cfg.data,
+        val_split=cfg.val_split,
+        seed=cfg.seed,
+        tfds_data_dir=cfg.tfds_data_dir,
+        cache_dir=cfg.cache_dir,
+        multi_label=cfg.multi_label,
     )
     argv, skip = [], False
     for a in args._argv:

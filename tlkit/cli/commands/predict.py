@@ -29,7 +29,14 @@ ORDER = 50
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("images", nargs="+", metavar="IMAGE", help="image files")
+    p.add_argument(
+        "images",
+        nargs="+",
+        metavar="IMAGE",
+        help="image files; a run directory first (tlkit predict RUN_DIR IMAGE...) answers with that finetuned "
+        "run: a multi-label run prints every label at or above its threshold (thresholds.json) with its score, "
+        "'(none)' when none is; a single-label run its top classes",
+    )
     p.add_argument("--base", default="efficientnet_lite0", help="registry name of the model")
     p.add_argument("--weights", default="imagenet", help="'imagenet' or a weights file with a 1000-class ImageNet head")
     p.add_argument("--top", type=positive_int, default=5, help="classes to show per image")
@@ -37,8 +44,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--resize",
         choices=("crop", "plain"),
-        default="crop",
-        help="crop: center crop 87.5%% then resize; plain: resize the whole image",
+        default=None,
+        help="crop: center crop 87.5%% then resize (the default for --base); plain: resize the whole image "
+        "(the default for a run, as its validation images were)",
     )
     p.add_argument(
         "--max-pixels",
@@ -125,14 +133,49 @@ def predict_files(
     return results, errors
 
 
+def _print_table(header: tuple[str, ...], rows: list[tuple]) -> None:
+    if rows:
+        widths = [max(len(h), *(len(t[i]) for t in rows)) for i, h in enumerate(header)]
+        print("  ".join(h.ljust(w) for h, w in zip(header, widths)).rstrip())
+        for t in rows:
+            print("  ".join(c.ljust(w) for c, w in zip(t, widths)).rstrip())
+
+
+def _run_mode(args: argparse.Namespace) -> int:
+    """``tlkit predict RUN_DIR IMAGE...`` (:mod:`tlkit.finetune.run_predict`)."""
+    from tlkit.finetune.run_predict import predict_run_files, table_rows
+
+    if len(args.images) < 2:
+        raise ConfigError(f"{args.images[0]} is a run directory: pass image files after it")
+    facts, results, errors = predict_run_files(
+        args.images[0],
+        args.images[1:],
+        top=args.top,
+        batch_size=args.batch_size,
+        resize=args.resize or "plain",
+        max_pixels=args.max_pixels,
+    )
+    for e in errors:
+        print(f"tlkit predict: error: {' '.join(e['error'].split())}", file=sys.stderr)
+    if args.json:
+        print(json.dumps({**facts, "results": results, "errors": errors}, indent=2))
+    else:
+        _print_table(*table_rows(facts, results))
+    return 2 if errors else 0
+
+
 def run(args: argparse.Namespace) -> int:
+    from tlkit.finetune.run_predict import is_run_dir
+
+    if is_run_dir(args.images[0]):
+        return _run_mode(args)
     results, errors = predict_files(
         args.images,
         base=args.base,
         weights=args.weights,
         top=args.top,
         batch_size=args.batch_size,
-        resize=args.resize,
+        resize=args.resize or "crop",
         max_pixels=args.max_pixels,
     )
     for e in errors:  # the CLI's one-line error format, one line per unreadable file
@@ -146,11 +189,7 @@ def run(args: argparse.Namespace) -> int:
             for r in results
             for p in r["predictions"]
         ]
-        if rows:
-            widths = [max(len(h), *(len(t[i]) for t in rows)) for i, h in enumerate(header)]
-            print("  ".join(h.ljust(w) for h, w in zip(header, widths)).rstrip())
-            for t in rows:
-                print("  ".join(c.ljust(w) for c, w in zip(t, widths)).rstrip())
+        _print_table(header, rows)
     # An unreadable image is the user's input error (2), whether or not others were answered;
     # 1 stays reserved for bugs (see tlkit.cli.main.main).
     return 2 if errors else 0
