@@ -28,10 +28,22 @@ from tlkit.finetune import train
 
 
 def _step_fns(
-    model: keras.Model, strategy: Any, num_classes: int, class_weight: dict[int, float] | None
+    model: keras.Model,
+    strategy: Any,
+    num_classes: int,
+    class_weight: dict[int, float] | None,
+    label_smoothing: float = 0.0,
 ) -> tuple[Callable, Callable]:
-    """Compiled train and eval steps; each returns global sums (loss, correct, top5, count)."""
+    """Compiled train and eval steps; each returns global sums (loss, correct, top5, count).
+
+    Labels are class ids, or float label vectors (``--label-smoothing``/``--mixup``/``--cutmix``:
+    categorical cross-entropy with the smoothing; accuracy and class weights by the largest entry,
+    as ``fit`` does). A worker's batch was mixed within itself in its pipeline
+    (:mod:`tlkit.data.mixing`), before the weight-0 zero image below is added: padding never mixes.
+    """
     import tensorflow as tf
+
+    from tlkit.finetune import losses
 
     weights = None
     if class_weight:
@@ -44,15 +56,19 @@ def _step_fns(
         # weight 0 instead (it still joins the gradient all-reduce, contributing nothing).
         pad = tf.cast(tf.equal(tf.shape(x)[0], 0), tf.int32)
         x = tf.concat([x, tf.zeros(tf.concat([[pad], tf.shape(x)[1:]], 0), x.dtype)], 0)
-        y = tf.concat([tf.cast(tf.reshape(y, [-1]), tf.int32), tf.zeros([pad], tf.int32)], 0)
+        if y.shape.rank == 2:  # float label vectors
+            y = tf.concat([tf.cast(y, tf.float32), tf.zeros([pad, num_classes], tf.float32)], 0)
+        else:
+            y = tf.concat([tf.cast(tf.reshape(y, [-1]), tf.int32), tf.zeros([pad], tf.int32)], 0)
         mask = tf.concat([tf.ones([tf.shape(y)[0] - pad]), tf.zeros([pad])], 0)
         return x, y, mask
 
     def _sums(y: Any, probs: Any, mask: Any) -> tuple[Any, Any, Any, Any]:
         probs = tf.cast(probs, tf.float32)
-        per_example = keras.losses.sparse_categorical_crossentropy(y, probs) * mask
-        correct = tf.cast(tf.equal(tf.argmax(probs, -1, output_type=tf.int32), y), tf.float32) * mask
-        top5 = tf.cast(tf.math.in_top_k(y, probs, k), tf.float32) * mask
+        per_example = losses.per_example(y, probs, label_smoothing) * mask
+        ids = losses.class_ids(y)
+        correct = tf.cast(tf.equal(tf.argmax(probs, -1, output_type=tf.int32), ids), tf.float32) * mask
+        top5 = tf.cast(tf.math.in_top_k(ids, probs, k), tf.float32) * mask
         return per_example, tf.reduce_sum(correct), tf.reduce_sum(top5), tf.reduce_sum(mask)
 
     def replica_train(x: Any, y: Any) -> tuple[Any, Any, Any, Any]:
@@ -64,7 +80,7 @@ def _step_fns(
             probs = model(x, training=True)
             per_example, correct, top5, n = _sums(y, probs, mask)
             if weights is not None:
-                per_example = per_example * tf.gather(weights, y)
+                per_example = per_example * tf.gather(weights, losses.class_ids(y))
             loss = tf.reduce_sum(per_example) / n_global
         variables = model.trainable_variables
         grads = tape.gradient(loss, variables)
@@ -77,7 +93,7 @@ def _step_fns(
         per_example, correct, top5, n = _sums(y, probs, mask)
         # The confusion matrix too (summed over the workers: the whole split's), for --tensorboard's image.
         pred = tf.argmax(probs, -1, output_type=tf.int32)
-        confusion = tf.math.confusion_matrix(y, pred, num_classes, weights=mask, dtype=tf.float32)
+        confusion = tf.math.confusion_matrix(losses.class_ids(y), pred, num_classes, weights=mask, dtype=tf.float32)
         return tf.reduce_sum(per_example), correct, top5, n, confusion
 
     def reduced(fn: Callable) -> Callable:
@@ -239,7 +255,7 @@ def fit_stage_distributed(
         model.optimizer.learning_rate.assign(train.schedule_lr(cfg, initial_epoch - stage_start))
     train_ds = distribute(train_ds, strategy, shard)
     val_ds = distribute(val_ds, strategy, shard) if val_ds is not None else None
-    train_step, eval_step = _step_fns(model, strategy, num_classes, class_weight)
+    train_step, eval_step = _step_fns(model, strategy, num_classes, class_weight, cfg.label_smoothing)
     callbacks = train.stage_callbacks(
         cfg,
         run_dir,

@@ -34,6 +34,8 @@ class StageConfig:
     schedule: str = "none"  # "none" | "step" | "plateau" | "cosine"
     step_epochs: int = 10  # step decay: divide by 10 every step_epochs
     early_stopping: int = 0  # patience in epochs; 0 = off
+    label_smoothing: float = 0.0  # --label-smoothing (tlkit.finetune.losses)
+    soft_labels: bool = False  # the pipeline gives float label vectors (smoothing, mixup, cutmix)
 
 
 class EpochRandomness(keras.callbacks.Callback):
@@ -101,10 +103,13 @@ def make_optimizer(cfg: StageConfig) -> keras.optimizers.Optimizer:
 
 def compile_model(model: keras.Model, cfg: StageConfig, num_classes: int) -> None:
     """(Re)compile after changing ``trainable``: Keras fixes the trainable set at compile time."""
-    metrics: list[Any] = [keras.metrics.SparseCategoricalAccuracy(name="accuracy")]
-    if num_classes > 5:
-        metrics.append(keras.metrics.SparseTopKCategoricalAccuracy(k=5, name="top5"))
-    model.compile(optimizer=make_optimizer(cfg), loss="sparse_categorical_crossentropy", metrics=metrics)
+    from tlkit.finetune import losses
+
+    model.compile(
+        optimizer=make_optimizer(cfg),
+        loss=losses.loss(label_smoothing=cfg.label_smoothing, soft=cfg.soft_labels),
+        metrics=losses.metrics(num_classes, soft=cfg.soft_labels),
+    )
 
 
 def schedule_lr(cfg: StageConfig, epoch_in_stage: int) -> float:
