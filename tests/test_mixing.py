@@ -149,3 +149,29 @@ def test_label_smoothing_gives_the_loss_keras_documents():
     )
     assert losses.loss() == "sparse_categorical_crossentropy"  # the default, unchanged
     assert [m.name for m in losses.metrics(10, soft=True)] == ["accuracy", "top5"]
+
+
+def test_distributed_steps_take_label_vectors_and_an_empty_batch_counts_nothing():
+    """The multi-worker loop's steps (here under the default strategy): categorical CE with the smoothing
+    on float label vectors, class weights by the largest entry; a worker's empty batch (its padding)
+    adds no loss and no count."""
+    import keras
+
+    from tlkit.finetune.distributed_train import _step_fns
+
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3, activation="softmax")])
+    model.compile(optimizer=keras.optimizers.SGD(0.1), loss="categorical_crossentropy")
+    strategy = tf.distribute.get_strategy()
+    x = tf.constant(np.random.default_rng(0).normal(size=(5, 4)), tf.float32)
+    y = tf.constant([[0.7, 0.3, 0.0], [0.0, 1.0, 0.0], [0.0, 0.2, 0.8], [1.0, 0.0, 0.0], [0.5, 0.0, 0.5]], tf.float32)
+    train_step, eval_step = _step_fns(model, strategy, 3, {0: 2.0, 1: 1.0, 2: 1.0}, label_smoothing=0.1)
+    loss, correct, _, n, confusion = (np.asarray(v) for v in eval_step(x, y))
+    expected = keras.losses.CategoricalCrossentropy(label_smoothing=0.1, reduction="sum")(y, model(x))
+    assert float(n) == 5 and float(loss) == pytest.approx(float(expected), rel=1e-5)
+    assert confusion.sum() == 5 and confusion.sum(1).tolist() == [3.0, 1.0, 1.0]  # argmax rows (ties: first)
+    # A worker's empty share of the last batch: one zero image of weight 0, counted nowhere.
+    sums = [float(v) for v in eval_step(tf.zeros([0, 4]), tf.zeros([0, 3]))[:4]]
+    assert sums == [0.0, 0.0, 0.0, 0.0]
+    weighted = float(train_step(x, y)[0])  # class 0's weight 2 on rows whose largest entry is class 0
+    assert weighted > float(expected)
