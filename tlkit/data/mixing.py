@@ -2,8 +2,9 @@
 
 ``--mixup ALPHA``: ``lam ~ Beta(alpha, alpha)`` once per batch, and each image becomes
 ``lam * x + (1 - lam) * x[perm]``, its label vector ``lam * y + (1 - lam) * y[perm]``, where
-``perm`` is a random permutation of the batch (Zhang et al. 2018; timm mixes with the reversed
-batch, ``x.flip(0)``: on a shuffled batch a random pairing of the same kind). ``--cutmix ALPHA``
+``perm`` reverses the batch (Zhang et al. 2018; timm's ``x.flip(0)``: the batch was shuffled, so
+this pairs images at random, and no image is paired with itself but the middle one of an odd
+batch). ``--cutmix ALPHA``
 (Yun et al. 2019, timm's ``rand_bbox`` with ``correct_lam``): a box of area ``1 - lam`` (side
 ratio ``sqrt(1 - lam)``, centre uniform over the image, clipped at the borders) is pasted from
 ``x[perm]``, and the labels are mixed by the fraction of pixels really pasted. With both, each
@@ -81,14 +82,12 @@ def box_mask(height: Any, width: Any, lam: Any, seed: Any) -> tuple[Any, Any]:
 
 
 def mix_batch(x: Any, y: Any, seed: Any, mixing: Mixing) -> tuple[Any, Any]:
-    """Mix one batch (float32 images ``[B, H, W, C]``, float labels ``[B, K]``) with a permutation of
-    itself; ``seed`` is a stateless int64 ``[2]`` seed. An empty batch comes back as it is."""
+    """Mix one batch (float32 images ``[B, H, W, C]``, float labels ``[B, K]``) with itself reversed;
+    ``seed`` is a stateless int64 ``[2]`` seed. An empty batch comes back as it is."""
     import tensorflow as tf
 
     s = tf.random.experimental.stateless_split(seed, 4)
-    b = tf.shape(x)[0]
-    perm = tf.random.experimental.stateless_shuffle(tf.range(b), seed=s[0])
-    x2, y2 = tf.gather(x, perm), tf.gather(y, perm)
+    x2, y2 = tf.reverse(x, [0]), tf.reverse(y, [0])
     if mixing.mixup > 0 and mixing.cutmix > 0:
         use_cutmix = tf.random.stateless_uniform([], s[1]) < mixing.switch_prob
     else:

@@ -121,8 +121,8 @@ class FinetuneConfig:
     )
     mixup: float = _opt(
         0.0,
-        "mixup ALPHA: each training batch blended with a permutation of itself, images and labels by "
-        "one weight ~ Beta(ALPHA, ALPHA); 0 = off",
+        "mixup ALPHA: each training batch blended with itself reversed (a random pairing: batches are "
+        "shuffled), images and labels by one weight ~ Beta(ALPHA, ALPHA); 0 = off",
         kind="non_negative_float",
         metavar="ALPHA",
     )
