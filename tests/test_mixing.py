@@ -127,6 +127,9 @@ def test_unmixed_batches_are_one_hot_and_validation_is_never_mixed(tmp_path):
     assert all(set(np.unique(y)) <= {0.0, 1.0} and (y.sum(1) == 1).all() for y in val)
     train = [y.numpy() for _, y in tldata.make_dataset(source, "train", training=True, augment=None, **kw)]
     assert any(((y > 0) & (y < 1)).any() for y in train)
+    # --cache mem: the decoded images are cached, the mixing comes after (on every epoch's batches).
+    cached = tldata.make_dataset(source, "train", training=True, cache="mem", **kw)
+    assert any(((y.numpy() > 0) & (y.numpy() < 1)).any() for _, y in cached)
     default = [
         y.numpy() for _, y in tldata.make_dataset(source, "train", training=True, image_size=(16, 16), batch_size=4)
     ]
