@@ -30,7 +30,7 @@ def _mix(kind: str, key: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
 def test_mixup_mixes_labels_by_the_weight_the_pixels_were_mixed_by(key: int):
     xm, ym = _mix("mixup", key)
     np.testing.assert_allclose(ym.sum(1), 1.0, rtol=1e-6)
-    mixed_rows = 0
+    mixed_rows, lams = 0, []
     for i in range(len(COLOURS)):
         nonzero = np.flatnonzero(ym[i] > 0)
         assert np.ptp(xm[i]) < 1e-3  # a blend of two constant images is constant
@@ -42,6 +42,8 @@ def test_mixup_mixes_labels_by_the_weight_the_pixels_were_mixed_by(key: int):
         lam = (xm[i, 0, 0, 0] - COLOURS[j]) / (COLOURS[i] - COLOURS[j])  # recovered from the pixels
         assert ym[i, i] == pytest.approx(lam, abs=1e-4) and ym[i, j] == pytest.approx(1 - lam, abs=1e-4)
         mixed_rows += 1
+        lams.append(lam)
+    assert np.ptp(lams) < 1e-4  # one weight for the whole batch (timm's mode "batch")
     assert mixed_rows == len(COLOURS)  # the reversed batch: no image paired with itself (even batch)
 
 
@@ -56,6 +58,21 @@ def test_cutmix_label_weight_is_the_pasted_fraction(key: int):
         assert len(others) <= 1
         if len(others):
             assert ym[i, others[0]] == pytest.approx(1 - own, abs=1e-6)
+
+
+def test_with_both_each_batch_uses_one_of_them_half_the_time():
+    x, y = _batch()
+    mixing = mx.Mixing(mixup=0.4, cutmix=1.0, seed=0)
+    kinds = []
+    for key in range(60):
+        xm, ym = mx.mix_batch(x, y, mx.batch_seed(0, tf.constant(key, tf.int64)), mixing)
+        xm = xm.numpy()
+        # CutMix leaves each image two colours (or one); mixup a single blended colour, never two.
+        cut = any(np.ptp(xm[i]) > 1e-3 for i in range(len(COLOURS)))
+        blended = any(not np.isclose(xm[i, 0, 0, 0], COLOURS).any() for i in range(len(COLOURS)))
+        assert not (cut and blended)
+        kinds.append(cut)
+    assert 18 <= sum(kinds) <= 42  # p = 0.5 over 60 batches (binomial sd 3.9)
 
 
 def test_keras_cutmix_label_weight_differs_from_its_pasted_fraction():
