@@ -43,7 +43,7 @@ def test_every_field_has_a_flag():
     dests = {a.dest for a in _finetune_parser()._actions}
     missing = [f.name for f in FIELDS if f.name not in dests]
     assert missing == []
-    assert len(FIELDS) == 41  # a new field shows up here: give it help text and a parser kind
+    assert len(FIELDS) == 44  # a new field shows up here: give it help text and a parser kind
 
 
 def _expected_default(f: dataclasses.Field) -> str:
@@ -96,6 +96,9 @@ NON_DEFAULT = {
     "val_split": (["--val-split", "0.3"], 0.3),
     "seed": (["--seed", "7"], 7),
     "class_weight": (["--class-weight", "auto"], "auto"),
+    "label_smoothing": (["--label-smoothing", "0.1"], 0.1),
+    "mixup": (["--mixup", "0.8"], 0.8),
+    "cutmix": (["--cutmix", "1.0"], 1.0),
     "train_batchnorm": (["--train-batchnorm"], True),
     "find_lr": (["--find-lr"], True),
     "tensorboard": (["--tensorboard"], True),

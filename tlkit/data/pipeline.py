@@ -80,6 +80,8 @@ def make_dataset(
     epoch: Any = None,
     shard: Any = None,
     randaugment: tuple[int, int] | None = None,
+    label_classes: int | None = None,
+    mixing: Any = None,
 ) -> Any:
     """A batched, prefetched ``tf.data.Dataset`` of ``(float32 [B,H,W,3] in 0..255, int32 [B])``; the
     labels are float32 multi-hot ``[B, C]`` for a multi-label source (:mod:`tlkit.data.multilabel`).
@@ -114,13 +116,20 @@ def make_dataset(
     ``randaugment`` (N, M): training images get RandAugment (:mod:`tlkit.data.randaugment`) after
     the crop and flip, instead of the colour jitter, seeded per element as the rest; validation and
     unaugmented datasets never do.
+
+    ``label_classes``: labels come as one-hot float32 ``[B, label_classes]`` instead of class ids
+    (float label vectors stay as they are). ``mixing`` (a :class:`tlkit.data.mixing.Mixing`, with
+    ``training``): each batch is then mixed (mixup/cutmix), after the cache and the augmentation,
+    seeded by (seed, ``epoch``, batch) (:mod:`tlkit.data.mixing`).
     """
     import tensorflow as tf
 
     from tlkit.data import augment as aug
+    from tlkit.data import mixing as mx
     from tlkit.data import resize as rs
     from tlkit.data import sharding
 
+    mixing = mixing if training else None  # never in validation, evaluation or export
     if split not in SPLITS:
         raise DataError(f"split must be one of {SPLITS}, got {split!r}")
     if channels not in (1, 3):
@@ -149,7 +158,7 @@ def make_dataset(
             ds = sharding.batch_own(ds, counts, batch_size, shard, (*size, channels))
         else:
             ds = sharding.batch(ds, n, batch_size, shard, (*size, channels))
-        return with_threading(ds.prefetch(auto))
+        return mx.label_vectors(with_threading(ds.prefetch(auto)), label_classes, mixing, epoch)
 
     if source.kind == "files":
         assert source.items is not None
@@ -176,7 +185,7 @@ def make_dataset(
                 labels=label_array(source, items),
             )
             if ds is not None:
-                return ds
+                return mx.label_vectors(ds, label_classes, mixing, epoch)
             cache = False
         paths, labels = items["path"].astype(str).tolist(), label_array(source, items)  # ids, or multi-hot
         need = decode_need(size, augment if training and augment not in (None, "none") else None)

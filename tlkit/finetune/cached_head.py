@@ -20,10 +20,12 @@ def cached_head_data(
     log: Callable[[str], None],
     *,
     skip_undecodable: bool = False,
+    label_classes: int | None = None,
 ) -> tuple[Any, tuple, tuple | None]:
     """The head as its own model (sharing the full model's layers) and the frozen base's
     pooled features for train and val, computed once: stage 1 then costs a few matrix
-    products per epoch instead of a forward pass through the base."""
+    products per epoch instead of a forward pass through the base. ``label_classes``: one-hot
+    float labels (``--label-smoothing``), as :func:`tlkit.data.pipeline.make_dataset` gives them."""
     import keras
     import numpy as np
 
@@ -44,6 +46,7 @@ def cached_head_data(
             training=False,
             channels=channels,
             skip_undecodable=skip_undecodable,
+            label_classes=label_classes,
         )
         xs, ys = [], []
         for x, y in ds:

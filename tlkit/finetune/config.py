@@ -123,6 +123,26 @@ class FinetuneConfig:
     class_weight: str | None = _opt(
         None, "auto: loss weights inversely proportional to class counts", choices=("auto", "none")
     )
+    label_smoothing: float = _opt(
+        0.0,
+        "label smoothing EPS: train on targets y*(1-EPS)+EPS/classes (categorical cross-entropy); 0 = off",
+        kind="fraction",
+        metavar="EPS",
+    )
+    mixup: float = _opt(
+        0.0,
+        "mixup ALPHA: each training batch blended with itself reversed (a random pairing: batches are "
+        "shuffled), images and labels by one weight ~ Beta(ALPHA, ALPHA); 0 = off",
+        kind="non_negative_float",
+        metavar="ALPHA",
+    )
+    cutmix: float = _opt(
+        0.0,
+        "cutmix ALPHA: a box of area 1-lam, lam ~ Beta(ALPHA, ALPHA), pasted from another image of the "
+        "batch, labels mixed by the pasted area; with --mixup each batch uses one of the two (p=0.5); 0 = off",
+        kind="non_negative_float",
+        metavar="ALPHA",
+    )
     train_batchnorm: bool = _opt(
         False,
         "also train BatchNorm in stage 2: scale/offset, on batch statistics (synchronized over --workers)",
@@ -312,6 +332,12 @@ def check_config(cfg: FinetuneConfig) -> None:
         raise ConfigError(
             f"{flag} runs on one process: find the rate or train the head without "
             f"--distribute multi-worker, then run the multi-worker job with --lr"
+        )
+    if cfg.cache_features and (cfg.mixup > 0 or cfg.cutmix > 0):
+        flag = "--mixup" if cfg.mixup > 0 else "--cutmix"
+        raise ConfigError(
+            f"{flag} mixes pixels and --cache-features trains stage 1 on features computed once from unmixed "
+            f"images; drop --cache-features, or {flag}"
         )
     if cfg.epochs <= 0 and (cfg.finetune_epochs <= 0 or str(cfg.unfreeze) == "0"):
         raise ConfigError(

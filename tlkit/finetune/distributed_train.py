@@ -29,19 +29,30 @@ from tlkit.finetune.ema import ema_weights, finalize
 
 
 def _step_fns(
-    model: keras.Model, strategy: Any, num_classes: int, class_weight: dict[int, float] | None
+    model: keras.Model,
+    strategy: Any,
+    num_classes: int,
+    class_weight: dict[int, float] | None,
+    label_smoothing: float = 0.0,
 ) -> tuple[Callable, Callable]:
     """Compiled train and eval steps; each returns global sums (loss, correct, top5, count).
 
+    Labels are class ids, or float label vectors (``--label-smoothing``/``--mixup``/``--cutmix``:
+    categorical cross-entropy with the smoothing; accuracy and class weights by the largest entry,
+    as ``fit`` does). A worker's batch was mixed within itself in its pipeline
+    (:mod:`tlkit.data.mixing`), before the weight-0 zero image below is added: padding never mixes.
+
     A multi-label model (sigmoid head) sums (loss, true positives at 0.5, false positives and
     negatives at 0.5, count) instead, and both steps add the counts that PR AUC needs
-    (:func:`_multi_label_sums`)."""
+    (:func:`_multi_label_sums`).
+    """
     import tensorflow as tf
 
+    from tlkit.finetune import losses
     from tlkit.finetune.multilabel import is_multi_label
 
     if is_multi_label(model):
-        return _multi_label_step_fns(model, strategy, num_classes)
+        return _multi_label_step_fns(model, strategy, num_classes, label_smoothing)
     weights = None
     if class_weight:
         weights = tf.constant([float(class_weight.get(i, 1.0)) for i in range(num_classes)], tf.float32)
@@ -53,15 +64,19 @@ def _step_fns(
         # weight 0 instead (it still joins the gradient all-reduce, contributing nothing).
         pad = tf.cast(tf.equal(tf.shape(x)[0], 0), tf.int32)
         x = tf.concat([x, tf.zeros(tf.concat([[pad], tf.shape(x)[1:]], 0), x.dtype)], 0)
-        y = tf.concat([tf.cast(tf.reshape(y, [-1]), tf.int32), tf.zeros([pad], tf.int32)], 0)
+        if y.shape.rank == 2:  # float label vectors
+            y = tf.concat([tf.cast(y, tf.float32), tf.zeros([pad, num_classes], tf.float32)], 0)
+        else:
+            y = tf.concat([tf.cast(tf.reshape(y, [-1]), tf.int32), tf.zeros([pad], tf.int32)], 0)
         mask = tf.concat([tf.ones([tf.shape(y)[0] - pad]), tf.zeros([pad])], 0)
         return x, y, mask
 
     def _sums(y: Any, probs: Any, mask: Any) -> tuple[Any, Any, Any, Any]:
         probs = tf.cast(probs, tf.float32)
-        per_example = keras.losses.sparse_categorical_crossentropy(y, probs) * mask
-        correct = tf.cast(tf.equal(tf.argmax(probs, -1, output_type=tf.int32), y), tf.float32) * mask
-        top5 = tf.cast(tf.math.in_top_k(y, probs, k), tf.float32) * mask
+        per_example = losses.per_example(y, probs, label_smoothing) * mask
+        ids = losses.class_ids(y)
+        correct = tf.cast(tf.equal(tf.argmax(probs, -1, output_type=tf.int32), ids), tf.float32) * mask
+        top5 = tf.cast(tf.math.in_top_k(ids, probs, k), tf.float32) * mask
         return per_example, tf.reduce_sum(correct), tf.reduce_sum(top5), tf.reduce_sum(mask)
 
     def replica_train(x: Any, y: Any) -> tuple[Any, Any, Any, Any]:
@@ -73,7 +88,7 @@ def _step_fns(
             probs = model(x, training=True)
             per_example, correct, top5, n = _sums(y, probs, mask)
             if weights is not None:
-                per_example = per_example * tf.gather(weights, y)
+                per_example = per_example * tf.gather(weights, losses.class_ids(y))
             loss = tf.reduce_sum(per_example) / n_global
         variables = model.trainable_variables
         grads = tape.gradient(loss, variables)
@@ -86,7 +101,7 @@ def _step_fns(
         per_example, correct, top5, n = _sums(y, probs, mask)
         # The confusion matrix too (summed over the workers: the whole split's), for --tensorboard's image.
         pred = tf.argmax(probs, -1, output_type=tf.int32)
-        confusion = tf.math.confusion_matrix(y, pred, num_classes, weights=mask, dtype=tf.float32)
+        confusion = tf.math.confusion_matrix(losses.class_ids(y), pred, num_classes, weights=mask, dtype=tf.float32)
         return tf.reduce_sum(per_example), correct, top5, n, confusion
 
     def reduced(fn: Callable) -> Callable:
@@ -105,8 +120,11 @@ def _pr_auc_metric(num_classes: int) -> Any:
     return keras.metrics.AUC(curve="PR", multi_label=True, num_labels=num_classes, name="pr_auc")
 
 
-def _multi_label_step_fns(model: keras.Model, strategy: Any, num_classes: int) -> tuple[Callable, Callable]:
-    """:func:`_step_fns` for a multi-label model: binary cross-entropy on multi-hot labels [B, C]."""
+def _multi_label_step_fns(
+    model: keras.Model, strategy: Any, num_classes: int, label_smoothing: float = 0.0
+) -> tuple[Callable, Callable]:
+    """:func:`_step_fns` for a multi-label model: binary cross-entropy (with ``--label-smoothing``) on
+    multi-hot labels [B, C]."""
     import tensorflow as tf
 
     thresholds = tf.constant(np.asarray(_pr_auc_metric(num_classes).thresholds, dtype=np.float32))
@@ -122,7 +140,7 @@ def _multi_label_step_fns(model: keras.Model, strategy: Any, num_classes: int) -
 
     def _sums(y: Any, probs: Any, mask: Any) -> tuple[Any, ...]:
         probs = tf.cast(probs, tf.float32)
-        per_example = keras.losses.binary_crossentropy(y, probs) * mask
+        per_example = keras.losses.binary_crossentropy(y, probs, label_smoothing=float(label_smoothing)) * mask
         m = mask[:, None]
         hit = tf.cast(probs > 0.5, tf.float32)  # as keras.metrics.F1Score(threshold=0.5) counts
         tp = tf.reduce_sum(hit * y * m)
@@ -330,7 +348,7 @@ def fit_stage_distributed(
         model.optimizer.learning_rate.assign(train.schedule_lr(cfg, initial_epoch - stage_start))
     train_ds = distribute(train_ds, strategy, shard)
     val_ds = distribute(val_ds, strategy, shard) if val_ds is not None else None
-    train_step, eval_step = _step_fns(model, strategy, num_classes, class_weight)
+    train_step, eval_step = _step_fns(model, strategy, num_classes, class_weight, cfg.label_smoothing)
     from tlkit.finetune.multilabel import is_multi_label
 
     multi = is_multi_label(model)

@@ -27,6 +27,7 @@ def lr_range_test(
     steps: int = 100,
     optimizer: str = "adam",
     num_classes: int = 2,
+    **labels: Any,
 ) -> dict[str, Any]:
     """Leslie Smith's LR range test: one training step per rate, the rate raised
     exponentially from ``min_lr`` to ``max_lr``; the loss of every step is recorded.
@@ -49,7 +50,8 @@ def lr_range_test(
             f"max_lr={max_lr}, steps={steps}"
         )
     initial = [keras.ops.convert_to_numpy(v) for v in model.weights]
-    compile_model(model, StageConfig(stage=1, epochs=1, lr=min_lr, optimizer=optimizer), num_classes)
+    # labels: StageConfig's label_smoothing/soft_labels, for a pipeline of float label vectors.
+    compile_model(model, StageConfig(stage=1, epochs=1, lr=min_lr, optimizer=optimizer, **labels), num_classes)
     factor = (max_lr / min_lr) ** (1 / (steps - 1))
     warm = max(5, steps // 10)
     lrs: list[float] = []

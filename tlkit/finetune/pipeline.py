@@ -254,7 +254,8 @@ def _finetune_local(
     from tlkit.data import pipeline as tldata
 
     # Imports Keras (and TensorFlow): only once a run really starts.
-    from tlkit.finetune import config, heads, recorder, train
+    from tlkit.data.mixing import Mixing
+    from tlkit.finetune import config, heads, losses, recorder, train
     from tlkit.finetune.stages import TrainingJob, train_and_finish
 
     # Before TensorFlow runs any op: collective ops are configured at program start-up.
@@ -269,6 +270,9 @@ def _finetune_local(
         # Multi-worker on files or prepared records: each worker reads and decodes only its share
         # (tlkit.data.sharding); TFDS datasets are read whole by every worker.
         shard = input_shard(strategy) if source.kind in ("files", "records") else None
+        # --label-smoothing/--mixup/--cutmix: one-hot float labels, training batches mixed (tlkit.data.mixing).
+        soft = losses.soft_labels(cfg.label_smoothing, cfg.mixup, cfg.cutmix)
+        labels: dict[str, Any] = {"label_classes": len(classes)} if soft else {}
         train_ds = tldata.make_dataset(
             source,
             "train",
@@ -285,6 +289,8 @@ def _finetune_local(
             epoch=data_epoch,
             shard=shard,
             randaugment=config.parse_randaugment(cfg.randaugment),
+            mixing=Mixing(cfg.mixup, cfg.cutmix, cfg.seed),
+            **labels,
         )
         if cfg.randaugment:
             flip = "on" if cfg.flip else "off"
@@ -302,6 +308,7 @@ def _finetune_local(
                 cache=cfg.cache or False,
                 cache_budget=cfg.cache_budget,
                 shard=shard,
+                **labels,
             )
             if has_val
             else None
@@ -324,6 +331,8 @@ def _finetune_local(
             early_stopping=cfg.early_stopping,
             ema=cfg.ema,
             multi_label=multi_label,
+            label_smoothing=cfg.label_smoothing,
+            soft_labels=soft,
         )
         stage2 = dataclasses.replace(stage1, stage=2, epochs=cfg.finetune_epochs, lr=cfg.finetune_lr)
         log(f"distribution: {type(strategy).__name__}, {strategy.num_replicas_in_sync} replica(s) in sync")

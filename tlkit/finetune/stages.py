@@ -61,7 +61,14 @@ def train_and_finish(
 
         with strategy.scope():
             try:
-                found = lr_finder.lr_range_test(model, train_ds, optimizer=cfg.optimizer, num_classes=n)
+                found = lr_finder.lr_range_test(
+                    model,
+                    train_ds,
+                    optimizer=cfg.optimizer,
+                    num_classes=n,
+                    label_smoothing=stage1.label_smoothing,
+                    soft_labels=stage1.soft_labels,
+                )
             except ConfigError as err:
                 if getattr(err, "curve", None) is not None and run is not None:
                     # The refused curve, for the user to look at: beside the run folder, which is
@@ -134,7 +141,14 @@ def train_and_finish(
 
             with strategy.scope():
                 head, cached_train, cached_val = cached_head_data(
-                    model, source, size, cfg.batch_size, channels, log, skip_undecodable=bool(cfg.check_sample)
+                    model,
+                    source,
+                    size,
+                    cfg.batch_size,
+                    channels,
+                    log,
+                    skip_undecodable=bool(cfg.check_sample),
+                    label_classes=n if stage1.soft_labels else None,
                 )
                 train.compile_model(head, stage1, n)
             next_epoch = train.fit_stage(

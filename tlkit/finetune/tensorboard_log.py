@@ -114,6 +114,10 @@ class ConfusionImages(keras.callbacks.Callback):
         self._confusion = None if matrix is None else np.asarray(matrix)
 
     def _predict(self) -> tuple[np.ndarray, np.ndarray]:
+        y, probs = self._labels_and_probs()
+        return (y.argmax(-1) if y.ndim == 2 else y), probs  # one-hot labels (--label-smoothing, --mixup)
+
+    def _labels_and_probs(self) -> tuple[np.ndarray, np.ndarray]:
         from tlkit import evaluate
 
         if isinstance(self.val_data, tuple):

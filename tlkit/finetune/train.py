@@ -36,6 +36,8 @@ class StageConfig:
     early_stopping: int = 0  # patience in epochs; 0 = off
     ema: float | None = None  # decay of the weights' moving average (tlkit.finetune.ema); None = off
     multi_label: bool = False  # sigmoid head: best.keras chosen by PR AUC (tlkit.finetune.multilabel)
+    label_smoothing: float = 0.0  # --label-smoothing (tlkit.finetune.losses)
+    soft_labels: bool = False  # the pipeline gives float label vectors (smoothing, mixup, cutmix)
 
 
 class EpochRandomness(keras.callbacks.Callback):
@@ -112,17 +114,20 @@ def compile_model(model: keras.Model, cfg: StageConfig, num_classes: int) -> Non
     """(Re)compile after changing ``trainable``: Keras fixes the trainable set at compile time.
 
     A multi-label model (sigmoid head, :func:`tlkit.finetune.multilabel.is_multi_label`) gets
-    binary cross-entropy and its own metrics."""
-    from tlkit.finetune import multilabel
+    binary cross-entropy (with ``--label-smoothing``) and its own metrics."""
+    from tlkit.finetune import losses, multilabel
 
     if multilabel.is_multi_label(model):
         loss, ml_metrics = multilabel.compile_args()
+        if cfg.label_smoothing:
+            loss = losses.loss(multi_label=True, label_smoothing=cfg.label_smoothing)
         model.compile(optimizer=make_optimizer(cfg), loss=loss, metrics=ml_metrics)
         return
-    metrics: list[Any] = [keras.metrics.SparseCategoricalAccuracy(name="accuracy")]
-    if num_classes > 5:
-        metrics.append(keras.metrics.SparseTopKCategoricalAccuracy(k=5, name="top5"))
-    model.compile(optimizer=make_optimizer(cfg), loss="sparse_categorical_crossentropy", metrics=metrics)
+    model.compile(
+        optimizer=make_optimizer(cfg),
+        loss=losses.loss(label_smoothing=cfg.label_smoothing, soft=cfg.soft_labels),
+        metrics=losses.metrics(num_classes, soft=cfg.soft_labels),
+    )
 
 
 def schedule_lr(cfg: StageConfig, epoch_in_stage: int) -> float:
