@@ -255,3 +255,31 @@ def test_remap_gives_ids_of_a_runs_longer_label_list(tmp_path):
     out = remap(src.items, src.classes, ["bird", "cat", "dog"])
     assert out["label_ids"].tolist() == [(1, 2), (), (2,)] and out["label_id"].tolist() == [1, -1, 2]
     assert src.items["label_ids"].tolist() == [(0, 1), (), (1,)]  # the source's own items unchanged
+
+
+def test_extract_multi_label_folders_writes_one_row_per_image_with_its_labels(tmp_path):
+    from tlkit.features.extract import extract
+    from tlkit.features.store import load_features
+
+    root = _label_folders(tmp_path / "tags")
+    extract(
+        "mobilenet_v2",
+        ["avg_pool"],
+        str(root),
+        tmp_path / "f.npz",
+        weights=None,
+        input_size=(32, 32),
+        progress=False,
+        val_split=0,
+        multi_label=True,
+    )
+    feats, rows, meta = load_features(tmp_path / "f.npz")
+    got = {Path(p).name: (lab, int(i)) for p, lab, i in zip(rows["path"], rows["label"], rows["label_id"])}
+    assert got == {
+        "a.png": ("cat|dog", 1),
+        "b_hard.png": ("bird|cat", 0),
+        "c_copy.png": ("bird|dog", 0),
+        "d.png": ("bird", 0),
+        "e.png": ("dog", 2),
+    }
+    assert feats["avg_pool"].shape == (5, 1280) and meta["multi_label"] is True
