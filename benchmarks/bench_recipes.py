@@ -46,6 +46,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -116,10 +117,21 @@ def missing_flags(flags: list[str], known: set[str]) -> list[str]:
     return [f for f in flags if f.startswith("--") and f not in known]
 
 
+def _find(m: Any, key: str) -> float | None:
+    """``m[key]`` if a number, else the first such value in a nested dict (breadth first), else None."""
+    level = [m]
+    while level:
+        for d in level:
+            if isinstance(d.get(key), (int, float)) and not isinstance(d.get(key), bool):
+                return float(d[key])
+        level = [v for d in level for k, v in d.items() if isinstance(v, dict) and k != "per_class"]
+    return None
+
+
 def test_figures(metrics: dict[str, Any] | None) -> dict[str, float | None]:
-    """The figures bench_recipes reports from one run's test metrics (``None`` where absent)."""
-    m = metrics or {}
-    return {k: (float(m[k]) if isinstance(m.get(k), (int, float)) else None) for k in ("top1", "macro_ap", "micro_f1")}
+    """The figures bench_recipes reports from one run's test metrics (``None`` where absent): ``top1``
+    (single-label), ``macro_ap`` and ``micro_f1`` (multi-label; found at the top or in a nested dict)."""
+    return {k: _find(metrics or {}, k) for k in ("top1", "macro_ap", "micro_f1")}
 
 
 def summary(values: list[float]) -> dict[str, Any]:
@@ -164,6 +176,7 @@ def finetune(manifest: Path, runs: Path, name: str, seed: int, flags: list[str],
     ]  # fmt: skip
     t0 = time.perf_counter()
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
+    print(f"{name:28s} {time.perf_counter() - t0:6.1f} s, exit {proc.returncode}", flush=True)
     return {
         "seconds": round(time.perf_counter() - t0, 1),
         "rc": proc.returncode,
@@ -201,14 +214,11 @@ def measure(args: argparse.Namespace, sizes: dict[str, Any], work: Path) -> dict
             rows[cfg] = {"flags": flags, "runs": [], "status": f"n/a: tlkit finetune has no {', '.join(missing)}"}
             if not missing:
                 rows[cfg]["status"] = "ran"
-        for seed in sizes["seeds"]:
-            for cfg, row in rows.items():
-                if row["status"] != "ran":
-                    continue
-                name = f"{task}-{cfg}-s{seed}"
-                r = {"seed": seed, "run": name, **finetune(manifests[task], runs, name, seed, row["flags"], sizes)}
-                row["runs"].append(r)
-                print(f"{task:6s} {cfg:16s} seed {seed}: {r['seconds']:6.1f} s rc {r['rc']}", flush=True)
+        todo = [(seed, cfg) for seed in sizes["seeds"] for cfg, row in rows.items() if row["status"] == "ran"]
+        jobs = [(manifests[task], runs, f"{task}-{cfg}-s{seed}", seed, rows[cfg]["flags"], sizes) for seed, cfg in todo]
+        with ThreadPoolExecutor(max_workers=args.jobs) as pool:
+            for (seed, cfg), job, r in zip(todo, jobs, pool.map(lambda j: finetune(*j), jobs)):
+                rows[cfg]["runs"].append({"seed": seed, "run": job[2], **r})
         done = [runs / r["run"] for row in rows.values() for r in row["runs"] if r["rc"] == 0]
         t0 = time.perf_counter()
         tested, err = evaluate_test(done)
@@ -281,6 +291,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--quick", action="store_true", help="smoke test: small tasks, 1 seed, 1+1 epochs")
     ap.add_argument("--tasks", nargs="+", default=list(FIGURES), choices=list(FIGURES))
     ap.add_argument("--configs", nargs="+", default=list(CONFIGS), choices=list(CONFIGS))
+    ap.add_argument(
+        "--jobs",
+        type=int,
+        default=2,
+        help="finetune runs at once (default 2: on 2 cores, one run's start-up and tracing leave a core idle; "
+        "results do not depend on it, each run is deterministic)",
+    )
     ap.add_argument("--work", help="folder for the tasks and runs (default: a temporary folder, deleted)")
     ap.add_argument("--out", help="JSON to write (default: results/recipes.json; --quick: results/recipes.quick.json)")
     ap.add_argument("--print-figures", metavar="JSON", help="print advise_recipes.FIGURES from a recorded JSON")

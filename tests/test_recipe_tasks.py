@@ -92,3 +92,5 @@ def test_configs_name_flags_and_missing_ones_are_found():
         "micro_f1": None,
     }
     assert bench_recipes.test_figures(None) == {"top1": None, "macro_ap": None, "micro_f1": None}
+    nested = {"count": 9, "per_class": {"cat": {"micro_f1": 0.1}}, "multi_label": {"macro_ap": 0.6, "micro_f1": 0.5}}
+    assert bench_recipes.test_figures(nested) == {"top1": None, "macro_ap": 0.6, "micro_f1": 0.5}
