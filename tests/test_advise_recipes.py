@@ -64,12 +64,14 @@ def test_mixup_and_cutmix_not_with_few_images_per_class_even_when_they_won():
 
 def test_ema_not_with_few_steps():
     figs = _figs(ema="wins")
-    # decay 0.98: 3 horizons = 150 steps; 32 images a batch, 5 epochs -> 30 batches an epoch needed
-    assert ar.stage_steps(929, 32, 5) == 150 and ar.stage_steps(928, 32, 5) == 145
-    ok = _by(ar.recommend(multi_label=False, per_class_median=500, train_images=929, stage_epochs=5, figures=figs))
-    few = _by(ar.recommend(multi_label=False, per_class_median=500, train_images=928, stage_epochs=5, figures=figs))
+    # tlkit's EMA warms up: decay (1 + t) / (10 + t) reaches 0.99 after 890 updates
+    assert ar.ema_steps_to_reach(0.99) == 890 and (1 + 890) / (10 + 890) >= 0.99 > (1 + 889) / (10 + 889)
+    assert ar.stage_steps(2817, 32, 10) == 890 and ar.stage_steps(2816, 32, 10) == 880
+    ok = _by(ar.recommend(multi_label=False, per_class_median=500, train_images=2817, run_epochs=10, figures=figs))
+    few = _by(ar.recommend(multi_label=False, per_class_median=500, train_images=2816, run_epochs=10, figures=figs))
     assert ok["ema"]["recommend"] and not few["ema"]["recommend"]
-    assert "145 steps, under the 150" in few["ema"]["reason"] and f"{0.98**145:.0%}" in few["ema"]["reason"]
+    assert "this run has 880 steps, under the 890" in few["ema"]["reason"]
+    assert "averaging about the last 99 steps" in few["ema"]["reason"]
 
 
 def test_unmeasured_recommends_nothing_and_says_so():

@@ -213,13 +213,13 @@ def decide(m: dict[str, Any]) -> Advice:
         reasons[:1] = advise_recipes.multi_label_reasons(m)
         reasons[0] += f": {size} data (small means a median under {SMALL_PER_CLASS:,} positives per label)"
     if finetunes:
-        epochs = 5 if situation == "large-similar" or (multi and situation == "small-similar") else 4
+        epochs = 10 if situation == "large-similar" or (multi and situation == "small-similar") else 8  # both stages
         regularisation = advise_recipes.recommend(
             multi_label=multi,
             per_class_median=per["median"],
             train_images=int(m["images"] * 0.8),  # finetune's default --val-split 0.2
             batch_size=32,
-            stage_epochs=epochs,
+            run_epochs=epochs,
         )
     q = shlex.quote
     sized = f"--input-size {side} {side}"

@@ -18,9 +18,11 @@ single-label data, ``multi`` for multi-label):
   class (the median; for multi-label data, positives per label) whatever the benchmark says: a
   mixed image teaches a blend of two classes, and with a few images per class there are few
   clean ones left to learn each class from (the benchmark's 20 per class is such data).
-* **EMA** is not recommended when a stage of the suggested run has fewer than
-  :data:`EMA_HORIZONS` averaging horizons of steps: after ``n`` steps at decay ``d`` the average
-  still holds ``d**n`` of the weights the stage started from (``0.98**150 = 0.05``).
+* **EMA** is not recommended for a run too short to reach its decay: tlkit's EMA warms up
+  (``tlkit.finetune.ema``: after ``t`` updates it moves with decay ``min(DECAY, (1 + t) / (10 + t))``,
+  one average across both stages), so a run of ``n`` steps with ``n`` under ``(10 DECAY - 1) / (1 - DECAY)``
+  (890 for 0.99) ends at decay ``(1 + n) / (10 + n)``: the average covers only about its last
+  ``(10 + n) / 9`` steps, little to smooth.
 * Data far larger than the benchmark's (median per class at least :data:`BEYOND_EVIDENCE` times
   its 20) gets, for an option not recommended, a note that the evidence does not cover it.
 """
@@ -38,10 +40,10 @@ OPTIONS: dict[str, dict[str, Any]] = {
     "mixup": {"flags": ["--mixup", "0.2"], "what": "mixup (alpha 0.2)"},
     "cutmix": {"flags": ["--cutmix", "1.0"], "what": "cutmix (alpha 1.0)"},
     "randaugment": {"flags": ["--randaugment", "2,9"], "what": "RandAugment (2 ops, magnitude 9)"},
-    "ema": {"flags": ["--ema", "0.98"], "what": "EMA of the weights (decay 0.98)"},
+    "ema": {"flags": ["--ema", "0.99"], "what": "EMA of the weights (decay 0.99)"},
 }
 MIX_MIN_PER_CLASS = 100  # median images per class (positives per label) below which mixup/cutmix are not advised
-EMA_HORIZONS = 3  # a stage needs at least this many 1/(1-decay) horizons of steps for --ema
+EMA_WARMUP = 10.0  # tlkit.finetune.ema.WARMUP: decay min(DECAY, (1 + t) / (EMA_WARMUP + t)) after t updates
 BEYOND_EVIDENCE = 10  # data with this many times the benchmark's images per class is outside its evidence
 BENCH = "benchmarks/bench_recipes.py"
 
@@ -55,8 +57,13 @@ def _span(f: dict[str, Any]) -> str:
 
 
 def stage_steps(train_images: int, batch_size: int, epochs: int) -> int:
-    """Optimizer steps of one stage: batches per epoch (the last one partial) times epochs."""
+    """Optimizer steps of ``epochs``: batches per epoch (the last one partial) times epochs."""
     return math.ceil(train_images / max(1, batch_size)) * epochs
+
+
+def ema_steps_to_reach(decay: float) -> int:
+    """Updates after which the warmed-up EMA's decay ``(1 + t) / (EMA_WARMUP + t)`` reaches ``decay``."""
+    return math.ceil((EMA_WARMUP * decay - 1) / (1 - decay) - 1e-9)
 
 
 def recommend(
@@ -65,12 +72,12 @@ def recommend(
     per_class_median: float,
     train_images: int,
     batch_size: int = 32,
-    stage_epochs: int = 5,
+    run_epochs: int = 10,
     figures: dict[str, Any] | None = None,
 ) -> list[dict[str, Any]]:
     """One entry per option of :data:`OPTIONS`: ``{"option", "flags", "recommend", "reason"}``.
 
-    ``figures`` defaults to :data:`FIGURES`; ``stage_epochs`` is the shorter stage of the run advised.
+    ``figures`` defaults to :data:`FIGURES`; ``run_epochs``: both stages' epochs of the run advised.
     """
     figs = FIGURES if figures is None else figures
     task = _task(multi_label)
@@ -78,7 +85,7 @@ def recommend(
     configs = rows.get("configs", {})
     base = configs.get("baseline")
     bench_per_class = (figs or {}).get("per_class_train", 20)
-    steps = stage_steps(train_images, batch_size, stage_epochs)
+    run_steps = stage_steps(train_images, batch_size, run_epochs)
     unit = "positives per label" if multi_label else "images per class"
     out = []
     for name, opt in OPTIONS.items():
@@ -106,13 +113,14 @@ def recommend(
             )
         if name == "ema":
             decay = float(opt["flags"][1])
-            need = math.ceil(EMA_HORIZONS / (1 - decay))
-            if steps < need:
+            need = ema_steps_to_reach(decay)
+            if run_steps < need:
                 ok = False
+                reached = min(decay, (1 + run_steps) / (EMA_WARMUP + run_steps))
                 why += (
-                    f"; and not with few steps: a stage of this run has {steps} steps, under the {need} that "
-                    f"{EMA_HORIZONS} averaging horizons of decay {decay:g} need (the average would still hold "
-                    f"{decay**steps:.0%} of the stage's starting weights)"
+                    f"; and not with few steps: this run has {run_steps} steps, under the {need} the EMA's warm-up "
+                    f"needs to reach decay {decay:g} (it ends at {reached:.3f}, averaging about the last "
+                    f"{(EMA_WARMUP + run_steps) / (EMA_WARMUP - 1):.0f} steps)"
                 )
         out.append({"option": name, "flags": list(opt["flags"]), "recommend": ok, "reason": f"{opt['what']}: {why}"})
     return out
