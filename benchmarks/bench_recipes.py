@@ -60,37 +60,14 @@ SEEDS = (0, 1, 2)
 EMA_DECAY = "0.99"
 CONFIGS: dict[str, list[str]] = {
     "baseline": [],
-    "label_smoothing": ["--label-smoothing", "0.1"],
-    "mixup": ["--mixup", "0.2"],
-    "cutmix": ["--cutmix", "1.0"],
-    "randaugment": ["--randaugment", "2,9"],
+    "label_smoothing": "--label-smoothing 0.1".split(),
+    "mixup": "--mixup 0.2".split(),
+    "cutmix": "--cutmix 1.0".split(),
+    "randaugment": "--randaugment 2,9".split(),
     "ema": ["--ema", EMA_DECAY],
-    "timm": [
-        "--label-smoothing",
-        "0.1",
-        "--mixup",
-        "0.8",
-        "--cutmix",
-        "1.0",
-        "--randaugment",
-        "2,9",
-        "--ema",
-        EMA_DECAY,
-    ],
+    "timm": "--label-smoothing 0.1 --mixup 0.8 --cutmix 1.0 --randaugment 2,9".split() + ["--ema", EMA_DECAY],
 }
-COMMON = [
-    "--base",
-    "efficientnet_lite0",
-    "--input-size",
-    "96",
-    "96",
-    "--batch-size",
-    "16",
-    "--lr",
-    "3e-3",
-    "--cache",
-    "mem",
-]
+COMMON = "--base efficientnet_lite0 --input-size 96 96 --batch-size 16 --lr 3e-3 --cache mem".split()
 FULL = {"epochs": 3, "finetune_epochs": 5, "seeds": SEEDS, "fine": {}, "multi": {}}
 QUICK = {
     "epochs": 1,
