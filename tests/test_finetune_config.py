@@ -43,7 +43,7 @@ def test_every_field_has_a_flag():
     dests = {a.dest for a in _finetune_parser()._actions}
     missing = [f.name for f in FIELDS if f.name not in dests]
     assert missing == []
-    assert len(FIELDS) == 38  # a new field shows up here: give it help text and a parser kind
+    assert len(FIELDS) == 39  # a new field shows up here: give it help text and a parser kind
 
 
 def _expected_default(f: dataclasses.Field) -> str:
@@ -107,6 +107,7 @@ NON_DEFAULT = {
     "cache_features": (["--cache-features"], True),
     "check_sample": (["--check-sample", "9"], 9),
     "leaks": (["--leaks", "fail"], "fail"),
+    "multi_label": (["--multi-label"], True),
     "cache": (["--cache", "mem"], "mem"),
     "cache_budget": (["--cache-budget", "500MiB"], "500MiB"),
 }

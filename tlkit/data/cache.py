@@ -111,7 +111,8 @@ def prepared_dataset(paths: list[str], labels: Any, hw: tuple[int, int], *, skip
 
     from tlkit.data.remote_read import any_remote, fetch_first
 
-    ds = tf.data.Dataset.from_tensor_slices((paths, labels))
+    # Typed: an empty share (a worker with no files, tlkit.data.sharding) would be float32.
+    ds = tf.data.Dataset.from_tensor_slices((tf.constant(paths, tf.string), labels))
     if any_remote(paths):  # objects on a bucket: fetched in batches, decoded in the graph
         ds = fetch_first(ds, skip_missing=skip_undecodable)
         ds = ds.map(lambda d, y: (prepare(d, hw, data=True), y), num_parallel_calls=tf.data.AUTOTUNE)

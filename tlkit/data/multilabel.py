@@ -112,3 +112,14 @@ def refuse(what: str) -> None:
         f"multi-label data (a CSV 'labels' column or --multi-label) does not work with {what}; "
         "use a folder of label folders or a CSV manifest with a 'labels' column directly"
     )
+
+
+def remap(items: pd.DataFrame, classes: list[str], to: list[str]) -> pd.DataFrame:
+    """Multi-label ``items`` whose ids index ``classes`` with ids that index ``to`` instead (a run's
+    labels, for new data whose own label list may be smaller); every one of ``classes`` must be in ``to``."""
+    where = {c: i for i, c in enumerate(to)}
+    ids = [tuple(sorted(where[classes[j]] for j in t)) for t in items["label_ids"]]
+    out = items.copy()
+    out["label_ids"] = pd.Series(ids, index=out.index, dtype=object)
+    out["label_id"] = np.array([t[0] if t else -1 for t in ids], dtype=np.int64)
+    return out

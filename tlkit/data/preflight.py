@@ -183,6 +183,10 @@ def check(
         n_checked=len(chosen),
         n_reused=n_reused,
     )
+    if source.multi_label:  # images per split, labels per image, label pairs (class_counts are positives)
+        from tlkit.data.multilabel_report import attach
+
+        attach(report, items[ok])
     good_results = [r for r in results if r["ok"] and "h" in r]
     if good_results:
         hs = np.array([r["h"] for r in good_results])
@@ -268,20 +272,24 @@ def _duplicates(rows: list[tuple[str, str, str, str]]) -> tuple[list[DuplicateGr
 def _warnings(r: Report) -> list[str]:
     out = list(r.source_warnings)
     counts = r.class_counts
-    for c in r.classes:
+    if r.multilabel is not None:  # per label; several labels on one image are not a conflict
+        from tlkit.data.multilabel_report import warnings as label_warnings
+
+        out += label_warnings(r)
+    for c in r.classes if r.multilabel is None else []:
         if "train" in counts and counts["train"].get(c, 0) == 0:
             out.append(f"class {c!r} has no training images: the model cannot learn it")
         elif "val" in counts and counts["val"].get(c, 0) == 0:
             out.append(f"class {c!r} has no validation images: its validation metrics will be missing")
     train = counts.get("train", {})
     nonzero = [n for n in train.values() if n > 0]
-    if len(nonzero) >= 2 and max(nonzero) >= 5 * min(nonzero):
+    if len(nonzero) >= 2 and max(nonzero) >= 5 * min(nonzero) and r.multilabel is None:
         out.append(
             f"classes are imbalanced in train ({min(nonzero)} to {max(nonzero)} images): consider "
             "--class-weight auto, and read the per-class metrics"
         )
     conflicts = [g for g in r.duplicates if len(set(g.labels)) > 1] + [lk for lk in r.leaks if lk.label_a != lk.label_b]
-    if conflicts:
+    if conflicts and r.multilabel is None:
         out.append(f"{len(conflicts)} duplicate(s) carry different labels: the same image is labelled twice")
     if r.leaks and r.leak_policy == "keep":
         out.append(
@@ -320,6 +328,10 @@ def apply_leak_policy(
     usable, used = (report._items[report._keep(drop)] for drop in (False, policy == "drop"))
     # From the file list every time (not from class_counts): applying a policy twice gives the same report.
     before, after = _counts(usable, report), _counts(used, report)
+    if report.multilabel is not None:
+        from tlkit.data.multilabel_report import attach
+
+        attach(report, used, usable[~usable.index.isin(used.index)])
     report.class_counts = after
     report.dropped = {
         s: gone

@@ -83,6 +83,9 @@ class Report:
     dropped: dict[str, dict[str, int]] = field(default_factory=dict)
     leak_note: str = ""  # what the policy did, in words (the text report's last line)
     source_warnings: list[str] = field(default_factory=list, repr=False)
+    # Multi-label data: images per split, labels per image, label pairs (tlkit.data.multilabel_report);
+    # class_counts then hold positives per label. None for single-label data.
+    multilabel: dict[str, Any] | None = None
     _items: pd.DataFrame | None = field(default=None, repr=False)
     _ok: np.ndarray | None = field(default=None, repr=False)
 
@@ -93,10 +96,14 @@ class Report:
     @property
     def n_usable(self) -> int:
         """Examples a run uses: usable files, less any leaked copies the leak policy dropped."""
+        if self.multilabel is not None:  # class_counts are positives per label
+            return sum(self.multilabel["images"].values())
         return sum(sum(c.values()) for c in self.class_counts.values())
 
     @property
     def n_dropped(self) -> int:
+        if self.multilabel is not None:
+            return sum(self.multilabel["dropped_images"].values())
         return sum(sum(c.values()) for c in self.dropped.values())
 
     def clean_items(self, *, drop_leaks: bool = False) -> pd.DataFrame:
@@ -143,6 +150,8 @@ class Report:
             "warnings": list(self.warnings),
             "leak_note": self.leak_note,
             "seconds": round(self.seconds, 3),
+            "multi_label": self.multilabel is not None,
+            **({"multilabel": self.multilabel} if self.multilabel is not None else {}),
         }
 
     def to_text(self) -> str:
@@ -180,17 +189,31 @@ class Report:
             )
         splits = [s for s in SPLITS if s in self.class_counts]
         if splits:
-            width = max([7 if self.n_dropped else 5] + [len(c) for c in self.classes])
+            width = max([7 if self.n_dropped else 6 if self.multilabel else 5] + [len(c) for c in self.classes])
             lines.append(f"  {'class':<{width}}" + "".join(f"{s:>8}" for s in splits))
             for c in self.classes:
                 lines.append(f"  {c:<{width}}" + "".join(f"{self.class_counts[s].get(c, 0):>8}" for s in splits))
-            lines.append(f"  {'total':<{width}}" + "".join(f"{sum(self.class_counts[s].values()):>8}" for s in splits))
+            if self.multilabel is not None:  # positives per label, then images (an image has 0..C labels)
+                lines[-1 - len(self.classes)] = lines[-1 - len(self.classes)].replace("class", "label", 1)
+                imgs = self.multilabel["images"]
+                lines.append(f"  {'images':<{width}}" + "".join(f"{imgs.get(s, 0):>8}" for s in splits))
+            else:
+                lines.append(
+                    f"  {'total':<{width}}" + "".join(f"{sum(self.class_counts[s].values()):>8}" for s in splits)
+                )
             if self.n_dropped:
+                gone = {s: sum(self.dropped.get(s, {}).values()) for s in splits}
+                if self.multilabel is not None:  # images, not positives
+                    gone = {s: self.multilabel["dropped_images"].get(s, 0) for s in splits}
                 lines.append(
                     f"  {'dropped':<{width}}"
-                    + "".join(f"{sum(self.dropped.get(s, {}).values()):>8}" for s in splits)
+                    + "".join(f"{gone[s]:>8}" for s in splits)
                     + "  (leaked copies, --leaks drop: not in the counts above)"
                 )
+            if self.multilabel is not None:
+                from tlkit.data.multilabel_report import text_lines
+
+                lines += text_lines(self)
         if self.image_sizes:
             hs, ws = self.image_sizes["height"], self.image_sizes["width"]
             txt = (

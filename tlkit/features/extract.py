@@ -192,6 +192,7 @@ def extract(
     cache_dir: str | None = None,
     progress: bool | None = None,
     stop_after_chunks: int | None = None,
+    multi_label: bool = False,
 ) -> ExtractResult:
     """Extract ``layers`` of ``base`` for every usable image of ``data`` into ``out``.
 
@@ -201,7 +202,9 @@ def extract(
     ``out`` ends in ``.parquet`` or ``.npz``. Bad files are skipped and listed in
     ``OUT.skipped.csv``. ``stop_after_chunks`` stops early (as an interruption would),
     leaving the completed parts for ``resume``. ``out`` is locked for the run (a second process
-    is refused); an existing ``out`` is replaced only once the new file is complete.
+    is refused); an existing ``out`` is replaced only once the new file is complete. ``multi_label``:
+    label folders as multi-label data (:mod:`tlkit.data.multilabel_folders`); a multi-label source's
+    rows have ``label`` as its names joined with ``|`` and ``label_id`` as its first label's id (-1: none).
     """
     out = Path(out)
     fmt = out.suffix.lstrip(".").lower()
@@ -229,6 +232,7 @@ def extract(
             cache_dir=cache_dir,
             progress=progress,
             stop_after_chunks=stop_after_chunks,
+            multi_label=multi_label,
         )
 
 
@@ -251,6 +255,7 @@ def _extract_locked(
     cache_dir: str | None,
     progress: bool | None,
     stop_after_chunks: int | None,
+    multi_label: bool = False,
 ) -> ExtractResult:
     """:func:`extract` with the output's lock held."""
     from tqdm import tqdm
@@ -261,7 +266,7 @@ def _extract_locked(
     parts = out.with_name(out.name + ".parts")
     # The model first: a layer that does not exist fails before the images are read.
     model, meta = build_tap_model(base, layers, weights=weights, input_size=input_size, pooling=pooling, seed=seed)
-    source = tldata.resolve(data, val_split=val_split, seed=seed, cache_dir=cache_dir)
+    source = tldata.resolve(data, val_split=val_split, seed=seed, cache_dir=cache_dir, multi_label=multi_label)
     if source.kind not in ("files", "records"):
         raise DataError(
             "feature extraction reads image files (a folder, CSV or builtin:) or a tlkit prepare folder; "
@@ -272,6 +277,8 @@ def _extract_locked(
 
     items = extraction_items(source, report)
     meta.update({"data": data, "classes": list(source.classes), "seed": seed, "val_split": val_split})
+    if source.multi_label:  # only then: a single-label extraction's metadata (and its resume check) is as before
+        meta["multi_label"] = True
     # Every refusal comes before anything is written, and the old output stays until the new one is
     # complete (_assemble renames it into place): a refused or interrupted run leaves the file as it was.
     existing = sorted(parts.glob("part-*.parquet")) if parts.is_dir() else []

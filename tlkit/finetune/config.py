@@ -58,7 +58,8 @@ class FinetuneConfig:
 
     data: str = field(
         metadata={
-            "help": "folder of class subfolders, a CSV manifest (path,label[,split]), "
+            "help": "folder of class subfolders, a CSV manifest (path,label[,split]; path,labels[,split] "
+            "for multi-label data, names separated by |), "
             "tfds:NAME, builtin:digits / builtin:faces, or a folder written by tlkit prepare",
             "kind": "str",
             "required": True,

@@ -98,7 +98,12 @@ def evaluate_runs(
 
         items = items.copy()
         # Class ids follow the run's labels, not the new data's own (possibly smaller) class list.
-        items["label_id"] = items["label"].map({c: i for i, c in enumerate(labels)})
+        if source.multi_label:  # label_ids (and label_id, the first) by the run's labels
+            from tlkit.data.multilabel import remap
+
+            items = remap(items, source.classes, list(labels))
+        else:
+            items["label_id"] = items["label"].map({c: i for i, c in enumerate(labels)})
         if data and not split and source.split_method == "none":
             split = "all"  # new data without a train/val/test split: every file is evaluation data
         if split == "all":

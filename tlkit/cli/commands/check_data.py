@@ -26,7 +26,8 @@ ORDER = 35
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "data",
-        help="folder of class subfolders, a CSV manifest (path,label[,split]), tfds:NAME, "
+        help="folder of class subfolders, a CSV manifest (path,label[,split]; or path,labels[,split] for "
+        "multi-label data, names separated by |), tfds:NAME, "
         "builtin:digits / builtin:faces, or a tlkit prepare folder (its shards' checksums are verified)",
     )
     p.add_argument(

@@ -43,6 +43,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--chunk-rows", type=positive_int, default=1024, help="rows per written chunk")
     p.add_argument("--val-split", type=fraction, default=0.2)
     p.add_argument(
+        "--multi-label",
+        action="store_true",
+        help="label folders as multi-label data: an image in several label folders (a hard link, a symlink or "
+        "the same bytes) is one row, its label the names joined with | (a CSV 'labels' column needs no flag)",
+    )
+    p.add_argument(
         "--seed",
         type=int,
         default=0,
@@ -78,6 +84,8 @@ def _run_beam(args: argparse.Namespace) -> int:
 
     if args.resume:
         raise ConfigError(BEAM_RESUME)
+    if args.multi_label:
+        raise ConfigError("--multi-label is not read by --runner beam; extract label folders with the local runner")
     res = extract_beam(
         args.base,
         args.layer,
@@ -171,6 +179,7 @@ def _run_local(args: argparse.Namespace) -> int:
         force=args.force,
         val_split=args.val_split,
         seed=args.seed,
+        multi_label=args.multi_label,
     )
     dims = ", ".join(f"{k}: {v}" for k, v in res.dims.items())
     shown = getattr(args, "shown_out", None) or res.path
