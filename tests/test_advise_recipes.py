@@ -133,6 +133,8 @@ def test_multi_label_small_similar_finetunes_the_head_with_thresholds():
     assert "rarest: cup 12, rocket 30, cat 40" in a.reasons[0] and "small data" in a.reasons[0]
     assert any("one threshold per label" in r for r in a.reasons)
     assert {r["option"] for r in a.regularisation} == set(ar.OPTIONS)
+    ema = _by(a.regularisation)["ema"]["reason"]
+    assert "this run has 10 steps" in ema  # 44 training images (val 0.2), batch 32, 5 head epochs (no stage 2)
     assert "regularisation (measured by benchmarks/bench_recipes.py):" in a.to_text()
 
 

@@ -213,7 +213,8 @@ def decide(m: dict[str, Any]) -> Advice:
         reasons[:1] = advise_recipes.multi_label_reasons(m)
         reasons[0] += f": {size} data (small means a median under {SMALL_PER_CLASS:,} positives per label)"
     if finetunes:
-        epochs = 10 if situation == "large-similar" or (multi and situation == "small-similar") else 8  # both stages
+        # both stages' epochs: 5 + 5 (defaults), 4 + 4 (the deep recipe), 5 (--unfreeze 0 skips stage 2)
+        epochs = {"large-similar": 10, "small-similar": 5}.get(situation, 8)
         regularisation = advise_recipes.recommend(
             multi_label=multi,
             per_class_median=per["median"],
