@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from tlkit.advise import FLIP_RETAINED, SMALL_PER_CLASS, decide, input_side
+from tlkit.advise_recipes import extra_flags
 from tlkit.cli import main as cli
 
 SMOKE = " --epochs 1 --finetune-epochs 1"  # appended to each `tlkit finetune` step: argparse keeps the last value
@@ -81,6 +82,9 @@ def test_digits_command_is_the_main_job(advice):
     assert advice["digits"]["command"] == (
         "tlkit finetune --base efficientnet_lite0 --data builtin:digits --input-size 64 64 --epochs 4 "
         "--finetune-epochs 4 --unfreeze all --lr 3e-3 --no-augment --no-flip"
+        + extra_flags(
+            advice["digits"]["regularisation"]
+        )  # what bench_recipes' evidence adds (tests/test_advise_recipes.py)
     )
     assert advice["faces"]["commands"][0].startswith("tlkit extract --base efficientnet_lite0 --layer penultimate")
     assert advice["faces"]["commands"][1].startswith("tlkit probe ")

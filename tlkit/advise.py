@@ -49,6 +49,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from tlkit import advise_recipes
 from tlkit.advise_measure import MIN_ABOVE_CHANCE, PIXEL_SIDE, SAMPLE, measure
 from tlkit.errors import DataError
 
@@ -104,6 +105,8 @@ class Advice:
     measurements: dict[str, Any] = field(default_factory=dict)
     thresholds: dict[str, Any] = field(default_factory=dict)
     seconds: float = 0.0
+    # label smoothing, mixup, cutmix, RandAugment, EMA: tlkit.advise_recipes.recommend's entries
+    regularisation: list[dict[str, Any]] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -117,6 +120,9 @@ class Advice:
         s = SITUATIONS[self.situation]
         lines = [f"situation: {s['title']} ({self.situation})", f"strategy: {s['strategy']}", "", "why:"]
         lines += [f"  - {r}" for r in self.reasons]
+        if self.regularisation:
+            lines += ["", "regularisation (measured by benchmarks/bench_recipes.py):"]
+            lines += [f"  {'+' if r['recommend'] else '-'} {r['reason']}" for r in self.regularisation]
         lines += [
             "",
             f"recipe: {self.recipe} (see recipes/README.md)",
@@ -180,7 +186,9 @@ def decide(m: dict[str, Any]) -> Advice:
             f"costs {(min(m['base_input']) / side) ** 2:.0f}x the compute)"
         ),
     ]
-    finetunes = situation != "small-similar"  # augmentation and flips matter only when training on images
+    multi = bool(m.get("multi_label"))
+    # augmentation and flips matter only when training on images (multi-label data always finetunes)
+    finetunes = situation != "small-similar" or multi
     if finetunes and no_augment:
         reasons.append(
             f"images are tiny (shorter side {short:g} < {TINY_SIDE} px): no random-crop augmentation "
@@ -200,10 +208,33 @@ def decide(m: dict[str, Any]) -> Advice:
             "class; flips stay on (tlkit's default)"
         )
 
+    regularisation: list[dict[str, Any]] = []
+    if multi:
+        reasons[:1] = advise_recipes.multi_label_reasons(m)
+        reasons[0] += f": {size} data (small means a median under {SMALL_PER_CLASS:,} positives per label)"
+    if finetunes:
+        # both stages' epochs: 5 + 5 (defaults), 4 + 4 (the deep recipe), 5 (--unfreeze 0 skips stage 2)
+        epochs = {"large-similar": 10, "small-similar": 5}.get(situation, 8)
+        regularisation = advise_recipes.recommend(
+            multi_label=multi,
+            per_class_median=per["median"],
+            train_images=int(m["images"] * 0.8),  # finetune's default --val-split 0.2
+            batch_size=32,
+            run_epochs=epochs,
+        )
     q = shlex.quote
     sized = f"--input-size {side} {side}"
     extra = (" --no-augment" if no_augment else "") + (" --no-flip" if no_flip else "")
-    if situation == "small-similar":
+    extra += advise_recipes.extra_flags(regularisation)
+    if multi and situation == "small-similar":
+        # tlkit probe fits one label per image; a frozen base with a sigmoid head is the same linear classifier.
+        reasons.append(
+            "multi-label: instead of extract + probe (one label per image), finetune the head alone on the "
+            "frozen base (--unfreeze 0), the same linear classifier on the penultimate features, with a "
+            "threshold per label"
+        )
+        commands = [f"tlkit finetune --base {base} --data {q(data)} {sized} --unfreeze 0{extra}"]
+    elif situation == "small-similar":
         name = f"{base}-{_slug(data)}"
         commands = [
             f"tlkit extract --base {base} --layer penultimate --data {q(data)} {sized} --out features/{name}.parquet",
@@ -237,6 +268,7 @@ def decide(m: dict[str, Any]) -> Advice:
         commands=commands,
         measurements=m,
         thresholds=thresholds,
+        regularisation=regularisation,
     )
 
 

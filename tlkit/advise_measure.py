@@ -90,13 +90,22 @@ def measure(
             "export the images to a folder first"
         )
     items = source.items
-    counts = items.groupby("label").size().reindex(source.classes, fill_value=0)
-    picked = _stratified_sample(items, sample, seed)
+    multi = bool(getattr(source, "multi_label", False))
+    if multi:  # positives per label; a seeded plain sample (label combinations are too many to stratify)
+        import pandas as pd
+
+        from tlkit.data.multilabel import label_counts
+
+        counts = pd.Series(label_counts(items, source.classes), index=source.classes)
+        picked = items.sample(min(sample, len(items)), random_state=seed).sort_values("path", kind="stable")
+    else:
+        counts = items.groupby("label").size().reindex(source.classes, fill_value=0)
+        picked = _stratified_sample(items, sample, seed)
     images, labels, bad = [], [], []
-    for path, label_id in zip(picked["path"], picked["label_id"]):
+    for path, label_id in zip(picked["path"], picked["label_ids" if multi else "label_id"]):
         try:
             images.append(load_rgb(path))
-            labels.append(int(label_id))
+            labels.append(tuple(label_id) if multi else int(label_id))
         except ImageError as exc:
             bad.append({"path": path, "reason": exc.reason})
     if len(images) < 4:
@@ -104,16 +113,19 @@ def measure(
             f"only {len(images)} readable images in the sample of {data}; check it with "
             f"`tlkit check-data {shlex.quote(data)}`"
         )
-    y = np.asarray(labels)
+    y = _multi_hot(labels, len(source.classes)) if multi else np.asarray(labels)
     heights = np.array([im.shape[0] for im in images])
     widths = np.array([im.shape[1] for im in images])
 
     probs, feats = _pretrained_outputs(spec, images, batch_size)
     pixels = np.stack([_resize(im, PIXEL_SIDE, PIXEL_SIDE) for im in images]).reshape(len(images), -1)
     mirrored = np.stack([_resize(im[:, ::-1], PIXEL_SIDE, PIXEL_SIDE) for im in images]).reshape(len(images), -1)
-    feat_acc, _ = probe_accuracy(feats, y, seed=seed)
-    pixel_acc, mirrored_acc = probe_accuracy(pixels, y, seed=seed, test_also=mirrored)
-    chance = 1.0 / len(np.unique(y))
+    if multi:
+        feat_acc, pixel_acc, mirrored_acc, chance = one_vs_rest_probes(feats, pixels, mirrored, y, seed=seed)
+    else:
+        feat_acc, _ = probe_accuracy(feats, y, seed=seed)
+        pixel_acc, mirrored_acc = probe_accuracy(pixels, y, seed=seed, test_also=mirrored)
+        chance = 1.0 / len(np.unique(y))
     above = pixel_acc - chance
 
     from tlkit.imagenet import class_names
@@ -122,10 +134,18 @@ def measure(
     top1 = probs.argmax(axis=1)
     ids, freq = np.unique(top1, return_counts=True)
     order = np.argsort(-freq, kind="stable")[:3]
+    extra = {}
+    if multi:
+        extra = {
+            "positives": {c: int(n) for c, n in counts.items()},
+            "labels_per_image": round(float(items["label_ids"].map(len).mean()), 4),
+        }
     return {
         "data": data,
         "base": spec.name,
         "description": source.description,
+        "multi_label": multi,
+        **extra,
         "images": int(len(items)),
         "classes": len(source.classes),
         "per_class": {"median": float(np.median(counts)), "min": int(counts.min()), "max": int(counts.max())},
@@ -159,6 +179,37 @@ def measure(
             ],
         },
     }
+
+
+def _multi_hot(label_ids: list[tuple[int, ...]], num_classes: int) -> np.ndarray:
+    out = np.zeros((len(label_ids), num_classes), dtype=np.int64)
+    for i, ids in enumerate(label_ids):
+        out[i, list(ids)] = 1
+    return out
+
+
+def one_vs_rest_probes(
+    feats: np.ndarray, pixels: np.ndarray, mirrored: np.ndarray, y: np.ndarray, *, seed: int = 0
+) -> tuple[float, float, float, float]:
+    """Multi-label data (``y``: multi-hot ``[N, C]``): :func:`probe_accuracy` of one binary probe per label
+    (present / absent), averaged over the labels with at least 2 images on each side in the sample.
+
+    Returns (features accuracy, pixels accuracy, pixels on mirrored images, chance); chance is the mean
+    share of each label's larger side (what always answering it scores).
+    """
+    fa, pa, ma, ch = [], [], [], []
+    for c in range(y.shape[1]):
+        yc = y[:, c].astype(int)
+        if min(int(yc.sum()), int(len(yc) - yc.sum())) < 2:
+            continue
+        fa.append(probe_accuracy(feats, yc, seed=seed)[0])
+        p, mp = probe_accuracy(pixels, yc, seed=seed, test_also=mirrored)
+        pa.append(p)
+        ma.append(float(mp))
+        ch.append(max(yc.mean(), 1 - yc.mean()))
+    if not fa:
+        raise DataError("no label has at least 2 images with it and 2 without it in the sample; advise cannot probe")
+    return float(np.mean(fa)), float(np.mean(pa)), float(np.mean(ma)), float(np.mean(ch))
 
 
 def _pretrained_outputs(spec: Any, images: list[np.ndarray], batch_size: int) -> tuple[np.ndarray, np.ndarray]:

@@ -15,7 +15,9 @@ DESCRIPTION = (
     "raw pixels (and, for information, how confident the ImageNet classifier is). Prints the situation "
     "(small/large data x similar/different from ImageNet), the reasons with their numbers, the recipe in "
     "recipes/ and the exact tlkit command. Thresholds: small < 1000 images per class (median); similar "
-    "when the features are at least as good as pixels."
+    "when the features are at least as good as pixels. Label smoothing, mixup, cutmix, RandAugment and EMA "
+    "are recommended only where benchmarks/bench_recipes.py measured a win beyond the seed spread, and "
+    "never mixup/cutmix under 100 images per class or EMA on a run too short for its decay."
 )
 ORDER = 37
 
@@ -24,7 +26,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--data",
         required=True,
-        help="folder of class subfolders, a CSV manifest (path,label[,split]), or builtin:digits / builtin:faces",
+        help="folder of class subfolders, a CSV manifest (path,label[,split]; or path,labels[,split] for "
+        "multi-label data, labels separated by |), or builtin:digits / builtin:faces",
     )
     p.add_argument(
         "--base",
