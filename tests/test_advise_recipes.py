@@ -154,3 +154,11 @@ def test_advise_measures_a_multi_label_csv(tmp_path):
     assert m["positives"] == counts  # positives per label, counted from the manifest
     assert m["per_class"]["min"] == min(counts.values()) and m["sample"]["images"] == 42
     assert 0.5 <= m["probe"]["features"] <= 1 and 0 < m["mirror"]["chance"] < 1
+
+
+def test_advise_counts_the_ema_warm_up_finetune_uses():
+    """advise_recipes keeps its own copy (it must not import Keras); it must equal the trainer's."""
+    from tlkit import advise_recipes
+    from tlkit.finetune import ema
+
+    assert advise_recipes.EMA_WARMUP == ema.WARMUP
