@@ -8,6 +8,8 @@ Every call has a bounded time.
 
 from __future__ import annotations
 
+import csv
+import json
 import os
 import signal
 import subprocess
@@ -56,6 +58,19 @@ def start_tlkit(*args: str, cwd: Path, env: dict[str, str] | None = None, log: P
         stderr=subprocess.STDOUT,
         start_new_session=True,
     )
+
+
+def run_state(run: Path) -> dict:
+    """A run directory's ``state.json``, or {} while it is missing or being replaced."""
+    try:
+        return json.loads((run / "state.json").read_text())
+    except (FileNotFoundError, ValueError):
+        return {}
+
+
+def run_history(run: Path) -> list[dict[str, str]]:
+    """A run's ``history.csv`` rows: every recorded value but the epoch's duration."""
+    return [{k: v for k, v in r.items() if k != "seconds"} for r in csv.DictReader(open(run / "history.csv"))]
 
 
 def wait_for(predicate, timeout: float, proc: subprocess.Popen | None = None, every: float = 0.1) -> None:

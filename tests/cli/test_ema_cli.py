@@ -3,14 +3,23 @@ SIGKILLed run resumed bit for bit, the average and its update count included."""
 
 from __future__ import annotations
 
-import csv
 import json
 import signal
 from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import TINY_RUN, assert_one_line_error, make_shapes_folder, start_tlkit, stop, tlkit, wait_for
+from conftest import (
+    TINY_RUN,
+    assert_one_line_error,
+    make_shapes_folder,
+    run_history,
+    run_state,
+    start_tlkit,
+    stop,
+    tlkit,
+    wait_for,
+)
 
 ARGS = (*TINY_RUN, "--epochs", "2", "--finetune-epochs", "1", "--unfreeze", "1", "--ema", "0.9", "--quiet")
 
@@ -24,17 +33,6 @@ def test_bad_decay_and_cache_features_are_refused_in_one_line(tmp_path):
     )
     assert "--ema with --cache-features" in line
     assert not (tmp_path / "runs").exists()
-
-
-def _state(run: Path) -> dict:
-    try:
-        return json.loads((run / "state.json").read_text())
-    except (FileNotFoundError, ValueError):
-        return {}
-
-
-def _history(run: Path) -> list[dict[str, str]]:
-    return [{k: v for k, v in r.items() if k != "seconds"} for r in csv.DictReader(open(run / "history.csv"))]
 
 
 def _load(path: Path):
@@ -68,7 +66,7 @@ def test_ema_run_keeps_the_average_and_resumes_bit_for_bit(tmp_path):
     assert all(np.abs(r - a).max() > 1e-6 for r, a in zip(raw, average))
     # metrics.json evaluated best.keras: the EMA-validated epoch's accuracy.
     metrics = json.loads((one / "metrics.json").read_text())
-    assert metrics["checkpoint"] == "best.keras" and metrics["top1"] == pytest.approx(_state(one)["best"])
+    assert metrics["checkpoint"] == "best.keras" and metrics["top1"] == pytest.approx(run_state(one)["best"])
 
     # SIGKILL after epoch 0 (in epoch 1), then after epoch 1 (at the stage switch: stage 2 must start
     # from the EMA weights also when the resume does not run stage 1's fit), resumed each time.
@@ -76,12 +74,12 @@ def test_ema_run_keeps_the_average_and_resumes_bit_for_bit(tmp_path):
     for i, done in enumerate((1, 2)):
         resume = ("--resume",) if i else ()
         proc = start_tlkit(*args, "--name", "stopped", *resume, cwd=tmp_path, log=tmp_path / f"{i}.log")
-        wait_for(lambda done=done: _state(run).get("next_epoch", 0) >= done, 240, proc, every=0.02)
+        wait_for(lambda done=done: run_state(run).get("next_epoch", 0) >= done, 240, proc, every=0.02)
         assert stop(proc, signal.SIGKILL) == -9
     r = tlkit(*args, "--name", "stopped", "--resume", cwd=tmp_path, timeout=300)
     assert r.returncode == 0, r.stderr[-2000:]
     assert (run / "train.log").read_text().count("resumed from") == 2
-    assert _history(run) == _history(one)
+    assert run_history(run) == run_history(one)
     (w1, o1), (w2, o2) = _arrays(last), _arrays(_load(run / "last.keras"))
     assert len(w1) == len(w2) and len(o1) == len(o2) > 0
     assert all(np.array_equal(a, b) for a, b in zip(w1, w2))

@@ -4,13 +4,21 @@ mixing is a function of seed, epoch and batch); combinations that cannot work ar
 
 from __future__ import annotations
 
-import csv
 import json
 import signal
 from pathlib import Path
 
 import pytest
-from conftest import TINY_RUN, assert_one_line_error, make_shapes_folder, start_tlkit, stop, tlkit, wait_for
+from conftest import (
+    TINY_RUN,
+    assert_one_line_error,
+    make_shapes_folder,
+    run_history,
+    start_tlkit,
+    stop,
+    tlkit,
+    wait_for,
+)
 
 # With augmentation (TINY_RUN turns it off): mixing comes after it. Class weights still work.
 ARGS = (
@@ -30,10 +38,6 @@ ARGS = (
     "auto",
     "--quiet",
 )
-
-
-def _history(run: Path) -> list[dict[str, str]]:
-    return [{k: v for k, v in r.items() if k != "seconds"} for r in csv.DictReader(open(run / "history.csv"))]
 
 
 def _next_epoch(run: Path) -> int:
@@ -58,7 +62,7 @@ def test_mixed_run_records_options_and_resumes_bit_exact(tmp_path: Path):
     assert stop(proc, signal.SIGKILL) == -9 and _next_epoch(run) == 1
     r = tlkit(*args, "--name", "stopped", "--resume", cwd=tmp_path, timeout=300)
     assert r.returncode == 0, r.stderr[-2000:]
-    one, two = _history(tmp_path / "runs" / "full"), _history(run)
+    one, two = run_history(tmp_path / "runs" / "full"), run_history(run)
     assert [row["epoch"] for row in one] == ["0", "1"] and "val_loss" in one[0]
     assert two == one  # every loss, accuracy and rate, to the last printed digit
 

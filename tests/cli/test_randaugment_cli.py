@@ -4,7 +4,6 @@ uninterrupted one bit for bit (RandAugment's draws are a function of (seed, epoc
 
 from __future__ import annotations
 
-import csv
 import json
 import signal
 import subprocess
@@ -12,7 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import TINY_RUN, cli_env, make_shapes_folder, start_tlkit, stop, tlkit, wait_for
+from conftest import TINY_RUN, cli_env, make_shapes_folder, run_history, start_tlkit, stop, tlkit, wait_for
 
 REFUSED = [
     (["--randaugment", "2"], "expected N,M"),
@@ -42,10 +41,6 @@ def test_refused_in_one_line_before_tensorflow_loads(tmp_path: Path):
     for (rc, lines), (extra, fragment) in zip(got["results"], REFUSED):
         assert rc == 2 and len(lines) == 1 and fragment in lines[0], (extra, rc, lines)
     assert not (tmp_path / "runs").exists()
-
-
-def _history(run: Path) -> list[dict[str, str]]:
-    return [{k: v for k, v in r.items() if k != "seconds"} for r in csv.DictReader(open(run / "history.csv"))]
 
 
 @pytest.mark.slow
@@ -82,6 +77,6 @@ def test_killed_and_resumed_run_equals_the_uninterrupted_one(tmp_path: Path):
     assert r.returncode == 0, r.stderr[-2000:]
     resumed = (run / "train.log").read_text()
     assert "resumed from" in resumed and resumed.count("RandAugment 2,9") == 2
-    one, two = _history(tmp_path / "runs" / "full"), _history(run)
+    one, two = run_history(tmp_path / "runs" / "full"), run_history(run)
     assert [r["epoch"] for r in one] == ["0", "1"]
     assert two == one  # every loss and accuracy, to the last printed digit

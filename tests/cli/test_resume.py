@@ -15,7 +15,7 @@ import signal
 from pathlib import Path
 
 import pytest
-from conftest import TINY_RUN, start_tlkit, stop, tlkit, wait_for
+from conftest import TINY_RUN, run_state, start_tlkit, stop, tlkit, wait_for
 
 HEAD_EPOCHS, FT_EPOCHS = 2, 3
 ARGS = (
@@ -53,13 +53,6 @@ FINAL_FILES = [
 ]
 
 
-def _state(run: Path) -> dict:
-    try:
-        return json.loads((run / "state.json").read_text())
-    except (FileNotFoundError, ValueError):
-        return {}
-
-
 def _rows(run: Path) -> list[tuple[int, int]]:
     """(epoch, stage) of every complete history row."""
     if not (run / "history.csv").exists():
@@ -95,9 +88,9 @@ def test_resume_after_sigint_and_sigkill_at_every_point(tmp_path, shapes):
     killed_pid = None
     for i, (sig, where, reached) in enumerate(STOPS):
         proc = start_tlkit(*ARGS, *(("--resume",) if i else ()), cwd=tmp_path, log=tmp_path / f"run{i}.log")
-        wait_for(lambda reached=reached: reached(_state(run)), 180, proc, every=0.02)
+        wait_for(lambda reached=reached: reached(run_state(run)), 180, proc, every=0.02)
         rc = stop(proc, sig)
-        state = _state(run)
+        state = run_state(run)
         # Each stop landed where it was meant to (the next epoch takes longer than the poll).
         assert reached(state), (where, state)
         rows = _rows(run)
@@ -119,7 +112,7 @@ def test_resume_after_sigint_and_sigkill_at_every_point(tmp_path, shapes):
     for name in FINAL_FILES:
         assert (run / name).is_file() and (run / name).stat().st_size > 0, name
     assert _leftovers(run) == []
-    assert _state(run)["done"] is True
+    assert run_state(run)["done"] is True
     metrics = json.loads((run / "metrics.json").read_text())
     assert metrics["epochs_run"] == HEAD_EPOCHS + FT_EPOCHS and metrics["count"] == 6
     log = (run / "train.log").read_text()

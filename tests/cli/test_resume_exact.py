@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import make_shapes_folder, start_tlkit, stop, tlkit, wait_for
+from conftest import make_shapes_folder, run_history, run_state, start_tlkit, stop, tlkit, wait_for
 
 ARGS = (
     "finetune",
@@ -47,18 +47,6 @@ ARGS = (
 
 # Whole CLI runs: the full suite runs them, the fast tier (-m 'not slow') does not.
 pytestmark = pytest.mark.slow
-
-
-def _state(run: Path) -> dict:
-    try:
-        return json.loads((run / "state.json").read_text())
-    except (FileNotFoundError, ValueError):
-        return {}
-
-
-def _history(run: Path) -> list[dict[str, str]]:
-    """Every recorded value but the epoch's duration."""
-    return [{k: v for k, v in r.items() if k != "seconds"} for r in csv.DictReader(open(run / "history.csv"))]
 
 
 def _arrays(path: Path) -> tuple[list[np.ndarray], list[np.ndarray]]:
@@ -93,19 +81,19 @@ def test_stopped_and_resumed_run_equals_the_uninterrupted_one_bit_for_bit(tmp_pa
         proc = start_tlkit(
             *args, "--name", "stopped", *(("--resume",) if i else ()), cwd=tmp_path, log=tmp_path / f"{i}.log"
         )
-        wait_for(lambda reached=reached: reached(_state(run)), 240, proc, every=0.02)
-        time.sleep(part * seconds[_state(run)["next_epoch"]])
-        before = _state(run)["next_epoch"]
+        wait_for(lambda reached=reached: reached(run_state(run)), 240, proc, every=0.02)
+        time.sleep(part * seconds[run_state(run)["next_epoch"]])
+        before = run_state(run)["next_epoch"]
         rc = stop(proc, sig)
         # Stopped where meant: the next epoch had not ended yet.
-        assert _state(run)["next_epoch"] == before, (where, _state(run))
+        assert run_state(run)["next_epoch"] == before, (where, run_state(run))
         # SIGINT and SIGTERM keep the work and exit 130 (or 143, SIGTERM's own convention).
         assert rc in {signal.SIGINT: (130,), signal.SIGTERM: (130, 143), signal.SIGKILL: (-9,)}[sig], (where, rc)
     r = tlkit(*args, "--name", "stopped", "--resume", cwd=tmp_path, timeout=300)
     assert r.returncode == 0, r.stderr[-2000:]
     assert (run / "train.log").read_text().count("resumed from") == len(STOPS)
 
-    one, two = _history(tmp_path / "runs" / "full"), _history(run)
+    one, two = run_history(tmp_path / "runs" / "full"), run_history(run)
     assert [(r["epoch"], r["stage"]) for r in one] == [("0", "1"), ("1", "1"), ("2", "2"), ("3", "2")]
     assert two == one  # every loss, accuracy and learning rate, to the last printed digit
     weights_one, slots_one = _arrays(tmp_path / "runs" / "full" / "last.keras")

@@ -12,14 +12,23 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import signal
 import time
 from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import TINY_RUN, make_shapes_folder, png_title, start_tlkit, stop, tensorboard_logs, tlkit, wait_for
+from conftest import (
+    TINY_RUN,
+    make_shapes_folder,
+    png_title,
+    run_state,
+    start_tlkit,
+    stop,
+    tensorboard_logs,
+    tlkit,
+    wait_for,
+)
 from PIL import Image
 
 pytestmark = pytest.mark.slow
@@ -49,13 +58,6 @@ ARGS = (
 STALE_LOSS = 99.0
 
 
-def _state(run: Path) -> dict:
-    try:
-        return json.loads((run / "state.json").read_text())
-    except (FileNotFoundError, ValueError):
-        return {}
-
-
 def _add_stale_epoch(log_dir: Path, step: int) -> None:
     """What a kill after TensorBoard's write of epoch ``step`` and before its state.json leaves."""
     from tensorboard.compat.proto import event_pb2, summary_pb2
@@ -77,10 +79,10 @@ def resumed_run(tmp_path_factory) -> tuple[Path, dict]:
     make_shapes_folder(tmp / "shapes")
     run = tmp / "runs" / "r"
     proc = start_tlkit(*ARGS, "--tensorboard", cwd=tmp, log=tmp / "first.log")
-    wait_for(lambda: _state(run).get("next_epoch", 0) >= 1, 180, proc, every=0.02)
+    wait_for(lambda: run_state(run).get("next_epoch", 0) >= 1, 180, proc, every=0.02)
     rc = stop(proc, signal.SIGINT)
     assert rc == 130, (tmp / "first.log").read_text()[-2000:]
-    stopped_at = _state(run)["next_epoch"]
+    stopped_at = run_state(run)["next_epoch"]
     assert stopped_at < HEAD_EPOCHS + FT_EPOCHS
     _add_stale_epoch(run / "tensorboard", stopped_at)
     r = tlkit(*ARGS, "--resume", cwd=tmp, timeout=300)  # no --tensorboard: the run's own setting is kept

@@ -104,15 +104,19 @@ def _step_fns(
         confusion = tf.math.confusion_matrix(losses.class_ids(y), pred, num_classes, weights=mask, dtype=tf.float32)
         return tf.reduce_sum(per_example), correct, top5, n, confusion
 
-    def reduced(fn: Callable) -> Callable:
-        @tf.function
-        def step(x: Any, y: Any) -> Any:
-            out = strategy.run(fn, args=(x, y))
-            return [strategy.reduce("SUM", v, axis=None) for v in out]
+    return _reduced(strategy, replica_train), _reduced(strategy, replica_eval)
 
-        return step
 
-    return reduced(replica_train), reduced(replica_eval)
+def _reduced(strategy: Any, fn: Callable) -> Callable:
+    """``fn`` run on every replica, as one compiled step returning its outputs summed over all of them."""
+    import tensorflow as tf
+
+    @tf.function
+    def step(x: Any, y: Any) -> Any:
+        out = strategy.run(fn, args=(x, y))
+        return [strategy.reduce("SUM", v, axis=None) for v in out]
+
+    return step
 
 
 def _pr_auc_metric(num_classes: int) -> Any:
@@ -175,15 +179,7 @@ def _multi_label_step_fns(
         per_example, tp, wrong, n, counts = _sums(y, model(x, training=False), mask)
         return tf.reduce_sum(per_example), tp, wrong, n, counts
 
-    def reduced(fn: Callable) -> Callable:
-        @tf.function
-        def step(x: Any, y: Any) -> Any:
-            out = strategy.run(fn, args=(x, y))
-            return [strategy.reduce("SUM", v, axis=None) for v in out]
-
-        return step
-
-    return reduced(replica_train), reduced(replica_eval)
+    return _reduced(strategy, replica_train), _reduced(strategy, replica_eval)
 
 
 def _multi_label_logs(totals: np.ndarray, counts: np.ndarray | None, prefix: str, num_classes: int) -> dict:

@@ -72,15 +72,11 @@ def _setup_numerics(cfg: FinetuneConfig, log: Log) -> Callable[[], None]:
     return restore
 
 
-def load_data(cfg: FinetuneConfig, log: Log) -> tuple[Any, Any]:
-    """Resolve the source and run the preflight; returns (source with bad files removed, report).
-
-    Nothing is written: the run directory gets the report only once everything that can
-    fail has been checked (:func:`_write_data_report`)."""
+def resolve_data(cfg: FinetuneConfig) -> Any:
+    """The run's :class:`~tlkit.data.sources.DataSource` (no image opened; a bad source is a DataError)."""
     from tlkit.data import pipeline as tldata
-    from tlkit.data import preflight
 
-    source = tldata.resolve(
+    return tldata.resolve(
         cfg.data,
         val_split=cfg.val_split,
         seed=cfg.seed,
@@ -88,6 +84,16 @@ def load_data(cfg: FinetuneConfig, log: Log) -> tuple[Any, Any]:
         cache_dir=cfg.cache_dir,
         multi_label=cfg.multi_label,
     )
+
+
+def load_data(cfg: FinetuneConfig, log: Log) -> tuple[Any, Any]:
+    """Resolve the source and run the preflight; returns (source with bad files removed, report).
+
+    Nothing is written: the run directory gets the report only once everything that can
+    fail has been checked (:func:`_write_data_report`)."""
+    from tlkit.data import preflight
+
+    source = resolve_data(cfg)
     report = preflight.check(source, progress=sys.stderr.isatty(), sample=cfg.check_sample or None, seed=cfg.seed)
     # The leak policy sets the counts the run uses, so it comes before the report is written and printed
     # (its message is the report text's last line).

@@ -123,20 +123,12 @@ def _launch(args: argparse.Namespace) -> int:
     if getattr(args, "distribute", None) == "mirrored":
         raise ConfigError("--workers starts a multi-worker job; it does not go with --distribute mirrored")
     # The checks that need no TensorFlow, once, here: a mistake is one line, before any worker starts.
-    from tlkit.data import pipeline as tldata
-    from tlkit.finetune.pipeline import check_before_start
+    from tlkit.finetune.pipeline import check_before_start, resolve_data
 
     cfg = config_from_args(args)
     cfg.distribute = "multi-worker"
     cfg = check_before_start(cfg, resume=args.resume, force=args.force, must_match=_must_match(args))
-    tldata.resolve(
-        cfg.data,
-        val_split=cfg.val_split,
-        seed=cfg.seed,
-        tfds_data_dir=cfg.tfds_data_dir,
-        cache_dir=cfg.cache_dir,
-        multi_label=cfg.multi_label,
-    )
+    resolve_data(cfg)
     argv, skip = [], False
     for a in args._argv:
         if skip:
