@@ -29,11 +29,12 @@ assumed). Why these values (a few hundred optimizer steps, not timm's 300 ImageN
 * label smoothing 0.1: the value of Szegedy et al. and timm's default;
 * mixup 0.2: light mixing, torchvision's/fastai's value for short schedules (0.8 is timm's for long ones);
 * cutmix 1.0: the CutMix paper's and timm's only value;
-* RandAugment 2,9: N=2 ops at magnitude 9 (timm's ``rand-m9``);
+* RandAugment 2,9: N=2 ops at magnitude 9 of 30, torchvision's ``RandAugment(num_ops=2, magnitude=9)``
+  (timm's ``rand-m9-n2`` is 9 of 10, ``2,27`` here: too strong for 96x96 crops of 32-64 px);
 * EMA 0.99 (Keras' default ``ema_momentum``): tlkit's EMA warms up (decay ``min(DECAY, (1+t)/(10+t))``
   after ``t`` updates), so in these ~100-step runs the warm-up sets the decay (0.92 at the end) and any
   DECAY above that behaves the same; timm's 0.9998 is for hundreds of thousands of steps;
-* timm: label smoothing 0.1 + mixup 0.8 + cutmix 1.0 + RandAugment 2,9 + EMA 0.99, all together.
+* timm: label smoothing 0.1 + mixup 0.8 + cutmix 1.0 (timm's values) + RandAugment 2,9 + EMA 0.99, all together.
 """
 
 from __future__ import annotations

@@ -126,6 +126,7 @@ def test_readme_figure_is_the_recorded_one(what: str, pattern: str, recorded: Ca
 def test_every_benchmark_result_the_readme_names_is_checked():
     named = set(re.findall(r"benchmarks/results/([\w.]+\.json)", README.read_text(encoding="utf-8")))
     checked = set(re.findall(r"benchmarks/results/([\w.]+)\\\.json", " ".join(q[1] for q in QUOTED)))
+    checked.add("recipes")  # its table: test_readme_recipes_table_is_the_recorded_benchmark
     assert named == {f"{n}.json" for n in checked}, (named, checked)
 
 
@@ -240,3 +241,36 @@ def check_fresh_history(history: list[dict]) -> None:
                 assert fresh[key] == pytest.approx(old[key], rel=0.01), (fresh["epoch"], key, fresh[key], old[key])
             else:
                 assert 0.5 <= fresh[key] / old[key] <= 2.0, (fresh["epoch"], key, fresh[key], old[key])
+
+
+RECIPE_ROW = re.compile(
+    r"^\| (?P<name>[^|]+?) \| (?P<f>[\d.]+) \((?P<fmin>[\d.]+)\.\.(?P<fmax>[\d.]+)\) \| (?P<fv>[^|]+?) \| "
+    r"(?P<m>[\d.]+) \((?P<mmin>[\d.]+)\.\.(?P<mmax>[\d.]+)\) \| (?P<mv>[^|]+?) \| (?P<f1>[\d.]+) \|$",
+    re.M,
+)
+RECIPE_NAMES = {
+    "baseline": "baseline",
+    "`--label-smoothing 0.1`": "label_smoothing",
+    "`--mixup 0.2`": "mixup",
+    "`--cutmix 1.0`": "cutmix",
+    "`--randaugment 2,9`": "randaugment",
+    "`--ema 0.99`": "ema",
+    "all five, with `--mixup 0.8` (timm)": "timm",
+}
+
+
+def test_readme_recipes_table_is_the_recorded_benchmark():
+    """Every row of the bench_recipes table: means, ranges and verdicts as recorded (3 decimals)."""
+    tasks = _json("recipes.json")["tasks"]
+    rows = {m["name"]: m for m in RECIPE_ROW.finditer(README.read_text(encoding="utf-8"))}
+    assert set(rows) == set(RECIPE_NAMES), sorted(rows)
+    for shown, config in RECIPE_NAMES.items():
+        row = rows[shown]
+        fine, multi = tasks["fine"]["rows"][config], tasks["multi"]["rows"][config]
+        for prefix, rec in (("f", fine["top1"]), ("m", multi["macro_ap"])):
+            got = [float(row[prefix]), float(row[prefix + "min"]), float(row[prefix + "max"])]
+            assert got == [round(rec[k], 3) for k in ("mean", "min", "max")], (shown, prefix)
+        assert float(row["f1"]) == round(multi["micro_f1"]["mean"], 3), shown
+        assert (row["fv"], row["mv"]) == (fine.get("verdict") or "—", multi.get("verdict") or "—"), shown
+    timm = ["--label-smoothing", "0.1", "--mixup", "0.8", "--cutmix", "1.0"]
+    assert tasks["fine"]["rows"]["timm"]["flags"][:6] == timm
