@@ -86,7 +86,7 @@ def from_csv(
     if len(df) == 0:
         raise DataError(f"manifest {p} has no rows")
     if multi_label:
-        df = df.rename(columns={"labels": "label"})
+        df.columns = ["label" if c == "labels" else c for c in df.columns]  # one reader for both
     raw_labels = df["label"].astype(str)
     padded = np.flatnonzero((raw_labels != raw_labels.str.strip()).to_numpy())
     for col in df.columns:
