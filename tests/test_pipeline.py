@@ -157,6 +157,7 @@ def test_interrupted_run_resumes_without_gaps(tmp_path):
     assert json.loads((run / "state.json").read_text())["done"] is True
 
 
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")  # the point of the test
 def test_a_ctrl_c_swallowed_in_a_destructor_still_stops_the_run(tmp_path):
     """Python loses a KeyboardInterrupt raised inside ``__del__`` ("Exception ignored"); TensorFlow's
     objects have destructors, so a signal can land there. The run stops at its next step anyway."""
