@@ -19,7 +19,13 @@ import sys
 from typing import Any
 
 # Every module with a @keras.saving.register_keras_serializable object (grep for it when adding one).
-MODULES = ("tlkit.models.preprocessing", "tlkit.models.layers", "tlkit.dense.convert", "tlkit.finetune.ema")
+MODULES = (
+    "tlkit.models.preprocessing",
+    "tlkit.models.layers",
+    "tlkit.dense.convert",
+    "tlkit.dense.upsample",
+    "tlkit.finetune.ema",
+)
 
 
 def register() -> None:
