@@ -45,7 +45,6 @@ def _step(layer: Any, g: Geometry, in_hw: tuple[int, int]) -> Geometry:
     import keras
 
     from tlkit.inspection import _layer_geometry
-
     from tlkit.visualize.rules import ThenProjectedReLU
 
     if isinstance(layer, ThenProjectedReLU):
@@ -157,7 +156,8 @@ def input_gradients(model: Any, images: np.ndarray, picks: list[tuple[int, int, 
     import keras
 
     if keras.backend.backend() != "tensorflow":
-        raise ConfigError(f"tlkit visualize computes gradients with TensorFlow; KERAS_BACKEND is {keras.backend.backend()}")
+        backend = keras.backend.backend()
+        raise ConfigError(f"tlkit visualize computes gradients with TensorFlow; KERAS_BACKEND is {backend}")
     import tensorflow as tf
 
     x = tf.constant(np.stack([images[n] for n, _, _, _ in picks]).astype(np.float32))

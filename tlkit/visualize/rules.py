@@ -165,8 +165,8 @@ def prefix_chain(model: Any, name: str) -> list[Any]:
         if child is chain[-1]:
             out = child.output
         else:
-            from tlkit.inspection import own_node
             from tlkit import _keras_compat as _kc
+            from tlkit.inspection import own_node
 
             node = own_node(parent, child)
             ins = _kc.node_input_tensors(node)
