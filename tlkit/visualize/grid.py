@@ -38,6 +38,8 @@ def _fit(img: np.ndarray) -> Any:
     """``img`` (uint8 [h, w, 3]) scaled to fit a CELL x CELL square (aspect kept, grey margin)."""
     from PIL import Image
 
+    if img.shape[-1] == 1:
+        img = np.repeat(img, 3, axis=-1)  # a one-channel model's input, shown grey
     h, w = img.shape[:2]
     scale = CELL / max(h, w)
     size = (max(1, round(w * scale)), max(1, round(h * scale)))
