@@ -128,7 +128,7 @@ def test_a_negative_signal_is_rectified_by_both_rules():
         assert float(project.input_gradients(p.model, x, [(0, 0, 0, 0)]).ravel()[0]) == 0.0
 
 
-def test_non_relu_activations_keep_their_gradient_and_are_named(images):
+def test_non_relu_activations_keep_their_gradient_and_are_named(images, tmp_path):
     p = rules.projector(edge_model(activation="swish"), "pool", "deconvnet")
     assert p.replaced == [] and p.plain_activations == ["conv (silu)"]  # Keras names swish silu
     plain = keras.Model(*(lambda m: (m.inputs, m.get_layer("pool").output))(edge_model(activation="swish")))
@@ -137,6 +137,33 @@ def test_non_relu_activations_keep_their_gradient_and_are_named(images):
         tape.watch(t)
         y = plain(t)[0, 2, 3, 0]
     np.testing.assert_allclose(project.input_gradients(p.model, images, [(0, 2, 3, 0)])[0], tape.gradient(y, t)[0])
+    rep = api.visualize(edge_model(activation="swish"), "pool", images, ["a", "b"], tmp_path / "s.png", top=1)
+    assert "kept their ordinary gradient" in rep["notes"][0] and "conv (silu)" in rep["notes"][0]
+
+
+def test_relu6_guided_passes_a_saturated_unit():
+    # pixel 10: unit 1 is at ReLU6's cap (its true gradient is 0); both rules count it as active
+    m = two_units(0.0, "relu6")
+    x = np.full((1, 1, 1, 1), 10.0, np.float32)
+    assert plain_gradient(m, x) == 0.0
+    for method in rules.METHODS:
+        p = rules.projector(m, "c2", method)
+        assert float(project.input_gradients(p.model, x, [(0, 0, 0, 0)]).ravel()[0]) == 1.0
+
+
+def test_capped_strongest_values_are_noted(images, tmp_path):
+    inp = keras.Input((12, 12, 1))
+    y = keras.layers.ReLU(max_value=6.0, name="cap")(keras.layers.Conv2D(1, 3, use_bias=False, name="conv")(inp))
+    m = keras.Model(inp, y)
+    m.get_layer("conv").set_weights([EDGE[:, :, None, None]])
+    rep = api.visualize(m, "cap", images * 2, ["a", "b"], tmp_path / "c.png", top=2)  # 12 and 24, both capped
+    assert [p["value"] for p in rep["channels"][0]["picks"]] == [6.0, 6.0]
+    assert rep["notes"][0].startswith("2 of the activations shown are at cap's cap (6, a ReLU6)")
+
+
+def test_projection_colours_zero_grey_and_keeps_signs():
+    p = np.array([[[-2.0, 0.0, 1.0]]])
+    assert grid.projection_rgb(p).tolist() == [[[0, 128, 191]]]
 
 
 def test_visualize_writes_the_grid_and_reports(images, tmp_path):

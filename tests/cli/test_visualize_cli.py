@@ -26,6 +26,7 @@ def test_visualize_writes_the_grid_the_report_describes(tmp_path: Path):
     with Image.open(tmp_path / "g.png") as im:
         assert im.size == (500, 208) == tuple(rep["picture_size"])
     assert rep["channels_in_layer"] == 12 and rep["map_size"] == [16, 16] and rep["receptive_field"] == [4, 4]
+    assert rep["resize"] == "crop"  # a registry model's images: center crop, as tlkit predict
     assert len(rep["channels"]) == 3 and all(len(c["picks"]) == 2 for c in rep["channels"])
     values = [c["picks"][0]["value"] for c in rep["channels"]]
     assert values == sorted(values, reverse=True)  # the strongest channels, strongest first

@@ -115,6 +115,13 @@ def visualize(
         )
     if not first.replaced:
         notes.append("no ReLU on the way: every method gives the plain gradient of the activation")
+    kind = rules.relu_kind(rules.find_layer(model, layer)[-1])
+    capped = [p for row in rows for p in row if kind and kind[1] is not None and p.value >= kind[1]]
+    if capped:
+        notes.append(
+            f"{len(capped)} of the activations shown are at {layer}'s cap ({kind[1]:g}, a ReLU6): tied values, "  # type: ignore[index]
+            f"the first position wins; the layer before the cap ranks them by their uncapped strength"
+        )
     if not geo.exact:
         notes.append("a layer on the way has no fixed receptive field: patches show the whole image")
     title = f"{layer}: {len(chosen)} channels x top {top} of {len(images)} images; patch | {' | '.join(methods)}"

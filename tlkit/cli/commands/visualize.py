@@ -54,7 +54,8 @@ def run(args: argparse.Namespace) -> int:
     model, base, resize = api.load_source(args.source, args.weights)
     layer = api.resolve_layer(args.layer, base)
     size = tuple(int(v) for v in model.inputs[0].shape[1:3])
-    images = api.load_images(paths, size, args.resize or resize, args.max_pixels)
+    resize = args.resize or resize
+    images = api.load_images(paths, size, resize, args.max_pixels)
     methods = ("deconvnet", "guided") if args.method == "both" else (args.method,)
     report = api.visualize(
         model,
@@ -68,6 +69,7 @@ def run(args: argparse.Namespace) -> int:
         channel=args.channel,
         batch_size=args.batch_size,
     )
+    report["resize"] = resize
     if args.json:
         print(json.dumps(report, indent=2))
         return 0
