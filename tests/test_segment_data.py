@@ -271,6 +271,8 @@ def test_same_seed_and_epoch_same_batches_and_validation_is_plain(painted):
     assert not np.array_equal(np.concatenate([p[1] for p in a]), np.concatenate([p[1] for p in c]))
     for (xa, ma), (xd, md) in zip(a, run(2, cache=True), strict=True):  # the in-memory copy: the same pixels
         np.testing.assert_array_equal(xa, xd), np.testing.assert_array_equal(ma, md)
+    free = make_segmentation_dataset(painted.train, size=(32, 32), batch_size=4, training=True, seed=5)
+    assert not np.array_equal(_batches(free)[0][1], _batches(free)[0][1])  # no epoch variable: each pass differs
     val = _batches(make_segmentation_dataset(painted.val, size=(24, 40), batch_size=3, training=False))
     assert val[0][0].shape == (len(painted.val), 24, 40, 3)
     for i, (img, msk) in enumerate(painted.val):
@@ -308,3 +310,25 @@ def test_generator_is_deterministic_and_labels_known_objects(tmp_path):
 def test_object_masks_are_not_rectangles():
     for cls, (rgb, mask) in synthetic.objects().items():
         assert rgb.shape[:2] == mask.shape and 0.3 < mask.mean() < 0.9, (synthetic.CLASSES[cls], mask.mean())
+
+
+def test_workers_shares_make_the_one_process_batches(painted):
+    """--workers 2: at every step worker i holds items i, i+2, ... of the one-process batch, same crops."""
+    import tensorflow as tf
+
+    from tlkit.data.sharding import Shard
+    from tlkit.segment.dataset import make_segmentation_dataset
+
+    pairs = painted.train + painted.val  # 6 pairs: global batches of 4 and 2
+    epoch = tf.Variable(1, dtype=tf.int64)
+
+    def run(shard=None, training=True):
+        kw = dict(size=(16, 24), batch_size=4, training=training, seed=2, epoch=epoch, shard=shard)
+        return _batches(make_segmentation_dataset(pairs, **kw))
+
+    for training in (True, False):
+        one, w0, w1 = run(None, training), run(Shard(0, 2), training), run(Shard(1, 2), training)
+        assert len(one) == len(w0) == len(w1) == 2
+        for (x, m), (x0, m0), (x1, m1) in zip(one, w0, w1):
+            np.testing.assert_array_equal(x[0::2], x0), np.testing.assert_array_equal(x[1::2], x1)
+            np.testing.assert_array_equal(m[0::2], m0), np.testing.assert_array_equal(m[1::2], m1)
