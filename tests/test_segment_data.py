@@ -112,6 +112,15 @@ def test_find_pairs_flat_folder_seeded_split(tmp_path):
     assert set(a.train).isdisjoint(a.val) and len(set(a.train) | set(a.val)) == 10
 
 
+def test_find_pairs_split_folders_without_val(tmp_path):
+    for split, n in (("train", 5), ("test", 2)):
+        for i in range(n):
+            _pair(tmp_path / split, f"{split}{i}", np.full((4, 4), 1, np.uint8))
+    s = sources.find_pairs(str(tmp_path), val_split=0.2, seed=0)
+    assert (len(s.train), len(s.val), len(s.test)) == (4, 1, 2) and s.classes == ["class_0", "class_1"]
+    assert all("/train/" in p for p, _ in s.train + s.val) and all("/test/" in p for p, _ in s.test)
+
+
 def test_find_pairs_unmatched_files_are_named(tmp_path):
     _pair(tmp_path, "a", np.zeros((4, 4), np.uint8))
     Image.fromarray(np.zeros((4, 4, 3), np.uint8)).save(tmp_path / "images" / "lonely.jpg")
