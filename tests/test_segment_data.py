@@ -198,6 +198,11 @@ def test_check_pairs_exif_rotated_photo(tmp_path):
     assert "\n" not in msg
     masks.write_mask(folder / "masks" / "x.png", _blocks(40, 60, 2), 4)  # drawn on the upright photo: accepted
     assert sources.check_pairs(src).rotated == 1
+    from tlkit.segment.dataset import make_segmentation_dataset  # the pipeline turns the photo upright too
+
+    x, m = _batches(make_segmentation_dataset(src.train, size=(40, 60), batch_size=1, training=False))[0]
+    labelled = m[0] != masks.IGNORE
+    assert (_class_of_colour(x[0])[labelled] == m[0][labelled]).mean() > 0.95
 
 
 # --- dataset.py ------------------------------------------------------------------------------------
