@@ -222,3 +222,31 @@ def test_refusals_in_one_line():
     with pytest.raises(ModelError) as info:
         check_request("vgg16", "fcn8s", 3, None, 8)
     assert "\n" not in str(info.value)
+
+
+def test_a_valid_convolution_is_dilated_through_its_own_padding_or_refused():
+    """MobileNetV2 / Keras ResNet pad before a 'valid' strided conv: the pad becomes the dilated kernel's half."""
+    inp = keras.Input((64, 64, 3))
+    x = keras.layers.Conv2D(4, 3, strides=16, padding="same", name="c1")(inp)
+    x = keras.layers.ZeroPadding2D(((0, 1), (0, 1)), name="c2_pad")(x)
+    x = keras.layers.Conv2D(4, 3, strides=2, padding="valid", name="c2")(x)
+    x = keras.layers.Conv2D(4, 3, padding="same", name="c3")(x)
+    dense = dilate(keras.Model(inp, x), 16)
+    assert dense.get_layer("c2_pad").padding == ((1, 1), (1, 1)) and dense.get_layer("c2").strides == (1, 1)
+    assert dense.get_layer("c3").dilation_rate == (2, 2) and tuple(dense.output.shape[1:3]) == (4, 4)
+    y = keras.layers.Conv2D(4, 3, strides=2, padding="valid", name="c2")(keras.layers.Conv2D(4, 1, strides=16)(inp))
+    with pytest.raises(ModelError, match=r"toy: layer 'c2' is a 'valid' convolution without its own ZeroPadding2D"):
+        dilate(keras.Model(inp, y), 16, base="toy")
+    inner = keras.Sequential([keras.layers.Conv2D(4, 3, padding="same")], name="inner")
+    z = keras.layers.Conv2D(4, 3, strides=32, padding="same")(inner(inp))
+    with pytest.raises(ModelError, match="cannot dilate inside nested model 'inner'"):
+        dilate(keras.Model(inp, z), 16, base="toy")
+    # A stride-4 step from 8 to 32 keeps stride 2 for output stride 16: the next conv is dilated by 2.
+    a = keras.layers.Conv2D(4, 3, strides=8, padding="same")(inp)
+    b = keras.layers.Conv2D(4, 3, strides=4, padding="same", name="s4")(a)
+    c = keras.layers.Conv2D(4, 3, padding="same", name="after")(b)
+    part = dilate(keras.Model(inp, c), 16)
+    assert part.get_layer("s4").strides == (2, 2) and part.get_layer("after").dilation_rate == (2, 2)
+    t = keras.layers.Conv2DTranspose(4, 2, strides=2, name="up")(c)
+    with pytest.raises(ModelError, match="cannot dilate transposed convolution 'up'"):
+        dilate(keras.Model(inp, t), 16, base="toy")
