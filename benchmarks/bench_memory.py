@@ -28,22 +28,29 @@ from _bench_util import machine  # noqa: E402
 
 OUT = Path(__file__).resolve().parent / "results" / "memory.json"
 
-# (model, batch, optimizer, input size): a VGG-like all-conv net, a LeNet-like net, a ResNet, an EfficientNet.
+# (model, batch, optimizer, input size, oneDNN kernels): a LeNet-like net, a VGG-like all-conv net,
+# VGG-11's body, a ResNet, an EfficientNet; the first two again with Eigen's kernels (oneDNN off).
 CASES = [
-    ("cifar_example", 64, "adam", None),
-    ("cifar_example", 64, "sgd", None),
-    ("allcnn_c", 32, "adam", None),
-    ("allcnn_c", 32, "momentum", None),
-    ("vgg11", 8, "adam", (64, 64)),
-    ("resnet18", 16, "adam", (64, 64)),
-    ("efficientnet_lite0", 16, "adam", (64, 64)),
-    ("efficientnet_lite0", 16, "sgd", (96, 96)),
+    ("cifar_example", 64, "adam", None, True),
+    ("cifar_example", 64, "sgd", None, True),
+    ("allcnn_c", 32, "adam", None, True),
+    ("allcnn_c", 32, "momentum", None, True),
+    ("vgg11", 8, "adam", (64, 64), True),
+    ("resnet18", 16, "adam", (64, 64), True),
+    ("efficientnet_lite0", 16, "adam", (64, 64), True),
+    ("efficientnet_lite0", 16, "sgd", (96, 96), True),
+    ("cifar_example", 64, "adam", None, False),
+    ("allcnn_c", 32, "adam", None, False),
 ]
 QUICK = CASES[:1] + CASES[2:3]
 
 
 def _mb(n: float) -> str:
     return f"{n / 1e6:.1f}"
+
+
+def _range(values: list[float]) -> list[float] | None:
+    return [min(values), max(values)] if values else None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -54,9 +61,9 @@ def main(argv: list[str] | None = None) -> int:
     from tlkit.memory_measure import measure_peak
 
     rows = []
-    for name, batch, opt, size in QUICK if args.quick else CASES:
+    for name, batch, opt, size, onednn in QUICK if args.quick else CASES:
         t = time.perf_counter()
-        r = measure_peak(name, batch, opt, size)
+        r = measure_peak(name, batch, opt, size, onednn=onednn)
         e = r["estimate"]
         fixed = e["bytes"]["weights"] + e["bytes"]["optimizer_state"]
         step_estimate = e["total_bytes"] - fixed - e["bytes"]["input_batch"]
@@ -67,6 +74,7 @@ def main(argv: list[str] | None = None) -> int:
                 "input": "x".join(str(v) for v in e["input_shape"]),
                 "batch": batch,
                 "optimizer": opt,
+                "kernels": "oneDNN" if onednn else "Eigen",
                 "estimate_bytes": e["total_bytes"],
                 "peak_bytes": r["peak_bytes"],
                 "ratio": round(r["ratio"], 3),
@@ -81,12 +89,14 @@ def main(argv: list[str] | None = None) -> int:
         )
         tf_version, keras_version = r["tensorflow"], r["keras"]
         print(f"measured {name} ({time.perf_counter() - t:.0f} s)", file=sys.stderr)
-    header = f"{'model':<19}{'input':>9}{'batch':>6} {'opt':<9}{'estimate MB':>12}{'peak MB':>9}{'ratio':>7}"
+    header = f"{'model':<19}{'input':>9}{'batch':>6} {'opt':<9}{'kernels':<8}"
+    header += f"{'estimate MB':>12}{'peak MB':>9}{'ratio':>7}"
     header += f"{'step est MB':>12}{'step MB':>9}{'ratio':>7}"
     print(header)
     for r in rows:
         print(
-            f"{r['model']:<19}{r['input']:>9}{r['batch']:>6} {r['optimizer']:<9}{_mb(r['estimate_bytes']):>12}"
+            f"{r['model']:<19}{r['input']:>9}{r['batch']:>6} {r['optimizer']:<9}{r['kernels']:<8}"
+            f"{_mb(r['estimate_bytes']):>12}"
             f"{_mb(r['peak_bytes']):>9}{r['ratio']:>7.2f}{_mb(r['estimate_step_bytes']):>12}"
             f"{_mb(r['step_bytes']):>9}{r['step_ratio']:>7.2f}"
         )
@@ -98,7 +108,8 @@ def main(argv: list[str] | None = None) -> int:
         "keras": keras_version,
         "machine": machine(),
         "rows": rows,
-        "ratio_range": [min(r["ratio"] for r in rows), max(r["ratio"] for r in rows)],
+        "ratio_range_onednn": _range([r["ratio"] for r in rows if r["kernels"] == "oneDNN"]),
+        "ratio_range_eigen": _range([r["ratio"] for r in rows if r["kernels"] == "Eigen"]),
     }
     if not args.quick or args.out != OUT:
         args.out.parent.mkdir(parents=True, exist_ok=True)

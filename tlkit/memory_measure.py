@@ -9,9 +9,11 @@ Keras' XLA off), runs one ``train_on_batch`` (traces the step, creates the optim
 the peak and runs a second step on the same batch. The peak of that step is the figure: it holds
 the weights, optimizer slots, the input batch and targets, and every tensor the step allocates.
 
-Limits: only tensors allocated through TensorFlow's CPU allocator count. Not counted: the
-Python heap, Keras objects, the TensorFlow runtime and graph, oneDNN's primitive caches and
-scratch space it allocates itself, and the decode pipeline (``tf.data``) of a real run. So the
+Limits: the peak depends on the kernels: with ``TF_ENABLE_ONEDNN_OPTS=0`` (Eigen) the
+convolution gradients' temporaries are several times larger (see :func:`measure_peak`). Only
+tensors allocated through TensorFlow's CPU allocator count. Not counted: the
+Python heap, Keras objects, the TensorFlow runtime and graph, whatever a kernel library allocates
+outside TensorFlow's allocator (oneDNN's cache of compiled primitives, for one), and the decode pipeline (``tf.data``) of a real run. So the
 figure is a lower bound on what a training process needs, and it is specific to one TensorFlow
 version and the CPU kernels (a GPU's cuDNN workspaces differ).
 """
@@ -28,21 +30,34 @@ OPTIMIZERS = ("adam", "momentum", "sgd")
 
 
 def measure_peak(
-    name: str, batch: int, optimizer: str = "adam", input_size: tuple[int, int] | None = None, timeout: float = 600
+    name: str,
+    batch: int,
+    optimizer: str = "adam",
+    input_size: tuple[int, int] | None = None,
+    *,
+    onednn: bool = True,
+    timeout: float = 600,
 ) -> dict[str, Any]:
     """Run the measurement in a fresh process; returns the estimate and the measured bytes.
 
+    ``onednn`` sets ``TF_ENABLE_ONEDNN_OPTS`` in the child: oneDNN's kernels (TensorFlow's default
+    on x86) or Eigen's (what the test suite runs for bit-stable numerics), whose convolution
+    gradients allocate far larger temporaries through TensorFlow's allocator (cifar_example at
+    batch 64: a 40 MB peak against 11 MB with oneDNN).
+
     Keys: ``estimate`` (:meth:`MemoryBudget.to_dict`), ``peak_bytes`` (the second step's peak),
-    ``resident_bytes`` (in use before it: weights, slots, batch), ``ratio`` (estimate / peak)."""
+    ``resident_bytes`` (in use before it: weights, slots, batch), ``ratio`` (estimate / peak), ``onednn``."""
     cmd = [sys.executable, "-m", "tlkit.memory_measure", name, str(batch), optimizer]
     if input_size:
         cmd += [str(input_size[0]), str(input_size[1])]
     env = dict(os.environ, TF_CPU_ALLOCATOR_USE_BFC="true", TF_CPP_MIN_LOG_LEVEL="3", CUDA_VISIBLE_DEVICES="")
+    env["TF_ENABLE_ONEDNN_OPTS"] = "1" if onednn else "0"
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout, check=False)
     if proc.returncode != 0:
         raise RuntimeError(f"measuring {name} failed (exit {proc.returncode}): {proc.stderr.strip()[-2000:]}")
     result = json.loads(proc.stdout.strip().splitlines()[-1])
     result["ratio"] = result["estimate"]["total_bytes"] / result["peak_bytes"]
+    result["onednn"] = onednn
     return result
 
 
