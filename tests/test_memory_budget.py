@@ -154,3 +154,22 @@ def test_inspect_memory_json_of_a_small_model_with_momentum(capsys):
     # (1e6 - 3 x 4 x 31,066) // (4 x (2 x 15,370 + 3,072)) = 627,208 // 135,248
     assert d["largest_batch"] == 4 and d["budget_bytes"] == 10**6
     assert d["largest_batch_mixed_float16"] == 627_208 // (2 * 2 * 15_370 + 4 * 3_072) == 8
+
+
+def test_inspect_memory_defaults_to_batch_32_and_adam_and_inspect_prints_the_depth(capsys):
+    import json
+
+    import keras
+
+    from tlkit.cli import main as cli
+
+    assert cli.main(["inspect", "cifar_example", "--memory", "--json"]) == 0
+    d = json.loads(capsys.readouterr().out)
+    assert (d["batch"], d["optimizer"], d["slots"], d["parameter_factor"]) == (32, "adam", 2, 4)
+    assert "budget_bytes" not in d
+    assert cli.main(["inspect", "cifar_example"]) == 0
+    keras.backend.clear_session()
+    # conv1 and fc; the max-pool between them counts with pooling
+    assert "depth:             2 weighted layers (conv and fc) on the longest path, 3 counting pooling layers" in (
+        capsys.readouterr().out
+    )

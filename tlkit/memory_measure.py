@@ -13,7 +13,8 @@ Limits: the peak depends on the kernels: with ``TF_ENABLE_ONEDNN_OPTS=0`` (Eigen
 convolution gradients' temporaries are several times larger (see :func:`measure_peak`). Only
 tensors allocated through TensorFlow's CPU allocator count. Not counted: the
 Python heap, Keras objects, the TensorFlow runtime and graph, whatever a kernel library allocates
-outside TensorFlow's allocator (oneDNN's cache of compiled primitives, for one), and the decode pipeline (``tf.data``) of a real run. So the
+outside TensorFlow's allocator (oneDNN's cache of compiled primitives, for one), and the decode
+pipeline (``tf.data``) of a real run. So the
 figure is a lower bound on what a training process needs, and it is specific to one TensorFlow
 version and the CPU kernels (a GPU's cuDNN workspaces differ).
 """

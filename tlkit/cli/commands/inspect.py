@@ -42,7 +42,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--memory",
         action="store_true",
         help="print the memory of one training step instead: weights, gradients, optimizer state, "
-        "activations kept for the backward pass and their gradients, the input batch (float32)",
+        "every layer's output (the activations kept for the backward pass) and as much again for their "
+        "gradients, the input batch (float32)",
     )
     m.add_argument("--batch", type=positive_int, help="batch size for --memory (default 32)")
     m.add_argument(
