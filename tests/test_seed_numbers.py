@@ -57,7 +57,7 @@ def test_docs_seed_numbers_is_regenerated_unchanged(computed):
 def test_every_figure_has_one_row_and_the_verdicts_are_the_known_ones(computed):
     figures = computed[1]
     keys = [f.key for f in figures]
-    assert len(keys) == len(set(keys)) == 45
+    assert len(keys) == len(set(keys)) == 46
     by = {v: {f.key for f in figures if f.verdict == v} for v in ("reproduced", "rounding", "wrong")}
     assert by["rounding"] == {"alexnet_conv1_36k", "alexnet_params", "vgg16_params_140m"}
     assert by["wrong"] == {
@@ -70,10 +70,11 @@ def test_every_figure_has_one_row_and_the_verdicts_are_the_known_ones(computed):
         "vgg16_memory_93mb",
         "vgg16_memory_96mb",
         "allcnn_strided_c_params",
+        "vgg16_images_in_5gb",
     }
     text = render(figures)
-    assert "45 figures: 33 reproduced, 3 rounding, 9 wrong." in text
-    assert text.count("\n| ") == 45 + 1  # header + one row per figure
+    assert "46 figures: 33 reproduced, 3 rounding, 10 wrong." in text
+    assert text.count("\n| ") == 46 + 1  # header + one row per figure
     for f in figures:
         assert f.command and f.source and f.why, f.key
 
@@ -306,3 +307,10 @@ def test_strided_cnn_c_count_is_flagged_against_the_builder(fig):
     assert "36% high" in fig["allcnn_strided_c_params"].why and f"{c3:,}" in fig["allcnn_strided_c_params"].why
     _check(fig["allcnn_convpool_c_params"], 1_369_738, "reproduced")
     _check(fig["allcnn_c_params"], 1_369_738, "reproduced")
+
+
+def test_vgg16_images_in_5gb(fig):
+    _check(fig["vgg16_images_in_5gb"], 5 * 10**9 // (4 * 15_237_608), "wrong")
+    assert fig["vgg16_images_in_5gb"].value == 82
+    assert 5 * 10**9 // (24 * 10**6 * 4) == 52  # the notes' "about 50"
+    assert fig["vgg16_images_in_5gb"].shown.endswith("training with Adam: 22")

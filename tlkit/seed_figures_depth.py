@@ -1,5 +1,5 @@
-"""Figures of depth (how many layers the notes say a network has) and of the All-CNN family's
-parameter counts, for :mod:`tlkit.seed_numbers`.
+"""Figures of depth (how many layers the notes say a network has), of how many VGG16 images fit in
+5 GB, and of the All-CNN family's parameter counts, for :mod:`tlkit.seed_numbers`.
 
 Depth is counted as the papers and the notes count it: "by layers we only count weighted layers,
 conv and fc", along the longest path from the input to the classifier (a branch that runs beside
@@ -17,7 +17,7 @@ from tlkit.seed_figures_conv import NOTES_CASES, SLIDES, Add
 if TYPE_CHECKING:
     from tlkit.seed_numbers import Tables
 
-NOTES_LAYERS = "CS231n lecture notes (VGG): 'by layers we only count weighted layers, conv and fc'"
+NOTES_STUDY = "study notes on the classic CNN papers: VGG Net"
 ALLCNN_TABLE = (
     "Konstantinov, *Modern ConvNet architectures* (2017), the All-CNN paper's CIFAR-10 table (Springenberg et al. 2015)"
 )
@@ -28,7 +28,13 @@ def _depth_figures(t: Tables, add: Add) -> None:
     for key, claim, source, name, stated in [
         ("alexnet_depth", "AlexNet: 8 layers", SLIDES, "alexnet", 8),
         ("vgg16_depth", "VGG-16 contains 16 CONV/FC layers", NOTES_CASES, "vgg16", 16),
-        ("vgg19_depth", "VGG: 16 - 19 layers (VGG19: 19)", NOTES_LAYERS, "vgg19_tlkit", 19),
+        (
+            "vgg19_depth",
+            "VGG 16 to 19 layers (VGG19: 19); by layers we only count weighted layers, conv and fc",
+            NOTES_STUDY,
+            "vgg19_tlkit",
+            19,
+        ),
         ("googlenet_depth", "GoogLeNet: 22 layers", SLIDES, "googlenet", 22),
         ("resnet152_depth", "ResNet: 152 layers on ImageNet", SLIDES, "resnet152_tlkit", 152),
     ]:
@@ -52,6 +58,29 @@ def _depth_figures(t: Tables, add: Add) -> None:
             f"tlkit inspect {name}  (depth line)",
             why,
         )
+
+
+def _memory_figures(t: Tables, add: Add) -> None:
+    """The notes' "5 Gigs of memory, we can store only about 50 images" (VGG16)."""
+    from tlkit.memory_budget import budget_from_table
+
+    table = t.get("vgg16")
+    forward = 4 * table["totals"]["activations"]  # per image, input included, as the notes' 24M
+    fits = 5 * 10**9 // forward
+    training = budget_from_table(table, 1, "adam").largest_batch(5 * 10**9)
+    add(
+        "vgg16_images_in_5gb",
+        "VGG16: 5 Gigs of memory, we can store only about 50 images",
+        NOTES_STUDY,
+        50,
+        fits,
+        f"{fits} (5 GB / {forward:,} bytes, forward only); training with Adam: {training}",
+        "tlkit inspect vgg16 --memory --budget 5GB",
+        f"about 50 is 5 GB / (24M x 4 bytes) = {5 * 10**9 // (24 * 10**6 * 4)}, from the wrong 24M; the true "
+        f"{forward:,} bytes per image give {fits}; with the backward pass (x2) and Adam's weights, "
+        f"gradients and slots (4 x 553 MB) {training} fit",
+        unit=10,
+    )
 
 
 def _allcnn_figures(t: Tables, add: Add) -> None:
@@ -99,4 +128,4 @@ def _allcnn_figures(t: Tables, add: Add) -> None:
     )
 
 
-DEPTH_FIGURES = (_depth_figures, _allcnn_figures)
+DEPTH_FIGURES = (_depth_figures, _memory_figures, _allcnn_figures)
