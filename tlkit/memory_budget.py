@@ -30,8 +30,8 @@ variables, gradients and optimizer slots in float32: :attr:`MemoryBudget.mixed_t
 
 Measured (``benchmarks/bench_memory.py``, TensorFlow's CPU allocator peak of one training step,
 oneDNN kernels; ``benchmarks/results/memory.json``): the estimate is 0.83x to 2.5x the peak. It
-is low for a tiny net (cifar_example: 0.86x; a Keras Conv2D writes its convolution, the bias sum
-and the ReLU as three tensors, and kernels allocate temporaries) and high for deep networks with
+is low for a tiny net (cifar_example: 0.86x; a Keras Conv2D runs its convolution, the bias sum
+and the ReLU as three ops, and kernels allocate temporaries) and high for deep networks with
 BatchNorm (ResNet-18 1.3x, EfficientNet-Lite0 1.8x-2.5x: TensorFlow frees outputs and gradients
 the backward pass no longer reads). With Eigen's kernels (``TF_ENABLE_ONEDNN_OPTS=0``) the tiny
 net's peak is four times higher (0.23x).
