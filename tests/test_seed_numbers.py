@@ -57,7 +57,7 @@ def test_docs_seed_numbers_is_regenerated_unchanged(computed):
 def test_every_figure_has_one_row_and_the_verdicts_are_the_known_ones(computed):
     figures = computed[1]
     keys = [f.key for f in figures]
-    assert len(keys) == len(set(keys)) == 37
+    assert len(keys) == len(set(keys)) == 46
     by = {v: {f.key for f in figures if f.verdict == v} for v in ("reproduced", "rounding", "wrong")}
     assert by["rounding"] == {"alexnet_conv1_36k", "alexnet_params", "vgg16_params_140m"}
     assert by["wrong"] == {
@@ -69,10 +69,12 @@ def test_every_figure_has_one_row_and_the_verdicts_are_the_known_ones(computed):
         "vgg16_activations",
         "vgg16_memory_93mb",
         "vgg16_memory_96mb",
+        "allcnn_strided_c_params",
+        "vgg16_images_in_5gb",
     }
     text = render(figures)
-    assert "37 figures: 26 reproduced, 3 rounding, 8 wrong." in text
-    assert text.count("\n| ") == 37 + 1  # header + one row per figure
+    assert "46 figures: 33 reproduced, 3 rounding, 10 wrong." in text
+    assert text.count("\n| ") == 46 + 1  # header + one row per figure
     for f in figures:
         assert f.command and f.source and f.why, f.key
 
@@ -264,3 +266,51 @@ def test_unknown_name_lists_the_teaching_modules(capsys):
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1
     assert "unknown model 'inception_naiv'" in err and "inception_naive, inception_reduced" in err
+
+
+# --- depth and the All-CNN family -------------------------------------------------------------
+
+
+def test_depth_counts_weighted_layers_on_the_longest_path(fig, computed):
+    for key, depth in [
+        ("alexnet_depth", 8),
+        ("vgg16_depth", 16),
+        ("vgg19_depth", 19),
+        ("googlenet_depth", 22),
+        ("resnet152_depth", 1 + 3 * (3 + 8 + 36 + 3) + 1),
+    ]:
+        _check(fig[key], depth, "reproduced")
+    # GoogLeNet's paper: 22 layers with parameters, 27 counting pooling (4 max-pools and the average pool)
+    assert computed[0].get("googlenet")["totals"]["depth_with_pooling"] == 27
+    assert fig["googlenet_depth"].shown == "22 weighted layers (27 with pooling)"
+    assert computed[0].get("vgg16")["totals"]["depth_with_pooling"] == 16 + 5
+
+
+def test_depth_takes_the_longest_branch_and_skips_batchnorm():
+    L = keras.layers
+    x = keras.Input((8, 8, 3))
+    a = L.Conv2D(4, 1)(x)  # one weighted layer
+    b = L.Conv2D(4, 3, padding="same")(L.Conv2D(4, 1)(x))  # two
+    c = L.Conv2D(4, 1)(L.MaxPooling2D(3, 1, padding="same")(x))  # one, two with the pool
+    y = L.ReLU()(L.BatchNormalization()(L.Concatenate()([a, b, c])))
+    y = L.Dense(2)(L.GlobalAveragePooling2D()(y))
+    t = layer_table(keras.Model(x, y))["totals"]
+    assert (t["depth"], t["depth_with_pooling"]) == (3, 4)
+
+
+def test_strided_cnn_c_count_is_flagged_against_the_builder(fig):
+    c3 = 3 * 3 * 96 * 96 + 96 + 3 * 3 * 192 * 192 + 192  # the two 3x3 convs All-CNN-C adds
+    model_c = (3 * 9 * 96 + 96) + (96 * 9 * 96 + 96) + (96 * 9 * 192 + 192) + 2 * (192 * 9 * 192 + 192)
+    model_c += (192 * 192 + 192) + (192 * 10 + 10)
+    assert model_c == 954_730 and model_c + c3 == 1_369_738
+    _check(fig["allcnn_strided_c_params"], model_c, "wrong")
+    assert "36% high" in fig["allcnn_strided_c_params"].why and f"{c3:,}" in fig["allcnn_strided_c_params"].why
+    _check(fig["allcnn_convpool_c_params"], 1_369_738, "reproduced")
+    _check(fig["allcnn_c_params"], 1_369_738, "reproduced")
+
+
+def test_vgg16_images_in_5gb(fig):
+    _check(fig["vgg16_images_in_5gb"], 5 * 10**9 // (4 * 15_237_608), "wrong")
+    assert fig["vgg16_images_in_5gb"].value == 82
+    assert 5 * 10**9 // (24 * 10**6 * 4) == 52  # the notes' "about 50"
+    assert fig["vgg16_images_in_5gb"].shown.endswith("training with Adam: 22")

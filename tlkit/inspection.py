@@ -141,6 +141,17 @@ def _weights_biases(layer: Any, skip: set[int]) -> tuple[int, int]:
     return weights, biases
 
 
+def _depth_kind(layer: Any) -> tuple[bool, bool]:
+    """(weighted, pooling): papers' depth counts layers with weights, "conv and fc" (BatchNorm's
+    scale and offset aside); GoogLeNet's "27 with pooling" adds the pooling layers."""
+    import keras
+
+    L = keras.layers
+    weighted = isinstance(layer, (L.Conv2D, L.DepthwiseConv2D, L.SeparableConv2D, L.Conv2DTranspose, L.Dense))
+    pooling = isinstance(layer, (L.MaxPooling2D, L.AveragePooling2D, L.GlobalAveragePooling2D, L.GlobalMaxPooling2D))
+    return weighted, pooling
+
+
 def _fmt_rf(rf: tuple[int, int]) -> str:
     return str(rf[0]) if rf[0] == rf[1] else f"{rf[0]}x{rf[1]}"
 
@@ -158,6 +169,7 @@ def layer_table(model: Any, *, name: str | None = None) -> dict[str, Any]:
     skip = _moving_stat_ids(model)
     geo: dict[int, tuple[tuple[int, int], tuple[int, int]]] = {}  # tensor id -> (rf, jump)
     rows: list[dict[str, Any]] = []
+    depth: dict[int, tuple[int, int]] = {}  # tensor id -> (weighted layers, with pooling) on the longest path
     first_in = model.inputs[0].shape
     image_hw = (int(first_in[1] or 1), int(first_in[2] or 1)) if len(first_in) == 4 else (1, 1)
     for layer in model.layers:
@@ -178,8 +190,12 @@ def layer_table(model: Any, *, name: str | None = None) -> dict[str, Any]:
             (kh, kw), (sh, sw) = g
             rf = (rf[0] + (kh - 1) * jump[0], rf[1] + (kw - 1) * jump[1])
             jump = (jump[0] * sh, jump[1] * sw)
+        d = [max((depth.get(id(t), (0, 0))[i] for t in ins), default=0) for i in range(2)]
+        weighted, pooling = _depth_kind(layer)
+        d = (d[0] + weighted, d[1] + (weighted or pooling))
         for t in outs:
             geo[id(t)] = (rf, jump)  # type: ignore[assignment]
+            depth[id(t)] = d
         out_shapes = [list(t.shape) for t in outs]
         activations = sum(math.prod(int(v) for v in s[1:]) for s in out_shapes)
         w, b = _weights_biases(layer, skip)
@@ -212,6 +228,7 @@ def layer_table(model: Any, *, name: str | None = None) -> dict[str, Any]:
         "activation_bytes_forward_backward": 8 * act,
         "mult_adds": sum(r["mult_adds"] for r in rows),
     }
+    totals["depth"], totals["depth_with_pooling"] = depth.get(id(model.outputs[0]), (0, 0))
     key = name or model.name
     table = {
         "model": key,
@@ -271,6 +288,10 @@ def format_table(table: dict[str, Any]) -> str:
             f"({_human(t['activation_bytes_forward_backward'])}B)"
         ),
         f"multiply-adds:     {t['mult_adds']:,} ({_human(t['mult_adds'])})",
+        (
+            f"depth:             {t['depth']} weighted layers (conv and fc) on the longest path, "
+            f"{t['depth_with_pooling']} counting pooling layers"
+        ),
     ]
     out += [f"note: {n}" for n in table["notes"]]
     return "\n".join(out)

@@ -13,7 +13,7 @@ truncated); *wrong* otherwise.
 
 This module holds the :class:`Figure`, the verdict, the shared model tables, the rendering
 and the command; the figures themselves are computed section by section in
-:mod:`tlkit.seed_figures_conv` and :mod:`tlkit.seed_figures_cases`.
+:mod:`tlkit.seed_figures_conv`, :mod:`tlkit.seed_figures_cases` and :mod:`tlkit.seed_figures_depth`.
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ from typing import Any
 
 from tlkit.seed_figures_cases import CASE_FIGURES
 from tlkit.seed_figures_conv import CONV_FIGURES
+from tlkit.seed_figures_depth import DEPTH_FIGURES
 
 DEFAULT_OUT = Path(__file__).resolve().parents[1] / "docs" / "seed_numbers.md"
 TOLERANCE = 0.05  # "rounding": within 5% of tlkit's value
@@ -117,7 +118,7 @@ def _compute(t: Tables) -> list[Figure]:
     ) -> None:
         out.append(Figure(key, claim, source, stated, unit, value, shown, command, why))
 
-    for section in CONV_FIGURES + CASE_FIGURES:  # the table's row order
+    for section in CONV_FIGURES + CASE_FIGURES + DEPTH_FIGURES:  # the table's row order
         section(t, add)
     return out
 
@@ -138,7 +139,8 @@ def render(figures: list[Figure]) -> str:
         "Verdicts are computed: **reproduced** when tlkit's value, rounded the way the claim is "
         'written (to millions for "138M"), equals the claim; **rounding** when it does not but lies '
         f"within {TOLERANCE:.0%} (a figure rounded the wrong way or truncated); **wrong** otherwise. "
-        "Parameters are weights + biases, as the notes count them; activations are values per image, "
+        "Parameters are weights + biases, as the notes count them; depth counts conv and fc layers on the "
+        "longest path; activations are values per image, "
         "4 bytes each at float32; ops are multiply-adds. The teaching modules (`inception_naive`, "
         "`inception_reduced`, `three_3x3`, `one_7x7`) are known to `tlkit inspect` only, not to "
         "`tlkit models`."

@@ -5,7 +5,18 @@ from __future__ import annotations
 import argparse
 import json
 
-from tlkit.cli.commands._argtypes import image_side
+from tlkit.cli.commands._argtypes import image_side, positive_int
+
+
+def memory_size(text: str) -> int:
+    from tlkit.errors import ConfigError
+    from tlkit.memory_budget import parse_size
+
+    try:
+        return parse_size(text)
+    except ConfigError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
 
 NAME = "inspect"
 HELP = "per-layer table of a model: shapes, activations, parameters, receptive field, mult-adds"
@@ -26,6 +37,23 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="input height and width (default: the model's own)",
     )
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    m = p.add_argument_group("training memory (--memory)")
+    m.add_argument(
+        "--memory",
+        action="store_true",
+        help="print the memory of one training step instead: weights, gradients, optimizer state, "
+        "every layer's output (the activations kept for the backward pass) and as much again for their "
+        "gradients, the input batch (float32)",
+    )
+    m.add_argument("--batch", type=positive_int, help="batch size for --memory (default 32)")
+    m.add_argument(
+        "--optimizer",
+        choices=("adam", "momentum", "sgd"),
+        help="optimizer state for --memory: adam 2 values per parameter, momentum 1, sgd 0 (default adam)",
+    )
+    m.add_argument(
+        "--budget", type=memory_size, help="with --memory: the largest batch that fits this size (8GB, 16GiB)"
+    )
 
 
 def inspect_model(name: str, input_size: tuple[int, int] | None = None) -> dict:
@@ -77,6 +105,15 @@ def _inspect_module(module, input_size: tuple[int, int] | None) -> dict:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.memory:
+        return _run_memory(args)
+    used = [f for f, v in (("--batch", args.batch), ("--optimizer", args.optimizer), ("--budget", args.budget)) if v]
+    if used:
+        from tlkit.cli.main import CLIError
+
+        raise CLIError(
+            f"{', '.join(used)} only appl{'y' if len(used) > 1 else 'ies'} with --memory: add --memory or drop them"
+        )
     table = inspect_model(args.name, tuple(args.input_size) if args.input_size else None)
     if args.json:
         print(json.dumps(table, indent=2))
@@ -84,4 +121,16 @@ def run(args: argparse.Namespace) -> int:
         from tlkit.inspection import format_table
 
         print(format_table(table))
+    return 0
+
+
+def _run_memory(args: argparse.Namespace) -> int:
+    from tlkit.memory_budget import budget_from_table, format_budget
+
+    table = inspect_model(args.name, tuple(args.input_size) if args.input_size else None)
+    budget = budget_from_table(table, args.batch or 32, args.optimizer or "adam")
+    if args.json:
+        print(json.dumps(budget.to_dict(args.budget), indent=2))
+    else:
+        print(format_budget(budget, args.budget))
     return 0
