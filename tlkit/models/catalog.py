@@ -17,6 +17,7 @@ from tlkit.models import (  # noqa: F401  (each registers its family's specs on 
     efficientnet_lite_specs,
     fractalnet_specs,
     googlenet_specs,
+    inception_v4_specs,
     lenet_specs,
     resnet_specs,
     vgg_specs,
