@@ -6,7 +6,8 @@ import pytest
 
 import tlkit
 
-APPS = [s.name for s in tlkit.list_models(family="keras_applications")]
+# Inception-ResNet-v2 (780 layers, ~12 s a build on 2 cores) is left to tests/test_model_contract.py.
+APPS = [s.name for s in tlkit.list_models(family="keras_applications") if s.name != "inception_resnet_v2"]
 # Full-size parameter counts (paper form and Keras' totals): tests/test_model_contract.py.
 
 

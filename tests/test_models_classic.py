@@ -176,6 +176,7 @@ BODY = {
     "allcnn_c": ((32, 32), (6, 6, 192)),
     "allcnn_strided": ((32, 32), (6, 6, 192)),
     "allcnn_convpool": ((32, 32), (6, 6, 192)),
+    **{f"allcnn_{v}{m}": ((32, 32), (6, 6, 192)) for m in ("a", "b") for v in ("", "strided_", "convpool_")},
     "nin": ((32, 32), (8, 8, 192)),
 }
 

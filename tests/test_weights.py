@@ -211,6 +211,7 @@ _KERAS_MODULE = {
     "resnet": "resnet",
     "vgg16": "vgg16",
     "vgg19": "vgg19",
+    "inception_resnet": "inception_resnet_v2",
     "inception": "inception_v3",
     "xception": "xception",
     "densenet": "densenet",
@@ -225,7 +226,7 @@ _KERAS_FILE_BASES = sorted(
 
 
 def test_keras_file_bases():
-    assert len(_KERAS_FILE_BASES) == 13 and "mobilenet_v2" in _KERAS_FILE_BASES
+    assert len(_KERAS_FILE_BASES) == 14 and "mobilenet_v2" in _KERAS_FILE_BASES
 
 
 @pytest.mark.parametrize("name", _KERAS_FILE_BASES)

@@ -22,6 +22,7 @@ from typing import Any
 MODULES = (
     "tlkit.models.preprocessing",
     "tlkit.models.layers",
+    "tlkit.models.cifar_resnet",
     "tlkit.dense.convert",
     "tlkit.dense.upsample",
     "tlkit.finetune.ema",

@@ -1,4 +1,5 @@
-"""All-CNN-C family and Network in Network for CIFAR-10 (Keras 3 functional builders)."""
+"""All-CNN models A, B and C with their variants, and Network in Network, for CIFAR-10 (Keras 3
+functional builders)."""
 
 from __future__ import annotations
 
@@ -28,6 +29,11 @@ def _gap_softmax(x: Any, classifier_activation: str | None) -> Any:
     return layers.Activation(classifier_activation or "linear", name="predictions")(x)
 
 
+# Springenberg et al. 2015, Table 1: the kernels of each stage's convs before its 3x3/2 max pool
+# (96 filters in stage 1, 192 in stage 2). Model A: one 5x5; B: a 5x5 then a 1x1; C: two 3x3.
+BASE_MODELS = {"a": (5,), "b": (5, 1), "c": (3, 3)}
+
+
 def allcnn(
     *,
     num_classes: int = 10,
@@ -35,55 +41,69 @@ def allcnn(
     include_top: bool = True,
     classifier_activation: str | None = "softmax",
     variant: Literal["all", "strided", "convpool"] = "all",
+    model: Literal["a", "b", "c"] = "c",
 ) -> keras.Model:
-    """The model C family of Springenberg et al. 2015 ("Striving for simplicity: the all
-    convolutional net", Tables 1 and 2), for 32x32 CIFAR inputs.
+    """The models A, B and C of Springenberg et al. 2015 ("Striving for simplicity: the all
+    convolutional net", Tables 1 and 2) and their variants, for 32x32 CIFAR inputs.
 
-    ``variant="all"`` (All-CNN-C): conv1 3x3 96, conv2 3x3 96, conv3 3x3 96 stride 2,
-    conv4 3x3 192, conv5 3x3 192, conv6 3x3 192 stride 2, conv7 3x3 192 valid,
-    conv8 1x1 192, conv9 1x1 num_classes, global average pool (``avg_pool``),
-    softmax (``predictions``). 1,369,738 parameters for 10 classes.
+    Base model ``model`` (Table 1), in two stages of 96 then 192 filters, each ending in a 3x3/2
+    max pool: A has one 5x5 conv per stage, B a 5x5 then a 1x1 conv, C two 3x3 convs. All
+    three share the top: 3x3 conv 192 valid, 1x1 conv 192, 1x1 conv num_classes, global
+    average pool (``avg_pool``), softmax (``predictions``). Layers are numbered as in the
+    All-CNN form, where each stage's pool is a conv: C and B run conv1..conv9, A conv1..conv7.
 
-    ``variant="strided"`` (Strided-CNN-C): model C with its max pools removed and
-    stride 2 on the conv before each of them; that is All-CNN-C without conv3 and
-    conv6, so the layers keep All-CNN-C's numbering (conv1, conv2/2, conv4, conv5/2,
-    conv7, conv8, conv9). 954,730 parameters.
+    ``variant="all"`` (All-CNN-X): each max pool replaced by a 3x3 conv with stride 2 (C:
+    conv1 3x3 96, conv2 3x3 96, conv3 3x3 96 stride 2, conv4 3x3 192, conv5 3x3 192, conv6
+    3x3 192 stride 2, conv7 3x3 192 valid, conv8 1x1 192, conv9 1x1 num_classes).
+    1,369,738 parameters for C, 1,300,618 for B, 1,254,250 for A (10 classes).
 
-    ``variant="convpool"`` (ConvPool-CNN-C): model C with an extra 3x3 conv before
-    each 3x3/2 max pool: conv1-conv3, pool1, conv4-conv6, pool2, conv7-conv9; the
-    same convolutions as All-CNN-C (1,369,738 parameters), with pools instead of strides.
+    ``variant="strided"`` (Strided-CNN-X): the max pools removed and stride 2 on the conv
+    before each of them; All-CNN-X without its stride-2 convs, keeping its numbering (C:
+    conv1, conv2/2, conv4, conv5/2, conv7, conv8, conv9; B's stride-2 convs are its 1x1s).
+    The base model's parameters: 954,730 for C, 885,610 for B, 839,242 for A.
 
-    Every conv, conv9 included, has ReLU, as in Table 2 ("1x1 conv. 10 ReLU").
+    ``variant="convpool"`` (ConvPool-CNN-X): an extra 3x3 conv (the pool's kernel size) before
+    each 3x3/2 max pool (``pool1``, ``pool2``): the same convolutions as All-CNN-X, with pools
+    instead of strides, so the same parameter count.
+
+    Every conv, the classifier conv included, has ReLU, as in Table 2 ("1x1 conv. 10 ReLU").
+    Convs pad "same" (32 -> 16 -> 8 at the strides and pools), the top 3x3 "valid" (8 -> 6).
 
     Dropout follows the paper (20% on the input, 50% after each pooling or
     stride-2 stage) but only when ``include_top=True``: it regularizes training of
     the whole classifier, while the body returned by ``include_top=False`` is a
-    plain feature extractor (``conv8``'s 6x6x192 map; conv9 is the classifier).
+    plain feature extractor (the penultimate 1x1 conv's 6x6x192 map; the last conv is the
+    classifier).
     """
     if variant not in VARIANTS:
         raise ModelError(f"unknown All-CNN variant {variant!r}; choose one of {VARIANTS}")
+    if model not in BASE_MODELS:
+        raise ModelError(f"unknown All-CNN base model {model!r}; choose one of {tuple(BASE_MODELS)}")
+    kernels = BASE_MODELS[model]
     inputs = keras.Input(shape=tuple(input_shape), name="input")
     x = layers.Dropout(0.2, name="drop_input")(inputs) if include_top else inputs
-    for stage, (filters, first) in enumerate(((96, 1), (192, 4)), start=1):
-        # Each stage is three 3x3 convs' worth of positions in model C numbering.
-        x = _conv(x, filters, 3, f"conv{first}")
-        if variant == "strided":
-            x = _conv(x, filters, 3, f"conv{first + 1}", strides=2)
-        elif variant == "all":
-            x = _conv(x, filters, 3, f"conv{first + 1}")
-            x = _conv(x, filters, 3, f"conv{first + 2}", strides=2)
-        else:  # convpool
-            x = _conv(x, filters, 3, f"conv{first + 1}")
-            x = _conv(x, filters, 3, f"conv{first + 2}")
+    n = 0  # the All-CNN-X number of the last conv
+    for stage, filters in enumerate((96, 192), start=1):
+        for i, kernel in enumerate(kernels):
+            last = i == len(kernels) - 1
+            # Strided: the conv before the (removed) pool takes its stride.
+            stride = 2 if (last and variant == "strided") else 1
+            x = _conv(x, filters, kernel, f"conv{n + 1 + i}", strides=stride)
+        n += len(kernels) + 1  # the pool's position is a conv in All-CNN-X
+        if variant == "all":
+            x = _conv(x, filters, 3, f"conv{n}", strides=2)
+        elif variant == "convpool":
+            x = _conv(x, filters, 3, f"conv{n}")
             x = _pool(x, f"pool{stage}")
         if include_top:
             x = layers.Dropout(0.5, name=f"drop{stage}")(x)
-    x = _conv(x, 192, 3, "conv7", padding="valid")
-    x = _conv(x, 192, 1, "conv8")
+    x = _conv(x, 192, 3, f"conv{n + 1}", padding="valid")
+    x = _conv(x, 192, 1, f"conv{n + 2}")
+    suffix = "" if model == "c" else f"_{model}"
     if not include_top:
-        return keras.Model(inputs, x, name=f"allcnn_{variant}")
-    x = _conv(x, num_classes, 1, "conv9")
-    return keras.Model(inputs, _gap_softmax(x, classifier_activation), name=f"allcnn_{variant}")
+        return keras.Model(inputs, x, name=f"allcnn_{variant}{suffix}")
+    x = _conv(x, num_classes, 1, f"conv{n + 3}")
+    return keras.Model(inputs, _gap_softmax(x, classifier_activation), name=f"allcnn_{variant}{suffix}")
 
 
 def nin(

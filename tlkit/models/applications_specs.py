@@ -19,7 +19,7 @@ _LICENCE = "Keras applications weights (see the Keras applications documentation
 # column of the Keras applications table minus BatchNorm statistics.
 _KERAS_COUNT = "keras.applications model as built (Keras' architecture; trainable weights)"
 # Keras' own minimum input sizes (valid-padded stems); the rest take 32x32.
-_MIN_INPUT = {"inception_v3": 75, "xception": 71}
+_MIN_INPUT = {"inception_v3": 75, "inception_resnet_v2": 75, "xception": 71}
 # Unfreezing blocks by Keras' layer names: conv3_block2_ (ResNet, DenseNet), block2a_
 # (EfficientNet), block_5_ / expanded_conv_ (MobileNetV2), block4_ (VGG, Xception), mixed5
 # closes an Inception module (the conv2d_N before it join it).
@@ -31,6 +31,8 @@ _BLOCKS = {
     "vgg19": r"^(block\d+)_",
     "xception": r"^(block\d+)_",
     "inception_v3": r"^(mixed\d+)$",
+    # block35_N_ / block17_N_ / block8_N_: the three grids' residual modules, one block each.
+    "inception_resnet_v2": r"^(block\d+)_",
 }
 _VGG_LAYERS = {
     "pool3": "block3_pool",
@@ -170,6 +172,23 @@ for _name, _app, _size, _pre, _layers, _p, _src, _entry in [
             "inception_v3_weights_tf_dim_ordering_tf_kernels",
             "9a0d58056eeedaa3f26cb7ebd46da564",
             "bcbd6486424b2319ff4ef7d526e38f63",
+        ),
+    ),
+    # Szegedy et al. 2016 as TF-slim built it (Keras' port; its stem is Inception-v3's, not the
+    # paper's Figure 3, and its BatchNorm has no scale): 55,873,736 with BN moving statistics.
+    (
+        "inception_resnet_v2",
+        "InceptionResNetV2",
+        299,
+        "tf",
+        {"top": "conv_7b_ac", **GAP},
+        55_813_192,
+        _KERAS_COUNT,
+        _keras_file(
+            _KA + "inception_resnet_v2/",
+            "inception_resnet_v2_weights_tf_dim_ordering_tf_kernels",
+            "e693bd0210a403b3192acc6073ad2e96",
+            "d19885ff4a710c122648d3b5c3b684e4",
         ),
     ),
     (
