@@ -77,10 +77,7 @@ def finish(run: RunDir, source: Any, classes: list[str], size: tuple, cfg: Any, 
 
     history = recorder.read_history(run / rd.HISTORY)
     if history:
-        try:
-            plots.training_curves(history, run / rd.CURVES, title=f"{cfg.base} {cfg.head} on {cfg.data}")
-        except (KeyError, TypeError, ValueError) as exc:  # the classifier's curves want accuracy columns
-            log(f"no curves.png: {exc}")
+        plots.training_curves(history, run / rd.CURVES, title=f"{cfg.base} {cfg.head} on {cfg.data}")
     ckpt = run.require_checkpoint()
     model = run.load_checkpoint(ckpt)
     split = "val" if source.val else "train"
@@ -93,9 +90,9 @@ def finish(run: RunDir, source: Any, classes: list[str], size: tuple, cfg: Any, 
     pictures.confusion_png(np.asarray(metrics["confusion"]), classes, run / rd.CONFUSION, title=about)
     if rows:
         pictures.examples_png(rows, classes, run / EXAMPLES)
-    line = f"{split} mean IoU {metrics['mean_iou']:.4f}, pixel accuracy {metrics['pixel_accuracy']:.4f}"
+    line = f"{split} mean IoU {_num(metrics['mean_iou'])}, pixel accuracy {_num(metrics['pixel_accuracy'])}"
     if "test" in metrics:
-        line += f"; test mean IoU {metrics['test']['mean_iou']:.4f}"
+        line += f"; test mean IoU {_num(metrics['test']['mean_iou'])}"
     log(f"{line} ({ckpt.name}); run: {run.path}")
     return metrics
 
@@ -118,21 +115,24 @@ def evaluate_run(run_dir: str | Path, split: str = "val") -> dict:
 def report_text(result: dict) -> str:
     """What ``tlkit segment evaluate`` prints: the split's scores and the per-class IoU table."""
     lines = [
-        f"{result['split']} ({result.get('checkpoint', '')}): pixel accuracy {result['pixel_accuracy']:.4f}, "
-        f"mean IoU {result['mean_iou']:.4f}",
+        f"{result['split']} ({result.get('checkpoint', '')}): pixel accuracy {_num(result['pixel_accuracy'])}, "
+        f"mean IoU {_num(result['mean_iou'])}",
     ]
     boundary = result.get("boundary") or {}
     if "mean_iou" in boundary:
         lines.append(
-            f"boundary ({BOUNDARY_WIDTH} px band): mean IoU {boundary['mean_iou']:.4f}"
-            + (f", pixel accuracy {boundary['pixel_accuracy']:.4f}" if "pixel_accuracy" in boundary else "")
+            f"boundary ({boundary.get('width', BOUNDARY_WIDTH)} px band): mean IoU {_num(boundary['mean_iou'])}, "
+            f"pixel accuracy {_num(boundary.get('pixel_accuracy'))}"
         )
     per = result.get("per_class") or {}
     if per:
         width = max(len(str(c)) for c in per)
         lines.append(f"{'class':<{width}}  IoU     pixels")
         for name, s in per.items():
-            iou = s.get("iou")
-            shown = "   -  " if iou is None or iou != iou else f"{iou:.4f}"
-            lines.append(f"{name:<{width}}  {shown}  {s.get('pixels', '')}")
+            lines.append(f"{name:<{width}}  {_num(s.get('iou')):<6}  {s.get('pixels', '')}")
     return "\n".join(lines)
+
+
+def _num(value: Any) -> str:
+    """A score with 4 decimals; ``-`` for None (nothing to score: a class in neither truth nor prediction)."""
+    return "-" if value is None else f"{value:.4f}"

@@ -80,22 +80,18 @@ def compile_segmenter(model: Any, stage: Any, num_classes: int) -> None:
     """Loss and metric of a segmenter (logits out); recompiled when stage 2 changes the trainable set.
 
     ``ignore_class=255``: Keras gives those pixels no loss and averages over the others (checked in
-    tests/test_segment_train.py), and MeanIoU leaves them out of its confusion matrix. MeanIoU's
-    mean is over the classes present in the truth or the prediction, as
-    :func:`tlkit.segment.metrics.scores` computes it.
+    tests/test_segment_train.py); the metric is :func:`tlkit.segment.keras_metrics.mean_iou_metric`
+    (Keras' MeanIoU, checked against :mod:`tlkit.segment.metrics`).
     """
     import keras
 
     from tlkit.finetune.train import make_optimizer
+    from tlkit.segment.keras_metrics import mean_iou_metric
 
     model.compile(
         optimizer=make_optimizer(stage),
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True, ignore_class=IGNORE),
-        metrics=[
-            keras.metrics.MeanIoU(
-                num_classes=num_classes, ignore_class=IGNORE, sparse_y_true=True, sparse_y_pred=False, name="mean_iou"
-            )
-        ],
+        metrics=[mean_iou_metric(num_classes)],
     )
 
 
