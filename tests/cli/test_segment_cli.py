@@ -52,7 +52,7 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> dict:
     """The sample data, an uninterrupted run, and the same run stopped after epoch 0 and resumed."""
     root = tmp_path_factory.mktemp("segment")
     made = tlkit(
-        "segment", "sample-data", "data", "--train", "8", "--val", "4", "--test", "2", "--size", "64", cwd=root
+        "segment", "sample-data", "data", "--train", "4", "--val", "2", "--test", "1", "--size", "64", cwd=root
     )
     assert made.returncode == 0, made.stderr[-2000:]
     args = (*ARGS, "--data", "data")

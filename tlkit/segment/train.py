@@ -142,6 +142,8 @@ def finetune_segmenter(
         f"data: {len(source.train)} training, {len(source.val)} validation, {len(source.test)} test pairs; "
         f"{len(classes)} classes ({', '.join(classes)})"
     )
+    for line in report.lines() if hasattr(report, "lines") else ():
+        log(f"  {line}")
     from tlkit.data.pipeline import epoch_variable
     from tlkit.distribute import create_strategy
     from tlkit.finetune.pipeline import _record_interruption, _setup_numerics
