@@ -119,7 +119,7 @@ def _in_memory(pairs: Sequence[tuple[str, str]]) -> Any:
     return get
 
 
-def _random_epochs(images: list[str], refs: np.ndarray, seed: int, to_pixels: Any) -> Any:
+def _random_epochs(images: list[str], refs: np.ndarray, seed: int, to_pixels: Any, mine: Any) -> Any:
     """:func:`tlkit.data.pipeline._epoch_keyed` without an epoch variable: each iteration draws its epoch number."""
     import tensorflow as tf
 
@@ -130,11 +130,13 @@ def _random_epochs(images: list[str], refs: np.ndarray, seed: int, to_pixels: An
         e = tf.math.floormod(r, 2**20)
         order = tf.random.experimental.stateless_shuffle(tf.range(n, dtype=tf.int64), seed=tf.stack([seed64, e]))
         keys = e * (2**32) + tf.range(n, dtype=tf.int64)
+        if mine is not None:
+            order, keys = tf.gather(order, mine), tf.gather(keys, mine)
         slices = (tf.gather(paths_t, order), tf.gather(refs_t, order), keys)
         return to_pixels(tf.data.Dataset.from_tensor_slices(slices))
 
     ds = tf.data.Dataset.random(seed=int(seed), rerandomize_each_iteration=True).take(1).flat_map(one_epoch)
-    return ds.apply(tf.data.experimental.assert_cardinality(n))
+    return ds.apply(tf.data.experimental.assert_cardinality(n if mine is None else len(mine)))
 
 
 def make_segmentation_dataset(
@@ -147,6 +149,7 @@ def make_segmentation_dataset(
     epoch: Any = None,
     augment: bool = True,
     cache: bool = False,
+    shard: Any = None,
 ) -> Any:
     """A batched, prefetched ``tf.data.Dataset`` of ``(float32 [B, h, w, 3] 0..255, int32 [B, h, w])``.
 
@@ -155,9 +158,13 @@ def make_segmentation_dataset(
     begin (:func:`tlkit.data.pipeline.epoch_variable`); without it each iteration of the dataset counts as
     the next epoch from 0. Otherwise: resized to ``size``, no randomness, ``pairs``' order.
     ``cache``: decode every pair once into memory (small data sets); augmentation still runs each epoch.
+    ``shard`` (a :class:`tlkit.data.sharding.Shard`, for ``--workers``): this worker's part of every global
+    batch of ``batch_size``, with the keys those items have in the one-process epoch, padded with empty batches
+    to the same number of steps on every worker (:mod:`tlkit.data.sharding`).
     """
     import tensorflow as tf
 
+    from tlkit.data import sharding
     from tlkit.data.decode import with_threading
     from tlkit.data.pipeline import _epoch_keyed
 
@@ -166,6 +173,8 @@ def make_segmentation_dataset(
         raise DataError("no (image, mask) pairs to make a dataset of")
     size = (int(size[0]), int(size[1]))
     auto = tf.data.AUTOTUNE
+    n = len(pairs)
+    mine = None if shard is None else sharding.positions(n, batch_size, shard)
     get = _in_memory(pairs) if cache else None
 
     def load(image_path: Any, mask_path: Any, index: Any) -> tuple[Any, Any]:
@@ -192,11 +201,12 @@ def make_segmentation_dataset(
             return keyed.map(one, num_parallel_calls=auto, deterministic=True)
 
         if epoch is None:  # each iteration of the dataset: a fresh (seeded) random epoch number
-            ds = _random_epochs(images, refs, seed, to_pixels)
+            ds = _random_epochs(images, refs, seed, to_pixels, mine)
         else:
-            ds = _epoch_keyed(images, refs, seed, epoch, to_pixels, known_length=True)
+            ds = _epoch_keyed(images, refs, seed, epoch, to_pixels, known_length=True, mine=mine)
     else:
-        ds = tf.data.Dataset.from_tensor_slices((images, refs))
+        keep = np.arange(n) if mine is None else mine
+        ds = tf.data.Dataset.from_tensor_slices(([images[i] for i in keep], refs[keep]))
 
         def one_val(p: Any, ref: Any) -> tuple[Any, Any]:
             mask_path, index = split_ref(ref)
@@ -204,4 +214,5 @@ def make_segmentation_dataset(
             return resize_pair(image, mask, size)
 
         ds = ds.map(one_val, num_parallel_calls=auto, deterministic=True)
-    return with_threading(ds.batch(batch_size).prefetch(auto))
+    ds = ds.batch(batch_size) if shard is None else sharding.batch(ds, n, batch_size, shard, (*size, 3))
+    return with_threading(ds.prefetch(auto))
