@@ -114,6 +114,9 @@ def check_config(cfg: SegmentConfig) -> None:
                 f"--input-size {h} {w}: segmentation inputs must be multiples of 32 (the decoder upsamples "
                 f"by 32); try --input-size {max(32, round(h / 32) * 32)} {max(32, round(w / 32) * 32)}"
             )
+    from tlkit.segment.models import check_request  # no Keras: a base that cannot dilate is refused here
+
+    check_request(cfg.base, cfg.head, 2, cfg.input_size, cfg.output_stride)
     if cfg.epochs == 0 and (cfg.finetune_epochs == 0 or cfg.unfreeze == "0"):
         raise ConfigError(
             "nothing to train: pass --epochs N for the decoder and/or --finetune-epochs N with --unfreeze N|all"
