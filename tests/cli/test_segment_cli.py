@@ -10,11 +10,12 @@ from __future__ import annotations
 import csv
 import json
 import signal
+import subprocess
 from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import assert_one_line_error, run_history, run_state, start_tlkit, stop, tlkit, wait_for
+from conftest import TLKIT, assert_one_line_error, cli_env, run_history, run_state, start_tlkit, stop, tlkit, wait_for
 from PIL import Image
 
 pytestmark = pytest.mark.slow
@@ -71,6 +72,40 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> dict:
     return {"root": root, "full": root / "runs" / "full", "stopped": stopped, "rc": rc, "resumed": resumed}
 
 
+def _at_once(root: Path, commands: dict[str, tuple], timeout: float = 300) -> dict[str, subprocess.CompletedProcess]:
+    """Run several ``tlkit`` commands side by side (each its own process); their results by name."""
+    procs = {}
+    for name, args in commands.items():
+        out, err = open(root / f"{name}.out", "w+"), open(root / f"{name}.err", "w+")  # noqa: SIM115
+        cmd = [TLKIT, *map(str, args)]
+        procs[name] = (subprocess.Popen(cmd, cwd=root, env=cli_env(), stdout=out, stderr=err), out, err)
+    results = {}
+    for name, (proc, out, err) in procs.items():
+        rc = proc.wait(timeout=timeout)
+        out.seek(0), err.seek(0)
+        results[name] = subprocess.CompletedProcess(proc.args, rc, out.read(), err.read())
+        out.close(), err.close()
+    return results
+
+
+@pytest.fixture(scope="module")
+def used(runs: dict) -> dict:
+    """evaluate, predict (the model's size and another) and export of the finished run, side by side."""
+    root, run = runs["root"], runs["full"]
+    photo = sorted((root / "data" / "test" / "images").iterdir())[0]
+    wide = root / "wide.png"
+    Image.open(photo).convert("RGB").resize((96, 48)).save(wide)  # another size than the model's 64x64
+    done = _at_once(
+        root,
+        {
+            "evaluate": ("segment", "evaluate", run, "--json"),
+            "predict": ("segment", "predict", run, photo, wide, "--out", "masks"),
+            "export": ("segment", "export", run, "served", "--quiet"),
+        },
+    )
+    return {**done, "photo": photo, "wide": wide}
+
+
 def test_finetune_writes_the_run_with_val_mean_iou_in_its_history(runs):
     run = runs["full"]
     for name in ("config.json", "labels.json", "state.json", "history.csv", "best.keras", "last.keras"):
@@ -98,9 +133,9 @@ def test_a_run_stopped_after_epoch_0_and_resumed_equals_the_uninterrupted_one(ru
     assert a["confusion"] == b["confusion"]
 
 
-def test_evaluate_prints_the_mean_iou_of_metrics_json(runs):  # its text form: tests/test_segment_train.py
+def test_evaluate_prints_the_mean_iou_of_metrics_json(runs, used):  # its text form: tests/test_segment_train.py
     metrics = json.loads((runs["full"] / "metrics.json").read_text())
-    shown = tlkit("segment", "evaluate", runs["full"], "--json", cwd=runs["root"], timeout=120)
+    shown = used["evaluate"]
     assert shown.returncode == 0, shown.stderr[-2000:]
     result = json.loads(shown.stdout)
     assert result["mean_iou"] == metrics["mean_iou"]
@@ -108,20 +143,16 @@ def test_evaluate_prints_the_mean_iou_of_metrics_json(runs):  # its text form: t
     assert result["boundary"]["width"] == 3 and set(result["per_class"]) == set(metrics["per_class"])
 
 
-def test_predict_writes_masks_of_the_photo_size_and_export_matches_the_keras_model(runs):
-    root = runs["root"]
-    photo = sorted((root / "data" / "test" / "images").iterdir())[0]
-    wide = root / "wide.png"
-    Image.open(photo).convert("RGB").resize((96, 48)).save(wide)  # another size than the model's 64x64
-    done = tlkit("segment", "predict", runs["full"], photo, wide, "--out", "masks", cwd=root, timeout=120)
-    assert done.returncode == 0, done.stderr[-2000:]
-    for src, out in ((photo, "masks"), (wide, "masks")):
-        with Image.open(root / out / f"{src.stem}_mask.png") as m:
+def test_predict_writes_masks_of_the_photo_size_and_export_matches_the_keras_model(runs, used):
+    root, photo, wide = runs["root"], used["photo"], used["wide"]
+    assert used["predict"].returncode == 0, used["predict"].stderr[-2000:]
+    for src in (photo, wide):
+        with Image.open(root / "masks" / f"{src.stem}_mask.png") as m:
             assert m.mode == "P"
             assert m.size == Image.open(src).size
-        assert (root / out / f"{src.stem}_overlay.png").is_file()
+        assert (root / "masks" / f"{src.stem}_overlay.png").is_file()
 
-    exported = tlkit("segment", "export", runs["full"], "served", "--quiet", cwd=root, timeout=240)
+    exported = used["export"]
     assert exported.returncode == 0, exported.stderr[-3000:]
     assert exported.stdout.strip().endswith("served/1")
     import tensorflow as tf
