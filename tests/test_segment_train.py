@@ -143,6 +143,29 @@ def test_serving_masks_come_back_at_the_image_size_and_mixed_sizes_are_refused()
         module.serve_bytes(tf.constant([b"not an image"]))
 
 
+def test_the_export_check_finds_a_savedmodel_that_differs_from_the_model(tmp_path: Path):
+    import keras
+    import tensorflow as tf
+
+    from tlkit.export.verify import VerificationError
+    from tlkit.segment.export import MODEL_CARD, verify_segment_export
+    from tlkit.segment.serving import SegmentServing
+
+    def tiny(seed: int) -> keras.Model:
+        inputs = keras.Input((32, 32, 3))
+        init = keras.initializers.GlorotUniform(seed=seed)
+        return keras.Model(inputs, keras.layers.Conv2D(3, 3, padding="same", kernel_initializer=init)(inputs))
+
+    model = tiny(0)
+    module = SegmentServing(model, (32, 32), max_pixels=10**6)
+    tf.saved_model.save(module, str(tmp_path), signatures=module.signatures())
+    (tmp_path / MODEL_CARD).write_text(json.dumps({"input_size": [32, 32], "max_pixels": 10**6}))
+    report = verify_segment_export(tmp_path, model, _png(24, 40))
+    assert report["ok"] and report["probe_size"] == [24, 40]
+    with pytest.raises(VerificationError, match="mask differs from the Keras model's argmax"):
+        verify_segment_export(tmp_path, tiny(1), _png(24, 40))
+
+
 def test_segment_help_loads_no_tensorflow():
     code = (
         "import sys, tlkit.cli.main\n"

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import tlkit
-from tlkit.errors import ConfigError
+from tlkit.errors import ConfigError, TlkitError
 
 TOLERANCE = 1e-4
 MODEL_CARD = "tlkit.json"
@@ -64,7 +64,7 @@ def _probe(config: dict) -> tuple[bytes, Any]:
         source = find_pairs(config["data"], val_split=config.get("val_split", 0.2), seed=config.get("seed", 0))
         pairs = source.val or source.train
         image = load_rgb(pairs[0][0]) if pairs else None
-    except Exception:  # noqa: BLE001  (the data may be gone: the probe is then synthetic)
+    except (TlkitError, OSError, IndexError):  # the data may be gone or changed: the probe is then synthetic
         image = None
     if image is None:
         rng = np.random.default_rng(0)
