@@ -112,6 +112,15 @@ def test_find_pairs_flat_folder_seeded_split(tmp_path):
     assert set(a.train).isdisjoint(a.val) and len(set(a.train) | set(a.val)) == 10
 
 
+def test_find_pairs_split_folders_without_val(tmp_path):
+    for split, n in (("train", 5), ("test", 2)):
+        for i in range(n):
+            _pair(tmp_path / split, f"{split}{i}", np.full((4, 4), 1, np.uint8))
+    s = sources.find_pairs(str(tmp_path), val_split=0.2, seed=0)
+    assert (len(s.train), len(s.val), len(s.test)) == (4, 1, 2) and s.classes == ["class_0", "class_1"]
+    assert all("/train/" in p for p, _ in s.train + s.val) and all("/test/" in p for p, _ in s.test)
+
+
 def test_find_pairs_unmatched_files_are_named(tmp_path):
     _pair(tmp_path, "a", np.zeros((4, 4), np.uint8))
     Image.fromarray(np.zeros((4, 4, 3), np.uint8)).save(tmp_path / "images" / "lonely.jpg")
@@ -189,6 +198,11 @@ def test_check_pairs_exif_rotated_photo(tmp_path):
     assert "\n" not in msg
     masks.write_mask(folder / "masks" / "x.png", _blocks(40, 60, 2), 4)  # drawn on the upright photo: accepted
     assert sources.check_pairs(src).rotated == 1
+    from tlkit.segment.dataset import make_segmentation_dataset  # the pipeline turns the photo upright too
+
+    x, m = _batches(make_segmentation_dataset(src.train, size=(40, 60), batch_size=1, training=False))[0]
+    labelled = m[0] != masks.IGNORE
+    assert (_class_of_colour(x[0])[labelled] == m[0][labelled]).mean() > 0.95
 
 
 # --- dataset.py ------------------------------------------------------------------------------------

@@ -93,6 +93,9 @@ def test_fcn16s_and_8s_skips_start_at_zero_and_add_their_upsampled_scores(lite_h
     s = model.get_layer("score_fr")(_top_features(model, x))
     chain = _np(model.get_layer("upscore_pool3")(model.get_layer("upscore_pool4")(s)))
     np.testing.assert_allclose(before, _bilinear(chain, 8), rtol=1e-4, atol=1e-4)
+    kernel, bias = model.get_layer("score_fr").get_weights()
+    one_step = _bilinear(_top_features(model, x) @ kernel[0, 0] + bias, 32)
+    assert np.abs(before - one_step).max() > 1e-3 * np.abs(one_step).max()  # steps are not one x32 step
     # A non-zero pool3 skip adds exactly its own scores, upsampled x8.
     _randomise(model, "score_pool3", seed=3)
     pool3 = keras.tree.flatten(get_base(model)(model.get_layer("preprocess")(x), training=False))[1]
@@ -115,9 +118,7 @@ def test_stage_two_unfreezes_the_base_top_blocks(lite_heads):
         get_base(model).trainable = False
 
 
-@pytest.mark.parametrize(
-    "name", ["efficientnet_lite0", "resnet18", "resnet18v2", "vgg11", "mobilenet_v2", "resnet50v2"]
-)
+@pytest.mark.parametrize("name", ["efficientnet_lite0", "resnet18", "resnet18v2", "vgg11", "resnet50v2"])
 def test_stride_aliases_name_real_layers_at_their_stride(name):
     spec = tlkit.get_spec(name)
     body = tlkit.build(name, include_top=False, input_shape=(*SIZE, 3))
@@ -133,19 +134,19 @@ def test_stride_aliases_name_real_layers_at_their_stride(name):
         assert taps == {s: spec.layers[f"stride{s}"] for s in taps}
 
 
-@pytest.fixture(scope="module")
-def lite_body():
-    return tlkit.build("efficientnet_lite0", include_top=False, input_shape=(*SIZE, 3))
-
-
-@pytest.mark.parametrize("output_stride", [16, 8])
-def test_dilated_body_keeps_weights_and_computes_every_fth_position_of_the_original(lite_body, output_stride):
-    body = lite_body
+def test_dilated_body_keeps_weights_and_computes_every_fth_position_of_the_original():
+    output_stride = 8  # both stride-2 stages of the top go: dilations 2 then 4
+    body = tlkit.build("efficientnet_lite0", include_top=False, input_shape=(*SIZE, 3))
     dense = dilate(body, output_stride)
     assert all(np.array_equal(a, b) for a, b in zip(dense.get_weights(), body.get_weights()))
     f = 32 // output_stride
     assert tuple(dense.output.shape[1:3]) == (SIZE[0] // output_stride, SIZE[1] // output_stride)
     assert dense.get_layer("top_conv").dilation_rate == (1, 1)  # 1x1: nothing to dilate
+    dw = {n: dense.get_layer(f"{n}_dwconv") for n in ("block3a", "block4a", "block5a", "block6a", "block7a")}
+    assert dw["block3a"].strides == (2, 2)  # stride 4 -> 8 stays
+    assert dw["block4a"].strides == (1, 1) and dw["block4a"].dilation_rate == (1, 1)  # 8 -> 16 goes
+    assert dw["block5a"].dilation_rate == (2, 2)
+    assert dw["block6a"].strides == (1, 1) and dw["block6a"].dilation_rate == (2, 2)  # 16 -> 32 goes
     assert dense.get_layer("block7a_dwconv").dilation_rate == (f, f)
     x = np.random.default_rng(4).normal(0, 1, (1, *SIZE, 3)).astype("float32")
     coarse, fine = _np(body(x, training=False)), _np(dense(x, training=False))
@@ -193,17 +194,15 @@ def test_vgg_through_the_dense_conversion(monkeypatch):
     assert segmenter_info(model)["taps"] == {"fc7": 32}
 
 
-def test_saved_and_loaded_as_keras(tmp_path):
-    model = build_segmenter(
-        "efficientnet_lite0", head="unet", num_classes=3, input_size=SIZE, weights=None, output_stride=16
-    )
+def test_saved_and_loaded_as_keras(lite_heads, tmp_path):
+    model = lite_heads["unet"]
     _randomise(model, "score")
     x = _pixels()
     model.save(tmp_path / "seg.keras")
     back = keras.saving.load_model(tmp_path / "seg.keras")
     np.testing.assert_array_equal(_np(back(x, training=False)), _np(model(x, training=False)))
     assert segmenter_info(back) == segmenter_info(model)
-    assert back.get_layer("dec8_up").get_config()["kernel_initializer"]["config"] == {"factor": 2}
+    assert back.get_layer("dec16_up").get_config()["kernel_initializer"]["config"] == {"factor": 2}
 
 
 def test_refusals_in_one_line():
@@ -223,3 +222,31 @@ def test_refusals_in_one_line():
     with pytest.raises(ModelError) as info:
         check_request("vgg16", "fcn8s", 3, None, 8)
     assert "\n" not in str(info.value)
+
+
+def test_a_valid_convolution_is_dilated_through_its_own_padding_or_refused():
+    """MobileNetV2 / Keras ResNet pad before a 'valid' strided conv: the pad becomes the dilated kernel's half."""
+    inp = keras.Input((64, 64, 3))
+    x = keras.layers.Conv2D(4, 3, strides=16, padding="same", name="c1")(inp)
+    x = keras.layers.ZeroPadding2D(((0, 1), (0, 1)), name="c2_pad")(x)
+    x = keras.layers.Conv2D(4, 3, strides=2, padding="valid", name="c2")(x)
+    x = keras.layers.Conv2D(4, 3, padding="same", name="c3")(x)
+    dense = dilate(keras.Model(inp, x), 16)
+    assert dense.get_layer("c2_pad").padding == ((1, 1), (1, 1)) and dense.get_layer("c2").strides == (1, 1)
+    assert dense.get_layer("c3").dilation_rate == (2, 2) and tuple(dense.output.shape[1:3]) == (4, 4)
+    y = keras.layers.Conv2D(4, 3, strides=2, padding="valid", name="c2")(keras.layers.Conv2D(4, 1, strides=16)(inp))
+    with pytest.raises(ModelError, match=r"toy: layer 'c2' is a 'valid' convolution without its own ZeroPadding2D"):
+        dilate(keras.Model(inp, y), 16, base="toy")
+    inner = keras.Sequential([keras.layers.Conv2D(4, 3, padding="same")], name="inner")
+    z = keras.layers.Conv2D(4, 3, strides=32, padding="same")(inner(inp))
+    with pytest.raises(ModelError, match="cannot dilate inside nested model 'inner'"):
+        dilate(keras.Model(inp, z), 16, base="toy")
+    # A stride-4 step from 8 to 32 keeps stride 2 for output stride 16: the next conv is dilated by 2.
+    a = keras.layers.Conv2D(4, 3, strides=8, padding="same")(inp)
+    b = keras.layers.Conv2D(4, 3, strides=4, padding="same", name="s4")(a)
+    c = keras.layers.Conv2D(4, 3, padding="same", name="after")(b)
+    part = dilate(keras.Model(inp, c), 16)
+    assert part.get_layer("s4").strides == (2, 2) and part.get_layer("after").dilation_rate == (2, 2)
+    t = keras.layers.Conv2DTranspose(4, 2, strides=2, name="up")(c)
+    with pytest.raises(ModelError, match="cannot dilate transposed convolution 'up'"):
+        dilate(keras.Model(inp, t), 16, base="toy")

@@ -2,10 +2,11 @@
 
 FCN (the paper's Sec. 4.2 and its reference ``voc-fcn*s/net.py``): a 1x1 score convolution on the
 top feature map (``score_fr``) and on each skip (``score_pool4`` at stride 16, ``score_pool3`` at
-stride 8), all zero-initialised as in the reference code, so FCN-16s and FCN-8s start as FCN-32s;
-each coarser score map is upsampled x2 by a transposed convolution initialised to bilinear
-interpolation and learned (:func:`tlkit.dense.upsample.bilinear_upsampling`), then summed with the
-skip's scores; the final upsampling to the input size is fixed bilinear interpolation
+stride 8), all zero-initialised as in the reference code, so at first FCN-16s and FCN-8s score with
+the top map alone, as FCN-32s does, but interpolated in steps (x2, x2, then x8: not the same numbers
+as one x32 bilinear step). Each coarser score map is upsampled x2 by a transposed convolution
+initialised to bilinear interpolation and learned (:func:`tlkit.dense.upsample.bilinear_upsampling`),
+then summed with the skip's scores; the final upsampling to the input size is fixed bilinear interpolation
 (``UpSampling2D(interpolation="bilinear")``: half-pixel centres, edges repeated, no C x C kernel).
 
 U-Net (Ronneberger et al. 2015), on a pretrained encoder: the top map reduced by a 1x1 conv, then

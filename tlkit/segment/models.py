@@ -110,10 +110,7 @@ def segmenter_info(model: Any) -> dict[str, Any]:
         raise ModelError(f"model {model.name!r} is not a tlkit segmenter (no score layers)")
     base = get_base(model)
     h, w = (int(v) for v in model.input_shape[1:3])
-    taps = {}
-    for t in base.outputs:
-        layer = t._keras_history[0] if hasattr(t, "_keras_history") else None
-        taps[getattr(layer, "name", str(t))] = h // int(t.shape[1])
+    taps = {name: h // int(t.shape[1]) for name, t in zip(base.output_names, base.outputs)}
     return {
         "base": model.name.removesuffix(f"_{head}"),
         "head": head,

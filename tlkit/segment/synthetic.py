@@ -7,9 +7,9 @@ later object hides an earlier one). Every object is cut out of a photo by a mask
 construction, so the label of every pixel is exact:
 
 * ``cat``: Chelsea's head and shoulders inside an ellipse; ``cup``: the coffee cup inside an ellipse;
-* ``rocket``: the rocket inside a polygon (nose cone on a body);
+* ``astronaut``: Eileen Collins inside a head-and-shoulders polygon;
 * ``coins``: a group of the coins photo's coins, the mask its thresholded foreground (Otsu, holes filled);
-* ``horse``: scikit-image's horse silhouette, filled with a brown-tinted photo texture;
+* ``horse``: scikit-image's horse silhouette, filled with the moon photo's surface tinted brown;
 * ``logo``: scikit-image's logo, the mask its non-white pixels (gaps and holes closed).
 
 Only the object's masked pixels are pasted (no blending), so an object's outline is its class's
@@ -29,7 +29,7 @@ import numpy as np
 
 from tlkit.errors import AlreadyExistsError
 
-CLASSES: list[str] = ["background", "cat", "cup", "rocket", "coins", "horse", "logo"]
+CLASSES: list[str] = ["background", "cat", "cup", "astronaut", "coins", "horse", "logo"]
 QUALITY = 92
 MAX_OBJECTS = 4
 OBJECT_SIDE = 160  # source objects are kept at most this many pixels high or wide
@@ -92,7 +92,7 @@ def _horse() -> tuple[np.ndarray, np.ndarray]:
     mask = ~np.asarray(data.horse(), bool)  # the horse is False on a True background
     ys, xs = np.nonzero(mask)
     mask = mask[ys.min() : ys.max() + 1, xs.min() : xs.max() + 1]
-    texture = _tint(_photo("camera")[100 : 100 + mask.shape[0], 50 : 50 + mask.shape[1]], (0.75, 0.5, 0.3))
+    texture = _tint(_photo("moon")[100 : 100 + mask.shape[0], 50 : 50 + mask.shape[1]], (0.8, 0.5, 0.28))
     return texture, mask
 
 
@@ -113,12 +113,13 @@ def objects() -> dict[int, tuple[np.ndarray, np.ndarray]]:
     """Class index -> (RGB uint8 [h, w, 3], mask bool [h, w]) of the object cut-outs (see the module doc)."""
     cat = _photo("chelsea")[20:290, 100:330]
     cup = _photo("coffee")[20:330, 120:470]
-    rocket = _photo("rocket")[40:427, 250:420]
-    nose = [(0.5, 0.0), (0.72, 0.22), (0.78, 1.0), (0.22, 1.0), (0.28, 0.22)]
+    astronaut = _photo("astronaut")[10:400, 20:370]
+    bust = [(0.45, 0.0), (0.75, 0.0), (0.84, 0.2), (0.82, 0.38), (0.9, 0.55), (1.0, 0.75), (1.0, 1.0)]
+    bust += [(0.0, 1.0), (0.05, 0.75), (0.2, 0.55), (0.36, 0.38), (0.36, 0.2)]
     out = {
         1: (cat, _ellipse(*cat.shape[:2])),
         2: (cup, _ellipse(*cup.shape[:2])),
-        3: (rocket, _polygon(*rocket.shape[:2], nose)),
+        3: (astronaut, _polygon(*astronaut.shape[:2], bust)),
         4: _coins(),
         5: _horse(),
         6: _logo(),
