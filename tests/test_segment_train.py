@@ -75,12 +75,18 @@ def test_history_keeps_the_mean_iou_columns_and_best_resumes_by_them(tmp_path: P
     assert state["next_epoch"] == 2
 
 
-def test_segmentation_runs_are_refused_by_the_classifier_export(tmp_path: Path):
+def test_segmentation_runs_are_refused_by_the_classifier_commands(tmp_path: Path):
     from tlkit.segment.export import refuse_segmentation_run
 
     (tmp_path / "config.json").write_text(json.dumps({"task": "segmentation", "data": "d", "base": "b"}))
     with pytest.raises(ConfigError, match="tlkit segment export"):
         refuse_segmentation_run(tmp_path)
+    from tlkit.finetune.evaluation_runs import load_run
+
+    (tmp_path / "labels.json").write_text('["background", "cat"]')
+    (tmp_path / "best.keras").write_bytes(b"not read: the run is refused first")
+    with pytest.raises(ConfigError, match="segmentation run: use tlkit segment"):
+        load_run(tmp_path)  # tlkit evaluate/predict/export of classifiers
     (tmp_path / "config.json").write_text(json.dumps({"data": "d", "base": "b"}))
     refuse_segmentation_run(tmp_path)  # a classification run: no refusal
 
