@@ -3,7 +3,8 @@ random weights, 3 seeds, scored on a held-out test split.
 
 Run: ``python benchmarks/bench_segment.py`` (8 configurations x 3 seeds); ``--quick`` for a smoke test
 (tiny data at 64 px, 1 seed, 1+1 epochs: figures mean nothing and go to ``results/segment.quick.json``
-unless ``--out``). ``--heads``/``--weights``/``--seeds`` narrow or widen the grid.
+unless ``--out``; 8 runs, about 17 minutes on a busy 2-core machine, mostly TensorFlow start-up and tracing).
+``--heads``/``--weights``/``--seeds`` narrow or widen the grid (``--quick --heads fcn8s --weights none``: one run).
 
 Everything goes through the installed ``tlkit`` command, as a user runs it (the CLI spelled in one place
 below, :data:`CLI` and the flag lists): ``tlkit segment sample-data`` writes the generated data once
