@@ -51,6 +51,8 @@ def test_the_command_lines_follow_the_segment_cli():
     assert argv[:2] == ["segment", "finetune"]
     flags = dict(zip(argv, argv[1:]))
     assert flags["--head"] == "unet" and flags["--weights"] == "none" and flags["--seed"] == "2"
+    assert flags["--unfreeze"] == "all"  # random weights: stage 2 trains the whole network
+    assert "--unfreeze" not in bs.finetune_argv(Path("D"), Path("R"), "n", "unet", "imagenet", 2, bs.QUICK)
     assert argv[argv.index("--input-size") + 1 : argv.index("--input-size") + 3] == ["64", "64"]
     assert bs.evaluate_argv(Path("R/n")) == ["segment", "evaluate", "R/n", "--split", "test", "--json"]
     assert bs.sample_data_argv(Path("D"), bs.FULL)[:3] == ["segment", "sample-data", "D"]
