@@ -44,7 +44,7 @@ def kept_epoch(history: Sequence[dict[str, Any]]) -> int | None:
     highest ``val_accuracy`` (``accuracy`` when there is no validation), as the run's recorder
     chooses it (a later epoch replaces the best only when strictly better); a multi-label run's
     ``val_pr_auc`` (``pr_auc``) when the history has it."""
-    for key in ("val_pr_auc", "pr_auc", "val_accuracy", "accuracy"):
+    for key in ("val_pr_auc", "pr_auc", "val_mean_iou", "mean_iou", "val_accuracy", "accuracy"):  # + segmentation
         values = [r.get(key) for r in history]
         scored = [(float(v), int(r["epoch"]) + 1) for v, r in zip(values, history) if v is not None and v == v]
         if scored:
@@ -70,8 +70,10 @@ def training_curves(
     epochs = [int(r["epoch"]) + 1 for r in history]
     kept = kept_epoch(history) if kept is None else int(kept)
     # A multi-label run (no accuracy) draws the PR AUC that chooses its checkpoint.
-    score = "pr_auc" if any(r.get("pr_auc") is not None for r in history) else "accuracy"
-    for ax, key, label in ((axes[0], "loss", "loss"), (axes[1], score, score.replace("pr_auc", "PR AUC"))):
+    # A segmentation run (tlkit.segment) draws its mean IoU.
+    score = next((k for k in ("pr_auc", "mean_iou") if any(r.get(k) is not None for r in history)), "accuracy")
+    shown = {"pr_auc": "PR AUC", "mean_iou": "mean IoU"}.get(score, score)
+    for ax, key, label in ((axes[0], "loss", "loss"), (axes[1], score, shown)):
         drawn = {}
         for prefix, style in (("", "-o"), ("val_", "-s")):
             values = [r.get(prefix + key) for r in history]

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from tlkit.errors import DataError, NotFoundError
+from tlkit.errors import ConfigError, DataError, NotFoundError
 from tlkit.finetune import run_files
 from tlkit.finetune.rundir import RunDir
 
@@ -33,6 +33,8 @@ def load_run(run_dir: str | Path) -> tuple[Any, list[str], dict]:
     else:
         raise NotFoundError(f"{run} has no labels.json or labels.txt")
     config = rd.read_json("config.json", {}) or {}
+    if isinstance(config, dict) and config.get("task") == "segmentation":  # tlkit.segment's runs have their own
+        raise ConfigError(f"{run} is a segmentation run: use tlkit segment evaluate, predict or export on it")
     model = rd.load_checkpoint(ckpt, compile=False)
     outputs = int(model.output_shape[-1])
     if outputs != len(labels):

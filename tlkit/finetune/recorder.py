@@ -23,6 +23,8 @@ from tlkit.finetune.rundir import BEST, HISTORY, LAST, RunDir
 HISTORY_FIELDS = ["epoch", "stage", "lr", "loss", "accuracy", "top5", "val_loss", "val_accuracy", "val_top5", "seconds"]
 # A multi-label run's columns (tlkit.finetune.multilabel), after the others; absent from a single-label history.
 MULTI_LABEL_FIELDS = ["f1", "pr_auc", "val_f1", "val_pr_auc"]
+# A segmentation run's columns (tlkit.segment), likewise.
+SEGMENT_FIELDS = ["mean_iou", "val_mean_iou"]
 
 
 def _fields(path: Path, row: dict | None = None) -> list[str]:
@@ -32,7 +34,7 @@ def _fields(path: Path, row: dict | None = None) -> list[str]:
             header = next(csv.reader(f), None)
         if header:
             return header
-    extra = [k for k in MULTI_LABEL_FIELDS if row and row.get(k) is not None]
+    extra = [k for k in MULTI_LABEL_FIELDS + SEGMENT_FIELDS if row and row.get(k) is not None]
     return HISTORY_FIELDS + extra
 
 
@@ -102,7 +104,7 @@ class RunRecorder(keras.callbacks.Callback):
                 save_checkpoint(ckpt, self.run_dir / BEST)
         lr = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
         row = {"epoch": epoch, "stage": self.stage, "lr": lr, "seconds": round(time.time() - self._t0, 3)}
-        row.update({k: float(logs[k]) for k in HISTORY_FIELDS + MULTI_LABEL_FIELDS if k in logs})
+        row.update({k: float(logs[k]) for k in HISTORY_FIELDS + MULTI_LABEL_FIELDS + SEGMENT_FIELDS if k in logs})
         append_history(self.run_dir / HISTORY, row)
         # last.keras just before the state: a kill between the two leaves last.keras an epoch ahead of
         # the state, which a resume cannot replay exactly; a kill before it replays the epoch exactly.

@@ -264,7 +264,8 @@ def _best_epoch(run: Path, state: dict) -> tuple[int, int] | None:
             rows = list(csv.DictReader(f))
     except OSError:
         return None
-    for key in ("val_pr_auc", "pr_auc", "val_accuracy", "accuracy"):  # multi-label runs keep by PR AUC
+    # Multi-label runs keep by PR AUC, segmentation runs (tlkit.segment) by mean IoU.
+    for key in ("val_pr_auc", "pr_auc", "val_mean_iou", "mean_iou", "val_accuracy", "accuracy"):
         for r in rows:
             try:
                 if r.get(key) and float(r[key]) == float(best) and int(r["epoch"]) < int(state["next_epoch"]):

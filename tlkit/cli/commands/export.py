@@ -185,6 +185,10 @@ def _check_sources(args: argparse.Namespace) -> None:
 
     if args.run_dir and not Path(args.run_dir).is_dir():
         raise NotFoundError(f"run directory {args.run_dir} does not exist (a folder made by `tlkit finetune`)")
+    if args.run_dir and "://" not in args.run_dir:
+        from tlkit.segment.export import refuse_segmentation_run
+
+        refuse_segmentation_run(args.run_dir)  # its export (mask and scores out) is `tlkit segment export`
     if args.calibration_data and not Path(args.calibration_data).is_dir():
         raise NotFoundError(f"--calibration-data {args.calibration_data} is not a folder (give a folder of images)")
 

@@ -17,14 +17,22 @@ ORDER = 40
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    """One flag per :class:`~tlkit.finetune.config.FinetuneConfig` field, then how this command runs.
+    """One flag per :class:`~tlkit.finetune.config.FinetuneConfig` field, then how this command runs."""
+    from tlkit.finetune.config import cli_fields
+
+    add_config_flags(p, cli_fields())
+    _add_run_flags(p)
+
+
+def add_config_flags(p: argparse.ArgumentParser, fields: list) -> None:
+    """One flag per config field (``_opt`` metadata; also ``tlkit segment finetune``'s).
 
     Config flags default to "not given" (absent from the namespace): the dataclass fills in its
     own defaults, and ``--help`` shows them as the dataclass states them.
     """
-    from tlkit.finetune.config import cli_fields, default_text, option_name
+    from tlkit.finetune.config import default_text, option_name
 
-    for f in cli_fields():
+    for f in fields:
         m = f.metadata
         shown = default_text(f)
         help_text = (m["help"] + (f" (default: {shown})" if shown is not None else "")).replace("%", "%%")
@@ -58,6 +66,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                 default=argparse.SUPPRESS,
                 help=f"no {option_name(f)}: sets it to none",
             )
+
+
+def _add_run_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--workers",
         type=positive_int,
@@ -85,12 +96,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quiet", action="store_true")
 
 
-def config_values(args: argparse.Namespace) -> dict:
+def config_values(args: argparse.Namespace, fields: list | None = None) -> dict:
     """The config fields the command line gave (``none`` words and ``--no-X`` switches applied)."""
     from tlkit.finetune.config import cli_fields
 
     given: dict = {}
-    for f in cli_fields():
+    for f in cli_fields() if fields is None else fields:
         if hasattr(args, f.name):
             value = getattr(args, f.name)
             if f.metadata.get("none_word") and value == "none":
