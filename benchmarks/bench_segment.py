@@ -3,19 +3,20 @@ random weights, 3 seeds, scored on a held-out test split.
 
 Run: ``python benchmarks/bench_segment.py`` (8 configurations x 3 seeds); ``--quick`` for a smoke test
 (tiny data at 64 px, 1 seed, 1+1 epochs: figures mean nothing and go to ``results/segment.quick.json``
-unless ``--out``). ``--heads``/``--weights``/``--seeds`` narrow or widen the grid.
+unless ``--out``; 8 runs, about 17 minutes on a busy 2-core machine, mostly TensorFlow start-up and tracing).
+``--heads``/``--weights``/``--seeds`` narrow or widen the grid (``--quick --heads fcn8s --weights none``: one run).
 
-Everything goes through the installed ``tlkit`` command, as a user runs it (the CLI spelled in one place
-below, :data:`CLI` and the flag lists): ``tlkit segment sample-data`` writes the generated data once
-(objects cut from scikit-image's photos pasted on others; train/val/test, fixed seed 0), then per
-configuration and seed ``tlkit segment finetune --base efficientnet_lite0 --head H --weights W --seed S``
-(stage 1: the decoder on the frozen base; stage 2: the base's top blocks too; best checkpoint by val mean
-IoU) and ``tlkit segment evaluate RUN --split test --json``. Figures per run, on the test split: mean IoU,
+Everything goes through the installed ``tlkit`` command, as a user runs it (the CLI spelled in one place below,
+:data:`CLI` and the flag lists): ``tlkit segment sample-data`` writes the generated data once (objects cut from
+scikit-image's photos pasted on others; train/val/test, fixed seed 0), then per configuration and seed ``tlkit
+segment finetune --base efficientnet_lite0 --head H --weights W --seed S`` (stage 1: the decoder on the frozen base;
+stage 2: the base's top blocks too, the whole network with random weights, :data:`WEIGHTS_FLAGS`; best checkpoint by
+val mean IoU) and ``tlkit segment evaluate RUN --split test --json``. Figures per run, on the test split: mean IoU,
 pixel accuracy, and the mean IoU and pixel accuracy in the 3 px band along the truth's class boundaries
-(``tlkit.segment.metrics.boundary_band``). The seed is tlkit's ``--seed`` (initialisation,
-augmentation, shuffling); the data are the same for every run. Runs are interleaved (seed outer,
-configuration inner) so a drift in the machine's speed spreads over every configuration. A flag that
-``tlkit segment finetune --help`` lacks makes the configuration ``n/a`` (not run).
+(``tlkit.segment.metrics.boundary_band``). The seed is tlkit's ``--seed`` (initialisation, augmentation, shuffling);
+the data are the same for every run. Runs are interleaved (seed outer, configuration inner) so a drift in the
+machine's speed spreads over every configuration. A flag that ``tlkit segment finetune --help`` lacks makes the
+configuration ``n/a`` (not run).
 
 Verdicts, bench_recipes' rule (its ``verdict``): **wins** when the worst seed beats the reference's best
 seed, **loses** when the best seed is below the reference's worst, else **within spread** (the ranges
@@ -54,6 +55,10 @@ WEIGHTS = ("imagenet", "none")
 SEEDS = (0, 1, 2)
 DATA_SEED = 0
 COMMON = ["--base", BASE, "--batch-size", "8", "--lr", "1e-3"]
+# Flags added per initialisation. Random weights: stage 2 trains the whole network (``--unfreeze all``); with the
+# default (top 2 blocks) most of a random base would stay frozen at its random values, a strawman, not training
+# from scratch.
+WEIGHTS_FLAGS = {"imagenet": [], "none": ["--unfreeze", "all"]}
 FULL = {"data": {"train": 120, "val": 30, "test": 30, "size": 128}, "input": 128, "epochs": 5, "finetune_epochs": 5}
 QUICK = {"data": {"train": 16, "val": 8, "test": 8, "size": 64}, "input": 64, "epochs": 1, "finetune_epochs": 1}
 FIGURES = ("mean_iou", "pixel_accuracy", "boundary_iou", "boundary_accuracy")
@@ -72,7 +77,7 @@ def sample_data_argv(out: Path, sizes: dict[str, Any]) -> list[str]:
 def finetune_argv(data: Path, runs: Path, name: str, head: str, weights: str, seed: int, sizes: dict) -> list[str]:
     side = str(sizes["input"])
     return [
-        *CLI["finetune"], "--data", str(data), *COMMON, "--head", head, "--weights", weights,
+        *CLI["finetune"], "--data", str(data), *COMMON, "--head", head, "--weights", weights, *WEIGHTS_FLAGS[weights],
         "--input-size", side, side, "--epochs", str(sizes["epochs"]), "--finetune-epochs",
         str(sizes["finetune_epochs"]), "--seed", str(seed), "--runs-dir", str(runs), "--name", name,
         "--force", "--quiet",
@@ -230,6 +235,7 @@ def main(argv: list[str] | None = None) -> int:
         "quick": bool(args.quick),
         "machine": machine(),
         "common_flags": COMMON,
+        "weights_flags": WEIGHTS_FLAGS,
         "data": {**sizes["data"], "seed": DATA_SEED},
         "input_size": [sizes["input"], sizes["input"]],
         "epochs": [sizes["epochs"], sizes["finetune_epochs"]],
