@@ -2,16 +2,17 @@
 random weights, 3 seeds, scored on a held-out test split.
 
 Run: ``python benchmarks/bench_segment.py`` (8 configurations x 3 seeds); ``--quick`` for a smoke test
-(tiny data at 64 px, 1 seed, 1+1 epochs: figures mean nothing and go to ``results/segment.quick.json``
-unless ``--out``; 8 runs, about 17 minutes on a busy 2-core machine, mostly TensorFlow start-up and tracing).
+(tiny data at 64 px, 1 seed, 1+1 epochs, random weights 0+2: figures mean nothing, written to
+``results/segment.quick.json`` unless ``--out``; 8 runs, about 17 minutes on a busy 2-core machine, mostly
+TensorFlow start-up and tracing).
 ``--heads``/``--weights``/``--seeds`` narrow or widen the grid (``--quick --heads fcn8s --weights none``: one run).
 
 Everything goes through the installed ``tlkit`` command, as a user runs it (the CLI spelled in one place below,
 :data:`CLI` and the flag lists): ``tlkit segment sample-data`` writes the generated data once (objects cut from
 scikit-image's photos pasted on others; train/val/test, fixed seed 0), then per configuration and seed ``tlkit
-segment finetune --base efficientnet_lite0 --head H --weights W --seed S`` (stage 1: the decoder on the frozen base;
-stage 2: the base's top blocks too, the whole network with random weights, :data:`WEIGHTS_FLAGS`; best checkpoint by
-val mean IoU) and ``tlkit segment evaluate RUN --split test --json``. Figures per run, on the test split: mean IoU,
+segment finetune --base efficientnet_lite0 --head H --weights W --seed S`` (ImageNet: 4 epochs of the decoder on the frozen
+base, then 8 of the whole network at lr / 10; random weights: 12 epochs of the whole network at the full lr, see
+:data:`WEIGHTS_FLAGS`; best checkpoint by val mean IoU) and ``tlkit segment evaluate RUN --split test --json``. Figures per run, on the test split: mean IoU,
 pixel accuracy, and the mean IoU and pixel accuracy in the 3 px band along the truth's class boundaries
 (``tlkit.segment.metrics.boundary_band``). The seed is tlkit's ``--seed`` (initialisation, augmentation, shuffling);
 the data are the same for every run. Runs are interleaved (seed outer, configuration inner) so a drift in the
@@ -54,13 +55,18 @@ HEADS = ("fcn32s", "fcn16s", "fcn8s", "unet")
 WEIGHTS = ("imagenet", "none")
 SEEDS = (0, 1, 2)
 DATA_SEED = 0
-COMMON = ["--base", BASE, "--batch-size", "8", "--lr", "1e-3"]
-# Flags added per initialisation. Random weights: stage 2 trains the whole network (``--unfreeze all``); with the
-# default (top 2 blocks) most of a random base would stay frozen at its random values, a strawman, not training
-# from scratch.
-WEIGHTS_FLAGS = {"imagenet": [], "none": ["--unfreeze", "all"]}
-FULL = {"data": {"train": 120, "val": 30, "test": 30, "size": 128}, "input": 128, "epochs": 5, "finetune_epochs": 5}
-QUICK = {"data": {"train": 16, "val": 8, "test": 8, "size": 64}, "input": 64, "epochs": 1, "finetune_epochs": 1}
+COMMON = ["--base", BASE, "--batch-size", "8", "--lr", "3e-3", "--unfreeze", "all"]
+# Flags added per initialisation; both train the whole network for the same number of epochs. ImageNet weights:
+# stage 1 the decoder on the frozen base, stage 2 everything at lr / 10 (tlkit's staged finetuning). Random weights:
+# no stage 1 (a frozen random base is no feature extractor) and the whole network at the full lr from the first
+# epoch. BatchNorm stays in inference mode in both (tlkit's default): trained on batch statistics, a random base's
+# moving averages (momentum 0.99) lag far behind after ~180 steps and validation collapses to all-background.
+WEIGHTS_FLAGS = {"imagenet": [], "none": ["--finetune-lr", "3e-3"]}
+# Epochs per stage (stage 1, stage 2) for each initialisation: the same total.
+FULL = {"data": {"train": 120, "val": 30, "test": 30, "size": 128}, "input": 128,
+        "epochs": {"imagenet": (4, 8), "none": (0, 12)}}  # fmt: skip
+QUICK = {"data": {"train": 16, "val": 8, "test": 8, "size": 64}, "input": 64,
+         "epochs": {"imagenet": (1, 1), "none": (0, 2)}}  # fmt: skip
 FIGURES = ("mean_iou", "pixel_accuracy", "boundary_iou", "boundary_accuracy")
 REFERENCE_HEAD = "fcn32s"
 TIMEOUT = 3600
@@ -78,8 +84,8 @@ def finetune_argv(data: Path, runs: Path, name: str, head: str, weights: str, se
     side = str(sizes["input"])
     return [
         *CLI["finetune"], "--data", str(data), *COMMON, "--head", head, "--weights", weights, *WEIGHTS_FLAGS[weights],
-        "--input-size", side, side, "--epochs", str(sizes["epochs"]), "--finetune-epochs",
-        str(sizes["finetune_epochs"]), "--seed", str(seed), "--runs-dir", str(runs), "--name", name,
+        "--input-size", side, side, "--epochs", str(sizes["epochs"][weights][0]), "--finetune-epochs",
+        str(sizes["epochs"][weights][1]), "--seed", str(seed), "--runs-dir", str(runs), "--name", name,
         "--force", "--quiet",
     ]  # fmt: skip
 
@@ -238,7 +244,7 @@ def main(argv: list[str] | None = None) -> int:
         "weights_flags": WEIGHTS_FLAGS,
         "data": {**sizes["data"], "seed": DATA_SEED},
         "input_size": [sizes["input"], sizes["input"]],
-        "epochs": [sizes["epochs"], sizes["finetune_epochs"]],
+        "epochs": {w: list(e) for w, e in sizes["epochs"].items()},
         "seeds": list(args.seeds),
         "boundary_band": "3 px on each side of the truth's class boundaries",
         "verdict_rule": "wins: worst seed above the best seed of the reference; loses: best seed below its worst",

@@ -51,8 +51,11 @@ def test_the_command_lines_follow_the_segment_cli():
     assert argv[:2] == ["segment", "finetune"]
     flags = dict(zip(argv, argv[1:]))
     assert flags["--head"] == "unet" and flags["--weights"] == "none" and flags["--seed"] == "2"
-    assert flags["--unfreeze"] == "all"  # random weights: stage 2 trains the whole network
-    assert "--unfreeze" not in bs.finetune_argv(Path("D"), Path("R"), "n", "unet", "imagenet", 2, bs.QUICK)
+    # Random weights: no stage 1, the whole network at the full lr from the first epoch.
+    assert (flags["--unfreeze"], flags["--epochs"], flags["--finetune-lr"]) == ("all", "0", flags["--lr"])
+    pretrained = bs.finetune_argv(Path("D"), Path("R"), "n", "unet", "imagenet", 2, bs.QUICK)
+    p_flags = dict(zip(pretrained, pretrained[1:]))
+    assert (p_flags["--unfreeze"], p_flags["--epochs"], "--finetune-lr" in p_flags) == ("all", "1", False)
     assert argv[argv.index("--input-size") + 1 : argv.index("--input-size") + 3] == ["64", "64"]
     assert bs.evaluate_argv(Path("R/n")) == ["segment", "evaluate", "R/n", "--split", "test", "--json"]
     assert bs.sample_data_argv(Path("D"), bs.FULL)[:3] == ["segment", "sample-data", "D"]
@@ -64,6 +67,8 @@ def test_tlkits_own_parser_accepts_every_command_line_the_bench_runs():
     parser = build_parser()
     for weights in bs.WEIGHTS:
         args = parser.parse_args(bs.finetune_argv(Path("D"), Path("R"), "n", "fcn8s", weights, 1, bs.FULL))
-        assert (args.head, args.weights, args.seed, args.epochs) == ("fcn8s", weights, 1, 5)
+        assert (args.head, args.weights, args.seed) == ("fcn8s", weights, 1)
+        # the same total of epochs for both initialisations
+        assert args.epochs + args.finetune_epochs == sum(bs.FULL["epochs"]["imagenet"])
     assert parser.parse_args(bs.evaluate_argv(Path("R/n"))).split == "test"
     assert parser.parse_args(bs.sample_data_argv(Path("D"), bs.QUICK)).train == 16
