@@ -10,14 +10,14 @@ TensorFlow start-up and tracing).
 Everything goes through the installed ``tlkit`` command, as a user runs it (the CLI spelled in one place below,
 :data:`CLI` and the flag lists): ``tlkit segment sample-data`` writes the generated data once (objects cut from
 scikit-image's photos pasted on others; train/val/test, fixed seed 0), then per configuration and seed ``tlkit
-segment finetune --base efficientnet_lite0 --head H --weights W --seed S`` (ImageNet: 4 epochs of the decoder on the frozen
-base, then 8 of the whole network at lr / 10; random weights: 12 epochs of the whole network at the full lr, see
-:data:`WEIGHTS_FLAGS`; best checkpoint by val mean IoU) and ``tlkit segment evaluate RUN --split test --json``. Figures per run, on the test split: mean IoU,
-pixel accuracy, and the mean IoU and pixel accuracy in the 3 px band along the truth's class boundaries
-(``tlkit.segment.metrics.boundary_band``). The seed is tlkit's ``--seed`` (initialisation, augmentation, shuffling);
-the data are the same for every run. Runs are interleaved (seed outer, configuration inner) so a drift in the
-machine's speed spreads over every configuration. A flag that ``tlkit segment finetune --help`` lacks makes the
-configuration ``n/a`` (not run).
+segment finetune --base efficientnet_lite0 --head H --weights W --seed S`` (ImageNet: 4 epochs of the decoder on the
+frozen base, then 8 of the whole network at lr / 10; random weights: 12 epochs of the whole network at the full lr,
+see :data:`WEIGHTS_FLAGS`; best checkpoint by val mean IoU) and ``tlkit segment evaluate RUN --split test --json``.
+Figures per run, on the test split: mean IoU, pixel accuracy, and the mean IoU and pixel accuracy in the 3 px band
+along the truth's class boundaries (``tlkit.segment.metrics.boundary_band``). The seed is tlkit's ``--seed``
+(initialisation, augmentation, shuffling); the data are the same for every run. Runs are interleaved (seed outer,
+configuration inner) so a drift in the machine's speed spreads over every configuration. A flag that ``tlkit segment
+finetune --help`` lacks makes the configuration ``n/a`` (not run).
 
 Verdicts, bench_recipes' rule (its ``verdict``): **wins** when the worst seed beats the reference's best
 seed, **loses** when the best seed is below the reference's worst, else **within spread** (the ranges
