@@ -18,33 +18,10 @@ import numpy as np
 
 from tlkit._io import atomic_path
 from tlkit.segment import metrics
+from tlkit.segment.masks import palette
 
 IGNORE = metrics.IGNORE
 IGNORE_NAME = "ignore (255)"
-
-
-def _voc_palette(n: int) -> np.ndarray:
-    """The PASCAL VOC colour map, uint8 [n, 3]: the bits of i interleaved over R, G, B (0 black, 255 VOC's void)."""
-    out = np.zeros((n, 3), np.uint8)
-    for i in range(n):
-        c, r, g, b = i, 0, 0, 0
-        for j in range(8):
-            r |= ((c >> 0) & 1) << (7 - j)
-            g |= ((c >> 1) & 1) << (7 - j)
-            b |= ((c >> 2) & 1) << (7 - j)
-            c >>= 3
-        out[i] = (r, g, b)
-    return out
-
-
-def palette(n: int = 256) -> np.ndarray:
-    """The data module's :func:`tlkit.segment.masks.palette` when present (one colour map for files and
-    pictures), else the same map computed here."""
-    try:
-        from tlkit.segment.masks import palette as masks_palette
-    except ImportError:
-        return _voc_palette(n)
-    return masks_palette(n)
 
 
 def _mask(mask: Any, n_classes: int) -> np.ndarray:
