@@ -128,13 +128,7 @@ def _prepare(
                 f"base); start the run without --resume"
             )
         saved = run.read_config()
-        for field in must_match:
-            given, made = getattr(cfg, field), saved.get(field)
-            if made is not None and not (same_data(given, made) if field == "data" else given == made):
-                raise RunDirError(
-                    f"--resume: {run.path} was made with --{field} {made}, not --{field} {given}; "
-                    f"resume with --{field} {made}, or start a new run with another --name"
-                )
+        run_files.check_saved_config(run.path, saved, cfg, must_match)
         saved["input_size"] = tuple(saved["input_size"]) if saved.get("input_size") else None
         known = {f.name for f in dataclasses.fields(FinetuneConfig)}
         # The saved config, where the run is now (the runs folder may have moved).
@@ -154,11 +148,7 @@ def _prepare(
         if state.get("done"):
             plan = "done"
         else:
-            # Damage is found now, before any data is read or any epoch trained.
-            run_files.check_labels(run.path)
-            run_files.check_history(run.path, state)
-            if (run / rd.BEST).is_file():  # read only at the end: checked now, not after the epochs
-                run_files.check_checkpoint(run / rd.BEST, run_files.BEST_FIX)
+            run_files.check_resumable(run.path, state)
     return cfg, run, plan
 
 

@@ -329,3 +329,27 @@ def load_resume_checkpoint(
         + ("" if fallback is not None or not (run / BEST).is_file() else f"; {BEST}'s epoch is not in history.csv"),
         f"{_RESTORE}, or start the run again with --force",
     )
+
+
+def check_saved_config(run: Path, saved: dict, given: Any, must_match: tuple[str, ...]) -> None:
+    """Refuse a resume whose flags ``must_match`` (fields of the config ``given``) differ from the saved run's."""
+    from tlkit.errors import RunDirError
+    from tlkit.finetune.config import same_data
+
+    for name in must_match:
+        now, made = getattr(given, name), saved.get(name)
+        if made is not None and not (same_data(now, made) if name == "data" else now == made):
+            flag = f"--{name.replace('_', '-')}"
+            raise RunDirError(
+                f"--resume: {run} was made with {flag} {made}, not {flag} {now}; "
+                f"resume with {flag} {made}, or start a new run with another --name"
+            )
+
+
+def check_resumable(run: Path, state: dict) -> None:
+    """Find a resumed run's damage now, before any data is read or any epoch trained: its labels, its
+    history against ``state``, and ``best.keras`` (read only at the end, so checked here)."""
+    check_labels(run)
+    check_history(run, state)
+    if (run / BEST).is_file():
+        check_checkpoint(run / BEST, BEST_FIX)

@@ -26,7 +26,6 @@ from tlkit._signals import interrupts_noted
 from tlkit.errors import ConfigError, DataError, RunDirError
 from tlkit.finetune import run_files
 from tlkit.finetune import rundir as rd
-from tlkit.finetune.config import same_data
 from tlkit.finetune.rundir import RunDir
 from tlkit.finetune.runlog import Log
 from tlkit.segment.config import SegmentConfig, check_config, default_input_size
@@ -53,13 +52,7 @@ def prepare(
     saved = run.read_config()
     if saved.get("task") != SegmentConfig.task:
         raise RunDirError(f"cannot resume {run.path} with tlkit segment: it is a classification run (tlkit finetune)")
-    for name in must_match:
-        given, made = getattr(cfg, name), saved.get(name)
-        if made is not None and not (same_data(given, made) if name == "data" else given == made):
-            raise RunDirError(
-                f"--resume: {run.path} was made with --{name.replace('_', '-')} {made}, not {given}; "
-                f"resume with the run's, or start a new run with another --name"
-            )
+    run_files.check_saved_config(run.path, saved, cfg, must_match)
     saved["input_size"] = tuple(saved["input_size"]) if saved.get("input_size") else None
     known = {f.name for f in dataclasses.fields(SegmentConfig)}
     cfg = SegmentConfig(**{**{k: v for k, v in saved.items() if k in known}, "runs_dir": cfg.runs_dir})
@@ -68,11 +61,7 @@ def prepare(
     state = run.read_state()
     if state.get("done"):
         return cfg, run, "done"
-    # Damage is found now, before any data is read or any epoch trained.
-    run_files.check_labels(run.path)
-    run_files.check_history(run.path, state)
-    if (run / rd.BEST).is_file():
-        run_files.check_checkpoint(run / rd.BEST, run_files.BEST_FIX)
+    run_files.check_resumable(run.path, state)
     return cfg, run, plan
 
 
