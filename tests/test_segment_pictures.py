@@ -70,3 +70,20 @@ def test_confusion_and_examples_pictures_state_their_figures(tmp_path):
     assert title == [
         f"example 1: mean IoU {(0.5 + 192 / 224) / 2:.3f}", "example 2: mean IoU 1.000", "legend: background, bicycle"
     ]  # fmt: skip
+
+
+def test_examples_put_two_models_side_by_side_each_with_its_own_figure(tmp_path):
+    photo = np.full((16, 16, 3), 120.0, np.float32)
+    truth = np.zeros((16, 16), int)
+    truth[4:12, 4:12] = 2
+    coarse = np.zeros_like(truth)
+    coarse[4:12, 4:8] = 2  # half the square
+    path = tmp_path / "two.png"
+    pixels, title = _png(
+        P.examples_png([(photo, truth, coarse, truth)], CLASSES, path, names=("FCN-32s", "FCN-8s"), title="t")
+    )
+    half = f"{(0.5 + 192 / 224) / 2:.3f}"
+    assert title == ["t", f"example 1: FCN-32s mean IoU {half}, FCN-8s mean IoU 1.000", "legend: background, bicycle"]
+    assert pixels.shape[1] > pixels.shape[0]  # four panels in one row
+    with pytest.raises(ValueError, match="a name for each"):
+        P.examples_png([(photo, truth, coarse, truth)], CLASSES, path, names=("one",))

@@ -136,11 +136,18 @@ def confusion_png(conf: Any, classes: Sequence[str], path: str | os.PathLike, ti
 
 
 def examples_png(
-    rows: Sequence[tuple[Any, Any, Any]], classes: Sequence[str], path: str | os.PathLike, *, title: str = ""
+    rows: Sequence[tuple[Any, ...]],
+    classes: Sequence[str],
+    path: str | os.PathLike,
+    *,
+    title: str = "",
+    names: Sequence[str] = ("prediction",),
 ) -> Path:
-    """One row per example: photo | truth | prediction (colour masks), the prediction titled with that
-    image's mean IoU, and below them a legend of every class in any truth or prediction. The PNG's
-    ``Title`` text holds ``title``, one ``example i: mean IoU x`` line per row, and the legend's names."""
+    """One row per example: photo | truth | prediction (colour masks), each prediction titled with that
+    image's mean IoU, and below them a legend of every class in any truth or prediction. A row may hold
+    several predictions (photo, truth, pred_1, ..., pred_k), one column each, headed by ``names``
+    (two models side by side). The PNG's ``Title`` text holds ``title``, one ``example i: mean IoU x``
+    line per row (``name mean IoU x`` per column when there are several), and the legend's names."""
     from matplotlib.patches import Patch
 
     from tlkit.plots import _pyplot, _save
@@ -148,32 +155,41 @@ def examples_png(
     if not rows:
         raise ValueError("no examples to draw")
     plt = _pyplot()
-    n = len(classes)
-    fig, axes = plt.subplots(len(rows), 3, figsize=(9, 3 * len(rows)), squeeze=False, layout="constrained")
+    n, k = len(classes), len(rows[0]) - 2
+    if k < 1 or len(names) != k or any(len(row) != k + 2 for row in rows):
+        raise ValueError(f"each row must be (photo, truth, {k} prediction(s)) with a name for each, got {len(names)}")
+    fig, axes = plt.subplots(
+        len(rows), 2 + k, figsize=(3 * (2 + k), 3 * len(rows)), squeeze=False, layout="constrained"
+    )
     present: set[int] = set()
     said = [title] if title else []
-    for r, (image, truth, pred) in enumerate(rows):
-        t, p = _mask(truth, n), _mask(pred, n)
-        if t.shape != p.shape or np.shape(image)[:2] != t.shape:
-            raise ValueError(f"example {r}: photo {np.shape(image)}, truth {t.shape}, prediction {p.shape} differ")
-        p_scored = np.where(p == IGNORE, 0, p)
-        miou = metrics.scores(metrics.confusion(t, p_scored, n), classes)["mean_iou"]
-        said.append(f"example {r + 1}: mean IoU {'n/a' if miou is None else f'{miou:.3f}'}")
-        present |= set(np.unique(t).tolist()) | set(np.unique(p).tolist())
-        photo = np.clip(np.asarray(image, dtype=np.float64), 0, 255).astype(np.uint8)
-        for ax, shown, head in (
-            (axes[r, 0], photo, "photo"),
-            (axes[r, 1], colour_mask(t, n), "truth"),
-            (axes[r, 2], colour_mask(p, n), "prediction" + ("" if miou is None else f" (mean IoU {miou:.3f})")),
-        ):
+    for r, (image, truth, *preds) in enumerate(rows):
+        t = _mask(truth, n)
+        panels = [
+            (np.clip(np.asarray(image, dtype=np.float64), 0, 255).astype(np.uint8), "photo"),
+            (colour_mask(t, n), "truth"),
+        ]
+        figures = []
+        for name, pred in zip(names, preds):
+            p = _mask(pred, n)
+            if t.shape != p.shape or np.shape(image)[:2] != t.shape:
+                raise ValueError(f"example {r}: photo {np.shape(image)}, truth {t.shape}, prediction {p.shape} differ")
+            miou = metrics.scores(metrics.confusion(t, np.where(p == IGNORE, 0, p), n), classes)["mean_iou"]
+            shown = "n/a" if miou is None else f"{miou:.3f}"
+            figures.append(shown if k == 1 else f"{name} mean IoU {shown}")
+            panels.append((colour_mask(p, n), name + ("" if miou is None else f" (mean IoU {miou:.3f})")))
+            present |= set(np.unique(p).tolist())
+        said.append(f"example {r + 1}: " + ("mean IoU " + figures[0] if k == 1 else ", ".join(figures)))
+        present |= set(np.unique(t).tolist())
+        for ax, (shown, head) in zip(axes[r], panels):
             ax.imshow(shown, interpolation="nearest")
             ax.set_title(head, fontsize=9)
             ax.axis("off")
     colours = palette(256)
-    names = [(i, IGNORE_NAME if i == IGNORE else str(classes[i])) for i in sorted(present)]
-    handles = [Patch(facecolor=colours[i] / 255.0, edgecolor="black", lw=0.5, label=name) for i, name in names]
+    legend = [(i, IGNORE_NAME if i == IGNORE else str(classes[i])) for i in sorted(present)]
+    handles = [Patch(facecolor=colours[i] / 255.0, edgecolor="black", lw=0.5, label=name) for i, name in legend]
     fig.legend(handles=handles, loc="outside lower center", ncol=min(len(handles), 5), fontsize=8, frameon=False)
     if title:
         fig.suptitle(title)
-    said.append("legend: " + ", ".join(name for _, name in names))
+    said.append("legend: " + ", ".join(name for _, name in legend))
     return _save(fig, path, "\n".join(said))
