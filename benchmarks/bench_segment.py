@@ -217,6 +217,49 @@ def print_table(result: dict[str, Any]) -> None:
         print(f"{v['option']:18s} {v['reference']:18s} {v['figure']:14s} {diff:>10s}  {v['verdict']}")
 
 
+SHOWN = {"fcn32s": "FCN-32s", "fcn16s": "FCN-16s", "fcn8s": "FCN-8s", "unet": "U-Net"}
+
+
+def _cell(fig: dict[str, Any]) -> str:
+    return f"{fig['mean']:.3f} ({fig['min']:.3f}..{fig['max']:.3f})" if fig.get("n") else "-"
+
+
+def markdown(result: dict[str, Any]) -> str:
+    """The README's two tables, from a recorded result: figures per head and initialisation (mean and
+    range over seeds), then each head against FCN-32s and ImageNet against random weights (verdicts)."""
+    rows, verdicts = result["rows"], {(v["option"], v["reference"], v["figure"]): v for v in result["verdicts"]}
+
+    def said(option: str, reference: str, fig: str) -> str:
+        v = verdicts.get((option, reference, fig))
+        if v is None or "mean_difference" not in v:
+            return "-"
+        word = f"**{v['verdict']}**" if v["verdict"] in ("wins", "loses") else v["verdict"]
+        return f"{v['mean_difference']:+.3f}, {word}"
+
+    out = [
+        "| head | ImageNet: mean IoU | ImageNet: boundary IoU | ImageNet: pixel accuracy | random: mean IoU "
+        "| random: boundary IoU |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
+    for h, name in SHOWN.items():
+        a, b = rows.get(f"{h}/imagenet", {}), rows.get(f"{h}/none", {})
+        cells = [_cell(a.get(f, {})) for f in ("mean_iou", "boundary_iou", "pixel_accuracy")]
+        cells += [_cell(b.get(f, {})) for f in ("mean_iou", "boundary_iou")]
+        out.append(f"| {name} | " + " | ".join(cells) + " |")
+    out += [
+        "",
+        "| head (ImageNet) | boundary IoU vs FCN-32s | mean IoU vs FCN-32s | ImageNet vs random, mean IoU |",
+        "| --- | --- | --- | --- |",
+    ]
+    for h, name in SHOWN.items():
+        ref = f"{REFERENCE_HEAD}/imagenet"
+        vs32 = (
+            ["—", "—"] if h == REFERENCE_HEAD else [said(f"{h}/imagenet", ref, f) for f in ("boundary_iou", "mean_iou")]
+        )
+        out.append(f"| {name} | {vs32[0]} | {vs32[1]} | {said(f'{h}/imagenet', f'{h}/none', 'mean_iou')} |")
+    return "\n".join(out)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="smoke test: tiny data at 64 px, 1 seed, 1+1 epochs")
@@ -226,7 +269,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--jobs", type=int, default=2, help="runs at once (results do not depend on it)")
     ap.add_argument("--work", help="folder for the data and runs (default: a temporary folder, deleted)")
     ap.add_argument("--out", help="JSON to write (default: results/segment.json; --quick: results/segment.quick.json)")
+    ap.add_argument("--markdown", metavar="JSON", help="print the README's tables from a recorded result; run nothing")
     args = ap.parse_args(argv)
+    if args.markdown:
+        print(markdown(json.loads(Path(args.markdown).read_text())))
+        return 0
     sizes = QUICK if args.quick else FULL
     args.seeds = args.seeds if args.seeds is not None else ([0] if args.quick else list(SEEDS))
     out = Path(args.out) if args.out else RESULTS / ("segment.quick.json" if args.quick else "segment.json")
