@@ -274,3 +274,36 @@ def test_readme_recipes_table_is_the_recorded_benchmark():
         assert (row["fv"], row["mv"]) == (fine.get("verdict") or "—", multi.get("verdict") or "—"), shown
     timm = ["--label-smoothing", "0.1", "--mixup", "0.8", "--cutmix", "1.0"]
     assert tasks["fine"]["rows"]["timm"]["flags"][:6] == timm
+
+
+def test_readme_segmentation_tables_are_the_recorded_benchmark():
+    """The README's bench_segment tables are what ``bench_segment.py --markdown`` prints from the recorded
+    JSON, and the protocol the README states (3 seeds, 4 + 8 vs 0 + 12 epochs, 120/30/30 at 128 px) is the
+    recorded one."""
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import bench_segment
+
+    result = _json("segment.json")
+    assert not result["quick"] and result["seeds"] == [0, 1, 2]
+    assert result["epochs"] == {"imagenet": [4, 8], "none": [0, 12]}
+    assert (result["data"]["train"], result["data"]["val"], result["data"]["test"], result["input_size"]) == (
+        120, 30, 30, [128, 128]
+    )  # fmt: skip
+    assert all(len(row["runs"]) == 3 and row["status"] == "ran" for row in result["rows"].values())
+    assert bench_segment.markdown(result) in README.read_text(encoding="utf-8")
+
+
+WORDS = {3: "three", 4: "four", 5: "five", 6: "six"}
+
+
+def test_readme_memory_figures_are_the_recorded_benchmark():
+    """The estimate-to-peak ratios the README quotes are bench_memory's recorded ones."""
+    recorded = _json("memory.json")
+    onednn = [r for r in recorded["rows"] if r["kernels"] == "oneDNN"]
+    low, high = recorded["ratio_range_onednn"]
+    assert (low, high) == (min(r["ratio"] for r in onednn), max(r["ratio"] for r in onednn))
+    tiny = next(r for r in recorded["rows"] if r["kernels"] == "Eigen" and r["model"] == "cifar_example")
+    text = _text()
+    models = len({r["model"] for r in onednn})
+    assert f"the estimate is {low:.2f} to {high:.2f} times the measured peak over {WORDS[models]} models" in text
+    assert f"with Eigen kernels its peak is {1 / tiny['ratio']:.1f} times the estimate" in text
