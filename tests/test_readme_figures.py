@@ -127,6 +127,8 @@ def test_every_benchmark_result_the_readme_names_is_checked():
     named = set(re.findall(r"benchmarks/results/([\w.]+\.json)", README.read_text(encoding="utf-8")))
     checked = set(re.findall(r"benchmarks/results/([\w.]+)\\\.json", " ".join(q[1] for q in QUOTED)))
     checked.add("recipes")  # its table: test_readme_recipes_table_is_the_recorded_benchmark
+    checked.add("segment")  # its tables: test_readme_segmentation_tables_are_the_recorded_benchmark
+    checked.add("memory")  # its ratios: test_readme_memory_figures_are_the_recorded_benchmark
     assert named == {f"{n}.json" for n in checked}, (named, checked)
 
 
