@@ -57,6 +57,13 @@ def test_resume_with_force_and_resume_of_a_classification_run_are_refused(tmp_pa
     (run / "config.json").write_text(json.dumps({"data": "d", "base": "resnet18"}))
     with pytest.raises(RunDirError, match="classification run"):
         prepare(SegmentConfig(data="d", runs_dir=str(tmp_path), name="cls"), resume=True, force=False)
+    # and the other way round: tlkit finetune --resume on a segmentation run
+    from tlkit.finetune.config import FinetuneConfig
+    from tlkit.finetune.pipeline import check_before_start
+
+    (run / "config.json").write_text(json.dumps({"task": "segmentation", "data": "d", "base": "resnet18"}))
+    with pytest.raises(RunDirError, match="segmentation run"):
+        check_before_start(FinetuneConfig(data="d", runs_dir=str(tmp_path), name="cls"), resume=True)
 
 
 def test_default_run_name_holds_base_head_and_data(tmp_path: Path):

@@ -128,6 +128,8 @@ def _prepare(
                 f"base); start the run without --resume"
             )
         saved = run.read_config()
+        if saved.get("task") == "segmentation":
+            raise RunDirError(f"cannot resume {run.path} with tlkit finetune: it is a segmentation run (tlkit segment)")
         run_files.check_saved_config(run.path, saved, cfg, must_match)
         saved["input_size"] = tuple(saved["input_size"]) if saved.get("input_size") else None
         known = {f.name for f in dataclasses.fields(FinetuneConfig)}
