@@ -113,19 +113,27 @@ class ServingModule(tf.Module):
 
     def signatures(self) -> dict[str, Any]:
         """Trace both signatures and track the tf.Variables they capture."""
-        fns = {
-            SERVING_SIGNATURE: self.serve_bytes.get_concrete_function(),
-            PIXELS_SIGNATURE: self.serve_pixels.get_concrete_function(),
-        }
-        # Track the captured tf.Variables themselves, not the Keras wrappers around them: with
-        # the wrappers, TF2 loading works but TF1-style loading (saved_model_cli run, older
-        # TF Serving paths) restores no values ("Could not find variable ...").
-        seen: dict[int, Any] = {}
-        for fn in fns.values():
-            for v in fn.variables:
-                seen.setdefault(id(v), v)
-        self.model_variables = list(seen.values())
-        return fns
+        return traced_signatures(self)
+
+
+def traced_signatures(module: tf.Module) -> dict[str, Any]:
+    """``serving_default`` and ``predict_pixels`` of a module with ``serve_bytes`` / ``serve_pixels``
+    tf.functions, traced; the tf.Variables they capture become ``module.model_variables``.
+
+    The captured tf.Variables themselves are tracked, not the Keras wrappers around them: with the
+    wrappers, TF2 loading works but TF1-style loading (saved_model_cli run, older TF Serving paths)
+    restores no values ("Could not find variable ...").
+    """
+    fns = {
+        SERVING_SIGNATURE: module.serve_bytes.get_concrete_function(),
+        PIXELS_SIGNATURE: module.serve_pixels.get_concrete_function(),
+    }
+    seen: dict[int, Any] = {}
+    for fn in fns.values():
+        for v in fn.variables:
+            seen.setdefault(id(v), v)
+    module.model_variables = list(seen.values())
+    return fns
 
 
 class _Untracked:

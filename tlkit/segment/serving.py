@@ -17,10 +17,10 @@ from typing import Any
 
 import tensorflow as tf
 
+from tlkit.export.serving import SERVING_SIGNATURE, _Untracked, traced_signatures  # noqa: F401  (public here too)
 from tlkit.export.serving_decode import BYTES_INPUT, PREFIX, _decode_one, _text, decode_images
-from tlkit.export.verify import PIXELS_INPUT, PIXELS_SIGNATURE
+from tlkit.export.verify import PIXELS_INPUT
 
-SERVING_SIGNATURE = "serving_default"
 RESIZE = "plain"
 
 
@@ -85,18 +85,5 @@ class SegmentServing(tf.Module):
         return outputs_at(self._logits(pixels), self.size)
 
     def signatures(self) -> dict[str, Any]:
-        fns = {
-            SERVING_SIGNATURE: self.serve_bytes.get_concrete_function(),
-            PIXELS_SIGNATURE: self.serve_pixels.get_concrete_function(),
-        }
-        seen: dict[int, Any] = {}
-        for fn in fns.values():  # the tf.Variables themselves, as tlkit.export.serving tracks them
-            for v in fn.variables:
-                seen.setdefault(id(v), v)
-        self.model_variables = list(seen.values())
-        return fns
-
-
-class _Untracked:
-    def __init__(self, obj: Any) -> None:
-        self.obj = obj
+        """Trace both signatures and track the tf.Variables they capture (as the classifier's export)."""
+        return traced_signatures(self)
